@@ -1,0 +1,40 @@
+# The two commands of the README: `make run` and `make test`. Both install into .venv first.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+OUT ?= out/run
+# PATH carries the venv so kfp.local's subprocess tasks run with the same interpreter
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: install run test lint bench compile manifests clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+run: install
+	$(BIN)/mlengine run --out $(OUT)
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+
+bench: install
+	$(BIN)/python -m bench.run_all
+
+compile: install
+	$(BIN)/mlengine compile --out out/pipelines
+
+manifests: install
+	$(BIN)/mlengine manifests --out out/manifests
+
+clean:
+	rm -rf out .pytest_cache .ruff_cache

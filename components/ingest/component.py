@@ -1,0 +1,55 @@
+"""KFP wrapper of the ingest logic (components/ingest/logic.py); no logic lives here."""
+
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Markdown, Metrics, Output
+
+from mlengine.constants import PIPELINE_IMAGE
+
+
+@dsl.component(base_image=PIPELINE_IMAGE, install_kfp_package=False)
+def ingest(
+    data_uri: str,
+    spec_uri: str,
+    split_seed: int,
+    train_data: Output[Dataset],
+    eval_data: Output[Dataset],
+    test_data: Output[Dataset],
+    rejects: Output[Dataset],
+    statistics: Output[Artifact],
+    statistics_view: Output[Markdown],
+    metrics: Output[Metrics],
+) -> NamedTuple("IngestOutputs", rows_read=int, rows_rejected=int):
+    """Stream raw CSV (file, folder, glob or s3://), quarantine bad rows, split, write Parquet + statistics."""
+    import json
+    import sys
+    from collections import namedtuple
+    from pathlib import Path
+
+    from mlengine.components.ingest.logic import run_ingest
+    from mlengine.components.ingest.statistics import render_statistics_markdown
+    from mlengine.components.shared.featurespec import load_spec
+    from mlengine.constants import REJECTS_FILE, STATISTICS_FILE
+
+    spec = load_spec(spec_uri or None)
+    Path(rejects.path).mkdir(parents=True, exist_ok=True)
+    result = run_ingest(
+        data_uri,
+        spec,
+        {"train": train_data.path, "eval": eval_data.path, "test": test_data.path},
+        str(Path(rejects.path) / REJECTS_FILE),
+        statistics.path,
+        split_seed=split_seed,
+        progress=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    stats = json.loads((Path(statistics.path) / STATISTICS_FILE).read_text(encoding="utf-8"))
+    Path(statistics_view.path).write_text(render_statistics_markdown(stats, result), encoding="utf-8")
+    for split, rows in result.rows_per_split.items():
+        {"train": train_data, "eval": eval_data, "test": test_data}[split].metadata["rows"] = rows
+    rejects.metadata["rows"] = result.rows_rejected
+    statistics.metadata.update({"spec": spec.name, "source": data_uri})
+    metrics.log_metric("rows_read", result.rows_read)
+    metrics.log_metric("rows_rejected", result.rows_rejected)
+    outputs = namedtuple("IngestOutputs", ["rows_read", "rows_rejected"])
+    return outputs(result.rows_read, result.rows_rejected)

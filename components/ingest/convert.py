@@ -1,0 +1,244 @@
+"""Typing and validating the string cells of one column against its spec, vectorised.
+
+The fast path casts a whole column with pyarrow; only when that fails (an empty cell, a word, a
+space around a number) is the column re-parsed cell by cell in Python, and that slow path is
+the reference behaviour: a cell is stripped, ``float()`` / ``int()`` decide whether it is a
+number, and an int column accepts integral floats such as ``3.0``. Both paths agree, so
+whether a row is accepted never depends on which other rows share its chunk.
+
+Also here: the stable per-row hash that decides the split and the statistics sample.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from mlengine.components.shared.featurespec import Column
+from mlengine.errors import DataError
+
+ARROW_TYPES = {"float": pa.float64(), "int": pa.int64(), "string": pa.string()}
+_INT64_LIMIT = 2**63
+
+
+@dataclass
+class ParsedColumn:
+    """One column of a chunk, typed: values for every parsed row plus which rows are bad."""
+
+    values: Any  # np.ndarray (float64 / int64) or pa.StringArray
+    missing: np.ndarray  # bool: the cell was empty and the column default was used
+    bad: np.ndarray  # bool: this column rejects the row
+    reasons: dict[int, tuple[str, str]] = field(default_factory=dict)  # bad row -> (kind, message)
+
+
+def typed_default(col: Column, source: str) -> Any:
+    """The column default converted to the column type (None when the column has none)."""
+    if col.default is None:
+        return None
+    try:
+        if col.type == "float":
+            value = float(col.default)
+            if not math.isfinite(value):
+                raise ValueError
+            return value
+        if col.type == "int":
+            value = float(col.default)
+            if value != int(value):
+                raise ValueError
+            return int(value)
+        return str(col.default)
+    except (TypeError, ValueError):
+        raise DataError(f"{source}: column {col.name!r}: default {col.default!r} is not a valid {col.type}") from None
+
+
+def parse_column(col: Column, cells: pa.Array, default: Any) -> ParsedColumn:
+    """Type and check one column of string cells (see the module docstring)."""
+    if col.type == "string":
+        return _parse_strings(col, cells, default)
+    parsed = _parse_numbers(col, cells, default)
+    _check_numbers(col, cells, parsed)
+    return parsed
+
+
+def _label(col: Column) -> str:
+    return f"column {col.name!r}"
+
+
+def _cell(cells: pa.Array, index: int) -> str:
+    return cells[index].as_py().strip()
+
+
+def _parse_numbers(col: Column, cells: pa.Array, default: Any) -> ParsedColumn:
+    size = len(cells)
+    dtype = np.float64 if col.type == "float" else np.int64
+    try:
+        values = pc.cast(cells, ARROW_TYPES[col.type]).to_numpy(zero_copy_only=False)
+        return ParsedColumn(values=values, missing=np.zeros(size, bool), bad=np.zeros(size, bool))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    values = np.zeros(size, dtype=dtype)
+    missing = np.zeros(size, bool)
+    bad = np.zeros(size, bool)
+    reasons: dict[int, tuple[str, str]] = {}
+    name = _label(col)
+    for index, text in enumerate(cells.to_pylist()):
+        text = text.strip()
+        if not text:
+            missing[index] = True
+            continue
+        try:
+            number = int(text) if col.type == "int" else float(text)
+        except ValueError:
+            number = None
+        if number is None and col.type == "int":
+            try:
+                number = float(text)
+            except ValueError:
+                number = None
+            if number is not None and math.isfinite(number):
+                if number != int(number):
+                    bad[index] = True
+                    reasons[index] = (f"{name}: non-integer value",
+                                      f"{name}: non-integer value {text!r} in an int column")
+                    continue
+                number = int(number)
+            elif number is not None:  # NaN / inf in an int column: reported by _check_numbers
+                values[index] = 0
+                reasons[index] = _non_finite_reason(col, text, number)
+                bad[index] = True
+                continue
+        if number is None:
+            bad[index] = True
+            reasons[index] = (f"{name}: not a number", f"{name}: not a number: {text[:100]!r}")
+            continue
+        if col.type == "int" and not -_INT64_LIMIT <= number < _INT64_LIMIT:
+            bad[index] = True
+            reasons[index] = (f"{name}: outside int64", f"{name}: value {text[:100]} does not fit in int64")
+            continue
+        values[index] = number
+    if missing.any():
+        if default is not None:
+            values[missing] = default
+        else:
+            for index in np.flatnonzero(missing):
+                reasons[int(index)] = (f"{name}: missing value", f"{name}: missing value (empty cell, no default)")
+            bad |= missing
+            missing[:] = False
+    return ParsedColumn(values=values, missing=missing, bad=bad, reasons=reasons)
+
+
+def _non_finite_reason(col: Column, text: str, number: float) -> tuple[str, str]:
+    name = _label(col)
+    if math.isnan(number):
+        return f"{name}: NaN", f"{name}: NaN value {text!r}"
+    return f"{name}: infinite", f"{name}: infinite value {text!r}"
+
+
+def _check_numbers(col: Column, cells: pa.Array, parsed: ParsedColumn) -> None:
+    """Add NaN / inf / range / vocabulary problems to the rows not already bad."""
+    values = parsed.values
+    ok = ~parsed.bad
+    problems = np.zeros(len(values), bool)
+    if col.type == "float":
+        problems |= ok & ~np.isfinite(values)
+    if col.range is not None:
+        low, high = col.range
+        with np.errstate(invalid="ignore"):
+            problems |= ok & ((values < low) | (values > high))
+    if col.vocabulary is not None:
+        problems |= ok & ~np.isin(values, np.asarray(col.vocabulary, dtype=values.dtype))
+    if not problems.any():
+        return
+    name = _label(col)
+    for index in np.flatnonzero(problems):
+        index = int(index)
+        value = values[index]
+        text = _cell(cells, index) or repr(value.item())
+        if col.type == "float" and not math.isfinite(value):
+            parsed.reasons[index] = _non_finite_reason(col, text, float(value))
+        elif col.range is not None and not col.range[0] <= value <= col.range[1]:
+            parsed.reasons[index] = (f"{name}: outside range",
+                                     f"{name}: value {text} outside [{col.range[0]}, {col.range[1]}]")
+        else:
+            parsed.reasons[index] = (f"{name}: not in vocabulary", f"{name}: value {text} is not in the vocabulary")
+    parsed.bad |= problems
+
+
+def _parse_strings(col: Column, cells: pa.Array, default: Any) -> ParsedColumn:
+    size = len(cells)
+    values = pc.utf8_trim_whitespace(cells)
+    empty = pc.equal(pc.binary_length(values), 0).to_numpy(zero_copy_only=False)
+    missing = np.zeros(size, bool)
+    bad = np.zeros(size, bool)
+    reasons: dict[int, tuple[str, str]] = {}
+    name = _label(col)
+    if empty.any():
+        if default is not None:
+            values = pc.if_else(pa.array(empty), pa.scalar(default, pa.string()), values)
+            missing = empty
+        else:
+            bad |= empty
+            for index in np.flatnonzero(empty):
+                reasons[int(index)] = (f"{name}: missing value", f"{name}: missing value (empty cell, no default)")
+    if col.vocabulary is not None:
+        known = pc.is_in(values, value_set=pa.array(col.vocabulary, pa.string())).to_numpy(zero_copy_only=False)
+        unknown = ~known & ~bad
+        for index in np.flatnonzero(unknown):
+            text = values[int(index)].as_py()
+            reasons[int(index)] = (f"{name}: not in vocabulary",
+                                   f"{name}: value {text[:100]!r} is not in the vocabulary")
+        bad |= unknown
+    return ParsedColumn(values=values, missing=missing, bad=bad, reasons=reasons)
+
+
+# --- stable row hashing ---------------------------------------------------------------------------
+_GOLDEN_INT = 0x9E3779B97F4A7C15
+_GOLDEN = np.uint64(_GOLDEN_INT)
+_MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX_2 = np.uint64(0x94D049BB133111EB)
+SAMPLE_SALT = np.uint64(0x5DEECE66D2545F49)
+
+
+def mix64(values: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser, vectorised (uint64 arithmetic wraps, as intended)."""
+    x = values.astype(np.uint64, copy=True)
+    x ^= x >> np.uint64(30)
+    x *= _MIX_1
+    x ^= x >> np.uint64(27)
+    x *= _MIX_2
+    x ^= x >> np.uint64(31)
+    return x
+
+
+def _column_bits(values: Any) -> np.ndarray:
+    """A uint64 per row that identifies the typed value (independent of the chunk it is in)."""
+    if isinstance(values, np.ndarray):
+        if values.dtype == np.float64:
+            return (values + 0.0).view(np.uint64)  # + 0.0 turns -0.0 into 0.0
+        return values.astype(np.int64, copy=False).view(np.uint64)
+    encoded = values.dictionary_encode()
+    digests = [hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
+               for text in encoded.dictionary.to_pylist()]
+    table = np.frombuffer(b"".join(digests), dtype="<u8") if digests else np.zeros(0, np.uint64)
+    return table[encoded.indices.to_numpy(zero_copy_only=False)]
+
+
+def row_hashes(columns: list[Any], seed: int) -> np.ndarray:
+    """A stable 64-bit hash per row of the typed values, in column order, salted with ``seed``."""
+    size = len(columns[0]) if columns else 0
+    hashes = mix64(np.full(size, np.uint64(seed % 2**64) ^ _GOLDEN, dtype=np.uint64))
+    for position, values in enumerate(columns):
+        bits = _column_bits(values) ^ np.uint64((position + 1) * _GOLDEN_INT % 2**64)
+        hashes = mix64(hashes ^ mix64(bits))
+    return hashes
+
+
+def unit_interval(hashes: np.ndarray) -> np.ndarray:
+    """Map hashes to floats uniform in [0, 1) (the top 53 bits)."""
+    return (hashes >> np.uint64(11)).astype(np.float64) * (1.0 / 2**53)

@@ -1,0 +1,296 @@
+"""Streamed, bounded-memory statistics of the ingested rows (what the skew monitor compares with).
+
+Per column (raw columns and the label), over one *scope* of rows (all ok rows, or the train
+split): count, missing (cells filled with the column default), mean, std (population), min,
+max, quantiles from a bounded sample, a fixed 20-bin histogram and, for categoricals (string
+columns and int columns listed in ``features.categorical``), the most frequent values.
+
+Memory stays bounded whatever the data size:
+- moments are merged chunk by chunk (Chan et al.), histograms over the spec range are counted
+  exactly;
+- the sample is a *bottom-k hash sample*: the ``sample_size`` rows with the smallest row-hash
+  keys (seeded by the split seed). It is uniform, deterministic and independent of chunking and
+  file order; while a scope has at most ``sample_size`` rows the sample holds every row, so the
+  quantiles are exact;
+- value counts are exact up to ``MAX_TRACKED_VALUES`` distinct values, then pruned to the most
+  frequent ones and flagged ``approximate``.
+
+A column without a range gets its histogram from the sample (``"source": "sample"``), because
+the edges of a one-pass exact histogram must be known before the first row.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from mlengine.components.shared.featurespec import Column, FeatureSpec
+
+STATISTICS_FORMAT_VERSION = 1
+QUANTILE_LEVELS = {"p01": 0.01, "p05": 0.05, "p25": 0.25, "p50": 0.50, "p75": 0.75, "p95": 0.95, "p99": 0.99}
+HISTOGRAM_BINS = 20
+SAMPLE_SIZE = 50_000
+TOP_VALUES = 20
+MAX_TRACKED_VALUES = 10_000
+SCOPES = ("all", "train")
+
+
+def _is_categorical(spec: FeatureSpec, col: Column) -> bool:
+    return col.type == "string" or (col.type == "int" and col.name in spec.categorical)
+
+
+def _py(value: Any) -> Any:
+    """A JSON-friendly Python scalar (NaN and inf become None)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class _ColumnAccumulator:
+    """Moments, exact range histogram and value counts of one column in one scope."""
+
+    def __init__(self, col: Column, categorical: bool):
+        self.col = col
+        self.categorical = categorical
+        self.count = 0
+        self.missing = 0
+        self.mean = 0.0
+        self.m2 = 0.0
+        self.minimum: Any = None
+        self.maximum: Any = None
+        self.edges: np.ndarray | None = None
+        if col.is_numeric and col.range is not None:
+            self.edges = np.histogram_bin_edges(np.zeros(0), bins=HISTOGRAM_BINS,
+                                                range=(float(col.range[0]), float(col.range[1])))
+        self.histogram = np.zeros(HISTOGRAM_BINS, np.int64)
+        self.counts: dict[Any, int] = {}
+        self.approximate_counts = False
+
+    def update(self, values: Any, missing: np.ndarray) -> None:
+        size = len(values)
+        if size == 0:
+            return
+        self.missing += int(missing.sum())
+        if self.col.is_numeric:
+            self._update_moments(values)
+            if self.edges is not None:
+                # the edges are uniform, so np.histogram takes its fast path; rows out of range
+                # were rejected, so nothing falls outside
+                counts, _ = np.histogram(values, bins=HISTOGRAM_BINS, range=(self.edges[0], self.edges[-1]))
+                self.histogram += counts
+        else:
+            self.count += size
+        if self.categorical:
+            self._update_counts(values)
+
+    def _update_moments(self, values: np.ndarray) -> None:
+        as_float = values.astype(np.float64, copy=False)
+        size = len(as_float)
+        chunk_mean = float(as_float.mean())
+        chunk_m2 = float(np.square(as_float - chunk_mean).sum())
+        total = self.count + size
+        delta = chunk_mean - self.mean
+        self.mean += delta * size / total
+        self.m2 += chunk_m2 + delta * delta * self.count * size / total
+        self.count = total
+        low, high = values.min(), values.max()
+        self.minimum = low if self.minimum is None else min(self.minimum, low)
+        self.maximum = high if self.maximum is None else max(self.maximum, high)
+
+    def _update_counts(self, values: Any) -> None:
+        if isinstance(values, np.ndarray):
+            uniques, counts = np.unique(values, return_counts=True)
+            pairs = zip(uniques.tolist(), counts.tolist(), strict=True)
+        else:
+            value_counts = pc.value_counts(values)
+            pairs = zip(value_counts.field("values").to_pylist(), value_counts.field("counts").to_pylist(),
+                        strict=True)
+        tracked = self.counts
+        for value, count in pairs:
+            tracked[value] = tracked.get(value, 0) + count
+        if len(tracked) > MAX_TRACKED_VALUES:
+            keep = sorted(tracked.items(), key=lambda item: -item[1])[: MAX_TRACKED_VALUES // 2]
+            self.counts = dict(keep)
+            self.approximate_counts = True
+
+    def to_dict(self, sample: np.ndarray | None) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": self.col.type, "count": self.count, "missing": self.missing}
+        if self.col.is_numeric:
+            has_rows = self.count > 0
+            out.update({
+                "mean": _py(self.mean) if has_rows else None,
+                "std": _py(math.sqrt(max(self.m2, 0.0) / self.count)) if has_rows else None,
+                "min": _py(self.minimum),
+                "max": _py(self.maximum),
+            })
+            if sample is not None and len(sample):
+                levels = list(QUANTILE_LEVELS.values())
+                quantiles = np.quantile(sample.astype(np.float64), levels)
+                out["quantiles"] = {name: float(q) for name, q in zip(QUANTILE_LEVELS, quantiles, strict=True)}
+            else:
+                out["quantiles"] = dict.fromkeys(QUANTILE_LEVELS)
+            out["histogram"] = self._histogram(sample)
+        if self.categorical:
+            ranked = sorted(self.counts.items(), key=lambda item: (-item[1], str(item[0])))
+            out["top_values"] = [{"value": _py(value), "count": count} for value, count in ranked[:TOP_VALUES]]
+            out["distinct"] = None if self.approximate_counts else len(self.counts)
+            out["counts_approximate"] = self.approximate_counts
+        return out
+
+    def _histogram(self, sample: np.ndarray | None) -> dict[str, Any]:
+        if self.edges is not None:
+            return {"edges": [float(e) for e in self.edges], "counts": [int(c) for c in self.histogram],
+                    "source": "range"}
+        if sample is None or not len(sample):
+            return {"edges": [], "counts": [], "source": "sample"}
+        as_float = sample.astype(np.float64)
+        counts, edges = np.histogram(as_float, bins=HISTOGRAM_BINS, range=(float(as_float.min()), float(as_float.max())))
+        return {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts], "source": "sample"}
+
+
+class StatisticsAccumulator:
+    """Statistics of one scope of rows, updated chunk by chunk in bounded memory."""
+
+    def __init__(self, spec: FeatureSpec, sample_size: int = SAMPLE_SIZE):
+        self.spec = spec
+        self.sample_size = sample_size
+        self.rows = 0
+        self.columns = {col.name: _ColumnAccumulator(col, _is_categorical(spec, col)) for col in spec.all_columns}
+        self._numeric = [col.name for col in spec.all_columns if col.is_numeric]
+        self._sample_keys = np.zeros(0, np.uint64)
+        self._sample: dict[str, np.ndarray] = {}
+        self._threshold: np.uint64 | None = None  # the largest kept key once the sample is full
+
+    def update(self, columns: dict[str, Any], missing: dict[str, np.ndarray], keys: np.ndarray) -> None:
+        """Add one chunk: typed values per column, default-used masks, and one sample key per row."""
+        size = len(keys)
+        if size == 0:
+            return
+        self.rows += size
+        for name, accumulator in self.columns.items():
+            accumulator.update(columns[name], missing[name])
+        self._update_sample(columns, keys)
+
+    def _update_sample(self, columns: dict[str, Any], keys: np.ndarray) -> None:
+        if self.sample_size <= 0 or not self._numeric:
+            return
+        new = {name: columns[name] for name in self._numeric}
+        if self._threshold is not None:
+            take = keys < self._threshold
+            if not take.any():
+                return
+            keys = keys[take]
+            new = {name: values[take] for name, values in new.items()}
+        merged_keys = np.concatenate([self._sample_keys, keys])
+        merged = {name: np.concatenate([self._sample[name], values]) if name in self._sample else values
+                  for name, values in new.items()}
+        if len(merged_keys) > self.sample_size:
+            keep = np.argpartition(merged_keys, self.sample_size - 1)[: self.sample_size]
+            merged_keys = merged_keys[keep]
+            merged = {name: values[keep] for name, values in merged.items()}
+        if len(merged_keys) >= self.sample_size:
+            self._threshold = merged_keys.max()
+        self._sample_keys = merged_keys
+        self._sample = {name: np.array(values, copy=True) for name, values in merged.items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "sample_rows": len(self._sample_keys),
+            "sample_exact": len(self._sample_keys) == self.rows,
+            "columns": {name: acc.to_dict(self._sample.get(name)) for name, acc in self.columns.items()},
+        }
+
+
+def build_statistics(spec: FeatureSpec, scopes: dict[str, StatisticsAccumulator],
+                     summary: dict[str, Any]) -> dict[str, Any]:
+    """The statistics.json document: settings, the ingest summary and one entry per scope."""
+    return {
+        "format_version": STATISTICS_FORMAT_VERSION,
+        "spec_name": spec.name,
+        "label": spec.label.name,
+        "columns": [col.name for col in spec.all_columns],
+        "quantile_levels": QUANTILE_LEVELS,
+        "histogram_bins": HISTOGRAM_BINS,
+        "sample_size": next(iter(scopes.values())).sample_size if scopes else SAMPLE_SIZE,
+        "ingest": summary,
+        **{scope: accumulator.to_dict() for scope, accumulator in scopes.items()},
+    }
+
+
+# --- Markdown view (the KFP Markdown artifact) -----------------------------------------------------
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.4g}" if abs(value) < 1e6 else f"{value:.4e}"
+    return str(value)
+
+
+def _escape(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def render_statistics_markdown(stats: dict[str, Any], result: Any) -> str:
+    """Markdown: row counts, reject reasons, a summary table and one table per column.
+
+    ``result`` is an IngestResult (or its ``to_dict()``).
+    """
+    summary = result.to_dict() if hasattr(result, "to_dict") else dict(result)
+    read, rejected = summary["rows_read"], summary["rows_rejected"]
+    share = f" ({100.0 * rejected / read:.2f}%)" if read else ""
+    lines = [f"# Ingest statistics: {_escape(stats.get('spec_name', ''))}", ""]
+    lines.append(f"- rows read: **{read:,}**, ok: **{summary['rows_ok']:,}**, rejected: **{rejected:,}**{share}")
+    splits = ", ".join(f"{name}: {count:,}" for name, count in summary.get("rows_per_split", {}).items())
+    lines.append(f"- rows per split: {splits}")
+    files = summary.get("files", [])
+    shown = ", ".join(f"`{_escape(f)}`" for f in files[:10]) + (f" … (+{len(files) - 10})" if len(files) > 10 else "")
+    lines.append(f"- files ({len(files)}): {shown}")
+    lines.append("")
+    reasons = summary.get("reject_reasons", {})
+    if reasons:
+        lines += ["## Reject reasons", "", "| reason | rows |", "|---|---:|"]
+        for reason, count in sorted(reasons.items(), key=lambda item: -item[1]):
+            lines.append(f"| {_escape(reason)} | {count:,} |")
+        lines.append("")
+    scope = stats.get("all", {})
+    columns = scope.get("columns", {})
+    lines += [f"## Columns (all {scope.get('rows', 0):,} ok rows)", "",
+              "| column | type | count | missing | mean | std | min | p50 | max |",
+              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, entry in columns.items():
+        quantiles = entry.get("quantiles") or {}
+        lines.append(f"| {_escape(name)} | {entry['type']} | {_fmt(entry['count'])} | {_fmt(entry['missing'])} | "
+                     f"{_fmt(entry.get('mean'))} | {_fmt(entry.get('std'))} | {_fmt(entry.get('min'))} | "
+                     f"{_fmt(quantiles.get('p50'))} | {_fmt(entry.get('max'))} |")
+    lines.append("")
+    for name, entry in columns.items():
+        lines += [f"### {_escape(name)}", ""]
+        if entry.get("quantiles"):
+            levels = list(entry["quantiles"])
+            lines += ["| " + " | ".join(levels) + " |", "|" + "---:|" * len(levels),
+                      "| " + " | ".join(_fmt(entry["quantiles"][level]) for level in levels) + " |", ""]
+        if entry.get("top_values"):
+            lines += ["| value | count |", "|---|---:|"]
+            lines += [f"| {_escape(_fmt(item['value']))} | {item['count']:,} |" for item in entry["top_values"]]
+            lines.append("")
+        histogram = entry.get("histogram")
+        if histogram and histogram.get("counts"):
+            peak = max(histogram["counts"]) or 1
+            edges = histogram["edges"]
+            lines += [f"histogram ({histogram['source']}):", "", "```"]
+            for low, count in zip(edges, histogram["counts"], strict=False):
+                bar = "#" * round(30 * count / peak)
+                lines.append(f"{low:>12.5g} | {bar} {count:,}")
+            lines += ["```", ""]
+    return "\n".join(lines)

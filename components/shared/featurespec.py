@@ -1,0 +1,327 @@
+"""The feature spec: which raw columns a dataset has, the label, and the engineered features.
+
+A spec is YAML, validated when it is loaded; every problem is reported as one line that names
+the file and the field (``spec.yaml: features.crosses[0].inputs: 'pickup_lat' is not ...``).
+The taxi spec ships as the default; any tabular regression CSV works with its own spec.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mlengine.constants import DEFAULT_SPEC_PATH
+from mlengine.errors import MlengineError
+
+COLUMN_TYPES = ("float", "int", "string")
+# op name -> number of inputs; numpy and TensorFlow implementations live in derived.py
+DERIVED_OPS = {"haversine_km": 4, "difference": 2, "ratio": 2, "product": 2, "log1p": 1}
+DEFAULT_EMBEDDING_DIM = 8
+MAX_CROSS_SIZE = 100_000  # larger crosses are hashed into this many bins
+
+
+class FeatureSpecError(MlengineError, ValueError):
+    """A spec that cannot be used; the message is one line naming file and field."""
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    range: tuple[float, float] | None = None
+    vocabulary: tuple[Any, ...] | None = None
+    default: Any = None  # used for a missing cell; without it a missing cell rejects the row
+
+    @property
+    def is_numeric(self) -> bool:
+        return self.type in ("float", "int")
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "type": self.type}
+        if self.range is not None:
+            out["range"] = list(self.range)
+        if self.vocabulary is not None:
+            out["vocabulary"] = list(self.vocabulary)
+        if self.default is not None:
+            out["default"] = self.default
+        return out
+
+
+@dataclass(frozen=True)
+class Derived:
+    name: str
+    op: str
+    inputs: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "op": self.op, "inputs": list(self.inputs)}
+
+
+@dataclass(frozen=True)
+class Cross:
+    name: str
+    inputs: tuple[str, ...]  # bucketized or categorical feature names
+    embedding_dim: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "inputs": list(self.inputs)}
+        if self.embedding_dim is not None:
+            out["embedding_dim"] = self.embedding_dim
+        return out
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    name: str
+    label: Column
+    columns: tuple[Column, ...]
+    derived: tuple[Derived, ...] = ()
+    numeric: tuple[str, ...] = ()
+    bucketized: tuple[str, ...] = ()
+    categorical: tuple[str, ...] = ()
+    crosses: tuple[Cross, ...] = ()
+    embedding_dim: int = DEFAULT_EMBEDDING_DIM
+    benchmark_feature: str | None = None
+    source: str = field(default="<dict>", compare=False)
+
+    # --- lookups --------------------------------------------------------------------------
+    @property
+    def column_names(self) -> list[str]:
+        """Raw input columns, in spec order (the label excluded)."""
+        return [c.name for c in self.columns]
+
+    @property
+    def all_columns(self) -> list[Column]:
+        """Raw input columns followed by the label: what a CSV row must carry."""
+        return [*self.columns, self.label]
+
+    @property
+    def derived_names(self) -> list[str]:
+        return [d.name for d in self.derived]
+
+    def column(self, name: str) -> Column:
+        for col in self.all_columns:
+            if col.name == name:
+                return col
+        raise KeyError(name)
+
+    def is_derived(self, name: str) -> bool:
+        return name in self.derived_names
+
+    def categorical_cardinality(self, name: str, vocabulary: list[Any] | None = None) -> int:
+        """Number of ids of a categorical feature, the out-of-vocabulary id 0 included.
+
+        Integer columns with a range use ``value - min + 1`` (0 is out of range); columns with a
+        vocabulary (declared, or learned by the analyze pass and passed in) use its length + 1.
+        """
+        col = self.column(name)
+        vocab = col.vocabulary if col.vocabulary is not None else vocabulary
+        if vocab is not None:
+            return len(vocab) + 1
+        if col.type == "int" and col.range is not None:
+            return int(col.range[1]) - int(col.range[0]) + 2
+        raise FeatureSpecError(f"{self.source}: categorical {name!r} has neither a vocabulary nor an int range")
+
+    # --- (de)serialisation -----------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "label": self.label.to_dict(),
+            "columns": [c.to_dict() for c in self.columns],
+            "derived": [d.to_dict() for d in self.derived],
+            "features": {
+                "numeric": list(self.numeric),
+                "bucketized": list(self.bucketized),
+                "categorical": list(self.categorical),
+                "crosses": [c.to_dict() for c in self.crosses],
+            },
+            "embedding_dim": self.embedding_dim,
+            "benchmark_feature": self.benchmark_feature,
+        }
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_yaml(), encoding="utf-8")
+
+
+# --- loading and validation ----------------------------------------------------------------------
+def load_spec(path: str | Path | None = None) -> FeatureSpec:
+    """Load and validate a spec file; ``None`` or ``""`` gives the built-in taxi spec."""
+    spec_path = Path(path) if path else DEFAULT_SPEC_PATH
+    if not spec_path.is_file():
+        raise FeatureSpecError(f"{spec_path}: feature spec file not found")
+    try:
+        raw = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise FeatureSpecError(f"{spec_path}: not valid YAML: {first_line}") from None
+    return spec_from_dict(raw, source=str(spec_path))
+
+
+def spec_from_dict(raw: Any, source: str = "<dict>") -> FeatureSpec:
+    """Build a spec from parsed YAML, checking every field and every cross-reference."""
+    check = _Checker(source)
+    if not isinstance(raw, dict):
+        check.fail("", "the spec must be a mapping")
+    check.keys("", raw, required={"name", "label", "columns"},
+               optional={"derived", "features", "embedding_dim", "benchmark_feature"})
+    label = _column(check, "label", raw["label"])
+    if not label.is_numeric:
+        check.fail("label.type", "a regression label must be float or int")
+    if not isinstance(raw["columns"], list) or not raw["columns"]:
+        check.fail("columns", "must be a non-empty list")
+    columns = tuple(_column(check, f"columns[{i}]", c) for i, c in enumerate(raw["columns"]))
+    names = [c.name for c in columns] + [label.name]
+    _no_duplicates(check, "columns", names)
+
+    derived: list[Derived] = []
+    for i, item in enumerate(raw.get("derived") or []):
+        where = f"derived[{i}]"
+        check.keys(where, item, required={"name", "op", "inputs"})
+        op = item["op"]
+        if op not in DERIVED_OPS:
+            check.fail(f"{where}.op", f"unknown op {op!r}; expected one of {sorted(DERIVED_OPS)}")
+        inputs = check.name_list(f"{where}.inputs", item["inputs"])
+        if len(inputs) != DERIVED_OPS[op]:
+            check.fail(f"{where}.inputs", f"{op} takes {DERIVED_OPS[op]} inputs, got {len(inputs)}")
+        known_numeric = [c.name for c in columns if c.is_numeric] + [d.name for d in derived]
+        for name in inputs:
+            if name not in known_numeric:
+                check.fail(f"{where}.inputs", f"{name!r} is not a numeric column or earlier derived feature")
+        derived.append(Derived(check.name(f"{where}.name", item["name"]), op, tuple(inputs)))
+    _no_duplicates(check, "derived", names + [d.name for d in derived])
+
+    features = raw.get("features") or {}
+    check.keys("features", features, optional={"numeric", "bucketized", "categorical", "crosses"})
+    numeric_sources = {c.name for c in columns if c.is_numeric} | {d.name for d in derived}
+    numeric = check.name_list("features.numeric", features.get("numeric") or [])
+    bucketized = check.name_list("features.bucketized", features.get("bucketized") or [])
+    categorical = check.name_list("features.categorical", features.get("categorical") or [])
+    for where, group in (("features.numeric", numeric), ("features.bucketized", bucketized)):
+        for name in group:
+            if name not in numeric_sources:
+                check.fail(where, f"{name!r} is not a numeric column or derived feature")
+    columns_by_name = {c.name: c for c in columns}
+    for name in categorical:
+        col = columns_by_name.get(name)
+        if col is None:
+            check.fail("features.categorical", f"{name!r} is not a raw column")
+        if col.vocabulary is None and not (col.type == "int" and col.range is not None) and col.type != "string":
+            check.fail("features.categorical", f"{name!r} needs a vocabulary, an int range, or type string")
+    crosses: list[Cross] = []
+    crossable = set(bucketized) | set(categorical)
+    for i, item in enumerate(features.get("crosses") or []):
+        where = f"features.crosses[{i}]"
+        check.keys(where, item, required={"name", "inputs"}, optional={"embedding_dim"})
+        inputs = check.name_list(f"{where}.inputs", item["inputs"])
+        if len(inputs) < 2:
+            check.fail(f"{where}.inputs", "a cross needs at least two inputs")
+        for name in inputs:
+            if name not in crossable:
+                check.fail(f"{where}.inputs", f"{name!r} is not a bucketized or categorical feature")
+        dim = item.get("embedding_dim")
+        if dim is not None:
+            check.positive_int(f"{where}.embedding_dim", dim)
+        crosses.append(Cross(check.name(f"{where}.name", item["name"]), tuple(inputs), dim))
+    _no_duplicates(check, "features.crosses", [c.name for c in crosses])
+    if not (numeric or bucketized or categorical):
+        check.fail("features", "declares no feature at all")
+
+    embedding_dim = raw.get("embedding_dim", DEFAULT_EMBEDDING_DIM)
+    check.positive_int("embedding_dim", embedding_dim)
+    benchmark = raw.get("benchmark_feature")
+    if benchmark is not None and benchmark not in numeric_sources:
+        check.fail("benchmark_feature", f"{benchmark!r} is not a numeric column or derived feature")
+    return FeatureSpec(
+        name=check.name("name", raw["name"]),
+        label=label,
+        columns=columns,
+        derived=tuple(derived),
+        numeric=tuple(numeric),
+        bucketized=tuple(bucketized),
+        categorical=tuple(categorical),
+        crosses=tuple(crosses),
+        embedding_dim=int(embedding_dim),
+        benchmark_feature=benchmark,
+        source=source,
+    )
+
+
+def _column(check: _Checker, where: str, item: Any) -> Column:
+    check.keys(where, item, required={"name", "type"}, optional={"range", "vocabulary", "default"})
+    name = check.name(f"{where}.name", item["name"])
+    col_type = item["type"]
+    if col_type not in COLUMN_TYPES:
+        check.fail(f"{where}.type", f"unknown type {col_type!r}; expected one of {list(COLUMN_TYPES)}")
+    value_range = None
+    if item.get("range") is not None:
+        rng = item["range"]
+        if col_type == "string":
+            check.fail(f"{where}.range", "a string column cannot have a range")
+        if (not isinstance(rng, list) or len(rng) != 2
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in rng)):
+            check.fail(f"{where}.range", "must be [min, max] with two finite numbers")
+        if rng[0] > rng[1]:
+            check.fail(f"{where}.range", f"min {rng[0]} is greater than max {rng[1]}")
+        value_range = (rng[0], rng[1])
+    vocabulary = None
+    if item.get("vocabulary") is not None:
+        vocab = item["vocabulary"]
+        if not isinstance(vocab, list) or not vocab:
+            check.fail(f"{where}.vocabulary", "must be a non-empty list")
+        expected = str if col_type == "string" else int
+        if not all(isinstance(v, expected) and not isinstance(v, bool) for v in vocab):
+            check.fail(f"{where}.vocabulary", f"every entry must be a {col_type}")
+        if len(set(vocab)) != len(vocab):
+            check.fail(f"{where}.vocabulary", "has duplicate entries")
+        vocabulary = tuple(vocab)
+    return Column(name, col_type, value_range, vocabulary, item.get("default"))
+
+
+def _no_duplicates(check: _Checker, where: str, names: list[str]) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            check.fail(where, f"name {name!r} is used twice")
+        seen.add(name)
+
+
+class _Checker:
+    """Raises FeatureSpecError with 'source: field.path: message'."""
+
+    def __init__(self, source: str):
+        self.source = source
+
+    def fail(self, where: str, message: str):
+        prefix = f"{self.source}: {where}: " if where else f"{self.source}: "
+        raise FeatureSpecError(prefix + message)
+
+    def keys(self, where: str, item: Any, required: set[str] = frozenset(), optional: set[str] = frozenset()) -> None:
+        if not isinstance(item, dict):
+            self.fail(where, "must be a mapping")
+        missing = sorted(required - item.keys())
+        if missing:
+            self.fail(where, f"missing field {missing[0]!r}")
+        unknown = sorted(set(item) - required - set(optional))
+        if unknown:
+            self.fail(where, f"unknown field {unknown[0]!r}; allowed: {sorted(required | set(optional))}")
+
+    def name(self, where: str, value: Any) -> str:
+        if not isinstance(value, str) or not value.strip():
+            self.fail(where, "must be a non-empty string")
+        return value
+
+    def name_list(self, where: str, value: Any) -> list[str]:
+        if not isinstance(value, list):
+            self.fail(where, "must be a list of names")
+        return [self.name(f"{where}[{i}]", v) for i, v in enumerate(value)]
+
+    def positive_int(self, where: str, value: Any) -> None:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            self.fail(where, f"must be a positive integer, got {value!r}")

@@ -1,0 +1,249 @@
+"""The trainer: fit the wide-and-deep model, checkpoint every epoch, export the serving model.
+
+One code path for one process and for tf.distribute strategies. Without a strategy the model
+fits on plain datasets, one full pass over the training split per epoch. With a strategy
+(MultiWorkerMirroredStrategy or ParameterServerStrategy, chosen by the distributed launcher) the
+model is built inside ``strategy.scope()`` and fits on ``DatasetCreator`` inputs, so every worker
+builds its own input pipeline over its shard of the files, with a fixed ``steps_per_epoch``.
+
+``BackupAndRestore`` keeps a checkpoint per epoch under ``model_dir/checkpoints``: a restarted job
+(a TFJob pod rescheduled, or the same command run again with more epochs) continues where it
+stopped, and ``history.json`` keeps the epochs already done.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from mlengine.components.train import data as train_data
+from mlengine.components.train import model as model_lib
+from mlengine.components.transform import logic as transform
+from mlengine.constants import CHECKPOINT_SUBDIR, HISTORY_FILE
+from mlengine.errors import MlengineError
+
+TRAIN_CONFIG_FILE = "train_config.json"
+STEPS_PER_EXECUTION = 1
+HISTORY_KEYS = ("loss", "val_loss", "rmse", "val_rmse")
+
+
+@dataclass
+class TrainConfig:
+    train_dir: str
+    eval_dir: str
+    transform_dir: str
+    model_dir: str
+    hidden_units: list[int]
+    learning_rate: float
+    batch_size: int
+    epochs: int
+    steps_per_epoch: int | None = None  # required with a ParameterServerStrategy; from row counts when None
+    seed: int = 0
+
+    def __post_init__(self):
+        self.hidden_units = model_lib.parse_hidden_units(self.hidden_units)
+        for name in ("batch_size", "epochs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise MlengineError(f"{name} must be a positive integer, got {value!r}")
+        if self.steps_per_epoch is not None and (not isinstance(self.steps_per_epoch, int) or self.steps_per_epoch < 1):
+            raise MlengineError(f"steps_per_epoch must be a positive integer or None, got {self.steps_per_epoch!r}")
+        if not isinstance(self.learning_rate, int | float) or not self.learning_rate > 0:
+            raise MlengineError(f"learning_rate must be a positive number, got {self.learning_rate!r}")
+        self.learning_rate = float(self.learning_rate)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainConfig:
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise MlengineError(f"train config: not valid JSON: {err}") from None
+        if not isinstance(raw, dict):
+            raise MlengineError("train config: expected a JSON object")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise MlengineError(f"train config: unknown field {unknown[0]!r}; allowed: {sorted(known)}")
+        try:
+            return cls(**raw)
+        except TypeError as err:
+            raise MlengineError(f"train config: {err}") from None
+
+
+def _emit(progress, message: str) -> None:
+    if progress is None:
+        print(message, file=sys.stderr, flush=True)
+    elif progress:
+        progress(message)
+
+
+def is_parameter_server_strategy(strategy) -> bool:
+    return strategy is not None and "ParameterServerStrategy" in type(strategy).__name__
+
+
+def load_history(model_dir: str | Path) -> dict:
+    path = Path(model_dir) / HISTORY_FILE
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise MlengineError(f"{path}: not valid JSON: {err}") from None
+
+
+def _merge_history(previous: dict, new_rows: list[dict]) -> dict:
+    """Column-wise history: earlier epochs from ``previous``, then the epochs of this run."""
+    first_new = new_rows[0]["epoch"] if new_rows else math.inf
+    rows = []
+    for index, epoch in enumerate(previous.get("epoch", [])):
+        if epoch < first_new:
+            rows.append({key: values[index] for key, values in previous.items() if index < len(values)})
+    rows += new_rows
+    keys = ["epoch", *HISTORY_KEYS, "examples_per_second", "seconds"]
+    return {key: [row.get(key) for row in rows] for key in keys}
+
+
+def _check_resumable(config: TrainConfig, state: dict) -> None:
+    """Refuse to resume checkpoints of a different model (other layers or other transform)."""
+    model_dir = Path(config.model_dir)
+    saved = model_dir / TRAIN_CONFIG_FILE
+    if not (model_dir / CHECKPOINT_SUBDIR).is_dir() or not saved.is_file():
+        return
+    previous = json.loads(saved.read_text(encoding="utf-8"))
+    fingerprint = _model_fingerprint(config, state)
+    if previous.get("model_fingerprint") not in (None, fingerprint):
+        raise MlengineError(
+            f"{model_dir}: holds checkpoints of a different model (hidden units or transform changed); "
+            "use a new model directory or delete its checkpoints/")
+
+
+def _model_fingerprint(config: TrainConfig, state: dict) -> str:
+    import hashlib
+
+    shape = {"hidden_units": config.hidden_units, "features": transform.sparse_features(state),
+             "numeric": list(transform.spec_of(state).numeric)}
+    return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def train(config: TrainConfig, strategy=None, *, is_chief: bool = True, progress=None) -> dict:
+    """Train, checkpoint, record history and (on the chief) export the serving model."""
+    from mlengine.components.train.tfenv import import_tf
+
+    tf, keras = import_tf()
+    state = transform.load_transform(config.transform_dir)
+    spec = transform.spec_of(state)
+    train_files = train_data.list_parquet_files(config.train_dir)
+    eval_files = train_data.list_parquet_files(config.eval_dir)
+    train_rows = train_data.count_rows(train_files)
+    eval_rows = train_data.count_rows(eval_files)
+    model_dir = Path(config.model_dir)
+    if is_chief:
+        _check_resumable(config, state)
+        model_dir.mkdir(parents=True, exist_ok=True)
+        record = {**json.loads(config.to_json()), "model_fingerprint": _model_fingerprint(config, state)}
+        (model_dir / TRAIN_CONFIG_FILE).write_text(json.dumps(record, indent=1), encoding="utf-8")
+    keras.utils.set_random_seed(config.seed)
+
+    distributed = strategy is not None
+    strategy = strategy or tf.distribute.get_strategy()
+    with strategy.scope():
+        model = model_lib.build_model(state, config.hidden_units, config.learning_rate)
+        if STEPS_PER_EXECUTION > 1:
+            model.compile(optimizer=model.optimizer, loss=model.loss, metrics=[keras.metrics.RootMeanSquaredError("rmse")],
+                          steps_per_execution=STEPS_PER_EXECUTION)
+
+    fit_args: dict = {}
+    if distributed:
+        steps = config.steps_per_epoch or train_data.steps_for(train_rows, config.batch_size)
+        validation_steps = train_data.steps_for(eval_rows, config.batch_size)
+
+        def train_fn(input_context):
+            return train_data.make_dataset(train_files, spec, config.batch_size, shuffle=True, repeat=True,
+                                           input_context=input_context, seed=config.seed)
+
+        def eval_fn(input_context):
+            return train_data.make_dataset(eval_files, spec, config.batch_size, shuffle=False, repeat=True,
+                                           input_context=input_context, seed=config.seed)
+
+        fit_args.update(x=keras.utils.experimental.DatasetCreator(train_fn), steps_per_epoch=steps,
+                        validation_data=keras.utils.experimental.DatasetCreator(eval_fn),
+                        validation_steps=validation_steps)
+        examples_per_epoch = steps * config.batch_size
+    else:
+        if config.steps_per_epoch:
+            fit_args.update(steps_per_epoch=config.steps_per_epoch)
+            examples_per_epoch = config.steps_per_epoch * config.batch_size
+        else:
+            examples_per_epoch = train_rows
+        fit_args.update(
+            x=train_data.make_dataset(train_files, spec, config.batch_size, shuffle=True,
+                                      repeat=bool(config.steps_per_epoch), seed=config.seed),
+            validation_data=train_data.make_dataset(eval_files, spec, config.batch_size, shuffle=False,
+                                                    repeat=False, seed=config.seed))
+
+    previous_history = load_history(model_dir) if is_chief else {}
+    new_rows: list[dict] = []
+
+    class EpochLog(keras.callbacks.Callback):
+        """Times the training part of each epoch, prints a line, writes history.json (chief only)."""
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.started = time.perf_counter()
+            self.train_ended = None
+
+        def on_test_begin(self, logs=None):
+            if getattr(self, "train_ended", 0) is None:
+                self.train_ended = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            seconds = (self.train_ended or time.perf_counter()) - self.started
+            row = {"epoch": epoch + 1, **{k: float(logs[k]) for k in HISTORY_KEYS if k in logs},
+                   "examples_per_second": examples_per_epoch / seconds if seconds > 0 else None,
+                   "seconds": seconds}
+            new_rows.append(row)
+            if not is_chief:
+                return
+            (model_dir / HISTORY_FILE).write_text(json.dumps(_merge_history(previous_history, new_rows), indent=1),
+                                                  encoding="utf-8")
+            _emit(progress, f"train: epoch {epoch + 1}/{config.epochs} loss={row.get('loss', math.nan):.4g} "
+                            f"val_rmse={row.get('val_rmse', math.nan):.4g} {row['examples_per_second'] or 0:,.0f} ex/s")
+
+    callbacks = [
+        keras.callbacks.BackupAndRestore(backup_dir=str(model_dir / CHECKPOINT_SUBDIR), save_freq="epoch",
+                                         delete_checkpoint=False),
+        EpochLog(),
+    ]
+    _emit(progress, f"train: {train_rows:,} training rows, {eval_rows:,} eval rows, batch {config.batch_size}, "
+                    f"{config.epochs} epoch(s), hidden units {config.hidden_units}")
+    model.fit(epochs=config.epochs, callbacks=callbacks, verbose=0, **fit_args)
+
+    history = _merge_history(previous_history, new_rows) if is_chief else _merge_history({}, new_rows)
+    if is_chief:
+        (model_dir / HISTORY_FILE).write_text(json.dumps(history, indent=1), encoding="utf-8")
+        export_path = model_lib.export_serving_model(model, state, str(model_dir))
+        _emit(progress, f"train: exported the serving model to {export_path}")
+    else:
+        # MultiWorkerMirroredStrategy: every worker takes part in saving; only the chief keeps it
+        scratch = tempfile.mkdtemp(prefix="mlengine-worker-export-")
+        try:
+            model_lib.export_serving_model(model, state, scratch)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    rates = [r["examples_per_second"] for r in new_rows if r.get("examples_per_second")]
+    val_rmse = [v for v in history.get("val_rmse", []) if v is not None]
+    return {
+        "history": history,
+        "eval_rmse": val_rmse[-1] if val_rmse else None,
+        "examples_per_second": sum(rates) / len(rates) if rates else None,
+        "model_dir": str(model_dir),
+    }

@@ -1,0 +1,610 @@
+"""The hyperparameter search space: one YAML definition for the local optuna study and for Katib.
+
+A space names typed parameters (``int``, ``double`` with an optional log scale, ``categorical``),
+the objective, the algorithm, the trial budget and the early-stopping rule. ``to_optuna()``
+gives the sampler, pruner and a ``suggest(trial)`` for a local study; ``to_katib_parameters()``
+and friends give the same space as Katib ``v1beta1`` fields (every feasible-space number a
+string, as the Katib API requires). Both sides enumerate identical grids, so a search moves from
+one machine to a cluster without changing its meaning.
+
+Every problem is one line naming the YAML file and the field:
+``space.yaml: parameters.nbuckets.min: must be at least 2, got 1``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mlengine.constants import (
+    DEFAULT_HPARAMS,
+    PARAM_BATCH_SIZE,
+    PARAM_HIDDEN_UNITS,
+    PARAM_LEARNING_RATE,
+    PARAM_NBUCKETS,
+)
+from mlengine.errors import MlengineError
+
+DEFAULT_SPACE_PATH = Path(__file__).resolve().parent / "search_space.yaml"
+PARAMETER_TYPES = ("int", "double", "categorical")
+TYPE_ALIASES = {"discrete": "categorical", "float": "double", "integer": "int"}
+# the hyperparameters a trial knows how to apply (transform + trainer)
+TUNABLE = (PARAM_NBUCKETS, PARAM_HIDDEN_UNITS, PARAM_LEARNING_RATE, PARAM_BATCH_SIZE)
+METRIC = "rmse"
+MIN_NBUCKETS = 2
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    """A search algorithm: its Katib ``algorithmName`` and the optuna sampler that plays it locally."""
+
+    name: str
+    katib_name: str
+    local_sampler: str  # "random" | "grid" | "tpe" | "multivariate-tpe"
+    settings: tuple[str, ...]  # Katib algorithmSettings names accepted for it
+
+
+ALGORITHMS = {
+    "random": Algorithm("random", "random", "random", ("random_state",)),
+    "grid": Algorithm("grid", "grid", "grid", ("random_state",)),
+    "tpe": Algorithm("tpe", "tpe", "tpe", ("random_state", "n_startup_trials", "n_ei_candidates")),
+    "multivariate-tpe": Algorithm("multivariate-tpe", "multivariate-tpe", "multivariate-tpe",
+                                  ("random_state", "n_startup_trials", "n_ei_candidates")),
+    # Katib runs a Gaussian-process optimizer (skopt); locally TPE, optuna's model-based sampler
+    # that needs no extra packages, stands in for it
+    "bayesianoptimization": Algorithm("bayesianoptimization", "bayesianoptimization", "tpe",
+                                      ("random_state", "n_initial_points")),
+}
+ALGORITHM_ALIASES = {"bayesian": "bayesianoptimization", "bayesian-optimization": "bayesianoptimization",
+                     "bayesopt": "bayesianoptimization", "mtpe": "multivariate-tpe"}
+EARLY_STOPPING_ALGORITHMS = ("medianstop",)
+DEFAULT_MIN_TRIALS_REQUIRED = 3  # Katib's medianstop defaults
+DEFAULT_START_STEP = 4
+
+
+class SearchSpaceError(MlengineError, ValueError):
+    """A search space that cannot be used; one line naming file and field."""
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str
+    type: str  # "int" | "double" | "categorical"
+    min: float | int | None = None
+    max: float | int | None = None
+    step: float | int | None = None
+    log: bool = False
+    values: tuple[Any, ...] | None = None  # categorical choices (str, int or float)
+
+    # --- enumeration ------------------------------------------------------------------------
+    def grid_values(self) -> list[Any]:
+        """The values a grid search visits, computed exactly as Katib's grid suggestion does."""
+        if self.type == "categorical":
+            return list(self.values)
+        if self.type == "int":
+            return list(range(int(self.min), int(self.max) + 1, int(self.step or 1)))
+        if self.step is None:
+            raise ValueError(f"double parameter {self.name!r} has no step: it cannot be enumerated")
+        import numpy as np
+
+        # Katib: np.arange(min, max + step, step), dropping a last value that overshoots max
+        values = np.arange(float(self.min), float(self.max) + float(self.step), float(self.step))
+        if values[-1] > float(self.max):
+            values = values[:-1]
+        return [float(v) for v in values]
+
+    def contains(self, value: Any) -> bool:
+        """True when ``value`` (typed, as a trial receives it) lies in the feasible space."""
+        if self.type == "categorical":
+            return any(type(value) is type(v) and value == v for v in self.values)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        if self.type == "int" and not isinstance(value, int):
+            return False
+        if not (self.min <= value <= self.max):
+            return False
+        if self.step is not None:
+            steps = (value - self.min) / self.step
+            return math.isclose(steps, round(steps), abs_tol=1e-9)
+        return True
+
+    # --- Katib --------------------------------------------------------------------------------
+    @property
+    def katib_type(self) -> str:
+        if self.type == "categorical":
+            # numeric choices are Katib "discrete"; strings (layer lists) are "categorical"
+            return "discrete" if all(_is_number(v) for v in self.values) else "categorical"
+        return self.type
+
+    def katib_feasible_space(self) -> dict[str, Any]:
+        if self.type == "categorical":
+            return {"list": [katib_string(v) for v in self.values]}
+        space = {"min": katib_string(self.min), "max": katib_string(self.max)}
+        if self.step is not None:
+            space["step"] = katib_string(self.step)
+        if self.log:
+            space["distribution"] = "logUniform"
+        return space
+
+    def to_katib(self) -> dict[str, Any]:
+        return {"name": self.name, "parameterType": self.katib_type, "feasibleSpace": self.katib_feasible_space()}
+
+    def parse(self, text: str) -> Any:
+        """A Katib parameter assignment (always a string) typed back into this parameter's value."""
+        if self.type == "categorical":
+            for value in self.values:
+                if katib_string(value) == text or str(value) == text:
+                    return value
+            raise MlengineError(f"parameter {self.name!r}: {text!r} is not one of {list(self.values)}")
+        try:
+            number = float(text)
+        except (TypeError, ValueError):
+            raise MlengineError(f"parameter {self.name!r}: {text!r} is not a number") from None
+        if self.type == "int":
+            if not number.is_integer():
+                raise MlengineError(f"parameter {self.name!r}: {text!r} is not an integer")
+            return int(number)
+        return number
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": self.type}
+        if self.type == "categorical":
+            out["values"] = list(self.values)
+            return out
+        out["min"], out["max"] = self.min, self.max
+        if self.step is not None:
+            out["step"] = self.step
+        if self.log:
+            out["log"] = True
+        return out
+
+
+@dataclass(frozen=True)
+class EarlyStopping:
+    algorithm: str = "medianstop"
+    min_trials_required: int = DEFAULT_MIN_TRIALS_REQUIRED
+    start_step: int = DEFAULT_START_STEP
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"algorithm": self.algorithm, "min_trials_required": self.min_trials_required,
+                "start_step": self.start_step}
+
+
+@dataclass(frozen=True)
+class OptunaBinding:
+    """What a local optuna study needs from a search space."""
+
+    direction: str
+    sampler: Any
+    pruner: Any
+    suggest: Callable[[Any], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    parameters: tuple[Parameter, ...]
+    algorithm: Algorithm
+    max_trials: int
+    parallel_trials: int
+    max_failed_trials: int
+    metric: str = METRIC
+    goal: str = "minimize"
+    target: float | None = None  # Katib objective.goal: stop once a trial reaches it
+    algorithm_settings: tuple[tuple[str, Any], ...] = ()
+    early_stopping: EarlyStopping | None = None
+    source: str = field(default="<dict>", compare=False)
+
+    # --- lookups ------------------------------------------------------------------------------
+    @property
+    def names(self) -> list[str]:
+        return [p.name for p in self.parameters]
+
+    def parameter(self, name: str) -> Parameter:
+        for param in self.parameters:
+            if param.name == name:
+                return param
+        raise KeyError(name)
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return dict(self.algorithm_settings)
+
+    def grid_size(self) -> int:
+        return math.prod(len(p.grid_values()) for p in self.parameters)
+
+    def trial_budget(self) -> int:
+        """How many trials a study runs: max_trials, or fewer when a grid is smaller."""
+        if self.algorithm.local_sampler == "grid":
+            return min(self.max_trials, self.grid_size())
+        return self.max_trials
+
+    def with_overrides(self, *, max_trials: int | None = None, parallel_trials: int | None = None,
+                       algorithm: str | None = None) -> SearchSpace:
+        """The same space with the budget or algorithm changed (command-line flags), re-validated."""
+        raw = self.to_dict()
+        if max_trials is not None:
+            raw["max_trials"] = max_trials
+            raw["max_failed_trials"] = min(raw["max_failed_trials"], max_trials)
+            raw["parallel_trials"] = min(raw["parallel_trials"], max_trials)
+        if parallel_trials is not None:
+            raw["parallel_trials"] = parallel_trials
+        if algorithm is not None:
+            raw["algorithm"] = algorithm
+            allowed = ALGORITHMS.get(ALGORITHM_ALIASES.get(algorithm, algorithm))
+            if allowed is not None:  # settings of the previous algorithm that the new one lacks go
+                raw["algorithm_settings"] = {k: v for k, v in raw["algorithm_settings"].items()
+                                             if k in allowed.settings}
+        return space_from_dict(raw, source=self.source)
+
+    def defaults_for_missing(self) -> dict[str, Any]:
+        """Hyperparameters the space does not tune, at their pipeline defaults."""
+        return {name: DEFAULT_HPARAMS[name] for name in TUNABLE if name not in self.names}
+
+    def complete(self, params: dict[str, Any]) -> dict[str, Any]:
+        """A trial's parameters plus the untuned hyperparameters at their defaults, in TUNABLE order."""
+        merged = {**self.defaults_for_missing(), **params}
+        return {name: merged[name] for name in TUNABLE}
+
+    def coerce(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Type a parameter dict (e.g. strings from Katib) into this space's value types."""
+        out = {}
+        for name, value in params.items():
+            param = self.parameter(name) if name in self.names else None
+            if param is None:
+                out[name] = value
+            elif isinstance(value, str) and not (param.type == "categorical" and value in param.values):
+                out[name] = param.parse(value)
+            else:
+                out[name] = value
+        return out
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "objective": {"metric": self.metric, "goal": self.goal},
+            "algorithm": self.algorithm.name,
+            "algorithm_settings": dict(self.algorithm_settings),
+            "max_trials": self.max_trials,
+            "parallel_trials": self.parallel_trials,
+            "max_failed_trials": self.max_failed_trials,
+            "parameters": {p.name: p.to_dict() for p in self.parameters},
+        }
+        if self.target is not None:
+            out["objective"]["target"] = self.target
+        if self.early_stopping is not None:
+            out["early_stopping"] = self.early_stopping.to_dict()
+        return out
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    # --- optuna ---------------------------------------------------------------------------------
+    def to_optuna(self, seed: int | None = None) -> OptunaBinding:
+        """Sampler, pruner and ``suggest(trial) -> params`` for a local optuna study.
+
+        Grid search suggests from exactly the values Katib's grid enumerates; the medianstop rule
+        becomes optuna's MedianPruner with the same warm-up (intermediate values are reported
+        with step = epoch, 1-based).
+        """
+        import optuna
+
+        settings = self.settings
+        if seed is None and "random_state" in settings:
+            seed = int(settings["random_state"])
+        kind = self.algorithm.local_sampler
+        grid = {p.name: p.grid_values() for p in self.parameters} if kind == "grid" else None
+        if kind == "random":
+            sampler = optuna.samplers.RandomSampler(seed=seed)
+        elif kind == "grid":
+            sampler = optuna.samplers.GridSampler(grid, seed=seed)
+        else:
+            startup = settings.get("n_startup_trials", settings.get("n_initial_points", 10))
+            sampler = optuna.samplers.TPESampler(
+                seed=seed, n_startup_trials=int(startup), n_ei_candidates=int(settings.get("n_ei_candidates", 24)),
+                multivariate=kind == "multivariate-tpe",
+                constant_liar=self.parallel_trials > 1,  # parallel trials do not all pick the same point
+            )
+        if self.early_stopping is None:
+            pruner = optuna.pruners.NopPruner()
+        else:
+            pruner = optuna.pruners.MedianPruner(n_startup_trials=self.early_stopping.min_trials_required,
+                                                 n_warmup_steps=self.early_stopping.start_step)
+        parameters = self.parameters
+
+        def suggest(trial) -> dict[str, Any]:
+            params = {}
+            for p in parameters:
+                if grid is not None:
+                    params[p.name] = trial.suggest_categorical(p.name, grid[p.name])
+                elif p.type == "categorical":
+                    params[p.name] = trial.suggest_categorical(p.name, list(p.values))
+                elif p.type == "int":
+                    params[p.name] = trial.suggest_int(p.name, int(p.min), int(p.max), step=int(p.step or 1),
+                                                       log=p.log)
+                else:
+                    params[p.name] = trial.suggest_float(p.name, float(p.min), float(p.max),
+                                                         step=None if p.step is None else float(p.step), log=p.log)
+            return params
+
+        direction = "minimize" if self.goal == "minimize" else "maximize"
+        return OptunaBinding(direction=direction, sampler=sampler, pruner=pruner, suggest=suggest)
+
+    # --- Katib ----------------------------------------------------------------------------------
+    def to_katib_parameters(self) -> list[dict[str, Any]]:
+        return [p.to_katib() for p in self.parameters]
+
+    def to_katib_objective(self) -> dict[str, Any]:
+        objective: dict[str, Any] = {"type": self.goal, "objectiveMetricName": self.metric}
+        if self.target is not None:
+            objective["goal"] = float(self.target)
+        return objective
+
+    def to_katib_algorithm(self) -> dict[str, Any]:
+        algorithm: dict[str, Any] = {"algorithmName": self.algorithm.katib_name}
+        if self.algorithm_settings:
+            algorithm["algorithmSettings"] = [{"name": k, "value": katib_string(v)} for k, v in self.algorithm_settings]
+        return algorithm
+
+    def to_katib_early_stopping(self) -> dict[str, Any] | None:
+        if self.early_stopping is None:
+            return None
+        return {
+            "algorithmName": self.early_stopping.algorithm,
+            "algorithmSettings": [
+                {"name": "min_trials_required", "value": str(self.early_stopping.min_trials_required)},
+                {"name": "start_step", "value": str(self.early_stopping.start_step)},
+            ],
+        }
+
+    def parse_katib_assignments(self, assignments: list[dict[str, Any]]) -> dict[str, Any]:
+        """``[{"name", "value"}]`` from a Katib Trial/Experiment status, typed via this space."""
+        out = {}
+        for item in assignments or []:
+            name, value = item.get("name"), item.get("value")
+            if name in self.names:
+                out[name] = self.parameter(name).parse(str(value))
+        return out
+
+
+# --- helpers ----------------------------------------------------------------------------------------
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def katib_string(value: Any) -> str:
+    """A number or choice as the string Katib carries: ints without '.0', floats round-tripping exactly."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
+    return str(value)
+
+
+def parse_hidden_units_text(text: str) -> list[int]:
+    """'64,32' -> [64, 32]; raises ValueError on anything else."""
+    parts = [p.strip() for p in str(text).split(",")]
+    if not parts or any(not p.isdigit() or int(p) < 1 for p in parts):
+        raise ValueError(f"{text!r} is not a comma-separated list of positive layer sizes")
+    return [int(p) for p in parts]
+
+
+# --- loading and validation -------------------------------------------------------------------------
+def load_search_space(path: str | Path | None = None) -> SearchSpace:
+    """Load and validate a search-space YAML; ``None`` or ``""`` gives the built-in default."""
+    space_path = Path(path) if path else DEFAULT_SPACE_PATH
+    if not space_path.is_file():
+        raise SearchSpaceError(f"{space_path}: search space file not found")
+    try:
+        raw = yaml.safe_load(space_path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise SearchSpaceError(f"{space_path}: not valid YAML: {first}") from None
+    return space_from_dict(raw, source=str(space_path))
+
+
+TOP_LEVEL_FIELDS = {"objective", "algorithm", "algorithm_settings", "max_trials", "parallel_trials",
+                    "max_failed_trials", "early_stopping", "parameters"}
+
+
+def space_from_dict(raw: Any, source: str = "<dict>") -> SearchSpace:
+    """Build and validate a search space from parsed YAML."""
+    check = _Checker(source)
+    if not isinstance(raw, dict):
+        check.fail("", "the search space must be a mapping")
+    unknown = sorted(set(raw) - TOP_LEVEL_FIELDS)
+    if unknown:
+        check.fail(unknown[0], f"unknown field; allowed: {sorted(TOP_LEVEL_FIELDS)}")
+
+    objective = raw.get("objective") or {"metric": METRIC, "goal": "minimize"}
+    check.mapping("objective", objective, {"metric", "goal", "target"})
+    metric = objective.get("metric", METRIC)
+    if metric != METRIC:
+        check.fail("objective.metric", f"trials report only {METRIC!r}, got {metric!r}")
+    goal = objective.get("goal", "minimize")
+    if goal != "minimize":
+        check.fail("objective.goal", f"{METRIC} is an error: the goal must be 'minimize', got {goal!r}")
+    target = objective.get("target")
+    if target is not None and not (_is_number(target) and math.isfinite(target)):
+        check.fail("objective.target", f"must be a number, got {target!r}")
+
+    algorithm_name = raw.get("algorithm", "tpe")
+    if not isinstance(algorithm_name, str):
+        check.fail("algorithm", f"must be a string, got {algorithm_name!r}")
+    algorithm_name = ALGORITHM_ALIASES.get(algorithm_name.lower(), algorithm_name.lower())
+    if algorithm_name not in ALGORITHMS:
+        check.fail("algorithm", f"unknown algorithm {raw.get('algorithm')!r}; "
+                                f"expected one of {sorted(ALGORITHMS) + sorted(ALGORITHM_ALIASES)}")
+    algorithm = ALGORITHMS[algorithm_name]
+    settings_raw = raw.get("algorithm_settings") or {}
+    check.mapping("algorithm_settings", settings_raw, set(algorithm.settings),
+                  what=f"setting for {algorithm.name}")
+    settings = []
+    for key, value in settings_raw.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < (0 if key == "random_state" else 1):
+            check.fail(f"algorithm_settings.{key}", f"must be a {'non-negative' if key == 'random_state' else 'positive'} "
+                                                    f"integer, got {value!r}")
+        settings.append((key, value))
+
+    max_trials = check.integer("max_trials", raw.get("max_trials", 12), minimum=1)
+    parallel = check.integer("parallel_trials", raw.get("parallel_trials", 1), minimum=1)
+    if parallel > max_trials:
+        check.fail("parallel_trials", f"{parallel} is more than max_trials {max_trials}")
+    max_failed = check.integer("max_failed_trials", raw.get("max_failed_trials", max_trials), minimum=0)
+    if max_failed > max_trials:
+        check.fail("max_failed_trials", f"{max_failed} is more than max_trials {max_trials}")
+
+    early = None
+    if raw.get("early_stopping") is not None:
+        es = raw["early_stopping"]
+        check.mapping("early_stopping", es, {"algorithm", "min_trials_required", "start_step"})
+        es_algorithm = es.get("algorithm", "medianstop")
+        if es_algorithm not in EARLY_STOPPING_ALGORITHMS:
+            check.fail("early_stopping.algorithm", f"unknown algorithm {es_algorithm!r}; "
+                                                   f"expected one of {list(EARLY_STOPPING_ALGORITHMS)}")
+        early = EarlyStopping(
+            es_algorithm,
+            check.integer("early_stopping.min_trials_required",
+                          es.get("min_trials_required", DEFAULT_MIN_TRIALS_REQUIRED), minimum=1),
+            check.integer("early_stopping.start_step", es.get("start_step", DEFAULT_START_STEP), minimum=1),
+        )
+
+    params_raw = raw.get("parameters")
+    if not params_raw:
+        check.fail("parameters", "the search space is empty: name at least one parameter to tune")
+    if not isinstance(params_raw, dict):
+        check.fail("parameters", "must be a mapping of parameter name -> definition")
+    parameters = tuple(_parameter(check, name, item) for name, item in params_raw.items())
+    space = SearchSpace(parameters=parameters, algorithm=algorithm, max_trials=max_trials,
+                        parallel_trials=parallel, max_failed_trials=max_failed, metric=metric, goal=goal,
+                        target=target, algorithm_settings=tuple(settings), early_stopping=early, source=source)
+    if algorithm.local_sampler == "grid":
+        for param in parameters:
+            if param.type == "double" and param.step is None:
+                check.fail(f"parameters.{param.name}.step", "grid search needs a step for every double parameter")
+    return space
+
+
+def _parameter(check: _Checker, name: Any, item: Any) -> Parameter:
+    where = f"parameters.{name}"
+    if name not in TUNABLE:
+        check.fail(where, f"unknown parameter {name!r}; a trial can tune {list(TUNABLE)}")
+    check.mapping(where, item, {"type", "min", "max", "step", "log", "values"})
+    ptype = item.get("type")
+    ptype = TYPE_ALIASES.get(ptype, ptype)
+    if ptype not in PARAMETER_TYPES:
+        check.fail(f"{where}.type", f"unknown parameter type {item.get('type')!r}; expected one of {list(PARAMETER_TYPES)}")
+    log = item.get("log", False)
+    if not isinstance(log, bool):
+        check.fail(f"{where}.log", f"must be true or false, got {log!r}")
+
+    if ptype == "categorical":
+        for key in ("min", "max", "step", "log"):
+            if key in item:
+                check.fail(f"{where}.{key}", "a categorical parameter takes only 'values'")
+        values = item.get("values")
+        if not isinstance(values, list) or not values:
+            check.fail(f"{where}.values", "must be a non-empty list")
+        for i, value in enumerate(values):
+            if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+                check.fail(f"{where}.values[{i}]", f"must be a string or a number, got {value!r}")
+        if name == PARAM_HIDDEN_UNITS:  # YAML reads `32` as a number: a layer list is a string
+            values = [str(v) for v in values]
+        if len({katib_string(v) for v in values}) != len(values):
+            check.fail(f"{where}.values", "has duplicate entries")
+        param = Parameter(name, "categorical", values=tuple(values))
+    else:
+        if "values" in item:
+            check.fail(f"{where}.values", f"an {ptype} parameter takes min/max[/step], not values")
+        for key in ("min", "max"):
+            if key not in item:
+                check.fail(where, f"missing field {key!r}")
+        low, high, step = item["min"], item["max"], item.get("step")
+        number_check = check.int_value if ptype == "int" else check.number
+        low, high = number_check(f"{where}.min", low), number_check(f"{where}.max", high)
+        if low > high:
+            check.fail(f"{where}.min", f"min {low} is greater than max {high}")
+        if step is not None:
+            step = number_check(f"{where}.step", step)
+            if step <= 0:
+                check.fail(f"{where}.step", f"must be positive, got {step}")
+            if log:
+                check.fail(f"{where}.step", "a log-scale parameter cannot have a step")
+            if ptype == "int" and (high - low) % step:
+                check.fail(f"{where}.step", f"max - min ({high - low}) must be a multiple of step {step}")
+        if log and low <= 0:
+            check.fail(f"{where}.min", f"a log-scale parameter needs min > 0, got {low}")
+        param = Parameter(name, ptype, low, high, step, log)
+
+    _check_meaning(check, where, param)
+    return param
+
+
+def _check_meaning(check: _Checker, where: str, param: Parameter) -> None:
+    """Rules each tunable hyperparameter imposes on its values."""
+    values = list(param.values) if param.type == "categorical" else [param.min, param.max]
+    field_name = f"{where}.values" if param.type == "categorical" else f"{where}.min"
+    if param.name == PARAM_NBUCKETS:
+        if param.type == "double" or any(not isinstance(v, int) or isinstance(v, bool) for v in values):
+            check.fail(f"{where}.type", "nbuckets is a whole number of buckets: use type int")
+        if min(values) < MIN_NBUCKETS:
+            check.fail(field_name, f"nbuckets must be at least {MIN_NBUCKETS}, got {min(values)}")
+    elif param.name == PARAM_BATCH_SIZE:
+        if param.type == "double" or any(not isinstance(v, int) or isinstance(v, bool) for v in values):
+            check.fail(f"{where}.type", "batch_size is a whole number: use type int or integer values")
+        if min(values) < 1:
+            check.fail(field_name, f"batch_size must be at least 1, got {min(values)}")
+    elif param.name == PARAM_LEARNING_RATE:
+        if any(not _is_number(v) for v in values) or min(values) <= 0:
+            check.fail(field_name, f"learning_rate must be positive numbers, got {values}")
+    elif param.name == PARAM_HIDDEN_UNITS:
+        if param.type != "categorical":
+            check.fail(f"{where}.type", "hidden_units is a layer list: use type categorical with values like \"64,32\"")
+        for i, value in enumerate(param.values):
+            try:
+                parse_hidden_units_text(value if isinstance(value, str) else str(value))
+            except ValueError as err:
+                check.fail(f"{where}.values[{i}]", str(err))
+
+
+class _Checker:
+    def __init__(self, source: str):
+        self.source = source
+
+    def fail(self, where: str, message: str):
+        prefix = f"{self.source}: {where}: " if where else f"{self.source}: "
+        raise SearchSpaceError(prefix + message)
+
+    def mapping(self, where: str, item: Any, allowed: set[str], what: str = "field") -> None:
+        if not isinstance(item, dict):
+            self.fail(where, "must be a mapping")
+        unknown = sorted(str(k) for k in set(item) - allowed)
+        if unknown:
+            self.fail(f"{where}.{unknown[0]}", f"unknown {what}; allowed: {sorted(allowed)}")
+
+    def integer(self, where: str, value: Any, minimum: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(where, f"must be an integer, got {value!r}")
+        if value < minimum:
+            self.fail(where, f"must be at least {minimum}, got {value}")
+        return value
+
+    def int_value(self, where: str, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(where, f"must be an integer, got {value!r}")
+        return value
+
+    def number(self, where: str, value: Any) -> float:
+        if not _is_number(value) or not math.isfinite(value):
+            self.fail(where, f"must be a finite number, got {value!r}")
+        return float(value)

@@ -1,0 +1,95 @@
+"""Every name and default that more than one module shares lives here, and only here.
+
+Artifact and parameter names are the keys components, pipelines and tests agree on; image tags
+derive from the package version so a release never points at a moving ``:latest``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mlengine.version import __version__
+
+# --- images (one place; tags follow the package version) -------------------------------------
+IMAGE_REGISTRY = "ghcr.io/mlengine"
+IMAGE_ROLES = ("pipeline", "trainer", "server")
+
+
+def image_for(role: str) -> str:
+    """The container image of one runtime role, tagged with the package version."""
+    if role not in IMAGE_ROLES:
+        raise ValueError(f"unknown image role {role!r}; expected one of {IMAGE_ROLES}")
+    return f"{IMAGE_REGISTRY}/mlengine-{role}:{__version__}"
+
+
+PIPELINE_IMAGE = image_for("pipeline")
+TRAINER_IMAGE = image_for("trainer")
+SERVER_IMAGE = image_for("server")
+
+# --- built-in data -----------------------------------------------------------------------------
+PACKAGE_DATA_DIR = Path(__file__).resolve().parent / "data"
+DEFAULT_SPEC_PATH = PACKAGE_DATA_DIR / "taxi_spec.yaml"
+TAXI_NOISE_STD = 1.0  # the generator's Gaussian noise: the irreducible RMSE
+DEFAULT_ROWS = 200_000
+DEFAULT_SEED = 42
+
+# --- data layout inside artifacts --------------------------------------------------------------
+SPLITS = ("train", "eval", "test")
+SPLIT_FRACTIONS = {"train": 0.8, "eval": 0.1, "test": 0.1}
+PARQUET_PART_PATTERN = "part-{index:05d}.parquet"
+REJECTS_FILE = "rejects.jsonl"
+STATISTICS_FILE = "statistics.json"
+TRANSFORM_FILE = "transform.json"
+SPEC_FILE = "feature_spec.yaml"
+SERVING_MODEL_SUBDIR = "serving"  # SavedModel with the raw-feature signature
+CHECKPOINT_SUBDIR = "checkpoints"
+HISTORY_FILE = "history.json"
+CSV_CHUNK_ROWS = 65_536
+
+# --- artifact names (component outputs the pipeline wires together) ----------------------------
+ART_TRAIN_DATA = "train_data"
+ART_EVAL_DATA = "eval_data"
+ART_TEST_DATA = "test_data"
+ART_REJECTS = "rejects"
+ART_STATISTICS = "statistics"
+ART_STATISTICS_VIEW = "statistics_view"
+ART_TRANSFORM = "transform_fn"
+ART_MODEL = "model"
+ART_METRICS = "metrics"
+ART_LOSS_CURVES = "loss_curves"
+ART_EVAL_REPORT = "eval_report"
+ART_TUNING_STUDY = "study"
+ART_TUNING_REPORT = "tuning_report"
+ART_DEPLOY_REPORT = "deploy_report"
+
+# --- pipeline parameter names and defaults -----------------------------------------------------
+PARAM_DATA_URI = "data_uri"
+PARAM_SPEC_URI = "spec_uri"
+PARAM_NBUCKETS = "nbuckets"
+PARAM_HIDDEN_UNITS = "hidden_units"
+PARAM_LEARNING_RATE = "learning_rate"
+PARAM_BATCH_SIZE = "batch_size"
+PARAM_EPOCHS = "epochs"
+
+DEFAULT_HPARAMS = {
+    PARAM_NBUCKETS: 16,
+    PARAM_HIDDEN_UNITS: "64,32",
+    PARAM_LEARNING_RATE: 0.003,
+    PARAM_BATCH_SIZE: 512,
+    PARAM_EPOCHS: 4,
+}
+DEFAULT_BLESSING_MARGIN = 0.05  # the model must beat the benchmark RMSE by 5%
+
+# --- environment variables ---------------------------------------------------------------------
+ENV_TF_CONFIG = "TF_CONFIG"
+ENV_LEGACY_KERAS = "TF_USE_LEGACY_KERAS"  # tf-keras: the Keras whose PS/multi-worker fit works
+ENV_S3_ENDPOINT = "MLENGINE_S3_ENDPOINT"
+ENV_S3_ACCESS_KEY = "AWS_ACCESS_KEY_ID"
+ENV_S3_SECRET_KEY = "AWS_SECRET_ACCESS_KEY"
+ENV_S3_SECURE = "MLENGINE_S3_SECURE"
+
+# --- Kubernetes --------------------------------------------------------------------------------
+K8S_NAMESPACE = "kubeflow-user"
+K8S_SERVICE_ACCOUNT = "mlengine-pipeline"
+K8S_S3_SECRET = "mlengine-minio-credentials"
+K8S_SERVING_SERVICE_ACCOUNT = "mlengine-serving"

@@ -1,0 +1,84 @@
+"""Validate generated Kubernetes manifests against the real upstream schemas in ../shared/schemas.
+
+The CRDs accept unknown fields, so every object schema with ``properties`` is closed here
+(``additionalProperties: false``) unless it preserves unknown fields, has its own
+``additionalProperties``, or is ``metadata``: that way a typo such as ``storageURI`` fails.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "shared" / "schemas"
+
+
+def schema_dir() -> Path:
+    if not SCHEMA_DIR.is_dir():
+        raise FileNotFoundError(f"{SCHEMA_DIR}: the upstream schemas (shared/schemas) are not beside the repository")
+    return SCHEMA_DIR
+
+
+def close_schema(schema, parent_key: str | None = None):
+    """A copy of an OpenAPI v3 schema where unknown fields are rejected (metadata stays open)."""
+    if isinstance(schema, list):
+        return [close_schema(item, parent_key) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: close_schema(value, key) for key, value in schema.items()}
+    if ("properties" in out and "additionalProperties" not in out
+            and not out.get("x-kubernetes-preserve-unknown-fields") and parent_key != "metadata"):
+        out["additionalProperties"] = False
+    if "properties" in out:  # reach into the property schemas with their names as parent keys
+        out["properties"] = {name: close_schema(schema["properties"][name], name) for name in schema["properties"]}
+    return out
+
+
+def _crd_schema(file_name: str, version: str, drop_status_required: bool = False) -> dict:
+    with (schema_dir() / file_name).open() as handle:
+        crd = yaml.load(handle, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    for entry in crd["spec"]["versions"]:
+        if entry["name"] == version:
+            schema = copy.deepcopy(entry["schema"]["openAPIV3Schema"])
+            if drop_status_required and "status" in schema.get("required", []):
+                schema["required"] = [r for r in schema["required"] if r != "status"]
+            return close_schema(schema)
+    raise KeyError(f"{file_name}: no version {version}")
+
+
+@functools.cache
+def tfjob_schema() -> dict:
+    return _crd_schema("tfjob-crd.yaml", "v1")
+
+
+@functools.cache
+def inference_service_schema() -> dict:
+    return _crd_schema("kserve-inferenceservice-crd.yaml", "v1beta1")
+
+
+@functools.cache
+def scheduled_workflow_schema() -> dict:
+    return _crd_schema("scheduledworkflow-crd.yaml", "v1beta1", drop_status_required=True)
+
+
+@functools.cache
+def katib_experiment_schema() -> dict:
+    doc = json.loads((schema_dir() / "katib-openapi-v1beta1.json").read_text())
+    components = close_schema(doc["components"])
+    return {"$ref": "#/components/schemas/v1beta1.Experiment", "components": components}
+
+
+def validate(manifest: dict, schema: dict) -> None:
+    """Raise jsonschema.ValidationError naming the failing path (Draft 4, as the CRDs use)."""
+    jsonschema.Draft4Validator(schema).validate(manifest)
+
+
+def errors(manifest: dict, schema: dict) -> list[str]:
+    """Every validation problem as 'path: message' (empty when the manifest is valid)."""
+    validator = jsonschema.Draft4Validator(schema)
+    return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(manifest)]
