@@ -1,7 +1,5 @@
 """KFP wrapper of the evaluation logic (components/evaluate/logic.py)."""
 
-from typing import NamedTuple
-
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Markdown, Metrics, Model, Output
 
@@ -15,10 +13,12 @@ def evaluate(
     margin: float,
     metrics: Output[Metrics],
     eval_report: Output[Markdown],
-) -> NamedTuple("EvaluateOutputs", blessed=bool, rmse=float, benchmark_rmse=float):
-    """RMSE/MAE of the model and of the distance-only benchmark on the test split; blessed if it wins by `margin`."""
+) -> bool:
+    """RMSE/MAE of the model and of the distance-only benchmark on the test split; blessed if it wins by `margin`.
+
+    The single bool output is the deploy gate (`dsl.If`); the figures go into the Metrics artifact.
+    """
     import sys
-    from collections import namedtuple
     from pathlib import Path
 
     from mlengine.components.evaluate.logic import evaluate as evaluate_model
@@ -30,5 +30,5 @@ def evaluate(
         metrics.log_metric(key, float(result[key]))
     metrics.log_metric("blessed", int(bool(result["blessed"])))
     Path(eval_report.path).write_text(render_evaluation_markdown(result), encoding="utf-8")
-    outputs = namedtuple("EvaluateOutputs", ["blessed", "rmse", "benchmark_rmse"])
-    return outputs(bool(result["blessed"]), float(result["rmse"]), float(result["benchmark_rmse"]))
+    metrics.log_metric("test_rows", int(result["rows"]))
+    return bool(result["blessed"])

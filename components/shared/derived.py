@@ -39,10 +39,14 @@ def add_derived_np(spec, columns: Mapping[str, np.ndarray]) -> dict[str, np.ndar
 
 
 def derived_tf(op: str, inputs: Sequence):
-    """The TensorFlow twin of one numpy op (float32 tensors in, float32 tensor out)."""
+    """The TensorFlow twin of one numpy op: computed in float64 (small coordinate differences lose
+    metres in float32), returned as float32."""
     import tensorflow as tf
 
-    xs = [tf.cast(x, tf.float32) for x in inputs]
+    return tf.cast(_derived_tf64(tf, op, [tf.cast(x, tf.float64) for x in inputs]), tf.float32)
+
+
+def _derived_tf64(tf, op: str, xs: list):
     if op == "haversine_km":
         lat1, lon1, lat2, lon2 = (x * (np.pi / 180.0) for x in xs)
         a = tf.sin((lat2 - lat1) / 2) ** 2 + tf.cos(lat1) * tf.cos(lat2) * tf.sin((lon2 - lon1) / 2) ** 2

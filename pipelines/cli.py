@@ -1,0 +1,78 @@
+"""`mlengine compile`, `mlengine run` and `mlengine manifests` (handlers import lazily)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from mlengine.constants import DEFAULT_HPARAMS, DEFAULT_ROWS, DEFAULT_SEED
+
+
+def add_cli(subparsers) -> None:
+    comp = subparsers.add_parser("compile", help="write the pipeline YAML to upload in the Kubeflow UI")
+    comp.add_argument("--out", required=True, help="folder for the YAML files")
+    comp.set_defaults(handler=_compile)
+
+    run = subparsers.add_parser("run", help="run the training pipeline on this machine under kfp.local")
+    run.add_argument("--data", help="CSV file, folder of CSV shards, glob or s3:// URI (default: generated taxi data)")
+    run.add_argument("--spec", default="", help="feature spec YAML (default: the built-in taxi spec)")
+    run.add_argument("--rows", type=int, default=DEFAULT_ROWS, help="rows to generate when --data is not given")
+    run.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the generated data")
+    run.add_argument("--out", default="out/run", help="output folder (summary.json, pipeline YAML, artifacts)")
+    run.add_argument("--nbuckets", type=int, help=f"buckets per coordinate (default {DEFAULT_HPARAMS['nbuckets']})")
+    run.add_argument("--hidden-units", help=f"DNN layer sizes (default {DEFAULT_HPARAMS['hidden_units']})")
+    run.add_argument("--learning-rate", type=float, help=f"default {DEFAULT_HPARAMS['learning_rate']}")
+    run.add_argument("--batch-size", type=int, help=f"default {DEFAULT_HPARAMS['batch_size']}")
+    run.add_argument("--epochs", type=int, help=f"default {DEFAULT_HPARAMS['epochs']}")
+    run.add_argument("--trials", type=int, help="tuning trials before the final training (0: no tuning)")
+    run.add_argument("--parallel-trials", type=int, help="trials run at once")
+    run.add_argument("--tune-algorithm", help="tpe, random or grid")
+    run.add_argument("--workers", type=int, help="training workers (local processes / TFJob replicas)")
+    run.add_argument("--ps", type=int, help="parameter servers")
+    run.add_argument("--strategy", choices=["auto", "parameter_server", "all_reduce", "none"])
+    run.add_argument("--keep-serving", action="store_true",
+                     help="leave the local KServe server running after the run (default: checked, then stopped)")
+    run.set_defaults(handler=_run)
+
+
+def _run_params(args: argparse.Namespace) -> dict:
+    params = {
+        "spec_uri": args.spec,
+        "nbuckets": args.nbuckets,
+        "hidden_units": args.hidden_units,
+        "learning_rate": args.learning_rate,
+        "batch_size": args.batch_size,
+        "epochs": args.epochs,
+        "trials": args.trials,
+        "parallel_trials": args.parallel_trials,
+        "tune_algorithm": args.tune_algorithm,
+        "workers": args.workers,
+        "ps": args.ps,
+        "strategy": args.strategy,
+        "keep_serving": True if args.keep_serving else None,
+    }
+    return {key: value for key, value in params.items() if value not in (None, "")}
+
+
+def _compile(args: argparse.Namespace) -> int:
+    from mlengine.pipelines.local_run import compile_pipelines
+
+    print(json.dumps(compile_pipelines(args.out), indent=2))
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    import sys
+
+    from mlengine.errors import MlengineError
+    from mlengine.pipelines.local_run import SUMMARY_FILE, format_summary_table, run_training_locally
+
+    if args.data is None and args.rows < 100:
+        raise MlengineError(f"--rows {args.rows}: need at least 100 rows to split into train/eval/test")
+    summary = run_training_locally(
+        args.out, data=args.data, rows=args.rows, seed=args.seed, params=_run_params(args),
+        log=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    print(format_summary_table(summary, Path(args.out).resolve() / SUMMARY_FILE))
+    return 0
