@@ -1,0 +1,48 @@
+"""The compiled training pipeline is a valid KFP PipelineSpec a Kubeflow user can upload."""
+
+import yaml
+from google.protobuf import json_format
+from kfp.pipeline_spec import pipeline_spec_pb2
+
+from mlengine.constants import PIPELINE_IMAGE
+from mlengine.pipelines.local_run import compile_pipelines
+from mlengine.pipelines.training import PIPELINE_NAME
+
+
+def _compiled(tmp_path) -> dict:
+    paths = compile_pipelines(tmp_path)
+    with open(paths[PIPELINE_NAME]) as handle:
+        return yaml.safe_load(handle)
+
+
+def test_yaml_parses_as_pipeline_spec_with_unknown_fields_rejected(tmp_path):
+    doc = _compiled(tmp_path)
+    spec = pipeline_spec_pb2.PipelineSpec()
+    json_format.ParseDict(doc, spec, ignore_unknown_fields=False)
+    assert spec.pipeline_info.name == PIPELINE_NAME
+    tasks = set(spec.root.dag.tasks)
+    assert {"ingest", "tune", "transform", "train", "evaluate"} <= tasks
+    condition = [name for name in tasks if name.startswith("condition")]
+    assert len(condition) == 1, tasks
+    assert "deploy" in spec.components[spec.root.dag.tasks[condition[0]].component_ref.name].dag.tasks
+
+
+def test_dag_wires_tuned_nbuckets_into_transform_and_gates_deploy_on_blessing(tmp_path):
+    dag = _compiled(tmp_path)["root"]["dag"]["tasks"]
+    nbuckets = dag["transform"]["inputs"]["parameters"]["nbuckets"]["taskOutputParameter"]
+    assert nbuckets == {"producerTask": "tune", "outputParameterKey": "nbuckets"}
+    train_inputs = dag["train"]["inputs"]["artifacts"]
+    assert train_inputs["transform_fn"]["taskOutputArtifact"]["producerTask"] == "transform"
+    condition_task = next(task for name, task in dag.items() if name.startswith("condition"))
+    assert "evaluate" in condition_task["dependentTasks"]
+    assert "== true" in condition_task["triggerPolicy"]["condition"]
+
+
+def test_every_step_uses_the_versioned_image_and_installs_nothing_at_run_time(tmp_path):
+    executors = _compiled(tmp_path)["deploymentSpec"]["executors"]
+    assert len(executors) == 6
+    for name, executor in executors.items():
+        container = executor["container"]
+        assert container["image"] == PIPELINE_IMAGE, name
+        assert not container["image"].endswith(":latest")
+        assert "pip install" not in " ".join(container["command"]), name
