@@ -74,63 +74,72 @@ def _cell(cells: pa.Array, index: int) -> str:
     return cells[index].as_py().strip()
 
 
+# cells these patterns match are cast by pyarrow with exactly the value Python would give; any
+# other non-empty cell (nan, 1_000, 3.0 in an int column, words...) is decided by Python itself
+_FLOAT_PATTERN = r"^[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$"
+_INT_PATTERN = r"^-?[0-9]{1,18}$"
+
+
 def _parse_numbers(col: Column, cells: pa.Array, default: Any) -> ParsedColumn:
     size = len(cells)
-    dtype = np.float64 if col.type == "float" else np.int64
-    try:
-        values = pc.cast(cells, ARROW_TYPES[col.type]).to_numpy(zero_copy_only=False)
-        return ParsedColumn(values=values, missing=np.zeros(size, bool), bad=np.zeros(size, bool))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        pass
-    values = np.zeros(size, dtype=dtype)
-    missing = np.zeros(size, bool)
+    arrow_type = ARROW_TYPES[col.type]
+    # pyarrow's int parser takes 0x10 for 16, Python does not (plain substring search is fast, ignore_case is not)
+    fast = col.type == "float" or not any(pc.any(pc.match_substring(cells, x)).as_py() for x in ("x", "X"))
+    if fast:
+        try:
+            values = pc.cast(cells, arrow_type).to_numpy(zero_copy_only=False)
+            return ParsedColumn(values=values, missing=np.zeros(size, bool), bad=np.zeros(size, bool))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
+    trimmed = pc.utf8_trim_whitespace(cells)
+    missing = pc.equal(pc.binary_length(trimmed), 0).to_numpy(zero_copy_only=False)
+    simple = pc.match_substring_regex(trimmed, _FLOAT_PATTERN if col.type == "float" else _INT_PATTERN)
+    values = pc.cast(pc.if_else(simple, trimmed, "0"), arrow_type).to_numpy(zero_copy_only=False).copy()
     bad = np.zeros(size, bool)
     reasons: dict[int, tuple[str, str]] = {}
-    name = _label(col)
-    for index, text in enumerate(cells.to_pylist()):
-        text = text.strip()
-        if not text:
-            missing[index] = True
-            continue
-        try:
-            number = int(text) if col.type == "int" else float(text)
-        except ValueError:
-            number = None
-        if number is None and col.type == "int":
-            try:
-                number = float(text)
-            except ValueError:
-                number = None
-            if number is not None and math.isfinite(number):
-                if number != int(number):
-                    bad[index] = True
-                    reasons[index] = (f"{name}: non-integer value",
-                                      f"{name}: non-integer value {text!r} in an int column")
-                    continue
-                number = int(number)
-            elif number is not None:  # NaN / inf in an int column: reported by _check_numbers
-                values[index] = 0
-                reasons[index] = _non_finite_reason(col, text, number)
-                bad[index] = True
-                continue
-        if number is None:
+    for index in np.flatnonzero(~simple.to_numpy(zero_copy_only=False) & ~missing):
+        index = int(index)
+        number, reason = _parse_cell(col, trimmed[index].as_py())
+        if reason is None:
+            values[index] = number
+        else:
             bad[index] = True
-            reasons[index] = (f"{name}: not a number", f"{name}: not a number: {text[:100]!r}")
-            continue
-        if col.type == "int" and not -_INT64_LIMIT <= number < _INT64_LIMIT:
-            bad[index] = True
-            reasons[index] = (f"{name}: outside int64", f"{name}: value {text[:100]} does not fit in int64")
-            continue
-        values[index] = number
+            reasons[index] = reason
     if missing.any():
         if default is not None:
             values[missing] = default
         else:
             for index in np.flatnonzero(missing):
-                reasons[int(index)] = (f"{name}: missing value", f"{name}: missing value (empty cell, no default)")
+                reasons[int(index)] = (f"{_label(col)}: missing value",
+                                       f"{_label(col)}: missing value (empty cell, no default)")
             bad |= missing
-            missing[:] = False
+            missing = np.zeros(size, bool)
     return ParsedColumn(values=values, missing=missing, bad=bad, reasons=reasons)
+
+
+def _parse_cell(col: Column, text: str) -> tuple[Any, tuple[str, str] | None]:
+    """The reference parse of one non-empty, stripped cell: (number, None) or (None, reason)."""
+    name = _label(col)
+    if col.type == "float":
+        try:
+            return float(text), None  # NaN / inf are reported by _check_numbers
+        except ValueError:
+            return None, (f"{name}: not a number", f"{name}: not a number: {text[:100]!r}")
+    try:
+        number = int(text)
+    except ValueError:
+        try:
+            as_float = float(text)
+        except ValueError:
+            return None, (f"{name}: not a number", f"{name}: not a number: {text[:100]!r}")
+        if not math.isfinite(as_float):
+            return None, _non_finite_reason(col, text, as_float)
+        if as_float != int(as_float):
+            return None, (f"{name}: non-integer value", f"{name}: non-integer value {text[:100]!r} in an int column")
+        number = int(as_float)
+    if not -_INT64_LIMIT <= number < _INT64_LIMIT:
+        return None, (f"{name}: outside int64", f"{name}: value {text[:100]} does not fit in int64")
+    return number, None
 
 
 def _non_finite_reason(col: Column, text: str, number: float) -> tuple[str, str]:

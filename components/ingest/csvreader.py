@@ -1,13 +1,15 @@
 """Streaming CSV reading that keeps going past bad rows.
 
-A file is read as bytes, ``chunk_rows`` physical lines at a time, so memory does not grow with
-the file. Each line is one record: its line number and original text are known exactly, which
-the rejects file needs. Per chunk:
+A file is read as bytes in blocks of at most ``chunk_rows`` physical lines, so memory does not
+grow with the file. Each line is one record: its line number and original text are known
+exactly, which the rejects file needs. Per chunk, with numpy over the raw bytes:
 
+- empty lines are skipped (they are not rows);
 - undecodable bytes (bad UTF-8) and ragged lines (wrong number of cells) become *problems* of
   that record only;
 - the remaining records are split into cells by pyarrow's C++ CSV parser (the fast path) or,
-  when the chunk contains quote characters, by Python's ``csv`` module one line at a time.
+  when the chunk contains a quote character or a bare carriage return, by Python's ``csv``
+  module one line at a time (the careful path).
 
 Quoted cells may contain the delimiter; a quoted cell spanning several lines is not supported
 (its lines are rejected as malformed or ragged, never merged with their neighbours).
@@ -16,7 +18,6 @@ Quoted cells may contain the delimiter; a quoted cell spanning several lines is 
 from __future__ import annotations
 
 import csv
-import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -29,11 +30,18 @@ from mlengine.errors import DataError
 DELIMITER = ","
 UTF8_BOM = b"\xef\xbb\xbf"
 RAW_TEXT_LIMIT = 1000  # characters of the original line kept in the rejects file
+READ_BYTES = 1 << 22  # bytes requested from the stream at a time
+MAX_LINE_BYTES = 1 << 26  # a "line" longer than this is not CSV (or is a broken file)
+ARROW_BLOCK_BYTES = 1 << 20  # blocks the C++ parser splits a chunk into (parsed in parallel)
 
 # problem kinds (the keys of IngestResult.reject_reasons for row-level problems)
 KIND_UTF8 = "undecodable bytes (invalid UTF-8)"
 KIND_RAGGED = "ragged row (wrong number of cells)"
-KIND_MALFORMED = "malformed CSV quoting"
+KIND_MALFORMED = "malformed CSV"
+
+_NEWLINE, _CR = 10, 13
+# translate() table argument that deletes every byte except the delimiter and the newline
+_ALL_BUT_DELIMITER_AND_NEWLINE = bytes(b for b in range(256) if b not in (ord(DELIMITER), _NEWLINE))
 
 
 @dataclass(frozen=True)
@@ -50,26 +58,37 @@ class Header:
 
 @dataclass
 class CellChunk:
-    """One chunk of records: problems for unusable ones, string cells for the others."""
+    """One chunk of records: problems for unusable ones, string cells for the others.
 
+    Records are the non-empty lines of ``blob``; ``starts`` / ``ends`` delimit each one (the
+    end excludes the line terminator).
+    """
+
+    blob: bytes
+    starts: np.ndarray
+    ends: np.ndarray
     line_numbers: np.ndarray  # 1-based line number of every record (header = line 1)
-    raw: list[bytes]  # every record's original bytes, without the line terminator
-    problems: dict[int, tuple[str, str]]  # record index -> (kind, message), records not parsed
-    parsed: np.ndarray  # indices of the records that were split into cells
+    blank_lines: int = 0
+    problems: dict[int, tuple[str, str]] = field(default_factory=dict)  # record -> (kind, message)
+    parsed: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # records split into cells
     cells: dict[str, pa.Array] = field(default_factory=dict)  # column -> StringArray over `parsed`
 
     def __len__(self) -> int:
-        return len(self.raw)
+        return len(self.starts)
+
+    def raw(self, record: int) -> bytes:
+        return self.blob[self.starts[record]:self.ends[record]]
 
 
 def raw_text(record: bytes) -> str:
     """The original line for the rejects file (bad bytes escaped, length capped)."""
-    return record[: RAW_TEXT_LIMIT * 4].decode("utf-8", errors="backslashreplace")[:RAW_TEXT_LIMIT]
+    text = record[: RAW_TEXT_LIMIT * 4].decode("utf-8", errors="backslashreplace")
+    return text.rstrip("\r\n")[:RAW_TEXT_LIMIT]
 
 
 def read_header(stream, uri: str, needed: Sequence[str]) -> Header:
     """Read and check the first line of ``stream``; every problem is a fatal one-line DataError."""
-    first = stream.readline()
+    first = stream.readline(MAX_LINE_BYTES)
     if not first:
         raise DataError(f"{uri}: empty file (expected a header line with columns {', '.join(needed)})")
     if first.startswith(UTF8_BOM):
@@ -77,7 +96,7 @@ def read_header(stream, uri: str, needed: Sequence[str]) -> Header:
     try:
         text = first.decode("utf-8").rstrip("\r\n")
     except UnicodeDecodeError as err:
-        raise DataError(f"{uri}: line 1: the header is not valid UTF-8 (byte {err.start})") from None
+        raise DataError(f"{uri}: line 1: the header is not valid UTF-8 (byte {err.start + 1})") from None
     if not text.strip():
         raise DataError(f"{uri}: missing header: line 1 is empty")
     try:
@@ -108,99 +127,177 @@ def _looks_numeric(cell: str) -> bool:
     return True
 
 
-def iter_cell_chunks(stream, header: Header, chunk_rows: int, first_line: int = 2) -> Iterator[CellChunk]:
-    """Yield the records after the header in chunks of at most ``chunk_rows`` lines.
+class _LineBlocks:
+    """Cuts a byte stream into blocks of whole lines, at most ``max_lines`` lines each."""
 
-    Empty lines are skipped (they are not rows); ``stream`` must be positioned after the header.
+    def __init__(self, stream, uri: str):
+        self.stream = stream
+        self.uri = uri
+        self.buffer = b""
+        self.start = 0  # first byte not handed out yet
+        self.newlines = np.zeros(0, np.int64)  # positions of b"\n" in buffer
+        self.next_newline = 0  # index into newlines of the first one at or after start
+        self.eof = False
+
+    def next_block(self, max_lines: int) -> bytes | None:
+        while len(self.newlines) - self.next_newline < max_lines and not self.eof:
+            data = self.stream.read(READ_BYTES)
+            if not data:
+                self.eof = True
+                break
+            self.buffer = self.buffer[self.start:] + data
+            self.start = 0
+            self.newlines = np.flatnonzero(np.frombuffer(self.buffer, np.uint8) == _NEWLINE)
+            self.next_newline = 0
+            if len(self.newlines) == 0 and len(self.buffer) > MAX_LINE_BYTES:
+                raise DataError(f"{self.uri}: a line is longer than {MAX_LINE_BYTES >> 20} MB: not a CSV file?")
+        available = len(self.newlines) - self.next_newline
+        if available >= max_lines:
+            end = int(self.newlines[self.next_newline + max_lines - 1]) + 1
+            self.next_newline += max_lines
+        else:  # end of the stream: the rest, which may lack a final newline
+            end = len(self.buffer)
+            self.next_newline = len(self.newlines)
+        if end <= self.start:
+            return None
+        block = self.buffer[self.start:end]
+        self.start = end
+        return block
+
+
+def iter_cell_chunks(stream, header: Header, chunk_rows: int, uri: str = "", first_line: int = 2
+                     ) -> Iterator[CellChunk]:
+    """Yield the lines after the header in chunks of at most ``chunk_rows`` lines.
+
+    ``stream`` is a binary stream positioned after the header line.
     """
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
+    blocks = _LineBlocks(stream, uri)
     line_number = first_line
-    lines = iter(stream)
-    while True:
-        block = list(itertools.islice(lines, chunk_rows))
-        if not block:
-            return
-        records = [line.rstrip(b"\r\n") for line in block]
-        numbers = np.arange(line_number, line_number + len(block), dtype=np.int64)
-        line_number += len(block)
-        if b"" in records:  # blank lines carry no row
-            keep = [i for i, record in enumerate(records) if record]
-            records = [records[i] for i in keep]
-            numbers = numbers[keep]
-            if not records:
-                continue
-        yield split_cells(records, numbers, header)
+    while (blob := blocks.next_block(chunk_rows)) is not None:
+        chunk = split_cells(blob, line_number, header)
+        line_number += len(chunk) + chunk.blank_lines
+        if len(chunk) or chunk.blank_lines:
+            yield chunk
 
 
-def split_cells(records: list[bytes], numbers: np.ndarray, header: Header) -> CellChunk:
-    """Split records into string cells of the needed columns; unusable records become problems."""
-    problems: dict[int, tuple[str, str]] = {}
-    joined = b"\n".join(records)
-    try:
-        joined.decode("utf-8")
-    except UnicodeDecodeError:
-        for index, record in enumerate(records):
-            try:
-                record.decode("utf-8")
-            except UnicodeDecodeError as err:
-                problems[index] = (KIND_UTF8, f"undecodable bytes: invalid UTF-8 at byte {err.start + 1} of the line")
-    if b'"' in joined:
-        return _split_quoted(records, numbers, header, problems)
-    expected = header.width - 1
-    for index, record in enumerate(records):
-        if index not in problems:
-            found = record.count(b",")
-            if found != expected:
-                problems[index] = (KIND_RAGGED, f"ragged row: {found + 1} cells, expected {header.width}")
-    parsed = np.array([i for i in range(len(records)) if i not in problems], dtype=np.int64) if problems \
-        else np.arange(len(records), dtype=np.int64)
-    chunk = CellChunk(line_numbers=numbers, raw=records, problems=problems, parsed=parsed)
-    if len(parsed) == 0:
+def _line_bounds(blob: bytes, data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end (newline excluded) offsets of every line of ``blob``."""
+    newlines = np.flatnonzero(data == _NEWLINE)
+    ends = newlines if blob.endswith(b"\n") else np.append(newlines, len(blob))
+    starts = np.empty_like(ends)
+    if len(ends):
+        starts[0] = 0
+        starts[1:] = ends[:-1] + 1
+    return starts, ends
+
+
+def split_cells(blob: bytes, first_line: int, header: Header) -> CellChunk:
+    """Split a block of whole lines into string cells of the needed columns.
+
+    Unusable lines become problems; empty lines (also a lone carriage return) are skipped.
+    """
+    data = np.frombuffer(blob, np.uint8)
+    starts, ends = _line_bounds(blob, data)
+    lengths = ends - starts
+    last_byte = data[np.maximum(ends - 1, 0)] if len(blob) else np.zeros(len(ends), np.uint8)
+    blank = (lengths == 0) | ((lengths == 1) & (last_byte == _CR))
+    numbers = np.arange(first_line, first_line + len(ends), dtype=np.int64)
+    records = np.flatnonzero(~blank)
+    chunk = CellChunk(blob=blob, starts=starts[records], ends=ends[records], line_numbers=numbers[records],
+                      blank_lines=int(blank.sum()))
+    if len(records) == 0:
         chunk.cells = {name: pa.array([], pa.string()) for name in header.positions}
         return chunk
-    body = joined if not problems else b"\n".join(records[i] for i in parsed)
-    chunk.cells = _arrow_cells(body, header, len(parsed))
+    if not blob.isascii():
+        try:
+            blob.decode("utf-8")
+        except UnicodeDecodeError:
+            for record in range(len(chunk)):
+                try:
+                    chunk.raw(record).decode("utf-8")
+                except UnicodeDecodeError as err:
+                    chunk.problems[record] = (KIND_UTF8, "undecodable bytes: invalid UTF-8 at byte "
+                                                         f"{err.start + 1} of the line")
+    if b'"' in blob or blob.count(b"\r") != blob.count(b"\r\n"):
+        # quotes, or a bare carriage return the C++ parser would take for a line break
+        return _split_by_line(chunk, header)
+    # cells per line = delimiters + 1, counted on the blob reduced to delimiters and newlines
+    reduced = np.frombuffer(blob.translate(None, _ALL_BUT_DELIMITER_AND_NEWLINE), np.uint8)
+    reduced_ends = np.flatnonzero(reduced == _NEWLINE)
+    if not blob.endswith(b"\n"):
+        reduced_ends = np.append(reduced_ends, len(reduced))
+    delimiters = (np.diff(reduced_ends, prepend=-1) - 1)[records]
+    usable = delimiters == header.width - 1
+    for record in np.flatnonzero(~usable):
+        record = int(record)
+        if record not in chunk.problems:
+            chunk.problems[record] = (KIND_RAGGED,
+                                      f"ragged row: {delimiters[record] + 1} cells, expected {header.width}")
+    if chunk.problems:
+        usable[list(chunk.problems)] = False
+    chunk.parsed = np.flatnonzero(usable)
+    if len(chunk.parsed) == 0:
+        chunk.cells = {name: pa.array([], pa.string()) for name in header.positions}
+        return chunk
+    body = blob if len(chunk.parsed) == len(ends) else _join_lines(blob, chunk, usable)
+    cells = _arrow_cells(body, header, len(chunk.parsed), int(lengths.max()))
+    if cells is None:  # the C++ parser saw the lines differently: take the careful path
+        chunk.problems = {r: p for r, p in chunk.problems.items() if p[0] == KIND_UTF8}
+        return _split_by_line(chunk, header)
+    chunk.cells = cells
     return chunk
 
 
-def _arrow_cells(body: bytes, header: Header, expected_rows: int) -> dict[str, pa.Array]:
+def _join_lines(blob: bytes, chunk: CellChunk, usable: np.ndarray) -> bytes:
+    """The usable records only, each ending with a newline: slices of runs of usable records."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[False], usable, [False]]).astype(np.int8)))
+    pieces = []
+    for first, stop in zip(edges[0::2], edges[1::2], strict=True):
+        pieces.append(blob[chunk.starts[first]:chunk.ends[stop - 1]])
+    return b"\n".join(pieces) + b"\n"
+
+
+def _arrow_cells(body: bytes, header: Header, expected_rows: int, longest_line: int) -> dict[str, pa.Array] | None:
     """Split clean, quote-free, rectangular lines with pyarrow's C++ parser (all cells as strings)."""
     generated = [f"c{i}" for i in range(header.width)]
     wanted = {name: generated[pos] for name, pos in header.positions.items()}
-    table = pacsv.read_csv(
-        pa.py_buffer(body),
-        read_options=pacsv.ReadOptions(column_names=generated, use_threads=False,
-                                       block_size=max(len(body) + 1, 1 << 20)),
-        parse_options=pacsv.ParseOptions(delimiter=DELIMITER, quote_char=False, ignore_empty_lines=False),
-        convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(wanted.values(), pa.string()),
-                                             include_columns=list(dict.fromkeys(wanted.values())),
-                                             strings_can_be_null=False, check_utf8=False),
-    )
-    if table.num_rows != expected_rows:  # cannot happen for rectangular quote-free lines
-        raise RuntimeError(f"CSV parser returned {table.num_rows} rows for {expected_rows} lines")
+    try:
+        table = pacsv.read_csv(
+            pa.py_buffer(body),
+            read_options=pacsv.ReadOptions(column_names=generated, use_threads=True,
+                                           block_size=max(ARROW_BLOCK_BYTES, 2 * longest_line + 2)),
+            parse_options=pacsv.ParseOptions(delimiter=DELIMITER, quote_char=False, ignore_empty_lines=False),
+            convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(wanted.values(), pa.string()),
+                                                 include_columns=list(wanted.values()),
+                                                 strings_can_be_null=False, check_utf8=False),
+        )
+    except pa.ArrowInvalid:
+        return None
+    if table.num_rows != expected_rows:
+        return None
     return {name: table.column(col).combine_chunks() for name, col in wanted.items()}
 
 
-def _split_quoted(records: list[bytes], numbers: np.ndarray, header: Header,
-                  problems: dict[int, tuple[str, str]]) -> CellChunk:
-    """The slow path for chunks with quotes: each line parsed on its own by the csv module."""
+def _split_by_line(chunk: CellChunk, header: Header) -> CellChunk:
+    """The careful path: each line parsed on its own by the csv module."""
     rows: list[list[str]] = []
     parsed: list[int] = []
-    for index, record in enumerate(records):
-        if index in problems:
+    for record in range(len(chunk)):
+        if record in chunk.problems:
             continue
+        text = chunk.raw(record).decode("utf-8").rstrip("\r")
         try:
-            cells = next(csv.reader([record.decode("utf-8")], delimiter=DELIMITER, strict=True))
+            cells = next(csv.reader([text], delimiter=DELIMITER, strict=True))
         except csv.Error as err:
-            problems[index] = (KIND_MALFORMED, f"malformed CSV quoting: {err} (quoted cells cannot span lines)")
+            chunk.problems[record] = (KIND_MALFORMED, f"malformed CSV: {err} (a quoted cell cannot span lines)")
             continue
         if len(cells) != header.width:
-            problems[index] = (KIND_RAGGED, f"ragged row: {len(cells)} cells, expected {header.width}")
+            chunk.problems[record] = (KIND_RAGGED, f"ragged row: {len(cells)} cells, expected {header.width}")
             continue
         rows.append(cells)
-        parsed.append(index)
-    cells_by_name = {name: pa.array([row[pos] for row in rows], pa.string())
-                     for name, pos in header.positions.items()}
-    return CellChunk(line_numbers=numbers, raw=records, problems=problems,
-                     parsed=np.array(parsed, dtype=np.int64), cells=cells_by_name)
+        parsed.append(record)
+    chunk.parsed = np.array(parsed, dtype=np.int64)
+    chunk.cells = {name: pa.array([row[pos] for row in rows], pa.string()) for name, pos in header.positions.items()}
+    return chunk

@@ -25,7 +25,6 @@ import math
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.compute as pc
 
 from mlengine.components.shared.featurespec import Column, FeatureSpec
@@ -52,6 +51,27 @@ def _py(value: Any) -> Any:
     return value
 
 
+def uniform_histogram(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Counts per bin of uniform ``edges`` (np.histogram semantics: the last bin is closed).
+
+    The same bin arithmetic as np.histogram's uniform fast path, without its per-call overhead.
+    """
+    bins = len(edges) - 1
+    low, high = float(edges[0]), float(edges[-1])
+    as_float = values.astype(np.float64, copy=False)
+    inside = (as_float >= low) & (as_float <= high)
+    if not inside.all():
+        as_float = as_float[inside]
+    if high == low:
+        return np.bincount(np.zeros(len(as_float), np.intp), minlength=bins)[:bins]
+    index = ((as_float - low) * (bins / (high - low))).astype(np.intp)
+    index[index == bins] -= 1
+    # the float product can land one bin off next to an edge: correct against the real edges
+    index[as_float < edges[index]] -= 1
+    index[(as_float >= edges[index + 1]) & (index != bins - 1)] += 1
+    return np.bincount(index, minlength=bins)
+
+
 class _ColumnAccumulator:
     """Moments, exact range histogram and value counts of one column in one scope."""
 
@@ -71,6 +91,10 @@ class _ColumnAccumulator:
         self.histogram = np.zeros(HISTOGRAM_BINS, np.int64)
         self.counts: dict[Any, int] = {}
         self.approximate_counts = False
+        # a small int range is counted with bincount (rows outside the range were rejected)
+        self._int_span: int | None = None
+        if col.type == "int" and col.range is not None and col.range[1] - col.range[0] < MAX_TRACKED_VALUES:
+            self._int_span = int(col.range[1]) - int(col.range[0]) + 1
 
     def update(self, values: Any, missing: np.ndarray) -> None:
         size = len(values)
@@ -80,10 +104,7 @@ class _ColumnAccumulator:
         if self.col.is_numeric:
             self._update_moments(values)
             if self.edges is not None:
-                # the edges are uniform, so np.histogram takes its fast path; rows out of range
-                # were rejected, so nothing falls outside
-                counts, _ = np.histogram(values, bins=HISTOGRAM_BINS, range=(self.edges[0], self.edges[-1]))
-                self.histogram += counts
+                self.histogram += uniform_histogram(values, self.edges)
         else:
             self.count += size
         if self.categorical:
@@ -104,7 +125,11 @@ class _ColumnAccumulator:
         self.maximum = high if self.maximum is None else max(self.maximum, high)
 
     def _update_counts(self, values: Any) -> None:
-        if isinstance(values, np.ndarray):
+        if isinstance(values, np.ndarray) and self._int_span is not None:
+            low = int(self.col.range[0])
+            counts = np.bincount(values - low, minlength=self._int_span)
+            pairs = ((low + int(i), int(counts[i])) for i in np.flatnonzero(counts))
+        elif isinstance(values, np.ndarray):
             uniques, counts = np.unique(values, return_counts=True)
             pairs = zip(uniques.tolist(), counts.tolist(), strict=True)
         else:
@@ -150,7 +175,8 @@ class _ColumnAccumulator:
         if sample is None or not len(sample):
             return {"edges": [], "counts": [], "source": "sample"}
         as_float = sample.astype(np.float64)
-        counts, edges = np.histogram(as_float, bins=HISTOGRAM_BINS, range=(float(as_float.min()), float(as_float.max())))
+        low, high = float(as_float.min()), float(as_float.max())
+        counts, edges = np.histogram(as_float, bins=HISTOGRAM_BINS, range=(low, high))
         return {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts], "source": "sample"}
 
 

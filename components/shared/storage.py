@@ -176,6 +176,7 @@ def _s3_error(uri: str, settings: S3Settings, err: BaseException) -> DataError:
 
 
 def _s3_call(uri: str, settings: S3Settings, func, *args, **kwargs):
+    """Call a minio client method; any S3 / connection failure becomes a one-line DataError."""
     from minio.error import MinioException
     from urllib3.exceptions import HTTPError as Urllib3Error
 
@@ -183,6 +184,9 @@ def _s3_call(uri: str, settings: S3Settings, func, *args, **kwargs):
         return func(*args, **kwargs)
     except (MinioException, Urllib3Error, OSError) as err:
         raise _s3_error(uri, settings, err) from None
+
+
+s3_call = _s3_call  # public name for other components (train/staging.py uses it)
 
 
 def _resolve_s3(uri: str) -> list[str]:

@@ -1,0 +1,315 @@
+"""Serving benchmark: in-process predict vs a straightforward kserve.Model server vs ``mlengine serve``.
+
+All on the same SavedModel and the same rows, in one run, loopback only:
+
+(a) in-process: the loaded ``serving_default`` signature called with numpy columns;
+(b) "plain": a ``kserve.Model`` whose ``predict`` turns ``instances`` into tensors and calls the
+    model once per request, as KServe's custom-model docs show, stock ModelServer settings,
+    with 1 and 2 workers (the model is loaded in each worker: a loaded SavedModel cannot be pickled);
+(c) ``mlengine serve`` (validation + micro-batching), with 1 and 2 workers.
+
+Measured: p50/p99 latency at batch 1 and concurrency 1, requests/s at concurrency 8 (batch 1),
+rows/s at batch 256 (concurrency 1 and 2), and the error count (must be 0). The load generator
+is asyncio + aiohttp in this process, bounded in request count and in time.
+
+    python -m bench.bench_serving [--model DIR] [--quick]
+
+writes bench/results/serving.json and prints a table with ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results" / "serving.json"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# --- (b) the straightforward server -------------------------------------------------------------------------
+_argv, sys.argv = sys.argv, sys.argv[:1]  # kserve.model_server parses sys.argv when it is imported
+try:
+    import kserve
+finally:
+    sys.argv = _argv
+
+
+class PlainModel(kserve.Model):
+    """Load in load(); predict calls the model once per request (KServe's custom-model docs)."""
+
+    def __init__(self, name: str, model_dir: str):
+        super().__init__(name)
+        self.model_dir = model_dir
+
+    def load(self) -> bool:
+        from mlengine.components.train.tfenv import import_tf
+
+        tf, _ = import_tf()
+        self._tf = tf
+        self._loaded = tf.saved_model.load(str(Path(self.model_dir) / "serving"))
+        self._fn = self._loaded.signatures["serving_default"]
+        self._dtypes = {k: v.dtype for k, v in self._fn.structured_input_signature[1].items()}
+        self.ready = True
+        return True
+
+    def predict(self, payload: dict, headers: dict | None = None) -> dict:
+        instances = payload["instances"]
+        inputs = {name: self._tf.constant([row[name] for row in instances], dtype=dtype)
+                  for name, dtype in self._dtypes.items()}
+        return {"predictions": self._fn(**inputs)["predictions"].numpy().tolist()}
+
+    def __getstate__(self):  # kserve pickles the model into each worker: load it there again
+        return {"name": self.name, "model_dir": self.model_dir}
+
+    def __setstate__(self, state):
+        self.__init__(state["name"], state["model_dir"])
+        self.load()
+
+
+def serve_plain(model_dir: str, name: str, port: int, workers: int) -> None:
+    sys.argv = sys.argv[:1]
+    from mlengine.components.deploy.server import LocalModelServer
+
+    model = PlainModel(name, model_dir)
+    model.load()
+    LocalModelServer(host="127.0.0.1", http_port=port, workers=workers, hardened=False).start([model])
+
+
+# --- data --------------------------------------------------------------------------------------------------
+def sample_rows(spec, count: int, seed: int = 11) -> list[dict]:
+    """Synthetic taxi rows inside the spec's ranges, as plain JSON types."""
+    from mlengine.synthetic import generate_columns
+
+    columns = generate_columns(count * 2, seed)
+    keep = np.ones(count * 2, dtype=bool)
+    for col in spec.columns:
+        if col.range is not None:
+            keep &= (columns[col.name] >= col.range[0]) & (columns[col.name] <= col.range[1])
+    rows = []
+    for index in np.flatnonzero(keep)[:count]:
+        rows.append({c.name: (float(columns[c.name][index]) if c.type == "float" else int(columns[c.name][index]))
+                     for c in spec.columns})
+    return rows
+
+
+def percentile_ms(latencies: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(latencies) * 1000.0, q)) if latencies else float("nan")
+
+
+# --- (a) in-process ---------------------------------------------------------------------------------------
+def bench_in_process(model_dir: str, rows: list[dict], latency_requests: int, big_requests: int) -> dict:
+    from mlengine.components.deploy.savedmodel import columns_from_rows, load_model_dir
+
+    runner = load_model_dir(model_dir)
+    one = [columns_from_rows([row], runner.spec) for row in rows[:64]]
+    for columns in one[:20]:
+        runner(columns)
+    latencies = []
+    for i in range(latency_requests):
+        start = time.perf_counter()
+        runner(one[i % len(one)])
+        latencies.append(time.perf_counter() - start)
+    big = columns_from_rows(rows[:256], runner.spec)
+    runner(big)
+    start = time.perf_counter()
+    for _ in range(big_requests):
+        runner(big)
+    elapsed = time.perf_counter() - start
+    return {"p50_ms": percentile_ms(latencies, 50), "p99_ms": percentile_ms(latencies, 99),
+            "rows_per_s_b256": 256 * big_requests / elapsed, "errors": 0}
+
+
+# --- load generator --------------------------------------------------------------------------------------
+async def _load(url: str, bodies: list[bytes], concurrency: int, max_requests: int, time_limit: float,
+                expect_rows: int) -> dict:
+    import aiohttp
+
+    latencies: list[float] = []
+    errors = 0
+    sent = 0
+    deadline = time.perf_counter() + time_limit
+    connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
+    timeout = aiohttp.ClientTimeout(total=30)
+    headers = {"content-type": "application/json"}
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+        async def worker():
+            nonlocal sent, errors
+            while sent < max_requests and time.perf_counter() < deadline:
+                body = bodies[sent % len(bodies)]
+                sent += 1
+                start = time.perf_counter()
+                try:
+                    async with session.post(url, data=body, headers=headers) as response:
+                        payload = await response.read()
+                        ok = response.status == 200
+                except (TimeoutError, aiohttp.ClientError):
+                    ok, payload = False, b""
+                latencies.append(time.perf_counter() - start)
+                if ok and expect_rows and payload.count(b",") + 1 < expect_rows:
+                    ok = False  # a 200 without all predictions is an error too
+                if not ok:
+                    errors += 1
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - start
+    return {"requests": len(latencies), "errors": errors, "seconds": elapsed,
+            "requests_per_s": len(latencies) / elapsed if elapsed else 0.0,
+            "p50_ms": percentile_ms(latencies, 50), "p99_ms": percentile_ms(latencies, 99)}
+
+
+def load(url, bodies, concurrency, max_requests, time_limit, expect_rows=1) -> dict:
+    return asyncio.run(_load(url, bodies, concurrency, max_requests, time_limit, expect_rows))
+
+
+def v1_bodies(rows: list[dict], batch: int, count: int) -> list[bytes]:
+    return [json.dumps({"instances": [rows[(i * batch + j) % len(rows)] for j in range(batch)]}).encode()
+            for i in range(count)]
+
+
+def v2_bodies(rows: list[dict], spec, count: int) -> list[bytes]:
+    types = {"float": "FP32", "int": "INT64", "string": "BYTES"}
+    return [json.dumps({"inputs": [{"name": c.name, "shape": [1], "datatype": types[c.type],
+                                    "data": [rows[i % len(rows)][c.name]]} for c in spec.columns]}).encode()
+            for i in range(count)]
+
+
+# --- one server ------------------------------------------------------------------------------------------
+def bench_server(kind: str, workers: int, model_dir: str, rows: list[dict], spec, settings: dict,
+                 work_dir: Path) -> dict:
+    from mlengine.components.deploy.logic import (
+        free_port,
+        start_server_process,
+        stop_process_group,
+        wait_until_ready,
+    )
+
+    port = free_port()
+    name = "bench"
+    url = f"http://127.0.0.1:{port}"
+    if kind == "plain":
+        command = [sys.executable, "-m", "bench.bench_serving", "--serve-plain", "--model", model_dir,
+                   "--port", str(port), "--workers", str(workers)]
+    else:
+        command = [sys.executable, "-m", "mlengine.cli", "serve", "--model", model_dir, "--port", str(port),
+                   "--name", name, "--workers", str(workers)]
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    log = work_dir / f"{kind}-{workers}.log"
+    print(f"bench: starting {kind} server, {workers} worker(s)", file=sys.stderr, flush=True)
+    process = start_server_process(command, log, env=env)
+    try:
+        wait_until_ready(url, name, process, log, timeout=240)
+        predict = f"{url}/v1/models/{name}:predict"
+        one = v1_bodies(rows, 1, 256)
+        load(predict, one, 8, 200, 10)  # warm up every worker
+        out = {"server": kind, "workers": workers}
+        out["c1"] = load(predict, one, 1, settings["latency_requests"], settings["time_limit"])
+        out["c8"] = load(predict, one, 8, settings["throughput_requests"], settings["time_limit"])
+        big = v1_bodies(rows, 256, 16)
+        out["b256_c1"] = load(predict, big, 1, settings["big_requests"], settings["time_limit"], expect_rows=256)
+        out["b256_c2"] = load(predict, big, 2, settings["big_requests"], settings["time_limit"], expect_rows=256)
+        for key in ("b256_c1", "b256_c2"):
+            out[key]["rows_per_s"] = out[key]["requests_per_s"] * 256
+        if kind == "mlengine":
+            out["v2_c1"] = load(f"{url}/v2/models/{name}/infer", v2_bodies(rows, spec, 256), 1,
+                                settings["latency_requests"], settings["time_limit"])
+        out["errors"] = sum(v["errors"] for v in out.values() if isinstance(v, dict))
+        return out
+    finally:
+        stop_process_group(process.pid)
+
+
+# --- report ------------------------------------------------------------------------------------------------
+def summarize(results: dict) -> list[str]:
+    ip = results["in_process"]
+    plain2 = results["servers"].get("plain-2", {})
+    lines = [f"{'setup':<14}{'p50 ms':>9}{'p99 ms':>9}{'req/s c8':>11}{'rows/s b256 c1':>16}{'rows/s b256 c2':>16}"
+             f"{'errors':>8}",
+             f"{'in-process':<14}{ip['p50_ms']:>9.2f}{ip['p99_ms']:>9.2f}{'-':>11}{ip['rows_per_s_b256']:>16,.0f}"
+             f"{'-':>16}{0:>8}"]
+    for key, server in results["servers"].items():
+        lines.append(f"{key:<14}{server['c1']['p50_ms']:>9.2f}{server['c1']['p99_ms']:>9.2f}"
+                     f"{server['c8']['requests_per_s']:>11,.0f}{server['b256_c1']['rows_per_s']:>16,.0f}"
+                     f"{server['b256_c2']['rows_per_s']:>16,.0f}{server['errors']:>8}")
+    lines.append("")
+    for key, server in results["servers"].items():
+        if not key.startswith("mlengine"):
+            continue
+        ratios = {
+            "p50 minus in-process (ms)": server["c1"]["p50_ms"] - ip["p50_ms"],
+            "rows/s b256 c1 / in-process": server["b256_c1"]["rows_per_s"] / ip["rows_per_s_b256"],
+            "rows/s b256 c2 / in-process": server["b256_c2"]["rows_per_s"] / ip["rows_per_s_b256"],
+        }
+        if plain2:
+            ratios["req/s c8 / plain-2"] = server["c8"]["requests_per_s"] / plain2["c8"]["requests_per_s"]
+        if "v2_c1" in server:
+            ratios["v2 p50 (ms)"] = server["v2_c1"]["p50_ms"]
+        results.setdefault("ratios", {})[key] = ratios
+        lines.append(f"{key}: " + ", ".join(f"{k} {v:.2f}" for k, v in ratios.items()))
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help="model directory (default: train a tiny one in a temp dir)")
+    parser.add_argument("--quick", action="store_true", help="fewer requests (a smoke run)")
+    parser.add_argument("--servers", default="plain-1,plain-2,mlengine-1,mlengine-2",
+                        help="which servers to run, comma-separated kind-workers")
+    parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--serve-plain", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=8080, help=argparse.SUPPRESS)
+    parser.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve_plain:
+        serve_plain(args.model, "bench", args.port, args.workers)
+        return 0
+
+    settings = ({"latency_requests": 200, "throughput_requests": 600, "big_requests": 40, "time_limit": 10.0}
+                if args.quick else
+                {"latency_requests": 1000, "throughput_requests": 6000, "big_requests": 200, "time_limit": 20.0})
+    with tempfile.TemporaryDirectory(prefix="mlengine-bench-serving-") as tmp:
+        work_dir = Path(tmp)
+        model_dir = args.model
+        if not model_dir:
+            sys.path.insert(0, str(ROOT))
+            from tests.model_fixtures import train_tiny_model
+
+            print("bench: training a small model", file=sys.stderr, flush=True)
+            model_dir = str(train_tiny_model(work_dir / "train", rows=20_000, epochs=1, nbuckets=8))
+        from mlengine.components.shared.featurespec import load_spec
+
+        spec = load_spec(Path(model_dir) / "feature_spec.yaml")
+        rows = sample_rows(spec, 2048)
+        results = {"model_dir": model_dir, "settings": settings, "machine": {
+            "cpus": os.cpu_count(), "python": platform.python_version(), "load_avg_start": os.getloadavg()}}
+        print("bench: in-process", file=sys.stderr, flush=True)
+        results["in_process"] = bench_in_process(model_dir, rows, settings["latency_requests"],
+                                                 settings["big_requests"])
+        results["servers"] = {}
+        for entry in args.servers.split(","):
+            kind, workers = entry.strip().rsplit("-", 1)
+            results["servers"][entry.strip()] = bench_server(kind, int(workers), model_dir, rows, spec, settings,
+                                                             work_dir)
+        results["machine"]["load_avg_end"] = os.getloadavg()
+        lines = summarize(results)
+    total_errors = sum(s["errors"] for s in results["servers"].values())
+    print("\n".join(lines))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2, default=float), encoding="utf-8")
+    print(f"bench: wrote {out}" + (f"; {total_errors} ERRORS" if total_errors else ""), file=sys.stderr)
+    return 1 if total_errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

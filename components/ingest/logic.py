@@ -1,0 +1,319 @@
+"""The ingest component's logic: CSV files in, validated typed Parquet splits + statistics out.
+
+``run_ingest`` streams every input file chunk by chunk (memory does not grow with the data):
+
+1. header check per file (fatal, before any output is written): empty file, no header, a spec
+   column missing, a duplicate column;
+2. per row: decodable, the right number of cells, every spec column typed and inside its range
+   / vocabulary (a missing cell takes the column default, or rejects the row). Bad rows go to
+   the rejects JSONL file with the file, 1-based line number, reason and original text;
+3. a stable hash of each row's typed values (salted with ``split_seed``) picks its split, so a
+   row lands in the same split whatever the chunking or file order;
+4. typed Parquet parts per split, and streamed statistics over all ok rows and the train split.
+
+Invariant: ``rows_read == rows_ok + rows_rejected``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from json.encoder import encode_basestring as _json_string
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mlengine.components.ingest.convert import (
+    ARROW_TYPES,
+    SAMPLE_SALT,
+    mix64,
+    parse_column,
+    row_hashes,
+    typed_default,
+    unit_interval,
+)
+from mlengine.components.ingest.csvreader import CellChunk, iter_cell_chunks, raw_text, read_header
+from mlengine.components.ingest.statistics import (
+    SAMPLE_SIZE,
+    SCOPES,
+    StatisticsAccumulator,
+    build_statistics,
+    render_statistics_markdown,
+)
+from mlengine.components.shared import storage
+from mlengine.components.shared.featurespec import FeatureSpec
+from mlengine.constants import (
+    CSV_CHUNK_ROWS,
+    PARQUET_PART_PATTERN,
+    REJECTS_FILE,
+    SPEC_FILE,
+    SPLIT_FRACTIONS,
+    SPLITS,
+    STATISTICS_FILE,
+)
+
+__all__ = ["IngestResult", "arrow_schema", "render_statistics_markdown", "resolve_rejects_path", "run_ingest"]
+
+PART_MAX_ROWS = 1_000_000  # a new Parquet part after this many rows, so readers can parallelise by file
+ROW_GROUP_ROWS = 65_536  # rows buffered per split before a row group is written
+
+
+@dataclass
+class IngestResult:
+    rows_read: int = 0
+    rows_ok: int = 0
+    rows_rejected: int = 0
+    rows_per_split: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SPLITS, 0))
+    files: list[str] = field(default_factory=list)
+    reject_reasons: dict[str, int] = field(default_factory=dict)  # reason kind -> rows
+    blank_lines: int = 0  # empty lines (not rows, not counted in rows_read)
+    parts: dict[str, list[str]] = field(default_factory=dict)  # split -> Parquet files written
+    rejects_path: str = ""
+    statistics_path: str = ""
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["reject_reasons"] = dict(sorted(self.reject_reasons.items(), key=lambda item: (-item[1], item[0])))
+        return out
+
+
+def arrow_schema(spec: FeatureSpec) -> pa.Schema:
+    """The Parquet schema of every split: spec columns in order, then the label."""
+    return pa.schema([pa.field(col.name, ARROW_TYPES[col.type], nullable=False) for col in spec.all_columns])
+
+
+def resolve_rejects_path(rejects_path: str | Path) -> Path:
+    """A ``.jsonl`` path is used as is; anything else is a folder that gets ``rejects.jsonl``."""
+    path = Path(rejects_path)
+    if path.is_dir() or path.suffix.lower() not in (".jsonl", ".json", ".ndjson"):
+        return path / REJECTS_FILE
+    return path
+
+
+class _SplitWriter:
+    """Writes one split as numbered Parquet parts, buffering rows into decent row groups."""
+
+    def __init__(self, folder: Path, schema: pa.Schema):
+        self.folder = folder
+        self.schema = schema
+        # dictionary-encoding float columns costs 5x the write time for little gain
+        self.dictionary_columns = [f.name for f in schema if not pa.types.is_floating(f.type)]
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob("part-*.parquet"):  # a re-run must not mix old parts in
+            stale.unlink()
+        self.paths: list[str] = []
+        self._writer: pq.ParquetWriter | None = None
+        self._part_rows = 0
+        self._buffer: list[pa.Table] = []
+        self._buffered = 0
+
+    def write(self, table: pa.Table) -> None:
+        if table.num_rows == 0:
+            return
+        self._buffer.append(table)
+        self._buffered += table.num_rows
+        if self._buffered >= ROW_GROUP_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._buffer:
+            return
+        table = pa.concat_tables(self._buffer)
+        self._buffer, self._buffered = [], 0
+        if self._writer is None:
+            path = self.folder / PARQUET_PART_PATTERN.format(index=len(self.paths))
+            self._writer = pq.ParquetWriter(path, self.schema, use_dictionary=self.dictionary_columns)
+            self.paths.append(str(path))
+        self._writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
+        self._part_rows += table.num_rows
+        if self._part_rows >= PART_MAX_ROWS:
+            self._writer.close()
+            self._writer, self._part_rows = None, 0
+
+    def close(self) -> list[str]:
+        self._flush()
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if not self.paths:  # an empty split is still a readable dataset
+            path = self.folder / PARQUET_PART_PATTERN.format(index=0)
+            pq.write_table(self.schema.empty_table(), path)
+            self.paths.append(str(path))
+        return self.paths
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+def _split_thresholds() -> list[tuple[str, float]]:
+    """Cumulative upper bounds of each split on the unit interval, in SPLITS order."""
+    total = sum(SPLIT_FRACTIONS[name] for name in SPLITS)
+    bounds, running = [], 0.0
+    for name in SPLITS:
+        running += SPLIT_FRACTIONS[name] / total
+        bounds.append((name, running))
+    bounds[-1] = (bounds[-1][0], 1.0 + 1e-9)
+    return bounds
+
+
+class _Ingestor:
+    def __init__(self, spec: FeatureSpec, output_dirs: dict[str, str], rejects_file: Path,
+                 statistics_dir: Path, chunk_rows: int, split_seed: int,
+                 progress: Callable[[str], None] | None):
+        self.spec = spec
+        self.columns = spec.all_columns
+        self.names = [col.name for col in self.columns]
+        self.defaults = {col.name: typed_default(col, spec.source) for col in self.columns}
+        self.schema = arrow_schema(spec)
+        self.chunk_rows = chunk_rows
+        self.split_seed = split_seed
+        self.progress = progress
+        self.thresholds = _split_thresholds()
+        self.result = IngestResult()
+        self.reasons: Counter[str] = Counter()
+        self.statistics_dir = statistics_dir
+        self.rejects_file = rejects_file
+        self.scopes = {scope: StatisticsAccumulator(spec, SAMPLE_SIZE) for scope in SCOPES}
+        self.writers = {name: _SplitWriter(Path(output_dirs[name]), self.schema) for name in SPLITS}
+
+    # --- per file ------------------------------------------------------------------------------
+    def ingest_file(self, uri: str, rejects) -> None:
+        with storage.open_binary(uri) as stream:
+            header = read_header(stream, uri, self.names)
+            name = storage.display_name(uri)
+            for chunk in iter_cell_chunks(stream, header, self.chunk_rows, uri):
+                self._ingest_chunk(uri, chunk, rejects)
+                if self.progress:
+                    self.progress(f"ingest: {self.result.rows_read:,} rows read "
+                                  f"({self.result.rows_rejected:,} rejected) from {name}")
+
+    def _ingest_chunk(self, uri: str, chunk: CellChunk, rejects) -> None:
+        result = self.result
+        result.rows_read += len(chunk)
+        result.blank_lines += chunk.blank_lines
+        rejected: dict[int, tuple[str, str]] = dict(chunk.problems)  # record index -> (kind, message)
+        parsed = {col.name: parse_column(col, chunk.cells[col.name], self.defaults[col.name]) for col in self.columns}
+        bad = np.zeros(len(chunk.parsed), bool)
+        for column in parsed.values():
+            bad |= column.bad
+        for row in np.flatnonzero(bad):
+            row = int(row)
+            # the first failing column in spec order names the reason
+            reason = next(column.reasons[row] for column in parsed.values() if column.bad[row])
+            rejected[int(chunk.parsed[row])] = reason
+        file_json = _json_string(uri)
+        lines = []
+        for index in sorted(rejected):
+            kind, message = rejected[index]
+            self.reasons[kind] += 1
+            # hand-assembled JSON object: json.dumps per row costs more than the rest of the row's work
+            lines.append(f'{{"file": {file_json}, "row": {int(chunk.line_numbers[index])}, '
+                         f'"reason": {_json_string(message)}, "raw": {_json_string(raw_text(chunk.raw(index)))}}}\n')
+        rejects.writelines(lines)
+        result.rows_rejected += len(rejected)
+        ok = np.flatnonzero(~bad)
+        result.rows_ok += len(ok)
+        if len(ok) == 0:
+            return
+        everything_ok = len(ok) == len(bad)
+        values = {name: column.values if everything_ok else _take(column.values, ok) for name, column in parsed.items()}
+        missing = {name: column.missing if everything_ok else column.missing[ok] for name, column in parsed.items()}
+        hashes = row_hashes([values[name] for name in self.names], self.split_seed)
+        position = unit_interval(hashes)
+        sample_keys = mix64(hashes ^ SAMPLE_SALT)
+        self.scopes["all"].update(values, missing, sample_keys)
+        table = pa.table({name: values[name] for name in self.names}, schema=self.schema)
+        lower = 0.0
+        for split, upper in self.thresholds:
+            in_split = (position >= lower) & (position < upper)
+            lower = upper
+            count = int(in_split.sum())
+            if count == 0:
+                continue
+            result.rows_per_split[split] += count
+            rows = np.flatnonzero(in_split)
+            self.writers[split].write(table.take(rows))
+            if split == "train":
+                self.scopes["train"].update({name: _take(v, rows) for name, v in values.items()},
+                                            {name: m[rows] for name, m in missing.items()}, sample_keys[rows])
+
+    # --- finish ----------------------------------------------------------------------------------
+    def finish(self) -> None:
+        for split, writer in self.writers.items():
+            self.result.parts[split] = writer.close()
+        self.result.reject_reasons = dict(self.reasons)
+        self.statistics_dir.mkdir(parents=True, exist_ok=True)
+        summary = {key: value for key, value in self.result.to_dict().items()
+                   if key not in ("parts", "rejects_path", "statistics_path", "seconds")}
+        stats = build_statistics(self.spec, self.scopes, summary)
+        stats_path = self.statistics_dir / STATISTICS_FILE
+        stats_path.write_text(json.dumps(stats, indent=1, ensure_ascii=False), encoding="utf-8")
+        self.spec.save(self.statistics_dir / SPEC_FILE)
+        self.result.statistics_path = str(stats_path)
+
+    def abort(self) -> None:
+        for writer in self.writers.values():
+            writer.abort()
+
+
+def _take(values: Any, rows: np.ndarray) -> Any:
+    if isinstance(values, np.ndarray):
+        return values[rows]
+    return values.take(pa.array(rows))
+
+
+def run_ingest(data_uri: str, spec: FeatureSpec, output_dirs: dict[str, str],
+               rejects_path: str, statistics_dir: str, *, chunk_rows: int = CSV_CHUNK_ROWS,
+               split_seed: int = 0, progress: Callable[[str], None] | None = None) -> IngestResult:
+    """Validate and split the CSV data at ``data_uri`` into typed Parquet parts per split.
+
+    ``output_dirs`` maps every split name (constants.SPLITS) to a folder for its Parquet parts;
+    ``rejects_path`` is a ``.jsonl`` file or a folder (that gets rejects.jsonl);
+    ``statistics_dir`` receives statistics.json and feature_spec.yaml. Unreadable input (missing
+    file, bad header...) raises DataError before any output is written; bad rows are rejected
+    one by one.
+    """
+    started = time.monotonic()
+    absent = [name for name in SPLITS if name not in output_dirs]
+    if absent:
+        raise ValueError(f"output_dirs needs a folder for every split; missing {absent}")
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
+    files = storage.resolve_inputs(data_uri)
+    names = [col.name for col in spec.all_columns]
+    for uri in files:  # check every header first: a bad file fails before any output is written
+        with storage.open_binary(uri) as stream:
+            read_header(stream, uri, names)
+    if progress:
+        progress(f"ingest: {len(files)} file(s) from {data_uri}")
+    rejects_file = resolve_rejects_path(rejects_path)
+    rejects_file.parent.mkdir(parents=True, exist_ok=True)
+    ingestor = _Ingestor(spec, output_dirs, rejects_file, Path(statistics_dir), chunk_rows, split_seed, progress)
+    ingestor.result.files = list(files)
+    ingestor.result.rejects_path = str(rejects_file)
+    try:
+        with rejects_file.open("w", encoding="utf-8") as rejects:
+            for uri in files:
+                ingestor.ingest_file(uri, rejects)
+        ingestor.finish()
+    except BaseException:
+        ingestor.abort()
+        raise
+    result = ingestor.result
+    result.seconds = round(time.monotonic() - started, 3)
+    if result.rows_read != result.rows_ok + result.rows_rejected:  # the contract; a bug if it breaks
+        raise AssertionError(f"row accounting broken: {result.rows_read} != {result.rows_ok} + {result.rows_rejected}")
+    if progress:
+        split_text = ", ".join(f"{name} {count:,}" for name, count in result.rows_per_split.items())
+        progress(f"ingest: done: {result.rows_read:,} rows read, {result.rows_ok:,} ok, "
+                 f"{result.rows_rejected:,} rejected ({split_text}) in {result.seconds:.1f}s")
+    return result
