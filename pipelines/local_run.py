@@ -62,9 +62,15 @@ def run_training_locally(
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     generated = data is None
+    params = {key: value for key, value in (params or {}).items() if value is not None}
+    if not generated:
+        from mlengine.components.ingest.logic import check_inputs
+        from mlengine.components.shared.featurespec import load_spec
+
+        # fail in a second, with one line naming the file, instead of inside a pipeline task
+        check_inputs(data, load_spec(params.get("spec_uri") or None))
     data_uri = str(ensure_generated_data(out / "data", rows, seed, log)) if generated else data
     pipeline_yaml = compile_pipelines(out)
-    params = {key: value for key, value in (params or {}).items() if value is not None}
 
     from kfp import local
 

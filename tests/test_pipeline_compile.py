@@ -46,3 +46,28 @@ def test_every_step_uses_the_versioned_image_and_installs_nothing_at_run_time(tm
         assert container["image"] == PIPELINE_IMAGE, name
         assert not container["image"].endswith(":latest")
         assert "pip install" not in " ".join(container["command"]), name
+
+
+def test_cli_run_fails_fast_with_one_line_for_bad_inputs(tmp_path):
+    """Fatal input problems end before any pipeline task starts: one line, exit 2, no traceback."""
+    import subprocess
+    import sys
+
+    (tmp_path / "empty.csv").write_text("")
+    (tmp_path / "wrong.csv").write_text("a,b,c\n1,2,3\n")
+    (tmp_path / "spec.yaml").write_text("name: x\nlabel: {name: y, type: float}\ncolumns: []\n")
+    cases = [
+        (["--data", str(tmp_path / "missing.csv")], "missing.csv"),
+        (["--data", str(tmp_path / "empty.csv")], "empty.csv"),
+        (["--data", str(tmp_path / "wrong.csv")], "wrong.csv"),
+        (["--data", str(tmp_path / "wrong.csv"), "--spec", str(tmp_path / "spec.yaml")], "columns: must be a non-empty"),
+        (["--data", str(tmp_path / "nothing-*.csv")], "nothing-*.csv"),
+    ]
+    for args, expected in cases:
+        proc = subprocess.run([sys.executable, "-m", "mlengine.cli", "run", "--out", str(tmp_path / "o"), *args],
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2, (args, proc.stderr)
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1, proc.stderr
+        assert expected in lines[0] and "Traceback" not in proc.stderr
+        assert not (tmp_path / "o" / "pipeline-root").exists()

@@ -271,6 +271,20 @@ def _take(values: Any, rows: np.ndarray) -> Any:
     return values.take(pa.array(rows))
 
 
+def check_inputs(data_uri: str, spec: FeatureSpec) -> list[str]:
+    """Resolve ``data_uri`` and check every file's header against the spec; returns the files.
+
+    Raises DataError naming the file or URI; `mlengine run` calls it before starting the
+    pipeline so a wrong path fails in a second with one line, not inside a pipeline task.
+    """
+    files = storage.resolve_inputs(data_uri)
+    names = [col.name for col in spec.all_columns]
+    for uri in files:
+        with storage.open_binary(uri) as stream:
+            read_header(stream, uri, names)
+    return files
+
+
 def run_ingest(data_uri: str, spec: FeatureSpec, output_dirs: dict[str, str],
                rejects_path: str, statistics_dir: str, *, chunk_rows: int = CSV_CHUNK_ROWS,
                split_seed: int = 0, progress: Callable[[str], None] | None = None) -> IngestResult:
@@ -288,11 +302,7 @@ def run_ingest(data_uri: str, spec: FeatureSpec, output_dirs: dict[str, str],
         raise ValueError(f"output_dirs needs a folder for every split; missing {absent}")
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
-    files = storage.resolve_inputs(data_uri)
-    names = [col.name for col in spec.all_columns]
-    for uri in files:  # check every header first: a bad file fails before any output is written
-        with storage.open_binary(uri) as stream:
-            read_header(stream, uri, names)
+    files = check_inputs(data_uri, spec)
     if progress:
         progress(f"ingest: {len(files)} file(s) from {data_uri}")
     rejects_file = resolve_rejects_path(rejects_path)
