@@ -23,6 +23,7 @@ CLI_EXTENSIONS = (
     "mlengine.components.train.cli",
     "mlengine.components.tune.cli",
     "mlengine.components.deploy.cli",
+    "mlengine.components.monitor.cli",
 )
 
 

@@ -1,0 +1,37 @@
+"""KFP wrapper of the skew monitor (components/monitor/logic.py); no logic lives here."""
+
+from kfp import dsl
+from kfp.dsl import HTML, Artifact, Input, Markdown, Metrics, Output
+
+from mlengine.constants import PIPELINE_IMAGE
+
+
+@dsl.component(base_image=PIPELINE_IMAGE, install_kfp_package=False)
+def monitor(
+    statistics: Input[Artifact],
+    serving_log_uri: str,
+    thresholds: str,
+    drift: Output[Artifact],
+    drift_report: Output[Markdown],
+    drift_report_html: Output[HTML],
+    metrics: Output[Metrics],
+) -> bool:
+    """Compare the logged serving inputs with the training statistics; True when drift is detected.
+
+    `serving_log_uri`: the predictor's log folder (a mounted volume), a glob, or one JSON Lines
+    file / s3:// object. `thresholds`: "" for the defaults or e.g. "psi=0.3,mean_shift=0.5".
+    """
+    import shutil
+    import sys
+    from pathlib import Path
+
+    from mlengine.components.monitor.logic import REPORT_HTML_FILE, REPORT_MARKDOWN_FILE, metrics_summary, run_monitor
+
+    result = run_monitor(statistics.path, serving_log_uri, drift.path, thresholds=thresholds,
+                         progress=lambda line: print(line, file=sys.stderr, flush=True))
+    shutil.copyfile(Path(drift.path) / REPORT_MARKDOWN_FILE, drift_report.path)
+    shutil.copyfile(Path(drift.path) / REPORT_HTML_FILE, drift_report_html.path)
+    for key, value in metrics_summary(result).items():
+        metrics.log_metric(key, value)
+    drift.metadata.update({"status": result["status"], "columns_drifted": result["columns_drifted"]})
+    return bool(result["drift_detected"])
