@@ -58,6 +58,7 @@ class PlainModel(kserve.Model):
         self._loaded = tf.saved_model.load(str(Path(self.model_dir) / "serving"))
         self._fn = self._loaded.signatures["serving_default"]
         self._dtypes = {k: v.dtype for k, v in self._fn.structured_input_signature[1].items()}
+        self.load_pending = False
         self.ready = True
         return True
 
@@ -71,8 +72,10 @@ class PlainModel(kserve.Model):
         return {"name": self.name, "model_dir": self.model_dir}
 
     def __setstate__(self, state):
+        # loading right here would starve kserve's 5 s liveness ping on a busy machine (the worker
+        # gets killed and respawned forever): the REST server loads pending models in the worker
         self.__init__(state["name"], state["model_dir"])
-        self.load()
+        self.load_pending = True
 
 
 def serve_plain(model_dir: str, name: str, port: int, workers: int) -> None:
@@ -202,7 +205,7 @@ def bench_server(kind: str, workers: int, model_dir: str, rows: list[dict], spec
                    "--port", str(port), "--workers", str(workers)]
     else:
         command = [sys.executable, "-m", "mlengine.cli", "serve", "--model", model_dir, "--port", str(port),
-                   "--name", name, "--workers", str(workers)]
+                   "--name", name, "--workers", str(workers), *settings.get("serve_args", {}).get(kind, [])]
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     log = work_dir / f"{kind}-{workers}.log"
     print(f"bench: starting {kind} server, {workers} worker(s)", file=sys.stderr, flush=True)
@@ -220,7 +223,7 @@ def bench_server(kind: str, workers: int, model_dir: str, rows: list[dict], spec
         out["b256_c2"] = load(predict, big, 2, settings["big_requests"], settings["time_limit"], expect_rows=256)
         for key in ("b256_c1", "b256_c2"):
             out[key]["rows_per_s"] = out[key]["requests_per_s"] * 256
-        if kind == "mlengine":
+        if kind.startswith("mlengine"):
             out["v2_c1"] = load(f"{url}/v2/models/{name}/infer", v2_bodies(rows, spec, 256), 1,
                                 settings["latency_requests"], settings["time_limit"])
         out["errors"] = sum(v["errors"] for v in out.values() if isinstance(v, dict))
@@ -298,6 +301,8 @@ def main(argv: list[str] | None = None) -> int:
         results["servers"] = {}
         for entry in args.servers.split(","):
             kind, workers = entry.strip().rsplit("-", 1)
+            if kind.startswith("mlengine") and kind != "mlengine":  # variants, e.g. mlengine:inline-1
+                settings.setdefault("serve_args", {})[kind] = ["--" + flag for flag in kind.split(":")[1:]]
             results["servers"][entry.strip()] = bench_server(kind, int(workers), model_dir, rows, spec, settings,
                                                              work_dir)
         results["machine"]["load_avg_end"] = os.getloadavg()

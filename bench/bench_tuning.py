@@ -47,7 +47,8 @@ def write_splits(root: Path, rows: int, seed: int) -> tuple[str, str]:
     for split, part in (("train", slice(0, cut)), ("eval", slice(cut, rows))):
         directory = root / split
         directory.mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.table({k: v[part] for k, v in columns.items()}), directory / PARQUET_PART_PATTERN.format(index=0))
+        table = pa.table({name: values[part] for name, values in columns.items()})
+        pq.write_table(table, directory / PARQUET_PART_PATTERN.format(index=0))
         dirs.append(str(directory))
     return dirs[0], dirs[1]
 

@@ -170,7 +170,7 @@ class FakeKubeAPI:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.0"  # close-delimited bodies: simplest correct way to stream a watch
+            protocol_version = "HTTP/1.1"  # a watch streams chunked, like the real API server
 
             def log_message(self, *args):  # keep test output quiet
                 pass
@@ -241,9 +241,9 @@ class FakeKubeAPI:
                     fake.objects[key] = stored
                     fake._notify(key, "ADDED", stored)
                     reply = copy.deepcopy(stored)
-                self._send(201, reply)
-                for hook in list(fake.on_create):
+                for hook in list(fake.on_create):  # before the reply: the client sees the controller's effects
                     hook(copy.deepcopy(reply))
+                self._send(201, reply)
 
             def _get(self, api_version, ns, plural, name, query):
                 if name is not None:
@@ -284,7 +284,10 @@ class FakeKubeAPI:
                 try:
                     self.send_response(200)
                     self.send_header("Content-Type", "application/json")
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.send_header("Connection", "close")
                     self.end_headers()
+                    self.close_connection = True
                     deadline = time.monotonic() + timeout
                     while not fake._stopping.is_set():
                         remaining = deadline - time.monotonic()
@@ -296,8 +299,11 @@ class FakeKubeAPI:
                             continue
                         if event is None:
                             break
-                        self.wfile.write(json.dumps(event).encode() + b"\n")
+                        line = json.dumps(event).encode() + b"\n"
+                        self.wfile.write(f"{len(line):x}\r\n".encode() + line + b"\r\n")
                         self.wfile.flush()
+                    self.wfile.write(b"0\r\n\r\n")
+                    self.wfile.flush()
                 except (BrokenPipeError, ConnectionResetError):
                     pass
                 finally:

@@ -69,6 +69,55 @@ def train_tiny_model(workdir: Path, rows: int = 3000, epochs: int = 1, nbuckets:
     save_transform(state, str(workdir / "transform"))
     config = TrainConfig(train_dir=str(splits["train"]), eval_dir=str(splits["eval"]),
                          transform_dir=str(workdir / "transform"), model_dir=str(workdir / "model"),
-                         hidden_units=[16, 8], learning_rate=0.01, batch_size=256, epochs=epochs)
+                         hidden_units=[16, 8], learning_rate=0.02, batch_size=64, epochs=epochs)
     train(config, progress=False)
     return workdir / "model"
+
+
+# --- a second, non-taxi data set: the code must train it with no change ----------------------------
+HOUSE_SPEC = {
+    "name": "house-prices",
+    "label": {"name": "price", "type": "float"},
+    "columns": [
+        {"name": "sqft", "type": "float", "range": [300, 6000]},
+        {"name": "rooms", "type": "int", "range": [1, 8]},
+        {"name": "city", "type": "string"},  # vocabulary learned by the analyze pass
+        {"name": "condition", "type": "int", "vocabulary": [1, 2, 5]},
+        {"name": "style", "type": "string", "vocabulary": ["ranch", "colonial", "modern"]},
+    ],
+    "derived": [{"name": "log_sqft", "op": "log1p", "inputs": ["sqft"]}],
+    "features": {
+        "numeric": ["sqft", "log_sqft", "rooms"],
+        "bucketized": ["sqft"],
+        "categorical": ["rooms", "city", "condition", "style"],
+        "crosses": [{"name": "city_style", "inputs": ["city", "style"], "embedding_dim": 4}],
+    },
+    "embedding_dim": 4,
+    "benchmark_feature": "sqft",
+}
+HOUSE_CITIES = ("springfield", "shelbyville", "ogdenville", "north haverbrook")
+
+
+def house_spec():
+    from mlengine.components.shared.featurespec import spec_from_dict
+
+    return spec_from_dict(HOUSE_SPEC, source="tests:HOUSE_SPEC")
+
+
+def house_columns(rows: int, seed: int = 3) -> dict[str, np.ndarray]:
+    """Prices (in thousands) from size, city, condition and style, plus unit noise."""
+    rng = np.random.default_rng(seed)
+    city_index = rng.choice(len(HOUSE_CITIES), size=rows, p=[0.4, 0.3, 0.2, 0.1])
+    styles = np.array(["ranch", "colonial", "modern"])[rng.integers(0, 3, size=rows)]
+    condition = rng.choice([1, 2, 5], size=rows)
+    sqft = rng.uniform(400, 4000, size=rows)
+    price = (50 + 0.1 * sqft + np.array([30.0, 0.0, -20.0, 60.0])[city_index] + 5.0 * condition
+             + np.where(styles == "modern", 25.0, 0.0) + rng.normal(0, 10.0, size=rows))
+    return {
+        "sqft": sqft,
+        "rooms": np.clip((sqft / 500).astype(np.int64), 1, 8),
+        "city": np.array(HOUSE_CITIES, dtype=object)[city_index],
+        "condition": condition.astype(np.int64),
+        "style": styles.astype(object),
+        "price": price,
+    }

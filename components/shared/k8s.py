@@ -19,7 +19,6 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from mlengine.errors import MlengineError
 

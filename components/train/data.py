@@ -10,7 +10,12 @@ than pipelines).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import os
+import tempfile
+from pathlib import Path
 
 import numpy as np
 
@@ -20,6 +25,9 @@ from mlengine.errors import DataError
 
 SHUFFLE_BUFFER_BATCHES = 64
 READ_CHUNK_BATCHES = 16  # rows are permuted within chunks of this many batches
+GRAPH_INPUT_SUFFIX = ".tfrecord"
+GRAPH_INPUT_DONE = "_COMPLETE"
+GRAPH_RECORD_ROWS = 1024  # rows per TFRecord record of the graph-only input
 _TF_DTYPES = {"float": "float32", "int": "int64", "string": "string"}
 _NUMPY_DTYPES = {"float": np.float32, "int": np.int64}
 
@@ -106,15 +114,17 @@ class _BatchGenerator:
                 order = rng.permutation(rows)
                 chunk = {k: v[order] for k, v in chunk.items()}
             full = rows - rows % self.batch_size
-            for start in range(0, full, self.batch_size):
-                batch = {k: v[start:start + self.batch_size] for k, v in chunk.items()}
-                target = batch.pop(label)
-                yield batch, target
+            if full:
+                # one element = a stack of whole batches [k, batch]; unbatch() splits it in C++
+                stacked = {k: v[:full].reshape(-1, self.batch_size) for k, v in chunk.items()}
+                target = stacked.pop(label)
+                yield stacked, target
             if full < rows:
                 pending = {k: v[full:] for k, v in chunk.items()}
         if pending is not None and len(pending[label]):
-            target = pending.pop(label)
-            yield pending, target
+            stacked = {k: v.reshape(1, -1) for k, v in pending.items()}
+            target = stacked.pop(label)
+            yield stacked, target
 
 
 def make_dataset(files: list[str], spec, batch_size: int, *, shuffle: bool, repeat: bool,
@@ -123,6 +133,9 @@ def make_dataset(files: list[str], spec, batch_size: int, *, shuffle: bool, repe
 
     ``batch_size`` is the global batch size: with an ``input_context`` each pipeline batches
     ``input_context.get_per_replica_batch_size(batch_size)`` rows and reads only its shard.
+    ``files`` are Parquet parts (streamed through Python, once per chunk of batches) or the
+    ``.tfrecord`` files of ``prepare_graph_input`` (read by TensorFlow ops only, as
+    ParameterServerStrategy needs: its workers run no Python of ours).
     """
     from mlengine.components.train.tfenv import import_tf
 
@@ -136,20 +149,114 @@ def make_dataset(files: list[str], spec, batch_size: int, *, shuffle: bool, repe
         batch_size = max(1, input_context.get_per_replica_batch_size(batch_size))
         pipeline_id, num_pipelines = input_context.input_pipeline_id, input_context.num_input_pipelines
     shard_files, row_shard = shard_plan(files, pipeline_id, num_pipelines)
+    if all(str(f).endswith(GRAPH_INPUT_SUFFIX) for f in files):
+        return _graph_dataset(tf, shard_files, row_shard, spec, batch_size, shuffle=shuffle, repeat=repeat,
+                              seed=seed + pipeline_id)
     generator = _BatchGenerator(shard_files, spec, batch_size, shuffle, row_shard, seed + 7919 * pipeline_id)
     signature = (
-        {col.name: tf.TensorSpec([None], getattr(tf, _TF_DTYPES[col.type]), name=col.name) for col in spec.columns},
-        tf.TensorSpec([None], tf.float32, name=spec.label.name),
+        {col.name: tf.TensorSpec([None, None], getattr(tf, _TF_DTYPES[col.type]), name=col.name)
+         for col in spec.columns},
+        tf.TensorSpec([None, None], tf.float32, name=spec.label.name),
     )
-    dataset = tf.data.Dataset.from_generator(generator, output_signature=signature)
+    # Python runs once per read chunk (READ_CHUNK_BATCHES batches), tf.data splits it
+    dataset = tf.data.Dataset.from_generator(generator, output_signature=signature).unbatch()
     if repeat:
         dataset = dataset.repeat()
+    return _finish(tf, dataset, shuffle=shuffle, seed=seed + pipeline_id)
+
+
+def _finish(tf, dataset, *, shuffle: bool, seed: int):
     if shuffle:
-        dataset = dataset.shuffle(SHUFFLE_BUFFER_BATCHES, seed=seed + pipeline_id, reshuffle_each_iteration=True)
+        dataset = dataset.shuffle(SHUFFLE_BUFFER_BATCHES, seed=seed, reshuffle_each_iteration=True)
     options = tf.data.Options()
-    # sharding is done above by files/rows; tf.distribute must not try to re-shard a generator
+    # sharding is done by files/rows above; tf.distribute must not try to re-shard
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
     return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+# --- the graph-only input (ParameterServerStrategy) ------------------------------------------------
+def graph_input_dir(files: list[str], spec, job: str = "") -> Path:
+    """Where ``prepare_graph_input`` puts the TFRecord copy of these files.
+
+    The key depends only on the files' absolute paths and sizes, the spec's columns and ``job``
+    (the trainer passes its model directory, so concurrent jobs never share a copy), so every
+    process of a job that sees the same staged files at the same paths computes the same place.
+    """
+    key = hashlib.sha256(job.encode())
+    for path in sorted(files):
+        key.update(f"{Path(path).resolve()}:{Path(path).stat().st_size};".encode())
+    key.update(json.dumps([c.to_dict() for c in spec.all_columns], sort_keys=True).encode())
+    return Path(tempfile.gettempdir()) / "mlengine-graph-input" / key.hexdigest()[:20]
+
+
+def prepare_graph_input(files: list[str], spec, out_dir: str | Path | None = None, *, seed: int = 0) -> list[str]:
+    """Write a TFRecord copy of Parquet parts that TensorFlow ops alone can read; return its files.
+
+    One ``.tfrecord`` per Parquet part; each record holds GRAPH_RECORD_ROWS rows (shuffled once,
+    seeded) as one serialized tensor per column. Idempotent: an existing complete copy is reused.
+    """
+    from mlengine.components.train.tfenv import import_tf
+
+    tf, _ = import_tf()
+    out = Path(out_dir) if out_dir is not None else graph_input_dir(files, spec)
+    names = [*spec.column_names, spec.label.name]
+    targets = [str(out / (Path(f).stem + GRAPH_INPUT_SUFFIX)) for f in sorted(files)]
+    if (out / GRAPH_INPUT_DONE).is_file():
+        return targets
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    types = {col.name: col.type for col in spec.all_columns}
+    for source, target in zip(sorted(files), targets, strict=True):
+        partial = target + ".partial"
+        with tf.io.TFRecordWriter(partial) as writer:
+            for _, chunk in iter_record_batches([source], names, batch_rows=GRAPH_RECORD_ROWS):
+                order = rng.permutation(len(chunk[spec.label.name]))
+                feature = {}
+                for name in names:
+                    values = chunk[name][order]
+                    if name == spec.label.name:
+                        tensor = tf.constant(values.astype(np.float32))
+                    elif types[name] == "string":
+                        tensor = tf.constant(values.astype(object), tf.string)
+                    else:
+                        tensor = tf.constant(values.astype(_NUMPY_DTYPES[types[name]]))
+                    serialized = tf.io.serialize_tensor(tensor).numpy()
+                    feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[serialized]))
+                writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+        os.replace(partial, target)
+    (out / GRAPH_INPUT_DONE).write_text(json.dumps({"files": targets}), encoding="utf-8")
+    return targets
+
+
+def _graph_dataset(tf, files, row_shard, spec, batch_size, *, shuffle, repeat, seed):
+    dtypes = {col.name: getattr(tf, _TF_DTYPES[col.type]) for col in spec.columns}
+    dtypes[spec.label.name] = tf.float32
+    description = {name: tf.io.FixedLenFeature([], tf.string) for name in dtypes}
+    label = spec.label.name
+
+    def parse(record):
+        serialized = tf.io.parse_single_example(record, description)
+        columns = {}
+        for name, dtype in dtypes.items():
+            values = tf.io.parse_tensor(serialized[name], dtype)
+            values.set_shape([None])
+            if row_shard is not None:
+                values = values[row_shard[0]::row_shard[1]]
+            columns[name] = values
+        target = columns.pop(label)
+        return columns, target
+
+    dataset = tf.data.Dataset.from_tensor_slices([str(f) for f in files])
+    if shuffle:
+        dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.interleave(tf.data.TFRecordDataset, cycle_length=min(4, len(files)),
+                                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=not shuffle)
+    dataset = dataset.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=not shuffle)
+    if repeat:
+        dataset = dataset.repeat()
+    # records are chunks of rows; rebatch cuts them into model batches without a per-row step
+    dataset = dataset.rebatch(batch_size)
+    return _finish(tf, dataset, shuffle=shuffle, seed=seed)
 
 
 def steps_for(rows: int, batch_size: int) -> int:

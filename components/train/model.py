@@ -63,11 +63,21 @@ def _layer_name(key: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", key)
 
 
-def build_model(state: dict, hidden_units: list[int], learning_rate: float):
+def _label_mean(state: dict) -> float:
+    """The training label mean: recorded by analyze, else where the benchmark line passes the feature mean."""
+    if "label" in state:
+        return float(state["label"]["mean"])
+    bench = state["benchmark"]
+    if bench.get("feature"):
+        return float(bench["slope"]) * float(state["numeric"][bench["feature"]]["mean"]) + float(bench["intercept"])
+    return float(bench["intercept"])
+
+
+def build_model(state: dict, hidden_units: list[int], learning_rate: float, *, steps_per_execution: int = 1):
     """A compiled tf-keras wide-and-deep regressor over the raw inputs of the transform's spec."""
     from mlengine.components.train.tfenv import import_tf
 
-    tf, keras = import_tf()
+    _, keras = import_tf()
     if not learning_rate or learning_rate <= 0:
         raise MlengineError(f"learning_rate must be positive, got {learning_rate!r}")
     hidden_units = parse_hidden_units(hidden_units)
@@ -85,7 +95,7 @@ def build_model(state: dict, hidden_units: list[int], learning_rate: float):
         if feature["dim"]:
             deep_parts.append(keras.layers.Embedding(feature["cardinality"], feature["dim"],
                                                      name=f"deep_{name}")(ids))
-    label_mean = float(state.get("label", {}).get("mean", state["benchmark"]["intercept"]))
+    label_mean = _label_mean(state)
     deep = deep_parts[0] if len(deep_parts) == 1 else keras.layers.Concatenate(name="deep_inputs")(deep_parts)
     for index, units in enumerate(hidden_units):
         deep = keras.layers.Dense(units, activation="relu", name=f"hidden_{index}")(deep)
@@ -95,7 +105,7 @@ def build_model(state: dict, hidden_units: list[int], learning_rate: float):
         output = keras.layers.Add(name="wide_and_deep")([output, *wide_terms])
     model = keras.Model(inputs=inputs, outputs=output, name="wide_and_deep")
     model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss="mse",
-                  metrics=[keras.metrics.RootMeanSquaredError(name="rmse")])
+                  metrics=[keras.metrics.RootMeanSquaredError(name="rmse")], steps_per_execution=steps_per_execution)
     return model
 
 
@@ -166,7 +176,8 @@ class ServingModel:
                 else:
                     value = np.asarray(columns[name]).reshape(-1).astype(tensor_spec.dtype.as_numpy_dtype)
             except (TypeError, ValueError) as err:
-                raise MlengineError(f"prediction input: column {name!r} is not {tensor_spec.dtype.name}: {err}") from None
+                raise MlengineError(
+                    f"prediction input: column {name!r} is not {tensor_spec.dtype.name}: {err}") from None
             tensors[name] = tf.constant(value, dtype=tensor_spec.dtype)
         return self._signature(**tensors)[OUTPUT_KEY].numpy()
 

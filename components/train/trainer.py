@@ -29,7 +29,7 @@ from mlengine.constants import CHECKPOINT_SUBDIR, HISTORY_FILE
 from mlengine.errors import MlengineError
 
 TRAIN_CONFIG_FILE = "train_config.json"
-STEPS_PER_EXECUTION = 1
+PS_STEPS_PER_EXECUTION = 10
 HISTORY_KEYS = ("loss", "val_loss", "rmse", "val_rmse")
 
 
@@ -155,13 +155,25 @@ def train(config: TrainConfig, strategy=None, *, is_chief: bool = True, progress
 
     distributed = strategy is not None
     strategy = strategy or tf.distribute.get_strategy()
+    # under PS every step is a remote function call: several steps per call amortise the round trip
+    steps_per_execution = PS_STEPS_PER_EXECUTION if is_parameter_server_strategy(strategy) else 1
     with strategy.scope():
-        model = model_lib.build_model(state, config.hidden_units, config.learning_rate)
-        if STEPS_PER_EXECUTION > 1:
-            model.compile(optimizer=model.optimizer, loss=model.loss, metrics=[keras.metrics.RootMeanSquaredError("rmse")],
-                          steps_per_execution=STEPS_PER_EXECUTION)
+        model = model_lib.build_model(state, config.hidden_units, config.learning_rate,
+                                      steps_per_execution=steps_per_execution)
 
     fit_args: dict = {}
+    graph_dirs: list[Path] = []
+    if is_parameter_server_strategy(strategy):
+        # PS workers run only TensorFlow ops: give them a TFRecord copy instead of a Python reader
+        graph_dirs = [train_data.graph_input_dir(files, spec, job=str(model_dir.resolve()))
+                      for files in (train_files, eval_files)]
+        try:
+            train_files = train_data.prepare_graph_input(train_files, spec, graph_dirs[0], seed=config.seed)
+            eval_files = train_data.prepare_graph_input(eval_files, spec, graph_dirs[1], seed=config.seed)
+        except BaseException:
+            for directory in graph_dirs:
+                shutil.rmtree(directory, ignore_errors=True)
+            raise
     if distributed:
         steps = config.steps_per_epoch or train_data.steps_for(train_rows, config.batch_size)
         validation_steps = train_data.steps_for(eval_rows, config.batch_size)
@@ -223,14 +235,24 @@ def train(config: TrainConfig, strategy=None, *, is_chief: bool = True, progress
                                          delete_checkpoint=False),
         EpochLog(),
     ]
-    _emit(progress, f"train: {train_rows:,} training rows, {eval_rows:,} eval rows, batch {config.batch_size}, "
-                    f"{config.epochs} epoch(s), hidden units {config.hidden_units}")
-    model.fit(epochs=config.epochs, callbacks=callbacks, verbose=0, **fit_args)
+    if is_chief:
+        _emit(progress, f"train: {train_rows:,} training rows, {eval_rows:,} eval rows, batch {config.batch_size}, "
+                        f"{config.epochs} epoch(s), hidden units {config.hidden_units}")
+    try:
+        model.fit(epochs=config.epochs, callbacks=callbacks, verbose=0, **fit_args)
+    finally:
+        for directory in graph_dirs:
+            shutil.rmtree(directory, ignore_errors=True)
 
     history = _merge_history(previous_history, new_rows) if is_chief else _merge_history({}, new_rows)
     if is_chief:
         (model_dir / HISTORY_FILE).write_text(json.dumps(history, indent=1), encoding="utf-8")
-        export_path = model_lib.export_serving_model(model, state, str(model_dir))
+        export_model = model
+        if is_parameter_server_strategy(strategy):
+            # the variables live on the ps tasks and saving them from there hangs: export a local copy
+            export_model = model_lib.build_model(state, config.hidden_units, config.learning_rate)
+            export_model.set_weights(model.get_weights())
+        export_path = model_lib.export_serving_model(export_model, state, str(model_dir))
         _emit(progress, f"train: exported the serving model to {export_path}")
     else:
         # MultiWorkerMirroredStrategy: every worker takes part in saving; only the chief keeps it

@@ -62,7 +62,8 @@ def read_columns(path: str, batch, names: list[str]) -> dict[str, np.ndarray]:
             raise DataError(f"{path}: column {name!r} is missing (columns: {', '.join(batch.schema.names)})")
         array = batch.column(index)
         if array.null_count:
-            raise DataError(f"{path}: column {name!r} has {array.null_count} missing values; ingest must fill or reject them")
+            raise DataError(f"{path}: column {name!r} has {array.null_count} missing values; "
+                            "ingest must fill or reject them")
         out[name] = array.to_numpy(zero_copy_only=False)
     return out
 
@@ -75,10 +76,12 @@ def iter_record_batches(files: list[str], names: list[str], batch_rows: int = RE
         try:
             parquet = pq.ParquetFile(path)
         except Exception as err:  # pyarrow raises several types for unreadable files
-            raise DataError(f"{path}: not a readable Parquet file: {str(err).splitlines()[0] if str(err) else err}") from None
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise DataError(f"{path}: not a readable Parquet file: {reason}") from None
         missing = [n for n in names if n not in parquet.schema_arrow.names]
         if missing:
-            raise DataError(f"{path}: column {missing[0]!r} is missing (columns: {', '.join(parquet.schema_arrow.names)})")
+            present = ", ".join(parquet.schema_arrow.names)
+            raise DataError(f"{path}: column {missing[0]!r} is missing (columns: {present})")
         for batch in parquet.iter_batches(batch_size=batch_rows, columns=names):
             yield path, read_columns(path, batch, names)
 

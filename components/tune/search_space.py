@@ -237,19 +237,20 @@ class SearchSpace:
             raw["parallel_trials"] = parallel_trials
         if algorithm is not None:
             raw["algorithm"] = algorithm
-            allowed = ALGORITHMS.get(ALGORITHM_ALIASES.get(algorithm, algorithm))
+            allowed = ALGORITHMS.get(ALGORITHM_ALIASES.get(algorithm.lower(), algorithm.lower()))
             if allowed is not None:  # settings of the previous algorithm that the new one lacks go
                 raw["algorithm_settings"] = {k: v for k, v in raw["algorithm_settings"].items()
                                              if k in allowed.settings}
         return space_from_dict(raw, source=self.source)
 
-    def defaults_for_missing(self) -> dict[str, Any]:
-        """Hyperparameters the space does not tune, at their pipeline defaults."""
-        return {name: DEFAULT_HPARAMS[name] for name in TUNABLE if name not in self.names}
+    def defaults_for_missing(self, defaults: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Hyperparameters the space does not tune, at the given values (else the pipeline defaults)."""
+        given = {**DEFAULT_HPARAMS, **(defaults or {})}
+        return {name: given[name] for name in TUNABLE if name not in self.names}
 
-    def complete(self, params: dict[str, Any]) -> dict[str, Any]:
+    def complete(self, params: dict[str, Any], defaults: dict[str, Any] | None = None) -> dict[str, Any]:
         """A trial's parameters plus the untuned hyperparameters at their defaults, in TUNABLE order."""
-        merged = {**self.defaults_for_missing(), **params}
+        merged = {**self.defaults_for_missing(defaults), **params}
         return {name: merged[name] for name in TUNABLE}
 
     def coerce(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -452,8 +453,8 @@ def space_from_dict(raw: Any, source: str = "<dict>") -> SearchSpace:
     settings = []
     for key, value in settings_raw.items():
         if not isinstance(value, int) or isinstance(value, bool) or value < (0 if key == "random_state" else 1):
-            check.fail(f"algorithm_settings.{key}", f"must be a {'non-negative' if key == 'random_state' else 'positive'} "
-                                                    f"integer, got {value!r}")
+            kind = "non-negative" if key == "random_state" else "positive"
+            check.fail(f"algorithm_settings.{key}", f"must be a {kind} integer, got {value!r}")
         settings.append((key, value))
 
     max_trials = check.integer("max_trials", raw.get("max_trials", 12), minimum=1)
@@ -503,7 +504,8 @@ def _parameter(check: _Checker, name: Any, item: Any) -> Parameter:
     ptype = item.get("type")
     ptype = TYPE_ALIASES.get(ptype, ptype)
     if ptype not in PARAMETER_TYPES:
-        check.fail(f"{where}.type", f"unknown parameter type {item.get('type')!r}; expected one of {list(PARAMETER_TYPES)}")
+        check.fail(f"{where}.type",
+                   f"unknown parameter type {item.get('type')!r}; expected one of {list(PARAMETER_TYPES)}")
     log = item.get("log", False)
     if not isinstance(log, bool):
         check.fail(f"{where}.log", f"must be true or false, got {log!r}")

@@ -1,15 +1,22 @@
 """One tuning trial: re-run the transform's analyze pass with the trial's ``nbuckets``, then train.
 
 ``transform_and_train`` is the default trial runner of the local study (it runs inside a trial
-process). ``main`` is the same trial as a program, the command of a Katib trial's TFJob: it
-prints ``rmse=<value>`` after every epoch and at the end, the lines Katib's StdOut metrics
-collector reads (the last one is the trial's objective; the per-epoch ones drive medianstop).
+process). ``main`` is the same trial as a program: the command of every replica of a Katib
+trial's TFJob (``python -m mlengine.components.tune.trial``). It reads its role from
+``TF_CONFIG`` like the training task (components/train/task.py): parameter servers and workers
+of a parameter-server job only serve; every training replica stages its ``s3://`` inputs in,
+analyzes the training split with the trial's ``nbuckets`` (deterministic, so every replica gets
+the same boundaries) and trains. The chief uploads the model and prints ``rmse=<value>`` after
+every epoch and once at the end: the lines Katib's StdOut metrics collector reads (the per-epoch
+ones drive medianstop; the objective uses the latest value).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import os
 import re
 import shutil
 import sys
@@ -21,6 +28,7 @@ from typing import Any
 from mlengine.constants import (
     CHECKPOINT_SUBDIR,
     DEFAULT_HPARAMS,
+    HISTORY_FILE,
     PARAM_BATCH_SIZE,
     PARAM_HIDDEN_UNITS,
     PARAM_LEARNING_RATE,
@@ -33,6 +41,7 @@ from mlengine.errors import MlengineError
 METRIC_LINE = "rmse={value:.6f}"
 TRANSFORM_SUBDIR = "transform"
 MODEL_SUBDIR = "model"
+EXIT_OK, EXIT_CRASH, EXIT_USER_ERROR, EXIT_DIVERGED = 0, 1, 2, 3
 # the trainer's per-epoch progress line carries the eval RMSE: "train: epoch 2/4 loss=... val_rmse=1.08 ..."
 _EPOCH_LINE = re.compile(r"epoch (\d+)/\d+ .*val_rmse=([-+0-9.eE]+|nan|inf)")
 
@@ -62,38 +71,55 @@ def epoch_rmse_from_line(line: str) -> tuple[int, float] | None:
     return int(match.group(1)), float(match.group(2))
 
 
-def transform_and_train(params: dict[str, Any], context: TrialContext, report: Report) -> float:
-    """Analyze the training split with the trial's nbuckets, train, and return the eval RMSE."""
+def _exact_epoch_rmse(model_dir: Path, epoch: int, shown: float) -> float:
+    """The epoch's eval RMSE at full precision from history.json (written before the progress line)."""
+    try:
+        history = json.loads((model_dir / HISTORY_FILE).read_text(encoding="utf-8"))
+        value = history["val_rmse"][history["epoch"].index(epoch)]
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return shown
+    return float(value) if value is not None else shown
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _run(params: dict[str, Any], *, train_dir: str, eval_dir: str, spec: dict, epochs: int, transform_dir: Path,
+         model_dir: Path, seed: int, steps_per_epoch: int | None, report: Report, strategy=None,
+         is_chief: bool = True) -> float | None:
+    """Analyze with the trial's nbuckets into ``transform_dir``, train into ``model_dir``; the eval RMSE."""
     from mlengine.components.shared.featurespec import spec_from_dict
     from mlengine.components.train.trainer import TrainConfig, train
     from mlengine.components.transform import logic as transform
 
     merged = {**DEFAULT_HPARAMS, **params}
-    spec = spec_from_dict(context.spec, source=f"trial {context.number}: feature spec")
-    trial_dir = Path(context.trial_dir)
-    transform_dir = trial_dir / TRANSFORM_SUBDIR
-    model_dir = trial_dir / MODEL_SUBDIR
-
-    def log(message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
-
-    state = transform.analyze(context.train_dir, spec, int(merged[PARAM_NBUCKETS]), seed=context.seed, progress=log)
+    feature_spec = spec_from_dict(spec, source="trial feature spec")
+    state = transform.analyze(train_dir, feature_spec, int(merged[PARAM_NBUCKETS]), seed=seed, progress=_log)
     transform.save_transform(state, str(transform_dir))
     config = TrainConfig(
-        train_dir=context.train_dir, eval_dir=context.eval_dir, transform_dir=str(transform_dir),
-        model_dir=str(model_dir), hidden_units=str(merged[PARAM_HIDDEN_UNITS]),
-        learning_rate=float(merged[PARAM_LEARNING_RATE]), batch_size=int(merged[PARAM_BATCH_SIZE]),
-        epochs=context.epochs, steps_per_epoch=context.steps_per_epoch, seed=context.seed,
+        train_dir=train_dir, eval_dir=eval_dir, transform_dir=str(transform_dir), model_dir=str(model_dir),
+        hidden_units=str(merged[PARAM_HIDDEN_UNITS]), learning_rate=float(merged[PARAM_LEARNING_RATE]),
+        batch_size=int(merged[PARAM_BATCH_SIZE]), epochs=epochs, steps_per_epoch=steps_per_epoch, seed=seed,
     )
 
     def progress(message: str) -> None:
-        log(message)
+        _log(message)
         parsed = epoch_rmse_from_line(message)
-        if parsed is not None:
-            report(*parsed)
+        if parsed is not None and is_chief:
+            report(parsed[0], _exact_epoch_rmse(model_dir, *parsed))
 
-    metrics = train(config, progress=progress)
-    rmse = metrics.get("eval_rmse")
+    metrics = train(config, strategy, is_chief=is_chief, progress=progress)
+    return metrics.get("eval_rmse")
+
+
+def transform_and_train(params: dict[str, Any], context: TrialContext, report: Report) -> float:
+    """The local study's trial: analyze the training split with the trial's nbuckets, train, return eval RMSE."""
+    trial_dir = Path(context.trial_dir)
+    model_dir = trial_dir / MODEL_SUBDIR
+    rmse = _run(params, train_dir=context.train_dir, eval_dir=context.eval_dir, spec=context.spec,
+                epochs=context.epochs, transform_dir=trial_dir / TRANSFORM_SUBDIR, model_dir=model_dir,
+                seed=context.seed, steps_per_epoch=context.steps_per_epoch, report=report)
     if not context.keep_models:  # a study keeps numbers, not one SavedModel per trial
         for sub in (SERVING_MODEL_SUBDIR, CHECKPOINT_SUBDIR):
             shutil.rmtree(model_dir / sub, ignore_errors=True)
@@ -102,61 +128,133 @@ def transform_and_train(params: dict[str, Any], context: TrialContext, report: R
     return float(rmse)
 
 
-# --- the trial as a program (Katib trial container) ----------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m mlengine.components.tune.trial",
-        description="One tuning trial: transform with --nbuckets, train, print rmse=<value> lines for Katib.",
-    )
-    parser.add_argument("--train-dir", required=True, help="training split (directory of Parquet parts)")
-    parser.add_argument("--eval-dir", required=True, help="eval split (directory of Parquet parts)")
-    parser.add_argument("--spec", default="", help="feature spec YAML, or a statistics directory holding one")
-    parser.add_argument("--out", required=True, help="directory for this trial's transform and model")
-    parser.add_argument("--nbuckets", type=int, default=DEFAULT_HPARAMS[PARAM_NBUCKETS])
-    parser.add_argument("--hidden-units", default=DEFAULT_HPARAMS[PARAM_HIDDEN_UNITS])
-    parser.add_argument("--learning-rate", type=float, default=DEFAULT_HPARAMS[PARAM_LEARNING_RATE])
-    parser.add_argument("--batch-size", type=int, default=DEFAULT_HPARAMS[PARAM_BATCH_SIZE])
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
-    return parser
-
-
+# --- feature spec from a path, a statistics directory or an s3:// / minio:// URI ---------------------------
 def load_spec_dict(spec_dir_or_file: str | Path | Any | None) -> dict:
-    """A feature spec as a dict from a FeatureSpec, a dict, a YAML file, or a directory with ``feature_spec.yaml``."""
+    """A feature spec as a dict: from a FeatureSpec, a dict, a YAML file or URI, or a directory/prefix holding one."""
     from mlengine.components.shared.featurespec import FeatureSpec, load_spec, spec_from_dict
 
     if isinstance(spec_dir_or_file, FeatureSpec):
         return spec_dir_or_file.to_dict()
     if isinstance(spec_dir_or_file, dict):
         return spec_from_dict(spec_dir_or_file).to_dict()
-    path = Path(spec_dir_or_file) if spec_dir_or_file else None
+    text = str(spec_dir_or_file or "")
+    if text.startswith(("s3://", "minio://")):
+        return _remote_spec(text)
+    path = Path(text) if text else None
     if path is not None and path.is_dir():
         path = path / SPEC_FILE
     return load_spec(path).to_dict()
 
 
-def main(argv: list[str] | None = None) -> int:
+def _remote_spec(uri: str) -> dict:
+    import yaml
+
+    from mlengine.components.shared import storage
+    from mlengine.components.shared.featurespec import spec_from_dict
+    from mlengine.components.train.staging import normalize_uri
+
+    uri = normalize_uri(uri)
+    if not uri.endswith((".yaml", ".yml")):
+        uri = uri.rstrip("/") + "/" + SPEC_FILE
+    with storage.open_text(uri) as handle:
+        try:
+            raw = yaml.safe_load(handle.read())
+        except yaml.YAMLError as err:
+            raise MlengineError(f"{uri}: not valid YAML: {str(err).splitlines()[0]}") from None
+    return spec_from_dict(raw, source=uri).to_dict()
+
+
+# --- the trial as a program (Katib trial container) ----------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m mlengine.components.tune.trial",
+        description="One tuning trial: transform with --nbuckets, train, print rmse=<value> lines for Katib.",
+    )
+    parser.add_argument("--train-dir", required=True, help="training split: directory or s3:// prefix of Parquet parts")
+    parser.add_argument("--eval-dir", required=True, help="eval split: directory or s3:// prefix of Parquet parts")
+    parser.add_argument("--spec", default="", help="feature spec YAML, or a statistics directory/prefix holding one")
+    parser.add_argument("--out", required=True, help="directory or s3:// prefix for this trial's model")
+    parser.add_argument("--nbuckets", type=int, default=DEFAULT_HPARAMS[PARAM_NBUCKETS])
+    parser.add_argument("--hidden-units", default=DEFAULT_HPARAMS[PARAM_HIDDEN_UNITS])
+    parser.add_argument("--learning-rate", type=float, default=DEFAULT_HPARAMS[PARAM_LEARNING_RATE])
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_HPARAMS[PARAM_BATCH_SIZE])
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--steps-per-epoch", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--strategy", default="auto", choices=("auto", "parameter_server", "all_reduce", "none"),
+                        help="distribution strategy; auto follows TF_CONFIG")
+    parser.add_argument("--scratch-dir", default=None, help="where s3:// inputs are copied (an emptyDir in a pod)")
+    return parser
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run this replica's part of one trial; returns the exit code."""
+    from mlengine.components.train import distributed, staging
+    from mlengine.components.train.trainer import TrainConfig
+
     args = build_parser().parse_args(argv)
     params = {PARAM_NBUCKETS: args.nbuckets, PARAM_HIDDEN_UNITS: args.hidden_units,
               PARAM_LEARNING_RATE: args.learning_rate, PARAM_BATCH_SIZE: args.batch_size}
+    role = distributed.role_from_env(args.strategy)
+    if role.strategy == "parameter_server" and not role.trains:
+        server = distributed.start_server(role)
+        _log(f"trial: {role.name} serving at {role.address}")
+        server.join()
+        return EXIT_OK
+    spec = load_spec_dict(args.spec)
+    model_uri = args.out.rstrip("/") + "/" + MODEL_SUBDIR
+    # every training replica builds the transform on its own disk (the stage copies only remote paths)
+    scratch = Path(args.scratch_dir or os.environ.get("TMPDIR", "/tmp")) / f"mlengine-trial-{role.name}"
+    if staging.is_remote(args.out):
+        transform_dir = scratch / TRANSFORM_SUBDIR
+    else:
+        suffix = "" if role.task_type is None else f"-{role.name}"
+        transform_dir = Path(args.out) / f"{TRANSFORM_SUBDIR}{suffix}"
+    planned = TrainConfig(train_dir=args.train_dir, eval_dir=args.eval_dir, transform_dir=str(transform_dir),
+                          model_dir=model_uri, hidden_units=args.hidden_units, learning_rate=args.learning_rate,
+                          batch_size=args.batch_size, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
+                          seed=args.seed)
+    stage = staging.Stage(planned, scratch_dir=str(scratch), task_name=role.name, is_chief=role.is_chief)
+    local = stage.stage_in()
+    strategy = distributed.build_strategy(role)
 
     def report(epoch: int, value: float) -> None:  # per-epoch lines: Katib's medianstop reads them
         print(METRIC_LINE.format(value=value), flush=True)
 
-    try:
-        context = TrialContext(number=0, train_dir=args.train_dir, eval_dir=args.eval_dir,
-                               spec=load_spec_dict(args.spec), epochs=args.epochs, trial_dir=args.out,
-                               seed=args.seed)
-        rmse = transform_and_train(params, context, report)
-    except MlengineError as err:
-        print(f"trial: error: {err}", file=sys.stderr)
-        return 2
-    if not math.isfinite(rmse):
-        print(f"trial: error: eval RMSE is {rmse} (training diverged)", file=sys.stderr)
-        return 3
+    rmse = _run(params, train_dir=local.train_dir, eval_dir=local.eval_dir, spec=spec, epochs=args.epochs,
+                transform_dir=transform_dir, model_dir=Path(local.model_dir), seed=args.seed,
+                steps_per_epoch=args.steps_per_epoch, report=report, strategy=strategy, is_chief=role.is_chief)
+    if not role.is_chief:
+        return EXIT_OK
+    stage.stage_out()
+    if rmse is None or not math.isfinite(rmse):
+        _log(f"trial: error: eval RMSE is {rmse} (training diverged)")
+        return EXIT_DIVERGED
     print(METRIC_LINE.format(value=rmse), flush=True)
-    return 0
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run and exit hard: a ParameterServerStrategy coordinator keeps threads that block a normal exit."""
+    try:
+        code = run(argv)
+    except MlengineError as err:
+        _log(f"trial: error: {err}")
+        code = EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        _log("trial: interrupted")
+        code = 130
+    except SystemExit as err:  # argparse
+        code = err.code if isinstance(err.code, int) else EXIT_USER_ERROR
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        code = EXIT_CRASH
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

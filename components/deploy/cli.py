@@ -1,0 +1,104 @@
+"""``mlengine serve`` and ``mlengine predict``: the served model on one machine.
+
+Nothing heavy is imported here: kserve and TensorFlow load inside the ``serve`` handler.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from mlengine.errors import MlengineError
+
+DEFAULT_PORT = 8080
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_CLIENT_BATCH = 64
+
+
+def add_cli(subparsers) -> None:
+    serve = subparsers.add_parser(
+        "serve", help="serve a trained model directory with the KServe ModelServer (REST v1 and v2)",
+        description="Serve MODEL (serving/ SavedModel + feature_spec.yaml) on http://HOST:PORT: "
+                    "POST /v1/models/NAME:predict, POST /v2/models/NAME/infer, health and metadata endpoints.")
+    serve.add_argument("--model", required=True, help="model directory written by the train component")
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT, help="HTTP port (default %(default)s)")
+    serve.add_argument("--name", default=None, help="model name in the URLs (default: from the feature spec)")
+    serve.add_argument("--workers", type=int, default=1, help="server processes, each loading the model (default 1)")
+    serve.add_argument("--host", default=DEFAULT_HOST, help="address to bind (default %(default)s)")
+    serve.add_argument("--max-instances", type=int, default=None, help="most instances per request (default 10000)")
+    serve.add_argument("--max-body-bytes", type=int, default=None, help="largest request body (default 8 MiB)")
+    serve.add_argument("--max-batch-rows", type=int, default=None,
+                       help="most rows the micro-batcher merges into one model call (default 2048)")
+    serve.add_argument("--no-batching", action="store_true", help="one model call per request")
+    serve.add_argument("--tf-threads", type=int, default=None,
+                       help="TensorFlow threads per worker (default: TF's choice; 1 with --workers > 1)")
+    serve.add_argument("--inline-model", action="store_true",
+                       help="run the model on the event loop thread instead of a model thread")
+    serve.add_argument("--access-log", action="store_true", help="log one line per request")
+    serve.set_defaults(handler=_serve)
+
+    predict = subparsers.add_parser(
+        "predict", help="send rows (JSON Lines of raw features) to a served model, print predictions",
+        description="Print one JSON object per input row: {\"prediction\": value}.")
+    predict.add_argument("--url", required=True, help="server base URL, e.g. http://127.0.0.1:8080")
+    predict.add_argument("--file", required=True, help="JSON Lines file, one object of raw features per line")
+    predict.add_argument("--protocol", choices=("v1", "v2"), default="v1", help="inference protocol (default v1)")
+    predict.add_argument("--batch", type=int, default=DEFAULT_CLIENT_BATCH,
+                         help="rows per request (default %(default)s)")
+    predict.add_argument("--name", default=None, help="model name (default: the only model the server serves)")
+    predict.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default %(default)s)")
+    predict.set_defaults(handler=_predict)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    if not 0 < args.port < 65536:
+        raise MlengineError(f"--port {args.port}: expected 1-65535")
+    if args.workers < 1:
+        raise MlengineError(f"--workers {args.workers}: expected at least 1")
+    for option in ("max_instances", "max_body_bytes", "max_batch_rows", "tf_threads"):
+        value = getattr(args, option)
+        if value is not None and value < 1:
+            raise MlengineError(f"--{option.replace('_', '-')} {value}: expected a positive number")
+    sys.argv = sys.argv[:1]  # kserve parses sys.argv on import, in this process and in spawned workers
+    from mlengine.components.deploy.server import serve
+    from mlengine.components.deploy.validation import DEFAULT_MAX_BODY_BYTES
+
+    serve(args.model, name=args.name, port=args.port, host=args.host, workers=args.workers,
+          max_instances=args.max_instances, max_body_bytes=args.max_body_bytes or DEFAULT_MAX_BODY_BYTES,
+          max_batch_rows=args.max_batch_rows, batching=not args.no_batching, tf_threads=args.tf_threads,
+          access_log=args.access_log, inline_model=args.inline_model)
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from mlengine.components.deploy.client import PredictionClient, ServerError, read_rows
+
+    if args.batch < 1:
+        raise MlengineError(f"--batch {args.batch}: expected at least 1")
+    with PredictionClient(args.url, name=args.name, protocol=args.protocol, timeout=args.timeout) as client:
+        expected = {meta["name"] for meta in client.input_types()} if args.protocol == "v2" else None
+        batch: list[tuple[int, dict]] = []
+
+        def flush() -> None:
+            try:
+                predictions = client.predict([row for _, row in batch])
+            except ServerError as err:
+                if err.index is not None and 0 <= err.index < len(batch):
+                    raise MlengineError(f"{args.file}:{batch[err.index][0]}: {err}") from None
+                raise
+            for prediction in predictions:
+                print(json.dumps({"prediction": prediction}))
+            batch.clear()
+
+        for line_number, row in read_rows(args.file):
+            if expected is not None and set(row) != expected:
+                missing, extra = sorted(expected - set(row)), sorted(set(row) - expected)
+                problem = f"missing feature {missing[0]!r}" if missing else f"unknown feature {extra[0]!r}"
+                raise MlengineError(f"{args.file}:{line_number}: {problem}")
+            batch.append((line_number, row))
+            if len(batch) >= args.batch:
+                flush()
+        if batch:
+            flush()
+    return 0

@@ -1,0 +1,442 @@
+"""The cluster path: a KServe ``InferenceService`` for the model, canary rollouts, waiting for Ready.
+
+The predictor uses KServe's TensorFlow Serving runtime (``modelFormat: tensorflow``): the
+exported SavedModel takes raw features and does its own preprocessing, so no transformer and no
+custom image are needed, and clients send the same v1 body (``{"instances": [{...}]}``) as to
+``mlengine serve``. TF Serving expects numbered version directories under ``storageUri``
+(``<storageUri>/1/saved_model.pb``): ``stage_for_tf_serving`` lays a model directory out that way.
+The runtime ``mlengine-tensorflow-serving`` (manifests/base/serving-runtime.yaml) pins the TF
+Serving image; pass ``runtime=None`` to let KServe pick its cluster-wide TF Serving runtime.
+
+Scale to zero: ``minReplicas: 0`` (KServe serverless mode / Knative); ``scaleMetric`` and
+``scaleTarget`` set the Knative autoscaler (``concurrency`` 8 per pod by default).
+
+Canary rollouts change no application code: the InferenceService keeps one name and URL and
+``canaryTrafficPercent`` splits traffic between the previous rolled-out revision and the new
+one. Annotations remember which model is stable and which is the canary, so a later run can
+promote the canary (drop the split) or roll back (restore the stable storageUri).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlengine.constants import K8S_NAMESPACE, K8S_SERVING_SERVICE_ACCOUNT, SERVING_MODEL_SUBDIR
+from mlengine.errors import MlengineError
+
+ISVC_GROUP = "serving.kserve.io"
+ISVC_VERSION = "v1beta1"
+ISVC_PLURAL = "inferenceservices"
+ISVC_API_VERSION = f"{ISVC_GROUP}/{ISVC_VERSION}"
+MODEL_FORMAT = "tensorflow"
+SERVING_RUNTIME = "mlengine-tensorflow-serving"  # manifests/base/serving-runtime.yaml
+TF_SERVING_IMAGE = "tensorflow/serving:2.20.0"  # the TF Serving release nearest the training TF 2.21
+TF_SERVING_VERSION_DIR = "1"
+SCALE_METRICS = ("concurrency", "rps", "cpu", "memory")
+STORAGE_SCHEMES = ("s3://", "gs://", "pvc://", "https://", "http://")
+DEFAULT_RESOURCES = {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "2Gi"}}
+ANNOTATION_STABLE = "mlengine.io/stable-storage-uri"
+ANNOTATION_CANARY = "mlengine.io/canary-storage-uri"
+ANNOTATION_ACTION = "mlengine.io/rollout-action"
+FAILED_TRANSITIONS = ("BlockedByFailedLoad", "InvalidSpec")
+FAILED_CONDITION_REASONS = ("RevisionFailed", "ProgressDeadlineExceeded")
+NAME_PATTERN = re.compile(r"^[a-z]([-a-z0-9]{0,43}[a-z0-9])?$")  # DNS-1035; KServe adds suffixes, keep <= 45
+QUANTITY_PATTERN = re.compile(  # the CRD's pattern for resource quantities
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$")
+
+
+def render_inference_service(name: str, storage_uri: str, *, namespace: str = K8S_NAMESPACE,
+                             canary_traffic_percent: int | None = None, min_replicas: int = 0,
+                             max_replicas: int = 3, scale_metric: str = "concurrency", scale_target: int = 8,
+                             service_account: str = K8S_SERVING_SERVICE_ACCOUNT,
+                             runtime: str | None = SERVING_RUNTIME, model_format: str = MODEL_FORMAT,
+                             resources: dict | None = None, annotations: dict[str, str] | None = None) -> dict:
+    """A ``serving.kserve.io/v1beta1`` InferenceService for a TF Serving-layout model at ``storage_uri``."""
+    check_name(name)
+    check_storage_uri(storage_uri)
+    if not isinstance(min_replicas, int) or min_replicas < 0:
+        raise MlengineError(f"min_replicas {min_replicas!r}: must be an integer >= 0 (0 scales to zero)")
+    if not isinstance(max_replicas, int) or max_replicas < max(1, min_replicas):
+        raise MlengineError(f"max_replicas {max_replicas!r}: must be an integer >= max(1, min_replicas)")
+    if scale_metric not in SCALE_METRICS:
+        raise MlengineError(f"scale_metric {scale_metric!r}: expected one of {', '.join(SCALE_METRICS)}")
+    if not isinstance(scale_target, int) or scale_target < 1:
+        raise MlengineError(f"scale_target {scale_target!r}: must be a positive integer")
+    model: dict[str, Any] = {
+        "modelFormat": {"name": model_format},
+        "storageUri": storage_uri,
+        "protocolVersion": "v1",
+        "resources": normalize_resources(DEFAULT_RESOURCES if resources is None else resources),
+    }
+    if runtime:
+        model["runtime"] = runtime
+    predictor: dict[str, Any] = {
+        "serviceAccountName": service_account,
+        "minReplicas": min_replicas,
+        "maxReplicas": max_replicas,
+        "scaleMetric": scale_metric,
+        "scaleTarget": scale_target,
+        "model": model,
+    }
+    if canary_traffic_percent is not None:
+        predictor["canaryTrafficPercent"] = check_percent(canary_traffic_percent)
+    labels = {"app.kubernetes.io/part-of": "mlengine", "app.kubernetes.io/component": "serving"}
+    metadata: dict[str, Any] = {"name": name, "namespace": namespace, "labels": labels}
+    if annotations:
+        metadata["annotations"] = {str(k): str(v) for k, v in annotations.items()}
+    return {"apiVersion": ISVC_API_VERSION, "kind": "InferenceService", "metadata": metadata,
+            "spec": {"predictor": predictor}}
+
+
+def check_name(name: str) -> str:
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise MlengineError(f"InferenceService name {name!r}: use lowercase letters, digits and '-', "
+                            f"starting with a letter, at most 45 characters")
+    return name
+
+
+def check_storage_uri(uri: str) -> str:
+    if not isinstance(uri, str) or not uri.startswith(STORAGE_SCHEMES) or len(uri) <= len(uri.split("://")[0]) + 3:
+        raise MlengineError(f"storage URI {uri!r}: expected one of {', '.join(STORAGE_SCHEMES)} followed by a path")
+    return uri
+
+
+def check_percent(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 100:
+        raise MlengineError(f"canary traffic percent {value!r}: expected an integer 0..100")
+    return value
+
+
+def normalize_resources(resources: dict) -> dict:
+    """Resources with every quantity a string (``cpu: 0.5`` -> ``"0.5"``), checked like Kubernetes does."""
+    out: dict[str, dict[str, str]] = {}
+    for section, values in resources.items():
+        if section not in ("requests", "limits") or not isinstance(values, dict):
+            raise MlengineError(f"resources.{section}: expected 'requests' or 'limits' with a mapping")
+        out[section] = {}
+        for key, value in values.items():
+            text = str(value) if not isinstance(value, bool) else ""
+            if not QUANTITY_PATTERN.match(text):
+                raise MlengineError(f"resources.{section}.{key}: {value!r} is not a Kubernetes quantity")
+            out[section][str(key)] = text
+    return out
+
+
+def stage_for_tf_serving(model_dir: str | Path, out_dir: str | Path, version: str = TF_SERVING_VERSION_DIR) -> Path:
+    """Copy ``model_dir/serving`` to ``out_dir/<version>/`` (what TF Serving loads); return out_dir.
+
+    Upload ``out_dir`` to MinIO and use its ``s3://`` URI as the storage URI.
+    """
+    source = Path(model_dir) / SERVING_MODEL_SUBDIR
+    if not (source / "saved_model.pb").is_file():
+        raise MlengineError(f"{model_dir}: no SavedModel at {SERVING_MODEL_SUBDIR}/saved_model.pb to stage")
+    if not str(version).isdigit():
+        raise MlengineError(f"TF Serving version directory {version!r}: must be a number")
+    target = Path(out_dir) / str(version)
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(source, target)
+    return Path(out_dir)
+
+
+# --- rollout policy ------------------------------------------------------------------------------
+@dataclass
+class RolloutStep:
+    action: str  # create | canary | promote | rollback | replace
+    description: str
+    body: dict  # the manifest to create, or a JSON merge patch
+
+    @property
+    def is_create(self) -> bool:
+        return self.action == "create"
+
+
+@dataclass
+class RolloutDecision:
+    """What one pipeline run does to the InferenceService, and why."""
+
+    action: str  # create | canary | promote | rollback | replace | keep | hold | skip
+    name: str
+    namespace: str
+    new_storage_uri: str
+    blessed: bool
+    reason: str
+    stable_storage_uri: str | None = None  # gets 100 - canary percent after the rollout
+    canary_storage_uri: str | None = None
+    canary_traffic_percent: int | None = None
+    previous_storage_uri: str | None = None  # what served before this run
+    steps: list[RolloutStep] = field(default_factory=list)
+
+    @property
+    def changes_cluster(self) -> bool:
+        return bool(self.steps)
+
+    @property
+    def traffic(self) -> dict[str, int]:
+        """storage URI -> percent of traffic once the steps are applied."""
+        if self.stable_storage_uri is None and self.canary_storage_uri is None:
+            return {}
+        if self.canary_storage_uri is None or self.canary_traffic_percent is None:
+            return {self.stable_storage_uri: 100}
+        return {self.stable_storage_uri: 100 - self.canary_traffic_percent,
+                self.canary_storage_uri: self.canary_traffic_percent}
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        out["traffic"] = self.traffic
+        return out
+
+
+def read_rollout_state(isvc: dict) -> dict[str, Any]:
+    """Storage URI, canary percent and the stable/canary models recorded on an existing InferenceService."""
+    spec = (isvc.get("spec") or {}).get("predictor") or {}
+    annotations = (isvc.get("metadata") or {}).get("annotations") or {}
+    percent = spec.get("canaryTrafficPercent")
+    storage_uri = (spec.get("model") or {}).get("storageUri")
+    canary_active = isinstance(percent, int) and 0 <= percent < 100 and annotations.get(ANNOTATION_CANARY) is not None
+    if isinstance(percent, int) and 0 < percent < 100 and not canary_active:
+        canary_active = True  # a split made by hand: the spec's model is the canary, the stable URI is unknown
+    return {"storage_uri": storage_uri, "canary_percent": percent if canary_active else None,
+            "stable": annotations.get(ANNOTATION_STABLE) if canary_active else storage_uri,
+            "canary": storage_uri if canary_active else None, "canary_active": canary_active}
+
+
+def plan_rollout(existing_isvc: dict | None, new_storage_uri: str, blessed: bool, canary_percent: int,
+                 previous_canary_ok: bool | None, *, name: str | None = None, namespace: str = K8S_NAMESPACE,
+                 **render_options: Any) -> RolloutDecision:
+    """Decide this run's rollout.
+
+    - no InferenceService yet: a blessed model is created with 100% of the traffic;
+    - a canary is running: promote it to 100% when ``previous_canary_ok`` (its evaluation passed),
+      roll back to the stable model when it failed, hold when it is not evaluated yet (None);
+      after a promote or rollback a new blessed model starts its own canary;
+    - stable only: a new blessed model becomes a canary at ``canary_percent`` (100 = replace).
+    An unblessed model never receives traffic. ``render_options`` go to render_inference_service.
+    """
+    check_storage_uri(new_storage_uri)
+    if not isinstance(canary_percent, int) or isinstance(canary_percent, bool) or not 1 <= canary_percent <= 100:
+        raise MlengineError(f"canary percent {canary_percent!r}: expected an integer 1..100 (100 = no canary)")
+    if existing_isvc is not None:
+        metadata = existing_isvc.get("metadata") or {}
+        name = metadata.get("name") or name
+        namespace = metadata.get("namespace") or namespace
+    if not name:
+        raise MlengineError("plan_rollout: an InferenceService name is needed for a first deployment")
+    check_name(name)
+    base = {"name": name, "namespace": namespace, "new_storage_uri": new_storage_uri, "blessed": blessed}
+
+    if existing_isvc is None:
+        if not blessed:
+            return RolloutDecision("skip", reason="no InferenceService exists and the model is not blessed: "
+                                   "nothing to serve", **base)
+        annotations = {ANNOTATION_STABLE: new_storage_uri, ANNOTATION_ACTION: "create"}
+        manifest = render_inference_service(name, new_storage_uri, namespace=namespace, annotations=annotations,
+                                            **render_options)
+        return RolloutDecision("create", reason="first deployment: the blessed model takes 100% of the traffic",
+                               stable_storage_uri=new_storage_uri,
+                               steps=[RolloutStep("create", f"create {name} serving {new_storage_uri}", manifest)],
+                               **base)
+
+    state = read_rollout_state(existing_isvc)
+    current = state["storage_uri"]
+    if not current:
+        raise MlengineError(f"InferenceService {namespace}/{name} has no spec.predictor.model.storageUri; "
+                            f"it was not created by mlengine")
+    base["previous_storage_uri"] = current
+    steps: list[RolloutStep] = []
+    stable = state["stable"]
+
+    if state["canary_active"]:
+        canary = state["canary"]
+        if previous_canary_ok is None:
+            return RolloutDecision(
+                "hold", reason=f"the canary {canary} ({state['canary_percent']}% of traffic) is not evaluated yet; "
+                f"{'the new model waits' if blessed and new_storage_uri != canary else 'nothing changes'}",
+                stable_storage_uri=stable, canary_storage_uri=canary,
+                canary_traffic_percent=state["canary_percent"], **base)
+        if previous_canary_ok:
+            action, stable = "promote", canary
+            steps.append(RolloutStep("promote", f"promote the canary {canary} to 100%", _patch(
+                canary_percent=None, annotations={ANNOTATION_STABLE: canary, ANNOTATION_CANARY: None,
+                                                  ANNOTATION_ACTION: "promote"})))
+            reason = f"the canary {canary} passed its evaluation: promoted to 100%"
+        else:
+            action = "rollback"
+            if stable:
+                steps.append(RolloutStep("rollback", f"roll back to {stable}: remove the canary {canary}", _patch(
+                    storage_uri=stable, canary_percent=None,
+                    annotations={ANNOTATION_STABLE: stable, ANNOTATION_CANARY: None, ANNOTATION_ACTION: "rollback"})))
+            else:  # a split made outside mlengine: KServe sends 100% to the previous revision at 0%
+                steps.append(RolloutStep("rollback", f"send 0% to the canary {canary}", _patch(
+                    canary_percent=0, annotations={ANNOTATION_ACTION: "rollback"})))
+                stable = None
+            reason = f"the canary {canary} failed its evaluation: rolled back to {stable or 'the previous revision'}"
+        if blessed and new_storage_uri not in (canary, stable) and canary_percent < 100 and stable:
+            steps.append(_canary_step(new_storage_uri, stable, canary_percent))
+            return RolloutDecision(action, reason=reason + f"; then the new model {new_storage_uri} starts a "
+                                   f"{canary_percent}% canary", stable_storage_uri=stable,
+                                   canary_storage_uri=new_storage_uri, canary_traffic_percent=canary_percent,
+                                   steps=steps, **base)
+        if blessed and new_storage_uri not in (canary, stable) and stable:
+            steps.append(_replace_step(new_storage_uri))
+            return RolloutDecision(action, reason=reason + f"; then the new model {new_storage_uri} replaces it",
+                                   stable_storage_uri=new_storage_uri, steps=steps, **base)
+        return RolloutDecision(action, reason=reason, stable_storage_uri=stable, steps=steps,
+                               canary_storage_uri=canary if stable is None else None,
+                               canary_traffic_percent=0 if stable is None else None, **base)
+
+    if not blessed:
+        return RolloutDecision("keep", reason=f"the new model is not blessed: {current} keeps 100% of the traffic",
+                               stable_storage_uri=current, **base)
+    if new_storage_uri == current:
+        return RolloutDecision("keep", reason=f"{current} is already serving 100% of the traffic",
+                               stable_storage_uri=current, **base)
+    if canary_percent == 100:
+        return RolloutDecision("replace", reason=f"canary percent 100: {new_storage_uri} replaces {current}",
+                               stable_storage_uri=new_storage_uri, steps=[_replace_step(new_storage_uri)], **base)
+    return RolloutDecision("canary", reason=f"new blessed model: {canary_percent}% of the traffic to "
+                           f"{new_storage_uri}, {100 - canary_percent}% stays on {current}",
+                           stable_storage_uri=current, canary_storage_uri=new_storage_uri,
+                           canary_traffic_percent=canary_percent,
+                           steps=[_canary_step(new_storage_uri, current, canary_percent)], **base)
+
+
+def _canary_step(new_uri: str, stable_uri: str, percent: int) -> RolloutStep:
+    return RolloutStep("canary", f"start a {percent}% canary of {new_uri}", _patch(
+        storage_uri=new_uri, canary_percent=percent,
+        annotations={ANNOTATION_STABLE: stable_uri, ANNOTATION_CANARY: new_uri, ANNOTATION_ACTION: "canary"}))
+
+
+def _replace_step(new_uri: str) -> RolloutStep:
+    return RolloutStep("replace", f"serve {new_uri} with 100% of the traffic", _patch(
+        storage_uri=new_uri, canary_percent=None,
+        annotations={ANNOTATION_STABLE: new_uri, ANNOTATION_CANARY: None, ANNOTATION_ACTION: "replace"}))
+
+
+_UNSET = object()
+
+
+def _patch(*, storage_uri: str | None = None, canary_percent: Any = _UNSET, annotations: dict | None = None) -> dict:
+    """A JSON merge patch (None deletes a field, RFC 7386)."""
+    predictor: dict[str, Any] = {}
+    if storage_uri is not None:
+        predictor["model"] = {"storageUri": storage_uri}
+    if canary_percent is not _UNSET:
+        predictor["canaryTrafficPercent"] = canary_percent
+    patch: dict[str, Any] = {"spec": {"predictor": predictor}}
+    if annotations:
+        patch["metadata"] = {"annotations": annotations}
+    return patch
+
+
+def apply_patch_locally(manifest: dict, patch: dict) -> dict:
+    """What the API server stores after a JSON merge patch (for validating patched manifests)."""
+    if not isinstance(patch, dict):
+        return patch
+    out = dict(manifest) if isinstance(manifest, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = apply_patch_locally(out.get(key), value)
+    return out
+
+
+# --- applying and waiting -----------------------------------------------------------------------------
+def inference_service_done(min_generation: int | None = None) -> Callable[[dict], tuple[bool, bool, str]]:
+    """The ``done`` function for ``CustomResource.wait``: Ready=True for the current generation, or failed."""
+
+    def done(obj: dict) -> tuple[bool, bool, str]:
+        status = obj.get("status") or {}
+        generation = (obj.get("metadata") or {}).get("generation")
+        wanted = max(int(min_generation or 0), int(generation or 0))
+        observed = status.get("observedGeneration")
+        model_status = status.get("modelStatus") or {}
+        transition = model_status.get("transitionStatus")
+        if transition in FAILED_TRANSITIONS:
+            failure = model_status.get("lastFailureInfo") or {}
+            detail = ": ".join(str(part) for part in (failure.get("reason"), failure.get("message")) if part)
+            return True, False, f"model {transition}" + (f" ({detail})" if detail else "")
+        conditions = [c for c in status.get("conditions") or [] if isinstance(c, dict)]
+        for condition in conditions:
+            if condition.get("status") == "False" and condition.get("reason") in FAILED_CONDITION_REASONS:
+                return True, False, _describe(condition)
+        if wanted and (observed is None or int(observed) < wanted):
+            return False, False, f"waiting for the controller to observe generation {wanted}"
+        ready = next((c for c in conditions if c.get("type") == "Ready"), None)
+        if ready is None:
+            return False, False, "no Ready condition yet"
+        if ready.get("status") == "True":
+            return True, True, "Ready"
+        not_ready = [c for c in conditions if c.get("status") != "True"]
+        return False, False, "; ".join(_describe(c) for c in not_ready) or _describe(ready)
+
+    return done
+
+
+def _describe(condition: dict) -> str:
+    text = f"{condition.get('type')}={condition.get('status')}"
+    reason, message = condition.get("reason"), condition.get("message")
+    if reason or message:
+        text += " (" + ": ".join(str(p) for p in (reason, message) if p) + ")"
+    return text
+
+
+def apply_inference_service(decision: RolloutDecision, *, api=None, timeout: float = 600.0,
+                            poll_interval: float = 5.0, name_file: str | None = None,
+                            progress: Callable[[str], None] | None = None) -> dict:
+    """Carry out the decision's steps (create or merge-patch, then wait for Ready after each).
+
+    Returns ``{"name", "namespace", "action", "url", "ready", "traffic"}``; a failing condition
+    (model failed to load, revision failed) or the timeout raises MlengineError with its reason.
+    """
+    from mlengine.components.shared.k8s import CustomResource
+
+    resource = CustomResource(ISVC_GROUP, ISVC_VERSION, ISVC_PLURAL, decision.namespace, api=api)
+    report = progress or _stderr_progress(decision.name)
+    obj = None
+    for step in decision.steps:
+        report(f"{step.action}: {step.description}")
+        if step.is_create:
+            obj = resource.create_or_attach(step.body, name_file=name_file)
+        else:
+            obj = resource.patch(decision.name, step.body)
+        generation = (obj.get("metadata") or {}).get("generation")
+        obj = resource.wait(decision.name, inference_service_done(generation), timeout=timeout,
+                            poll_interval=poll_interval, progress=report)
+    if obj is None:
+        obj = resource.get(decision.name)
+    status = (obj or {}).get("status") or {}
+    ready = inference_service_done()(obj)[1] if obj else False
+    return {"name": decision.name, "namespace": decision.namespace, "action": decision.action,
+            "url": status.get("url"), "ready": ready, "traffic": decision.traffic}
+
+
+def deploy_to_cluster(new_storage_uri: str, *, name: str, blessed: bool, canary_percent: int = 10,
+                      previous_canary_ok: bool | None = None, namespace: str = K8S_NAMESPACE, api=None,
+                      timeout: float = 600.0, poll_interval: float = 5.0, name_file: str | None = None,
+                      progress: Callable[[str], None] | None = None,
+                      **render_options: Any) -> tuple[RolloutDecision, dict]:
+    """Read the current InferenceService, plan the rollout, apply it; return ``(decision, result)``."""
+    from mlengine.components.shared.k8s import CustomResource
+
+    resource = CustomResource(ISVC_GROUP, ISVC_VERSION, ISVC_PLURAL, namespace, api=api)
+    existing = resource.get(name)
+    decision = plan_rollout(existing, new_storage_uri, blessed, canary_percent, previous_canary_ok,
+                            name=name, namespace=namespace, **render_options)
+    result = apply_inference_service(decision, api=api, timeout=timeout, poll_interval=poll_interval,
+                                     name_file=name_file, progress=progress)
+    return decision, result
+
+
+def _stderr_progress(name: str) -> Callable[[str], None]:
+    def report(message: str) -> None:
+        print(f"deploy {name}: {message}", file=sys.stderr, flush=True)
+
+    return report

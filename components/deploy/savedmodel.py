@@ -1,0 +1,114 @@
+"""Load an exported model directory for serving and check it against its feature spec.
+
+A model directory (the train component's output) holds ``serving/`` (a SavedModel whose
+``serving_default`` signature takes the RAW columns: one 1-D tensor per column, float32 / int64
+/ string, and returns ``{"predictions": float32 [batch]}``) and ``feature_spec.yaml``. Anything
+else -- no directory, no SavedModel, a signature whose inputs do not match the spec -- is a
+one-line :class:`MlengineError` at startup instead of a traceback on the first request.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from mlengine.constants import SERVING_MODEL_SUBDIR, SPEC_FILE
+from mlengine.errors import MlengineError
+
+SIGNATURE_KEY = "serving_default"
+OUTPUT_KEY = "predictions"
+TF_DTYPE_NAMES = {"float": "float32", "int": "int64", "string": "string"}
+NUMPY_DTYPES = {"float": np.float32, "int": np.int64, "string": object}
+V2_DATATYPES = {"float": "FP32", "int": "INT64", "string": "BYTES"}
+
+
+def configure_tf_threads(threads: int | None) -> None:
+    """Limit TensorFlow's thread pools (one server worker per core wants 1); no-op for None/0."""
+    if not threads:
+        return
+    from mlengine.components.train.tfenv import import_tf
+
+    tf, _ = import_tf()
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+        tf.config.threading.set_inter_op_parallelism_threads(int(threads))
+    except RuntimeError:
+        pass  # TensorFlow already started its runtime in this process: keep what it has
+
+
+class SavedModelRunner:
+    """The loaded ``serving_default`` signature: numpy columns in, float32 predictions out."""
+
+    def __init__(self, model_dir: str | Path):
+        from mlengine.components.shared.featurespec import load_spec
+        from mlengine.components.train.tfenv import import_tf
+
+        directory = Path(model_dir)
+        if not directory.is_dir():
+            raise MlengineError(f"{directory}: model directory not found")
+        serving_dir = directory / SERVING_MODEL_SUBDIR
+        if not (serving_dir / "saved_model.pb").is_file():
+            raise MlengineError(f"{directory}: not a model directory: no SavedModel at "
+                                f"{SERVING_MODEL_SUBDIR}/saved_model.pb (the train component writes it)")
+        spec_path = directory / SPEC_FILE
+        if not spec_path.is_file():
+            raise MlengineError(f"{directory}: not a model directory: {SPEC_FILE} is missing")
+        self.model_dir = directory
+        self.spec = load_spec(spec_path)
+        tf, _ = import_tf()
+        self._tf = tf
+        try:
+            # keep the loaded object referenced: the signature holds only weak references to its variables
+            self._loaded = tf.saved_model.load(str(serving_dir))
+        except Exception as err:  # TensorFlow raises many types for unreadable SavedModels
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise MlengineError(f"{serving_dir}: cannot load the SavedModel: {first}") from None
+        signatures = getattr(self._loaded, "signatures", {})
+        if SIGNATURE_KEY not in signatures:
+            raise MlengineError(f"{serving_dir}: the SavedModel has no {SIGNATURE_KEY!r} signature "
+                                f"(has: {', '.join(signatures) or 'none'})")
+        self._signature = signatures[SIGNATURE_KEY]
+        self._dtypes = self._check_signature(serving_dir)
+        self.columns = tuple(col.name for col in self.spec.columns)
+
+    def _check_signature(self, serving_dir: Path) -> dict:
+        """The signature must take exactly the spec's raw columns, 1-D, with the contract's dtypes."""
+        tf = self._tf
+        inputs = dict(self._signature.structured_input_signature[1])
+        where = f"{serving_dir}: signature {SIGNATURE_KEY!r} does not match {SPEC_FILE}"
+        for col in self.spec.columns:
+            if col.name not in inputs:
+                raise MlengineError(f"{where}: input {col.name!r} is missing (inputs: {', '.join(sorted(inputs))})")
+            tensor_spec = inputs[col.name]
+            expected = getattr(tf, TF_DTYPE_NAMES[col.type])
+            if tensor_spec.dtype != expected:
+                raise MlengineError(f"{where}: input {col.name!r} is {tensor_spec.dtype.name}, "
+                                    f"the {col.type} column needs {expected.name}")
+            if tensor_spec.shape.rank != 1:
+                raise MlengineError(f"{where}: input {col.name!r} has shape {tensor_spec.shape}, expected [batch]")
+        extra = sorted(set(inputs) - {col.name for col in self.spec.columns})
+        if extra:
+            raise MlengineError(f"{where}: input {extra[0]!r} is not a raw column of the spec")
+        outputs = self._signature.structured_outputs
+        if not isinstance(outputs, dict) or OUTPUT_KEY not in outputs:
+            names = sorted(outputs) if isinstance(outputs, dict) else outputs
+            raise MlengineError(f"{where}: no {OUTPUT_KEY!r} output (outputs: {names})")
+        return {name: spec.dtype for name, spec in inputs.items()}
+
+    def __call__(self, columns: dict[str, np.ndarray]) -> np.ndarray:
+        """Predictions (float32 [rows]) for validated columns (float32 / int64 / object arrays)."""
+        tf = self._tf
+        tensors = {name: tf.constant(columns[name], dtype=dtype) for name, dtype in self._dtypes.items()}
+        return self._signature(**tensors)[OUTPUT_KEY].numpy().reshape(-1)
+
+
+def load_model_dir(model_dir: str | Path, tf_threads: int | None = None) -> SavedModelRunner:
+    """Load ``model_dir`` for serving (raises a one-line MlengineError when it cannot be served)."""
+    configure_tf_threads(tf_threads)
+    return SavedModelRunner(model_dir)
+
+
+def columns_from_rows(rows: list[dict], spec) -> dict[str, np.ndarray]:
+    """Numpy columns (the serving dtypes) from already-valid rows: the in-process prediction input."""
+    return {col.name: np.array([row[col.name] for row in rows], dtype=NUMPY_DTYPES[col.type]) for col in spec.columns}

@@ -1,0 +1,69 @@
+"""``mlengine train``: train on this machine, in one process or as a local TF_CONFIG cluster.
+
+Nothing heavy is imported here: TensorFlow loads inside the handler (or in the task processes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from mlengine.constants import (
+    DEFAULT_HPARAMS,
+    PARAM_BATCH_SIZE,
+    PARAM_EPOCHS,
+    PARAM_HIDDEN_UNITS,
+    PARAM_LEARNING_RATE,
+)
+
+
+def add_cli(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "train", help="train the wide-and-deep model (one process, or chief/ps/workers as local processes)",
+        description="Train on Parquet splits and a transform artifact. With --ps or --workers > 1 the same "
+                    "TF_CONFIG topology a TFJob would run starts as local processes on 127.0.0.1.")
+    parser.add_argument("--train-dir", required=True, help="training split: a folder of part-*.parquet")
+    parser.add_argument("--eval-dir", required=True, help="evaluation split: a folder of part-*.parquet")
+    parser.add_argument("--transform-dir", required=True, help="the transform artifact (transform.json)")
+    parser.add_argument("--model-dir", required=True, help="output: serving/, history.json, checkpoints/")
+    topology = parser.add_argument_group("topology")
+    topology.add_argument("--workers", type=int, default=1, help="worker processes (default %(default)s)")
+    topology.add_argument("--ps", type=int, default=0, help="parameter servers (default %(default)s)")
+    topology.add_argument("--chief", choices=("auto", "yes", "no"), default="auto",
+                          help="a separate chief task (auto: yes under parameter_server)")
+    topology.add_argument("--strategy", choices=("auto", "parameter_server", "all_reduce", "none"), default="auto",
+                          help="auto: parameter_server when --ps > 0, all_reduce when --workers > 1")
+    topology.add_argument("--max-restarts", type=int, default=2, help="restarts per crashed task (default 2)")
+    topology.add_argument("--connect-timeout", type=float, default=120.0,
+                          help="seconds a task may take to start and connect (default %(default)s)")
+    topology.add_argument("--timeout", type=float, default=None, help="seconds the whole run may take")
+    hparams = parser.add_argument_group("hyperparameters")
+    hparams.add_argument("--hidden-units", default=DEFAULT_HPARAMS[PARAM_HIDDEN_UNITS], help="e.g. 64,32")
+    hparams.add_argument("--learning-rate", type=float, default=DEFAULT_HPARAMS[PARAM_LEARNING_RATE])
+    hparams.add_argument("--batch-size", type=int, default=DEFAULT_HPARAMS[PARAM_BATCH_SIZE])
+    hparams.add_argument("--epochs", type=int, default=DEFAULT_HPARAMS[PARAM_EPOCHS])
+    hparams.add_argument("--steps-per-epoch", type=int, default=None,
+                         help="batches per epoch (default: one pass over the training split)")
+    hparams.add_argument("--seed", type=int, default=0)
+    parser.set_defaults(handler=_train)
+
+
+def _train(args: argparse.Namespace) -> int:
+    import sys
+
+    from mlengine.components.train.local_cluster import Topology, run_local_cluster
+    from mlengine.components.train.trainer import TrainConfig
+
+    config = TrainConfig(train_dir=args.train_dir, eval_dir=args.eval_dir, transform_dir=args.transform_dir,
+                         model_dir=args.model_dir, hidden_units=args.hidden_units, learning_rate=args.learning_rate,
+                         batch_size=args.batch_size, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
+                         seed=args.seed)
+    topology = Topology(workers=args.workers, ps=args.ps, chief={"auto": None, "yes": True, "no": False}[args.chief],
+                        strategy=args.strategy)
+    result = run_local_cluster(config, topology, max_restarts=args.max_restarts,
+                               connect_timeout=args.connect_timeout, timeout=args.timeout,
+                               log=lambda line: print(line, file=sys.stderr, flush=True))
+    summary = {key: result.get(key) for key in ("eval_rmse", "examples_per_second", "model_dir", "restarts")}
+    summary["topology"] = topology.to_dict()
+    print(json.dumps(summary))
+    return 0

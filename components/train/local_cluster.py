@@ -1,0 +1,458 @@
+"""Run a distributed training topology as local processes, with the TF_CONFIG a TFJob would inject.
+
+``run_local_cluster`` picks free 127.0.0.1 ports, starts one ``task.py`` process per role
+(chief, ps, worker) in its own process group, streams their output prefixed with the role
+(``[worker-1] ...``) and supervises them:
+
+- the chief (worker 0 without a chief) decides: its exit 0 is success, and the result is what it
+  wrote to its result file;
+- a task that crashes is restarted on the same port, up to ``max_restarts`` times per task:
+  under parameter_server a worker comes back into the running job (the coordinator re-sends its
+  work), a restarted chief resumes from the last BackupAndRestore checkpoint; under all_reduce
+  the whole group restarts together (a collective cannot continue without a member) and resumes
+  from the checkpoint;
+- exit code 2 (a config/data error) or 3 (port taken) is final: restarting cannot help;
+- a task that does not report ready within ``connect_timeout`` seconds (never started its server,
+  never connected to the cluster) ends the run with an error naming it; ``timeout`` bounds the run;
+- every process is torn down on success, failure, exception, Ctrl-C and SIGTERM (SIGTERM to the
+  process group, SIGKILL after a grace period), and children get SIGTERM if the supervisor dies.
+
+A topology of one process (1 worker, no ps) trains in this process: it is the same
+``trainer.train`` call without a strategy, and a subprocess would only add a second TensorFlow
+start-up (seconds) and a result hand-over.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from mlengine.constants import ENV_LEGACY_KERAS, ENV_TF_CONFIG
+from mlengine.errors import MlengineError
+
+HOST = "127.0.0.1"
+STRATEGIES = ("auto", "parameter_server", "all_reduce", "none")
+MAX_LOCAL_TASKS = 32
+TERMINATE_GRACE_SECONDS = 5.0
+PEERS_FINISH_SECONDS = 60.0  # all_reduce: how long the other workers may take to exit after the chief
+TAIL_LINES = 20
+TASK_MODULE = "mlengine.components.train.task"
+# exit codes of task.py that no restart can fix
+EXIT_USER_ERROR = 2
+EXIT_PORT_IN_USE = 3
+READY_MARKER = "mlengine-task: ready"
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+@dataclass
+class Topology:
+    """The shape of a training job: the same on local processes and in a TFJob.
+
+    ``chief`` None means automatic: a chief (the coordinator) under parameter_server, none under
+    all_reduce (worker 0 leads). ``strategy`` "auto" is parameter_server when ps > 0, all_reduce
+    when there is more than one worker, and none (one process) otherwise.
+    """
+
+    workers: int = 1
+    ps: int = 0
+    chief: bool | None = None
+    strategy: str = "auto"
+
+    @property
+    def resolved_strategy(self) -> str:
+        if self.strategy != "auto":
+            return self.strategy
+        if self.ps > 0:
+            return "parameter_server"
+        if self.workers > 1 or self.chief:
+            return "all_reduce"
+        return "none"
+
+    @property
+    def has_chief(self) -> bool:
+        if self.chief is not None:
+            return self.chief
+        return self.resolved_strategy == "parameter_server"
+
+    @property
+    def is_single_process(self) -> bool:
+        return self.resolved_strategy == "none"
+
+    def task_counts(self) -> dict[str, int]:
+        """Task type -> count, in TF_CONFIG's lower-case names (chief, worker, ps); zeros left out."""
+        counts = {"chief": 1 if self.has_chief else 0, "worker": self.workers, "ps": self.ps}
+        return {k: v for k, v in counts.items() if v > 0}
+
+    def validate(self) -> None:
+        for name in ("workers", "ps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise MlengineError(f"topology: {name} must be an integer, got {value!r}")
+        if self.workers < 1:
+            raise MlengineError(f"topology: workers must be at least 1, got {self.workers}")
+        if self.ps < 0:
+            raise MlengineError(f"topology: ps cannot be negative, got {self.ps}")
+        if self.chief is not None and not isinstance(self.chief, bool):
+            raise MlengineError(f"topology: chief must be true, false or null (auto), got {self.chief!r}")
+        if self.strategy not in STRATEGIES:
+            raise MlengineError(f"topology: strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
+        strategy = self.resolved_strategy
+        if strategy == "parameter_server":
+            if self.ps < 1:
+                raise MlengineError("topology: strategy parameter_server needs at least 1 ps")
+            if self.chief is False:
+                raise MlengineError("topology: strategy parameter_server needs a chief (it is the coordinator)")
+        elif self.ps > 0:
+            raise MlengineError(f"topology: strategy {strategy} does not use parameter servers, but ps={self.ps}; "
+                                "use strategy parameter_server or ps=0")
+        if strategy == "none" and (self.workers > 1 or self.chief):
+            raise MlengineError(f"topology: strategy none runs one process, but workers={self.workers}"
+                                f"{' plus a chief' if self.chief else ''}; use all_reduce or parameter_server")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "resolved_strategy": self.resolved_strategy, "chief": self.has_chief}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Topology:
+        known = {"workers", "ps", "chief", "strategy"}
+        return cls(**{k: v for k, v in raw.items() if k in known})
+
+
+# --- ports --------------------------------------------------------------------------------------
+def free_ports(count: int, host: str = HOST) -> list[int]:
+    """``count`` distinct ports free on ``host`` right now (all held open together while choosing)."""
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind((host, 0))
+            sockets.append(sock)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def check_ports_free(ports: list[int], host: str = HOST) -> None:
+    for port in ports:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError as err:
+                raise MlengineError(f"port {host}:{port} is already in use ({err.strerror}); "
+                                    "choose another base port or stop what listens there") from None
+
+
+# --- processes ------------------------------------------------------------------------------------
+_LIVE: set[subprocess.Popen] = set()
+_LIVE_LOCK = threading.Lock()
+
+
+def _kill_group(proc: subprocess.Popen, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+
+
+def terminate_all(procs: list[subprocess.Popen], grace: float = TERMINATE_GRACE_SECONDS) -> None:
+    """SIGTERM every process group, SIGKILL what is still alive after ``grace`` seconds, reap them."""
+    alive = [p for p in procs if p.poll() is None]
+    for proc in alive:
+        _kill_group(proc, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for proc in alive:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+    for proc in procs:
+        # the group too: a task that forked helpers must not leave them behind
+        _kill_group(proc, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=grace)
+    with _LIVE_LOCK:
+        _LIVE.difference_update(procs)
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    with _LIVE_LOCK:
+        procs = list(_LIVE)
+    if procs:
+        terminate_all(procs, grace=2.0)
+
+
+def describe_exit(code: int | None) -> str:
+    if code is None:
+        return "still running"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return {EXIT_USER_ERROR: "exit code 2 (configuration or data error)",
+            EXIT_PORT_IN_USE: "exit code 3 (port in use)"}.get(code, f"exit code {code}")
+
+
+class Task:
+    """One supervised process of the cluster (restarts keep the object, its port and its log tail)."""
+
+    def __init__(self, task_type: str, index: int, port: int):
+        self.task_type = task_type
+        self.index = index
+        self.port = port
+        self.proc: subprocess.Popen | None = None
+        self.restarts = 0
+        self.started_at = 0.0
+        self.ready = False
+        self.finished = False  # exited 0 (all_reduce peers) and needs no more attention
+        self.tail: deque[str] = deque(maxlen=TAIL_LINES)
+        self.reader: threading.Thread | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.task_type}-{self.index}"
+
+    @property
+    def address(self) -> str:
+        return f"{HOST}:{self.port}"
+
+    def last_error_line(self) -> str:
+        for line in reversed(self.tail):
+            if "error" in line.lower() or "exception" in line.lower():
+                return line.strip()
+        return self.tail[-1].strip() if self.tail else ""
+
+    def start(self, command: list[str], env: dict[str, str], lines: queue.Queue) -> None:
+        self.ready = False
+        self.finished = False
+        self.started_at = time.monotonic()
+        try:
+            self.proc = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                         stderr=subprocess.STDOUT, start_new_session=True, text=True,
+                                         encoding="utf-8", errors="replace", bufsize=1)
+        except OSError as err:
+            raise MlengineError(f"{self.name}: cannot start {command[0]}: {err}") from None
+        with _LIVE_LOCK:
+            _LIVE.add(self.proc)
+        proc = self.proc
+
+        def pump():
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                lines.put((self, proc, line.rstrip("\n")))
+            proc.stdout.close()
+
+        self.reader = threading.Thread(target=pump, name=f"log-{self.name}", daemon=True)
+        self.reader.start()
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM to the supervisor: unwinds like Ctrl-C so the finally block tears everything down."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise _Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def default_command(task: Task, config_file: Path, result_file: Path) -> list[str]:
+    return [sys.executable, "-m", TASK_MODULE, "--config", str(config_file), "--result-file", str(result_file)]
+
+
+def run_local_cluster(config, topology: Topology, *, max_restarts: int = 2, connect_timeout: float = 120,
+                      timeout: float | None = None, base_port: int | None = None, work_dir: str | None = None,
+                      log: Callable[[str], None] = _stderr,
+                      command: Callable[[Task, Path, Path], list[str]] | None = None) -> dict:
+    """Train ``config`` (a TrainConfig) on ``topology`` as local processes; return the chief's result.
+
+    ``base_port`` uses consecutive ports from there (checked free) instead of random free ones;
+    ``command`` replaces the task program (tests use toy programs). Raises ``MlengineError`` on a bad
+    topology, a port in use, a task that never becomes ready, a failure after the restarts, a timeout.
+    """
+    topology.validate()
+    if max_restarts < 0:
+        raise MlengineError(f"max_restarts cannot be negative, got {max_restarts}")
+    if topology.is_single_process and command is None:
+        from mlengine.components.train.trainer import train
+
+        log("local cluster: one process (workers=1, ps=0): training in this process")
+        result = train(config, None, is_chief=True, progress=log)
+        return {**result, "topology": topology.to_dict(), "restarts": {}}
+    counts = topology.task_counts()
+    total = sum(counts.values())
+    if total > MAX_LOCAL_TASKS:
+        raise MlengineError(f"topology: {total} local processes is more than {MAX_LOCAL_TASKS}; "
+                            "run large topologies as a TFJob on a cluster")
+    if base_port is not None:
+        ports = list(range(base_port, base_port + total))
+        check_ports_free(ports)
+    else:
+        ports = free_ports(total)
+    tasks: list[Task] = []
+    port_iter = iter(ports)
+    for task_type in ("ps", "worker", "chief"):  # servers first: the chief connects to them
+        tasks += [Task(task_type, i, next(port_iter)) for i in range(counts.get(task_type, 0))]
+    cluster = {t: [task.address for task in tasks if task.task_type == t] for t in ("chief", "worker", "ps")
+               if counts.get(t)}
+    lead = next(t for t in tasks if t.task_type == "chief") if topology.has_chief else \
+        next(t for t in tasks if t.task_type == "worker" and t.index == 0)
+    strategy = topology.resolved_strategy
+
+    owned_dir = None
+    if work_dir is None:
+        owned_dir = tempfile.mkdtemp(prefix="mlengine-cluster-")
+        work_dir = owned_dir
+    work = Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    config_file = work / "train_config.json"
+    result_file = work / "result.json"
+    with contextlib.suppress(FileNotFoundError):
+        result_file.unlink()
+    payload = json.loads(config.to_json()) if hasattr(config, "to_json") else dict(config)
+    config_file.write_text(json.dumps({**payload, "strategy": strategy}, indent=1), encoding="utf-8")
+    make_command = command or default_command
+    lines: queue.Queue = queue.Queue()
+    base_env = dict(os.environ)
+    base_env.update({"PYTHONUNBUFFERED": "1", ENV_LEGACY_KERAS: "1", "MLENGINE_SUPERVISOR_PID": str(os.getpid())})
+    base_env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+    def start(task: Task) -> None:
+        env = dict(base_env)
+        env[ENV_TF_CONFIG] = json.dumps({"cluster": cluster, "task": {"type": task.task_type, "index": task.index}})
+        task.start(make_command(task, config_file, result_file), env, lines)
+
+    def restart_all(reason_task: Task) -> None:
+        terminate_all([t.proc for t in tasks if t.proc is not None])
+        _drain(lines, log, quiet_after=0.0)
+        for task in tasks:
+            start(task)
+
+    def fail(message: str) -> MlengineError:
+        return MlengineError(f"local cluster ({_shape(counts, strategy)}): {message}")
+
+    log(f"local cluster: {_shape(counts, strategy)} on {HOST} ports {ports[0]}..{ports[-1]}; logs prefixed by task")
+    began = time.monotonic()
+    try:
+        with _sigterm_as_interrupt():
+            for task in tasks:
+                start(task)
+            while True:
+                _pump(lines, log, wait=0.2)
+                now = time.monotonic()
+                for task in tasks:
+                    code = task.proc.poll() if task.proc is not None else None
+                    if code is None:
+                        if not task.ready and now - task.started_at > connect_timeout:
+                            raise fail(f"{task.name} at {task.address} did not become ready within "
+                                       f"{connect_timeout:.0f} s (it never started its server or never connected "
+                                       f"to the cluster); last output: {task.last_error_line() or 'none'}")
+                        continue
+                    if task.finished:
+                        continue
+                    task.reader.join(timeout=5)  # every line of the exited task is queued
+                    _pump(lines, log, wait=0.0)
+                    if code == 0 and task is lead:
+                        _finish_peers(tasks, lead, strategy, lines, log)
+                        return _result(result_file, topology, tasks, fail)
+                    if code == 0 and strategy == "all_reduce":
+                        task.finished = True  # a worker done before the chief: fine
+                        continue
+                    reason = f"{task.name} failed ({describe_exit(code)})"
+                    last = task.last_error_line()
+                    if code in (EXIT_USER_ERROR, EXIT_PORT_IN_USE):
+                        raise fail(f"{reason}: {last}" if last else reason)
+                    if task.restarts >= max_restarts:
+                        raise fail(f"{reason} and its {max_restarts} restart(s) are used up"
+                                   + (f": {last}" if last else ""))
+                    task.restarts += 1
+                    log(f"local cluster: {reason}; restart {task.restarts}/{max_restarts}"
+                        + (" of the whole group (all_reduce)" if strategy == "all_reduce" else "")
+                        + "; training resumes from the last checkpoint")
+                    if strategy == "all_reduce":
+                        restart_all(task)
+                        break
+                    start(task)
+                if timeout is not None and time.monotonic() - began > timeout:
+                    raise fail(f"did not finish within {timeout:.0f} s")
+    finally:
+        terminate_all([t.proc for t in tasks if t.proc is not None])
+        _drain(lines, log, quiet_after=0.2)
+        if owned_dir is not None:
+            import shutil
+
+            shutil.rmtree(owned_dir, ignore_errors=True)
+
+
+def _shape(counts: dict[str, int], strategy: str) -> str:
+    return f"{strategy}, " + ", ".join(f"{n} {t}" for t, n in counts.items())
+
+
+def _pump(lines: queue.Queue, log: Callable[[str], None], wait: float) -> None:
+    """Log queued task output; mark tasks ready when they say so."""
+    try:
+        item = lines.get(timeout=wait) if wait > 0 else lines.get_nowait()
+    except queue.Empty:
+        return
+    while True:
+        task, proc, line = item
+        task.tail.append(line)
+        if READY_MARKER in line and proc is task.proc:
+            task.ready = True
+        log(f"[{task.name}] {line}")
+        try:
+            item = lines.get_nowait()
+        except queue.Empty:
+            return
+
+
+def _drain(lines: queue.Queue, log: Callable[[str], None], quiet_after: float) -> None:
+    _pump(lines, log, wait=quiet_after)
+
+
+def _finish_peers(tasks: list[Task], lead: Task, strategy: str, lines: queue.Queue, log) -> None:
+    """all_reduce: let the other workers end on their own (they finish the same last step)."""
+    if strategy != "all_reduce":
+        return  # ps and workers serve until terminated
+    deadline = time.monotonic() + PEERS_FINISH_SECONDS
+    for task in tasks:
+        if task is lead or task.proc is None:
+            continue
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            task.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        _pump(lines, log, wait=0.0)
+
+
+def _result(result_file: Path, topology: Topology, tasks: list[Task], fail) -> dict:
+    try:
+        result = json.loads(result_file.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError) as err:
+        raise fail(f"the chief exited 0 but wrote no readable result ({err})") from None
+    return {**result, "topology": topology.to_dict(),
+            "restarts": {t.name: t.restarts for t in tasks if t.restarts}}

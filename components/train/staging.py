@@ -1,0 +1,122 @@
+"""Copy a training job's ``s3://`` (MinIO) inputs to local disk and its model directory back.
+
+TensorFlow 2.21 has no S3 filesystem of its own, so a TFJob pod works on local copies: the
+inputs (train/eval splits, the transform) are downloaded into a scratch directory (an emptyDir
+in the pod, which survives container restarts of the pod), the model is built in
+``scratch/model`` and the chief uploads it when training ends. A model prefix that already holds
+checkpoints is downloaded first, so a rescheduled chief resumes from them.
+
+KFP's artifact URIs ``minio://bucket/key`` name objects of the same MinIO: they are read as
+``s3://bucket/key``. Plain local paths pass through untouched (the local cluster).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import tempfile
+from pathlib import Path
+
+from mlengine.errors import MlengineError
+
+URI_ALIASES = {"minio://": "s3://"}
+INPUT_FIELDS = ("train_dir", "eval_dir", "transform_dir")
+
+
+def normalize_uri(uri: str) -> str:
+    """``minio://b/k`` -> ``s3://b/k``; other values unchanged."""
+    for alias, scheme in URI_ALIASES.items():
+        if uri.startswith(alias):
+            return scheme + uri[len(alias):]
+    return uri
+
+
+def is_remote(uri: str) -> bool:
+    return normalize_uri(uri).startswith("s3://")
+
+
+def _client_for(uri: str):
+    from mlengine.components.shared import storage
+
+    settings = storage.s3_settings_from_env(uri)
+    return storage, settings, storage.s3_client(settings)
+
+
+def download_prefix(uri: str, local_dir: Path, *, required: bool = True) -> int:
+    """Copy every object under ``uri`` (a folder prefix) into ``local_dir``; returns the file count."""
+    uri = normalize_uri(uri)
+    storage, settings, client = _client_for(uri)
+    bucket, key = storage.split_s3_uri(uri)
+    prefix = key.rstrip("/") + "/" if key else ""
+    objects = storage._s3_call(uri, settings, lambda: [o for o in client.list_objects(bucket, prefix=prefix or None,
+                                                                                       recursive=True)
+                                                       if not o.is_dir])
+    if not objects and required:
+        raise MlengineError(f"{uri}: no objects under this prefix")
+    for obj in objects:
+        target = local_dir / obj.object_name[len(prefix):]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        storage._s3_call(uri, settings, client.fget_object, bucket, obj.object_name, str(target))
+    return len(objects)
+
+
+def upload_dir(local_dir: Path, uri: str) -> int:
+    """Copy every file under ``local_dir`` to the prefix ``uri``; returns the file count."""
+    uri = normalize_uri(uri)
+    storage, settings, client = _client_for(uri)
+    bucket, key = storage.split_s3_uri(uri)
+    prefix = key.rstrip("/") + "/" if key else ""
+    count = 0
+    for path in sorted(p for p in local_dir.rglob("*") if p.is_file()):
+        name = prefix + path.relative_to(local_dir).as_posix()
+        storage._s3_call(uri, settings, client.fput_object, bucket, name, str(path))
+        count += 1
+    return count
+
+
+class Stage:
+    """The local view of one task's config, and the upload of the model at the end (chief)."""
+
+    def __init__(self, config, *, scratch_dir: str | None, task_name: str, is_chief: bool):
+        self.config = config
+        self.task_name = task_name
+        self.is_chief = is_chief
+        self.remote_model = is_remote(config.model_dir)
+        self.needed = self.remote_model or any(is_remote(getattr(config, f)) for f in INPUT_FIELDS)
+        self.scratch = Path(scratch_dir or tempfile.gettempdir()) / f"mlengine-{task_name}"
+        self.local_model_dir: Path | None = None
+
+    def stage_in(self):
+        """The config with every remote location replaced by a local copy."""
+        if not self.needed:
+            return self.config
+        changes = {}
+        for name in INPUT_FIELDS:
+            uri = getattr(self.config, name)
+            if is_remote(uri):
+                target = self.scratch / "inputs" / name
+                if not target.is_dir():  # a restarted container of the same pod keeps its copy
+                    partial = target.with_name(target.name + ".partial")
+                    count = download_prefix(uri, partial)
+                    partial.rename(target)
+                    print(f"staging: {count} file(s) from {uri} -> {target}", file=sys.stderr, flush=True)
+                changes[name] = str(target)
+        if self.remote_model:
+            self.local_model_dir = self.scratch / "model"
+            if self.is_chief and not self.local_model_dir.is_dir():
+                count = download_prefix(self.config.model_dir, self.local_model_dir, required=False)
+                if count:
+                    print(f"staging: resuming from {count} file(s) already at {self.config.model_dir}",
+                          file=sys.stderr, flush=True)
+            self.local_model_dir.mkdir(parents=True, exist_ok=True)
+            changes["model_dir"] = str(self.local_model_dir)
+        return dataclasses.replace(self.config, **changes)
+
+    def stage_out(self) -> None:
+        """Upload the model directory (chief only; no-op for local paths)."""
+        if not (self.is_chief and self.remote_model and self.local_model_dir is not None):
+            return
+        count = upload_dir(self.local_model_dir, self.config.model_dir)
+        print(f"staging: uploaded {count} file(s) to {normalize_uri(self.config.model_dir)}", file=sys.stderr,
+              flush=True)
+

@@ -1,0 +1,329 @@
+"""Training on Kubeflow: render a ``kubeflow.org/v1`` TFJob, create or re-attach to it, wait for it.
+
+The TFJob has the same topology as the local cluster (local_cluster.Topology): a Chief (the
+coordinator under parameter_server), PS replicas and Worker replicas. The Training Operator
+injects TF_CONFIG into every pod and task.py reads its role from it, so the pods run exactly the
+program the local processes run. Data and model locations are ``s3://`` URIs on the cluster's
+MinIO (task.py stages them through a scratch emptyDir); the MinIO credentials come from the
+Secret ``constants.K8S_S3_SECRET`` through ``secretKeyRef``, never as literals.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mlengine.components.shared.k8s import CustomResource, find_condition
+from mlengine.constants import (
+    ENV_LEGACY_KERAS,
+    ENV_S3_ACCESS_KEY,
+    ENV_S3_ENDPOINT,
+    ENV_S3_SECRET_KEY,
+    ENV_S3_SECURE,
+    HISTORY_FILE,
+    K8S_NAMESPACE,
+    K8S_S3_SECRET,
+    K8S_SERVICE_ACCOUNT,
+    TRAINER_IMAGE,
+)
+from mlengine.errors import MlengineError
+
+TFJOB_GROUP = "kubeflow.org"
+TFJOB_VERSION = "v1"
+TFJOB_PLURAL = "tfjobs"
+TFJOB_KIND = "TFJob"
+CONTAINER_NAME = "tensorflow"  # the Training Operator finds the TF container (and its port) by this name
+REPLICA_TYPES = {"chief": "Chief", "ps": "PS", "worker": "Worker"}
+RESTART_POLICIES = ("Always", "OnFailure", "Never", "ExitCode")
+CLEAN_POD_POLICIES = ("All", "Running", "None")
+TASK_COMMAND = ["python", "-m", "mlengine.components.train.task"]
+SCRATCH_VOLUME = "scratch"
+SCRATCH_MOUNT = "/scratch"
+SHARED_VOLUME = "shared"
+SHARED_MOUNT = "/shared"
+ENV_SHARED_CLAIM = "MLENGINE_SHARED_CLAIM"  # default ReadWriteMany PVC for parameter_server TFJobs
+DEFAULT_TIMEOUT_SECONDS = 24 * 3600
+DEFAULT_RESOURCES = {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"memory": "4Gi"}}
+# the Secret's keys are the variable names; the endpoint and TLS switch may be absent from it
+SECRET_ENV = ((ENV_S3_ENDPOINT, False), (ENV_S3_ACCESS_KEY, False), (ENV_S3_SECRET_KEY, False), (ENV_S3_SECURE, True))
+_NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_QUANTITY = re.compile(r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|"
+                       r"([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$")
+MAX_NAME_LENGTH = 40  # pod names add "-worker-NN" and must stay within 63 characters
+
+
+# --- rendering ----------------------------------------------------------------------------------
+def quantity(value: Any, where: str = "resources") -> str:
+    """A Kubernetes resource quantity as the string the API wants: 0.5 -> "500m", 2 -> "2", "1Gi" as is."""
+    if isinstance(value, bool):
+        raise MlengineError(f"{where}: expected a quantity like '500m' or '1Gi', got {value!r}")
+    if isinstance(value, int):
+        text = str(value)
+    elif isinstance(value, float):
+        text = str(int(value)) if value.is_integer() else f"{round(value * 1000)}m"
+    elif isinstance(value, str):
+        text = value.strip()
+    else:
+        raise MlengineError(f"{where}: expected a quantity like '500m' or '1Gi', got {value!r}")
+    if not _QUANTITY.match(text):
+        raise MlengineError(f"{where}: {value!r} is not a Kubernetes quantity (e.g. '500m', '2', '1Gi')")
+    return text
+
+
+def _requirements(raw: dict, where: str) -> dict:
+    """``{"requests": {...}, "limits": {...}}`` (or a flat ``{"cpu": .., "memory": ..}`` = requests)."""
+    if not isinstance(raw, dict):
+        raise MlengineError(f"{where}: expected a mapping, got {raw!r}")
+    sections = raw if set(raw) <= {"requests", "limits"} else {"requests": raw}
+    out = {}
+    for section, amounts in sections.items():
+        if not isinstance(amounts, dict):
+            raise MlengineError(f"{where}.{section}: expected a mapping of resource name -> quantity")
+        out[section] = {name: quantity(amount, f"{where}.{section}.{name}") for name, amount in amounts.items()}
+    return out
+
+
+def replica_resources(resources: dict | None) -> dict[str, dict]:
+    """Resources per replica type: one spec for all, or ``{"Chief": .., "PS": .., "Worker": ..}``."""
+    if resources is None:
+        resources = DEFAULT_RESOURCES
+    if resources and set(resources) <= set(REPLICA_TYPES.values()):
+        default = _requirements(DEFAULT_RESOURCES, "resources")
+        return {kind: _requirements(resources[kind], f"resources.{kind}") if kind in resources else default
+                for kind in REPLICA_TYPES.values()}
+    shared = _requirements(resources, "resources")
+    return dict.fromkeys(REPLICA_TYPES.values(), shared)
+
+
+def check_name(name: str) -> str:
+    if not isinstance(name, str) or len(name) > MAX_NAME_LENGTH or not _NAME.match(name):
+        raise MlengineError(f"TFJob name {name!r}: use at most {MAX_NAME_LENGTH} lower-case letters, digits and '-', "
+                            "starting with a letter")
+    return name
+
+
+def _env() -> list[dict]:
+    env = [{"name": ENV_LEGACY_KERAS, "value": "1"}, {"name": "PYTHONUNBUFFERED", "value": "1"}]
+    for key, optional in SECRET_ENV:
+        ref = {"name": K8S_S3_SECRET, "key": key}
+        if optional:
+            ref["optional"] = True
+        env.append({"name": key, "valueFrom": {"secretKeyRef": ref}})
+    return env
+
+
+def render_tfjob(name: str, train_args: list[str], topology, *, namespace: str = K8S_NAMESPACE,
+                 image: str = TRAINER_IMAGE, resources: dict | None = None,
+                 service_account: str = K8S_SERVICE_ACCOUNT, backoff_limit: int = 3,
+                 clean_pod_policy: str = "Running", restart_policy: str = "OnFailure",
+                 active_deadline_seconds: int | None = None, labels: dict[str, str] | None = None,
+                 shared_claim: str | None = None) -> dict:
+    """A ``kubeflow.org/v1`` TFJob running task.py with ``train_args`` on every replica of ``topology``.
+
+    ``train_args`` are task.py's flags (``--train-dir s3://.. --model-dir s3://.. --epochs 4``...,
+    see ``training_args``). ``topology`` is a local_cluster.Topology; it is validated here.
+    ``shared_claim`` mounts a ReadWriteMany PersistentVolumeClaim at /shared in every pod and points
+    TMPDIR there: under parameter_server the workers read the TFRecord copy of the input that the
+    chief writes under its temporary directory, so they must see the same files.
+    """
+    topology.validate()
+    check_name(name)
+    if image.endswith(":latest") or ":" not in image.rsplit("/", 1)[-1]:
+        raise MlengineError(f"image {image!r}: pin a version tag (never :latest)")
+    if restart_policy not in RESTART_POLICIES:
+        raise MlengineError(f"restart_policy: expected one of {RESTART_POLICIES}, got {restart_policy!r}")
+    if clean_pod_policy not in CLEAN_POD_POLICIES:
+        raise MlengineError(f"clean_pod_policy: expected one of {CLEAN_POD_POLICIES}, got {clean_pod_policy!r}")
+    if isinstance(backoff_limit, bool) or not isinstance(backoff_limit, int) or backoff_limit < 0:
+        raise MlengineError(f"backoff_limit must be a non-negative integer, got {backoff_limit!r}")
+    if not all(isinstance(a, str) for a in train_args):
+        raise MlengineError("train_args: every argument must be a string")
+    if topology.resolved_strategy == "parameter_server" and not shared_claim:
+        raise MlengineError("parameter_server TFJob: the workers read the input the chief prepares, so every pod "
+                            f"needs a shared ReadWriteMany volume: pass shared_claim (or set {ENV_SHARED_CLAIM})")
+    per_replica = replica_resources(resources)
+    args = [*train_args, "--strategy", topology.resolved_strategy, "--scratch-dir", SCRATCH_MOUNT]
+    job_labels = {"app.kubernetes.io/name": "mlengine", "app.kubernetes.io/component": "trainer",
+                  **(labels or {})}
+    replica_specs = {}
+    for task_type, count in topology.task_counts().items():
+        kind = REPLICA_TYPES[task_type]
+        container = {
+            "name": CONTAINER_NAME,
+            "image": image,
+            "imagePullPolicy": "IfNotPresent",
+            "command": list(TASK_COMMAND),
+            "args": list(args),
+            "env": _env() + ([{"name": "TMPDIR", "value": f"{SHARED_MOUNT}/tmp"}] if shared_claim else []),
+            "ports": [{"name": "tfjob-port", "containerPort": 2222, "protocol": "TCP"}],
+            "resources": per_replica[kind],
+            "volumeMounts": [{"name": SCRATCH_VOLUME, "mountPath": SCRATCH_MOUNT}]
+            + ([{"name": SHARED_VOLUME, "mountPath": SHARED_MOUNT}] if shared_claim else []),
+            "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True,
+                                "capabilities": {"drop": ["ALL"]}},
+        }
+        replica_specs[kind] = {
+            "replicas": count,
+            "restartPolicy": restart_policy,
+            "template": {
+                "metadata": {"labels": dict(job_labels),
+                             "annotations": {"sidecar.istio.io/inject": "false"}},  # gRPC between replicas
+                "spec": {
+                    "serviceAccountName": service_account,
+                    "containers": [container],
+                    "volumes": [{"name": SCRATCH_VOLUME, "emptyDir": {}}]
+                    + ([{"name": SHARED_VOLUME, "persistentVolumeClaim": {"claimName": shared_claim}}]
+                       if shared_claim else []),
+                    "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "fsGroup": 1000},
+                },
+            },
+        }
+    run_policy: dict[str, Any] = {"cleanPodPolicy": clean_pod_policy, "backoffLimit": backoff_limit}
+    if active_deadline_seconds is not None:
+        run_policy["activeDeadlineSeconds"] = int(active_deadline_seconds)
+    return {
+        "apiVersion": f"{TFJOB_GROUP}/{TFJOB_VERSION}",
+        "kind": TFJOB_KIND,
+        "metadata": {"name": name, "namespace": namespace, "labels": job_labels},
+        "spec": {"runPolicy": run_policy, "tfReplicaSpecs": replica_specs},
+    }
+
+
+def training_args(config) -> list[str]:
+    """task.py flags for every TrainConfig field (a TrainConfig or its dict); None values left out."""
+    raw = json.loads(config.to_json()) if hasattr(config, "to_json") else dict(config)
+    args: list[str] = []
+    for key, value in raw.items():
+        if value is None:
+            continue
+        if isinstance(value, list):
+            value = ",".join(str(v) for v in value)
+        args += ["--" + key.replace("_", "-"), str(value)]
+    return args
+
+
+# --- status ------------------------------------------------------------------------------------
+def tfjob_done(obj: dict) -> tuple[bool, bool, str]:
+    """``(finished, succeeded, reason)`` from a TFJob's status conditions and replica statuses."""
+    status = (obj or {}).get("status") or {}
+    failed = find_condition(obj, "Failed")
+    if failed is not None and failed.get("status") == "True":
+        return True, False, _failure_reason(failed, status)
+    succeeded = find_condition(obj, "Succeeded")
+    if succeeded is not None and succeeded.get("status") == "True":
+        return True, True, f"Succeeded: {succeeded.get('message') or succeeded.get('reason') or 'done'}"
+    latest = None
+    for condition in status.get("conditions") or []:
+        if condition.get("status") == "True":
+            latest = condition
+    if latest is None:
+        return False, False, "Pending: no status from the Training Operator yet"
+    text = f"{latest.get('type')}: {latest.get('message') or latest.get('reason') or ''}".strip().rstrip(":")
+    replicas = _replica_summary(status)
+    return False, False, f"{text} ({replicas})" if replicas else text
+
+
+def _replica_summary(status: dict) -> str:
+    parts = []
+    for kind, counts in sorted((status.get("replicaStatuses") or {}).items()):
+        numbers = ", ".join(f"{key}={counts[key]}" for key in ("active", "succeeded", "failed") if counts.get(key))
+        parts.append(f"{kind}: {numbers or 'none'}")
+    return "; ".join(parts)
+
+
+def _failure_reason(condition: dict, status: dict) -> str:
+    reason = condition.get("reason") or "Failed"
+    message = condition.get("message") or ""
+    failing = [kind for kind, counts in sorted((status.get("replicaStatuses") or {}).items())
+               if (counts or {}).get("failed")]
+    text = f"{reason}: {message}" if message else reason
+    if failing:
+        counts = ", ".join(f"{kind} x{status['replicaStatuses'][kind]['failed']}" for kind in failing)
+        text += f" (failed replicas: {counts})"
+    return " ".join(text.split())
+
+
+# --- running -------------------------------------------------------------------------------------
+def tfjobs(namespace: str = K8S_NAMESPACE, api=None) -> CustomResource:
+    return CustomResource(TFJOB_GROUP, TFJOB_VERSION, TFJOB_PLURAL, namespace, api=api)
+
+
+def run_tfjob(manifest: dict, *, name_file: str | None = None, timeout: float = DEFAULT_TIMEOUT_SECONDS,
+              poll_interval: float = 10.0, api=None, progress: Callable[[str], None] | None = None) -> dict:
+    """Create (or re-attach to) the TFJob and wait until it succeeds; returns the finished object.
+
+    Raises ``MlengineError`` naming the failing replicas and the operator's message when the job
+    fails, and when it does not finish within ``timeout`` seconds.
+    """
+    resource = tfjobs(manifest["metadata"].get("namespace", K8S_NAMESPACE), api=api)
+    created = resource.create_or_attach(manifest, name_file=name_file)
+    name = created["metadata"]["name"]
+    if progress:
+        progress(f"tfjob {resource.namespace}/{name}: submitted")
+    return resource.wait(name, tfjob_done, timeout=timeout, poll_interval=poll_interval,
+                         progress=(lambda reason: progress(f"tfjob {name}: {reason}")) if progress else None)
+
+
+def tfjob_name_for(model_uri: str, prefix: str = "mlengine-train") -> str:
+    """A stable TFJob name per model output: a retried pipeline step re-attaches to the same job."""
+    digest = hashlib.sha256(model_uri.encode()).hexdigest()[:10]
+    return f"{prefix}-{digest}"
+
+
+KFP_LOCAL_PREFIXES = {"/minio/": "s3://", "/s3/": "s3://"}
+
+
+def artifact_uri(path_or_uri: str) -> str:
+    """The URI a TFJob pod can read: s3:// and minio:// as is, KFP's ``/minio/...``/``/s3/...`` mounts mapped back."""
+    from mlengine.components.train.staging import normalize_uri
+
+    value = normalize_uri(path_or_uri)
+    if value.startswith("s3://"):
+        return value
+    for prefix, scheme in KFP_LOCAL_PREFIXES.items():
+        if value.startswith(prefix):
+            return scheme + value[len(prefix):]
+    raise MlengineError(f"{path_or_uri}: cluster training needs data in MinIO/S3 (s3:// or minio://); "
+                        "a local path is not visible to the TFJob pods")
+
+
+def run_tfjob_for_config(config, topology, *, model_uri: str | None = None, log: Callable[[str], None] = print,
+                         namespace: str = K8S_NAMESPACE, image: str = TRAINER_IMAGE, resources: dict | None = None,
+                         timeout: float = DEFAULT_TIMEOUT_SECONDS, name: str | None = None,
+                         name_file: str | None = None, shared_claim: str | None = None, api=None) -> dict:
+    """Cluster mode of the train component: TFJob over the config's artifacts, then fetch the model back.
+
+    The inputs and the model output must live in MinIO (KFP's artifact store); after success the
+    model directory is downloaded to ``config.model_dir`` so the component can read history.json
+    and KFP uploads it as the Model artifact.
+    """
+    import dataclasses
+    import os
+
+    from mlengine.components.train import staging
+
+    remote_model = artifact_uri(model_uri or config.model_dir)
+    remote = dataclasses.replace(config, train_dir=artifact_uri(config.train_dir),
+                                 eval_dir=artifact_uri(config.eval_dir),
+                                 transform_dir=artifact_uri(config.transform_dir), model_dir=remote_model)
+    job_name = name or tfjob_name_for(remote_model)
+    manifest = render_tfjob(job_name, training_args(remote), topology, namespace=namespace, image=image,
+                            resources=resources, shared_claim=shared_claim or os.environ.get(ENV_SHARED_CLAIM) or None)
+    started = time.monotonic()
+    run_tfjob(manifest, name_file=name_file, timeout=timeout, api=api, progress=log)
+    log(f"tfjob {job_name}: succeeded after {time.monotonic() - started:.0f} s; fetching the model")
+    local = Path(config.model_dir)
+    local.mkdir(parents=True, exist_ok=True)
+    staging.download_prefix(remote_model, local)
+    history_file = local / HISTORY_FILE
+    history = json.loads(history_file.read_text(encoding="utf-8")) if history_file.is_file() else {}
+    val_rmse = [v for v in history.get("val_rmse", []) if v is not None]
+    rates = [v for v in history.get("examples_per_second", []) if v]
+    return {"history": history, "eval_rmse": val_rmse[-1] if val_rmse else None,
+            "examples_per_second": sum(rates) / len(rates) if rates else None, "model_dir": str(local),
+            "tfjob": job_name, "topology": topology.to_dict()}

@@ -1,0 +1,88 @@
+"""``mlengine tune``: run (or resume) a local tuning study, or write the Katib Experiment for a cluster.
+
+Nothing heavy is imported here: the handler imports optuna and TensorFlow (through the trials)
+only when the command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def add_cli(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "tune", help="tune hyperparameters (nbuckets included) with local trials, or write a Katib Experiment",
+        description="Search nbuckets, hidden layers, learning rate and batch size. Each trial re-runs the transform "
+                    "with its nbuckets and trains; trials run as local processes. Re-running with the same --out "
+                    "resumes the study (finished trials are not run again).")
+    parser.add_argument("--train-dir", required=True, help="training split (directory of Parquet parts)")
+    parser.add_argument("--eval-dir", required=True, help="eval split (directory of Parquet parts)")
+    parser.add_argument("--spec-dir", default="",
+                        help="feature spec YAML or a statistics directory holding feature_spec.yaml "
+                             "(default: the built-in taxi spec)")
+    parser.add_argument("--space", default="", help="search space YAML (default: the built-in one)")
+    parser.add_argument("--out", required=True, help="study directory: study.db, trials.json, reports, trial logs")
+    parser.add_argument("--trials", type=int, default=None, help="number of trials (default: the space's max_trials)")
+    parser.add_argument("--parallel", type=int, default=None, help="trials at a time (default: the space's)")
+    parser.add_argument("--algorithm", default=None,
+                        help="random, grid, tpe, multivariate-tpe or bayesianoptimization (default: the space's)")
+    parser.add_argument("--epochs", type=int, default=2, help="training epochs per trial (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the transform sample and the training")
+    parser.add_argument("--katib-manifest", metavar="FILE", default=None,
+                        help="do not run: write the Katib Experiment YAML of this search to FILE "
+                             "(--train-dir/--eval-dir/--spec-dir/--out are then URIs the trial pods can read)")
+    parser.add_argument("--experiment-name", default=None, help="Katib Experiment name (with --katib-manifest)")
+    parser.add_argument("--namespace", default=None, help="Kubernetes namespace (with --katib-manifest)")
+    parser.set_defaults(handler=_tune)
+
+
+def _tune(args: argparse.Namespace) -> int:
+    from mlengine.components.tune.search_space import load_search_space
+    from mlengine.errors import MlengineError
+
+    space = load_search_space(args.space or None)
+    if args.trials is not None or args.parallel is not None or args.algorithm is not None:
+        trials = args.trials if args.trials is not None else space.max_trials
+        if trials < 1:
+            raise MlengineError(f"--trials must be at least 1, got {trials}")
+        parallel = args.parallel if args.parallel is not None else min(space.parallel_trials, trials)
+        space = space.with_overrides(max_trials=trials, parallel_trials=parallel, algorithm=args.algorithm)
+    if args.katib_manifest:
+        return _write_manifest(args, space)
+
+    from mlengine.components.tune.local_study import run_local_study
+    from mlengine.components.tune.report import render_tuning_html, render_tuning_markdown
+
+    result = run_local_study(args.train_dir, args.eval_dir, args.spec_dir or None, space, args.out,
+                             epochs=args.epochs, seed=args.seed,
+                             progress=lambda line: print(line, file=sys.stderr, flush=True))
+    out = Path(args.out)
+    (out / "tuning.md").write_text(render_tuning_markdown(result), encoding="utf-8")
+    (out / "tuning.html").write_text(render_tuning_html(result), encoding="utf-8")
+    print(json.dumps({"best_params": result["best_params"], "best_rmse": result["best_rmse"],
+                      "trials": len(result["trials"]), "out": str(out.resolve())}))
+    return 0
+
+
+def _write_manifest(args: argparse.Namespace, space) -> int:
+    import yaml
+
+    from mlengine.components.tune import katib
+    from mlengine.constants import K8S_NAMESPACE
+    from mlengine.errors import MlengineError
+
+    name = args.experiment_name or katib.experiment_name_for(args.out)
+    manifest = katib.render_experiment(name, space, namespace=args.namespace or K8S_NAMESPACE,
+                                       train_uri=args.train_dir, eval_uri=args.eval_dir, spec_uri=args.spec_dir,
+                                       output_uri=args.out, epochs=args.epochs, seed=args.seed)
+    problems = katib.webhook_problems(manifest)
+    if problems:
+        raise MlengineError(f"Experiment {name} would be rejected by Katib: {problems[0]}")
+    path = Path(args.katib_manifest)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(manifest, sort_keys=False), encoding="utf-8")
+    print(json.dumps({"experiment": name, "manifest": str(path.resolve())}))
+    return 0

@@ -1,0 +1,124 @@
+"""The tuning report: a results table (Markdown) and an HTML page with the study's plots.
+
+Plots (embedded PNG): eval RMSE of each trial against its number with the running best, and
+RMSE against ``nbuckets``, the preprocessing hyperparameter the study tunes.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from typing import Any
+
+from mlengine.components.shared import reports
+from mlengine.constants import PARAM_NBUCKETS
+
+STATE_MARKERS = {"COMPLETE": "o", "PRUNED": "x"}
+
+
+def _rows(result: dict) -> list[list[Any]]:
+    names = _param_names(result)
+    rows = []
+    for trial in result["trials"]:
+        rmse = trial.get("rmse")
+        rows.append([trial["number"], *[trial["params"].get(n, "") for n in names],
+                     "" if rmse is None else float(rmse), trial["state"], trial.get("error") or ""])
+    return rows
+
+
+def _param_names(result: dict) -> list[str]:
+    names: list[str] = []
+    for trial in result["trials"]:
+        for name in trial["params"]:
+            if name not in names:
+                names.append(name)
+    return names
+
+
+def _headers(result: dict) -> list[str]:
+    return ["trial", *_param_names(result), "rmse", "state", "error"]
+
+
+def _summary(result: dict) -> str:
+    if result.get("skipped"):
+        given = ", ".join(f"{k}={v}" for k, v in (result.get("best_params") or {}).items())
+        return f"Tuning skipped (0 trials): the given hyperparameters are used: {given}."
+    counts: dict[str, int] = {}
+    for trial in result["trials"]:
+        counts[trial["state"]] = counts.get(trial["state"], 0) + 1
+    states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items()))
+    if result.get("best_params") and result.get("best_rmse") is not None:
+        best = ", ".join(f"{k}={v}" for k, v in result["best_params"].items())
+        return (f"Algorithm `{result['algorithm']}`, {len(result['trials'])} trials ({states}). "
+                f"Best eval RMSE **{result['best_rmse']:.4f}** (trial {result.get('best_trial')}): {best}.")
+    return f"Algorithm `{result['algorithm']}`, {len(result['trials'])} trials ({states}). No trial completed."
+
+
+def render_tuning_markdown(result: dict) -> str:
+    """The study as Markdown: a summary line and one table row per trial."""
+    return "\n\n".join(["## Hyperparameter tuning", _summary(result),
+                        reports.markdown_table(_headers(result), _rows(result))]) + "\n"
+
+
+def _points(result: dict) -> list[tuple[int, float, dict, str]]:
+    return [(t["number"], float(t["rmse"]), t["params"], t["state"]) for t in result["trials"]
+            if t.get("rmse") is not None and math.isfinite(float(t["rmse"])) and t["state"] in STATE_MARKERS]
+
+
+def plot_rmse_by_trial(result: dict) -> str:
+    """PNG (base64): RMSE per trial and the running best."""
+    figure, axes = reports.new_figure()
+    points = sorted(_points(result))
+    for state, marker in STATE_MARKERS.items():
+        chosen = [(n, r) for n, r, _, s in points if s == state]
+        if chosen:
+            axes.scatter([n for n, _ in chosen], [r for _, r in chosen], marker=marker,
+                         label="stopped early" if state == "PRUNED" else "trial")
+    best_x, best_y, best = [], [], math.inf
+    for number, rmse, _, state in points:
+        if state == "COMPLETE":
+            best = min(best, rmse)
+            best_x.append(number)
+            best_y.append(best)
+    if best_x:
+        last = max(number for number, *_ in points)
+        if last > best_x[-1]:  # the running best carries on to the last trial
+            best_x.append(last)
+            best_y.append(best_y[-1])
+        axes.step(best_x, best_y, where="post", color="black", label="best so far")
+    axes.set_xlabel("trial")
+    axes.set_ylabel("eval RMSE")
+    axes.set_title("RMSE by trial")
+    if points:
+        axes.legend()
+    return reports.figure_png_base64(figure)
+
+
+def plot_rmse_by_nbuckets(result: dict) -> str:
+    """PNG (base64): RMSE against the number of buckets of each trial."""
+    figure, axes = reports.new_figure()
+    points = [(p.get(PARAM_NBUCKETS), r, s) for _, r, p, s in _points(result) if p.get(PARAM_NBUCKETS) is not None]
+    for state, marker in STATE_MARKERS.items():
+        chosen = [(x, r) for x, r, s in points if s == state]
+        if chosen:
+            axes.scatter([x for x, _ in chosen], [r for _, r in chosen], marker=marker,
+                         label="stopped early" if state == "PRUNED" else "trial")
+    best = result.get("best_params") or {}
+    if best.get(PARAM_NBUCKETS) is not None and result.get("best_rmse") is not None:
+        axes.scatter([best[PARAM_NBUCKETS]], [result["best_rmse"]], marker="*", s=200, color="red", label="best")
+    axes.set_xlabel("nbuckets")
+    axes.set_ylabel("eval RMSE")
+    axes.set_title("RMSE by number of buckets")
+    if points:
+        axes.legend()
+    return reports.figure_png_base64(figure)
+
+
+def render_tuning_html(result: dict) -> str:
+    """A self-contained HTML page: summary, the two plots, the results table."""
+    summary = html.escape(_summary(result).replace("**", "").replace("`", ""))
+    body = [f"<p>{summary}</p>",
+            reports.html_image(plot_rmse_by_trial(result), "eval RMSE by trial with the running best"),
+            reports.html_image(plot_rmse_by_nbuckets(result), "eval RMSE by nbuckets"),
+            reports.html_table(_headers(result), _rows(result))]
+    return reports.html_page("Hyperparameter tuning", "".join(body))

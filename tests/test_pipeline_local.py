@@ -1,0 +1,64 @@
+"""The whole training pipeline under kfp.local (SubprocessRunner): the heavy end-to-end case.
+
+One run on small generated data covers ingest -> tune (2 trials) -> transform -> train ->
+evaluate -> deploy (local KServe server, checked then stopped) and the summary `mlengine run` writes.
+"""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from mlengine.constants import SERVING_MODEL_SUBDIR, TAXI_NOISE_STD
+from mlengine.pipelines.local_run import SUMMARY_FILE, format_summary_table, run_training_locally
+
+pytestmark = pytest.mark.e2e
+
+ROWS = 6000
+
+
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory):
+    from kfp import local  # noqa: F401  (run_training_locally initialises kfp.local itself)
+
+    out = tmp_path_factory.mktemp("run")
+    params = {"epochs": 3, "trials": 2, "parallel_trials": 1, "tune_epochs": 1, "batch_size": 256}
+    summary = run_training_locally(out, rows=ROWS, seed=5, params=params, log=lambda line: None)
+    return out, summary
+
+
+def test_summary_has_the_promised_fields_and_consistent_counts(local_run):
+    out, summary = local_run
+    written = json.loads((out / SUMMARY_FILE).read_text())
+    assert written == summary
+    for key in ("rows_read", "rows_rejected", "rmse", "benchmark_rmse", "noise_floor_rmse", "blessed",
+                "model_dir", "pipeline_yaml", "params", "seconds", "tuning"):
+        assert key in summary, key
+    assert summary["rows_read"] == ROWS
+    assert summary["rows_rejected"] == 0
+    assert summary["noise_floor_rmse"] == TAXI_NOISE_STD
+    assert math.isfinite(summary["rmse"]) and summary["rmse"] > 0.8
+    assert Path(summary["pipeline_yaml"]).is_file()
+    assert (Path(summary["model_dir"]) / SERVING_MODEL_SUBDIR / "saved_model.pb").is_file()
+    table = format_summary_table(summary)
+    assert "rows read" in table and f"{ROWS:,}" in table
+
+
+def test_small_run_still_beats_the_distance_only_benchmark_and_is_deployed(local_run):
+    out, summary = local_run
+    assert summary["rmse"] < summary["benchmark_rmse"]
+    assert summary["blessed"] is True
+    deploy_reports = list((out / "pipeline-root").glob("*/deploy/deploy_report"))
+    assert len(deploy_reports) == 1
+    assert "127.0.0.1" in deploy_reports[0].read_text()
+
+
+def test_tuning_ran_the_requested_trials_and_fed_its_best_into_training(local_run):
+    _, summary = local_run
+    tuning = summary["tuning"]
+    assert len(tuning["trials"]) == 2
+    assert tuning["best_params"]["nbuckets"] >= 2
+    transform_files = list(Path(summary["model_dir"]).glob("transform.json"))
+    state = json.loads(transform_files[0].read_text())
+    assert state["nbuckets"] == tuning["best_params"]["nbuckets"]

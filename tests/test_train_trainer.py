@@ -1,0 +1,117 @@
+"""The trainer end to end: history, checkpoints and resuming, another data set, the report."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from mlengine.components.evaluate.logic import evaluate
+from mlengine.components.shared.featurespec import load_spec
+from mlengine.components.train import report
+from mlengine.components.train.model import load_serving_model
+from mlengine.components.train.trainer import TrainConfig, load_history, train
+from mlengine.components.transform import logic
+from mlengine.errors import MlengineError
+from tests.model_fixtures import house_columns, house_spec, write_splits, write_taxi_splits
+
+
+@pytest.fixture(scope="module")
+def taxi(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("trainer")
+    splits = write_taxi_splits(workdir, rows=2000)
+    state = logic.analyze(str(splits["train"]), load_spec(None), 4, progress=False)
+    logic.save_transform(state, str(workdir / "transform"))
+    return workdir, splits
+
+
+def _config(workdir, splits, model_dir, **overrides) -> TrainConfig:
+    values = {"train_dir": str(splits["train"]), "eval_dir": str(splits["eval"]),
+              "transform_dir": str(workdir / "transform"), "model_dir": str(model_dir),
+              "hidden_units": [8], "learning_rate": 0.02, "batch_size": 64, "epochs": 1, **overrides}
+    return TrainConfig(**values)
+
+
+def test_config_json_round_trip_and_validation(taxi):
+    workdir, splits = taxi
+    config = _config(workdir, splits, workdir / "m", hidden_units="16,8", steps_per_epoch=5)
+    again = TrainConfig.from_json(config.to_json())
+    assert again == config and again.hidden_units == [16, 8]
+    with pytest.raises(MlengineError, match="unknown field 'epoch'"):
+        TrainConfig.from_json(json.dumps({**json.loads(config.to_json()), "epoch": 3}))
+    with pytest.raises(MlengineError, match="epochs must be a positive integer"):
+        _config(workdir, splits, workdir / "m", epochs=0)
+
+
+def test_training_resumes_from_checkpoints(taxi):
+    workdir, splits = taxi
+    model_dir = workdir / "resume"
+    lines: list[str] = []
+    first = train(_config(workdir, splits, model_dir, epochs=1), progress=lines.append)
+    assert first["history"]["epoch"] == [1]
+    assert (model_dir / "serving" / "saved_model.pb").is_file()
+    assert any((model_dir / "checkpoints").rglob("*.index"))
+    assert any(line.startswith("train: epoch 1/1 loss=") and "ex/s" in line for line in lines)
+
+    lines.clear()
+    second = train(_config(workdir, splits, model_dir, epochs=3), progress=lines.append)
+    # only epochs 2 and 3 ran; epoch 1 came from the checkpoint and the saved history
+    epoch_lines = [line for line in lines if line.startswith("train: epoch")]
+    assert [line.split()[2] for line in epoch_lines] == ["2/3", "3/3"]
+    history = load_history(model_dir)
+    assert history == second["history"]
+    assert history["epoch"] == [1, 2, 3]
+    assert history["loss"][0] == first["history"]["loss"][0]
+    assert all(v is not None and v > 0 for v in history["examples_per_second"])
+    assert second["eval_rmse"] == history["val_rmse"][-1]
+    # the training loss keeps falling across the restart instead of starting over
+    assert history["loss"][2] < history["loss"][0]
+
+    with pytest.raises(MlengineError, match="checkpoints of a different model"):
+        train(_config(workdir, splits, model_dir, epochs=4, hidden_units=[4, 4]), progress=False)
+
+
+def test_a_strategy_trains_through_dataset_creators(taxi):
+    """The distributed code path (DatasetCreator inputs, fixed steps) on a one-process strategy."""
+    from mlengine.components.train.tfenv import import_tf
+
+    tf, _ = import_tf()
+    workdir, splits = taxi
+    lines: list[str] = []
+    result = train(_config(workdir, splits, workdir / "mirrored", steps_per_epoch=10), tf.distribute.MirroredStrategy(),
+                   progress=lines.append)
+    assert result["history"]["epoch"] == [1] and np.isfinite(result["eval_rmse"])
+    assert any("epoch 1/1" in line for line in lines)
+    trip = {"pickup_longitude": -73.98, "pickup_latitude": 40.75, "dropoff_longitude": -73.95,
+            "dropoff_latitude": 40.78, "passenger_count": 1, "dayofweek": 3, "hourofday": 9}
+    prediction = load_serving_model(str(workdir / "mirrored"))({k: np.asarray([v]) for k, v in trip.items()})
+    assert prediction.shape == (1,) and np.isfinite(prediction[0])
+
+
+def test_another_dataset_trains_end_to_end_without_code_change(tmp_path):
+    spec = house_spec()
+    splits = write_splits(house_columns(2500), spec, tmp_path / "data")
+    state = logic.analyze(str(splits["train"]), spec, 5, progress=False)
+    logic.save_transform(state, str(tmp_path / "transform"))
+    config = TrainConfig(str(splits["train"]), str(splits["eval"]), str(tmp_path / "transform"),
+                         str(tmp_path / "model"), [16], 0.05, 32, 2)
+    result = train(config, progress=False)
+    assert result["eval_rmse"] is not None and np.isfinite(result["eval_rmse"])
+    predict = load_serving_model(str(tmp_path / "model"))
+    raw = {"sqft": [1500.0, 1500.0], "rooms": [3, 3], "city": ["north haverbrook", "capital city"],
+           "condition": [5, 5], "style": ["modern", "modern"]}
+    predictions = predict(raw)
+    assert predictions.shape == (2,) and np.all(np.isfinite(predictions))
+    result = evaluate(str(tmp_path / "model"), str(splits["test"]), progress=False)
+    # label std is about 100 (prices in thousands); the model must have learned the size effect
+    assert result["rmse"] < 0.5 * float(np.std(house_columns(2500)["price"]))
+
+
+def test_loss_curves_html():
+    history = {"epoch": [1, 2], "loss": [3.0, 1.5], "val_loss": [2.0, 1.4], "rmse": [1.7, 1.2],
+               "val_rmse": [1.4, 1.18], "examples_per_second": [90000.0, 120000.0], "seconds": [1.0, 0.8]}
+    page = report.loss_curves_html(history)
+    assert page.startswith("<!doctype html>") and "data:image/png;base64," in page
+    assert "<td>120,000</td>" in page and "<td>1.18</td>" in page
+    assert "No epoch" in report.loss_curves_html({})

@@ -1,0 +1,243 @@
+"""The local tuning study: trials as processes, failures recorded, resume, no orphans, reports."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from mlengine.components.tune.local_study import STUDY_DB, TRIALS_FILE, load_trials, run_local_study
+from mlengine.components.tune.report import render_tuning_html, render_tuning_markdown
+from mlengine.components.tune.search_space import space_from_dict
+from mlengine.errors import MlengineError
+from tests import tune_fixtures
+from tests.tune_fixtures import calls_made
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def make_space(**overrides) -> object:
+    raw = {
+        "algorithm": "tpe",
+        "algorithm_settings": {"n_startup_trials": 4, "random_state": 7},
+        "max_trials": 12,
+        "parallel_trials": 1,
+        "early_stopping": {"algorithm": "medianstop", "min_trials_required": 3, "start_step": 2},
+        "parameters": {
+            "nbuckets": {"type": "int", "min": 4, "max": 32, "step": 2},
+            "learning_rate": {"type": "double", "min": 0.0001, "max": 0.1, "log": True},
+        },
+    }
+    raw.update(overrides)
+    return space_from_dict(raw, source="test-space.yaml")
+
+
+def nbuckets_grid(values: tuple[int, int, int], **overrides):
+    low, high, step = values
+    return make_space(algorithm="grid", algorithm_settings={}, early_stopping=None,
+                      parameters={"nbuckets": {"type": "int", "min": low, "max": high, "step": step}}, **overrides)
+
+
+def study(tmp_path, space, runner, *, epochs=3, lines=None, out="study"):
+    sink = lines.append if lines is not None else None
+    return run_local_study(str(tmp_path / "train"), str(tmp_path / "eval"), None, space, str(tmp_path / out),
+                           epochs=epochs, progress=sink, trial_runner=runner)
+
+
+def test_study_improves_on_its_first_trial_and_stops_bad_trials_early(tmp_path):
+    lines: list[str] = []
+    result = study(tmp_path, make_space(), tune_fixtures.bowl_runner, lines=lines)
+    trials = result["trials"]
+    assert len(trials) == 12 and len(calls_made(tmp_path / "study")) == 12
+    complete = [t for t in trials if t["state"] == "COMPLETE"]
+    assert result["best_rmse"] == min(t["rmse"] for t in complete)
+    assert result["best_rmse"] < trials[0]["rmse"]  # the search found something better than its start
+    assert result["best_rmse"] == pytest.approx(tune_fixtures.bowl(result["best_params"]))
+    assert set(result["best_params"]) == {"nbuckets", "hidden_units", "learning_rate", "batch_size"}
+    # medianstop: trials worse than the median at epoch 2 were stopped and keep their last value
+    pruned = [t for t in trials if t["state"] == "PRUNED"]
+    assert pruned, "no trial was stopped early"
+    for trial in pruned:
+        assert set(trial["intermediate"]) == {"1", "2"}
+        assert trial["rmse"] == trial["intermediate"]["2"]
+    # live progress, one line per finished trial in the documented shape
+    finished = [line for line in lines if " -> " in line]
+    assert len(finished) == 12
+    assert any(line.startswith("tune: trial 5/12 nbuckets=") and " lr=" in line for line in finished)
+    assert any("-> rmse=" in line and "(best " in line for line in finished)
+    # persisted: trials.json mirrors the result, study.db holds the optuna study
+    assert load_trials(tmp_path / "study")["best_params"] == result["best_params"]
+    assert (tmp_path / "study" / STUDY_DB).stat().st_size > 0
+
+
+def test_failing_trials_are_recorded_and_the_study_goes_on(tmp_path):
+    space = nbuckets_grid((4, 20, 2), parallel_trials=2)
+    result = study(tmp_path, space, tune_fixtures.crash_some_runner)
+    by_nbuckets = {t["params"]["nbuckets"]: t for t in result["trials"]}
+    assert sorted(by_nbuckets) == list(range(4, 21, 2))
+    for nbuckets in (4, 6, 8, 10):
+        assert by_nbuckets[nbuckets]["state"] == "FAIL"
+        assert "RuntimeError: simulated crash" in by_nbuckets[nbuckets]["error"]
+    assert by_nbuckets[12]["state"] == "FAIL"
+    assert "exited with code 7" in by_nbuckets[12]["error"]
+    for nbuckets in (14, 16, 18, 20):
+        assert by_nbuckets[nbuckets]["state"] == "COMPLETE"
+    assert result["best_params"]["nbuckets"] == 16
+
+
+def test_all_trials_failing_is_an_error_not_a_best(tmp_path):
+    with pytest.raises(MlengineError, match=r"all 3 trial\(s\) failed; first error: ValueError: the data is unusable"):
+        study(tmp_path, nbuckets_grid((4, 8, 2)), tune_fixtures.always_fail_runner)
+    written = json.loads((tmp_path / "study" / TRIALS_FILE).read_text())
+    assert [t["state"] for t in written["trials"]] == ["FAIL"] * 3
+    assert written["best_params"] is None and written["best_rmse"] is None
+
+
+def test_nan_objective_is_a_failed_trial(tmp_path):
+    result = study(tmp_path, nbuckets_grid((4, 10, 2)), tune_fixtures.nan_runner)
+    states = {t["params"]["nbuckets"]: (t["state"], t["error"]) for t in result["trials"]}
+    for nbuckets in (4, 8):
+        assert states[nbuckets][0] == "FAIL" and "objective is nan" in states[nbuckets][1]
+    assert states[6][0] == states[10][0] == "COMPLETE"
+    assert math.isfinite(result["best_rmse"])
+
+
+def test_more_failures_than_allowed_fail_the_study(tmp_path):
+    space = nbuckets_grid((4, 20, 2), max_failed_trials=1)
+    with pytest.raises(MlengineError, match="more than max_failed_trials=1"):
+        study(tmp_path, space, tune_fixtures.crash_some_runner)
+
+
+def test_resume_runs_only_the_missing_trials(tmp_path):
+    space = make_space(max_trials=4, early_stopping=None)
+    first = study(tmp_path, space, tune_fixtures.bowl_runner)
+    assert len(calls_made(tmp_path / "study")) == 4
+    again = study(tmp_path, space, tune_fixtures.bowl_runner)
+    assert len(calls_made(tmp_path / "study")) == 4  # nothing re-run
+    assert again["trials"] == first["trials"]
+    more = study(tmp_path, space.with_overrides(max_trials=6), tune_fixtures.bowl_runner)
+    assert len(calls_made(tmp_path / "study")) == 6 and len(more["trials"]) == 6
+    assert more["trials"][:4] == first["trials"]
+    other = make_space(max_trials=4, parameters={"nbuckets": {"type": "int", "min": 2, "max": 8}})
+    with pytest.raises(MlengineError, match="another search space"):
+        study(tmp_path, other, tune_fixtures.bowl_runner)
+
+
+STUDY_SCRIPT = textwrap.dedent("""
+    import sys
+    from mlengine.components.tune.local_study import run_local_study
+    from mlengine.components.tune.search_space import space_from_dict
+    from tests import tune_fixtures
+
+    space = space_from_dict({"algorithm": "random", "algorithm_settings": {"random_state": 3}, "max_trials": 4,
+                             "parallel_trials": 2,
+                             "parameters": {"nbuckets": {"type": "int", "min": 4, "max": 32, "step": 2},
+                                            "learning_rate": {"type": "double", "min": 0.0001, "max": 0.1,
+                                                              "log": True}}})
+    run_local_study(sys.argv[1] + "/train", sys.argv[1] + "/eval", None, space, sys.argv[1] + "/study", epochs=1,
+                    trial_runner=tune_fixtures.sleepy_runner, progress=print)
+""")
+
+
+def _trial_pids(out: Path, count: int, deadline: float) -> list[int]:
+    while time.monotonic() < deadline:
+        pid_files = sorted(out.glob("trials/*/pid"))
+        if len(pid_files) == count and all(f.read_text() for f in pid_files):
+            return [int(f.read_text()) for f in pid_files]
+        time.sleep(0.2)
+    raise AssertionError(f"the trial processes did not start: {list(out.glob('trials/*'))}")
+
+
+def _gone(pid: int, deadline: float) -> bool:
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGKILL])
+def test_stopping_the_study_kills_its_trials_and_a_rerun_repeats_them(tmp_path, stop_signal):
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    process = subprocess.Popen([sys.executable, "-c", STUDY_SCRIPT, str(tmp_path)], cwd=REPO, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        pids = _trial_pids(tmp_path / "study", 2, time.monotonic() + 60)
+        process.send_signal(stop_signal)
+        output, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode != 0
+    for pid in pids:  # no orphan keeps training after the study is gone (Ctrl-C or kill -9)
+        assert _gone(pid, time.monotonic() + 15), f"trial process {pid} outlived the study"
+    if stop_signal == signal.SIGINT:
+        assert "will run again when the study resumes" in output
+        interrupted = json.loads((tmp_path / "study" / TRIALS_FILE).read_text())["trials"]
+        assert [t["state"] for t in interrupted] == ["INTERRUPTED", "INTERRUPTED"]
+
+    # the re-run repeats the two interrupted trials (same parameters) and finishes the budget
+    space = space_from_dict({"algorithm": "random", "algorithm_settings": {"random_state": 3}, "max_trials": 4,
+                             "parallel_trials": 2,
+                             "parameters": {"nbuckets": {"type": "int", "min": 4, "max": 32, "step": 2},
+                                            "learning_rate": {"type": "double", "min": 0.0001, "max": 0.1,
+                                                              "log": True}}})
+    result = run_local_study(str(tmp_path / "train"), str(tmp_path / "eval"), None, space, str(tmp_path / "study"),
+                             epochs=1, trial_runner=tune_fixtures.bowl_runner, progress=None)
+    states = [t["state"] for t in result["trials"]]
+    assert states.count("INTERRUPTED") == 2 and states.count("COMPLETE") == 4
+    interrupted_params = sorted(json.dumps(t["params"], sort_keys=True) for t in result["trials"]
+                                if t["state"] == "INTERRUPTED")
+    rerun_params = sorted(json.dumps(t["params"], sort_keys=True) for t in result["trials"]
+                          if t["state"] == "COMPLETE")
+    assert set(interrupted_params) <= set(rerun_params)
+
+
+def test_report_has_table_and_plots(tmp_path):
+    result = study(tmp_path, make_space(max_trials=5), tune_fixtures.bowl_runner, epochs=2)
+    markdown = render_tuning_markdown(result)
+    assert markdown.count("\n| ") == 1 + 5  # header + one row per trial
+    assert "| trial | nbuckets | hidden_units | learning_rate | batch_size | rmse | state | error |" in markdown
+    assert f"{result['best_rmse']:.4f}" in markdown
+    page = render_tuning_html(result)
+    assert page.count("data:image/png;base64,") == 2
+    assert page.count("<tr>") == 1 + 5
+    assert page.startswith("<!doctype html>")
+
+
+def test_launch_local_mode_merges_given_defaults_and_zero_trials_skips(tmp_path):
+    from mlengine.components.tune.launch import tune_hyperparameters
+
+    space_file = tmp_path / "space.yaml"
+    space_file.write_text(make_space(max_trials=3, parameters={
+        "nbuckets": {"type": "int", "min": 10, "max": 20, "step": 2},
+        "learning_rate": {"type": "double", "min": 0.001, "max": 0.01, "log": True}}).to_yaml())
+    given = {"nbuckets": 8, "hidden_units": "16,8", "learning_rate": 0.05, "batch_size": 128}
+    best, markdown, page = tune_hyperparameters(
+        str(tmp_path / "train"), str(tmp_path / "eval"), "", str(tmp_path / "study"), defaults=given, trials=3,
+        parallel=1, algorithm="random", epochs=1, space_path=str(space_file), log=lambda _line: None,
+        trial_runner=tune_fixtures.bowl_runner)
+    assert best["hidden_units"] == "16,8" and best["batch_size"] == 128  # untuned: as given
+    assert 10 <= best["nbuckets"] <= 20 and 0.001 <= best["learning_rate"] <= 0.01  # tuned: from the study
+    trials = load_trials(tmp_path / "study")["trials"]
+    assert len(trials) == 3 and all(t["params"]["hidden_units"] == "16,8" for t in trials)
+    assert "| 16,8 |" in markdown and page.count("data:image/png;base64,") == 2
+
+    skipped, markdown, _ = tune_hyperparameters(
+        str(tmp_path / "train"), str(tmp_path / "eval"), "", str(tmp_path / "skip"), defaults=given, trials=0,
+        parallel=1, algorithm="tpe", epochs=1, log=lambda _line: None)
+    assert skipped == given
+    assert "skipped" in markdown
