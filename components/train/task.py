@@ -214,7 +214,8 @@ def _jsonable(value):
 
 def main(argv: list[str] | None = None) -> None:
     """Run and exit hard: a ParameterServerStrategy coordinator keeps threads that block a normal exit."""
-    signal.signal(signal.SIGTERM, lambda signum, frame: _exit(128 + signum))
+    # SIGTERM keeps its default action on purpose: a Python handler would never run while a task is
+    # blocked inside TensorFlow (server.join, a stuck RPC), and the task would ignore its supervisor
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 PID` prints where a task hangs
     try:
         code = run(argv)
