@@ -35,6 +35,21 @@ def add_cli(subparsers) -> None:
                      help="leave the local KServe server running after the run (default: checked, then stopped)")
     run.set_defaults(handler=_run)
 
+    man = subparsers.add_parser("manifests", help="render (not apply) the TFJob, Katib Experiment and InferenceService "
+                                                  "a cluster run creates")
+    man.add_argument("--out", required=True, help="folder for the YAML files")
+    man.add_argument("--data-root", default="s3://mlpipeline/mlengine/run", help="where the run's splits live")
+    man.add_argument("--model-uri", default="s3://mlpipeline/mlengine/models/v2", help="the new model version")
+    man.add_argument("--previous-model-uri", default="s3://mlpipeline/mlengine/models/v1",
+                     help="the version serving now (the canary's stable side)")
+    man.add_argument("--name", default="taxi-fare", help="InferenceService / job name prefix")
+    man.add_argument("--namespace", help="Kubernetes namespace (default: the Kubeflow user namespace)")
+    man.add_argument("--workers", type=int, default=2)
+    man.add_argument("--ps", type=int, default=1)
+    man.add_argument("--canary-traffic-percent", type=int, default=10)
+    man.add_argument("--trials", type=int, default=12)
+    man.set_defaults(handler=_manifests)
+
 
 def _run_params(args: argparse.Namespace) -> dict:
     params = {
@@ -75,4 +90,17 @@ def _run(args: argparse.Namespace) -> int:
         log=lambda line: print(line, file=sys.stderr, flush=True),
     )
     print(format_summary_table(summary, Path(args.out).resolve() / SUMMARY_FILE))
+    return 0
+
+
+def _manifests(args: argparse.Namespace) -> int:
+    from mlengine.constants import K8S_NAMESPACE
+    from mlengine.pipelines.manifests import render_cluster_manifests, write_manifests
+
+    manifests = render_cluster_manifests(
+        data_root=args.data_root, model_uri=args.model_uri, previous_model_uri=args.previous_model_uri,
+        name=args.name, namespace=args.namespace or K8S_NAMESPACE, workers=args.workers, ps=args.ps,
+        canary_traffic_percent=args.canary_traffic_percent, trials=args.trials,
+    )
+    print(json.dumps(write_manifests(args.out, manifests), indent=2))
     return 0

@@ -1,0 +1,77 @@
+"""Render, without applying, every Kubernetes resource a cluster run creates (for review / GitOps).
+
+The same renderers the components call at run time: the TFJob of the training step, the Katib
+Experiment of the tuning step (its trials are TFJobs too) and the InferenceService of the deploy
+step, first as a full rollout and then as the canary split a new model version gets.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mlengine.constants import DEFAULT_HPARAMS, K8S_NAMESPACE
+
+
+def render_cluster_manifests(
+    *,
+    data_root: str,
+    model_uri: str,
+    previous_model_uri: str,
+    name: str = "taxi-fare",
+    namespace: str = K8S_NAMESPACE,
+    workers: int = 2,
+    ps: int = 1,
+    shared_claim: str = "mlengine-shared",
+    canary_traffic_percent: int = 10,
+    trials: int = 12,
+    space_path: str | None = None,
+) -> dict[str, dict[str, Any]]:
+    """{file name: manifest} for one pipeline run on a cluster, with data under ``data_root`` (s3://...)."""
+    from mlengine.components.deploy.inference_service import render_inference_service
+    from mlengine.components.train.local_cluster import Topology
+    from mlengine.components.train.model import parse_hidden_units
+    from mlengine.components.train.tfjob import render_tfjob, training_args
+    from mlengine.components.train.trainer import TrainConfig
+    from mlengine.components.tune.katib import render_experiment
+    from mlengine.components.tune.search_space import load_search_space
+
+    root = data_root.rstrip("/")
+    topology = Topology(workers=workers, ps=ps)
+    topology.validate()
+    config = TrainConfig(
+        train_dir=f"{root}/train", eval_dir=f"{root}/eval", transform_dir=f"{root}/transform", model_dir=model_uri,
+        hidden_units=parse_hidden_units(DEFAULT_HPARAMS["hidden_units"]),
+        learning_rate=DEFAULT_HPARAMS["learning_rate"], batch_size=DEFAULT_HPARAMS["batch_size"],
+        epochs=DEFAULT_HPARAMS["epochs"],
+    )
+    tfjob = render_tfjob(f"{name}-train", training_args(config), topology, namespace=namespace,
+                         shared_claim=shared_claim if ps > 0 else None)
+    space = load_search_space(space_path)
+    space = space.with_overrides(max_trials=trials)
+    experiment = render_experiment(
+        f"{name}-tune", space, namespace=namespace, train_uri=f"{root}/train", eval_uri=f"{root}/eval",
+        spec_uri=f"{root}/statistics", output_uri=f"{root}/tuning", shared_claim=shared_claim,
+    )
+    stable = render_inference_service(name, previous_model_uri, namespace=namespace)
+    canary = render_inference_service(name, model_uri, namespace=namespace,
+                                      canary_traffic_percent=canary_traffic_percent)
+    return {
+        "tfjob.yaml": tfjob,
+        "katib-experiment.yaml": experiment,
+        "inferenceservice.yaml": stable,
+        "inferenceservice-canary.yaml": canary,
+    }
+
+
+def write_manifests(out_dir: str | Path, manifests: dict[str, dict[str, Any]]) -> list[str]:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for file_name, manifest in manifests.items():
+        path = out / file_name
+        path.write_text(yaml.safe_dump(manifest, sort_keys=False), encoding="utf-8")
+        written.append(str(path))
+    return written
