@@ -232,7 +232,7 @@ def train(config: TrainConfig, strategy=None, *, is_chief: bool = True, progress
 
     callbacks = [
         keras.callbacks.BackupAndRestore(backup_dir=str(model_dir / CHECKPOINT_SUBDIR), save_freq="epoch",
-                                         delete_checkpoint=True),
+                                         delete_checkpoint=False),
         EpochLog(),
     ]
     if is_chief:
