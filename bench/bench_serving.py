@@ -171,8 +171,34 @@ async def _load(url: str, bodies: list[bytes], concurrency: int, max_requests: i
             "p50_ms": percentile_ms(latencies, 50), "p99_ms": percentile_ms(latencies, 99)}
 
 
-def load(url, bodies, concurrency, max_requests, time_limit, expect_rows=1) -> dict:
-    return asyncio.run(_load(url, bodies, concurrency, max_requests, time_limit, expect_rows))
+def group_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a server and its worker processes."""
+    import psutil
+
+    total = 0.0
+    try:
+        leader = psutil.Process(pid)
+        members = [leader, *leader.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    for member in members:
+        try:
+            times = member.cpu_times()
+            total += times.user + times.system
+        except psutil.NoSuchProcess:
+            continue
+    return total
+
+
+def load(url, bodies, concurrency, max_requests, time_limit, expect_rows=1, server_pid=None) -> dict:
+    """One bounded load phase; with ``server_pid`` also the server's and this client's CPU per request."""
+    server_before = group_cpu_s(server_pid) if server_pid else 0.0
+    client_before = time.process_time()
+    out = asyncio.run(_load(url, bodies, concurrency, max_requests, time_limit, expect_rows))
+    if server_pid and out["requests"]:
+        out["server_cpu_ms_per_request"] = 1000 * (group_cpu_s(server_pid) - server_before) / out["requests"]
+        out["client_cpu_ms_per_request"] = 1000 * (time.process_time() - client_before) / out["requests"]
+    return out
 
 
 def v1_bodies(rows: list[dict], batch: int, count: int) -> list[bytes]:
@@ -216,16 +242,19 @@ def bench_server(kind: str, workers: int, model_dir: str, rows: list[dict], spec
         one = v1_bodies(rows, 1, 256)
         load(predict, one, 8, 200, 10)  # warm up every worker
         out = {"server": kind, "workers": workers}
-        out["c1"] = load(predict, one, 1, settings["latency_requests"], settings["time_limit"])
-        out["c8"] = load(predict, one, 8, settings["throughput_requests"], settings["time_limit"])
+        pid = process.pid
+        out["c1"] = load(predict, one, 1, settings["latency_requests"], settings["time_limit"], server_pid=pid)
+        out["c8"] = load(predict, one, 8, settings["throughput_requests"], settings["time_limit"], server_pid=pid)
         big = v1_bodies(rows, 256, 16)
-        out["b256_c1"] = load(predict, big, 1, settings["big_requests"], settings["time_limit"], expect_rows=256)
-        out["b256_c2"] = load(predict, big, 2, settings["big_requests"], settings["time_limit"], expect_rows=256)
+        out["b256_c1"] = load(predict, big, 1, settings["big_requests"], settings["time_limit"], expect_rows=256,
+                              server_pid=pid)
+        out["b256_c2"] = load(predict, big, 2, settings["big_requests"], settings["time_limit"], expect_rows=256,
+                              server_pid=pid)
         for key in ("b256_c1", "b256_c2"):
             out[key]["rows_per_s"] = out[key]["requests_per_s"] * 256
         if kind.startswith("mlengine"):
             out["v2_c1"] = load(f"{url}/v2/models/{name}/infer", v2_bodies(rows, spec, 256), 1,
-                                settings["latency_requests"], settings["time_limit"])
+                                settings["latency_requests"], settings["time_limit"], server_pid=pid)
         out["errors"] = sum(v["errors"] for v in out.values() if isinstance(v, dict))
         return out
     finally:
@@ -233,32 +262,59 @@ def bench_server(kind: str, workers: int, model_dir: str, rows: list[dict], spec
 
 
 # --- report ------------------------------------------------------------------------------------------------
+TARGETS = {"p50_over_in_process_ms": 3.0, "b256_rows_ratio": 0.7, "c8_vs_plain2": 1.3}
+
+
+def median_of(runs: list):
+    """Element-wise median of equally shaped result dicts (numbers), first value for anything else."""
+    first = runs[0]
+    if isinstance(first, dict):
+        return {key: median_of([run[key] for run in runs]) for key in first}
+    if isinstance(first, int | float) and not isinstance(first, bool):
+        return float(np.median(runs))
+    return first
+
+
 def summarize(results: dict) -> list[str]:
     ip = results["in_process"]
-    plain2 = results["servers"].get("plain-2", {})
-    lines = [f"{'setup':<14}{'p50 ms':>9}{'p99 ms':>9}{'req/s c8':>11}{'rows/s b256 c1':>16}{'rows/s b256 c2':>16}"
-             f"{'errors':>8}",
-             f"{'in-process':<14}{ip['p50_ms']:>9.2f}{ip['p99_ms']:>9.2f}{'-':>11}{ip['rows_per_s_b256']:>16,.0f}"
-             f"{'-':>16}{0:>8}"]
-    for key, server in results["servers"].items():
-        lines.append(f"{key:<14}{server['c1']['p50_ms']:>9.2f}{server['c1']['p99_ms']:>9.2f}"
-                     f"{server['c8']['requests_per_s']:>11,.0f}{server['b256_c1']['rows_per_s']:>16,.0f}"
-                     f"{server['b256_c2']['rows_per_s']:>16,.0f}{server['errors']:>8}")
+    servers = results["servers"]
+    plain2 = servers.get("plain-2")
+    header = (f"{'setup':<26}{'p50 ms':>8}{'p99 ms':>8}{'req/s c8':>10}{'cpu ms/req c8':>15}"
+              f"{'rows/s b256 c1':>16}{'rows/s b256 c2':>16}{'errors':>8}")
+    lines = [header, f"{'in-process':<26}{ip['p50_ms']:>8.2f}{ip['p99_ms']:>8.2f}{'-':>10}{'-':>15}"
+                     f"{ip['rows_per_s_b256']:>16,.0f}{'-':>16}{0:>8}"]
+    for key, server in servers.items():
+        cpu = server["c8"].get("server_cpu_ms_per_request", float("nan"))
+        lines.append(f"{key:<26}{server['c1']['p50_ms']:>8.2f}{server['c1']['p99_ms']:>8.2f}"
+                     f"{server['c8']['requests_per_s']:>10,.0f}{cpu:>15.2f}"
+                     f"{server['b256_c1']['rows_per_s']:>16,.0f}{server['b256_c2']['rows_per_s']:>16,.0f}"
+                     f"{server['errors']:>8.0f}")
     lines.append("")
-    for key, server in results["servers"].items():
+    results["ratios"] = {}
+    for key, server in servers.items():
         if not key.startswith("mlengine"):
             continue
+        best_b256 = max(server["b256_c1"]["rows_per_s"], server["b256_c2"]["rows_per_s"])
         ratios = {
-            "p50 minus in-process (ms)": server["c1"]["p50_ms"] - ip["p50_ms"],
-            "rows/s b256 c1 / in-process": server["b256_c1"]["rows_per_s"] / ip["rows_per_s_b256"],
-            "rows/s b256 c2 / in-process": server["b256_c2"]["rows_per_s"] / ip["rows_per_s_b256"],
+            "p50_over_in_process_ms": server["c1"]["p50_ms"] - ip["p50_ms"],
+            "b256_c1_rows_ratio": server["b256_c1"]["rows_per_s"] / ip["rows_per_s_b256"],
+            "b256_rows_ratio": best_b256 / ip["rows_per_s_b256"],
+            "v2_p50_ms": server.get("v2_c1", {}).get("p50_ms", float("nan")),
         }
         if plain2:
-            ratios["req/s c8 / plain-2"] = server["c8"]["requests_per_s"] / plain2["c8"]["requests_per_s"]
-        if "v2_c1" in server:
-            ratios["v2 p50 (ms)"] = server["v2_c1"]["p50_ms"]
-        results.setdefault("ratios", {})[key] = ratios
-        lines.append(f"{key}: " + ", ".join(f"{k} {v:.2f}" for k, v in ratios.items()))
+            ratios["c8_vs_plain2"] = server["c8"]["requests_per_s"] / plain2["c8"]["requests_per_s"]
+        met = {
+            "p50_over_in_process_ms": ratios["p50_over_in_process_ms"] <= TARGETS["p50_over_in_process_ms"],
+            "b256_rows_ratio": ratios["b256_rows_ratio"] >= TARGETS["b256_rows_ratio"],
+        }
+        if plain2:
+            met["c8_vs_plain2"] = ratios["c8_vs_plain2"] >= TARGETS["c8_vs_plain2"]
+        results["ratios"][key] = {"values": ratios, "targets_met": met}
+        lines.append(f"{key}: p50 +{ratios['p50_over_in_process_ms']:.2f} ms over in-process (target <= 3), "
+                     f"rows/s b256 {ratios['b256_c1_rows_ratio']:.2f} (c1) / {ratios['b256_rows_ratio']:.2f} (best) "
+                     f"of in-process (target >= 0.7)"
+                     + (f", req/s c8 {ratios['c8_vs_plain2']:.2f}x plain-2 (target >= 1.3)" if plain2 else "")
+                     + f", v2 p50 {ratios['v2_p50_ms']:.2f} ms")
     return lines
 
 
@@ -268,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer requests (a smoke run)")
     parser.add_argument("--servers", default="plain-1,plain-2,mlengine-1,mlengine-2",
                         help="which servers to run, comma-separated kind-workers")
+    parser.add_argument("--repeat", type=int, default=1, help="run everything N times, report medians")
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--serve-plain", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=8080, help=argparse.SUPPRESS)
@@ -298,16 +355,24 @@ def main(argv: list[str] | None = None) -> int:
         print("bench: in-process", file=sys.stderr, flush=True)
         results["in_process"] = bench_in_process(model_dir, rows, settings["latency_requests"],
                                                  settings["big_requests"])
-        results["servers"] = {}
-        for entry in args.servers.split(","):
-            kind, workers = entry.strip().rsplit("-", 1)
-            if kind.startswith("mlengine") and kind != "mlengine":  # variants, e.g. mlengine:inline-1
-                settings.setdefault("serve_args", {})[kind] = ["--" + flag for flag in kind.split(":")[1:]]
-            results["servers"][entry.strip()] = bench_server(kind, int(workers), model_dir, rows, spec, settings,
-                                                             work_dir)
+        runs: dict[str, list] = {}
+        in_process_runs = [results["in_process"]]
+        for repeat in range(args.repeat):
+            if repeat:
+                in_process_runs.append(bench_in_process(model_dir, rows, settings["latency_requests"],
+                                                        settings["big_requests"]))
+            for entry in (e.strip() for e in args.servers.split(",") if e.strip()):
+                kind, workers = entry.rsplit("-", 1)
+                if kind.startswith("mlengine:"):  # variants, e.g. mlengine:inline-model-1 or mlengine:no-batching-1
+                    settings.setdefault("serve_args", {})[kind] = ["--" + flag for flag in kind.split(":")[1:]]
+                runs.setdefault(entry, []).append(bench_server(kind, int(workers), model_dir, rows, spec, settings,
+                                                               work_dir))
+        results["runs"] = {"in_process": in_process_runs, **runs}
+        results["in_process"] = median_of(in_process_runs)
+        results["servers"] = {entry: median_of(server_runs) for entry, server_runs in runs.items()}
         results["machine"]["load_avg_end"] = os.getloadavg()
         lines = summarize(results)
-    total_errors = sum(s["errors"] for s in results["servers"].values())
+    total_errors = sum(run["errors"] for server_runs in runs.values() for run in server_runs)
     print("\n".join(lines))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -30,7 +30,8 @@ CLI_EXTENSIONS = (
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mlengine",
-        description="A self-hostable Cloud ML Engine: Kubeflow Pipelines components from raw CSV to a live KServe endpoint.",
+        description="A self-hostable Cloud ML Engine: Kubeflow Pipelines components "
+                    "from raw CSV to a live KServe endpoint.",
     )
     parser.add_argument("--version", action="version", version=f"mlengine {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

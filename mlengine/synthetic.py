@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mlengine.constants import TAXI_NOISE_STD
 from mlengine.components.shared.derived import haversine_km_np
+from mlengine.constants import TAXI_NOISE_STD
 
 COLUMNS = (
     "pickup_longitude", "pickup_latitude", "dropoff_longitude", "dropoff_latitude",
@@ -57,7 +57,8 @@ def _in_zone(lat, lon, zone) -> np.ndarray:
     return (lat >= zone["lat"][0]) & (lat <= zone["lat"][1]) & (lon >= zone["lon"][0]) & (lon <= zone["lon"][1])
 
 
-def generate_columns(rows: int, seed: int, noise_std: float = TAXI_NOISE_STD, shift: float = 0.0) -> dict[str, np.ndarray]:
+def generate_columns(rows: int, seed: int, noise_std: float = TAXI_NOISE_STD,
+                     shift: float = 0.0) -> dict[str, np.ndarray]:
     """Generate ``rows`` clean trips as numpy columns.
 
     ``shift`` in [0, 1] moves the population: trips start further from Manhattan and more of

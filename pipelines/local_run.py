@@ -7,7 +7,11 @@ kfp.local's SubprocessRunner (no Docker), and write `summary.json`.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import re
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -18,6 +22,52 @@ from mlengine.errors import MlengineError
 
 PIPELINE_YAML = "training_pipeline.yaml"
 SUMMARY_FILE = "summary.json"
+PIPELINE_LOG = "pipeline.log"
+# what reaches the console from kfp.local's (very verbose) output; everything goes to pipeline.log
+_CONSOLE_LINE = re.compile(
+    r"^\s*(\[[\w.-]+\]\s*)?(ingest|tune|transform|analyze|train|evaluate|deploy|serve|monitor)\b[^:]{0,40}:"
+    r"|Executing task|finished with status|Traceback|Error\b|error:"
+)
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class _ConsoleFilter(io.TextIOBase):
+    """Tee of kfp.local's stdout: all of it into a log file, progress and errors onto the console."""
+
+    def __init__(self, log_path: Path, console):
+        self._log = log_path.open("a", encoding="utf-8")
+        self._console = console
+        self._pending = ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self._log.write(text)
+        self._pending += text
+        *lines, self._pending = self._pending.split("\n")
+        for line in lines:
+            plain = _ANSI.sub("", line)
+            if _CONSOLE_LINE.search(plain):
+                print(plain.strip(), file=self._console, flush=True)
+        return len(text)
+
+    def flush(self) -> None:
+        self._log.flush()
+
+    def close(self) -> None:
+        self._log.close()
+        super().close()
+
+
+@contextlib.contextmanager
+def _quiet_kfp_output(log_path: Path):
+    console_filter = _ConsoleFilter(log_path, sys.stderr)
+    try:
+        with contextlib.redirect_stdout(console_filter):
+            yield
+    finally:
+        console_filter.close()
 
 
 def compile_pipelines(out_dir: str | Path) -> dict[str, str]:
@@ -78,13 +128,17 @@ def run_training_locally(
 
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(out / "pipeline-root"))
     log(f"run: pipeline {PIPELINE_NAME} under kfp.local, data {data_uri}, params {json.dumps(params, sort_keys=True)}")
-    with warnings.catch_warnings():
+    log_path = out / PIPELINE_LOG
+    log(f"run: full pipeline log in {log_path}")
+    with warnings.catch_warnings(), _quiet_kfp_output(log_path):
         # the SubprocessRunner warns for any image whose name lacks "python"; ours are Python images
         warnings.filterwarnings("ignore", message=".*non-Python base image.*", category=RuntimeWarning)
+        warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*")
         try:
             run = training_pipeline(data_uri=data_uri, **params)
         except RuntimeError as err:
-            raise MlengineError(f"pipeline {PIPELINE_NAME} failed: {str(err).strip().splitlines()[-1]}") from None
+            reason = _ANSI.sub("", str(err).strip().splitlines()[-1])
+            raise MlengineError(f"pipeline {PIPELINE_NAME} failed: {reason} (log: {log_path})") from None
     outputs = run.outputs
     eval_metrics = dict(outputs["eval_metrics"].metadata)
     train_metrics = dict(outputs["train_metrics"].metadata)

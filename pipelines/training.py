@@ -34,16 +34,14 @@ from mlengine.constants import (
 
 PIPELINE_NAME = "mlengine-training"
 
-TrainingOutputs = NamedTuple(
-    "TrainingOutputs",
-    rows_read=int,
-    rows_rejected=int,
-    blessed=bool,
-    model=Model,
-    train_metrics=Metrics,
-    eval_metrics=Metrics,
-    study=Artifact,
-)
+class TrainingOutputs(NamedTuple):
+    rows_read: int
+    rows_rejected: int
+    blessed: bool
+    model: Model
+    train_metrics: Metrics
+    eval_metrics: Metrics
+    study: Artifact
 
 
 @dsl.pipeline(

@@ -89,11 +89,11 @@ def test_invalid_specs_fail_with_one_line_naming_the_field(mutate, expected):
 
 
 def test_missing_and_unparsable_spec_files_name_the_file(tmp_path):
-    with pytest.raises(FeatureSpecError, match="nope.yaml: feature spec file not found"):
+    with pytest.raises(FeatureSpecError, match=r"nope\.yaml: feature spec file not found"):
         load_spec(tmp_path / "nope.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: [unclosed\n")
-    with pytest.raises(FeatureSpecError, match="bad.yaml: not valid YAML"):
+    with pytest.raises(FeatureSpecError, match=r"bad\.yaml: not valid YAML"):
         load_spec(bad)
 
 

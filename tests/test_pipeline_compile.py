@@ -60,7 +60,8 @@ def test_cli_run_fails_fast_with_one_line_for_bad_inputs(tmp_path):
         (["--data", str(tmp_path / "missing.csv")], "missing.csv"),
         (["--data", str(tmp_path / "empty.csv")], "empty.csv"),
         (["--data", str(tmp_path / "wrong.csv")], "wrong.csv"),
-        (["--data", str(tmp_path / "wrong.csv"), "--spec", str(tmp_path / "spec.yaml")], "columns: must be a non-empty"),
+        (["--data", str(tmp_path / "wrong.csv"), "--spec", str(tmp_path / "spec.yaml")],
+         "columns: must be a non-empty"),
         (["--data", str(tmp_path / "nothing-*.csv")], "nothing-*.csv"),
     ]
     for args, expected in cases:

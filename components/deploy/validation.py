@@ -129,7 +129,9 @@ class RequestValidator:
                 table = list(map(self._numeric_getter, instances))
                 if not set(map(type, itertools.chain.from_iterable(table))) <= {int, float}:
                     return None
-                matrix = np.array(table, dtype=np.float64)
+                width = len(self._numeric)
+                matrix = np.fromiter(itertools.chain.from_iterable(table), dtype=np.float64,
+                                     count=len(table) * width).reshape(len(table), width)
                 if not (np.isfinite(matrix).all() and (matrix >= self._lows).all() and (matrix <= self._highs).all()):
                     return None
                 if self._int_positions:

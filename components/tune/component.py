@@ -26,7 +26,10 @@ def tune(
     tuning_report: Output[HTML],
     tuning_table: Output[Markdown],
 ) -> NamedTuple("TuneOutputs", nbuckets=int, hidden_units=str, learning_rate=float, batch_size=int):
-    """Search nbuckets (a preprocessing choice), layers, learning rate and batch size; 0 trials passes the given ones."""
+    """Search nbuckets (a preprocessing choice), layers, learning rate and batch size.
+
+    With 0 trials the given hyperparameters pass through unchanged.
+    """
     import sys
     from collections import namedtuple
     from pathlib import Path
