@@ -1,0 +1,41 @@
+"""`make bench`: every benchmark, each side by side with its baseline in the same run.
+
+Each benchmark runs in its own process (fresh memory and TF state) and writes
+bench/results/<name>.json; this prints which ran and where the figures are. Pass names to run
+only some: `python -m bench.run_all serving training`.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+BENCHMARKS = {
+    "ingest_memory": ["bench.bench_ingest_memory"],
+    "training": ["bench.bench_training"],
+    "serving": ["bench.bench_serving"],
+    "tuning": ["bench.bench_tuning", "--trials", "12"],
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    names = (argv if argv is not None else sys.argv[1:]) or list(BENCHMARKS)
+    unknown = [name for name in names if name not in BENCHMARKS]
+    if unknown:
+        print(f"bench: unknown benchmark {unknown[0]!r}; expected some of {list(BENCHMARKS)}", file=sys.stderr)
+        return 2
+    failed = []
+    for name in names:
+        started = time.monotonic()
+        print(f"bench: {name} ...", file=sys.stderr, flush=True)
+        code = subprocess.call([sys.executable, "-m", *BENCHMARKS[name]])
+        print(f"bench: {name} exit {code} after {time.monotonic() - started:.0f}s", file=sys.stderr, flush=True)
+        if code != 0:
+            failed.append(name)
+    print(f"bench: results in bench/results/; failed: {failed or 'none'}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
