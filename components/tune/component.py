@@ -40,7 +40,8 @@ def tune(
                 "batch_size": batch_size}
     best, markdown, html = tune_hyperparameters(
         train_data.path, eval_data.path, statistics.path, study.path, defaults=defaults, trials=trials,
-        parallel=parallel, algorithm=algorithm, epochs=epochs, mode=mode, output_uri=study.uri,
+        parallel=parallel, algorithm=algorithm, epochs=epochs, mode=mode,
+        output_uri=study.uri.rstrip("/") + "/trials",
         log=lambda line: print(line, file=sys.stderr, flush=True),
     )
     Path(tuning_table.path).write_text(markdown, encoding="utf-8")
