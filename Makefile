@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 OUT ?= out/run
+# the default run tunes with a small budget first (4 trials, 2 at a time), then trains the best
+RUN_ARGS ?= --trials 4 --parallel-trials 2
 # PATH carries the venv so kfp.local's subprocess tasks run with the same interpreter
 export PATH := $(abspath $(BIN)):$(PATH)
 
@@ -18,7 +20,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: install
-	$(BIN)/mlengine run --out $(OUT)
+	$(BIN)/mlengine run --out $(OUT) $(RUN_ARGS)
 
 test: install
 	$(BIN)/ruff check .

@@ -109,10 +109,18 @@ def percentile_ms(latencies: list[float], q: float) -> float:
 
 
 # --- (a) in-process ---------------------------------------------------------------------------------------
-def bench_in_process(model_dir: str, rows: list[dict], latency_requests: int, big_requests: int) -> dict:
+def bench_in_process(model_dir: str, rows: list[dict], latency_requests: int, big_requests: int,
+                     public_api: bool = False) -> dict:
+    """The model called directly: the server's runner (flat call), or with ``public_api`` the train
+    component's ``load_serving_model`` (the signature called with keyword tensors)."""
     from mlengine.components.deploy.savedmodel import columns_from_rows, load_model_dir
 
     runner = load_model_dir(model_dir)
+    if public_api:
+        from mlengine.components.train.model import load_serving_model
+
+        runner = load_serving_model(model_dir)
+        runner.spec = load_model_dir(model_dir).spec
     one = [columns_from_rows([row], runner.spec) for row in rows[:64]]
     for columns in one[:20]:
         runner(columns)
@@ -206,11 +214,24 @@ def v1_bodies(rows: list[dict], batch: int, count: int) -> list[bytes]:
             for i in range(count)]
 
 
-def v2_bodies(rows: list[dict], spec, count: int) -> list[bytes]:
+def v1_columnar_bodies(rows: list[dict], batch: int, count: int) -> list[bytes]:
+    """TF Serving's columnar v1 layout: {"inputs": {column: [values]}} (mlengine serve and TF Serving accept it)."""
+    bodies = []
+    for i in range(count):
+        chunk = [rows[(i * batch + j) % len(rows)] for j in range(batch)]
+        bodies.append(json.dumps({"inputs": {name: [row[name] for row in chunk] for name in chunk[0]}}).encode())
+    return bodies
+
+
+def v2_bodies(rows: list[dict], spec, count: int, batch: int = 1) -> list[bytes]:
+    """Open Inference v2 bodies: one input per column (the columnar layout the server accepts)."""
     types = {"float": "FP32", "int": "INT64", "string": "BYTES"}
-    return [json.dumps({"inputs": [{"name": c.name, "shape": [1], "datatype": types[c.type],
-                                    "data": [rows[i % len(rows)][c.name]]} for c in spec.columns]}).encode()
-            for i in range(count)]
+    bodies = []
+    for i in range(count):
+        chunk = [rows[(i * batch + j) % len(rows)] for j in range(batch)]
+        bodies.append(json.dumps({"inputs": [{"name": c.name, "shape": [batch], "datatype": types[c.type],
+                                              "data": [row[c.name] for row in chunk]} for c in spec.columns]}).encode())
+    return bodies
 
 
 # --- one server ------------------------------------------------------------------------------------------
@@ -253,8 +274,15 @@ def bench_server(kind: str, workers: int, model_dir: str, rows: list[dict], spec
         for key in ("b256_c1", "b256_c2"):
             out[key]["rows_per_s"] = out[key]["requests_per_s"] * 256
         if kind.startswith("mlengine"):
-            out["v2_c1"] = load(f"{url}/v2/models/{name}/infer", v2_bodies(rows, spec, 256), 1,
-                                settings["latency_requests"], settings["time_limit"], server_pid=pid)
+            out["b256_columnar_c1"] = load(predict, v1_columnar_bodies(rows, 256, 16), 1, settings["big_requests"],
+                                           settings["time_limit"], expect_rows=256, server_pid=pid)
+            out["b256_columnar_c1"]["rows_per_s"] = out["b256_columnar_c1"]["requests_per_s"] * 256
+            infer = f"{url}/v2/models/{name}/infer"
+            out["v2_c1"] = load(infer, v2_bodies(rows, spec, 256), 1, settings["latency_requests"],
+                                settings["time_limit"], server_pid=pid)
+            out["v2_b256_c1"] = load(infer, v2_bodies(rows, spec, 16, 256), 1, settings["big_requests"],
+                                     settings["time_limit"], expect_rows=256, server_pid=pid)
+            out["v2_b256_c1"]["rows_per_s"] = out["v2_b256_c1"]["requests_per_s"] * 256
         out["errors"] = sum(v["errors"] for v in out.values() if isinstance(v, dict))
         return out
     finally:
@@ -281,8 +309,11 @@ def summarize(results: dict) -> list[str]:
     plain2 = servers.get("plain-2")
     header = (f"{'setup':<26}{'p50 ms':>8}{'p99 ms':>8}{'req/s c8':>10}{'cpu ms/req c8':>15}"
               f"{'rows/s b256 c1':>16}{'rows/s b256 c2':>16}{'errors':>8}")
-    lines = [header, f"{'in-process':<26}{ip['p50_ms']:>8.2f}{ip['p99_ms']:>8.2f}{'-':>10}{'-':>15}"
-                     f"{ip['rows_per_s_b256']:>16,.0f}{'-':>16}{0:>8}"]
+    lines = [header]
+    for label, figures in (("in-process", ip), ("in-process public API", results.get("in_process_public_api"))):
+        if figures:
+            lines.append(f"{label:<26}{figures['p50_ms']:>8.2f}{figures['p99_ms']:>8.2f}{'-':>10}{'-':>15}"
+                         f"{figures['rows_per_s_b256']:>16,.0f}{'-':>16}{0:>8}")
     for key, server in servers.items():
         cpu = server["c8"].get("server_cpu_ms_per_request", float("nan"))
         lines.append(f"{key:<26}{server['c1']['p50_ms']:>8.2f}{server['c1']['p99_ms']:>8.2f}"
@@ -300,7 +331,15 @@ def summarize(results: dict) -> list[str]:
             "b256_c1_rows_ratio": server["b256_c1"]["rows_per_s"] / ip["rows_per_s_b256"],
             "b256_rows_ratio": best_b256 / ip["rows_per_s_b256"],
             "v2_p50_ms": server.get("v2_c1", {}).get("p50_ms", float("nan")),
+            "v2_b256_c1_rows_ratio": server.get("v2_b256_c1", {}).get("rows_per_s", float("nan"))
+            / ip["rows_per_s_b256"],
+            "b256_columnar_c1_rows_ratio": server.get("b256_columnar_c1", {}).get("rows_per_s", float("nan"))
+            / ip["rows_per_s_b256"],
         }
+        public = results.get("in_process_public_api")
+        if public:
+            ratios["p50_over_public_api_ms"] = server["c1"]["p50_ms"] - public["p50_ms"]
+            ratios["b256_rows_ratio_vs_public_api"] = best_b256 / public["rows_per_s_b256"]
         if plain2:
             ratios["c8_vs_plain2"] = server["c8"]["requests_per_s"] / plain2["c8"]["requests_per_s"]
         met = {
@@ -314,7 +353,11 @@ def summarize(results: dict) -> list[str]:
                      f"rows/s b256 {ratios['b256_c1_rows_ratio']:.2f} (c1) / {ratios['b256_rows_ratio']:.2f} (best) "
                      f"of in-process (target >= 0.7)"
                      + (f", req/s c8 {ratios['c8_vs_plain2']:.2f}x plain-2 (target >= 1.3)" if plain2 else "")
-                     + f", v2 p50 {ratios['v2_p50_ms']:.2f} ms")
+                     + (f"; vs the public-API in-process call: p50 +{ratios['p50_over_public_api_ms']:.2f} ms, "
+                        f"rows/s b256 {ratios['b256_rows_ratio_vs_public_api']:.2f}" if public else "")
+                     + f"; v1 columnar rows/s b256 c1 {ratios['b256_columnar_c1_rows_ratio']:.2f} of in-process"
+                       f"; v2 p50 {ratios['v2_p50_ms']:.2f} ms, v2 rows/s b256 c1 "
+                       f"{ratios['v2_b256_c1_rows_ratio']:.2f} of in-process")
     return lines
 
 
@@ -355,6 +398,8 @@ def main(argv: list[str] | None = None) -> int:
         print("bench: in-process", file=sys.stderr, flush=True)
         results["in_process"] = bench_in_process(model_dir, rows, settings["latency_requests"],
                                                  settings["big_requests"])
+        results["in_process_public_api"] = bench_in_process(model_dir, rows, settings["latency_requests"],
+                                                            settings["big_requests"], public_api=True)
         runs: dict[str, list] = {}
         in_process_runs = [results["in_process"]]
         for repeat in range(args.repeat):

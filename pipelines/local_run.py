@@ -28,6 +28,7 @@ _CONSOLE_LINE = re.compile(
     r"^\s*(\[[\w.-]+\]\s*)?(ingest|tune|transform|analyze|train|evaluate|deploy|serve|monitor)\b[^:]{0,40}:"
     r"|Executing task|finished with status|Traceback|Error\b|error:"
 )
+_CONSOLE_NOISE = re.compile(r"cuInit|cuda_platform")  # TF probing for a GPU on a CPU-only machine
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -48,7 +49,7 @@ class _ConsoleFilter(io.TextIOBase):
         *lines, self._pending = self._pending.split("\n")
         for line in lines:
             plain = _ANSI.sub("", line)
-            if _CONSOLE_LINE.search(plain):
+            if _CONSOLE_LINE.search(plain) and not _CONSOLE_NOISE.search(plain):
                 print(plain.strip(), file=self._console, flush=True)
         return len(text)
 
@@ -56,8 +57,9 @@ class _ConsoleFilter(io.TextIOBase):
         self._log.flush()
 
     def close(self) -> None:
-        self._log.close()
-        super().close()
+        if not self.closed:
+            super().close()  # flushes the log first
+            self._log.close()
 
 
 @contextlib.contextmanager
@@ -193,13 +195,15 @@ def format_summary_table(summary: dict[str, Any], summary_path: str | Path | Non
         ("blessed", fmt(summary["blessed"])),
     ]
     tuning = summary.get("tuning")
-    if tuning and tuning.get("best_params"):
+    if tuning and tuning.get("skipped"):
+        rows.append(("tuning", "not run (--trials 0)"))
+    elif tuning and tuning.get("best_params"):
         rows.append(("tuning best", f"{json.dumps(tuning['best_params'], sort_keys=True)} "
                                     f"({len(tuning.get('trials', []))} trials, {tuning.get('algorithm')})"))
     rows += [
         ("model", summary["model_dir"]),
         ("pipeline YAML", summary["pipeline_yaml"]),
-        ("seconds", fmt(summary["seconds"])),
+        ("seconds", f"{summary['seconds']:.0f}"),
     ]
     if summary_path:
         rows.append(("summary", str(summary_path)))

@@ -217,6 +217,10 @@ def test_a_hand_made_canary_without_our_annotations_rolls_back_to_zero_percent()
     result = after(decision, existing)
     assert_valid(result)
     assert result["spec"]["predictor"]["canaryTrafficPercent"] == 0
+    # the next run still sees the (now 0%) canary and can promote it once it is fixed
+    promoted = plan_rollout(result, NEW, True, 10, True)
+    assert promoted.action == "promote"
+    assert "canaryTrafficPercent" not in after(promoted, result)["spec"]["predictor"]
 
 
 @pytest.mark.parametrize("percent", [0, 101, True, 5.5])

@@ -116,6 +116,13 @@ def test_v1_predictions_equal_in_process_predictions(server, session, model_dir,
                                rtol=1e-5, atol=1e-4)
 
 
+def test_columnar_v1_predictions_equal_in_process_predictions(server, session, model_dir, rows):
+    columnar = {name: [row[name] for row in rows] for name in rows[0]}
+    answer = post(session, f"{server['url']}/v1/models/{NAME}:predict", {"inputs": columnar})
+    assert answer.status_code == 200, answer.text
+    np.testing.assert_allclose(answer.json()["outputs"], in_process_predictions(model_dir, rows), rtol=1e-5, atol=1e-4)
+
+
 def test_v2_predictions_equal_in_process_predictions(server, session, model_dir, spec, rows):
     answer = post(session, f"{server['url']}/v2/models/{NAME}/infer", v2_body(spec, rows))
     assert answer.status_code == 200, answer.text
@@ -148,10 +155,18 @@ def _bad_v1(rows, **changes):
     return {"instances": bad}
 
 
+def _columnar(rows, **changes):
+    columns = {name: [r[name] for r in rows] for name in rows[0]}
+    columns.update(changes)
+    return {"inputs": columns}
+
+
 BAD_V1 = [
     ("malformed JSON", lambda rows: b'{"instances": [', 400, None, None),
     ("not an object", lambda rows: [1, 2, 3], 400, "instances", None),
     ("no instances", lambda rows: {"rows": rows[:2]}, 400, "instances", None),
+    ("columnar length mismatch", lambda rows: _columnar(rows[:3], hourofday=[1, 2]), 400, "hourofday", None),
+    ("columnar bad value", lambda rows: _columnar(rows[:3], dayofweek=[1, 2, 8]), 400, "dayofweek", 2),
     ("empty instances", lambda rows: {"instances": []}, 400, "instances", None),
     ("too many instances", lambda rows: {"instances": [rows[0]] * (MAX_INSTANCES + 1)}, 400, "instances", None),
     ("missing feature", lambda rows: {"instances": [rows[0], {k: v for k, v in rows[1].items()
@@ -176,7 +191,7 @@ def test_bad_v1_input_gets_4xx_json_naming_field_and_index(server, session, rows
     assert body["field"] == field and body["index"] == index
     assert body["error"] and "\n" not in body["error"]
     if index is not None:
-        assert f"instances[{index}].{field}" in body["error"]
+        assert f"instances[{index}].{field}" in body["error"] or f"inputs.{field}[{index}]" in body["error"]
 
 
 BAD_V2 = [
@@ -236,8 +251,10 @@ json_leaf = (st.none() | st.booleans() | st.integers(min_value=-(2**80), max_val
 json_value = st.recursive(json_leaf, lambda inner: st.lists(inner, max_size=3)
                           | st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=12)
 instance = st.dictionaries(st.sampled_from([*SPEC_NAMES, "extra"]), json_leaf, max_size=9)
+columnar = st.dictionaries(st.sampled_from([*SPEC_NAMES, "extra"]), st.lists(json_leaf, max_size=3) | json_leaf,
+                           max_size=9)
 v1_bodies = st.one_of(json_value, st.fixed_dictionaries({"instances": st.lists(instance, max_size=4)}),
-                      st.fixed_dictionaries({"instances": json_value}))
+                      st.fixed_dictionaries({"instances": json_value}), st.fixed_dictionaries({"inputs": columnar}))
 v2_input = st.fixed_dictionaries({"name": st.sampled_from([*SPEC_NAMES, "x"]) | json_leaf,
                                   "shape": st.lists(st.integers(min_value=-2, max_value=4), max_size=3) | json_leaf,
                                   "datatype": st.sampled_from(["FP32", "FP64", "INT64", "INT32", "BYTES", "BOOL",
@@ -258,8 +275,15 @@ def test_fuzzed_bodies_never_get_a_5xx(server, session, protocol, body, raw):
     assert answer.status_code < 500, answer.text
     if answer.status_code == 200:
         payload = answer.json()
-        count = len(body["instances"]) if protocol == "v1" else payload["outputs"][0]["shape"][0]
-        predictions = payload["predictions"] if protocol == "v1" else payload["outputs"][0]["data"]
+        if protocol == "v1" and "instances" in body:
+            predictions = payload["predictions"]
+            count = len(body["instances"])
+        elif protocol == "v1":
+            predictions = payload["outputs"]
+            count = len(next(iter(body["inputs"].values())))
+        else:
+            predictions = payload["outputs"][0]["data"]
+            count = payload["outputs"][0]["shape"][0]
         assert len(predictions) == count and all(math.isfinite(p) for p in predictions)
     else:
         assert "error" in answer.json()

@@ -59,7 +59,8 @@ def test_integral_floats_are_accepted_for_int_columns(validator):
 
 @pytest.mark.parametrize(("body", "field", "index", "words"), [
     ([1, 2], "instances", None, "JSON object"),
-    ({}, "instances", None, "no 'instances'"),
+    ({}, "instances", None, "exactly one of 'instances' (rows) or 'inputs' (columns)"),
+    ({"instances": rows(1), "inputs": {}}, "instances", None, "exactly one of"),
     ({"instances": {"a": 1}}, "instances", None, "must be a list"),
     ({"instances": []}, "instances", None, "empty"),
     ({"instances": rows(51)}, "instances", None, "limit of 50"),
@@ -91,6 +92,35 @@ def test_every_bad_v1_kind_names_field_and_index(validator, body, field, index, 
         assert f"instances[{index}]" in str(error)
     assert "\n" not in str(error)
     assert error.to_json() == {"error": str(error), "field": field, "index": index}
+
+
+def test_columnar_v1_inputs_give_the_same_columns(validator):
+    row_columns, _ = validator.v1_columns({"instances": rows(3)})
+    columnar = {name: [row[name] for row in rows(3)] for name in SPEC.column_names}
+    columns, count = validator.v1_columns({"inputs": columnar, "signature_name": "serving_default"})
+    assert count == 3
+    for name in SPEC.column_names:
+        assert columns[name].dtype == row_columns[name].dtype
+        np.testing.assert_array_equal(columns[name], row_columns[name])
+
+
+@pytest.mark.parametrize(("change", "field", "index", "words"), [
+    (lambda c: c.pop("hourofday"), "hourofday", None, "inputs.hourofday: missing feature"),
+    (lambda c: c.update(tip=[1, 2, 3]), "tip", None, "unknown feature"),
+    (lambda c: c.update(dayofweek=3), "dayofweek", None, "expected a list"),
+    (lambda c: c.update(dayofweek=[1, 2]), "dayofweek", None, "2 values, but other features have 3"),
+    (lambda c: c.update(pickup_latitude=[40.7, 40.8, 99.0]), "pickup_latitude", 2, "inputs.pickup_latitude[2]: 99.0"),
+    (lambda c: c.update(passenger_count=[1, True, 2]), "passenger_count", 1, "boolean"),
+])
+def test_bad_columnar_v1_inputs(validator, change, field, index, words):
+    columnar = {name: [row[name] for row in rows(3)] for name in SPEC.column_names}
+    change(columnar)
+    with pytest.raises(RequestError) as caught:
+        validator.v1_columns({"inputs": columnar})
+    assert words in str(caught.value)
+    assert (caught.value.field, caught.value.index) == (field, index)
+    with pytest.raises(RequestError, match="'inputs' must be an object of columns"):
+        validator.v1_columns({"inputs": [1, 2]})
 
 
 def test_the_first_bad_instance_is_reported(validator):

@@ -274,7 +274,7 @@ def plan_rollout(existing_isvc: dict | None, new_storage_uri: str, blessed: bool
                     annotations={ANNOTATION_STABLE: stable, ANNOTATION_CANARY: None, ANNOTATION_ACTION: "rollback"})))
             else:  # a split made outside mlengine: KServe sends 100% to the previous revision at 0%
                 steps.append(RolloutStep("rollback", f"send 0% to the canary {canary}", _patch(
-                    canary_percent=0, annotations={ANNOTATION_ACTION: "rollback"})))
+                    canary_percent=0, annotations={ANNOTATION_CANARY: canary, ANNOTATION_ACTION: "rollback"})))
                 stable = None
             reason = f"the canary {canary} failed its evaluation: rolled back to {stable or 'the previous revision'}"
         if blessed and new_storage_uri not in (canary, stable) and canary_percent < 100 and stable:

@@ -72,7 +72,7 @@ def stop_process_group(pid: int, timeout: float = STOP_TIMEOUT_S) -> bool:
 
     try:
         leader = psutil.Process(pid)
-        members = [leader, *[p for p in leader.children(recursive=True)]]
+        members = [leader, *leader.children(recursive=True)]
     except psutil.NoSuchProcess:
         _reap(pid)
         return False
@@ -81,11 +81,11 @@ def stop_process_group(pid: int, timeout: float = STOP_TIMEOUT_S) -> bool:
     except (ProcessLookupError, PermissionError):
         for member in members:
             _signal(member, signal.SIGTERM)
-    _reap_in_background = _children.get(pid)
+    child = _children.get(pid)  # our own child must be reaped, or it lingers as a zombie
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if _reap_in_background is not None:
-            _reap_in_background.poll()
+        if child is not None:
+            child.poll()
         alive = [m for m in members if _alive(m)]
         if not alive:
             break

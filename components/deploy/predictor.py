@@ -8,7 +8,8 @@ numpy columns to the ``serving_default`` signature. Concurrent requests are micr
 Protocols (KServe's ModelServer routes both to this class):
 
 - v1: ``POST /v1/models/<name>:predict`` ``{"instances": [{raw features}, ...]}`` ->
-  ``{"predictions": [float, ...]}``
+  ``{"predictions": [float, ...]}``; or TF Serving's columnar ``{"inputs": {"<column>": [...]}}``
+  -> ``{"outputs": [float, ...]}``
 - v2: ``POST /v2/models/<name>/infer`` with one input per raw column (``name`` = column,
   ``shape`` [N], ``datatype`` FP32/FP64 | INT64/INT32 | BYTES, flat ``data``) -> one output
   ``predictions`` (FP32, shape [N]).
@@ -56,12 +57,14 @@ class InvalidRequest(InvalidInput):
 class _Batch:
     """A validated request on its way from preprocess to predict."""
 
-    __slots__ = ("columns", "request", "rows")
+    __slots__ = ("columnar", "columns", "request", "rows")
 
-    def __init__(self, columns: dict[str, np.ndarray], rows: int, request: InferRequest | None):
+    def __init__(self, columns: dict[str, np.ndarray], rows: int, request: InferRequest | None,
+                 columnar: bool = False):
         self.columns = columns
         self.rows = rows
         self.request = request  # None for v1
+        self.columnar = columnar  # v1 "inputs" layout: answer {"outputs": [...]} like TF Serving
 
 
 class RawFeaturePredictor(kserve.Model):
@@ -138,7 +141,7 @@ class RawFeaturePredictor(kserve.Model):
                 except orjson.JSONDecodeError as err:
                     raise RequestError(f"the body is not valid JSON: {err}") from None
             columns, rows = self._validator.v1_columns(payload)
-            return _Batch(columns, rows, None)
+            return _Batch(columns, rows, None, columnar="inputs" in payload)
         except RequestError as err:
             raise InvalidRequest(err) from None
 
@@ -149,7 +152,7 @@ class RawFeaturePredictor(kserve.Model):
         predictions = await self.predict_batch(payload.columns, payload.rows)
         request = payload.request
         if request is None:
-            return {"predictions": predictions.tolist()}
+            return {"outputs" if payload.columnar else "predictions": predictions.tolist()}
         output = InferOutput(name=OUTPUT_KEY, shape=[payload.rows], datatype="FP32", data=predictions)
         return InferResponse(response_id=request.id or str(uuid.uuid4()), model_name=self.name,
                              infer_outputs=[output], use_binary_outputs=request.use_binary_outputs,

@@ -71,6 +71,7 @@ class SavedModelRunner:
         self._signature = signatures[SIGNATURE_KEY]
         self._dtypes = self._check_signature(serving_dir)
         self.columns = tuple(col.name for col in self.spec.columns)
+        self._flat_call = self._direct_call()
 
     def _check_signature(self, serving_dir: Path) -> dict:
         """The signature must take exactly the spec's raw columns, 1-D, with the contract's dtypes."""
@@ -99,8 +100,55 @@ class SavedModelRunner:
     def __call__(self, columns: dict[str, np.ndarray]) -> np.ndarray:
         """Predictions (float32 [rows]) for validated columns (float32 / int64 / object arrays)."""
         tf = self._tf
+        if self._flat_call is not None:
+            order, call = self._flat_call
+            return call([tf.constant(columns[name], dtype=self._dtypes[name]) for name in order])
         tensors = {name: tf.constant(columns[name], dtype=dtype) for name, dtype in self._dtypes.items()}
         return self._signature(**tensors)[OUTPUT_KEY].numpy().reshape(-1)
+
+    def _direct_call(self):
+        """The signature's graph function called with flat tensors, skipping the keyword binding.
+
+        Binding keyword tensors to the structured signature costs about 0.35 ms per call, as much
+        as running this small graph at batch 1. The flat call goes through TF internals, so it is
+        used only when it exists and answers exactly like the public call on a probe batch;
+        otherwise the public ``signature(**tensors)`` path is used.
+        """
+        tf = self._tf
+        signature = self._signature
+        try:
+            atomic = signature._inference_function
+            captured = list(signature.captured_inputs)
+            order = [tensor.name.split(":")[0] for tensor in signature.inputs[:len(self._dtypes)]]
+            if sorted(order) != sorted(self._dtypes):
+                return None
+            outputs = signature.structured_outputs
+            position = tf.nest.flatten(outputs).index(outputs[OUTPUT_KEY]) if isinstance(outputs, dict) else 0
+
+            def call(flat: list) -> np.ndarray:
+                return atomic.call_flat(*flat, *captured)[position].numpy().reshape(-1)
+
+            probe = _probe_columns(self.spec)
+            expected = self._signature(**{n: tf.constant(probe[n], dtype=d) for n, d in self._dtypes.items()})
+            got = call([tf.constant(probe[name], dtype=self._dtypes[name]) for name in order])
+            if not np.array_equal(expected[OUTPUT_KEY].numpy().reshape(-1), got):
+                return None
+            return order, call
+        except Exception:  # any TF internals that differ from 2.21: keep the public path
+            return None
+
+
+def _probe_columns(spec, rows: int = 3) -> dict[str, np.ndarray]:
+    """A few in-range rows (low end, middle, high end of each range) to compare call paths."""
+    columns = {}
+    for col in spec.columns:
+        if col.type == "string":
+            values = list(col.vocabulary or ("a", "b", "c"))[:rows]
+            columns[col.name] = np.array((values * rows)[:rows], dtype=object)
+            continue
+        low, high = col.range if col.range is not None else (0, 1)
+        columns[col.name] = np.linspace(low, high, rows).astype(NUMPY_DTYPES[col.type])
+    return columns
 
 
 def load_model_dir(model_dir: str | Path, tf_threads: int | None = None) -> SavedModelRunner:

@@ -12,8 +12,9 @@ offending row, so a good batch of 256 rows costs well under a millisecond.
 
 Accepted layouts (documented in the README of the deploy component):
 
-- v1 (KServe / TF Serving row format): ``{"instances": [{"<column>": value, ...}, ...]}``,
-  optionally with ``"signature_name": "serving_default"``.
+- v1 (KServe / TF Serving row format): ``{"instances": [{"<column>": value, ...}, ...]}``, or
+  TF Serving's columnar format ``{"inputs": {"<column>": [value, ...], ...}}`` (smaller and
+  cheaper to check for big batches), optionally with ``"signature_name": "serving_default"``.
 - v2 (Open Inference Protocol): one input per raw column, ``name`` = the column, ``shape``
   ``[N]`` (or ``[N, 1]``), ``datatype`` FP32/FP64 for float columns, INT64/INT32 for int columns,
   BYTES for string columns, ``data`` a flat list of N values.
@@ -90,19 +91,21 @@ class RequestValidator:
 
     # --- v1: {"instances": [{...}, ...]} -------------------------------------------------------
     def v1_columns(self, body: Any) -> tuple[dict[str, np.ndarray], int]:
-        """Validate a decoded v1 body; return ``(columns, rows)``."""
+        """Validate a decoded v1 body (row ``instances`` or columnar ``inputs``); return ``(columns, rows)``."""
         if not isinstance(body, dict):
             raise RequestError(f"the body must be a JSON object with 'instances', got {_kind(body)}", "instances")
-        if "instances" not in body:
-            hint = " (columnar 'inputs' is not supported; send rows as 'instances')" if "inputs" in body else ""
-            raise RequestError(f"the body has no 'instances' list{hint}", "instances")
-        unknown = sorted(str(k) for k in body if k != "instances" and k not in V1_OPTIONAL_KEYS)
+        if ("instances" in body) == ("inputs" in body):
+            raise RequestError("the body needs exactly one of 'instances' (rows) or 'inputs' (columns)", "instances")
+        layout = "instances" if "instances" in body else "inputs"
+        unknown = sorted(str(k) for k in body if k != layout and k not in V1_OPTIONAL_KEYS)
         if unknown:
-            raise RequestError(f"unknown top-level field {unknown[0]!r}; allowed: instances, signature_name",
+            raise RequestError(f"unknown top-level field {unknown[0]!r}; allowed: {layout}, signature_name",
                                unknown[0])
         signature = body.get("signature_name", SIGNATURE_NAME)
         if signature != SIGNATURE_NAME:
             raise RequestError(f"signature_name {signature!r} is not served; only {SIGNATURE_NAME!r}", "signature_name")
+        if layout == "inputs":
+            return self._v1_columnar(body["inputs"])
         instances = body["instances"]
         if not isinstance(instances, list):
             raise RequestError(f"'instances' must be a list of objects, got {_kind(instances)}", "instances")
@@ -148,6 +151,30 @@ class RequestValidator:
         except (KeyError, OverflowError, ValueError, TypeError):
             return None
         return {name: columns[name] for name in self.names}
+
+    def _v1_columnar(self, inputs: Any) -> tuple[dict[str, np.ndarray], int]:
+        """TF Serving's columnar layout: ``{"inputs": {"<column>": [values...], ...}}``."""
+        if not isinstance(inputs, dict):
+            raise RequestError(f"'inputs' must be an object of columns, got {_kind(inputs)}", "inputs")
+        for name in self.names:
+            if name not in inputs:
+                raise RequestError(f"inputs.{name}: missing feature", name)
+        extra = sorted(str(k) for k in inputs if k not in self._name_set)
+        if extra:
+            raise RequestError(f"inputs.{extra[0]}: unknown feature; expected {', '.join(self.names)}", extra[0])
+        rows: int | None = None
+        columns = {}
+        for rule in self.rules:
+            values = inputs[rule.name]
+            if not isinstance(values, list):
+                raise RequestError(f"inputs.{rule.name}: expected a list of values, got {_kind(values)}", rule.name)
+            if rows is None:
+                rows = self._check_count(len(values), f"inputs.{rule.name}", rule.name)
+            elif len(values) != rows:
+                raise RequestError(f"inputs.{rule.name}: {len(values)} values, but other features have {rows}",
+                                   rule.name)
+            columns[rule.name] = self._column(rule, values, lambda i, name=rule.name: f"inputs.{name}[{i}]")
+        return columns, int(rows or 0)
 
     def _instance_shape_error(self, instance: Any, index: int):
         if not isinstance(instance, dict):
