@@ -22,9 +22,11 @@ def test_yaml_parses_as_pipeline_spec_with_unknown_fields_rejected(tmp_path):
     assert spec.pipeline_info.name == PIPELINE_NAME
     tasks = set(spec.root.dag.tasks)
     assert {"ingest", "tune", "transform", "train", "evaluate"} <= tasks
-    condition = [name for name in tasks if name.startswith("condition")]
-    assert len(condition) == 1, tasks
-    assert "deploy" in spec.components[spec.root.dag.tasks[condition[0]].component_ref.name].dag.tasks
+    assert "condition-branches-1" in tasks  # dsl.If(blessed) / dsl.Else
+    branches = spec.components[spec.root.dag.tasks["condition-branches-1"].component_ref.name].dag.tasks
+    assert len(branches) == 2  # blessed: deploy; else: settle a canary in flight
+    for branch in branches.values():
+        assert any(task.startswith("deploy") for task in spec.components[branch.component_ref.name].dag.tasks)
 
 
 def test_dag_wires_tuned_nbuckets_into_transform_and_gates_deploy_on_blessing(tmp_path):
@@ -33,14 +35,19 @@ def test_dag_wires_tuned_nbuckets_into_transform_and_gates_deploy_on_blessing(tm
     assert nbuckets == {"producerTask": "tune", "outputParameterKey": "nbuckets"}
     train_inputs = dag["train"]["inputs"]["artifacts"]
     assert train_inputs["transform_fn"]["taskOutputArtifact"]["producerTask"] == "transform"
-    condition_task = next(task for name, task in dag.items() if name.startswith("condition"))
-    assert "evaluate" in condition_task["dependentTasks"]
-    assert "== true" in condition_task["triggerPolicy"]["condition"]
+    doc = _compiled(tmp_path)
+    assert "evaluate" in dag["condition-branches-1"]["dependentTasks"]
+    branches = doc["components"][dag["condition-branches-1"]["componentRef"]["name"]]["dag"]["tasks"]
+    conditions = [task["triggerPolicy"]["condition"] for task in branches.values()]
+    assert sorted(conditions) == sorted([
+        "inputs.parameter_values['pipelinechannel--evaluate-Output'] == true",
+        "!(inputs.parameter_values['pipelinechannel--evaluate-Output'] == true)",
+    ])
 
 
 def test_every_step_uses_the_versioned_image_and_installs_nothing_at_run_time(tmp_path):
     executors = _compiled(tmp_path)["deploymentSpec"]["executors"]
-    assert len(executors) == 6
+    assert len(executors) == 7  # ingest, tune, transform, train, evaluate, deploy x2 (if / else)
     for name, executor in executors.items():
         container = executor["container"]
         assert container["image"] == PIPELINE_IMAGE, name

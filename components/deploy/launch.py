@@ -29,7 +29,7 @@ def example_instance(spec) -> dict[str, Any]:
             instance[column.name] = column.vocabulary[0]
         elif column.range is not None:
             middle = (column.range[0] + column.range[1]) / 2
-            instance[column.name] = int(round(middle)) if column.type == "int" else float(middle)
+            instance[column.name] = round(middle) if column.type == "int" else float(middle)
         elif column.default is not None:
             instance[column.name] = column.default
         else:
@@ -53,14 +53,24 @@ def smoke_test(predict_url: str, instance: dict[str, Any]) -> float:
     return prediction
 
 
-def deploy_model(model_dir: str, *, model_uri: str, mode: str, name: str, canary_traffic_percent: int,
-                 keep_serving: bool, state_dir: str, log: Callable[[str], None] = print) -> tuple[str, str]:
-    """Serve ``model_dir``; returns (prediction URL, Markdown report of what was done)."""
+def deploy_model(model_dir: str, *, model_uri: str, blessed: bool = True, mode: str, name: str,
+                 canary_traffic_percent: int, keep_serving: bool, state_dir: str,
+                 log: Callable[[str], None] = print) -> tuple[str, str]:
+    """Serve ``model_dir``; returns (prediction URL, Markdown report of what was done).
+
+    This run's evaluation is the verdict on a canary already in flight: a blessed run promotes
+    it (and its own model starts the next canary), an unblessed run rolls it back. An unblessed
+    model itself never receives traffic.
+    """
     if mode not in MODES:
         raise MlengineError(f"mode {mode!r}: expected one of {list(MODES)}")
     if mode == "cluster":
-        return _deploy_to_cluster(model_dir, model_uri=model_uri, name=name,
+        return _deploy_to_cluster(model_dir, model_uri=model_uri, blessed=blessed, name=name,
                                   canary_traffic_percent=canary_traffic_percent, log=log)
+    if not blessed:
+        log("deploy: the model is not blessed: nothing is served")
+        return "", (f"# Deployment of `{name}`\n\n"
+                    "The model is not blessed (it does not beat the benchmark): not served.\n")
     return _deploy_locally(model_dir, name=name, keep_serving=keep_serving, state_dir=state_dir, log=log)
 
 
@@ -95,17 +105,18 @@ def _deploy_locally(model_dir: str, *, name: str, keep_serving: bool, state_dir:
     return state["predict_url"], markdown
 
 
-def _deploy_to_cluster(model_dir: str, *, model_uri: str, name: str, canary_traffic_percent: int,
+def _deploy_to_cluster(model_dir: str, *, model_uri: str, blessed: bool, name: str, canary_traffic_percent: int,
                        log) -> tuple[str, str]:
     from mlengine.components.deploy.inference_service import deploy_to_cluster, stage_for_tf_serving
     from mlengine.components.deploy.logic import render_deploy_markdown
     from mlengine.components.train.staging import normalize_uri, upload_dir
 
     storage_uri = normalize_uri(model_uri).rstrip("/") + "/" + TF_SERVING_SUBDIR
-    with tempfile.TemporaryDirectory(prefix="mlengine-tfserving-") as staging:
-        upload_dir(stage_for_tf_serving(model_dir, staging), storage_uri)
-    log(f"deploy: model staged for TF Serving at {storage_uri}")
-    decision, result = deploy_to_cluster(storage_uri, name=name, blessed=True, canary_percent=canary_traffic_percent,
-                                         progress=log)
+    if blessed:
+        with tempfile.TemporaryDirectory(prefix="mlengine-tfserving-") as staging:
+            upload_dir(stage_for_tf_serving(model_dir, staging), storage_uri)
+        log(f"deploy: model staged for TF Serving at {storage_uri}")
+    decision, result = deploy_to_cluster(storage_uri, name=name, blessed=blessed, canary_percent=canary_traffic_percent,
+                                         previous_canary_ok=blessed, progress=log)
     url = (result or {}).get("url") or f"http://{name}/v1/models/{name}:predict"
     return url, render_deploy_markdown(decision, result)
