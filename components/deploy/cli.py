@@ -36,6 +36,9 @@ def add_cli(subparsers) -> None:
     serve.add_argument("--inline-model", action="store_true",
                        help="run the model on the event loop thread instead of a model thread")
     serve.add_argument("--access-log", action="store_true", help="log one line per request")
+    serve.add_argument("--serving-log", default=None,
+                       help="folder where validated serving inputs are kept for `mlengine monitor` "
+                            "(bounded, rotating JSONL; same as MLENGINE_SERVING_LOG_DIR)")
     serve.set_defaults(handler=_serve)
 
     predict = subparsers.add_parser(
@@ -60,6 +63,12 @@ def _serve(args: argparse.Namespace) -> int:
         value = getattr(args, option)
         if value is not None and value < 1:
             raise MlengineError(f"--{option.replace('_', '-')} {value}: expected a positive number")
+    if args.serving_log:
+        import os
+
+        from mlengine.components.monitor.serving_log import ENV_SERVING_LOG_DIR
+
+        os.environ[ENV_SERVING_LOG_DIR] = args.serving_log  # read in load(), also by spawned workers
     sys.argv = sys.argv[:1]  # kserve parses sys.argv on import, in this process and in spawned workers
     from mlengine.components.deploy.server import serve
     from mlengine.components.deploy.validation import DEFAULT_MAX_BODY_BYTES

@@ -30,6 +30,7 @@ import orjson
 from mlengine.components.deploy.batching import MicroBatcher
 from mlengine.components.deploy.savedmodel import NUMPY_DTYPES, OUTPUT_KEY, V2_DATATYPES, load_model_dir
 from mlengine.components.deploy.validation import DEFAULT_MAX_INSTANCES, RequestError, RequestValidator
+from mlengine.components.monitor.serving_log import serving_log_from_env
 
 _argv, sys.argv = sys.argv, sys.argv[:1]  # kserve.model_server parses sys.argv when it is imported
 try:
@@ -90,18 +91,21 @@ class RawFeaturePredictor(kserve.Model):
         self._validator: RequestValidator | None = None
         self._batcher: MicroBatcher | None = None
         self._batcher_loop = None
+        self._serving_log = None
 
     # --- lifecycle ------------------------------------------------------------------------------
     def load(self) -> bool:
         self._runner = load_model_dir(self.model_dir, tf_threads=self.tf_threads)
         self._validator = RequestValidator(self._runner.spec, self.max_instances)
+        # serving inputs kept for the skew monitor when MLENGINE_SERVING_LOG_DIR is set (bounded, never raises)
+        self._serving_log = serving_log_from_env()
         self.load_pending = False
         self.ready = True
         return self.ready
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state.update(_runner=None, _validator=None, _batcher=None, _batcher_loop=None,
+        state.update(_runner=None, _validator=None, _batcher=None, _batcher_loop=None, _serving_log=None,
                      ready=False, load_pending=self.ready or self.__dict__.get("load_pending", False))
         return state
 
@@ -114,6 +118,9 @@ class RawFeaturePredictor(kserve.Model):
         if self._batcher is not None:
             self._batcher.close()
             self._batcher = None
+        if self._serving_log is not None:
+            self._serving_log.close()
+            self._serving_log = None
         super().stop()
 
     @property
@@ -134,6 +141,7 @@ class RawFeaturePredictor(kserve.Model):
         try:
             if isinstance(payload, InferRequest):
                 columns, rows = self._validator.v2_columns(payload.inputs)
+                self._log_inputs(columns, rows)
                 return _Batch(columns, rows, payload)
             if isinstance(payload, bytes | bytearray | str):  # a body sent without a JSON content type
                 try:
@@ -141,9 +149,14 @@ class RawFeaturePredictor(kserve.Model):
                 except orjson.JSONDecodeError as err:
                     raise RequestError(f"the body is not valid JSON: {err}") from None
             columns, rows = self._validator.v1_columns(payload)
+            self._log_inputs(columns, rows)
             return _Batch(columns, rows, None, columnar="inputs" in payload)
         except RequestError as err:
             raise InvalidRequest(err) from None
+
+    def _log_inputs(self, columns: dict[str, np.ndarray], rows: int) -> None:
+        if self._serving_log is not None:
+            self._serving_log.log_columns(columns, rows)
 
     def validate(self, payload: Any) -> Any:
         return payload if isinstance(payload, _Batch) else super().validate(payload)
