@@ -190,7 +190,7 @@ def format_summary_table(summary: dict[str, Any], summary_path: str | Path | Non
         ("rows read", f"{summary['rows_read']:,}"),
         ("rows rejected", f"{summary['rows_rejected']:,}"),
         ("model RMSE (test)", fmt(summary["rmse"])),
-        ("benchmark RMSE (distance only)", fmt(summary["benchmark_rmse"])),
+        ("benchmark RMSE (one-feature rule)", fmt(summary["benchmark_rmse"])),
         ("noise floor RMSE", fmt(summary["noise_floor_rmse"])),
         ("blessed", fmt(summary["blessed"])),
     ]

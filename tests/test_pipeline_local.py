@@ -62,3 +62,30 @@ def test_tuning_ran_the_requested_trials_and_fed_its_best_into_training(local_ru
     transform_files = list(Path(summary["model_dir"]).glob("transform.json"))
     state = json.loads(transform_files[0].read_text())
     assert state["nbuckets"] == tuning["best_params"]["nbuckets"]
+
+
+def test_another_dataset_runs_through_the_whole_pipeline_with_no_code_change(tmp_path):
+    """A house-price CSV in two shards (a glob) with its own spec: string categoricals, a cross."""
+    import csv
+
+    import yaml
+
+    from mlengine.components.shared.featurespec import load_spec
+    from mlengine.constants import SPEC_FILE
+    from tests.model_fixtures import HOUSE_SPEC, house_columns
+
+    columns = house_columns(4000, seed=8)
+    names = [c["name"] for c in HOUSE_SPEC["columns"]] + [HOUSE_SPEC["label"]["name"]]
+    for shard, rows in (("a", range(0, 2000)), ("b", range(2000, 4000))):
+        with (tmp_path / f"house-{shard}.csv").open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(names)
+            writer.writerows([columns[name][i] for name in names] for i in rows)
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(HOUSE_SPEC))
+    summary = run_training_locally(tmp_path / "out", data=str(tmp_path / "house-*.csv"), rows=0,
+                                   params={"spec_uri": str(tmp_path / "spec.yaml"), "epochs": 2},
+                                   log=lambda line: None)
+    assert summary["rows_read"] == 4000 and summary["rows_rejected"] == 0
+    assert summary["noise_floor_rmse"] is None  # not generated data: no known floor
+    assert math.isfinite(summary["rmse"]) and math.isfinite(summary["benchmark_rmse"])
+    assert load_spec(Path(summary["model_dir"]) / SPEC_FILE).name == "house-prices"
