@@ -119,15 +119,16 @@ def training_pipeline(
     evaluate_task.set_display_name("evaluate vs benchmark")
 
     # kfp.local resolves a condition on a task's single "Output" (not on named NamedTuple fields)
+    def deploy_step(blessed: bool, display_name: str) -> None:
+        deploy(model=train_task.outputs[ART_MODEL], blessed=blessed, mode=mode, model_name=model_name,
+               canary_traffic_percent=canary_traffic_percent,
+               keep_serving=keep_serving).set_display_name(display_name)
+
     # this run's verdict also settles a canary in flight: blessed promotes it, unblessed rolls it back
     with dsl.If(evaluate_task.outputs["Output"] == True, name="model-is-blessed"):  # noqa: E712 (a DSL expression)
-        deploy(model=train_task.outputs[ART_MODEL], blessed=True, mode=mode, model_name=model_name,
-               canary_traffic_percent=canary_traffic_percent,
-               keep_serving=keep_serving).set_display_name("deploy (KServe canary)")
+        deploy_step(True, "deploy (KServe canary)")
     with dsl.Else(name="model-not-blessed"):
-        deploy(model=train_task.outputs[ART_MODEL], blessed=False, mode=mode, model_name=model_name,
-               canary_traffic_percent=canary_traffic_percent,
-               keep_serving=keep_serving).set_display_name("roll back a canary in flight")
+        deploy_step(False, "roll back a canary in flight")
 
     return TrainingOutputs(
         rows_read=ingest_task.outputs["rows_read"],

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from mlengine.components.shared.yamlfile import read_yaml_file
 from mlengine.constants import DEFAULT_SPEC_PATH
 from mlengine.errors import MlengineError
 
@@ -154,13 +155,7 @@ class FeatureSpec:
 def load_spec(path: str | Path | None = None) -> FeatureSpec:
     """Load and validate a spec file; ``None`` or ``""`` gives the built-in taxi spec."""
     spec_path = Path(path) if path else DEFAULT_SPEC_PATH
-    if not spec_path.is_file():
-        raise FeatureSpecError(f"{spec_path}: feature spec file not found")
-    try:
-        raw = yaml.safe_load(spec_path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise FeatureSpecError(f"{spec_path}: not valid YAML: {first_line}") from None
+    raw = read_yaml_file(spec_path, FeatureSpecError, "feature spec")
     return spec_from_dict(raw, source=str(spec_path))
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from mlengine.components.shared.yamlfile import read_yaml_file
 from mlengine.constants import (
     DEFAULT_HPARAMS,
     PARAM_BATCH_SIZE,
@@ -404,13 +405,7 @@ def parse_hidden_units_text(text: str) -> list[int]:
 def load_search_space(path: str | Path | None = None) -> SearchSpace:
     """Load and validate a search-space YAML; ``None`` or ``""`` gives the built-in default."""
     space_path = Path(path) if path else DEFAULT_SPACE_PATH
-    if not space_path.is_file():
-        raise SearchSpaceError(f"{space_path}: search space file not found")
-    try:
-        raw = yaml.safe_load(space_path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise SearchSpaceError(f"{space_path}: not valid YAML: {first}") from None
+    raw = read_yaml_file(space_path, SearchSpaceError, "search space")
     return space_from_dict(raw, source=str(space_path))
 
 
