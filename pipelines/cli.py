@@ -31,6 +31,9 @@ def add_cli(subparsers) -> None:
     run.add_argument("--workers", type=int, help="training workers (local processes / TFJob replicas)")
     run.add_argument("--ps", type=int, help="parameter servers")
     run.add_argument("--strategy", choices=["auto", "parameter_server", "all_reduce", "none"])
+    run.add_argument("--resume", action="store_true",
+                     help="reuse finished steps (ingest, tuning, training) of an earlier run in the same --out "
+                          "with the same inputs")
     run.add_argument("--keep-serving", action="store_true",
                      help="leave the local KServe server running after the run (default: checked, then stopped)")
     run.set_defaults(handler=_run)
@@ -86,7 +89,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.data is None and args.rows < 100:
         raise MlengineError(f"--rows {args.rows}: need at least 100 rows to split into train/eval/test")
     summary = run_training_locally(
-        args.out, data=args.data, rows=args.rows, seed=args.seed, params=_run_params(args),
+        args.out, data=args.data, rows=args.rows, seed=args.seed, params=_run_params(args), resume=args.resume,
         log=lambda line: print(line, file=sys.stderr, flush=True),
     )
     print(format_summary_table(summary, Path(args.out).resolve() / SUMMARY_FILE))

@@ -120,9 +120,10 @@ def training_pipeline(
 
     # kfp.local resolves a condition on a task's single "Output" (not on named NamedTuple fields)
     def deploy_step(blessed: bool, display_name: str) -> None:
-        deploy(model=train_task.outputs[ART_MODEL], blessed=blessed, mode=mode, model_name=model_name,
-               canary_traffic_percent=canary_traffic_percent,
-               keep_serving=keep_serving).set_display_name(display_name)
+        task = deploy(model=train_task.outputs[ART_MODEL], blessed=blessed, mode=mode, model_name=model_name,
+                      canary_traffic_percent=canary_traffic_percent, keep_serving=keep_serving)
+        task.set_display_name(display_name)
+        task.set_caching_options(enable_caching=False)  # a rollout acts on the world: never replayed
 
     # this run's verdict also settles a canary in flight: blessed promotes it, unblessed rolls it back
     with dsl.If(evaluate_task.outputs["Output"] == True, name="model-is-blessed"):  # noqa: E712 (a DSL expression)

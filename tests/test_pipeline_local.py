@@ -6,6 +6,7 @@ evaluate -> deploy (local KServe server, checked then stopped) and the summary `
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -82,10 +83,17 @@ def test_another_dataset_runs_through_the_whole_pipeline_with_no_code_change(tmp
             writer.writerow(names)
             writer.writerows([columns[name][i] for name in names] for i in rows)
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(HOUSE_SPEC))
-    summary = run_training_locally(tmp_path / "out", data=str(tmp_path / "house-*.csv"), rows=0,
-                                   params={"spec_uri": str(tmp_path / "spec.yaml"), "epochs": 2},
-                                   log=lambda line: None)
+    run_args = {"data": str(tmp_path / "house-*.csv"), "rows": 0, "resume": True, "log": lambda line: None,
+                "params": {"spec_uri": str(tmp_path / "spec.yaml"), "epochs": 2}}
+    summary = run_training_locally(tmp_path / "out", **run_args)
     assert summary["rows_read"] == 4000 and summary["rows_rejected"] == 0
     assert summary["noise_floor_rmse"] is None  # not generated data: no known floor
     assert math.isfinite(summary["rmse"]) and math.isfinite(summary["benchmark_rmse"])
     assert load_spec(Path(summary["model_dir"]) / SPEC_FILE).name == "house-prices"
+    # --resume: the second run reuses the finished steps (the same trained model), not a new training
+    again = run_training_locally(tmp_path / "out", **run_args)
+    assert again["model_dir"] == summary["model_dir"]
+    assert again["rmse"] == summary["rmse"]
+    log = re.sub(r"\x1b\[[0-9;]*m", "", (tmp_path / "out" / "pipeline.log").read_text())  # kfp colours names
+    assert log.count("Executing task 'train'") == 1  # trained once over both runs
+    assert log.count("Executing task 'ingest'") == 1

@@ -23,12 +23,11 @@ def evaluate(
 
     from mlengine.components.evaluate.logic import evaluate as evaluate_model
     from mlengine.components.evaluate.logic import render_evaluation_markdown
+    from mlengine.components.shared.reports import log_metrics
 
     result = evaluate_model(model.path, test_data.path, margin=margin,
                             progress=lambda line: print(line, file=sys.stderr, flush=True))
-    for key in ("rmse", "mae", "benchmark_rmse", "benchmark_mae"):
-        metrics.log_metric(key, float(result[key]))
-    metrics.log_metric("blessed", int(bool(result["blessed"])))
+    values = {key: float(result[key]) for key in ("rmse", "mae", "benchmark_rmse", "benchmark_mae")}
+    log_metrics(metrics, {**values, "blessed": int(bool(result["blessed"])), "test_rows": int(result["rows"])})
     Path(eval_report.path).write_text(render_evaluation_markdown(result), encoding="utf-8")
-    metrics.log_metric("test_rows", int(result["rows"]))
     return bool(result["blessed"])

@@ -30,6 +30,7 @@ def ingest(
     from mlengine.components.ingest.logic import run_ingest
     from mlengine.components.ingest.statistics import render_statistics_markdown
     from mlengine.components.shared.featurespec import load_spec
+    from mlengine.components.shared.reports import log_metrics
     from mlengine.constants import REJECTS_FILE, STATISTICS_FILE
 
     spec = load_spec(spec_uri or None)
@@ -49,7 +50,6 @@ def ingest(
         {"train": train_data, "eval": eval_data, "test": test_data}[split].metadata["rows"] = rows
     rejects.metadata["rows"] = result.rows_rejected
     statistics.metadata.update({"spec": spec.name, "source": data_uri})
-    metrics.log_metric("rows_read", result.rows_read)
-    metrics.log_metric("rows_rejected", result.rows_rejected)
+    log_metrics(metrics, {"rows_read": result.rows_read, "rows_rejected": result.rows_rejected})
     outputs = namedtuple("IngestOutputs", ["rows_read", "rows_rejected"])
     return outputs(result.rows_read, result.rows_rejected)

@@ -26,12 +26,12 @@ def monitor(
     from pathlib import Path
 
     from mlengine.components.monitor.logic import REPORT_HTML_FILE, REPORT_MARKDOWN_FILE, metrics_summary, run_monitor
+    from mlengine.components.shared.reports import log_metrics
 
     result = run_monitor(statistics.path, serving_log_uri, drift.path, thresholds=thresholds,
                          progress=lambda line: print(line, file=sys.stderr, flush=True))
     shutil.copyfile(Path(drift.path) / REPORT_MARKDOWN_FILE, drift_report.path)
     shutil.copyfile(Path(drift.path) / REPORT_HTML_FILE, drift_report_html.path)
-    for key, value in metrics_summary(result).items():
-        metrics.log_metric(key, value)
+    log_metrics(metrics, metrics_summary(result))
     drift.metadata.update({"status": result["status"], "columns_drifted": result["columns_drifted"]})
     return bool(result["drift_detected"])

@@ -66,3 +66,19 @@ def html_table(headers: Sequence[str], rows: Iterable[Sequence]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(v))}</td>" for v in row) + "</tr>" for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def log_metrics(metrics_artifact, values: dict) -> None:
+    """Log scalar metrics on a KFP Metrics artifact and also write them to its file.
+
+    KFP shows the metadata; the file makes the artifact exist on disk, which kfp.local's task
+    cache requires before it reuses a step (`mlengine run --resume`).
+    """
+    import json
+    from pathlib import Path
+
+    for key, value in values.items():
+        metrics_artifact.log_metric(key, value)
+    path = Path(metrics_artifact.path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(dict(metrics_artifact.metadata), sort_keys=True), encoding="utf-8")

@@ -31,6 +31,7 @@ def train(
     from collections import namedtuple
     from pathlib import Path
 
+    from mlengine.components.shared.reports import log_metrics
     from mlengine.components.train.launch import launch_training
     from mlengine.components.train.model import parse_hidden_units
     from mlengine.components.train.report import loss_curves_html
@@ -46,8 +47,8 @@ def train(
                              model_uri=model.uri, log=lambda line: print(line, file=sys.stderr, flush=True))
     history = json.loads((Path(model.path) / HISTORY_FILE).read_text(encoding="utf-8"))
     Path(loss_curves.path).write_text(loss_curves_html(history), encoding="utf-8")
-    metrics.log_metric("eval_rmse", float(result["eval_rmse"]))
-    metrics.log_metric("examples_per_second", float(result["examples_per_second"]))
+    log_metrics(metrics, {"eval_rmse": float(result["eval_rmse"]),
+                          "examples_per_second": float(result["examples_per_second"])})
     model.metadata.update({"framework": "tensorflow", "signature": "serving_default (raw features)",
                            "hidden_units": hidden_units, "workers": workers, "ps": ps, "strategy": strategy})
     outputs = namedtuple("TrainOutputs", ["eval_rmse", "examples_per_second"])
