@@ -21,6 +21,7 @@ from mlengine.constants import DEFAULT_SEED, TAXI_NOISE_STD
 from mlengine.errors import MlengineError
 
 PIPELINE_YAML = "training_pipeline.yaml"
+MONITORING_YAML = "monitoring_pipeline.yaml"
 SUMMARY_FILE = "summary.json"
 PIPELINE_LOG = "pipeline.log"
 # what reaches the console from kfp.local's (very verbose) output; everything goes to pipeline.log
@@ -76,13 +77,16 @@ def compile_pipelines(out_dir: str | Path) -> dict[str, str]:
     """Write every pipeline's YAML into ``out_dir``; returns {pipeline name: path}."""
     from kfp import compiler
 
-    from mlengine.pipelines.training import PIPELINE_NAME, training_pipeline
+    from mlengine.pipelines import monitoring, training
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / PIPELINE_YAML
-    compiler.Compiler().compile(training_pipeline, str(path))
-    return {PIPELINE_NAME: str(path)}
+    written = {}
+    for name, pipeline, file_name in ((training.PIPELINE_NAME, training.training_pipeline, PIPELINE_YAML),
+                                      (monitoring.PIPELINE_NAME, monitoring.monitoring_pipeline, MONITORING_YAML)):
+        compiler.Compiler().compile(pipeline, str(out / file_name))
+        written[name] = str(out / file_name)
+    return written
 
 
 def ensure_generated_data(data_dir: Path, rows: int, seed: int, log=print) -> Path:

@@ -266,20 +266,14 @@ def test_component_compiles(tmp_path):
         assert name in text, name
 
 
-def test_component_runs_under_kfp_local(kfp_local, stats_dir, tmp_path):
-    from kfp import dsl
-
-    from mlengine.components.monitor.component import monitor
+def test_monitoring_pipeline_runs_under_kfp_local(kfp_local, stats_dir, tmp_path):
+    from mlengine.pipelines.monitoring import monitoring_pipeline
 
     with ServingInputLog(tmp_path / "log") as log:
         log.log_columns(serving(500, 1.0, seed=107), 500)
 
-    @dsl.pipeline
-    def skew(stats_uri: str, log_uri: str) -> bool:
-        stats = dsl.importer(artifact_uri=stats_uri, artifact_class=dsl.Artifact)
-        return monitor(statistics=stats.output, serving_log_uri=log_uri, thresholds="psi=0.25").outputs["Output"]
-
-    task = skew(stats_uri=str(stats_dir), log_uri=str(tmp_path / "log"))
+    task = monitoring_pipeline(statistics_uri=str(stats_dir), serving_log_uri=str(tmp_path / "log"),
+                               thresholds="psi=0.25")
     assert task.output is True
     reports = {path.name: path for path in kfp_local.rglob("*") if path.is_file()}
     assert "**DRIFT**" in reports["drift_report"].read_text(encoding="utf-8")

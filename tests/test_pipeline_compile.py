@@ -29,6 +29,18 @@ def test_yaml_parses_as_pipeline_spec_with_unknown_fields_rejected(tmp_path):
         assert any(task.startswith("deploy") for task in spec.components[branch.component_ref.name].dag.tasks)
 
 
+def test_monitoring_pipeline_compiles_to_a_pipeline_spec(tmp_path):
+    from mlengine.pipelines.monitoring import PIPELINE_NAME as MONITORING_NAME
+
+    with open(compile_pipelines(tmp_path)[MONITORING_NAME]) as handle:
+        doc = yaml.safe_load(handle)
+    spec = pipeline_spec_pb2.PipelineSpec()
+    json_format.ParseDict(doc, spec, ignore_unknown_fields=False)
+    assert set(spec.root.dag.tasks) == {"importer", "monitor"}
+    assert spec.root.dag.tasks["monitor"].caching_options.enable_cache is False
+    assert set(spec.root.input_definitions.parameters) == {"statistics_uri", "serving_log_uri", "thresholds"}
+
+
 def test_dag_wires_tuned_nbuckets_into_transform_and_gates_deploy_on_blessing(tmp_path):
     dag = _compiled(tmp_path)["root"]["dag"]["tasks"]
     nbuckets = dag["transform"]["inputs"]["parameters"]["nbuckets"]["taskOutputParameter"]
