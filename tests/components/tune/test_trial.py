@@ -17,7 +17,7 @@ from mlengine.components.tune.search_space import space_from_dict
 from mlengine.constants import TRANSFORM_FILE
 from tests.tune_fixtures import write_taxi_splits
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")

@@ -61,7 +61,7 @@ def test_a_typo_in_a_rendered_field_is_caught(tmp_path):
 def test_base_kustomization_lists_existing_files_without_secrets():
     from pathlib import Path
 
-    base = Path(__file__).resolve().parents[1] / "manifests" / "base"
+    base = Path(__file__).resolve().parents[2] / "manifests" / "base"
     kustomization = yaml.safe_load((base / "kustomization.yaml").read_text())
     for resource in kustomization["resources"]:
         docs = list(yaml.safe_load_all((base / resource).read_text()))

@@ -19,7 +19,7 @@ from mlengine.components.train.local_cluster import Topology, run_local_cluster
 from mlengine.errors import MlengineError
 from tests.distributed_fixtures import child_processes, toy_command
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 class FakeConfig:

@@ -22,7 +22,7 @@ from mlengine.errors import MlengineError
 from tests import tune_fixtures
 from tests.tune_fixtures import calls_made
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def make_space(**overrides) -> object:

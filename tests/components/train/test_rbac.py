@@ -6,7 +6,7 @@ import yaml
 
 from mlengine.constants import K8S_NAMESPACE, K8S_SERVICE_ACCOUNT
 
-MANIFEST = Path(__file__).resolve().parents[1] / "manifests" / "base" / "rbac-training.yaml"
+MANIFEST = Path(__file__).resolve().parents[3] / "manifests" / "base" / "rbac-training.yaml"
 
 
 def test_rbac_training_grants_tfjob_and_pod_access_to_the_pipeline_account():

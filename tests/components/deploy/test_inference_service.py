@@ -31,7 +31,7 @@ from tests.schema_utils import errors, inference_service_schema
 OLD = "s3://mlpipeline/models/run-1"
 NEW = "s3://mlpipeline/models/run-2"
 NEWER = "s3://mlpipeline/models/run-3"
-MANIFEST_DIR = Path(__file__).resolve().parents[1] / "manifests" / "base"
+MANIFEST_DIR = Path(__file__).resolve().parents[3] / "manifests" / "base"
 
 
 def assert_valid(manifest: dict) -> None:
