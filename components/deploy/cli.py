@@ -36,6 +36,18 @@ def add_cli(subparsers) -> None:
     serve.add_argument("--inline-model", action="store_true",
                        help="run the model on the event loop thread instead of a model thread")
     serve.add_argument("--access-log", action="store_true", help="log one line per request")
+    serve.add_argument("--max-header-bytes", type=int, default=None,
+                       help="largest request line + headers (default 16 KiB; larger: 400)")
+    serve.add_argument("--read-timeout", type=float, default=None,
+                       help="seconds for a whole request to arrive from its first byte (default 30; slower: 408)")
+    serve.add_argument("--request-timeout", type=float, default=None,
+                       help="seconds from the request head to the response (default 60; longer: 503)")
+    serve.add_argument("--max-connections", type=int, default=None,
+                       help="open connections per worker before new requests get 503 (default 256)")
+    serve.add_argument("--enable-model-repository", action="store_true",
+                       help="DANGEROUS on a reachable port: register KServe's model repository extension "
+                            "(POST /v2/repository/models/NAME/load|unload) with no authentication; "
+                            "anyone who can reach the server can then unload the model")
     serve.add_argument("--serving-log", default=None,
                        help="folder where validated serving inputs are kept for `mlengine monitor` "
                             "(bounded, rotating JSONL; same as MLENGINE_SERVING_LOG_DIR)")
@@ -59,24 +71,28 @@ def _serve(args: argparse.Namespace) -> int:
         raise MlengineError(f"--port {args.port}: expected 1-65535")
     if args.workers < 1:
         raise MlengineError(f"--workers {args.workers}: expected at least 1")
-    for option in ("max_instances", "max_body_bytes", "max_batch_rows", "tf_threads"):
+    for option in ("max_instances", "max_body_bytes", "max_batch_rows", "tf_threads", "max_header_bytes",
+                   "read_timeout", "request_timeout", "max_connections"):
         value = getattr(args, option)
         if value is not None and value < 1:
             raise MlengineError(f"--{option.replace('_', '-')} {value}: expected a positive number")
     if args.serving_log:
         import os
 
-        from mlengine.components.monitor.serving_log import ENV_SERVING_LOG_DIR
+        from mlengine.components.shared.serving_log import ENV_SERVING_LOG_DIR
 
         os.environ[ENV_SERVING_LOG_DIR] = args.serving_log  # read in load(), also by spawned workers
     sys.argv = sys.argv[:1]  # kserve parses sys.argv on import, in this process and in spawned workers
-    from mlengine.components.deploy.server import serve
-    from mlengine.components.deploy.validation import DEFAULT_MAX_BODY_BYTES
+    from mlengine.components.deploy.server import ServerLimits, serve
 
+    given = {"max_body_bytes": args.max_body_bytes, "max_header_bytes": args.max_header_bytes,
+             "read_timeout_s": args.read_timeout, "request_timeout_s": args.request_timeout,
+             "max_connections": args.max_connections}
+    limits = ServerLimits(**{key: value for key, value in given.items() if value is not None})
     serve(args.model, name=args.name, port=args.port, host=args.host, workers=args.workers,
-          max_instances=args.max_instances, max_body_bytes=args.max_body_bytes or DEFAULT_MAX_BODY_BYTES,
-          max_batch_rows=args.max_batch_rows, batching=not args.no_batching, tf_threads=args.tf_threads,
-          access_log=args.access_log, inline_model=args.inline_model)
+          max_instances=args.max_instances, max_batch_rows=args.max_batch_rows, batching=not args.no_batching,
+          tf_threads=args.tf_threads, access_log=args.access_log, inline_model=args.inline_model, limits=limits,
+          enable_model_repository=args.enable_model_repository)
     return 0
 
 

@@ -1,15 +1,29 @@
 """Run the real kserve ``ModelServer`` for one model directory on a chosen host (127.0.0.1 by default).
 
-kserve 0.21's REST server always binds 0.0.0.0 and always starts a gRPC port; this subclass binds
-the host we ask for, leaves gRPC off, and (``hardened=True``, our server) adds:
+kserve 0.21's REST server always binds 0.0.0.0, always starts a gRPC port and always registers
+the model repository extension (``POST /v2/repository/models/<name>/load|unload``, no
+authentication). This subclass binds the host we ask for, leaves gRPC off, leaves the
+repository extension off unless ``enable_model_repository=True`` (``--enable-model-repository``)
+and, with ``hardened=True`` (our server), adds what a public endpoint needs:
 
-- a request body limit (413 before the body is read when Content-Length is too big, and while
-  streaming otherwise);
+- limits (:class:`ServerLimits`): request body size (Starlette's ``RequestBodyLimitMiddleware``,
+  413), request line + header size (h11's ``max_incomplete_event_size``, 400), a read deadline
+  for the head and the body of each request (slow or stalled clients get 408 and lose the
+  connection), a deadline for the whole request (503), connections per worker (uvicorn's
+  ``limit_concurrency``, 503) and a shutdown grace period that drains in-flight requests;
 - JSON 4xx answers ``{"error", "field", "index"}`` for every input problem, including FastAPI's
   own v2 body validation (422 -> 400 with the failing path), logged as one line, not a traceback;
+- ``model_version``: the model directory is one version, ``MODEL_VERSION`` ("1", the version
+  directory the cluster stages); other versions are 404 naming ``model_version``, never 501;
+- v2 bodies without a Content-Type and without the binary header are JSON (as Triton reads
+  them), so ``tritonclient`` JSON requests work; binary tensor requests work as before;
+- every response carries ``x-request-id`` (the client's, when it sent a sane one); a server fault
+  is a 500 ``{"error", "request_id"}`` with the traceback in the log under that id, never in the
+  response;
 - no per-request timing/trace log lines (KServe's TimingMiddleware logs several per request).
 
-``hardened=False`` is the stock kserve behaviour (the benchmark's "straightforward" server).
+``hardened=False`` is the stock kserve behaviour (the benchmark's "straightforward" server),
+still without the repository extension unless asked for.
 """
 
 from __future__ import annotations
@@ -17,83 +31,242 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import sys
+import uuid
 import warnings
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Union
 
 from mlengine.components.deploy.predictor import InvalidRequest, RawFeaturePredictor
 from mlengine.components.deploy.validation import DEFAULT_MAX_BODY_BYTES
 
 _argv, sys.argv = sys.argv, sys.argv[:1]  # kserve.model_server parses sys.argv when it is imported
 try:
+    import h11
+    import orjson
     from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import ORJSONResponse
+    from fastapi.requests import Request
+    from fastapi.responses import ORJSONResponse, Response
+    from fastapi.routing import APIRoute
     from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING
-    from kserve.errors import InvalidInput, ModelNotFound
+    from kserve.errors import InferenceError, InvalidInput, ModelNotFound
     from kserve.logging import logger
     from kserve.model_server import ModelServer
+    from kserve.protocol.infer_type import InferRequest
+    from kserve.protocol.model_repository_extension import ModelRepositoryExtension
     from kserve.protocol.rest.multiprocess.server import RESTServerMultiProcess, RESTServerProcess
     from kserve.protocol.rest.server import RESTServer
+    from kserve.protocol.rest.v2_datamodels import InferenceRequest
+    from kserve.protocol.rest.v2_endpoints import V2Endpoints
     from starlette.exceptions import HTTPException as StarletteHTTPException
+    from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY, RequestBodyLimitMiddleware
+    from starlette.requests import ClientDisconnect
     from uvicorn.importer import import_from_string
+    from uvicorn.protocols.http.h11_impl import H11Protocol
 finally:
     sys.argv = _argv
 
 DEFAULT_HOST = "127.0.0.1"
+MODEL_VERSION = "1"  # one model directory = one version; the cluster stages it as <storageUri>/1 (TF Serving)
+DEFAULT_MAX_HEADER_BYTES = 16 * 1024  # request line + headers (h11's own default, nginx allows 8-32 KiB)
+DEFAULT_READ_TIMEOUT_S = 30.0  # head + body of one request, from its first byte
+DEFAULT_REQUEST_TIMEOUT_S = 60.0  # from the head until the response starts (covers the model)
+DEFAULT_MAX_CONNECTIONS = 256  # per worker; uvicorn answers 503 beyond it
+DEFAULT_SHUTDOWN_GRACE_S = 15  # drain in-flight requests; below deploy's 20 s before SIGKILL
+REQUEST_ID_HEADER = b"x-request-id"
+BINARY_HEADER = b"inference-header-content-length"  # KServe / Triton binary tensor extension
+REPOSITORY_PREFIX = "/v2/repository"
+REPOSITORY_EXTENSION = "model_repository_extension"  # as kserve names it in GET /v2
+_CLIENT_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:@/+=-]{1,128}$")  # echoed back: bounded, no header injection
+_V2_INFER_PATH = re.compile(r"^/v2/models/[^/]+(/versions/[^/]+)?/infer$")
+_REPLACED_V2_HANDLERS = ("metadata", "model_metadata", "model_ready", "infer")
 
 
-class BodyTooLarge(Exception):
-    def __init__(self, limit: int):
-        super().__init__(f"request body larger than {limit} bytes")
-        self.limit = limit
+@dataclass(frozen=True)
+class ServerLimits:
+    """What one request and one worker may use; every limit answers 4xx (or 503 for capacity), never hangs.
+
+    Attributes:
+        max_body_bytes: largest request body (413, before reading when Content-Length says so).
+        max_header_bytes: largest request line + headers (400 and the connection closed).
+        read_timeout_s: the whole request (head and body) must arrive within this many seconds
+            of its first byte, or the client gets 408 and the connection is closed.
+        request_timeout_s: seconds from the request head to the start of the response (503).
+        max_connections: open connections per worker before new requests get 503.
+        shutdown_grace_s: on SIGTERM, seconds to finish in-flight requests before they are cancelled.
+    """
+
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_header_bytes: int = DEFAULT_MAX_HEADER_BYTES
+    read_timeout_s: float = DEFAULT_READ_TIMEOUT_S
+    request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
+    max_connections: int = DEFAULT_MAX_CONNECTIONS
+    shutdown_grace_s: int = DEFAULT_SHUTDOWN_GRACE_S
+
+    def __post_init__(self) -> None:
+        for name in ("max_body_bytes", "max_header_bytes", "read_timeout_s", "request_timeout_s",
+                     "max_connections", "shutdown_grace_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
 
 
-class BodyLimitMiddleware:
-    """ASGI middleware: refuse bodies over ``max_bytes`` with 413 instead of reading them whole."""
+class ModelVersionNotFound(ModelNotFound):
+    """A ``model_version`` other than the one served: 404 naming the parameter."""
 
-    def __init__(self, app, max_bytes: int):
+    def __init__(self, model_name: str, version: str):
+        super().__init__(model_name)
+        self.reason = (f"model_version {version!r} of model {model_name!r} is not served; "
+                       f"the only version is {MODEL_VERSION!r}")
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+# --- HTTP: the h11 protocol with a read deadline ------------------------------------------------
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol where a request must arrive whole within ``config.read_timeout_s``.
+
+    uvicorn only times out idle keep-alive connections *between* requests: a fresh connection
+    that sends nothing, or a client that trickles its head or body a byte at a time, holds a
+    connection (and its slot in ``limit_concurrency``) forever. Here a deadline runs from the
+    opening of a connection, and on a kept-alive connection from the first byte of each next
+    request, until the request is read completely. When it passes, a client that sent part of
+    a request gets 408, and the connection is closed (a handler waiting for the body sees a
+    disconnect). Idle time between requests stays uvicorn's keep-alive timeout. Header size is
+    h11's own limit (``h11_max_incomplete_event_size``).
+    """
+
+    def __init__(self, config, *args: Any, **kwargs: Any):
+        super().__init__(config, *args, **kwargs)
+        self.read_timeout_s = getattr(config, "read_timeout_s", None)
+        self._read_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        if self.read_timeout_s:
+            self._read_timer = self.loop.call_later(self.read_timeout_s, self._read_timed_out)
+
+    def data_received(self, data: bytes) -> None:
+        if (self.read_timeout_s and self._read_timer is None and data
+                and self.conn.their_state in (h11.IDLE, h11.SEND_BODY)):
+            self._read_timer = self.loop.call_later(self.read_timeout_s, self._read_timed_out)
+        super().data_received(data)
+
+    def handle_events(self) -> None:
+        super().handle_events()
+        if self._read_timer is not None and self.conn.their_state not in (h11.IDLE, h11.SEND_BODY):
+            self._cancel_read_timer()  # the request is read whole (or the connection failed)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_read_timer()
+        super().connection_lost(exc)
+
+    def _cancel_read_timer(self) -> None:
+        if self._read_timer is not None:
+            self._read_timer.cancel()
+            self._read_timer = None
+
+    def _read_timed_out(self) -> None:
+        self._read_timer = None
+        state = self.conn.their_state
+        if self.transport.is_closing() or state not in (h11.IDLE, h11.SEND_BODY):
+            return
+        logger.info("closed the connection of %s: request not received within %g s",
+                    "{}:{}".format(*self.client) if self.client else "a client", self.read_timeout_s)
+        silent = state is h11.IDLE and not self.conn.trailing_data[0]  # not one byte of a request came
+        answered = state is h11.SEND_BODY and self.cycle is not None and self.cycle.response_started
+        if not (silent or answered):  # written raw: h11 cannot answer a request whose head it has not seen
+            body = orjson.dumps({"error": f"the request was not received within {self.read_timeout_s:g} s",
+                                 "field": None, "index": None})
+            self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+                                 b"connection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+        self.transport.close()
+
+
+# --- ASGI: request ids, JSON without Content-Type, the request deadline, server faults -----------
+class RequestGuardMiddleware:
+    """Outermost ASGI middleware of the hardened app (inside Starlette's ServerErrorMiddleware).
+
+    - ``x-request-id`` on every response (the client's own when it is sane, else a new one), in
+      ``scope["state"]["request_id"]`` for the handlers;
+    - a v2 infer POST with neither Content-Type nor ``inference-header-content-length`` is JSON
+      (Triton's rule; ``tritonclient`` sends JSON bodies without a Content-Type);
+    - the response must start within ``request_timeout_s`` (else 503);
+    - an unhandled exception is a 500 ``{"error", "request_id"}``, logged with its traceback
+      under the request id; a client that went away mid-request is logged as one line.
+    """
+
+    def __init__(self, app, request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S):
         self.app = app
-        self.max_bytes = max_bytes
+        self.request_timeout_s = request_timeout_s
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        for key, value in scope.get("headers", ()):
-            if key == b"content-length":
-                try:
-                    declared = int(value)
-                except ValueError:
-                    return await _send_json(send, 400, {"error": "invalid Content-Length header",
-                                                        "field": None, "index": None})
-                if declared > self.max_bytes:
-                    return await _send_json(send, 413, {
-                        "error": f"request body of {declared} bytes is larger than the limit of {self.max_bytes}",
-                        "field": None, "index": None})
-                break
-        received = 0
-        limit = self.max_bytes
+        headers = scope["headers"]
+        request_id = _request_id(headers)
+        scope.setdefault("state", {})["request_id"] = request_id
+        if (scope["method"] == "POST" and _V2_INFER_PATH.match(scope["path"])
+                and not any(key in (b"content-type", BINARY_HEADER) for key, _ in headers)):
+            scope["headers"] = [*headers, (b"content-type", b"application/json")]
+        started = False
 
-        async def limited_receive():
-            nonlocal received
-            message = await receive()
-            if message.get("type") == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    raise BodyTooLarge(limit)
-            return message
+        async def send_with_id(message):
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                headers = [*message.get("headers", ()), (REQUEST_ID_HEADER, request_id.encode())]
+                message = {**message, "headers": headers}
+            await send(message)
 
-        return await self.app(scope, limited_receive, send)
+        deadline = asyncio.timeout(self.request_timeout_s)
+        try:
+            async with deadline:
+                await self.app(scope, receive, send_with_id)
+        except ClientDisconnect:
+            logger.info("request %s: %s %s: the client disconnected before the request was read",
+                        request_id, scope["method"], scope["path"])
+        except TimeoutError as err:
+            if not deadline.expired():
+                return await _server_fault(scope, send_with_id, started, request_id, err)
+            logger.warning("request %s: %s %s: no response within %g s", request_id, scope["method"], scope["path"],
+                           self.request_timeout_s)
+            if not started:
+                await _send_json(send_with_id, 503, {
+                    "error": f"the request took longer than {self.request_timeout_s:g} s", "request_id": request_id,
+                    "field": None, "index": None})
+        except Exception as err:
+            await _server_fault(scope, send_with_id, started, request_id, err)
+
+
+def _request_id(headers) -> str:
+    for key, value in headers:
+        if key == REQUEST_ID_HEADER and _CLIENT_REQUEST_ID.match(value):
+            return value.decode("ascii")
+    return uuid.uuid4().hex
+
+
+async def _server_fault(scope, send, started: bool, request_id: str, err: BaseException) -> None:
+    logger.error("request %s: %s %s failed: %s: %s", request_id, scope["method"], scope["path"],
+                 type(err).__name__, err, exc_info=err)
+    if not started:
+        await _send_json(send, 500, _fault_body(request_id))
+
+
+def _fault_body(request_id: str) -> dict[str, Any]:
+    return {"error": f"internal server error (request id {request_id})", "request_id": request_id,
+            "field": None, "index": None}
 
 
 async def _send_json(send, status: int, content: dict) -> None:
-    import orjson
-
     body = orjson.dumps(content)
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
 
 
+# --- exception handlers (inside the app: the answer is JSON with our fields) ----------------------
 async def _invalid_request_handler(_request, exc: InvalidRequest):
     logger.info("rejected request: %s", exc.reason)
     return ORJSONResponse(status_code=400, content=exc.to_json())
@@ -105,18 +278,25 @@ async def _invalid_input_handler(_request, exc: InvalidInput):
     return ORJSONResponse(status_code=400, content={"error": message, "field": None, "index": None})
 
 
-async def _http_exception_handler(_request, exc: StarletteHTTPException):
+async def _http_exception_handler(request, exc: StarletteHTTPException):
     message = " ".join(str(exc.detail).split())
+    if exc.status_code == 413 and request.scope.get(MAX_BODY_SIZE_SCOPE_KEY):
+        message = f"request body larger than the limit of {request.scope[MAX_BODY_SIZE_SCOPE_KEY]} bytes"
     return ORJSONResponse(status_code=exc.status_code, content={"error": message, "field": None, "index": None},
                           headers=getattr(exc, "headers", None))
 
 
 async def _model_not_found_handler(_request, exc: ModelNotFound):
-    return ORJSONResponse(status_code=404, content={"error": str(exc), "field": None, "index": None})
+    field = "model_version" if isinstance(exc, ModelVersionNotFound) else "model_name"
+    return ORJSONResponse(status_code=404, content={"error": str(exc), "field": field, "index": None})
 
 
-async def _body_too_large_handler(_request, exc: BodyTooLarge):
-    return ORJSONResponse(status_code=413, content={"error": str(exc), "field": None, "index": None})
+async def _server_fault_handler(request, exc: Exception):
+    """kserve's InferenceError / NotImplementedError: a server fault, answered without its message."""
+    request_id = request.scope.get("state", {}).get("request_id") or uuid.uuid4().hex
+    logger.error("request %s: %s %s failed: %s: %s", request_id, request.method, request.url.path,
+                 type(exc).__name__, exc, exc_info=exc)
+    return ORJSONResponse(status_code=500, content=_fault_body(request_id))
 
 
 async def _request_validation_handler(_request, exc: RequestValidationError):
@@ -135,6 +315,114 @@ async def _request_validation_handler(_request, exc: RequestValidationError):
     return ORJSONResponse(status_code=400, content={"error": message, "field": field, "index": None})
 
 
+# --- routes -------------------------------------------------------------------------------------
+class VersionedV2Endpoints(V2Endpoints):
+    """kserve's v2 handlers where ``model_version`` may name the one version served.
+
+    kserve 0.21 answers any ``model_version`` (path or query) with 501 "not supported yet".
+    """
+
+    def __init__(self, *args: Any, repository_enabled: bool = False, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.repository_enabled = repository_enabled
+
+    async def metadata(self):
+        answer = await super().metadata()
+        if not self.repository_enabled:  # do not advertise routes that are not there
+            answer.extensions = [e for e in answer.extensions if e != REPOSITORY_EXTENSION]
+        return answer
+
+    async def model_metadata(self, model_name: str, model_version: str | None = None):
+        self._check_version(model_name, model_version)
+        answer = await super().model_metadata(model_name)
+        answer.versions = [MODEL_VERSION]
+        return answer
+
+    async def model_ready(self, model_name: str, model_version: str | None = None):
+        self._check_version(model_name, model_version)
+        return await super().model_ready(model_name)
+
+    async def infer(self, raw_request: Request, raw_response: Response, model_name: str,
+                    request_body: Union[InferenceRequest, bytes],  # noqa: UP007 (FastAPI reads this annotation)
+                    model_version: str | None = None):
+        self._check_version(model_name, model_version)
+        if isinstance(request_body, bytes):  # decoded here: any failure is the client's bytes, a 400 (kserve: 500)
+            request_body = _decode_binary_request(request_body, raw_request.headers.get(BINARY_HEADER.decode()),
+                                                  model_name)
+        return await super().infer(raw_request, raw_response, model_name, request_body)
+
+    def _check_version(self, model_name: str, model_version: str | None) -> None:
+        if self.dataplane.model_registry.get_model(model_name) is None:
+            raise ModelNotFound(model_name)
+        if model_version not in (None, "", MODEL_VERSION):
+            raise ModelVersionNotFound(model_name, model_version)
+
+
+def _decode_binary_request(body: bytes, json_length: str | None, model_name: str) -> InferRequest:
+    """A binary-extension v2 body (JSON header + raw tensors) as an ``InferRequest``, else InvalidInput."""
+    header = BINARY_HEADER.decode()
+    if json_length is None:
+        raise InvalidInput(f"the body is not JSON (no JSON Content-Type) and the '{header}' header of a binary "
+                           f"tensor request is missing")
+    if not json_length.isdigit() or int(json_length) > len(body):
+        raise InvalidInput(f"{header}: {json_length[:40]!r} is not a byte count within the {len(body)}-byte body")
+    try:
+        return InferRequest.from_bytes(body, int(json_length), model_name)
+    except InvalidInput:
+        raise
+    except Exception as err:  # KeyError, TypeError, ValueError... from malformed client bytes
+        raise InvalidInput(f"the binary tensor request does not parse: {type(err).__name__}: {err}") from None
+
+
+class GuardedModelRepositoryExtension(ModelRepositoryExtension):
+    """kserve's repository extension (only with ``--enable-model-repository``): an unknown name is 404, not 503."""
+
+    async def load(self, model_name: str) -> None:
+        if self._model_registry.get_model(model_name) is None:
+            raise ModelNotFound(model_name)
+        await super().load(model_name)
+
+
+def _kserve_routes(server: RESTServer) -> list[APIRoute]:
+    """kserve's own route table (``RESTServer._register_endpoints``), collected on a scratch app.
+
+    FastAPI 0.165 keeps included routers nested (``_IncludedRouter``) with cached views, so the
+    table is edited as a list here and registered on the real app once, instead of in place.
+    """
+    from fastapi import FastAPI
+
+    scratch = FastAPI()
+    RESTServer._register_endpoints(server, scratch)
+    routes: list[APIRoute] = []
+
+    def walk(router) -> None:
+        for route in router.routes:
+            if isinstance(route, APIRoute):
+                routes.append(route)
+            elif hasattr(route, "original_router"):
+                walk(route.original_router)
+
+    walk(scratch.router)
+    return routes
+
+
+def _register_routes(app, routes: list[APIRoute], v2: VersionedV2Endpoints | None,
+                     enable_model_repository: bool) -> None:
+    """Register kserve's routes without the repository extension (unless asked) or ``:explain``; version v2."""
+    for route in routes:
+        if route.path.startswith(REPOSITORY_PREFIX) and not enable_model_repository:
+            continue  # 404 like any unknown route
+        endpoint = route.endpoint
+        if v2 is not None:
+            if route.path.endswith(":explain"):
+                continue  # the predictor has no explainer: 404, not kserve's 501
+            name = getattr(endpoint, "__name__", "")
+            if isinstance(getattr(endpoint, "__self__", None), V2Endpoints) and name in _REPLACED_V2_HANDLERS:
+                endpoint = getattr(v2, name)
+        app.add_api_route(route.path, endpoint, methods=sorted(route.methods), response_model=route.response_model,
+                          tags=route.tags, include_in_schema=route.include_in_schema, name=route.name)
+
+
 def load_pending_models(registry) -> None:
     """Load models that arrived pickled in a spawned worker (``load_pending``), before serving.
 
@@ -149,23 +437,39 @@ def load_pending_models(registry) -> None:
 
 
 class MlengineRESTServer(RESTServer):
-    """kserve's REST server on ``host``; ``hardened`` adds the limits and error answers above."""
+    """kserve's REST server on ``host``; ``hardened`` adds the limits, routes and error answers above."""
 
-    def __init__(self, *args: Any, host: str = DEFAULT_HOST, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-                 hardened: bool = True, access_log: bool = False, **kwargs: Any):
+    def __init__(self, *args: Any, host: str = DEFAULT_HOST, limits: ServerLimits | None = None,
+                 hardened: bool = True, access_log: bool = False, enable_model_repository: bool = False,
+                 **kwargs: Any):
+        limits = limits or ServerLimits()
+        if hardened:
+            kwargs["grace_period"] = limits.shutdown_grace_s
         super().__init__(*args, **kwargs)
         self.config.host = host
         self.config.access_log = access_log or not hardened
-        self.max_body_bytes = max_body_bytes
+        self.limits = limits
         self.hardened = hardened
+        self.enable_model_repository = enable_model_repository
+        if hardened:  # uvicorn's own options; the protocol class reads read_timeout_s from its config
+            self.config.http = GuardedH11Protocol
+            self.config.h11_max_incomplete_event_size = limits.max_header_bytes
+            self.config.limit_concurrency = limits.max_connections
+            self.config.read_timeout_s = limits.read_timeout_s
 
     def _add_middlewares(self, app) -> None:
         if not self.hardened:
             super()._add_middlewares(app)
 
+    def _register_endpoints(self, app) -> None:
+        v2 = VersionedV2Endpoints(self.dataplane, self.model_repository_extension,
+                                  repository_enabled=self.enable_model_repository) if self.hardened else None
+        _register_routes(app, _kserve_routes(self), v2, self.enable_model_repository)
+
     def create_application(self) -> None:
         load_pending_models(self.dataplane.model_registry)
         super().create_application()
+        app = import_from_string(FASTAPI_APP_IMPORT_STRING)
         if not self.hardened:
             return
         # runs in every worker process: keep the logs to one line per rejected request
@@ -174,14 +478,15 @@ class MlengineRESTServer(RESTServer):
             access_logger = logging.getLogger("uvicorn.access")
             access_logger.handlers = []
             access_logger.propagate = False
-        app = import_from_string(FASTAPI_APP_IMPORT_STRING)
         app.add_exception_handler(InvalidRequest, _invalid_request_handler)
         app.add_exception_handler(InvalidInput, _invalid_input_handler)
-        app.add_exception_handler(BodyTooLarge, _body_too_large_handler)
         app.add_exception_handler(RequestValidationError, _request_validation_handler)
         app.add_exception_handler(StarletteHTTPException, _http_exception_handler)
         app.add_exception_handler(ModelNotFound, _model_not_found_handler)
-        app.add_middleware(BodyLimitMiddleware, max_bytes=self.max_body_bytes)
+        app.add_exception_handler(InferenceError, _server_fault_handler)
+        app.add_exception_handler(NotImplementedError, _server_fault_handler)
+        app.add_middleware(RequestBodyLimitMiddleware, max_body_size=self.limits.max_body_bytes)
+        app.add_middleware(RequestGuardMiddleware, request_timeout_s=self.limits.request_timeout_s)
 
 
 class PatientRESTServerMultiProcess(RESTServerMultiProcess):
@@ -226,24 +531,34 @@ def _age_s(pid: int | None) -> float:
 
 
 class LocalModelServer(ModelServer):
-    """``kserve.ModelServer`` that binds ``host`` (default 127.0.0.1) and runs no gRPC server."""
+    """``kserve.ModelServer`` that binds ``host`` (default 127.0.0.1), runs no gRPC server and,
+    unless ``enable_model_repository``, no model repository extension (no unauthenticated unload)."""
 
-    def __init__(self, *, host: str = DEFAULT_HOST, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-                 hardened: bool = True, access_log: bool = False, **kwargs: Any):
+    def __init__(self, *, host: str = DEFAULT_HOST, max_body_bytes: int | None = None,
+                 limits: ServerLimits | None = None, hardened: bool = True, access_log: bool = False,
+                 enable_model_repository: bool = False, **kwargs: Any):
         kwargs.setdefault("enable_grpc", False)
         kwargs.setdefault("enable_latency_logging", not hardened)
         super().__init__(**kwargs)
+        self.model_repository_extension = GuardedModelRepositoryExtension(model_registry=self.registered_models)
         self.host = host
-        self.max_body_bytes = max_body_bytes
+        limits = limits or ServerLimits()
+        if max_body_bytes is not None:
+            limits = ServerLimits(**{**limits.__dict__, "max_body_bytes": max_body_bytes})
+        self.limits = limits
         self.hardened = hardened
         self.access_log = access_log
+        self.enable_model_repository = enable_model_repository
+        if hardened:
+            self.grace_period = limits.shutdown_grace_s
 
     def _rest_server_for_workers(self) -> MlengineRESTServer:
         return MlengineRESTServer(
             FASTAPI_APP_IMPORT_STRING, self.dataplane, self.model_repository_extension, self.http_port,
             access_log_format=self.access_log_format, workers=self.workers, grace_period=self.grace_period,
             event_loop=self.event_loop, timeout_keep_alive=self.timeout_keep_alive,
-            host=self.host, max_body_bytes=self.max_body_bytes, hardened=self.hardened, access_log=self.access_log,
+            host=self.host, limits=self.limits, hardened=self.hardened, access_log=self.access_log,
+            enable_model_repository=self.enable_model_repository,
         )
 
     def start(self, models: list) -> None:
@@ -268,10 +583,29 @@ class LocalModelServer(ModelServer):
 
 
 def serve(model_dir: str, *, name: str | None = None, port: int = 8080, host: str = DEFAULT_HOST,
-          workers: int = 1, max_instances: int | None = None, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+          workers: int = 1, max_instances: int | None = None, max_body_bytes: int | None = None,
           max_batch_rows: int | None = None, batching: bool = True, tf_threads: int | None = None,
-          access_log: bool = False, inline_model: bool = False) -> None:
-    """Load ``model_dir`` (one-line MlengineError when it cannot be served) and serve it until stopped."""
+          access_log: bool = False, inline_model: bool = False, limits: ServerLimits | None = None,
+          enable_model_repository: bool = False, model_class: type[RawFeaturePredictor] = RawFeaturePredictor) -> None:
+    """Load ``model_dir`` (one-line MlengineError when it cannot be served) and serve it until stopped.
+
+    Args:
+        model_dir: the model directory (serving/ SavedModel + feature_spec.yaml).
+        name: the model name in the URLs (default: from the feature spec).
+        port: HTTP port.
+        host: address to bind.
+        workers: server processes, each loading the model.
+        max_instances: most instances per request.
+        max_body_bytes: largest request body (overrides ``limits.max_body_bytes``).
+        max_batch_rows: most rows the micro-batcher merges into one model call.
+        batching: micro-batch concurrent requests.
+        tf_threads: TensorFlow threads per worker.
+        access_log: log one line per request.
+        inline_model: run the model on the event loop thread.
+        limits: header/body/time/connection limits (:class:`ServerLimits`).
+        enable_model_repository: register KServe's unauthenticated load/unload routes.
+        model_class: the predictor class (tests pass a subclass).
+    """
     from mlengine.components.deploy.validation import DEFAULT_MAX_INSTANCES
 
     if workers < 1:
@@ -282,12 +616,15 @@ def serve(model_dir: str, *, name: str | None = None, port: int = 8080, host: st
                                "max_instances": max_instances or DEFAULT_MAX_INSTANCES}
     if max_batch_rows:
         options["max_batch_rows"] = max_batch_rows
-    model = RawFeaturePredictor(name or "model", model_dir, **options)
+    model = model_class(name or "model", model_dir, **options)
     model.load()
     if name is None:
         model.name = default_model_name(model.spec.name)
     server = LocalModelServer(host=host, http_port=port, workers=workers, max_body_bytes=max_body_bytes,
-                              access_log=access_log)
+                              limits=limits, access_log=access_log, enable_model_repository=enable_model_repository)
+    if enable_model_repository:
+        print("mlengine serve: WARNING: the model repository extension is on: anyone who can reach the server "
+              "can unload the model (POST /v2/repository/models/<name>/unload)", file=sys.stderr, flush=True)
     print(f"mlengine serve: model {model.name!r} from {model_dir} on http://{host}:{port} "
           f"({workers} worker{'s' if workers > 1 else ''})", file=sys.stderr, flush=True)
     server.start([model])
@@ -295,7 +632,5 @@ def serve(model_dir: str, *, name: str | None = None, port: int = 8080, host: st
 
 def default_model_name(spec_name: str) -> str:
     """A URL-safe model name from the spec name ("nyc-taxi-fare")."""
-    import re
-
     cleaned = re.sub(r"[^a-z0-9-]+", "-", spec_name.lower()).strip("-")
     return cleaned or "model"
