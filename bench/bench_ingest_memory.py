@@ -57,13 +57,14 @@ def child_main(csv_path: str, out_dir: str, chunk_rows: int) -> None:
     import psutil
 
     from mlengine import synthetic
-    from mlengine.components.ingest.logic import run_ingest
+    from mlengine.components.ingest.executor import run_ingest
+    from mlengine.components.shared.analyze import analyze
     from mlengine.components.shared.featurespec import load_spec
-    from mlengine.components.transform.logic import analyze
-    from mlengine.constants import DEFAULT_HPARAMS, SPLITS
+    from mlengine.components.shared.hyperparameters import HyperParameters
+    from mlengine.constants import SPLITS
 
     spec = load_spec()
-    nbuckets = DEFAULT_HPARAMS["nbuckets"]
+    nbuckets = HyperParameters().nbuckets
     out = Path(out_dir)
     # a warm-up ingest of a few rows loads what pyarrow loads lazily (compute kernels, pandas,
     # thread pools), so the baseline is the fixed cost and the rest is the data-driven part
@@ -86,7 +87,7 @@ def child_main(csv_path: str, out_dir: str, chunk_rows: int) -> None:
         "seconds": round(seconds, 3), "rows_per_s": round(result.rows_read / seconds),
         "baseline_rss_mb": round(baseline_mb, 1), "peak_rss_mb": round(peak_mb, 1),
         "ingest_rss_mb": round(ingest_peak_mb - baseline_mb, 1),
-        "analyze_rows": state["rows"], "analyze_seconds": round(analyze_seconds, 3),
+        "analyze_rows": state.rows, "analyze_seconds": round(analyze_seconds, 3),
     }))
 
 

@@ -51,7 +51,7 @@ class PlainModel(kserve.Model):
         self.model_dir = model_dir
 
     def load(self) -> bool:
-        from mlengine.components.train.tfenv import import_tf
+        from mlengine.components.shared.tf import import_tf
 
         tf, _ = import_tf()
         self._tf = tf
@@ -111,16 +111,11 @@ def percentile_ms(latencies: list[float], q: float) -> float:
 # --- (a) in-process ---------------------------------------------------------------------------------------
 def bench_in_process(model_dir: str, rows: list[dict], latency_requests: int, big_requests: int,
                      public_api: bool = False) -> dict:
-    """The model called directly: the server's runner (flat call), or with ``public_api`` the train
-    component's ``load_serving_model`` (the signature called with keyword tensors)."""
-    from mlengine.components.deploy.savedmodel import columns_from_rows, load_model_dir
+    """The model called directly: the server's runner (flat call), or with ``public_api`` the
+    SavedModel signature called with keyword tensors."""
+    from mlengine.components.shared.savedmodel import columns_from_rows, load_model_dir
 
-    runner = load_model_dir(model_dir)
-    if public_api:
-        from mlengine.components.train.model import load_serving_model
-
-        runner = load_serving_model(model_dir)
-        runner.spec = load_model_dir(model_dir).spec
+    runner = load_model_dir(model_dir, fast_path=not public_api)
     one = [columns_from_rows([row], runner.spec) for row in rows[:64]]
     for columns in one[:20]:
         runner(columns)
@@ -237,12 +232,8 @@ def v2_bodies(rows: list[dict], spec, count: int, batch: int = 1) -> list[bytes]
 # --- one server ------------------------------------------------------------------------------------------
 def bench_server(kind: str, workers: int, model_dir: str, rows: list[dict], spec, settings: dict,
                  work_dir: Path) -> dict:
-    from mlengine.components.deploy.logic import (
-        free_port,
-        start_server_process,
-        stop_process_group,
-        wait_until_ready,
-    )
+    from mlengine.components.deploy.local import start_server_process, stop_process_group, wait_until_ready
+    from mlengine.components.shared.processes import free_port
 
     port = free_port()
     name = "bench"

@@ -33,15 +33,15 @@ def _steady_rate(rates: list[float | None]) -> float:
 
 
 def prepare(workdir: Path, rows: int, nbuckets: int) -> dict[str, str]:
+    from mlengine.components.shared.analyze import analyze
     from mlengine.components.shared.featurespec import load_spec
-    from mlengine.components.transform.logic import analyze, save_transform
     from mlengine.synthetic import generate_columns
     from tests.model_fixtures import write_splits
 
     spec = load_spec(None)
     splits = write_splits(generate_columns(rows, seed=11), spec, workdir / "data", train_parts=4)
     state = analyze(str(splits["train"]), spec, nbuckets, progress=False)
-    save_transform(state, str(workdir / "transform"))
+    state.save(workdir / "transform")
     return {"train_dir": str(splits["train"]), "eval_dir": str(splits["eval"]),
             "transform_dir": str(workdir / "transform")}
 
@@ -52,16 +52,15 @@ def raw_keras_fit(paths: dict[str, str], hidden_units: list[int], learning_rate:
     import numpy as np
     import pyarrow.parquet as pq
 
+    from mlengine.components.shared.tf import import_tf
+    from mlengine.components.shared.transform_state import TransformState
     from mlengine.components.train import model as model_lib
-    from mlengine.components.train.tfenv import import_tf
-    from mlengine.components.transform import logic as transform
 
     _, keras = import_tf()
-    state = transform.load_transform(paths["transform_dir"])
-    spec = transform.spec_of(state)
+    state = TransformState.load(paths["transform_dir"])
+    spec = state.spec
     table = pq.read_table(sorted(Path(paths["train_dir"]).glob("*.parquet")))
-    dtypes = {"float": np.float32, "int": np.int64}
-    features = {c.name: table.column(c.name).to_numpy().astype(dtypes.get(c.type, object)) for c in spec.columns}
+    features = {c.name: table.column(c.name).to_numpy().astype(c.dtypes.numpy) for c in spec.columns}
     labels = table.column(spec.label.name).to_numpy().astype(np.float32)
     keras.utils.set_random_seed(0)
     model = model_lib.build_model(state, hidden_units, learning_rate)
@@ -82,7 +81,7 @@ def raw_keras_fit(paths: dict[str, str], hidden_units: list[int], learning_rate:
 def ours(paths: dict[str, str], model_dir: Path, topology, hidden_units, learning_rate, batch_size, epochs,
          steps_per_epoch: int | None) -> dict:
     """(b) and (c): our trainer, in one process or as a local cluster."""
-    from mlengine.components.train.local_cluster import run_local_cluster
+    from mlengine.components.train.local import run_local_cluster
     from mlengine.components.train.trainer import TrainConfig
 
     config = TrainConfig(**paths, model_dir=str(model_dir), hidden_units=hidden_units, learning_rate=learning_rate,
@@ -112,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args(argv)
 
-    from mlengine.components.train.local_cluster import Topology
+    from mlengine.components.shared.distributed import Topology
     from mlengine.components.train.model import parse_hidden_units
 
     hidden = parse_hidden_units(args.hidden_units)

@@ -64,7 +64,7 @@ def best_so_far(result: dict) -> list[float | None]:
 
 
 def run(args: argparse.Namespace) -> dict:
-    from mlengine.components.tune.local_study import run_local_study
+    from mlengine.components.tune.local import run_local_study
     from mlengine.components.tune.search_space import load_search_space
     from mlengine.constants import TAXI_NOISE_STD
 

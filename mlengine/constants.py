@@ -25,6 +25,12 @@ def image_for(role: str) -> str:
 PIPELINE_IMAGE = image_for("pipeline")
 TRAINER_IMAGE = image_for("trainer")
 SERVER_IMAGE = image_for("server")
+IMAGES_BUILD_COMMAND = "make images"  # what an error about a missing image tells the user to run
+IMAGE_DEFAULT_UID = 10001  # the images' USER (group 0); any other UID in group 0 works too
+IMAGE_MODEL_DIR = "/mnt/models"  # where KServe (and the server image) expects the model
+IMAGE_SERVER_PORT = 8080  # the server image's HTTP port
+CONTAINER_LABEL = "io.mlengine.run"  # on every container `mlengine run --runner docker` starts
+RUNNERS = ("subprocess", "docker")  # `mlengine run --runner`: kfp.local's SubprocessRunner or DockerRunner
 
 # --- built-in data -----------------------------------------------------------------------------
 PACKAGE_DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -70,14 +76,13 @@ PARAM_HIDDEN_UNITS = "hidden_units"
 PARAM_LEARNING_RATE = "learning_rate"
 PARAM_BATCH_SIZE = "batch_size"
 PARAM_EPOCHS = "epochs"
+PARAM_HYPERPARAMETERS = "hyperparameters"  # the pipeline's dict of hyperparameters the user fixes
+ART_HYPERPARAMETERS = "hyperparameters"  # tune's output: one HyperParameters value for transform and train
 
-DEFAULT_HPARAMS = {
-    PARAM_NBUCKETS: 16,
-    PARAM_HIDDEN_UNITS: "64,32",
-    PARAM_LEARNING_RATE: 0.003,
-    PARAM_BATCH_SIZE: 512,
-    PARAM_EPOCHS: 4,
-}
+# hyperparameter defaults live in components/shared/hyperparameters.py (HyperParameters)
+DEFAULT_EPOCHS = 4
+DEFAULT_TUNE_EPOCHS = 2
+RUN_MODES = ("local", "cluster")  # where the heavy steps run: processes here, or cluster resources
 DEFAULT_BLESSING_MARGIN = 0.05  # the model must beat the benchmark RMSE by 5%
 
 # --- environment variables ---------------------------------------------------------------------
@@ -87,6 +92,8 @@ ENV_S3_ENDPOINT = "MLENGINE_S3_ENDPOINT"
 ENV_S3_ACCESS_KEY = "AWS_ACCESS_KEY_ID"
 ENV_S3_SECRET_KEY = "AWS_SECRET_ACCESS_KEY"
 ENV_S3_SECURE = "MLENGINE_S3_SECURE"
+# handed from the caller's environment to `--runner docker` steps at run time, never put in an image
+CONTAINER_PASSTHROUGH_ENV = (ENV_S3_ENDPOINT, ENV_S3_ACCESS_KEY, ENV_S3_SECRET_KEY, ENV_S3_SECURE)
 
 # --- Kubernetes --------------------------------------------------------------------------------
 K8S_NAMESPACE = "kubeflow-user"

@@ -6,7 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from mlengine.constants import DEFAULT_HPARAMS, DEFAULT_ROWS, DEFAULT_SEED
+from mlengine.components.shared.hyperparameters import HyperParameters, add_hyperparameter_flags, explicit_values
+from mlengine.constants import DEFAULT_EPOCHS, DEFAULT_ROWS, DEFAULT_SEED, RUNNERS
 
 
 def add_cli(subparsers) -> None:
@@ -20,11 +21,9 @@ def add_cli(subparsers) -> None:
     run.add_argument("--rows", type=int, default=DEFAULT_ROWS, help="rows to generate when --data is not given")
     run.add_argument("--seed", type=int, default=DEFAULT_SEED, help="seed of the generated data")
     run.add_argument("--out", default="out/run", help="output folder (summary.json, pipeline YAML, artifacts)")
-    run.add_argument("--nbuckets", type=int, help=f"buckets per coordinate (default {DEFAULT_HPARAMS['nbuckets']})")
-    run.add_argument("--hidden-units", help=f"DNN layer sizes (default {DEFAULT_HPARAMS['hidden_units']})")
-    run.add_argument("--learning-rate", type=float, help=f"default {DEFAULT_HPARAMS['learning_rate']}")
-    run.add_argument("--batch-size", type=int, help=f"default {DEFAULT_HPARAMS['batch_size']}")
-    run.add_argument("--epochs", type=int, help=f"default {DEFAULT_HPARAMS['epochs']}")
+    add_hyperparameter_flags(run.add_argument_group(
+        "hyperparameters", "a value given here is fixed: tuning searches only the others"))
+    run.add_argument("--epochs", type=int, help=f"training epochs of the final model (default {DEFAULT_EPOCHS})")
     run.add_argument("--trials", type=int, help="tuning trials before the final training (0: no tuning)")
     run.add_argument("--parallel-trials", type=int, help="trials run at once")
     run.add_argument("--tune-algorithm", help="tpe, random or grid")
@@ -36,6 +35,9 @@ def add_cli(subparsers) -> None:
                           "with the same inputs")
     run.add_argument("--keep-serving", action="store_true",
                      help="leave the local KServe server running after the run (default: checked, then stopped)")
+    run.add_argument("--runner", choices=RUNNERS, default=RUNNERS[0],
+                     help="subprocess: every step in this Python (default); docker: the compiled YAML, every step "
+                          "in the image it names, as Kubeflow runs its pods (build them first: make images)")
     run.set_defaults(handler=_run)
 
     man = subparsers.add_parser("manifests", help="render (not apply) the TFJob, Katib Experiment and InferenceService "
@@ -55,12 +57,10 @@ def add_cli(subparsers) -> None:
 
 
 def _run_params(args: argparse.Namespace) -> dict:
+    fixed = explicit_values({name: getattr(args, name) for name in HyperParameters.names()})
     params = {
         "spec_uri": args.spec,
-        "nbuckets": args.nbuckets,
-        "hidden_units": args.hidden_units,
-        "learning_rate": args.learning_rate,
-        "batch_size": args.batch_size,
+        "hyperparameters": fixed or None,
         "epochs": args.epochs,
         "trials": args.trials,
         "parallel_trials": args.parallel_trials,
@@ -90,6 +90,7 @@ def _run(args: argparse.Namespace) -> int:
         raise MlengineError(f"--rows {args.rows}: need at least 100 rows to split into train/eval/test")
     summary = run_training_locally(
         args.out, data=args.data, rows=args.rows, seed=args.seed, params=_run_params(args), resume=args.resume,
+        runner=args.runner,
         log=lambda line: print(line, file=sys.stderr, flush=True),
     )
     print(format_summary_table(summary, Path(args.out).resolve() / SUMMARY_FILE))

@@ -112,6 +112,7 @@ def run_training_locally(
     seed: int = DEFAULT_SEED,
     params: dict[str, Any] | None = None,
     resume: bool = False,
+    runner: str = "subprocess",
     log=print,
 ) -> dict[str, Any]:
     """Run the training pipeline under kfp.local and return (and write) the run summary.
@@ -126,7 +127,7 @@ def run_training_locally(
     generated = data is None
     params = {key: value for key, value in (params or {}).items() if value is not None}
     if not generated:
-        from mlengine.components.ingest.logic import check_inputs
+        from mlengine.components.ingest.executor import check_inputs
         from mlengine.components.shared.featurespec import load_spec
 
         # fail in a second, with one line naming the file, instead of inside a pipeline task
@@ -138,17 +139,24 @@ def run_training_locally(
 
     from mlengine.pipelines.training import PIPELINE_NAME, training_pipeline
 
-    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(out / "pipeline-root"),
-               enable_caching=resume, cache_root=str(out / "task-cache"))
+    if runner == "docker":  # the compiled YAML, every step in its image (pipelines/docker_run.py)
+        from mlengine.pipelines.docker_run import docker_pipeline
+
+        runner_context = docker_pipeline(out, pipeline_yaml[PIPELINE_NAME], {"data_uri": data_uri, **params},
+                                         enable_caching=resume)
+    else:
+        runner_context = contextlib.nullcontext(training_pipeline)
+        local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(out / "pipeline-root"),
+                   enable_caching=resume, cache_root=str(out / "task-cache"))
     log(f"run: pipeline {PIPELINE_NAME} under kfp.local, data {data_uri}, params {json.dumps(params, sort_keys=True)}")
     log_path = out / PIPELINE_LOG
     log(f"run: full pipeline log in {log_path}")
-    with warnings.catch_warnings(), _quiet_kfp_output(log_path):
+    with runner_context as pipeline, warnings.catch_warnings(), _quiet_kfp_output(log_path):
         # the SubprocessRunner warns for any image whose name lacks "python"; ours are Python images
         warnings.filterwarnings("ignore", message=".*non-Python base image.*", category=RuntimeWarning)
         warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*")
         try:
-            run = training_pipeline(data_uri=data_uri, **params)
+            run = pipeline(data_uri=data_uri, **params)
         except RuntimeError as err:
             reason = _ANSI.sub("", str(err).strip().splitlines()[-1])
             raise MlengineError(f"pipeline {PIPELINE_NAME} failed: {reason} (log: {log_path})") from None
@@ -169,6 +177,7 @@ def run_training_locally(
         "pipeline_yaml": pipeline_yaml[PIPELINE_NAME],
         "data_uri": data_uri,
         "params": params,
+        "hyperparameters": _hyperparameters_summary(outputs.get("hyperparameters")),
         "tuning": _tuning_summary(outputs.get("study")),
         "seconds": round(time.monotonic() - started, 1),
     }
@@ -178,6 +187,17 @@ def run_training_locally(
 
 def _local_path(uri: str) -> str:
     return uri[len("file://"):] if uri.startswith("file://") else uri
+
+
+def _hyperparameters_summary(artifact) -> dict[str, Any] | None:
+    """The values training used and which of them the user fixed (tune's output artifact)."""
+    if artifact is None:
+        return None
+    path = Path(_local_path(artifact.uri))
+    if not path.is_file():
+        return None
+    payload = json.loads(path.read_text(encoding="utf-8"))
+    return {"values": payload["values"], "fixed": payload["fixed"]}
 
 
 def _tuning_summary(study_artifact) -> dict[str, Any] | None:
@@ -211,6 +231,11 @@ def format_summary_table(summary: dict[str, Any], summary_path: str | Path | Non
     elif tuning and tuning.get("best_params"):
         rows.append(("tuning best", f"{json.dumps(tuning['best_params'], sort_keys=True)} "
                                     f"({len(tuning.get('trials', []))} trials, {tuning.get('algorithm')})"))
+    hparams = summary.get("hyperparameters")
+    if hparams:
+        shown = [f"{name}={value}{' (fixed)' if name in hparams['fixed'] else ''}"
+                 for name, value in hparams["values"].items()]
+        rows.append(("hyperparameters", " ".join(shown)))
     rows += [
         ("model", summary["model_dir"]),
         ("pipeline YAML", summary["pipeline_yaml"]),

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from mlengine.constants import DEFAULT_HPARAMS, K8S_NAMESPACE
+from mlengine.constants import DEFAULT_EPOCHS, K8S_NAMESPACE
 
 
 def render_cluster_manifests(
@@ -30,22 +30,23 @@ def render_cluster_manifests(
     space_path: str | None = None,
 ) -> dict[str, dict[str, Any]]:
     """{file name: manifest} for one pipeline run on a cluster, with data under ``data_root`` (s3://...)."""
-    from mlengine.components.deploy.inference_service import render_inference_service
-    from mlengine.components.train.local_cluster import Topology
-    from mlengine.components.train.model import parse_hidden_units
-    from mlengine.components.train.tfjob import render_tfjob, training_args
+    from mlengine.components.deploy.cluster import render_inference_service
+    from mlengine.components.shared.distributed import Topology
+    from mlengine.components.shared.hyperparameters import HyperParameters
+    from mlengine.components.shared.tfjob import render_tfjob
+    from mlengine.components.train.cluster import training_args
     from mlengine.components.train.trainer import TrainConfig
-    from mlengine.components.tune.katib import render_experiment
+    from mlengine.components.tune.cluster import render_experiment
     from mlengine.components.tune.search_space import load_search_space
 
     root = data_root.rstrip("/")
     topology = Topology(workers=workers, ps=ps)
     topology.validate()
+    defaults = HyperParameters()
     config = TrainConfig(
         train_dir=f"{root}/train", eval_dir=f"{root}/eval", transform_dir=f"{root}/transform", model_dir=model_uri,
-        hidden_units=parse_hidden_units(DEFAULT_HPARAMS["hidden_units"]),
-        learning_rate=DEFAULT_HPARAMS["learning_rate"], batch_size=DEFAULT_HPARAMS["batch_size"],
-        epochs=DEFAULT_HPARAMS["epochs"],
+        hidden_units=defaults.hidden_units, learning_rate=defaults.learning_rate, batch_size=defaults.batch_size,
+        epochs=DEFAULT_EPOCHS,
     )
     tfjob = render_tfjob(f"{name}-train", training_args(config), topology, namespace=namespace,
                          shared_claim=shared_claim if ps > 0 else None)

@@ -18,6 +18,13 @@ PIPELINE_NAME = "mlengine-skew-monitor"
     description="Training/serving skew: logged serving inputs vs the training statistics.",
 )
 def monitoring_pipeline(statistics_uri: str, serving_log_uri: str, thresholds: str = "") -> bool:
+    """Drift of the logged serving inputs against the training statistics; True when found.
+
+    Args:
+        statistics_uri: the ingest statistics artifact of the training run behind the served model.
+        serving_log_uri: the predictor's serving-input log (folder, glob, or s3:// object).
+        thresholds: "" for the defaults, or e.g. "psi=0.3,mean_shift=0.5".
+    """
     statistics = dsl.importer(artifact_uri=statistics_uri, artifact_class=dsl.Artifact, reimport=False)
     statistics.set_display_name("training statistics")
     check = monitor(statistics=statistics.output, serving_log_uri=serving_log_uri, thresholds=thresholds)

@@ -18,18 +18,15 @@ from mlengine.components.transform.component import transform
 from mlengine.components.tune.component import tune
 from mlengine.constants import (
     ART_EVAL_DATA,
+    ART_HYPERPARAMETERS,
     ART_MODEL,
     ART_STATISTICS,
     ART_TEST_DATA,
     ART_TRAIN_DATA,
     ART_TRANSFORM,
     DEFAULT_BLESSING_MARGIN,
-    DEFAULT_HPARAMS,
-    PARAM_BATCH_SIZE,
-    PARAM_EPOCHS,
-    PARAM_HIDDEN_UNITS,
-    PARAM_LEARNING_RATE,
-    PARAM_NBUCKETS,
+    DEFAULT_EPOCHS,
+    DEFAULT_TUNE_EPOCHS,
 )
 
 PIPELINE_NAME = "mlengine-training"
@@ -42,6 +39,7 @@ class TrainingOutputs(NamedTuple):
     train_metrics: Metrics
     eval_metrics: Metrics
     study: Artifact
+    hyperparameters: Artifact
 
 
 @dsl.pipeline(
@@ -52,15 +50,12 @@ def training_pipeline(
     data_uri: str,
     spec_uri: str = "",
     split_seed: int = 0,
-    nbuckets: int = DEFAULT_HPARAMS[PARAM_NBUCKETS],
-    hidden_units: str = DEFAULT_HPARAMS[PARAM_HIDDEN_UNITS],
-    learning_rate: float = DEFAULT_HPARAMS[PARAM_LEARNING_RATE],
-    batch_size: int = DEFAULT_HPARAMS[PARAM_BATCH_SIZE],
-    epochs: int = DEFAULT_HPARAMS[PARAM_EPOCHS],
+    hyperparameters: dict = {},  # noqa: B006 (a KFP pipeline parameter default, never mutated)
+    epochs: int = DEFAULT_EPOCHS,
     trials: int = 0,
     parallel_trials: int = 1,
     tune_algorithm: str = "tpe",
-    tune_epochs: int = 2,
+    tune_epochs: int = DEFAULT_TUNE_EPOCHS,
     workers: int = 1,
     ps: int = 0,
     strategy: str = "auto",
@@ -70,6 +65,29 @@ def training_pipeline(
     canary_traffic_percent: int = 10,
     keep_serving: bool = False,
 ) -> TrainingOutputs:
+    """Raw CSV to a served model: ingest, tune, transform, train, evaluate, deploy when blessed.
+
+    Args:
+        data_uri: CSV file, folder of CSV shards, glob, or s3:// URI (MinIO) of the raw data.
+        spec_uri: feature spec YAML; empty for the built-in taxi spec.
+        split_seed: seed of the hash split into train/eval/test (80/10/10).
+        hyperparameters: the hyperparameters you fix, e.g. {"nbuckets": 8, "learning_rate": 0.003};
+            they are not tuned. Keys: nbuckets, hidden_units, learning_rate, batch_size.
+        epochs: training epochs of the final model.
+        trials: tuning trials before the final training; 0 trains with the fixed values and defaults.
+        parallel_trials: trials run at once.
+        tune_algorithm: tpe, random, grid, multivariate-tpe or bayesianoptimization.
+        tune_epochs: training epochs of each trial.
+        workers: training workers (local processes or TFJob Worker replicas).
+        ps: parameter servers (more than 0: ParameterServerStrategy with a chief).
+        strategy: auto, parameter_server, all_reduce or none.
+        mode: local (heavy steps as processes in the step) or cluster (TFJob, Katib Experiment,
+            InferenceService).
+        blessing_margin: how much the model must beat the benchmark's RMSE by (0.05 = 5%).
+        model_name: the served model's name (the InferenceService name on a cluster).
+        canary_traffic_percent: traffic share of a new model version while it is a canary.
+        keep_serving: locally, leave the model server running after the run.
+    """
     ingest_task = ingest(data_uri=data_uri, spec_uri=spec_uri, split_seed=split_seed)
     ingest_task.set_display_name("ingest raw CSV")
 
@@ -77,14 +95,11 @@ def training_pipeline(
         train_data=ingest_task.outputs[ART_TRAIN_DATA],
         eval_data=ingest_task.outputs[ART_EVAL_DATA],
         statistics=ingest_task.outputs[ART_STATISTICS],
+        fixed_hyperparameters=hyperparameters,
         trials=trials,
         parallel=parallel_trials,
         algorithm=tune_algorithm,
         epochs=tune_epochs,
-        nbuckets=nbuckets,
-        hidden_units=hidden_units,
-        learning_rate=learning_rate,
-        batch_size=batch_size,
         mode=mode,
     )
     tune_task.set_display_name("tune hyperparameters (Katib)")
@@ -92,7 +107,7 @@ def training_pipeline(
     transform_task = transform(
         train_data=ingest_task.outputs[ART_TRAIN_DATA],
         statistics=ingest_task.outputs[ART_STATISTICS],
-        nbuckets=tune_task.outputs[PARAM_NBUCKETS],
+        hyperparameters=tune_task.outputs[ART_HYPERPARAMETERS],
     )
     transform_task.set_display_name("analyze: buckets, scaling, vocabularies")
 
@@ -100,9 +115,7 @@ def training_pipeline(
         train_data=ingest_task.outputs[ART_TRAIN_DATA],
         eval_data=ingest_task.outputs[ART_EVAL_DATA],
         transform_fn=transform_task.outputs[ART_TRANSFORM],
-        hidden_units=tune_task.outputs[PARAM_HIDDEN_UNITS],
-        learning_rate=tune_task.outputs[PARAM_LEARNING_RATE],
-        batch_size=tune_task.outputs[PARAM_BATCH_SIZE],
+        hyperparameters=tune_task.outputs[ART_HYPERPARAMETERS],
         epochs=epochs,
         workers=workers,
         ps=ps,
@@ -139,5 +152,6 @@ def training_pipeline(
         train_metrics=train_task.outputs["metrics"],
         eval_metrics=evaluate_task.outputs["metrics"],
         study=tune_task.outputs["study"],
+        hyperparameters=tune_task.outputs[ART_HYPERPARAMETERS],
     )
 

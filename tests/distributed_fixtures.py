@@ -57,13 +57,13 @@ def toy_command(task, config_file, result_file) -> list[str]:
 
 def taxi_training_setup(workdir: Path, rows: int = 4000, nbuckets: int = 4) -> dict[str, str]:
     """Tiny taxi Parquet splits + transform under workdir; returns the TrainConfig paths."""
+    from mlengine.components.shared.analyze import analyze
     from mlengine.components.shared.featurespec import load_spec
-    from mlengine.components.transform.logic import analyze, save_transform
     from tests.model_fixtures import write_taxi_splits
 
     splits = write_taxi_splits(workdir, rows=rows)
     state = analyze(str(splits["train"]), load_spec(None), nbuckets, progress=False)
-    save_transform(state, str(workdir / "transform"))
+    state.save(workdir / "transform")
     return {"train_dir": str(splits["train"]), "eval_dir": str(splits["eval"]),
             "transform_dir": str(workdir / "transform"), "model_dir": str(workdir / "model")}
 

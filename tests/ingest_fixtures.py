@@ -10,7 +10,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mlengine.components.ingest.logic import IngestResult, run_ingest
+from mlengine.components.ingest.executor import IngestResult, run_ingest
 from mlengine.components.shared.featurespec import FeatureSpec, load_spec
 from mlengine.constants import REJECTS_FILE, SPLITS, STATISTICS_FILE
 

@@ -59,14 +59,14 @@ def write_taxi_splits(workdir: Path, rows: int = 3000, seed: int = 7) -> dict[st
 
 def train_tiny_model(workdir: Path, rows: int = 3000, epochs: int = 1, nbuckets: int = 4) -> Path:
     """Generate taxi data, analyze, train a small model; return its model_dir (with serving/)."""
+    from mlengine.components.shared.analyze import analyze
     from mlengine.components.shared.featurespec import load_spec
     from mlengine.components.train.trainer import TrainConfig, train
-    from mlengine.components.transform.logic import analyze, save_transform
 
     workdir = Path(workdir)
     splits = write_taxi_splits(workdir, rows=rows)
     state = analyze(str(splits["train"]), load_spec(None), nbuckets, progress=False)
-    save_transform(state, str(workdir / "transform"))
+    state.save(workdir / "transform")
     config = TrainConfig(train_dir=str(splits["train"]), eval_dir=str(splits["eval"]),
                          transform_dir=str(workdir / "transform"), model_dir=str(workdir / "model"),
                          hidden_units=[16, 8], learning_rate=0.02, batch_size=64, epochs=epochs)

@@ -42,9 +42,9 @@ def sample_rows(spec, count: int, seed: int = 5) -> list[dict]:
 
 
 def in_process_predictions(model_dir: Path, rows: list[dict]) -> np.ndarray:
-    """Predictions of the same SavedModel through the train component's own loader (no server code)."""
-    from mlengine.components.train.model import load_serving_model
+    """Predictions of the same SavedModel through the public SavedModel signature API (no server code)."""
+    from mlengine.components.shared.savedmodel import load_model_dir
 
-    model = load_serving_model(str(model_dir))
+    model = load_model_dir(model_dir, fast_path=False)
     columns = {name: np.array([row[name] for row in rows]) for name in rows[0]}
     return np.asarray(model(columns), dtype=np.float64)

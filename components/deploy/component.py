@@ -16,11 +16,22 @@ def deploy(
     keep_serving: bool,
     deploy_report: Output[Markdown],
 ) -> str:
-    """Serve a blessed model over REST (or, for an unblessed one, roll back a canary); returns the URL."""
+    """Serve a blessed model over REST (or, for an unblessed one, roll back a canary); returns the URL.
+
+    Args:
+        model: the trained model directory (SavedModel over raw features, its spec and transform).
+        blessed: the evaluation's verdict; False rolls back a canary in flight instead of deploying.
+        mode: local (the KServe ModelServer on 127.0.0.1: a test prediction, then stopped unless
+            keep_serving) or cluster (an InferenceService, rolled out as a canary).
+        model_name: the served model's name (the InferenceService name on a cluster).
+        canary_traffic_percent: traffic share of the new version while it is a canary (cluster).
+        keep_serving: locally, leave the server running after the step.
+        deploy_report: what was deployed, where, and the test prediction.
+    """
     import sys
     from pathlib import Path
 
-    from mlengine.components.deploy.launch import deploy_model
+    from mlengine.components.deploy.executor import deploy_model
 
     url, markdown = deploy_model(
         model.path, model_uri=model.uri, blessed=blessed, mode=mode, name=model_name,

@@ -28,9 +28,9 @@ import numpy as np
 import orjson
 
 from mlengine.components.deploy.batching import MicroBatcher
-from mlengine.components.deploy.savedmodel import NUMPY_DTYPES, OUTPUT_KEY, V2_DATATYPES, load_model_dir
 from mlengine.components.deploy.validation import DEFAULT_MAX_INSTANCES, RequestError, RequestValidator
-from mlengine.components.monitor.serving_log import serving_log_from_env
+from mlengine.components.shared.savedmodel import OUTPUT_KEY, load_model_dir
+from mlengine.components.shared.serving_log import serving_log_from_env
 
 _argv, sys.argv = sys.argv, sys.argv[:1]  # kserve.model_server parses sys.argv when it is imported
 try:
@@ -131,7 +131,7 @@ class RawFeaturePredictor(kserve.Model):
     def get_input_types(self) -> list[dict]:
         if self._runner is None:
             return []
-        return [{"name": c.name, "datatype": V2_DATATYPES[c.type], "shape": [-1]} for c in self._runner.spec.columns]
+        return [{"name": c.name, "datatype": c.dtypes.v2[0], "shape": [-1]} for c in self._runner.spec.columns]
 
     def get_output_types(self) -> list[dict]:
         return [{"name": OUTPUT_KEY, "datatype": "FP32", "shape": [-1]}]
@@ -186,5 +186,5 @@ class RawFeaturePredictor(kserve.Model):
 
     def predict_columns(self, columns: dict[str, Any]) -> np.ndarray:
         """In-process prediction (no HTTP, no batching) for already-valid columns."""
-        typed = {c.name: np.asarray(columns[c.name], dtype=NUMPY_DTYPES[c.type]) for c in self._runner.spec.columns}
+        typed = {c.name: np.asarray(columns[c.name], dtype=c.dtypes.numpy) for c in self._runner.spec.columns}
         return self._runner(typed)

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from mlengine.components.shared.featurespec import DTYPES
 from mlengine.errors import MlengineError
 
 DEFAULT_MAX_INSTANCES = 10_000
@@ -38,8 +39,6 @@ DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
 MAX_STRING_CHARS = 4096
 V1_OPTIONAL_KEYS = frozenset({"signature_name"})
 SIGNATURE_NAME = "serving_default"
-V2_DATATYPES = {"float": ("FP32", "FP64"), "int": ("INT64", "INT32"), "string": ("BYTES",)}
-NUMPY_DTYPES = {"float": np.float32, "int": np.int64, "string": object}
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 FLOAT32_MAX = float(np.finfo(np.float32).max)  # the model takes float32: larger values would become inf
 EXACT_INT_MAX = 2.0**53  # ints up to this survive the float64 fast path unchanged
@@ -142,7 +141,7 @@ class RequestValidator:
                     if not (ints == np.trunc(ints)).all():
                         return None
                 for position, rule in enumerate(self._numeric):
-                    columns[rule.name] = matrix[:, position].astype(NUMPY_DTYPES[rule.type])
+                    columns[rule.name] = matrix[:, position].astype(DTYPES[rule.type].numpy)
             for rule in self._strings:
                 values = [instance[rule.name] for instance in instances]
                 if set(map(type, values)) != {str} or max(map(len, values)) > MAX_STRING_CHARS:
@@ -207,9 +206,9 @@ class RequestValidator:
         for rule in self.rules:
             item = by_name[rule.name]
             datatype = str(getattr(item, "datatype", "")).upper()
-            if datatype not in V2_DATATYPES[rule.type]:
+            if datatype not in DTYPES[rule.type].v2:
                 raise RequestError(f"inputs.{rule.name}.datatype: {datatype or None!r} does not fit a {rule.type} "
-                                   f"feature; use {' or '.join(V2_DATATYPES[rule.type])}", rule.name)
+                                   f"feature; use {' or '.join(DTYPES[rule.type].v2)}", rule.name)
             values = _v2_values(item, rule.name)
             shape = list(getattr(item, "shape", None) or [])
             if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)) or shape[0] != len(values):
@@ -251,7 +250,7 @@ class RequestValidator:
         except (OverflowError, ValueError, TypeError):
             array = None
         if array is not None and (rule.low is None or (array.min() >= rule.low and array.max() <= rule.high)):
-            return array.astype(NUMPY_DTYPES[rule.type], copy=False)
+            return array.astype(DTYPES[rule.type].numpy, copy=False)
         return self._slow_column(rule, values, where)
 
     def _slow_column(self, rule: ColumnRule, values: list, where) -> np.ndarray:
@@ -262,7 +261,7 @@ class RequestValidator:
         # every value passed on its own (e.g. integral floats in an int column): convert them
         if rule.type == "int":
             return np.array([int(v) for v in values], dtype=np.int64)
-        return np.array(values, dtype=NUMPY_DTYPES[rule.type])
+        return np.array(values, dtype=DTYPES[rule.type].numpy)
 
 
 def _limits(rule: ColumnRule) -> tuple[float, float]:

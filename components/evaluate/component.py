@@ -14,15 +14,22 @@ def evaluate(
     metrics: Output[Metrics],
     eval_report: Output[Markdown],
 ) -> bool:
-    """RMSE/MAE of the model and of the distance-only benchmark on the test split; blessed if it wins by `margin`.
+    """RMSE/MAE of the model and of the rule-based benchmark on the test split; blessed if it wins by `margin`.
 
     The single bool output is the deploy gate (`dsl.If`); the figures go into the Metrics artifact.
+
+    Args:
+        model: the trained model directory; its transform carries the benchmark line.
+        test_data: the ingested test split (never seen by training or tuning).
+        margin: how much the model's RMSE must beat the benchmark's by (0.05 = 5%).
+        metrics: RMSE and MAE of the model and of the benchmark, the blessing, the row count.
+        eval_report: the comparison and the verdict in words.
     """
     import sys
     from pathlib import Path
 
-    from mlengine.components.evaluate.logic import evaluate as evaluate_model
-    from mlengine.components.evaluate.logic import render_evaluation_markdown
+    from mlengine.components.evaluate.executor import evaluate as evaluate_model
+    from mlengine.components.evaluate.executor import render_evaluation_markdown
     from mlengine.components.shared.reports import log_metrics
 
     result = evaluate_model(model.path, test_data.path, margin=margin,

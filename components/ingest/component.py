@@ -21,13 +21,27 @@ def ingest(
     statistics_view: Output[Markdown],
     metrics: Output[Metrics],
 ) -> NamedTuple("IngestOutputs", rows_read=int, rows_rejected=int):
-    """Stream raw CSV (file, folder, glob or s3://), quarantine bad rows, split, write Parquet + statistics."""
+    """Stream raw CSV (file, folder, glob or s3://), quarantine bad rows, split, write Parquet + statistics.
+
+    Args:
+        data_uri: a CSV file, a folder of CSV shards, a glob, or an s3:// URI (MinIO; the endpoint
+            and credentials come from the environment).
+        spec_uri: the feature spec YAML; empty for the built-in taxi spec.
+        split_seed: seed of the hash split into train/eval/test (80/10/10).
+        train_data: the training split (Parquet parts).
+        eval_data: the eval split (Parquet parts).
+        test_data: the test split (Parquet parts).
+        rejects: rows that failed validation, with file, line and reason (rejects.jsonl).
+        statistics: per-column statistics of the training split, and the spec it was read with.
+        statistics_view: the statistics as tables and histograms.
+        metrics: rows read and rejected.
+    """
     import json
     import sys
     from collections import namedtuple
     from pathlib import Path
 
-    from mlengine.components.ingest.logic import run_ingest
+    from mlengine.components.ingest.executor import run_ingest
     from mlengine.components.ingest.statistics import render_statistics_markdown
     from mlengine.components.shared.featurespec import load_spec
     from mlengine.components.shared.reports import log_metrics

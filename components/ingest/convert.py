@@ -20,10 +20,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mlengine.components.shared.featurespec import Column
+from mlengine.components.shared.featurespec import DTYPES, Column
 from mlengine.errors import DataError
 
-ARROW_TYPES = {"float": pa.float64(), "int": pa.int64(), "string": pa.string()}
+# Parquet storage types, from the one dtype table
+ARROW_TYPES = {kind: pa.string() if d.stored is object else pa.from_numpy_dtype(d.stored)
+               for kind, d in DTYPES.items()}
 _INT64_LIMIT = 2**63
 
 

@@ -40,7 +40,7 @@ def add_cli(subparsers) -> None:
 
 
 def _monitor(args: argparse.Namespace) -> int:
-    from mlengine.components.monitor.logic import parse_thresholds, run_monitor
+    from mlengine.components.monitor.executor import parse_thresholds, run_monitor
 
     if args.limit is not None and args.limit < 1:
         raise MlengineError(f"--limit {args.limit}: expected at least 1")

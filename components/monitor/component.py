@@ -18,14 +18,26 @@ def monitor(
 ) -> bool:
     """Compare the logged serving inputs with the training statistics; True when drift is detected.
 
-    `serving_log_uri`: the predictor's log folder (a mounted volume), a glob, or one JSON Lines
-    file / s3:// object. `thresholds`: "" for the defaults or e.g. "psi=0.3,mean_shift=0.5".
+    Args:
+        statistics: ingest's statistics artifact of the training run behind the served model.
+        serving_log_uri: the predictor's log folder (a mounted volume), a glob, or one JSON Lines
+            file / s3:// object.
+        thresholds: "" for the defaults, or e.g. "psi=0.3,mean_shift=0.5".
+        drift: drift.json (every column's distances, sample sizes and verdict) and the reports.
+        drift_report: the verdict per column as Markdown.
+        drift_report_html: training vs serving histograms per column.
+        metrics: the largest distances and the number of drifted columns.
     """
     import shutil
     import sys
     from pathlib import Path
 
-    from mlengine.components.monitor.logic import REPORT_HTML_FILE, REPORT_MARKDOWN_FILE, metrics_summary, run_monitor
+    from mlengine.components.monitor.executor import (
+        REPORT_HTML_FILE,
+        REPORT_MARKDOWN_FILE,
+        metrics_summary,
+        run_monitor,
+    )
     from mlengine.components.shared.reports import log_metrics
 
     result = run_monitor(statistics.path, serving_log_uri, drift.path, thresholds=thresholds,

@@ -12,13 +12,32 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
-from mlengine.components.shared.yamlfile import read_yaml_file
+from mlengine.components.shared.userfiles import read_yaml_file
 from mlengine.constants import DEFAULT_SPEC_PATH
 from mlengine.errors import MlengineError
 
 COLUMN_TYPES = ("float", "int", "string")
+
+
+@dataclass(frozen=True)
+class ColumnDTypes:
+    """How one column type is represented at each boundary of the system."""
+
+    tf: str  # the SavedModel signature's input dtype (and the Keras input's)
+    numpy: Any  # the array fed to that signature
+    stored: Any  # the numpy dtype of stored values (ingested Parquet, serving log)
+    v2: tuple[str, ...]  # Open Inference Protocol datatypes accepted; the first is the one declared
+
+
+# the one dtype table of the project, keyed by the spec's column type
+DTYPES = {
+    "float": ColumnDTypes("float32", np.float32, np.float64, ("FP32", "FP64")),
+    "int": ColumnDTypes("int64", np.int64, np.int64, ("INT64", "INT32")),
+    "string": ColumnDTypes("string", object, object, ("BYTES",)),
+}
 # op name -> number of inputs; numpy and TensorFlow implementations live in derived.py
 DERIVED_OPS = {"haversine_km": 4, "difference": 2, "ratio": 2, "product": 2, "log1p": 1}
 DEFAULT_EMBEDDING_DIM = 8
@@ -40,6 +59,10 @@ class Column:
     @property
     def is_numeric(self) -> bool:
         return self.type in ("float", "int")
+
+    @property
+    def dtypes(self) -> ColumnDTypes:
+        return DTYPES[self.type]
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "type": self.type}

@@ -8,13 +8,10 @@ from __future__ import annotations
 import argparse
 import json
 
-from mlengine.constants import (
-    DEFAULT_HPARAMS,
-    PARAM_BATCH_SIZE,
-    PARAM_EPOCHS,
-    PARAM_HIDDEN_UNITS,
-    PARAM_LEARNING_RATE,
-)
+from mlengine.components.shared.hyperparameters import HyperParameters
+from mlengine.constants import DEFAULT_EPOCHS
+
+DEFAULTS = HyperParameters()
 
 
 def add_cli(subparsers) -> None:
@@ -38,10 +35,10 @@ def add_cli(subparsers) -> None:
                           help="seconds a task may take to start and connect (default %(default)s)")
     topology.add_argument("--timeout", type=float, default=None, help="seconds the whole run may take")
     hparams = parser.add_argument_group("hyperparameters")
-    hparams.add_argument("--hidden-units", default=DEFAULT_HPARAMS[PARAM_HIDDEN_UNITS], help="e.g. 64,32")
-    hparams.add_argument("--learning-rate", type=float, default=DEFAULT_HPARAMS[PARAM_LEARNING_RATE])
-    hparams.add_argument("--batch-size", type=int, default=DEFAULT_HPARAMS[PARAM_BATCH_SIZE])
-    hparams.add_argument("--epochs", type=int, default=DEFAULT_HPARAMS[PARAM_EPOCHS])
+    hparams.add_argument("--hidden-units", default=DEFAULTS.hidden_units, help="e.g. 64,32 (default %(default)s)")
+    hparams.add_argument("--learning-rate", type=float, default=DEFAULTS.learning_rate, help="default %(default)s")
+    hparams.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="default %(default)s")
+    hparams.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help="default %(default)s")
     hparams.add_argument("--steps-per-epoch", type=int, default=None,
                          help="batches per epoch (default: one pass over the training split)")
     hparams.add_argument("--seed", type=int, default=0)
@@ -51,7 +48,8 @@ def add_cli(subparsers) -> None:
 def _train(args: argparse.Namespace) -> int:
     import sys
 
-    from mlengine.components.train.local_cluster import Topology, run_local_cluster
+    from mlengine.components.shared.distributed import Topology
+    from mlengine.components.train.local import run_local_cluster
     from mlengine.components.train.trainer import TrainConfig
 
     config = TrainConfig(train_dir=args.train_dir, eval_dir=args.eval_dir, transform_dir=args.transform_dir,

@@ -1,4 +1,4 @@
-"""KFP wrapper of training: one process, a local TF_CONFIG cluster, or a TFJob on Kubeflow."""
+"""KFP wrapper of training (components/train/executor.py): one process, a local TF_CONFIG cluster, or a TFJob."""
 
 from typing import NamedTuple
 
@@ -13,9 +13,7 @@ def train(
     train_data: Input[Dataset],
     eval_data: Input[Dataset],
     transform_fn: Input[Artifact],
-    hidden_units: str,
-    learning_rate: float,
-    batch_size: int,
+    hyperparameters: Input[Artifact],
     epochs: int,
     workers: int,
     ps: int,
@@ -25,31 +23,48 @@ def train(
     metrics: Output[Metrics],
     loss_curves: Output[HTML],
 ) -> NamedTuple("TrainOutputs", eval_rmse=float, examples_per_second=float):
-    """Train the wide-and-deep regressor; `mode` local runs the topology as processes, cluster as a TFJob."""
+    """Train the wide-and-deep regressor on raw features (the transform runs inside the model).
+
+    Args:
+        train_data: the ingested training split (Parquet parts).
+        eval_data: the ingested eval split, evaluated after every epoch.
+        transform_fn: the analyze pass's transform.json; it becomes the model's preprocessing layer.
+        hyperparameters: the HyperParameters from tune (hidden_units, learning_rate, batch_size used here).
+        epochs: passes over the training split.
+        workers: training workers (local processes, or TFJob Worker replicas).
+        ps: parameter servers; more than 0 trains with ParameterServerStrategy (a chief coordinates).
+        strategy: auto, parameter_server, all_reduce or none; auto follows workers and ps.
+        mode: local (processes in this step, with the TF_CONFIG a TFJob injects) or cluster (a TFJob).
+        model: the exported model directory: serving/ (SavedModel over raw features), transform.json,
+            feature_spec.yaml, history.json.
+        metrics: eval RMSE and training throughput.
+        loss_curves: training and eval loss per epoch.
+    """
     import json
-    import sys
     from collections import namedtuple
     from pathlib import Path
 
+    from mlengine.components.shared.hyperparameters import HyperParameters
+    from mlengine.components.shared.logs import setup_logging
     from mlengine.components.shared.reports import log_metrics
-    from mlengine.components.train.launch import launch_training
-    from mlengine.components.train.model import parse_hidden_units
+    from mlengine.components.train.executor import run
     from mlengine.components.train.report import loss_curves_html
     from mlengine.components.train.trainer import TrainConfig
     from mlengine.constants import HISTORY_FILE
 
+    setup_logging()
+    hparams = HyperParameters.load(hyperparameters.path)
     config = TrainConfig(
         train_dir=train_data.path, eval_dir=eval_data.path, transform_dir=transform_fn.path, model_dir=model.path,
-        hidden_units=parse_hidden_units(hidden_units), learning_rate=learning_rate, batch_size=batch_size,
+        hidden_units=hparams.hidden_units, learning_rate=hparams.learning_rate, batch_size=hparams.batch_size,
         epochs=epochs,
     )
-    result = launch_training(config, workers=workers, ps=ps, strategy=strategy, mode=mode,
-                             model_uri=model.uri, log=lambda line: print(line, file=sys.stderr, flush=True))
+    result = run(config, workers=workers, ps=ps, strategy=strategy, mode=mode, model_uri=model.uri)
     history = json.loads((Path(model.path) / HISTORY_FILE).read_text(encoding="utf-8"))
     Path(loss_curves.path).write_text(loss_curves_html(history), encoding="utf-8")
     log_metrics(metrics, {"eval_rmse": float(result["eval_rmse"]),
                           "examples_per_second": float(result["examples_per_second"])})
     model.metadata.update({"framework": "tensorflow", "signature": "serving_default (raw features)",
-                           "hidden_units": hidden_units, "workers": workers, "ps": ps, "strategy": strategy})
+                           **hparams.to_dict(), "epochs": epochs, "workers": workers, "ps": ps, "strategy": strategy})
     outputs = namedtuple("TrainOutputs", ["eval_rmse", "examples_per_second"])
     return outputs(float(result["eval_rmse"]), float(result["examples_per_second"]))

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mlengine.components.transform.logic import iter_record_batches
-from mlengine.components.transform.logic import list_parquet_files as _list_parquet_files
+from mlengine.components.shared.featurespec import DTYPES
+from mlengine.components.shared.parquet import iter_record_batches
 from mlengine.errors import DataError
 
 SHUFFLE_BUFFER_BATCHES = 64
@@ -28,26 +28,6 @@ READ_CHUNK_BATCHES = 16  # rows are permuted within chunks of this many batches
 GRAPH_INPUT_SUFFIX = ".tfrecord"
 GRAPH_INPUT_DONE = "_COMPLETE"
 GRAPH_RECORD_ROWS = 1024  # rows per TFRecord record of the graph-only input
-_TF_DTYPES = {"float": "float32", "int": "int64", "string": "string"}
-_NUMPY_DTYPES = {"float": np.float32, "int": np.int64}
-
-
-def list_parquet_files(split_dir: str) -> list[str]:
-    """The sorted ``part-*.parquet`` files of one split directory (DataError when there are none)."""
-    return _list_parquet_files(split_dir)
-
-
-def count_rows(files: list[str]) -> int:
-    """Rows of the given Parquet files, from their footers (no data read)."""
-    import pyarrow.parquet as pq
-
-    total = 0
-    for path in files:
-        try:
-            total += pq.ParquetFile(path).metadata.num_rows
-        except Exception as err:  # pyarrow raises several types for unreadable files
-            raise DataError(f"{path}: not a readable Parquet file: {err}") from None
-    return total
 
 
 def shard_plan(files: list[str], pipeline_id: int, num_pipelines: int) -> tuple[list[str], tuple[int, int] | None]:
@@ -83,7 +63,7 @@ class _BatchGenerator:
             elif kind == "string":
                 out[name] = values.astype(object)
             else:
-                out[name] = values.astype(_NUMPY_DTYPES[kind])
+                out[name] = values.astype(DTYPES[kind].numpy)
         return out
 
     def __call__(self):
@@ -137,7 +117,7 @@ def make_dataset(files: list[str], spec, batch_size: int, *, shuffle: bool, repe
     ``.tfrecord`` files of ``prepare_graph_input`` (read by TensorFlow ops only, as
     ParameterServerStrategy needs: its workers run no Python of ours).
     """
-    from mlengine.components.train.tfenv import import_tf
+    from mlengine.components.shared.tf import import_tf
 
     tf, _ = import_tf()
     if not files:
@@ -154,7 +134,7 @@ def make_dataset(files: list[str], spec, batch_size: int, *, shuffle: bool, repe
                               seed=seed + pipeline_id)
     generator = _BatchGenerator(shard_files, spec, batch_size, shuffle, row_shard, seed + 7919 * pipeline_id)
     signature = (
-        {col.name: tf.TensorSpec([None, None], getattr(tf, _TF_DTYPES[col.type]), name=col.name)
+        {col.name: tf.TensorSpec([None, None], getattr(tf, col.dtypes.tf), name=col.name)
          for col in spec.columns},
         tf.TensorSpec([None, None], tf.float32, name=spec.label.name),
     )
@@ -195,7 +175,7 @@ def prepare_graph_input(files: list[str], spec, out_dir: str | Path | None = Non
     One ``.tfrecord`` per Parquet part; each record holds GRAPH_RECORD_ROWS rows (shuffled once,
     seeded) as one serialized tensor per column. Idempotent: an existing complete copy is reused.
     """
-    from mlengine.components.train.tfenv import import_tf
+    from mlengine.components.shared.tf import import_tf
 
     tf, _ = import_tf()
     out = Path(out_dir) if out_dir is not None else graph_input_dir(files, spec)
@@ -219,7 +199,7 @@ def prepare_graph_input(files: list[str], spec, out_dir: str | Path | None = Non
                     elif types[name] == "string":
                         tensor = tf.constant(values.astype(object), tf.string)
                     else:
-                        tensor = tf.constant(values.astype(_NUMPY_DTYPES[types[name]]))
+                        tensor = tf.constant(values.astype(DTYPES[types[name]].numpy))
                     serialized = tf.io.serialize_tensor(tensor).numpy()
                     feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[serialized]))
                 writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
@@ -229,7 +209,7 @@ def prepare_graph_input(files: list[str], spec, out_dir: str | Path | None = Non
 
 
 def _graph_dataset(tf, files, row_shard, spec, batch_size, *, shuffle, repeat, seed):
-    dtypes = {col.name: getattr(tf, _TF_DTYPES[col.type]) for col in spec.columns}
+    dtypes = {col.name: getattr(tf, col.dtypes.tf) for col in spec.columns}
     dtypes[spec.label.name] = tf.float32
     description = {name: tf.io.FixedLenFeature([], tf.string) for name in dtypes}
     label = spec.label.name

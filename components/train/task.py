@@ -23,7 +23,6 @@ worth a restart), 128+N killed by signal N.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import dataclasses
 import faulthandler
 import json
@@ -35,16 +34,13 @@ import types
 from pathlib import Path
 from typing import Any
 
+from mlengine.components.shared.processes import EXIT_OK, PortInUseError, die_with_parent, exit_hard, run_program
+from mlengine.components.shared.userfiles import read_json_object
 from mlengine.errors import MlengineError
 
-EXIT_OK = 0
-EXIT_CRASH = 1
-EXIT_USER_ERROR = 2
-EXIT_PORT_IN_USE = 3
 READY_MARKER = "mlengine-task: ready"  # the local supervisor waits for this line from every task
 METRIC_KEYS = ("eval_rmse", "examples_per_second")
 ENV_PARENT_PID = "MLENGINE_SUPERVISOR_PID"  # set by local_cluster: die with the supervisor
-_PR_SET_PDEATHSIG = 1
 
 
 def _stderr(message: str) -> None:
@@ -112,36 +108,15 @@ def build_parser() -> argparse.ArgumentParser:
 def _load_base(path: str | None) -> tuple[dict[str, Any], str | None]:
     if not path:
         return {}, None
-    try:
-        raw = json.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise MlengineError(f"{path}: config file not found") from None
-    except json.JSONDecodeError as err:
-        raise MlengineError(f"{path}: not valid JSON: {err.msg} (line {err.lineno})") from None
-    if not isinstance(raw, dict):
-        raise MlengineError(f"{path}: expected a JSON object")
+    raw = read_json_object(path, what="config")
     strategy = raw.pop("strategy", None)
     raw.pop("topology", None)  # informational: the cluster shape comes from TF_CONFIG
     return raw, strategy
 
 
-def _die_with_parent() -> None:
-    """Under the local supervisor: get SIGTERM when it dies, so a killed supervisor leaves no orphans."""
-    expected = os.environ.get(ENV_PARENT_PID)
-    if not expected or not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    except (OSError, AttributeError):
-        return
-    if str(os.getppid()) != expected:  # the supervisor died before prctl took effect
-        os._exit(EXIT_CRASH)
-
-
 def _serve(role) -> None:
     """A ps or worker task of parameter_server training: serve until terminated."""
-    from mlengine.components.train import distributed
+    from mlengine.components.shared import distributed
 
     try:
         server = distributed.start_server(role)
@@ -151,10 +126,6 @@ def _serve(role) -> None:
         raise
     _stderr(f"{READY_MARKER} {role.name} serving at {role.address} (pid {os.getpid()})")
     server.join()
-
-
-class PortInUseError(MlengineError):
-    """This task's cluster address cannot be bound."""
 
 
 def _port_in_use(err: BaseException) -> bool:
@@ -175,10 +146,10 @@ def print_metrics(result: dict) -> None:
 
 def run(argv: list[str] | None = None) -> int:
     """Run one task; returns its exit code (see the module docstring)."""
-    from mlengine.components.train import distributed, staging
+    from mlengine.components.shared import distributed, staging
 
     args = build_parser().parse_args(argv)
-    _die_with_parent()
+    die_with_parent(os.environ.get(ENV_PARENT_PID))  # a killed local supervisor leaves no orphans
     if os.environ.get("TMPDIR"):  # a TFJob points it at the shared volume; tempfile skips a missing dir
         os.makedirs(os.environ["TMPDIR"], exist_ok=True)
     base, file_strategy = _load_base(args.config)
@@ -217,31 +188,7 @@ def main(argv: list[str] | None = None) -> None:
     # SIGTERM keeps its default action on purpose: a Python handler would never run while a task is
     # blocked inside TensorFlow (server.join, a stuck RPC), and the task would ignore its supervisor
     faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 PID` prints where a task hangs
-    try:
-        code = run(argv)
-    except PortInUseError as err:
-        _stderr(f"mlengine-task: error: {err}")
-        code = EXIT_PORT_IN_USE
-    except MlengineError as err:
-        _stderr(f"mlengine-task: error: {err}")
-        code = EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        _stderr("mlengine-task: interrupted")
-        code = 128 + signal.SIGINT
-    except SystemExit as err:  # argparse
-        code = err.code if isinstance(err.code, int) else EXIT_USER_ERROR
-    except BaseException:
-        import traceback
-
-        traceback.print_exc()
-        code = EXIT_CRASH
-    _exit(code)
-
-
-def _exit(code: int) -> None:
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    exit_hard(run_program(lambda: run(argv), "mlengine-task"))
 
 
 if __name__ == "__main__":

@@ -22,9 +22,12 @@ import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from mlengine.components.shared.hyperparameters import parse_hidden_units
+from mlengine.components.shared.parquet import count_rows, list_parquet_files
+from mlengine.components.shared.transform_state import TransformState
+from mlengine.components.shared.userfiles import parse_json_object, read_json_object
 from mlengine.components.train import data as train_data
 from mlengine.components.train import model as model_lib
-from mlengine.components.transform import logic as transform
 from mlengine.constants import CHECKPOINT_SUBDIR, HISTORY_FILE
 from mlengine.errors import MlengineError
 
@@ -47,7 +50,7 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self):
-        self.hidden_units = model_lib.parse_hidden_units(self.hidden_units)
+        self.hidden_units = parse_hidden_units(self.hidden_units)
         for name in ("batch_size", "epochs"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -63,12 +66,7 @@ class TrainConfig:
 
     @classmethod
     def from_json(cls, text: str) -> TrainConfig:
-        try:
-            raw = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise MlengineError(f"train config: not valid JSON: {err}") from None
-        if not isinstance(raw, dict):
-            raise MlengineError("train config: expected a JSON object")
+        raw = parse_json_object(text, "train config")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(raw) - known)
         if unknown:
@@ -94,10 +92,7 @@ def load_history(model_dir: str | Path) -> dict:
     path = Path(model_dir) / HISTORY_FILE
     if not path.is_file():
         return {}
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise MlengineError(f"{path}: not valid JSON: {err}") from None
+    return read_json_object(path, what="history")
 
 
 def _merge_history(previous: dict, new_rows: list[dict]) -> dict:
@@ -112,7 +107,7 @@ def _merge_history(previous: dict, new_rows: list[dict]) -> dict:
     return {key: [row.get(key) for row in rows] for key in keys}
 
 
-def _check_resumable(config: TrainConfig, state: dict) -> None:
+def _check_resumable(config: TrainConfig, state: TransformState) -> None:
     """Refuse to resume checkpoints of a different model (other layers or other transform)."""
     model_dir = Path(config.model_dir)
     saved = model_dir / TRAIN_CONFIG_FILE
@@ -126,25 +121,25 @@ def _check_resumable(config: TrainConfig, state: dict) -> None:
             "use a new model directory or delete its checkpoints/")
 
 
-def _model_fingerprint(config: TrainConfig, state: dict) -> str:
+def _model_fingerprint(config: TrainConfig, state: TransformState) -> str:
     import hashlib
 
-    shape = {"hidden_units": config.hidden_units, "features": transform.sparse_features(state),
-             "numeric": list(transform.spec_of(state).numeric)}
+    shape = {"hidden_units": config.hidden_units, "features": state.sparse_features(),
+             "numeric": list(state.spec.numeric)}
     return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def train(config: TrainConfig, strategy=None, *, is_chief: bool = True, progress=None) -> dict:
     """Train, checkpoint, record history and (on the chief) export the serving model."""
-    from mlengine.components.train.tfenv import import_tf
+    from mlengine.components.shared.tf import import_tf
 
     tf, keras = import_tf()
-    state = transform.load_transform(config.transform_dir)
-    spec = transform.spec_of(state)
-    train_files = train_data.list_parquet_files(config.train_dir)
-    eval_files = train_data.list_parquet_files(config.eval_dir)
-    train_rows = train_data.count_rows(train_files)
-    eval_rows = train_data.count_rows(eval_files)
+    state = TransformState.load(config.transform_dir)
+    spec = state.spec
+    train_files = list_parquet_files(config.train_dir)
+    eval_files = list_parquet_files(config.eval_dir)
+    train_rows = count_rows(train_files)
+    eval_rows = count_rows(eval_files)
     model_dir = Path(config.model_dir)
     if is_chief:
         _check_resumable(config, state)

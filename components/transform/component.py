@@ -1,4 +1,4 @@
-"""KFP wrapper of the analyze pass (components/transform/logic.py)."""
+"""KFP wrapper of the transform step (components/transform/executor.py)."""
 
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Output
@@ -10,18 +10,27 @@ from mlengine.constants import PIPELINE_IMAGE
 def transform(
     train_data: Input[Dataset],
     statistics: Input[Artifact],
-    nbuckets: int,
+    hyperparameters: Input[Artifact],
     transform_fn: Output[Artifact],
 ):
-    """Analyze the training split (bucket boundaries for `nbuckets`, means/stds, vocabularies)."""
-    import sys
+    """Analyze the training split: bucket boundaries for this run's nbuckets, means and stds, vocabularies.
+
+    Args:
+        train_data: the ingested training split (Parquet parts).
+        statistics: ingest's statistics artifact; the feature spec is read from it.
+        hyperparameters: the HyperParameters tune chose (or passed through); nbuckets is used here.
+        transform_fn: transform.json, which the trained model carries inside as its preprocessing.
+    """
     from pathlib import Path
 
     from mlengine.components.shared.featurespec import load_spec
-    from mlengine.components.transform.logic import analyze, save_transform
+    from mlengine.components.shared.hyperparameters import HyperParameters
+    from mlengine.components.shared.logs import setup_logging
+    from mlengine.components.transform.executor import run
     from mlengine.constants import SPEC_FILE
 
+    setup_logging()
     spec = load_spec(Path(statistics.path) / SPEC_FILE)
-    state = analyze(train_data.path, spec, nbuckets, progress=lambda line: print(line, file=sys.stderr, flush=True))
-    save_transform(state, transform_fn.path)
-    transform_fn.metadata.update({"nbuckets": nbuckets, "rows": state["rows"], "spec": spec.name})
+    nbuckets = HyperParameters.load(hyperparameters.path).nbuckets
+    state = run(train_data.path, spec, nbuckets, transform_fn.path)
+    transform_fn.metadata.update({"nbuckets": nbuckets, "rows": state.rows, "spec": spec.name})

@@ -11,6 +11,8 @@ import json
 import sys
 from pathlib import Path
 
+from mlengine.components.shared.hyperparameters import HyperParameters, add_hyperparameter_flags, explicit_values
+
 
 def add_cli(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -31,6 +33,8 @@ def add_cli(subparsers) -> None:
                         help="random, grid, tpe, multivariate-tpe or bayesianoptimization (default: the space's)")
     parser.add_argument("--epochs", type=int, default=2, help="training epochs per trial (default %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the transform sample and the training")
+    add_hyperparameter_flags(parser.add_argument_group(
+        "fixed hyperparameters", "a value given here is not searched: every trial uses it"))
     parser.add_argument("--katib-manifest", metavar="FILE", default=None,
                         help="do not run: write the Katib Experiment YAML of this search to FILE "
                              "(--train-dir/--eval-dir/--spec-dir/--out are then URIs the trial pods can read)")
@@ -43,7 +47,10 @@ def _tune(args: argparse.Namespace) -> int:
     from mlengine.components.tune.search_space import load_search_space
     from mlengine.errors import MlengineError
 
+    fixed = explicit_values({name: getattr(args, name) for name in HyperParameters.names()})
     space = load_search_space(args.space or None)
+    if fixed:
+        space = space.without(fixed)
     if args.trials is not None or args.parallel is not None or args.algorithm is not None:
         trials = args.trials if args.trials is not None else space.max_trials
         if trials < 1:
@@ -51,13 +58,13 @@ def _tune(args: argparse.Namespace) -> int:
         parallel = args.parallel if args.parallel is not None else min(space.parallel_trials, trials)
         space = space.with_overrides(max_trials=trials, parallel_trials=parallel, algorithm=args.algorithm)
     if args.katib_manifest:
-        return _write_manifest(args, space)
+        return _write_manifest(args, space, fixed)
 
-    from mlengine.components.tune.local_study import run_local_study
+    from mlengine.components.tune.local import run_local_study
     from mlengine.components.tune.report import render_tuning_html, render_tuning_markdown
 
     result = run_local_study(args.train_dir, args.eval_dir, args.spec_dir or None, space, args.out,
-                             epochs=args.epochs, seed=args.seed,
+                             epochs=args.epochs, seed=args.seed, defaults=fixed,
                              progress=lambda line: print(line, file=sys.stderr, flush=True))
     out = Path(args.out)
     (out / "tuning.md").write_text(render_tuning_markdown(result), encoding="utf-8")
@@ -67,17 +74,18 @@ def _tune(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_manifest(args: argparse.Namespace, space) -> int:
+def _write_manifest(args: argparse.Namespace, space, fixed: dict) -> int:
     import yaml
 
-    from mlengine.components.tune import katib
+    from mlengine.components.tune import cluster as katib
     from mlengine.constants import K8S_NAMESPACE
     from mlengine.errors import MlengineError
 
     name = args.experiment_name or katib.experiment_name_for(args.out)
     manifest = katib.render_experiment(name, space, namespace=args.namespace or K8S_NAMESPACE,
                                        train_uri=args.train_dir, eval_uri=args.eval_dir, spec_uri=args.spec_dir,
-                                       output_uri=args.out, epochs=args.epochs, seed=args.seed)
+                                       output_uri=args.out, epochs=args.epochs, seed=args.seed,
+                                       fixed_params=fixed)
     problems = katib.webhook_problems(manifest)
     if problems:
         raise MlengineError(f"Experiment {name} would be rejected by Katib: {problems[0]}")

@@ -1,6 +1,4 @@
-"""KFP wrapper of hyperparameter tuning: local optuna trials, or a Katib Experiment on a cluster."""
-
-from typing import NamedTuple
+"""KFP wrapper of hyperparameter tuning (components/tune/executor.py)."""
 
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Output
@@ -13,40 +11,48 @@ def tune(
     train_data: Input[Dataset],
     eval_data: Input[Dataset],
     statistics: Input[Artifact],
+    fixed_hyperparameters: dict,
     trials: int,
     parallel: int,
     algorithm: str,
     epochs: int,
-    nbuckets: int,
-    hidden_units: str,
-    learning_rate: float,
-    batch_size: int,
     mode: str,
+    hyperparameters: Output[Artifact],
     study: Output[Artifact],
     tuning_report: Output[HTML],
     tuning_table: Output[Markdown],
-) -> NamedTuple("TuneOutputs", nbuckets=int, hidden_units=str, learning_rate=float, batch_size=int):
-    """Search nbuckets (a preprocessing choice), layers, learning rate and batch size.
+):
+    """Search the hyperparameters that are not fixed: nbuckets (preprocessing), layers, learning rate, batch size.
 
-    With 0 trials the given hyperparameters pass through unchanged.
+    Args:
+        train_data: the ingested training split (Parquet parts).
+        eval_data: the ingested eval split; each trial's objective is its eval RMSE.
+        statistics: ingest's statistics artifact; the feature spec is read from it.
+        fixed_hyperparameters: hyperparameters you set, e.g. {"nbuckets": 8}; they are not searched
+            and every trial uses them. Keys: nbuckets, hidden_units, learning_rate, batch_size.
+        trials: trial budget; 0 skips tuning and passes the fixed values (and defaults) through.
+        parallel: trials run at once.
+        algorithm: tpe, random, grid, multivariate-tpe or bayesianoptimization (Katib's names).
+        epochs: training epochs per trial.
+        mode: local (optuna trials as processes in this step) or cluster (a Katib Experiment).
+        hyperparameters: the chosen HyperParameters (hyperparameters.json) for transform and train.
+        study: the trials (trials.json) and, locally, the optuna study database.
+        tuning_report: plots of RMSE per trial and per nbuckets.
+        tuning_table: one row per trial, with fixed and searched parameters named.
     """
-    import sys
-    from collections import namedtuple
     from pathlib import Path
 
-    from mlengine.components.tune.launch import tune_hyperparameters
+    from mlengine.components.shared.logs import setup_logging
+    from mlengine.components.tune.executor import run
 
-    defaults = {"nbuckets": nbuckets, "hidden_units": hidden_units, "learning_rate": learning_rate,
-                "batch_size": batch_size}
-    best, markdown, html = tune_hyperparameters(
-        train_data.path, eval_data.path, statistics.path, study.path, defaults=defaults, trials=trials,
-        parallel=parallel, algorithm=algorithm, epochs=epochs, mode=mode,
-        output_uri=study.uri.rstrip("/") + "/trials",
-        log=lambda line: print(line, file=sys.stderr, flush=True),
-    )
-    Path(tuning_table.path).write_text(markdown, encoding="utf-8")
-    Path(tuning_report.path).write_text(html, encoding="utf-8")
-    study.metadata.update({"trials": trials, "algorithm": algorithm, "best": best})
-    outputs = namedtuple("TuneOutputs", ["nbuckets", "hidden_units", "learning_rate", "batch_size"])
-    return outputs(int(best["nbuckets"]), str(best["hidden_units"]), float(best["learning_rate"]),
-                   int(best["batch_size"]))
+    setup_logging()
+    result = run(train_data.path, eval_data.path, statistics.path, study.path, fixed=fixed_hyperparameters,
+                 trials=trials, parallel=parallel, algorithm=algorithm, epochs=epochs, mode=mode,
+                 output_uri=study.uri.rstrip("/") + "/trials")
+    result.hyperparameters.save(hyperparameters.path, fixed=list(result.fixed), source="tune")
+    hyperparameters.metadata.update({**result.hyperparameters.to_dict(), "fixed": sorted(result.fixed),
+                                     "searched": result.searched})
+    Path(tuning_table.path).write_text(result.markdown, encoding="utf-8")
+    Path(tuning_report.path).write_text(result.html, encoding="utf-8")
+    study.metadata.update({"trials": trials, "algorithm": algorithm, "best": result.hyperparameters.to_dict(),
+                           "fixed": result.fixed, "searched": result.searched})

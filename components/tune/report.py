@@ -42,7 +42,8 @@ def _headers(result: dict) -> list[str]:
 def _summary(result: dict) -> str:
     if result.get("skipped"):
         given = ", ".join(f"{k}={v}" for k, v in (result.get("best_params") or {}).items())
-        return f"Tuning skipped (0 trials): the given hyperparameters are used: {given}."
+        reason = result.get("skip_reason") or "0 trials"
+        return f"Tuning skipped ({reason}): the given hyperparameters are used: {given}."
     counts: dict[str, int] = {}
     for trial in result["trials"]:
         counts[trial["state"]] = counts.get(trial["state"], 0) + 1
@@ -54,10 +55,23 @@ def _summary(result: dict) -> str:
     return f"Algorithm `{result['algorithm']}`, {len(result['trials'])} trials ({states}). No trial completed."
 
 
+def _fixed_and_searched(result: dict) -> str:
+    """Which hyperparameters the user fixed (every trial used them) and which the study searched."""
+    fixed = result.get("fixed") or {}
+    searched = result.get("searched") or []
+    parts = []
+    if fixed:
+        parts.append("Fixed by you (not searched): " + ", ".join(f"`{k}`={v}" for k, v in sorted(fixed.items())) + ".")
+    if searched:
+        parts.append("Searched: " + ", ".join(f"`{name}`" for name in searched) + ".")
+    return " ".join(parts)
+
+
 def render_tuning_markdown(result: dict) -> str:
-    """The study as Markdown: a summary line and one table row per trial."""
-    return "\n\n".join(["## Hyperparameter tuning", _summary(result),
-                        reports.markdown_table(_headers(result), _rows(result))]) + "\n"
+    """The study as Markdown: a summary line, fixed vs searched parameters, one table row per trial."""
+    parts = ["## Hyperparameter tuning", _summary(result), _fixed_and_searched(result),
+             reports.markdown_table(_headers(result), _rows(result))]
+    return "\n\n".join(part for part in parts if part) + "\n"
 
 
 def _points(result: dict) -> list[tuple[int, float, dict, str]]:
@@ -117,7 +131,8 @@ def plot_rmse_by_nbuckets(result: dict) -> str:
 def render_tuning_html(result: dict) -> str:
     """A self-contained HTML page: summary, the two plots, the results table."""
     summary = html.escape(_summary(result).replace("**", "").replace("`", ""))
-    body = [f"<p>{summary}</p>",
+    fixed = html.escape(_fixed_and_searched(result).replace("`", ""))
+    body = [f"<p>{summary}</p>", f"<p>{fixed}</p>" if fixed else "",
             reports.html_image(plot_rmse_by_trial(result), "eval RMSE by trial with the running best"),
             reports.html_image(plot_rmse_by_nbuckets(result), "eval RMSE by nbuckets"),
             reports.html_table(_headers(result), _rows(result))]

@@ -23,21 +23,16 @@ from typing import Any
 
 import yaml
 
-from mlengine.components.shared.yamlfile import read_yaml_file
-from mlengine.constants import (
-    DEFAULT_HPARAMS,
-    PARAM_BATCH_SIZE,
-    PARAM_HIDDEN_UNITS,
-    PARAM_LEARNING_RATE,
-    PARAM_NBUCKETS,
-)
+from mlengine.components.shared.hyperparameters import HyperParameterError, HyperParameters, parse_hidden_units
+from mlengine.components.shared.userfiles import read_yaml_file
+from mlengine.constants import PARAM_BATCH_SIZE, PARAM_HIDDEN_UNITS, PARAM_LEARNING_RATE, PARAM_NBUCKETS
 from mlengine.errors import MlengineError
 
 DEFAULT_SPACE_PATH = Path(__file__).resolve().parent / "search_space.yaml"
 PARAMETER_TYPES = ("int", "double", "categorical")
 TYPE_ALIASES = {"discrete": "categorical", "float": "double", "integer": "int"}
 # the hyperparameters a trial knows how to apply (transform + trainer)
-TUNABLE = (PARAM_NBUCKETS, PARAM_HIDDEN_UNITS, PARAM_LEARNING_RATE, PARAM_BATCH_SIZE)
+TUNABLE = tuple(HyperParameters.names())
 METRIC = "rmse"
 MIN_NBUCKETS = 2
 
@@ -244,15 +239,18 @@ class SearchSpace:
                                              if k in allowed.settings}
         return space_from_dict(raw, source=self.source)
 
-    def defaults_for_missing(self, defaults: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Hyperparameters the space does not tune, at the given values (else the pipeline defaults)."""
-        given = {**DEFAULT_HPARAMS, **(defaults or {})}
-        return {name: given[name] for name in TUNABLE if name not in self.names}
+    def without(self, names) -> SearchSpace:
+        """The same space without the parameters in ``names`` (the ones a user fixed for this run)."""
+        raw = self.to_dict()
+        raw["parameters"] = {name: p for name, p in raw["parameters"].items() if name not in set(names)}
+        if not raw["parameters"]:
+            raise SearchSpaceError(f"{self.source}: every parameter of the space is fixed: nothing to search")
+        return space_from_dict(raw, source=self.source)
 
     def complete(self, params: dict[str, Any], defaults: dict[str, Any] | None = None) -> dict[str, Any]:
-        """A trial's parameters plus the untuned hyperparameters at their defaults, in TUNABLE order."""
-        merged = {**self.defaults_for_missing(defaults), **params}
-        return {name: merged[name] for name in TUNABLE}
+        """A trial's parameters plus the untuned hyperparameters (``defaults`` over the built-in ones)."""
+        untuned = {k: v for k, v in (defaults or {}).items() if k not in self.names}
+        return HyperParameters.from_dict({**untuned, **params}).to_dict()
 
     def coerce(self, params: dict[str, Any]) -> dict[str, Any]:
         """Type a parameter dict (e.g. strings from Katib) into this space's value types."""
@@ -391,14 +389,6 @@ def katib_string(value: Any) -> str:
     if isinstance(value, float):
         return str(int(value)) if value.is_integer() and abs(value) < 1e15 else repr(value)
     return str(value)
-
-
-def parse_hidden_units_text(text: str) -> list[int]:
-    """'64,32' -> [64, 32]; raises ValueError on anything else."""
-    parts = [p.strip() for p in str(text).split(",")]
-    if not parts or any(not p.isdigit() or int(p) < 1 for p in parts):
-        raise ValueError(f"{text!r} is not a comma-separated list of positive layer sizes")
-    return [int(p) for p in parts]
 
 
 # --- loading and validation -------------------------------------------------------------------------
@@ -569,8 +559,8 @@ def _check_meaning(check: _Checker, where: str, param: Parameter) -> None:
             check.fail(f"{where}.type", "hidden_units is a layer list: use type categorical with values like \"64,32\"")
         for i, value in enumerate(param.values):
             try:
-                parse_hidden_units_text(value if isinstance(value, str) else str(value))
-            except ValueError as err:
+                parse_hidden_units(value if isinstance(value, str) else str(value))
+            except HyperParameterError as err:
                 check.fail(f"{where}.values[{i}]", str(err))
 
 

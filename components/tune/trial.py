@@ -25,23 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlengine.constants import (
-    CHECKPOINT_SUBDIR,
-    DEFAULT_HPARAMS,
-    HISTORY_FILE,
-    PARAM_BATCH_SIZE,
-    PARAM_HIDDEN_UNITS,
-    PARAM_LEARNING_RATE,
-    PARAM_NBUCKETS,
-    SERVING_MODEL_SUBDIR,
-    SPEC_FILE,
-)
+from mlengine.components.shared.hyperparameters import HyperParameters
+from mlengine.components.shared.processes import EXIT_DIVERGED, EXIT_OK, exit_hard, run_program
+from mlengine.constants import CHECKPOINT_SUBDIR, DEFAULT_TUNE_EPOCHS, HISTORY_FILE, SERVING_MODEL_SUBDIR, SPEC_FILE
 from mlengine.errors import MlengineError
 
 METRIC_LINE = "rmse={value:.6f}"
 TRANSFORM_SUBDIR = "transform"
 MODEL_SUBDIR = "model"
-EXIT_OK, EXIT_CRASH, EXIT_USER_ERROR, EXIT_DIVERGED = 0, 1, 2, 3
 # the trainer's per-epoch progress line carries the eval RMSE: "train: epoch 2/4 loss=... val_rmse=1.08 ..."
 _EPOCH_LINE = re.compile(r"epoch (\d+)/\d+ .*val_rmse=([-+0-9.eE]+|nan|inf)")
 
@@ -89,18 +80,18 @@ def _run(params: dict[str, Any], *, train_dir: str, eval_dir: str, spec: dict, e
          model_dir: Path, seed: int, steps_per_epoch: int | None, report: Report, strategy=None,
          is_chief: bool = True) -> float | None:
     """Analyze with the trial's nbuckets into ``transform_dir``, train into ``model_dir``; the eval RMSE."""
+    from mlengine.components.shared import analyze as transform
     from mlengine.components.shared.featurespec import spec_from_dict
-    from mlengine.components.train.trainer import TrainConfig, train
-    from mlengine.components.transform import logic as transform
+    from mlengine.components.train.public import TrainConfig, train
 
-    merged = {**DEFAULT_HPARAMS, **params}
+    hparams = HyperParameters.from_dict(params)
     feature_spec = spec_from_dict(spec, source="trial feature spec")
-    state = transform.analyze(train_dir, feature_spec, int(merged[PARAM_NBUCKETS]), seed=seed, progress=_log)
-    transform.save_transform(state, str(transform_dir))
+    state = transform.analyze(train_dir, feature_spec, hparams.nbuckets, seed=seed, progress=_log)
+    state.save(transform_dir)
     config = TrainConfig(
         train_dir=train_dir, eval_dir=eval_dir, transform_dir=str(transform_dir), model_dir=str(model_dir),
-        hidden_units=str(merged[PARAM_HIDDEN_UNITS]), learning_rate=float(merged[PARAM_LEARNING_RATE]),
-        batch_size=int(merged[PARAM_BATCH_SIZE]), epochs=epochs, steps_per_epoch=steps_per_epoch, seed=seed,
+        hidden_units=hparams.hidden_units, learning_rate=hparams.learning_rate, batch_size=hparams.batch_size,
+        epochs=epochs, steps_per_epoch=steps_per_epoch, seed=seed,
     )
 
     def progress(message: str) -> None:
@@ -151,7 +142,7 @@ def _remote_spec(uri: str) -> dict:
 
     from mlengine.components.shared import storage
     from mlengine.components.shared.featurespec import spec_from_dict
-    from mlengine.components.train.staging import normalize_uri
+    from mlengine.components.shared.staging import normalize_uri
 
     uri = normalize_uri(uri)
     if not uri.endswith((".yaml", ".yml")):
@@ -174,11 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--eval-dir", required=True, help="eval split: directory or s3:// prefix of Parquet parts")
     parser.add_argument("--spec", default="", help="feature spec YAML, or a statistics directory/prefix holding one")
     parser.add_argument("--out", required=True, help="directory or s3:// prefix for this trial's model")
-    parser.add_argument("--nbuckets", type=int, default=DEFAULT_HPARAMS[PARAM_NBUCKETS])
-    parser.add_argument("--hidden-units", default=DEFAULT_HPARAMS[PARAM_HIDDEN_UNITS])
-    parser.add_argument("--learning-rate", type=float, default=DEFAULT_HPARAMS[PARAM_LEARNING_RATE])
-    parser.add_argument("--batch-size", type=int, default=DEFAULT_HPARAMS[PARAM_BATCH_SIZE])
-    parser.add_argument("--epochs", type=int, default=2)
+    defaults = HyperParameters()
+    parser.add_argument("--nbuckets", type=int, default=defaults.nbuckets)
+    parser.add_argument("--hidden-units", default=defaults.hidden_units)
+    parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--epochs", type=int, default=DEFAULT_TUNE_EPOCHS)
     parser.add_argument("--steps-per-epoch", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--strategy", default="auto", choices=("auto", "parameter_server", "all_reduce", "none"),
@@ -189,12 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(argv: list[str] | None = None) -> int:
     """Run this replica's part of one trial; returns the exit code."""
-    from mlengine.components.train import distributed, staging
-    from mlengine.components.train.trainer import TrainConfig
+    from mlengine.components.shared import distributed, staging
+    from mlengine.components.train.public import TrainConfig
 
     args = build_parser().parse_args(argv)
-    params = {PARAM_NBUCKETS: args.nbuckets, PARAM_HIDDEN_UNITS: args.hidden_units,
-              PARAM_LEARNING_RATE: args.learning_rate, PARAM_BATCH_SIZE: args.batch_size}
+    params = {name: getattr(args, name) for name in HyperParameters.names()}
     role = distributed.role_from_env(args.strategy)
     if role.strategy == "parameter_server" and not role.trains:
         server = distributed.start_server(role)
@@ -236,24 +227,7 @@ def run(argv: list[str] | None = None) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     """Run and exit hard: a ParameterServerStrategy coordinator keeps threads that block a normal exit."""
-    try:
-        code = run(argv)
-    except MlengineError as err:
-        _log(f"trial: error: {err}")
-        code = EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        _log("trial: interrupted")
-        code = 130
-    except SystemExit as err:  # argparse
-        code = err.code if isinstance(err.code, int) else EXIT_USER_ERROR
-    except BaseException:
-        import traceback
-
-        traceback.print_exc()
-        code = EXIT_CRASH
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    exit_hard(run_program(lambda: run(argv), "trial"))
 
 
 if __name__ == "__main__":

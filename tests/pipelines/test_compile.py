@@ -1,5 +1,6 @@
 """The compiled training pipeline is a valid KFP PipelineSpec a Kubeflow user can upload."""
 
+import pytest
 import yaml
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
@@ -41,10 +42,15 @@ def test_monitoring_pipeline_compiles_to_a_pipeline_spec(tmp_path):
     assert set(spec.root.input_definitions.parameters) == {"statistics_uri", "serving_log_uri", "thresholds"}
 
 
-def test_dag_wires_tuned_nbuckets_into_transform_and_gates_deploy_on_blessing(tmp_path):
+def test_dag_wires_one_hyperparameters_artifact_from_tune_and_gates_deploy_on_blessing(tmp_path):
     dag = _compiled(tmp_path)["root"]["dag"]["tasks"]
-    nbuckets = dag["transform"]["inputs"]["parameters"]["nbuckets"]["taskOutputParameter"]
-    assert nbuckets == {"producerTask": "tune", "outputParameterKey": "nbuckets"}
+    for step in ("transform", "train"):
+        hparams = dag[step]["inputs"]["artifacts"]["hyperparameters"]["taskOutputArtifact"]
+        assert hparams == {"producerTask": "tune", "outputArtifactKey": "hyperparameters"}, step
+        assert not set(dag[step]["inputs"].get("parameters", {})) & {"nbuckets", "hidden_units", "learning_rate",
+                                                                      "batch_size"}
+    fixed = dag["tune"]["inputs"]["parameters"]["fixed_hyperparameters"]["componentInputParameter"]
+    assert fixed == "hyperparameters"  # the pipeline's one dict of values the user fixes
     train_inputs = dag["train"]["inputs"]["artifacts"]
     assert train_inputs["transform_fn"]["taskOutputArtifact"]["producerTask"] == "transform"
     doc = _compiled(tmp_path)
@@ -91,3 +97,36 @@ def test_cli_run_fails_fast_with_one_line_for_bad_inputs(tmp_path):
         assert len(lines) == 1, proc.stderr
         assert expected in lines[0] and "Traceback" not in proc.stderr
         assert not (tmp_path / "o" / "pipeline-root").exists()
+
+
+@pytest.mark.parametrize("pipeline", ["training", "monitoring"])
+def test_every_input_of_every_component_and_of_the_pipeline_has_a_description(tmp_path, pipeline):
+    """The Kubeflow UI shows these: KFP takes them from the Google-style ``Args:`` docstrings."""
+    from mlengine.pipelines.monitoring import PIPELINE_NAME as MONITORING_NAME
+
+    paths = compile_pipelines(tmp_path)
+    with open(paths[PIPELINE_NAME if pipeline == "training" else MONITORING_NAME]) as handle:
+        doc = yaml.safe_load(handle)
+    missing = []
+    for name, component in doc["components"].items():
+        # condition branches and KFP's own importer are not our components
+        if not name.startswith("comp-") or name.startswith(("comp-condition", "comp-importer")):
+            continue
+        for kind in ("parameters", "artifacts"):
+            for key, value in component.get("inputDefinitions", {}).get(kind, {}).items():
+                if not value.get("description"):
+                    missing.append(f"{name}.{key}")
+    for key, value in doc["root"]["inputDefinitions"]["parameters"].items():
+        if not value.get("description"):
+            missing.append(f"pipeline.{key}")
+    assert missing == []
+
+
+def test_cli_flags_a_user_sets_become_fixed_hyperparameters():
+    from mlengine.cli import build_parser
+    from mlengine.pipelines.cli import _run_params
+
+    args = build_parser().parse_args(["run", "--trials", "2", "--nbuckets", "8"])
+    params = _run_params(args)
+    assert params["hyperparameters"] == {"nbuckets": 8} and params["trials"] == 2
+    assert "hyperparameters" not in _run_params(build_parser().parse_args(["run", "--trials", "2"]))

@@ -24,7 +24,9 @@ def local_run(tmp_path_factory):
     from kfp import local  # noqa: F401  (run_training_locally initialises kfp.local itself)
 
     out = tmp_path_factory.mktemp("run")
-    params = {"epochs": 3, "trials": 2, "parallel_trials": 1, "tune_epochs": 1, "batch_size": 256}
+    # fixed by the user: tuning searches hidden_units and learning_rate only
+    params = {"epochs": 3, "trials": 2, "parallel_trials": 1, "tune_epochs": 1,
+              "hyperparameters": {"batch_size": 256, "nbuckets": 8}}
     summary = run_training_locally(out, rows=ROWS, seed=5, params=params, log=lambda line: None)
     return out, summary
 
@@ -59,10 +61,24 @@ def test_tuning_ran_the_requested_trials_and_fed_its_best_into_training(local_ru
     _, summary = local_run
     tuning = summary["tuning"]
     assert len(tuning["trials"]) == 2
-    assert tuning["best_params"]["nbuckets"] >= 2
     transform_files = list(Path(summary["model_dir"]).glob("transform.json"))
     state = json.loads(transform_files[0].read_text())
     assert state["nbuckets"] == tuning["best_params"]["nbuckets"]
+    assert summary["hyperparameters"]["values"] == tuning["best_params"]
+
+
+def test_fixed_hyperparameters_are_never_searched(local_run):
+    out, summary = local_run
+    tuning = summary["tuning"]
+    assert all(t["params"]["nbuckets"] == 8 and t["params"]["batch_size"] == 256 for t in tuning["trials"])
+    assert tuning["fixed"] == {"batch_size": 256, "nbuckets": 8}
+    assert set(tuning["searched"]) == {"hidden_units", "learning_rate"}
+    state = json.loads((Path(summary["model_dir"]) / "transform.json").read_text())
+    assert state["nbuckets"] == 8  # the final transform too
+    assert sorted(summary["hyperparameters"]["fixed"]) == ["batch_size", "nbuckets"]
+    [table] = list((out / "pipeline-root").glob("*/tune/tuning_table"))
+    assert "Fixed by you (not searched): `batch_size`=256, `nbuckets`=8." in table.read_text()
+    assert "nbuckets=8 (fixed)" in format_summary_table(summary)
 
 
 def test_another_dataset_runs_through_the_whole_pipeline_with_no_code_change(tmp_path):

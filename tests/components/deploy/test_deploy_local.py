@@ -10,7 +10,7 @@ import psutil
 import pytest
 import requests
 
-from mlengine.components.deploy.logic import STATE_FILE, deploy_local, read_local_state, stop_local
+from mlengine.components.deploy.local import STATE_FILE, deploy_local, read_local_state, stop_local
 from mlengine.components.shared.featurespec import load_spec
 from mlengine.errors import MlengineError
 from tests.serving_fixtures import in_process_predictions, sample_rows, tiny_model_dir

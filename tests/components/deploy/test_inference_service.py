@@ -8,24 +8,23 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlengine.components.deploy.inference_service import (
+from mlengine.components.deploy.cluster import (
     ANNOTATION_CANARY,
     ANNOTATION_STABLE,
     ISVC_PLURAL,
     SERVING_RUNTIME,
     TF_SERVING_IMAGE,
     apply_inference_service,
-    apply_patch_locally,
     deploy_to_cluster,
     inference_service_done,
     plan_rollout,
     render_inference_service,
     stage_for_tf_serving,
 )
-from mlengine.components.deploy.logic import render_deploy_markdown
+from mlengine.components.deploy.local import render_deploy_markdown
 from mlengine.constants import K8S_NAMESPACE, K8S_S3_SECRET, K8S_SERVING_SERVICE_ACCOUNT
 from mlengine.errors import MlengineError
-from tests.k8s_fake import FakeKubeAPI
+from tests.k8s_fake import FakeKubeAPI, merge_patch
 from tests.schema_utils import errors, inference_service_schema
 
 OLD = "s3://mlpipeline/models/run-1"
@@ -112,7 +111,7 @@ def after(decision, existing: dict | None) -> dict:
     """The object the API server stores once every step of the decision is applied."""
     obj = existing
     for step in decision.steps:
-        obj = step.body if step.is_create else apply_patch_locally(obj, step.body)
+        obj = step.body if step.is_create else merge_patch(obj, step.body)
     return obj
 
 

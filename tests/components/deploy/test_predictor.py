@@ -116,7 +116,7 @@ def _copy_spec(model_dir, target):
 
 
 def _save_module(path, signature_fn=None, signatures=True):
-    from mlengine.components.train.tfenv import import_tf
+    from mlengine.components.shared.tf import import_tf
 
     tf, _ = import_tf()
     module = tf.Module()
@@ -156,7 +156,7 @@ def _missing_input(tf):
     ("missing_input", "input 'pickup_latitude' is missing"),
 ])
 def test_unservable_model_directories_fail_with_one_line(model_dir, tmp_path, setup, message):
-    from mlengine.components.deploy.savedmodel import load_model_dir
+    from mlengine.components.shared.savedmodel import load_model_dir
 
     target = tmp_path / "model"
     if setup == "empty":

@@ -35,7 +35,8 @@ def model_dir(tmp_path_factory):
 def server(model_dir, tmp_path_factory):
     import sys
 
-    from mlengine.components.deploy.logic import free_port, start_server_process, stop_process_group, wait_until_ready
+    from mlengine.components.deploy.local import start_server_process, stop_process_group, wait_until_ready
+    from mlengine.components.shared.processes import free_port
 
     port = free_port()
     log = tmp_path_factory.mktemp("serve") / "server.log"
@@ -324,7 +325,7 @@ def test_mlengine_predict_shows_the_server_error_as_one_line_naming_the_file_lin
 
 def test_mlengine_predict_reports_an_unreachable_server(tmp_path, capsys, rows):
     from mlengine.cli import main
-    from mlengine.components.deploy.logic import free_port
+    from mlengine.components.shared.processes import free_port
 
     rows_file = tmp_path / "rows.jsonl"
     rows_file.write_text(json.dumps(rows[0]) + "\n", encoding="utf-8")

@@ -9,9 +9,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from mlengine.components.evaluate.logic import evaluate, render_evaluation_markdown
+from mlengine.components.evaluate.executor import evaluate, render_evaluation_markdown
 from mlengine.components.shared.derived import haversine_km_np
-from mlengine.components.train.model import load_serving_model
+from mlengine.components.shared.savedmodel import load_model_dir
 from mlengine.errors import MlengineError
 from tests.model_fixtures import train_tiny_model
 
@@ -38,7 +38,7 @@ def test_metrics_match_a_numpy_computation(tiny):
     distance = haversine_km_np(columns["pickup_latitude"], columns["pickup_longitude"],
                                columns["dropoff_latitude"], columns["dropoff_longitude"])
     bench_error = bench["slope"] * distance + bench["intercept"] - label
-    model_error = load_serving_model(str(model_dir))(columns).astype(np.float64) - label
+    model_error = load_model_dir(str(model_dir))(columns).astype(np.float64) - label
 
     assert result["rows"] == len(label) == 200
     assert result["benchmark_rmse"] == pytest.approx(np.sqrt(np.mean(bench_error ** 2)), rel=1e-9)

@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from mlengine import synthetic
-from mlengine.components.ingest.logic import run_ingest
+from mlengine.components.ingest.executor import run_ingest
 from mlengine.components.ingest.statistics import QUANTILE_LEVELS, render_statistics_markdown
 from mlengine.components.shared.featurespec import load_spec
 from mlengine.constants import SPEC_FILE, SPLIT_FRACTIONS, SPLITS

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mlengine import cli as mlengine_cli
-from mlengine.components.monitor.logic import (
+from mlengine.components.monitor.executor import (
     DEFAULT_THRESHOLDS,
     STATUS_DRIFT,
     STATUS_NOT_ENOUGH_DATA,
@@ -25,8 +25,8 @@ from mlengine.components.monitor.logic import (
     population_stability_index,
     run_monitor,
 )
-from mlengine.components.monitor.serving_log import ServingInputLog
 from mlengine.components.shared.featurespec import load_spec, spec_from_dict
+from mlengine.components.shared.serving_log import ServingInputLog
 from mlengine.errors import MlengineError
 from mlengine.synthetic import generate_columns, write_csv
 from tests.ingest_fixtures import ingest

@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlengine.components.monitor import serving_log as serving_log_module
-from mlengine.components.monitor.serving_log import (
+from mlengine.components.shared import serving_log as serving_log_module
+from mlengine.components.shared.featurespec import load_spec
+from mlengine.components.shared.serving_log import (
     ENV_SERVING_LOG_DIR,
     ENV_SERVING_LOG_MAX_FILES,
     ENV_SERVING_LOG_SAMPLE_RATE,
@@ -21,7 +22,6 @@ from mlengine.components.monitor.serving_log import (
     resolve_log_files,
     serving_log_from_env,
 )
-from mlengine.components.shared.featurespec import load_spec
 from mlengine.errors import DataError
 from mlengine.synthetic import generate_columns
 
@@ -153,7 +153,7 @@ def test_failures_are_counted_and_logged_once_never_raised(tmp_path, caplog):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the log folder should be")
     log = ServingInputLog(blocker / "log")
-    with caplog.at_level(logging.WARNING, logger="mlengine.components.monitor.serving_log"):
+    with caplog.at_level(logging.WARNING, logger="mlengine.components.shared.serving_log"):
         for _ in range(5):
             assert log.log_instances(_instances(2)) == 0
         assert log.log_instances([{"x": object()}]) == 0  # not serialisable

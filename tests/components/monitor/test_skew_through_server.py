@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 import requests
 
-from mlengine.components.deploy.logic import free_port, start_server_process, stop_process_group, wait_until_ready
-from mlengine.components.ingest.logic import run_ingest
-from mlengine.components.monitor.logic import run_monitor
+from mlengine.components.deploy.local import start_server_process, stop_process_group, wait_until_ready
+from mlengine.components.ingest.executor import run_ingest
+from mlengine.components.monitor.executor import run_monitor
 from mlengine.components.shared.featurespec import load_spec
+from mlengine.components.shared.processes import free_port
 from mlengine.constants import SPLITS
 from mlengine.synthetic import generate_columns, write_csv
 from tests.serving_fixtures import tiny_model_dir

@@ -7,9 +7,10 @@ import time
 
 import pytest
 
+from mlengine.components.shared.distributed import Topology
 from mlengine.components.shared.k8s import CustomResource, condition_status
-from mlengine.components.train.local_cluster import Topology
-from mlengine.components.train.tfjob import render_tfjob, run_tfjob, tfjob_done
+from mlengine.components.shared.tfjob import render_tfjob
+from mlengine.components.train.cluster import run_tfjob, tfjob_done
 from mlengine.errors import MlengineError
 from tests.k8s_fake import FakeKubeAPI
 

@@ -16,8 +16,9 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from mlengine.components.train.local_cluster import Topology, run_local_cluster
-from mlengine.components.train.model import load_serving_model
+from mlengine.components.shared.distributed import Topology
+from mlengine.components.shared.savedmodel import load_model_dir
+from mlengine.components.train.local import run_local_cluster
 from mlengine.components.train.trainer import TrainConfig
 from mlengine.constants import HISTORY_FILE, SERVING_MODEL_SUBDIR
 from tests.distributed_fixtures import child_processes, taxi_training_setup
@@ -49,7 +50,7 @@ def test_parameter_server_cluster_trains_exports_and_leaves_no_processes(tmp_pat
     assert result["eval_rmse"] < 0.9 * baseline_rmse
     # the exported serving model needs no cluster: it loads and predicts here
     assert (Path(paths["model_dir"]) / SERVING_MODEL_SUBDIR / "saved_model.pb").is_file()
-    predictions = load_serving_model(paths["model_dir"])(columns)
+    predictions = load_model_dir(paths["model_dir"])(columns)
     assert predictions.shape == labels.shape
     assert float(np.sqrt(np.mean((predictions - labels) ** 2))) < baseline_rmse
     assert json.loads((Path(paths["model_dir"]) / HISTORY_FILE).read_text())["epoch"] == [1, 2]

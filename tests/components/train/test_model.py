@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mlengine.components.shared import analyze as logic
 from mlengine.components.shared.featurespec import load_spec
+from mlengine.components.shared.parquet import list_parquet_files
+from mlengine.components.shared.savedmodel import load_model_dir
+from mlengine.components.shared.tf import import_tf
 from mlengine.components.train import data, model
-from mlengine.components.train.tfenv import import_tf
-from mlengine.components.transform import logic
 from mlengine.errors import DataError, MlengineError
 from mlengine.synthetic import generate_columns
 from tests.model_fixtures import write_parquet_split, write_taxi_splits
@@ -26,18 +28,6 @@ def _raw_batch(rows: int = 40, seed: int = 5) -> dict[str, np.ndarray]:
     return columns
 
 
-@pytest.mark.parametrize(("value", "expected"),
-                         [("64,32", [64, 32]), (" 8 ", [8]), ([16, 4], [16, 4]), ("128, 64, 1", [128, 64, 1])])
-def test_parse_hidden_units(value, expected):
-    assert model.parse_hidden_units(value) == expected
-
-
-@pytest.mark.parametrize("value", ["", "64,,32", "64,x", "0,8", "-4", [], [8, "x"], [True], 3.5, None])
-def test_parse_hidden_units_rejects_bad_input(value):
-    with pytest.raises(MlengineError, match="hidden_units"):
-        model.parse_hidden_units(value)
-
-
 def test_signature_follows_the_spec(taxi_state):
     tf, _ = import_tf()
     spec = load_spec(None)
@@ -50,7 +40,7 @@ def test_signature_follows_the_spec(taxi_state):
 def test_model_predicts_from_raw_dicts_and_saved_model_agrees(taxi_state, tmp_path):
     tf, _ = import_tf()
     _, state = taxi_state
-    spec = logic.spec_of(state)
+    spec = state.spec
     keras_model = model.build_model(state, [8, 4], 0.01)
     assert sorted(keras_model.input_names) == sorted(spec.column_names)
     raw = _raw_batch()
@@ -58,7 +48,7 @@ def test_model_predicts_from_raw_dicts_and_saved_model_agrees(taxi_state, tmp_pa
     in_process = keras_model(tensors).numpy().reshape(-1)
     assert in_process.shape == (40,) and np.all(np.isfinite(in_process))
     # the deep head starts at the label mean, so an untrained model predicts near it
-    assert abs(float(np.mean(in_process)) - state["label"]["mean"]) < 3 * state["label"]["std"]
+    assert abs(float(np.mean(in_process)) - state.label["mean"]) < 3 * state.label["std"]
 
     path = model.export_serving_model(keras_model, state, str(tmp_path / "m"))
     assert path == str(tmp_path / "m" / "serving")
@@ -76,7 +66,7 @@ def test_model_predicts_from_raw_dicts_and_saved_model_agrees(taxi_state, tmp_pa
     np.testing.assert_allclose(served, in_process, rtol=1e-5, atol=1e-5)
 
     # the numpy-level loader casts float64 / int columns itself
-    predict = model.load_serving_model(str(tmp_path / "m"))
+    predict = load_model_dir(tmp_path / "m", fast_path=False)
     np.testing.assert_allclose(predict(raw), in_process, rtol=1e-5, atol=1e-5)
     with pytest.raises(MlengineError, match="'hourofday' is missing"):
         predict({k: v for k, v in raw.items() if k != "hourofday"})
@@ -95,8 +85,8 @@ def _labels(dataset) -> list[float]:
 def test_dataset_batches_types_and_covers_every_row(taxi_state):
     tf, _ = import_tf()
     splits, state = taxi_state
-    spec = logic.spec_of(state)
-    files = data.list_parquet_files(str(splits["train"]))
+    spec = state.spec
+    files = list_parquet_files(str(splits["train"]))
     assert len(files) == 2
     dataset = data.make_dataset(files, spec, 64, shuffle=True, repeat=False, seed=1)
     batches = list(dataset)
@@ -116,7 +106,7 @@ def test_each_input_pipeline_reads_its_own_shard(tmp_path, parts):
     tf, _ = import_tf()
     spec = load_spec(None)
     columns = generate_columns(900, seed=2)
-    files = data.list_parquet_files(str(write_parquet_split(columns, spec, tmp_path / "train", parts=parts)))
+    files = list_parquet_files(str(write_parquet_split(columns, spec, tmp_path / "train", parts=parts)))
     seen = []
     for pipeline in range(2):
         context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pipeline, num_replicas_in_sync=2)
@@ -131,7 +121,7 @@ def test_each_input_pipeline_reads_its_own_shard(tmp_path, parts):
 
 def test_dataset_errors(tmp_path):
     with pytest.raises(DataError, match="no Parquet files"):
-        data.list_parquet_files(str(tmp_path))
+        list_parquet_files(str(tmp_path))
     with pytest.raises(DataError, match="no Parquet files given"):
         data.make_dataset([], load_spec(None), 8, shuffle=False, repeat=False)
 
@@ -141,7 +131,7 @@ def test_graph_only_input_has_the_same_rows_and_shards(tmp_path, parts):
     tf, _ = import_tf()
     spec = load_spec(None)
     columns = generate_columns(2500, seed=4)
-    parquet = data.list_parquet_files(str(write_parquet_split(columns, spec, tmp_path / "train", parts=parts)))
+    parquet = list_parquet_files(str(write_parquet_split(columns, spec, tmp_path / "train", parts=parts)))
     records = data.prepare_graph_input(parquet, spec, tmp_path / "graph")
     assert [f.endswith(".tfrecord") for f in records] == [True] * parts
     assert data.prepare_graph_input(parquet, spec, tmp_path / "graph") == records  # reused, not rewritten

@@ -7,9 +7,10 @@ import json
 
 import pytest
 
-from mlengine.components.train import distributed, task
-from mlengine.components.train.distributed import TFConfigError, parse_tf_config, resolve_role
-from mlengine.components.train.local_cluster import Topology
+from mlengine.components.shared import distributed
+from mlengine.components.shared.distributed import TFConfigError, Topology, parse_tf_config, resolve_role
+from mlengine.components.shared.processes import EXIT_USER_ERROR
+from mlengine.components.train import task
 from mlengine.errors import MlengineError
 
 PS_CLUSTER = {"chief": ["job-chief-0.ns.svc:2222"], "ps": ["job-ps-0.ns.svc:2222"],
@@ -127,7 +128,7 @@ def test_task_program_exits_2_with_one_line_for_a_user_error(tf_config, args, me
     env = {**os.environ, "TF_CONFIG": tf_config}
     done = subprocess.run([sys.executable, "-m", "mlengine.components.train.task", *args], env=env,
                           capture_output=True, text=True, timeout=120)
-    assert done.returncode == task.EXIT_USER_ERROR
+    assert done.returncode == EXIT_USER_ERROR
     assert message in done.stderr and "Traceback" not in done.stderr
 
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from mlengine.components.train.local_cluster import Topology, run_local_cluster
+from mlengine.components.shared.distributed import Topology
+from mlengine.components.train.local import run_local_cluster
 from mlengine.errors import MlengineError
 from tests.distributed_fixtures import child_processes, toy_command
 
@@ -135,7 +136,8 @@ def test_sigint_to_the_supervisor_leaves_no_processes(tmp_path):
     script = textwrap.dedent(f"""
         import json, sys
         sys.path.insert(0, {str(ROOT)!r})
-        from mlengine.components.train.local_cluster import Topology, run_local_cluster
+        from mlengine.components.shared.distributed import Topology
+        from mlengine.components.train.local import run_local_cluster
         from tests.distributed_fixtures import toy_command
         class Config:
             def to_json(self):

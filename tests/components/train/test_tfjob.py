@@ -8,16 +8,9 @@ import json
 import jsonschema
 import pytest
 
-from mlengine.components.train.local_cluster import Topology
-from mlengine.components.train.tfjob import (
-    CONTAINER_NAME,
-    RESTART_POLICIES,
-    quantity,
-    render_tfjob,
-    tfjob_done,
-    tfjob_name_for,
-    training_args,
-)
+from mlengine.components.shared.distributed import Topology
+from mlengine.components.shared.tfjob import CONTAINER_NAME, RESTART_POLICIES, quantity, render_tfjob
+from mlengine.components.train.cluster import tfjob_done, tfjob_name_for, training_args
 from mlengine.components.train.trainer import TrainConfig
 from mlengine.constants import K8S_S3_SECRET, K8S_SERVICE_ACCOUNT, TRAINER_IMAGE
 from mlengine.errors import MlengineError

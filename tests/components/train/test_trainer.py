@@ -7,12 +7,12 @@ import json
 import numpy as np
 import pytest
 
-from mlengine.components.evaluate.logic import evaluate
+from mlengine.components.evaluate.executor import evaluate
+from mlengine.components.shared import analyze as logic
 from mlengine.components.shared.featurespec import load_spec
+from mlengine.components.shared.savedmodel import load_model_dir
 from mlengine.components.train import report
-from mlengine.components.train.model import load_serving_model
 from mlengine.components.train.trainer import TrainConfig, load_history, train
-from mlengine.components.transform import logic
 from mlengine.errors import MlengineError
 from tests.model_fixtures import house_columns, house_spec, write_splits, write_taxi_splits
 
@@ -22,7 +22,7 @@ def taxi(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("trainer")
     splits = write_taxi_splits(workdir, rows=2000)
     state = logic.analyze(str(splits["train"]), load_spec(None), 4, progress=False)
-    logic.save_transform(state, str(workdir / "transform"))
+    state.save(workdir / "transform")
     return workdir, splits
 
 
@@ -74,7 +74,7 @@ def test_training_resumes_from_checkpoints(taxi):
 
 def test_a_strategy_trains_through_dataset_creators(taxi):
     """The distributed code path (DatasetCreator inputs, fixed steps) on a one-process strategy."""
-    from mlengine.components.train.tfenv import import_tf
+    from mlengine.components.shared.tf import import_tf
 
     tf, _ = import_tf()
     workdir, splits = taxi
@@ -85,7 +85,7 @@ def test_a_strategy_trains_through_dataset_creators(taxi):
     assert any("epoch 1/1" in line for line in lines)
     trip = {"pickup_longitude": -73.98, "pickup_latitude": 40.75, "dropoff_longitude": -73.95,
             "dropoff_latitude": 40.78, "passenger_count": 1, "dayofweek": 3, "hourofday": 9}
-    prediction = load_serving_model(str(workdir / "mirrored"))({k: np.asarray([v]) for k, v in trip.items()})
+    prediction = load_model_dir(str(workdir / "mirrored"))({k: np.asarray([v]) for k, v in trip.items()})
     assert prediction.shape == (1,) and np.isfinite(prediction[0])
 
 
@@ -93,12 +93,12 @@ def test_another_dataset_trains_end_to_end_without_code_change(tmp_path):
     spec = house_spec()
     splits = write_splits(house_columns(2500), spec, tmp_path / "data")
     state = logic.analyze(str(splits["train"]), spec, 5, progress=False)
-    logic.save_transform(state, str(tmp_path / "transform"))
+    state.save(tmp_path / "transform")
     config = TrainConfig(str(splits["train"]), str(splits["eval"]), str(tmp_path / "transform"),
                          str(tmp_path / "model"), [16], 0.05, 32, 2)
     result = train(config, progress=False)
     assert result["eval_rmse"] is not None and np.isfinite(result["eval_rmse"])
-    predict = load_serving_model(str(tmp_path / "model"))
+    predict = load_model_dir(str(tmp_path / "model"))
     raw = {"sqft": [1500.0, 1500.0], "rooms": [3, 3], "city": ["north haverbrook", "capital city"],
            "condition": [5, 5], "style": ["modern", "modern"]}
     predictions = predict(raw)

@@ -9,9 +9,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from mlengine.components.shared import analyze as logic
 from mlengine.components.shared.derived import add_derived_np
 from mlengine.components.shared.featurespec import MAX_CROSS_SIZE, load_spec, spec_from_dict
-from mlengine.components.transform import logic
+from mlengine.components.shared.transform_state import TransformState
 from mlengine.errors import DataError, MlengineError
 from mlengine.synthetic import generate_columns
 from tests.model_fixtures import HOUSE_SPEC, house_columns, house_spec, write_parquet_split
@@ -30,29 +31,29 @@ def test_analyze_matches_numpy_on_the_whole_split(taxi_split):
     state = logic.analyze(str(split_dir), spec, 8, progress=False)
     values = add_derived_np(spec, {k: np.asarray(v, np.float64) for k, v in columns.items()})
 
-    assert state["rows"] == 5000
-    assert state["nbuckets"] == 8
+    assert state.rows == 5000
+    assert state.nbuckets == 8
     for name in [*spec.derived_names, "pickup_latitude", "passenger_count"]:
-        assert state["numeric"][name]["mean"] == pytest.approx(values[name].mean(), rel=1e-9, abs=1e-12)
-        assert state["numeric"][name]["std"] == pytest.approx(values[name].std(), rel=1e-9)
-    assert state["label"]["mean"] == pytest.approx(columns["fare_amount"].mean(), rel=1e-9)
+        assert state.numeric[name]["mean"] == pytest.approx(values[name].mean(), rel=1e-9, abs=1e-12)
+        assert state.numeric[name]["std"] == pytest.approx(values[name].std(), rel=1e-9)
+    assert state.label["mean"] == pytest.approx(columns["fare_amount"].mean(), rel=1e-9)
     quantiles = np.linspace(0, 1, 9)[1:-1]
     for name in spec.bucketized:
         # the split is smaller than the sample: boundaries are exact quantiles
-        assert state["boundaries"][name] == pytest.approx(np.quantile(values[name], quantiles), rel=1e-12)
-        assert len(state["boundaries"][name]) == 7
+        assert state.boundaries[name] == pytest.approx(np.quantile(values[name], quantiles), rel=1e-12)
+        assert len(state.boundaries[name]) == 7
     slope, intercept = np.polyfit(values["distance_km"], columns["fare_amount"], 1)
-    assert state["benchmark"] == {"feature": "distance_km", "slope": pytest.approx(slope, rel=1e-9),
+    assert state.benchmark == {"feature": "distance_km", "slope": pytest.approx(slope, rel=1e-9),
                                   "intercept": pytest.approx(intercept, rel=1e-9)}
-    assert state["spec"] == spec.to_dict()
-    json.dumps(state)  # JSON-able
+    assert state.spec == spec
+    assert TransformState.from_dict(json.loads(json.dumps(state.to_dict()))) == state  # JSON round trip
 
 
 def test_bounded_sample_gives_close_quantiles(taxi_split):
     spec, columns, split_dir = taxi_split
     state = logic.analyze(str(split_dir), spec, 4, sample_rows=800, seed=5, progress=False)
     values = np.asarray(columns["pickup_longitude"])
-    boundaries = state["boundaries"]["pickup_longitude"]
+    boundaries = state.boundaries["pickup_longitude"]
     # each of the 4 buckets holds about a quarter of all rows even though only 800 were sampled
     shares = np.bincount(np.searchsorted(boundaries, values, side="right"), minlength=4) / len(values)
     assert np.all(np.abs(shares - 0.25) < 0.06), shares
@@ -60,7 +61,7 @@ def test_bounded_sample_gives_close_quantiles(taxi_split):
     assert boundaries != pytest.approx(list(np.quantile(values, [0.25, 0.5, 0.75])), rel=1e-9)
     # same seed, same sample
     again = logic.analyze(str(split_dir), spec, 4, sample_rows=800, seed=5, progress=False)
-    assert again["boundaries"] == state["boundaries"]
+    assert again.boundaries == state.boundaries
 
 
 def test_reservoir_never_grows_past_capacity_and_samples_uniformly():
@@ -81,7 +82,7 @@ def test_equal_quantiles_are_deduplicated_and_nbuckets_checked(tmp_path):
     columns["sqft"] = np.where(np.arange(400) < 300, 1000.0, columns["sqft"])  # 75% the same value
     split_dir = write_parquet_split(columns, spec, tmp_path / "train")
     state = logic.analyze(str(split_dir), spec, 10, progress=False)
-    edges = state["boundaries"]["sqft"]
+    edges = state.boundaries["sqft"]
     assert edges == sorted(set(edges)) and len(edges) < 9
     with pytest.raises(MlengineError, match="nbuckets"):
         logic.analyze(str(split_dir), spec, 1, progress=False)
@@ -92,7 +93,7 @@ def test_vocabulary_is_learned_for_string_columns_only(tmp_path):
     split_dir = write_parquet_split(house_columns(2000), spec, tmp_path / "train")
     state = logic.analyze(str(split_dir), spec, 4, progress=False)
     # most frequent first: the generator draws cities with probabilities .4/.3/.2/.1
-    assert state["vocabularies"] == {"city": ["springfield", "shelbyville", "ogdenville", "north haverbrook"]}
+    assert state.vocabularies == {"city": ["springfield", "shelbyville", "ogdenville", "north haverbrook"]}
 
 
 def test_analyze_errors_name_the_file_and_column(tmp_path):
@@ -114,23 +115,24 @@ def test_analyze_errors_name_the_file_and_column(tmp_path):
 def test_save_and_load_round_trip(tmp_path, taxi_split):
     spec, _, split_dir = taxi_split
     state = logic.analyze(str(split_dir), spec, 4, progress=False)
-    logic.save_transform(state, str(tmp_path / "t"))
-    assert logic.load_transform(str(tmp_path / "t")) == state
-    assert logic.spec_of(state) == spec
+    state.save(tmp_path / "t")
+    assert TransformState.load(tmp_path / "t") == state
+    assert state.spec == spec
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(MlengineError, match=r"bad\.json: transform state has no 'spec'"):
-        logic.load_transform(str(tmp_path / "bad.json"))
+        TransformState.load(tmp_path / "bad.json")
 
 
 # --- preprocessing ---------------------------------------------------------------------------------
-def _state_for(raw_spec: dict, boundaries: dict, vocabularies: dict, numeric: dict) -> dict:
-    return {"spec": raw_spec, "nbuckets": 4, "rows": 1, "numeric": numeric, "label": {"mean": 0.0, "std": 1.0},
-            "boundaries": boundaries, "vocabularies": vocabularies,
-            "benchmark": {"feature": None, "slope": 0.0, "intercept": 0.0}}
+def _state_for(raw_spec: dict, boundaries: dict, vocabularies: dict, numeric: dict) -> TransformState:
+    return TransformState.from_dict({
+        "spec": raw_spec, "nbuckets": 4, "rows": 1, "numeric": numeric, "label": {"mean": 0.0, "std": 1.0},
+        "boundaries": boundaries, "vocabularies": vocabularies,
+        "benchmark": {"feature": None, "slope": 0.0, "intercept": 0.0}})
 
 
 def test_preprocessing_ids_for_known_inputs():
-    from mlengine.components.train.tfenv import import_tf
+    from mlengine.components.shared.tf import import_tf
 
     tf, _ = import_tf()
 
@@ -141,7 +143,7 @@ def test_preprocessing_ids_for_known_inputs():
         numeric={"sqft": {"mean": 2000.0, "std": 500.0}, "rooms": {"mean": 3.0, "std": 0.0},
                  "log_sqft": {"mean": 7.0, "std": 2.0}, "condition": {"mean": 2.0, "std": 1.0}},
     )
-    layer = logic.build_preprocessing(state)
+    layer = state.build_preprocessing()
     inputs = {
         "sqft": tf.constant([500.0, 1000.0, 2500.0, 9000.0]),
         "rooms": tf.constant([1, 8, 0, 9], tf.int64),  # 0 and 9 are out of the [1, 8] range
@@ -161,13 +163,13 @@ def test_preprocessing_ids_for_known_inputs():
     sqft = np.array([500.0, 1000.0, 2500.0, 9000.0])
     expected = np.stack([(sqft - 2000) / 500, (np.log1p(sqft) - 7) / 2, (np.array([1, 8, 0, 9]) - 3) / 1.0], axis=1)
     np.testing.assert_allclose(out["numeric"], expected, rtol=1e-5)
-    features = {f["key"]: f for f in logic.sparse_features(state)}
+    features = {f["key"]: f for f in state.sparse_features()}
     assert features["cross/city_style"]["cardinality"] == 12
     assert features["bucketized/sqft"]["cardinality"] == 4 and features["bucketized/sqft"]["dim"] is None
 
 
 def test_large_crosses_are_hashed_into_bounded_bins():
-    from mlengine.components.train.tfenv import import_tf
+    from mlengine.components.shared.tf import import_tf
 
     tf, _ = import_tf()
 
@@ -178,9 +180,9 @@ def test_large_crosses_are_hashed_into_bounded_bins():
     }
     spec_from_dict(raw)  # valid spec
     state = _state_for(raw, {}, {}, {"a": {"mean": 0.0, "std": 1.0}, "b": {"mean": 0.0, "std": 1.0}})
-    cross = next(f for f in logic.sparse_features(state) if f["key"] == "cross/ab")
+    cross = next(f for f in state.sparse_features() if f["key"] == "cross/ab")
     assert cross["hashed"] and cross["cardinality"] == MAX_CROSS_SIZE  # 1001 * 1001 ids would not fit
-    layer = logic.build_preprocessing(state)
+    layer = state.build_preprocessing()
     a = np.arange(0, 1000, dtype=np.int64)
     ids = layer({"a": tf.constant(a), "b": tf.constant(a[::-1].copy())})["cross/ab"].numpy()
     again = layer({"a": tf.constant(a), "b": tf.constant(a[::-1].copy())})["cross/ab"].numpy()

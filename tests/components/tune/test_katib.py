@@ -11,8 +11,8 @@ import optuna
 import pytest
 import yaml
 
-from mlengine.components.train.local_cluster import Topology
-from mlengine.components.tune import katib
+from mlengine.components.shared.distributed import Topology
+from mlengine.components.tune import cluster as katib
 from mlengine.components.tune.search_space import katib_string, load_search_space, space_from_dict
 from mlengine.components.tune.trial import build_parser as trial_parser
 from mlengine.errors import MlengineError
@@ -255,18 +255,19 @@ def test_cli_writes_a_katib_manifest(tmp_path):
 
 
 def test_launch_in_cluster_mode_maps_kfp_paths_to_uris_and_returns_the_best(tmp_path):
-    from mlengine.components.tune.launch import tune_hyperparameters
+    from mlengine.components.tune.executor import run
 
     best = {"nbuckets": "22", "hidden_units": "128,64", "learning_rate": "0.0012", "batch_size": "256"}
     with FakeKubeAPI() as fake:
         fake.on_create.append(lambda created: fake.script(
             "experiments", created["metadata"]["name"], [optimal_status(best, "1.047")], interval=0.2))
         kfp = "/minio/mlpipeline/v2/artifacts/run-7/ingest"
-        chosen, markdown, page = tune_hyperparameters(
+        result = run(
             f"{kfp}/train_data", f"{kfp}/eval", f"{kfp}/statistics", str(tmp_path / "study"),
-            defaults={"epochs": 9}, trials=4, parallel=2, algorithm="random", epochs=2, mode="cluster",
+            trials=4, parallel=2, algorithm="random", epochs=2, mode="cluster",
             namespace=NAMESPACE, api=fake.custom_objects_api(), timeout=30,
-            output_uri="s3://mlpipeline/v2/artifacts/run-7/tune/study/trials", log=lambda _line: None)
+            output_uri="s3://mlpipeline/v2/artifacts/run-7/tune/study/trials")
+        chosen, markdown, page = result.hyperparameters.to_dict(), result.markdown, result.html
         [experiment] = [o for (_, _, plural, _), o in fake.objects.items() if plural == "experiments"]
     assert chosen == {"nbuckets": 22, "hidden_units": "128,64", "learning_rate": 0.0012, "batch_size": 256}
     assert experiment["spec"]["maxTrialCount"] == 4 and experiment["spec"]["algorithm"]["algorithmName"] == "random"

@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from mlengine.components.tune.local_study import STUDY_DB, TRIALS_FILE, load_trials, run_local_study
+from mlengine.components.tune.local import STUDY_DB, TRIALS_FILE, load_trials, run_local_study
 from mlengine.components.tune.report import render_tuning_html, render_tuning_markdown
 from mlengine.components.tune.search_space import space_from_dict
 from mlengine.errors import MlengineError
@@ -134,7 +134,7 @@ def test_resume_runs_only_the_missing_trials(tmp_path):
 
 STUDY_SCRIPT = textwrap.dedent("""
     import sys
-    from mlengine.components.tune.local_study import run_local_study
+    from mlengine.components.tune.local import run_local_study
     from mlengine.components.tune.search_space import space_from_dict
     from tests import tune_fixtures
 
@@ -218,26 +218,37 @@ def test_report_has_table_and_plots(tmp_path):
     assert page.startswith("<!doctype html>")
 
 
-def test_launch_local_mode_merges_given_defaults_and_zero_trials_skips(tmp_path):
-    from mlengine.components.tune.launch import tune_hyperparameters
+def test_executor_searches_only_what_is_not_fixed_and_zero_trials_skips(tmp_path):
+    from mlengine.components.shared.hyperparameters import HyperParameters
+    from mlengine.components.tune.executor import run
 
     space_file = tmp_path / "space.yaml"
     space_file.write_text(make_space(max_trials=3, parameters={
         "nbuckets": {"type": "int", "min": 10, "max": 20, "step": 2},
-        "learning_rate": {"type": "double", "min": 0.001, "max": 0.01, "log": True}}).to_yaml())
-    given = {"nbuckets": 8, "hidden_units": "16,8", "learning_rate": 0.05, "batch_size": 128}
-    best, markdown, page = tune_hyperparameters(
-        str(tmp_path / "train"), str(tmp_path / "eval"), "", str(tmp_path / "study"), defaults=given, trials=3,
-        parallel=1, algorithm="random", epochs=1, space_path=str(space_file), log=lambda _line: None,
-        trial_runner=tune_fixtures.bowl_runner)
-    assert best["hidden_units"] == "16,8" and best["batch_size"] == 128  # untuned: as given
-    assert 10 <= best["nbuckets"] <= 20 and 0.001 <= best["learning_rate"] <= 0.01  # tuned: from the study
+        "learning_rate": {"type": "double", "min": 0.001, "max": 0.01, "log": True},
+        "batch_size": {"type": "categorical", "values": [256, 512]}}).to_yaml())
+    fixed = {"nbuckets": 8, "hidden_units": "16,8", "batch_size": 128}
+    result = run(str(tmp_path / "train"), str(tmp_path / "eval"), "", str(tmp_path / "study"), fixed=fixed, trials=3,
+                 parallel=1, algorithm="random", epochs=1, space_path=str(space_file),
+                 trial_runner=tune_fixtures.bowl_runner)
+    best = result.hyperparameters
+    assert (best.nbuckets, best.hidden_units, best.batch_size) == (8, "16,8", 128)  # fixed: as given
+    assert 0.001 <= best.learning_rate <= 0.01 and result.searched == ["learning_rate"]  # tuned: from the study
     trials = load_trials(tmp_path / "study")["trials"]
-    assert len(trials) == 3 and all(t["params"]["hidden_units"] == "16,8" for t in trials)
-    assert "| 16,8 |" in markdown and page.count("data:image/png;base64,") == 2
+    assert len(trials) == 3
+    assert all((t["params"]["nbuckets"], t["params"]["batch_size"]) == (8, 128) for t in trials)  # every trial
+    assert len({t["params"]["learning_rate"] for t in trials}) == 3
+    assert "Fixed by you" in result.markdown and "`nbuckets`=8" in result.markdown
+    assert "Searched: `learning_rate`" in result.markdown
+    assert "| 16,8 |" in result.markdown and result.html.count("data:image/png;base64,") == 2
 
-    skipped, markdown, _ = tune_hyperparameters(
-        str(tmp_path / "train"), str(tmp_path / "eval"), "", str(tmp_path / "skip"), defaults=given, trials=0,
-        parallel=1, algorithm="tpe", epochs=1, log=lambda _line: None)
-    assert skipped == given
-    assert "skipped" in markdown
+    skipped = run(str(tmp_path / "train"), str(tmp_path / "eval"), "", str(tmp_path / "skip"), fixed=fixed,
+                  trials=0, parallel=1, algorithm="tpe", epochs=1)
+    assert skipped.hyperparameters == HyperParameters(**{**HyperParameters().to_dict(), **fixed})
+    assert "skipped" in skipped.markdown
+    everything = run(str(tmp_path / "train"), str(tmp_path / "eval"), "", str(tmp_path / "all"),
+                     fixed={**fixed, "learning_rate": 0.01}, trials=3, epochs=1, space_path=str(space_file))
+    assert everything.study["skipped"] and everything.hyperparameters.learning_rate == 0.01
+    with pytest.raises(MlengineError, match="unknown hyperparameter 'epochs'"):
+        run(str(tmp_path / "train"), str(tmp_path / "eval"), "", str(tmp_path / "bad"), fixed={"epochs": 3},
+            trials=1, epochs=1)

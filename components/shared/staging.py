@@ -120,3 +120,17 @@ class Stage:
         print(f"staging: uploaded {count} file(s) to {normalize_uri(self.config.model_dir)}", file=sys.stderr,
               flush=True)
 
+
+KFP_LOCAL_PREFIXES = {"/minio/": "s3://", "/s3/": "s3://"}
+
+
+def artifact_uri(path_or_uri: str) -> str:
+    """The URI a TFJob pod can read: s3:// and minio:// as is, KFP's ``/minio/...``/``/s3/...`` mounts mapped back."""
+    value = normalize_uri(path_or_uri)
+    if value.startswith("s3://"):
+        return value
+    for prefix, scheme in KFP_LOCAL_PREFIXES.items():
+        if value.startswith(prefix):
+            return scheme + value[len(prefix):]
+    raise MlengineError(f"{path_or_uri}: cluster training needs data in MinIO/S3 (s3:// or minio://); "
+                        "a local path is not visible to the TFJob pods")

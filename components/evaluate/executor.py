@@ -15,7 +15,9 @@ import numpy as np
 
 from mlengine.components.shared import derived as derived_ops
 from mlengine.components.shared import reports
-from mlengine.components.transform import logic as transform
+from mlengine.components.shared.parquet import iter_record_batches, list_parquet_files
+from mlengine.components.shared.savedmodel import load_model_dir
+from mlengine.components.shared.transform_state import TransformState
 from mlengine.constants import DEFAULT_BLESSING_MARGIN
 from mlengine.errors import MlengineError
 
@@ -50,7 +52,7 @@ class _Errors:
 
 def benchmark_predictions(state: dict, spec, columns: dict[str, np.ndarray]) -> np.ndarray:
     """The rule-based benchmark on numpy columns: slope * feature + intercept (or the mean)."""
-    bench = state["benchmark"]
+    bench = state.benchmark
     rows = len(next(iter(columns.values())))
     if not bench.get("feature"):
         return np.full(rows, float(bench["intercept"]))
@@ -62,17 +64,15 @@ def benchmark_predictions(state: dict, spec, columns: dict[str, np.ndarray]) -> 
 def evaluate(model_dir: str, test_dir: str, *, margin: float = DEFAULT_BLESSING_MARGIN, batch_size: int = 4096,
              progress=None) -> dict:
     """RMSE / MAE of the model and of the benchmark on the test split, and the blessing."""
-    from mlengine.components.train.model import load_serving_model
-
     if not 0.0 <= margin < 1.0:
         raise MlengineError(f"margin must be in [0, 1), got {margin}")
-    state = transform.load_transform(model_dir)
-    spec = transform.spec_of(state)
-    model = load_serving_model(model_dir)
-    files = transform.list_parquet_files(test_dir)
+    state = TransformState.load(model_dir)
+    spec = state.spec
+    model = load_model_dir(model_dir)
+    files = list_parquet_files(test_dir)
     model_errors, bench_errors = _Errors(), _Errors()
     names = [*spec.column_names, spec.label.name]
-    for index, (_, columns) in enumerate(transform.iter_record_batches(files, names, batch_rows=batch_size)):
+    for index, (_, columns) in enumerate(iter_record_batches(files, names, batch_rows=batch_size)):
         label = np.asarray(columns[spec.label.name], np.float64)
         model_errors.update(model(columns), label)
         bench_errors.update(benchmark_predictions(state, spec, columns), label)
@@ -90,7 +90,7 @@ def evaluate(model_dir: str, test_dir: str, *, margin: float = DEFAULT_BLESSING_
         "mae": model_errors.mae,
         "benchmark_rmse": benchmark_rmse,
         "benchmark_mae": bench_errors.mae,
-        "benchmark_feature": state["benchmark"].get("feature"),
+        "benchmark_feature": state.benchmark.get("feature"),
         "margin": margin,
         "improvement": 1.0 - rmse / benchmark_rmse if benchmark_rmse > 0 else None,
         "blessed": blessed,

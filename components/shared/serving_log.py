@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from mlengine.components.shared.featurespec import DTYPES
 from mlengine.errors import DataError
 
 LOG_FILE_PREFIX = "serving-"
@@ -53,7 +54,6 @@ ENV_SERVING_LOG_SAMPLE_RATE = "MLENGINE_SERVING_LOG_SAMPLE_RATE"
 ENV_SERVING_LOG_MAX_FILES = "MLENGINE_SERVING_LOG_MAX_FILES"
 ENV_SERVING_LOG_MAX_LINES = "MLENGINE_SERVING_LOG_MAX_LINES"
 
-NUMPY_COLUMN_TYPES = {"float": np.float64, "int": np.int64, "string": object}
 
 logger = logging.getLogger(__name__)
 
@@ -440,6 +440,6 @@ def read_serving_log(path: str | os.PathLike, spec, limit: int | None = None) ->
         data.first_ts, data.last_ts = min(timestamps), max(timestamps)
     for position, (name, kind) in enumerate(kinds):
         values = [row[position] for row in ordered]
-        data.columns[name] = np.array(values, dtype=NUMPY_COLUMN_TYPES[kind]) if values else \
-            np.zeros(0, dtype=NUMPY_COLUMN_TYPES[kind])
+        data.columns[name] = np.array(values, dtype=DTYPES[kind].stored) if values else \
+            np.zeros(0, dtype=DTYPES[kind].stored)
     return data

@@ -30,7 +30,6 @@ import json
 import os
 import queue
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,127 +37,31 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
+from mlengine.components.shared.distributed import Topology, tf_config_json
+from mlengine.components.shared.processes import (
+    FINAL_EXIT_CODES,
+    HOST,
+    check_ports_free,
+    describe_exit,
+    free_ports,
+    terminate_all,
+)
+from mlengine.components.train.task import READY_MARKER
 from mlengine.constants import ENV_LEGACY_KERAS, ENV_TF_CONFIG
 from mlengine.errors import MlengineError
 
-HOST = "127.0.0.1"
-STRATEGIES = ("auto", "parameter_server", "all_reduce", "none")
 MAX_LOCAL_TASKS = 32
 TERMINATE_GRACE_SECONDS = 5.0
 PEERS_FINISH_SECONDS = 60.0  # all_reduce: how long the other workers may take to exit after the chief
 TAIL_LINES = 20
 TASK_MODULE = "mlengine.components.train.task"
 # exit codes of task.py that no restart can fix
-EXIT_USER_ERROR = 2
-EXIT_PORT_IN_USE = 3
-READY_MARKER = "mlengine-task: ready"
 
 
 def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
-
-
-@dataclass
-class Topology:
-    """The shape of a training job: the same on local processes and in a TFJob.
-
-    ``chief`` None means automatic: a chief (the coordinator) under parameter_server, none under
-    all_reduce (worker 0 leads). ``strategy`` "auto" is parameter_server when ps > 0, all_reduce
-    when there is more than one worker, and none (one process) otherwise.
-    """
-
-    workers: int = 1
-    ps: int = 0
-    chief: bool | None = None
-    strategy: str = "auto"
-
-    @property
-    def resolved_strategy(self) -> str:
-        if self.strategy != "auto":
-            return self.strategy
-        if self.ps > 0:
-            return "parameter_server"
-        if self.workers > 1 or self.chief:
-            return "all_reduce"
-        return "none"
-
-    @property
-    def has_chief(self) -> bool:
-        if self.chief is not None:
-            return self.chief
-        return self.resolved_strategy == "parameter_server"
-
-    @property
-    def is_single_process(self) -> bool:
-        return self.resolved_strategy == "none"
-
-    def task_counts(self) -> dict[str, int]:
-        """Task type -> count, in TF_CONFIG's lower-case names (chief, worker, ps); zeros left out."""
-        counts = {"chief": 1 if self.has_chief else 0, "worker": self.workers, "ps": self.ps}
-        return {k: v for k, v in counts.items() if v > 0}
-
-    def validate(self) -> None:
-        for name in ("workers", "ps"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise MlengineError(f"topology: {name} must be an integer, got {value!r}")
-        if self.workers < 1:
-            raise MlengineError(f"topology: workers must be at least 1, got {self.workers}")
-        if self.ps < 0:
-            raise MlengineError(f"topology: ps cannot be negative, got {self.ps}")
-        if self.chief is not None and not isinstance(self.chief, bool):
-            raise MlengineError(f"topology: chief must be true, false or null (auto), got {self.chief!r}")
-        if self.strategy not in STRATEGIES:
-            raise MlengineError(f"topology: strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
-        strategy = self.resolved_strategy
-        if strategy == "parameter_server":
-            if self.ps < 1:
-                raise MlengineError("topology: strategy parameter_server needs at least 1 ps")
-            if self.chief is False:
-                raise MlengineError("topology: strategy parameter_server needs a chief (it is the coordinator)")
-        elif self.ps > 0:
-            raise MlengineError(f"topology: strategy {strategy} does not use parameter servers, but ps={self.ps}; "
-                                "use strategy parameter_server or ps=0")
-        if strategy == "none" and (self.workers > 1 or self.chief):
-            raise MlengineError(f"topology: strategy none runs one process, but workers={self.workers}"
-                                f"{' plus a chief' if self.chief else ''}; use all_reduce or parameter_server")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "resolved_strategy": self.resolved_strategy, "chief": self.has_chief}
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> Topology:
-        known = {"workers", "ps", "chief", "strategy"}
-        return cls(**{k: v for k, v in raw.items() if k in known})
-
-
-# --- ports --------------------------------------------------------------------------------------
-def free_ports(count: int, host: str = HOST) -> list[int]:
-    """``count`` distinct ports free on ``host`` right now (all held open together while choosing)."""
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind((host, 0))
-            sockets.append(sock)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
-def check_ports_free(ports: list[int], host: str = HOST) -> None:
-    for port in ports:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind((host, port))
-            except OSError as err:
-                raise MlengineError(f"port {host}:{port} is already in use ({err.strerror}); "
-                                    "choose another base port or stop what listens there") from None
 
 
 # --- processes ------------------------------------------------------------------------------------
@@ -166,25 +69,8 @@ _LIVE: set[subprocess.Popen] = set()
 _LIVE_LOCK = threading.Lock()
 
 
-def _kill_group(proc: subprocess.Popen, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, sig)
-
-
-def terminate_all(procs: list[subprocess.Popen], grace: float = TERMINATE_GRACE_SECONDS) -> None:
-    """SIGTERM every process group, SIGKILL what is still alive after ``grace`` seconds, reap them."""
-    alive = [p for p in procs if p.poll() is None]
-    for proc in alive:
-        _kill_group(proc, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    for proc in alive:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-    for proc in procs:
-        # the group too: a task that forked helpers must not leave them behind
-        _kill_group(proc, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=grace)
+def _terminate(procs: list[subprocess.Popen], grace: float = TERMINATE_GRACE_SECONDS) -> None:
+    terminate_all(procs, grace)
     with _LIVE_LOCK:
         _LIVE.difference_update(procs)
 
@@ -194,19 +80,7 @@ def _kill_leftovers() -> None:
     with _LIVE_LOCK:
         procs = list(_LIVE)
     if procs:
-        terminate_all(procs, grace=2.0)
-
-
-def describe_exit(code: int | None) -> str:
-    if code is None:
-        return "still running"
-    if code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return {EXIT_USER_ERROR: "exit code 2 (configuration or data error)",
-            EXIT_PORT_IN_USE: "exit code 3 (port in use)"}.get(code, f"exit code {code}")
+        _terminate(procs, grace=2.0)
 
 
 class Task:
@@ -345,11 +219,11 @@ def run_local_cluster(config, topology: Topology, *, max_restarts: int = 2, conn
 
     def start(task: Task) -> None:
         env = dict(base_env)
-        env[ENV_TF_CONFIG] = json.dumps({"cluster": cluster, "task": {"type": task.task_type, "index": task.index}})
+        env[ENV_TF_CONFIG] = tf_config_json(cluster, task.task_type, task.index)
         task.start(make_command(task, config_file, result_file), env, lines)
 
     def restart_all(reason_task: Task) -> None:
-        terminate_all([t.proc for t in tasks if t.proc is not None])
+        _terminate([t.proc for t in tasks if t.proc is not None])
         _drain(lines, log, quiet_after=0.0)
         for task in tasks:
             start(task)
@@ -386,7 +260,7 @@ def run_local_cluster(config, topology: Topology, *, max_restarts: int = 2, conn
                         continue
                     reason = f"{task.name} failed ({describe_exit(code)})"
                     last = task.last_error_line()
-                    if code in (EXIT_USER_ERROR, EXIT_PORT_IN_USE):
+                    if code in FINAL_EXIT_CODES:
                         raise fail(f"{reason}: {last}" if last else reason)
                     if task.restarts >= max_restarts:
                         raise fail(f"{reason} and its {max_restarts} restart(s) are used up"
@@ -402,7 +276,7 @@ def run_local_cluster(config, topology: Topology, *, max_restarts: int = 2, conn
                 if timeout is not None and time.monotonic() - began > timeout:
                     raise fail(f"did not finish within {timeout:.0f} s")
     finally:
-        terminate_all([t.proc for t in tasks if t.proc is not None])
+        _terminate([t.proc for t in tasks if t.proc is not None])
         _drain(lines, log, quiet_after=0.2)
         if owned_dir is not None:
             import shutil

@@ -18,31 +18,14 @@ from mlengine.errors import MlengineError
 
 SIGNATURE_KEY = "serving_default"
 OUTPUT_KEY = "predictions"
-TF_DTYPE_NAMES = {"float": "float32", "int": "int64", "string": "string"}
-NUMPY_DTYPES = {"float": np.float32, "int": np.int64, "string": object}
-V2_DATATYPES = {"float": "FP32", "int": "INT64", "string": "BYTES"}
-
-
-def configure_tf_threads(threads: int | None) -> None:
-    """Limit TensorFlow's thread pools (one server worker per core wants 1); no-op for None/0."""
-    if not threads:
-        return
-    from mlengine.components.train.tfenv import import_tf
-
-    tf, _ = import_tf()
-    try:
-        tf.config.threading.set_intra_op_parallelism_threads(int(threads))
-        tf.config.threading.set_inter_op_parallelism_threads(int(threads))
-    except RuntimeError:
-        pass  # TensorFlow already started its runtime in this process: keep what it has
 
 
 class SavedModelRunner:
     """The loaded ``serving_default`` signature: numpy columns in, float32 predictions out."""
 
-    def __init__(self, model_dir: str | Path):
+    def __init__(self, model_dir: str | Path, *, fast_path: bool = True):
         from mlengine.components.shared.featurespec import load_spec
-        from mlengine.components.train.tfenv import import_tf
+        from mlengine.components.shared.tf import import_tf
 
         directory = Path(model_dir)
         if not directory.is_dir():
@@ -71,7 +54,7 @@ class SavedModelRunner:
         self._signature = signatures[SIGNATURE_KEY]
         self._dtypes = self._check_signature(serving_dir)
         self.columns = tuple(col.name for col in self.spec.columns)
-        self._flat_call = self._direct_call()
+        self._flat_call = self._direct_call() if fast_path else None
 
     def _check_signature(self, serving_dir: Path) -> dict:
         """The signature must take exactly the spec's raw columns, 1-D, with the contract's dtypes."""
@@ -82,7 +65,7 @@ class SavedModelRunner:
             if col.name not in inputs:
                 raise MlengineError(f"{where}: input {col.name!r} is missing (inputs: {', '.join(sorted(inputs))})")
             tensor_spec = inputs[col.name]
-            expected = getattr(tf, TF_DTYPE_NAMES[col.type])
+            expected = getattr(tf, col.dtypes.tf)
             if tensor_spec.dtype != expected:
                 raise MlengineError(f"{where}: input {col.name!r} is {tensor_spec.dtype.name}, "
                                     f"the {col.type} column needs {expected.name}")
@@ -98,8 +81,13 @@ class SavedModelRunner:
         return {name: spec.dtype for name, spec in inputs.items()}
 
     def __call__(self, columns: dict[str, np.ndarray]) -> np.ndarray:
-        """Predictions (float32 [rows]) for validated columns (float32 / int64 / object arrays)."""
+        """Predictions (float32 [rows]) for columns of the spec (any numeric dtype is cast)."""
         tf = self._tf
+        missing = [name for name in self.columns if name not in columns]
+        if missing:
+            raise MlengineError(f"prediction input: column {missing[0]!r} is missing "
+                                f"(expected {', '.join(self.columns)})")
+        columns = {name: _as_dtype(name, columns[name], self._dtypes[name]) for name in self.columns}
         if self._flat_call is not None:
             order, call = self._flat_call
             return call([tf.constant(columns[name], dtype=self._dtypes[name]) for name in order])
@@ -138,6 +126,17 @@ class SavedModelRunner:
             return None
 
 
+def _as_dtype(name: str, values, dtype) -> np.ndarray:
+    """A 1-D array of the signature's dtype (validated serving input passes through uncopied)."""
+    array = np.asarray(values)
+    if dtype.is_floating or dtype.is_integer:
+        try:
+            return array.reshape(-1).astype(dtype.as_numpy_dtype, copy=False)
+        except (TypeError, ValueError) as err:
+            raise MlengineError(f"prediction input: column {name!r} is not {dtype.name}: {err}") from None
+    return array.reshape(-1)
+
+
 def _probe_columns(spec, rows: int = 3) -> dict[str, np.ndarray]:
     """A few in-range rows (low end, middle, high end of each range) to compare call paths."""
     columns = {}
@@ -147,16 +146,23 @@ def _probe_columns(spec, rows: int = 3) -> dict[str, np.ndarray]:
             columns[col.name] = np.array((values * rows)[:rows], dtype=object)
             continue
         low, high = col.range if col.range is not None else (0, 1)
-        columns[col.name] = np.linspace(low, high, rows).astype(NUMPY_DTYPES[col.type])
+        columns[col.name] = np.linspace(low, high, rows).astype(col.dtypes.numpy)
     return columns
 
 
-def load_model_dir(model_dir: str | Path, tf_threads: int | None = None) -> SavedModelRunner:
-    """Load ``model_dir`` for serving (raises a one-line MlengineError when it cannot be served)."""
+def load_model_dir(model_dir: str | Path, tf_threads: int | None = None, *, fast_path: bool = True
+                   ) -> SavedModelRunner:
+    """Load ``model_dir`` (raises a one-line MlengineError when it cannot be served).
+
+    ``fast_path=False`` calls only the public ``signature(**tensors)`` API (the reference the
+    tests and benchmarks compare the server with).
+    """
+    from mlengine.components.shared.tf import configure_tf_threads
+
     configure_tf_threads(tf_threads)
-    return SavedModelRunner(model_dir)
+    return SavedModelRunner(model_dir, fast_path=fast_path)
 
 
 def columns_from_rows(rows: list[dict], spec) -> dict[str, np.ndarray]:
     """Numpy columns (the serving dtypes) from already-valid rows: the in-process prediction input."""
-    return {col.name: np.array([row[col.name] for row in rows], dtype=NUMPY_DTYPES[col.type]) for col in spec.columns}
+    return {col.name: np.array([row[col.name] for row in rows], dtype=col.dtypes.numpy) for col in spec.columns}

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from mlengine.constants import ENV_TF_CONFIG
@@ -30,12 +30,90 @@ from mlengine.errors import MlengineError
 
 TASK_TYPES = ("chief", "worker", "ps")
 STRATEGIES = ("auto", "parameter_server", "all_reduce", "none")
+
+
+def auto_strategy(ps: int, tasks: int) -> str:
+    """What "auto" means for a cluster: parameter servers -> parameter_server, several tasks -> all_reduce."""
+    if ps > 0:
+        return "parameter_server"
+    return "all_reduce" if tasks > 1 else "none"
 # the coordinator spreads variables bigger than this over the parameter servers (embeddings of crosses)
 MIN_SHARD_BYTES = 256 << 10
 
 
 class TFConfigError(MlengineError, ValueError):
     """A TF_CONFIG that cannot describe a cluster; the message names the field."""
+
+
+@dataclass
+class Topology:
+    """The shape of a training job: the same on local processes and in a TFJob.
+
+    ``chief`` None means automatic: a chief (the coordinator) under parameter_server, none under
+    all_reduce (worker 0 leads). ``strategy`` "auto" is parameter_server when ps > 0, all_reduce
+    when there is more than one worker, and none (one process) otherwise.
+    """
+
+    workers: int = 1
+    ps: int = 0
+    chief: bool | None = None
+    strategy: str = "auto"
+
+    @property
+    def resolved_strategy(self) -> str:
+        if self.strategy != "auto":
+            return self.strategy
+        return auto_strategy(self.ps, self.workers + (1 if self.chief else 0))
+
+    @property
+    def has_chief(self) -> bool:
+        if self.chief is not None:
+            return self.chief
+        return self.resolved_strategy == "parameter_server"
+
+    @property
+    def is_single_process(self) -> bool:
+        return self.resolved_strategy == "none"
+
+    def task_counts(self) -> dict[str, int]:
+        """Task type -> count, in TF_CONFIG's lower-case names (chief, worker, ps); zeros left out."""
+        counts = {"chief": 1 if self.has_chief else 0, "worker": self.workers, "ps": self.ps}
+        return {k: v for k, v in counts.items() if v > 0}
+
+    def validate(self) -> None:
+        for name in ("workers", "ps"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise MlengineError(f"topology: {name} must be an integer, got {value!r}")
+        if self.workers < 1:
+            raise MlengineError(f"topology: workers must be at least 1, got {self.workers}")
+        if self.ps < 0:
+            raise MlengineError(f"topology: ps cannot be negative, got {self.ps}")
+        if self.chief is not None and not isinstance(self.chief, bool):
+            raise MlengineError(f"topology: chief must be true, false or null (auto), got {self.chief!r}")
+        if self.strategy not in STRATEGIES:
+            raise MlengineError(f"topology: strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
+        strategy = self.resolved_strategy
+        if strategy == "parameter_server":
+            if self.ps < 1:
+                raise MlengineError("topology: strategy parameter_server needs at least 1 ps")
+            if self.chief is False:
+                raise MlengineError("topology: strategy parameter_server needs a chief (it is the coordinator)")
+        elif self.ps > 0:
+            raise MlengineError(f"topology: strategy {strategy} does not use parameter servers, but ps={self.ps}; "
+                                "use strategy parameter_server or ps=0")
+        if strategy == "none" and (self.workers > 1 or self.chief):
+            raise MlengineError(f"topology: strategy none runs one process, but workers={self.workers}"
+                                f"{' plus a chief' if self.chief else ''}; use all_reduce or parameter_server")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "resolved_strategy": self.resolved_strategy, "chief": self.has_chief}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Topology:
+        known = {"workers", "ps", "chief", "strategy"}
+        return cls(**{k: v for k, v in raw.items() if k in known})
+
 
 
 @dataclass(frozen=True)
@@ -136,9 +214,9 @@ def resolve_role(tf_config: dict | None, strategy: str = "auto") -> Role:
         return Role("none")
     cluster = {k: list(v) for k, v in tf_config["cluster"].items()}
     task_type, index = tf_config["task"]["type"], tf_config["task"]["index"]
-    has_ps = bool(cluster.get("ps"))
     tasks = sum(len(v) for v in cluster.values())
-    if has_ps:
+    auto = auto_strategy(len(cluster.get("ps", [])), tasks)
+    if auto == "parameter_server":
         if strategy in ("all_reduce", "none"):
             raise TFConfigError(f"strategy {strategy} cannot use parameter servers, but {ENV_TF_CONFIG} lists "
                                 f"{len(cluster['ps'])} ps task(s)")
@@ -149,7 +227,7 @@ def resolve_role(tf_config: dict | None, strategy: str = "auto") -> Role:
         return Role("parameter_server", task_type, index, cluster)
     if strategy == "parameter_server":
         raise TFConfigError(f"strategy parameter_server needs ps tasks, but {ENV_TF_CONFIG} lists none")
-    if tasks == 1:
+    if auto == "none":
         if strategy == "all_reduce":  # one task: MultiWorkerMirroredStrategy would be a mirror of one
             return Role("all_reduce", task_type, index, cluster)
         return Role("none", task_type, index, cluster)
@@ -170,7 +248,7 @@ def tf_config_json(cluster: dict[str, list[str]], task_type: str, index: int) ->
 
 # --- TensorFlow side (imports inside) ---------------------------------------------------------
 def _import_tf():
-    from mlengine.components.train.tfenv import import_tf
+    from mlengine.components.shared.tf import import_tf
 
     return import_tf()
 

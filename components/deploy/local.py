@@ -11,18 +11,14 @@ turns a rollout decision into the Markdown artifact the Kubeflow UI shows.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from mlengine.components.deploy.inference_service import (  # re-exported: the component imports logic only
+from mlengine.components.deploy.cluster import (  # re-exported: the component imports logic only
     RolloutDecision,
     apply_inference_service,
     deploy_to_cluster,
@@ -30,6 +26,7 @@ from mlengine.components.deploy.inference_service import (  # re-exported: the c
     render_inference_service,
     stage_for_tf_serving,
 )
+from mlengine.components.shared.processes import free_ports, stop_process_tree
 from mlengine.constants import SERVING_MODEL_SUBDIR, SPEC_FILE
 from mlengine.errors import MlengineError
 
@@ -48,12 +45,6 @@ _children: dict[int, subprocess.Popen] = {}  # servers this process started (rea
 
 
 # --- processes ----------------------------------------------------------------------------------------
-def free_port(host: str = LOCAL_HOST) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
 def start_server_process(command: list[str], log_path: str | Path,
                          env: dict[str, str] | None = None) -> subprocess.Popen:
     """Start ``command`` in its own session (so its workers can be stopped as one group), output to ``log_path``."""
@@ -67,63 +58,16 @@ def start_server_process(command: list[str], log_path: str | Path,
 
 
 def stop_process_group(pid: int, timeout: float = STOP_TIMEOUT_S) -> bool:
-    """SIGTERM the process group led by ``pid``, SIGKILL what is left after ``timeout``; True if it ran."""
-    import psutil
-
-    try:
-        leader = psutil.Process(pid)
-        members = [leader, *leader.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        _reap(pid)
-        return False
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except (ProcessLookupError, PermissionError):
-        for member in members:
-            _signal(member, signal.SIGTERM)
-    child = _children.get(pid)  # our own child must be reaped, or it lingers as a zombie
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if child is not None:
-            child.poll()
-        alive = [m for m in members if _alive(m)]
-        if not alive:
-            break
-        time.sleep(0.1)
-    else:
-        for member in members:
-            _signal(member, signal.SIGKILL)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)
-        psutil.wait_procs(members, timeout=5)
-    _reap(pid)
-    return True
-
-
-def _alive(process) -> bool:
-    import psutil
-
-    try:
-        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
-def _signal(process, sig: int) -> None:
-    import psutil
-
-    with contextlib.suppress(psutil.NoSuchProcess):
-        process.send_signal(sig)
-
-
-def _reap(pid: int) -> None:
-    child = _children.pop(pid, None)
+    """SIGTERM the server's process group, SIGKILL what is left after ``timeout``; True if it ran."""
+    child = _children.pop(pid, None)  # our own child must be reaped, or it lingers as a zombie
+    stopped = stop_process_tree(pid, timeout, child)
     if child is not None:
         try:
             child.wait(timeout=5)
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait(timeout=5)
+    return stopped
 
 
 def wait_until_ready(url: str, name: str | None, process: subprocess.Popen | None, log_path: str | Path | None,
@@ -181,7 +125,7 @@ def deploy_local(model_dir: str | Path, *, name: str | None = None, port: int | 
     state_dir = Path(state_dir)
     state_dir.mkdir(parents=True, exist_ok=True)
     stop_local(state_dir)  # a restart replaces the previous server
-    port = port or free_port(host)
+    port = port or free_ports(1, host)[0]
     url = f"http://{host}:{port}"
     command = [sys.executable, "-m", "mlengine.cli", "serve", "--model", str(model_dir), "--port", str(port),
                "--host", host, "--workers", str(workers), *(["--name", name] if name else []), *(extra_args or [])]

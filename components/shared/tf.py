@@ -19,3 +19,15 @@ def import_tf():
     import tf_keras as keras
 
     return tf, keras
+
+
+def configure_tf_threads(threads: int | None) -> None:
+    """Limit TensorFlow's thread pools (one server worker per core wants 1); no-op for None/0."""
+    if not threads:
+        return
+    tf, _ = import_tf()
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+        tf.config.threading.set_inter_op_parallelism_threads(int(threads))
+    except RuntimeError:
+        pass  # TensorFlow already started its runtime in this process: keep what it has

@@ -335,19 +335,6 @@ def _patch(*, storage_uri: str | None = None, canary_percent: Any = _UNSET, anno
     return patch
 
 
-def apply_patch_locally(manifest: dict, patch: dict) -> dict:
-    """What the API server stores after a JSON merge patch (for validating patched manifests)."""
-    if not isinstance(patch, dict):
-        return patch
-    out = dict(manifest) if isinstance(manifest, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            out.pop(key, None)
-        else:
-            out[key] = apply_patch_locally(out.get(key), value)
-    return out
-
-
 # --- applying and waiting -----------------------------------------------------------------------------
 def inference_service_done(min_generation: int | None = None) -> Callable[[dict], tuple[bool, bool, str]]:
     """The ``done`` function for ``CustomResource.wait``: Ready=True for the current generation, or failed."""

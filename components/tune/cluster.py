@@ -86,7 +86,7 @@ def _trial_tfjob(*, image: str, args: list[str], topology, namespace: str, servi
     volume), with the trial program as the command and without name and namespace: Katib sets those."""
     import os
 
-    from mlengine.components.train.tfjob import ENV_SHARED_CLAIM, render_tfjob
+    from mlengine.components.shared.tfjob import ENV_SHARED_CLAIM, render_tfjob
 
     extra = {"service_account": service_account} if service_account else {}
     tfjob = render_tfjob("katib-trial", args, topology, namespace=namespace, image=image, resources=resources,
@@ -115,7 +115,7 @@ def render_experiment(name: str, space: SearchSpace, *, namespace: str = K8S_NAM
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise MlengineError(f"epochs must be a positive integer, got {epochs!r}")
     if trial_topology is None:
-        from mlengine.components.train.local_cluster import Topology
+        from mlengine.components.shared.distributed import Topology
 
         trial_topology = Topology(workers=1, ps=0)
     args = trial_arguments(space, train_uri=train_uri, eval_uri=eval_uri, spec_uri=spec_uri,

@@ -13,10 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mlengine.constants import SPEC_FILE
+from mlengine.constants import RUN_MODES, SPEC_FILE
 from mlengine.errors import MlengineError
 
-MODES = ("local", "cluster")
 TF_SERVING_SUBDIR = "tfserving"  # <model artifact URI>/tfserving/1/saved_model.pb, TF Serving's layout
 SMOKE_TIMEOUT_S = 30.0
 
@@ -62,8 +61,8 @@ def deploy_model(model_dir: str, *, model_uri: str, blessed: bool = True, mode: 
     it (and its own model starts the next canary), an unblessed run rolls it back. An unblessed
     model itself never receives traffic.
     """
-    if mode not in MODES:
-        raise MlengineError(f"mode {mode!r}: expected one of {list(MODES)}")
+    if mode not in RUN_MODES:
+        raise MlengineError(f"mode {mode!r}: expected one of {list(RUN_MODES)}")
     if mode == "cluster":
         return _deploy_to_cluster(model_dir, model_uri=model_uri, blessed=blessed, name=name,
                                   canary_traffic_percent=canary_traffic_percent, log=log)
@@ -75,7 +74,7 @@ def deploy_model(model_dir: str, *, model_uri: str, blessed: bool = True, mode: 
 
 
 def _deploy_locally(model_dir: str, *, name: str, keep_serving: bool, state_dir: str, log) -> tuple[str, str]:
-    from mlengine.components.deploy.logic import deploy_local, stop_local
+    from mlengine.components.deploy.local import deploy_local, stop_local
     from mlengine.components.shared.featurespec import load_spec
 
     instance = example_instance(load_spec(Path(model_dir) / SPEC_FILE))
@@ -107,9 +106,9 @@ def _deploy_locally(model_dir: str, *, name: str, keep_serving: bool, state_dir:
 
 def _deploy_to_cluster(model_dir: str, *, model_uri: str, blessed: bool, name: str, canary_traffic_percent: int,
                        log) -> tuple[str, str]:
-    from mlengine.components.deploy.inference_service import deploy_to_cluster, stage_for_tf_serving
-    from mlengine.components.deploy.logic import render_deploy_markdown
-    from mlengine.components.train.staging import normalize_uri, upload_dir
+    from mlengine.components.deploy.cluster import deploy_to_cluster, stage_for_tf_serving
+    from mlengine.components.deploy.local import render_deploy_markdown
+    from mlengine.components.shared.staging import normalize_uri, upload_dir
 
     storage_uri = normalize_uri(model_uri).rstrip("/") + "/" + TF_SERVING_SUBDIR
     if blessed:

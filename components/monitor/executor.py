@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from mlengine.components.shared.featurespec import FeatureSpec, load_spec
+from mlengine.components.shared.userfiles import parse_json_object, read_json_object
 from mlengine.constants import SPEC_FILE, STATISTICS_FILE
 from mlengine.errors import DataError, MlengineError
 
@@ -81,12 +82,7 @@ def parse_thresholds(value: str | Mapping[str, Any] | None) -> dict[str, float |
     if isinstance(value, str):
         text = value.strip()
         if text.startswith("{"):
-            try:
-                items = json.loads(text)
-            except json.JSONDecodeError as err:
-                raise MlengineError(f"--thresholds: not valid JSON: {err}") from None
-            if not isinstance(items, dict):
-                raise MlengineError("--thresholds: expected a JSON object")
+            items = parse_json_object(text, "--thresholds")
         else:
             items = {}
             for part in filter(None, (p.strip() for p in text.split(","))):
@@ -126,11 +122,8 @@ def load_statistics(path: str | Path) -> tuple[dict[str, Any], Path]:
     if not stats_file.is_file():
         raise DataError(f"{stats_file}: statistics not found (expected the ingest statistics folder "
                         f"with {STATISTICS_FILE}, or the file itself)")
-    try:
-        doc = json.loads(stats_file.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DataError(f"{stats_file}: not valid JSON: {err}") from None
-    if not isinstance(doc, dict) or not any(isinstance(doc.get(s), dict) for s in (PREFERRED_SCOPE, "all")):
+    doc = read_json_object(stats_file, DataError, "statistics")
+    if not any(isinstance(doc.get(s), dict) for s in (PREFERRED_SCOPE, "all")):
         raise DataError(f"{stats_file}: not an ingest statistics file (no 'train' or 'all' section)")
     return doc, stats_file
 
@@ -488,7 +481,7 @@ def run_monitor(statistics: str | Path, serving_log: str | Path, out: str | Path
     Returns the drift result with ``serving_log`` (the reader's accounting) and ``outputs`` (paths).
     """
     from mlengine.components.monitor.report import render_html, render_markdown
-    from mlengine.components.monitor.serving_log import read_serving_log
+    from mlengine.components.shared.serving_log import read_serving_log
 
     limits = parse_thresholds(thresholds) if not isinstance(thresholds, Mapping) else parse_thresholds(dict(thresholds))
     doc, stats_file = load_statistics(statistics)

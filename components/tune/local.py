@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlengine.components.shared.processes import die_with_parent
 from mlengine.components.tune.search_space import SearchSpace
 from mlengine.components.tune.trial import TrialContext, load_spec_dict, transform_and_train
 from mlengine.constants import PARAM_BATCH_SIZE, PARAM_HIDDEN_UNITS, PARAM_LEARNING_RATE, PARAM_NBUCKETS
@@ -68,23 +69,10 @@ def _one_line(err: BaseException) -> str:
 
 
 # --- the trial process ---------------------------------------------------------------------------
-def _die_with_parent(parent_pid: int) -> None:
-    """Ask Linux to kill this process when the study process dies (no orphans after a kill -9)."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
-        os._exit(1)
-
-
 def _trial_process(conn, runner: TrialRunner, params: dict, context: TrialContext, log_path: str,
                    parent_pid: int, threads: int) -> None:
     """Body of one trial process: run the trial, send ("report", step, v) ... then ("result", v) or ("error", msg)."""
-    _die_with_parent(parent_pid)
+    die_with_parent(parent_pid, signal.SIGKILL)  # no orphans after a kill -9 of the study
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the study process decides what happens on Ctrl-C
     for name in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS"):
         os.environ[name] = str(threads)
@@ -172,7 +160,7 @@ def run_local_study(train_dir: str, eval_dir: str, spec_dir_or_spec, space: Sear
     emit = progress or (lambda _message: None)
     runner = trial_runner or transform_and_train
     if trial_runner is None:  # a missing split fails here once, not in every trial
-        from mlengine.components.transform.logic import list_parquet_files
+        from mlengine.components.shared.parquet import list_parquet_files
 
         list_parquet_files(train_dir)
         list_parquet_files(eval_dir)
@@ -180,8 +168,8 @@ def run_local_study(train_dir: str, eval_dir: str, spec_dir_or_spec, space: Sear
     out = Path(out_dir)
     (out / TRIALS_SUBDIR).mkdir(parents=True, exist_ok=True)
     with _StudyLock(out / LOCK_FILE):
-        fingerprint = _fingerprint(space, train_dir, eval_dir, spec, epochs, steps_per_epoch,
-                                   space.defaults_for_missing(defaults))
+        untuned = {k: v for k, v in space.complete({}, defaults).items() if k not in space.names}
+        fingerprint = _fingerprint(space, train_dir, eval_dir, spec, epochs, steps_per_epoch, untuned)
         study, binding = _open_study(space, out, fingerprint)
         session = _Session(study, binding, space, out, emit, runner, defaults or {},
                            TrialContext(number=-1, train_dir=str(train_dir), eval_dir=str(eval_dir), spec=spec,

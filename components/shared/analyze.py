@@ -1,0 +1,212 @@
+"""The transform's analyze pass over the training split.
+
+``analyze`` streams the training Parquet parts once (bounded memory whatever their size) and
+returns the :class:`TransformState`: means and standard deviations, quantile bucket boundaries
+(from a seeded reservoir sample, exact for splits smaller than the sample), vocabularies of
+string categoricals, and the rule-based benchmark line. The state builds the preprocessing layer
+that runs inside the exported model (``components/shared/transform_state.py``).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections import Counter
+
+import numpy as np
+
+from mlengine.components.shared import derived as derived_ops
+from mlengine.components.shared.featurespec import FeatureSpec
+from mlengine.components.shared.parquet import iter_record_batches, list_parquet_files
+from mlengine.components.shared.transform_state import TransformState
+from mlengine.errors import DataError, MlengineError
+
+MAX_VOCABULARY_SIZE = 1000  # learned vocabularies keep the most frequent values; the rest map to OOV id 0
+COUNTER_LIMIT = 100_000  # distinct values counted before rare ones are pruned (bounds memory)
+
+
+def _emit(progress, message: str) -> None:
+    if progress is None:
+        print(message, file=sys.stderr, flush=True)
+    elif progress:
+        progress(message)
+
+
+# --- streaming statistics -----------------------------------------------------------------------
+class _Moments:
+    """Count, mean and sum of squared deviations, merged batch by batch (Chan et al.)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.mean = 0.0
+        self.m2 = 0.0
+
+    def update(self, values: np.ndarray) -> None:
+        n = values.size
+        if n == 0:
+            return
+        batch_mean = float(values.mean())
+        batch_m2 = float(((values - batch_mean) ** 2).sum())
+        total = self.count + n
+        delta = batch_mean - self.mean
+        self.mean += delta * n / total
+        self.m2 += batch_m2 + delta * delta * self.count * n / total
+        self.count = total
+
+    @property
+    def std(self) -> float:
+        return math.sqrt(self.m2 / self.count) if self.count else 0.0
+
+
+class _CoMoments:
+    """Streaming least squares of y on x: means, variance of x and covariance of x and y."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.mean_x = 0.0
+        self.mean_y = 0.0
+        self.cxx = 0.0
+        self.cxy = 0.0
+
+    def update(self, x: np.ndarray, y: np.ndarray) -> None:
+        n = x.size
+        if n == 0:
+            return
+        bx, by = float(x.mean()), float(y.mean())
+        dx, dy = x - bx, y - by
+        total = self.count + n
+        delta_x, delta_y = bx - self.mean_x, by - self.mean_y
+        factor = self.count * n / total
+        self.cxx += float((dx * dx).sum()) + delta_x * delta_x * factor
+        self.cxy += float((dx * dy).sum()) + delta_x * delta_y * factor
+        self.mean_x += delta_x * n / total
+        self.mean_y += delta_y * n / total
+        self.count = total
+
+    def line(self) -> tuple[float, float]:
+        slope = self.cxy / self.cxx if self.cxx > 0 else 0.0
+        return slope, self.mean_y - slope * self.mean_x
+
+
+class _Reservoir:
+    """A seeded uniform sample of at most ``capacity`` rows (algorithm R, vectorised per batch)."""
+
+    def __init__(self, names: list[str], capacity: int, seed: int) -> None:
+        self.capacity = capacity
+        self.rng = np.random.default_rng(seed)
+        self.seen = 0
+        self.filled = 0
+        self.values = {name: np.empty(capacity, dtype=np.float64) for name in names}
+
+    def update(self, columns: dict[str, np.ndarray]) -> None:
+        if not self.values:
+            return
+        n = len(next(iter(columns.values())))
+        take = min(n, self.capacity - self.filled)
+        if take:
+            for name, store in self.values.items():
+                store[self.filled:self.filled + take] = columns[name][:take]
+            self.filled += take
+        rest = n - take
+        if rest > 0:
+            # row with global index j (0-based) replaces a random slot with probability capacity/(j+1)
+            global_index = self.seen + take + np.arange(rest)
+            slots = self.rng.integers(0, global_index + 1)
+            keep = slots < self.capacity
+            rows = take + np.flatnonzero(keep)
+            for name, store in self.values.items():
+                store[slots[keep]] = columns[name][rows]
+        self.seen += n
+
+    def sample(self, name: str) -> np.ndarray:
+        return self.values[name][:self.filled]
+
+
+class _CappedCounter:
+    """Value counts with bounded memory: past COUNTER_LIMIT distinct values the rarest are dropped."""
+
+    def __init__(self) -> None:
+        self.counts: Counter = Counter()
+
+    def update(self, values: np.ndarray) -> None:
+        uniques, counts = np.unique(values.astype(str) if values.dtype == object else values, return_counts=True)
+        self.counts.update(dict(zip(uniques.tolist(), counts.tolist(), strict=True)))
+        if len(self.counts) > COUNTER_LIMIT:
+            self.counts = Counter(dict(self.counts.most_common(COUNTER_LIMIT // 2)))
+
+    def top(self, size: int) -> list:
+        # by count, then by value, so the vocabulary is deterministic
+        ranked = sorted(self.counts.items(), key=lambda item: (-item[1], item[0]))
+        return [value for value, _ in ranked[:size]]
+
+
+# --- analyze ------------------------------------------------------------------------------------
+def numeric_names(spec: FeatureSpec) -> list[str]:
+    """Every numeric raw column and every derived feature (the ones the state has moments for)."""
+    return [c.name for c in spec.columns if c.is_numeric] + spec.derived_names
+
+
+def learned_vocabulary_names(spec: FeatureSpec) -> list[str]:
+    """Categoricals whose vocabulary the analyze pass learns (string columns without one)."""
+    return [n for n in spec.categorical if spec.column(n).vocabulary is None and spec.column(n).type == "string"]
+
+
+def analyze(train_dir: str, spec: FeatureSpec, nbuckets: int, *, sample_rows: int = 500_000, seed: int = 0,
+            progress=None) -> TransformState:
+    """Stream the training split once and return the transform state."""
+    if isinstance(nbuckets, bool) or not isinstance(nbuckets, int) or nbuckets < 2:
+        raise MlengineError(f"nbuckets must be an integer of at least 2, got {nbuckets!r}")
+    if sample_rows < 1:
+        raise MlengineError(f"sample_rows must be positive, got {sample_rows}")
+    files = list_parquet_files(train_dir)
+    raw_names = [*spec.column_names, spec.label.name]
+    numerics = numeric_names(spec)
+    moments = {name: _Moments() for name in numerics}
+    label_moments = _Moments()
+    reservoir = _Reservoir(list(spec.bucketized), sample_rows, seed)
+    counters = {name: _CappedCounter() for name in learned_vocabulary_names(spec)}
+    benchmark = _CoMoments()
+    rows = 0
+    for index, (path, columns) in enumerate(iter_record_batches(files, raw_names)):
+        numeric_columns = {n: columns[n].astype(np.float64) for n in spec.column_names if spec.column(n).is_numeric}
+        values = derived_ops.add_derived_np(spec, numeric_columns)
+        label = columns[spec.label.name].astype(np.float64)
+        for name in numerics:
+            if not np.all(np.isfinite(values[name])):
+                raise DataError(f"{path}: feature {name!r} has non-finite values; ingest must reject such rows")
+            moments[name].update(values[name])
+        if not np.all(np.isfinite(label)):
+            raise DataError(f"{path}: label {spec.label.name!r} has non-finite values")
+        label_moments.update(label)
+        reservoir.update({name: values[name] for name in spec.bucketized})
+        for name, counter in counters.items():
+            counter.update(columns[name])
+        if spec.benchmark_feature:
+            benchmark.update(values[spec.benchmark_feature], label)
+        rows += len(label)
+        if index % 16 == 15:
+            _emit(progress, f"transform: analyzed {rows:,} rows")
+    if rows == 0:
+        raise DataError(f"{train_dir}: the training split has no rows")
+
+    boundaries = {}
+    quantiles = np.linspace(0.0, 1.0, nbuckets + 1)[1:-1]
+    for name in spec.bucketized:
+        # quantile edges of a discrete or skewed feature can coincide: equal edges make empty buckets
+        edges = np.unique(np.quantile(reservoir.sample(name), quantiles))
+        boundaries[name] = [float(v) for v in edges]
+    if spec.benchmark_feature:
+        slope, intercept = benchmark.line()
+    else:
+        slope, intercept = 0.0, label_moments.mean
+    _emit(progress, f"transform: analyzed {rows:,} rows from {len(files)} file(s)")
+    return TransformState(
+        spec=spec,
+        nbuckets=nbuckets,
+        rows=rows,
+        numeric={name: {"mean": m.mean, "std": m.std} for name, m in moments.items()},
+        label={"mean": label_moments.mean, "std": label_moments.std},
+        boundaries=boundaries,
+        vocabularies={name: counter.top(MAX_VOCABULARY_SIZE) for name, counter in counters.items()},
+        benchmark={"feature": spec.benchmark_feature, "slope": float(slope), "intercept": float(intercept)},
+    )

@@ -1,0 +1,31 @@
+"""Progress lines through the standard ``logging`` module: one logger per component.
+
+Components log to ``mlengine.<component>`` (``logging.getLogger("mlengine.tune")``); whoever
+runs them (the CLI, a KFP component body, a task process) calls ``setup_logging()`` once, which
+sends every ``mlengine.*`` record to stderr as a bare line. Tests read the lines with pytest's
+``caplog``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+ROOT_LOGGER = "mlengine"
+_HANDLER_NAME = "mlengine-stderr"
+
+
+def setup_logging(level: int = logging.INFO) -> logging.Logger:
+    """One stderr handler on the ``mlengine`` logger (idempotent); returns that logger."""
+    root = logging.getLogger(ROOT_LOGGER)
+    root.setLevel(level)
+    if not any(h.get_name() == _HANDLER_NAME for h in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.set_name(_HANDLER_NAME)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        root.addHandler(handler)
+    return root
+
+
+def component_logger(component: str) -> logging.Logger:
+    return logging.getLogger(f"{ROOT_LOGGER}.{component}")

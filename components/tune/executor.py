@@ -1,0 +1,100 @@
+"""The tune step: search the hyperparameters a user did not fix, locally (optuna) or with Katib.
+
+``run`` is what the tune component (and ``mlengine tune``) calls. Both modes read the same search
+space; the hyperparameters the user set explicitly are FIXED (removed from the space, every trial
+runs with them); zero trials, or nothing left to search, passes the given values through. The
+result is one ``HyperParameters`` value plus the Markdown and HTML reports.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlengine.components.shared.hyperparameters import HyperParameters, explicit_values
+from mlengine.components.shared.logs import component_logger
+from mlengine.constants import RUN_MODES
+from mlengine.errors import MlengineError
+
+TRIALS_FILE = "trials.json"
+log = component_logger("tune")
+
+
+@dataclass
+class TuneResult:
+    """What the tune step hands on: the chosen hyperparameters, and the study behind them."""
+
+    hyperparameters: HyperParameters
+    fixed: dict[str, Any]
+    searched: list[str]
+    study: dict[str, Any]
+    markdown: str
+    html: str
+    trials_file: str = field(default="")
+
+
+def skipped_result(values: HyperParameters, algorithm: str, reason: str) -> dict:
+    return {"algorithm": algorithm, "trials": [], "best_params": values.to_dict(), "best_rmse": None,
+            "skipped": True, "skip_reason": reason}
+
+
+def run(train_dir: str, eval_dir: str, spec_dir: str, out_dir: str, *, fixed: dict[str, Any] | None = None,
+        trials: int, parallel: int = 1, algorithm: str | None = None, epochs: int, mode: str = "local",
+        space_path: str | None = None, namespace: str | None = None, timeout: float = 24 * 3600.0, api=None,
+        trial_runner: Callable | None = None, output_uri: str | None = None) -> TuneResult:
+    """Tune and write ``out_dir/trials.json``; see the module docstring.
+
+    ``fixed`` holds the hyperparameters the user set (they are not searched); ``trial_runner``
+    replaces the local trial (tests). In cluster mode the trial pods write under ``output_uri``
+    (default: the object-store URI of ``out_dir/trials``).
+    """
+    from mlengine.components.tune.report import render_tuning_html, render_tuning_markdown
+    from mlengine.components.tune.search_space import load_search_space
+
+    if mode not in RUN_MODES:
+        raise MlengineError(f"tune mode {mode!r}: expected one of {list(RUN_MODES)}")
+    if isinstance(trials, bool) or not isinstance(trials, int) or trials < 0:
+        raise MlengineError(f"trials must be 0 (skip tuning) or more, got {trials!r}")
+    given = HyperParameters.from_dict(explicit_values(fixed))
+    fixed = {name: getattr(given, name) for name in explicit_values(fixed)}  # typed: 8, not KFP's 8.0
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    space = load_search_space(space_path)
+    searched = [name for name in space.names if name not in fixed]
+    if fixed:
+        log.info("tune: fixed by you (not searched): %s", ", ".join(f"{k}={v}" for k, v in sorted(fixed.items())))
+    if trials == 0 or not searched:
+        reason = "0 trials" if trials == 0 else "every searchable hyperparameter is fixed"
+        log.info("tune: tuning skipped (%s): the given hyperparameters are used", reason)
+        result = skipped_result(given, algorithm or "none", reason)
+        searched = []
+    else:
+        space = space.without(fixed).with_overrides(
+            max_trials=trials, parallel_trials=max(1, min(parallel, trials)), algorithm=algorithm or None)
+        if mode == "local":
+            from mlengine.components.tune.local import run_local_study
+
+            result = run_local_study(train_dir, eval_dir, spec_dir, space, str(out), epochs=epochs,
+                                     progress=log.info, defaults=given.to_dict(), trial_runner=trial_runner)
+        else:
+            from mlengine.components.shared.staging import artifact_uri
+            from mlengine.components.tune import cluster as katib
+            from mlengine.constants import K8S_NAMESPACE
+
+            # the trial pods read the artifacts from MinIO: KFP's /minio/... mounts map back to s3:// URIs
+            result = katib.run_experiment(
+                katib.experiment_name_for(out_dir), space, namespace=namespace or K8S_NAMESPACE,
+                train_uri=artifact_uri(train_dir), eval_uri=artifact_uri(eval_dir), spec_uri=artifact_uri(spec_dir),
+                output_uri=output_uri or artifact_uri(str(out / "trials")), epochs=epochs,
+                fixed_params=given.to_dict(), name_file=str(out / "experiment-name"), timeout=timeout,
+                progress=log.info, api=api)
+    result = {**result, "fixed": fixed, "searched": searched}
+    best = given.with_values(result.get("best_params") or {})
+    trials_file = out / TRIALS_FILE
+    trials_file.write_text(json.dumps(result, indent=1, default=str), encoding="utf-8")
+    return TuneResult(hyperparameters=best, fixed=fixed, searched=searched, study=result,
+                      markdown=render_tuning_markdown(result), html=render_tuning_html(result),
+                      trials_file=str(trials_file))

@@ -1,0 +1,230 @@
+"""`mlengine run --runner docker`: the compiled training pipeline, every step in the image its YAML names.
+
+This is the closest a single machine gets to a Kubeflow run: the YAML a user uploads (loaded back
+with ``kfp.components.load_component_from_file``, not the Python function) runs under
+``kfp.local.DockerRunner``, each step in its own container of the image the YAML names, with the
+pipeline root bind-mounted at the same path. The containers run as a non-root UID in group 0
+(as OpenShift runs pods) against a group-writable pipeline root, like an emptyDir on a cluster.
+
+kfp.local's own container loop is replaced by :func:`_run_step_container` for the length of the
+run, because kfp's version (kfp 2.17) runs containers with ``auto_remove`` and reports a step as
+succeeded when its container is already gone at ``wait()``, pulls missing images, and cannot add
+mounts. Ours keeps the exit code, names the missing image with the command that builds it, shows
+a failing step's log, mounts the input data read-only, and removes every container it started,
+on success, failure and Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import itertools
+import os
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from mlengine.constants import (
+    CONTAINER_LABEL,
+    CONTAINER_PASSTHROUGH_ENV,
+    IMAGE_DEFAULT_UID,
+    IMAGES_BUILD_COMMAND,
+)
+from mlengine.errors import MlengineError
+
+FAILED_LOG_LINES = 40  # how much of a failing step's log reaches the console (all of it is in pipeline.log)
+_DEFAULT_SOCKET = "/var/run/docker.sock"
+
+
+def docker_client():
+    """A client of the Docker engine, or a one-line MlengineError saying why there is none."""
+    try:
+        import docker
+    except ImportError:
+        raise MlengineError("--runner docker needs the `docker` Python package (pip install docker)") from None
+    host = os.environ.get("DOCKER_HOST", f"unix://{_DEFAULT_SOCKET}")
+    socket = host[len("unix://"):] if host.startswith("unix://") else None
+    if socket and not os.path.exists(socket):
+        raise MlengineError(f"no Docker engine: {socket} does not exist (install Docker, then start it, "
+                            f"e.g. images/dockerd.sh start)")
+    try:
+        client = docker.from_env(timeout=120)
+        client.ping()
+    except docker.errors.DockerException as err:
+        reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+        raise MlengineError(f"the Docker engine at {host} is not running or refuses this user ({reason}); "
+                            f"start it, e.g. images/dockerd.sh start") from None
+    return client
+
+
+def pipeline_images(pipeline_yaml: str | Path) -> list[str]:
+    """Every container image the compiled pipeline's executors name, in order, without repeats."""
+    import yaml
+
+    images: list[str] = []
+    with open(pipeline_yaml, encoding="utf-8") as handle:
+        for document in yaml.safe_load_all(handle):
+            executors = ((document or {}).get("deploymentSpec") or {}).get("executors") or {}
+            for executor in executors.values():
+                image = (executor.get("container") or {}).get("image")
+                if image and image not in images:
+                    images.append(image)
+    return images
+
+
+def check_images(client, images: list[str]) -> None:
+    """One line naming the first image that is not built here, and the command that builds it."""
+    import docker
+
+    for image in images:
+        if image.endswith(":latest") or ":" not in image.rsplit("/", 1)[-1]:
+            raise MlengineError(f"image {image}: a pipeline step must name a versioned tag, never :latest")
+        try:
+            client.images.get(image)
+        except docker.errors.ImageNotFound:
+            raise MlengineError(f"image {image} is not built on this machine: run `{IMAGES_BUILD_COMMAND}`") from None
+
+
+def container_user() -> str:
+    """``UID:0``: the caller's own UID when it is not root (its files stay its own), else the image's user."""
+    uid = os.getuid()
+    return f"{uid if uid != 0 else IMAGE_DEFAULT_UID}:0"
+
+
+def make_group_writable_root(root: Path) -> None:
+    """Create the pipeline root group-writable (setgid), as a cluster's emptyDir is for group 0.
+
+    A missing bind-mount source would be created by dockerd as root with mode 755, which a non-root
+    step cannot write into; created here first, every UID of group 0 can.
+    """
+    root.mkdir(parents=True, exist_ok=True)
+    root.chmod(0o2775)
+
+
+def input_mounts(*uris: str | None) -> dict[str, dict[str, str]]:
+    """Read-only bind mounts that make local input files visible at the same path inside a step.
+
+    A file mounts its folder, a folder itself, a glob the folder before its first wildcard;
+    ``s3://`` and other remote URIs need no mount.
+    """
+    mounts: dict[str, dict[str, str]] = {}
+    for uri in uris:
+        if not uri or "://" in uri:
+            continue
+        path = os.path.abspath(uri)
+        if glob.has_magic(path):
+            path = os.path.dirname(path[: min(path.index(c) for c in "*?[" if c in path)])
+        elif not os.path.isdir(path):
+            path = os.path.dirname(path)
+        if path and path != "/" and os.path.isdir(path):
+            mounts[path] = {"bind": path, "mode": "ro"}
+    return mounts
+
+
+def absolute_inputs(arguments: dict[str, Any]) -> dict[str, Any]:
+    """Local data and spec paths made absolute: a step's working directory is the image's HOME."""
+    fixed = dict(arguments)
+    for key in ("data_uri", "spec_uri"):
+        value = fixed.get(key)
+        if isinstance(value, str) and value and "://" not in value:
+            fixed[key] = os.path.abspath(value)
+    return fixed
+
+
+def _passthrough_environment() -> dict[str, str]:
+    # object-store settings the steps read, from the caller's environment at run time only:
+    # never baked into an image or the YAML
+    return {name: os.environ[name] for name in CONTAINER_PASSTHROUGH_ENV if os.environ.get(name)}
+
+
+def _step_name(command: list[str]) -> str:
+    """The component function a kfp lightweight step runs (``--function_to_execute NAME``)."""
+    for flag, value in itertools.pairwise(command):
+        if flag == "--function_to_execute":
+            return value
+    return "step"
+
+
+def _run_step_container(client, image: str, command: list[str], volumes: dict[str, Any], *,
+                        run_id: str, user: str, extra_volumes: dict[str, Any], **run_args) -> int:
+    """Run one step as Kubernetes would: ``command`` replaces the image's entrypoint; returns its exit code."""
+    import docker
+
+    step = _step_name(command)
+    environment = {**_passthrough_environment(), **run_args.pop("environment", {})}
+    print(f"Running {step} in {image} as user {user}\n")
+    container = client.containers.run(
+        image=image, entrypoint=command[:1], command=command[1:], user=user, environment=environment,
+        volumes={**extra_volumes, **volumes}, labels={CONTAINER_LABEL: run_id}, detach=True,
+        name=f"mlengine-{run_id}-{step}-{uuid.uuid4().hex[:6]}", **run_args)
+    try:
+        tail: list[str] = []
+        for chunk in container.logs(stream=True, follow=True):
+            text = chunk.decode("utf-8", errors="replace")
+            print(text, end="")
+            tail = (tail + text.splitlines())[-FAILED_LOG_LINES:]
+        code = int(container.wait()["StatusCode"])
+        if code != 0:
+            # straight to the console (stdout is filtered into pipeline.log): the user sees why
+            print(f"--- step {step} failed in its container (exit {code}); last lines of its log:",
+                  *tail, "---", sep="\n", file=sys.stderr, flush=True)
+        return code
+    finally:
+        with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+            container.remove(force=True)  # also on Ctrl-C: a removed container stops running
+
+
+def remove_run_containers(client, run_id: str) -> int:
+    """Remove every container (running or not) labelled with ``run_id``; returns how many."""
+    import docker
+
+    removed = 0
+    for container in client.containers.list(all=True, filters={"label": f"{CONTAINER_LABEL}={run_id}"}):
+        with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
+            container.remove(force=True)
+            removed += 1
+    return removed
+
+
+@contextlib.contextmanager
+def docker_pipeline(out: Path, pipeline_yaml: str | Path, arguments: dict[str, Any], *,
+                    enable_caching: bool = False) -> Iterator[Callable[..., Any]]:
+    """kfp.local set up for the compiled pipeline under DockerRunner; yields the pipeline to call.
+
+    Checks first (one line each, before any container starts): a Docker engine answers, every image
+    the YAML names is built. On leaving, kfp.local's container loop is restored and every container
+    labelled with this run is removed, whatever happened.
+    """
+    from kfp import components, local
+    from kfp.local import docker_task_handler
+
+    if arguments.get("keep_serving"):
+        raise MlengineError("--keep-serving does not apply to --runner docker (the deploy step's container is "
+                            "removed); serve the model from the server image instead (see README)")
+    client = docker_client()
+    check_images(client, pipeline_images(pipeline_yaml))
+    root = out / "pipeline-root"
+    make_group_writable_root(root)
+    run_id = uuid.uuid4().hex[:10]
+    extra_volumes = input_mounts(arguments.get("data_uri"), arguments.get("spec_uri"))
+    user = container_user()
+    original = docker_task_handler.run_docker_container
+
+    def run_step(client, image, command, volumes, **run_args):
+        return _run_step_container(client, image, command, volumes, run_id=run_id, user=user,
+                                   extra_volumes=extra_volumes, **run_args)
+
+    pipeline = components.load_component_from_file(str(pipeline_yaml))
+    local.init(runner=local.DockerRunner(), pipeline_root=str(root), enable_caching=enable_caching,
+               cache_root=str(out / "task-cache"))
+    docker_task_handler.run_docker_container = run_step
+    old_umask = os.umask(0o002)  # folders kfp.local makes on the host stay writable for group 0
+    try:
+        yield lambda **kwargs: pipeline(**absolute_inputs(kwargs))
+    finally:
+        os.umask(old_umask)
+        docker_task_handler.run_docker_container = original
+        remove_run_containers(client, run_id)
+        client.close()
