@@ -1,0 +1,78 @@
+"""`--runner docker` refuses clearly, in one line, before any container starts (no engine needed)."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+
+import pytest
+
+
+def _run(tmp_path, env_extra: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    import os
+
+    data = tmp_path / "taxi.csv"
+    subprocess.run([sys.executable, "-m", "mlengine.cli", "generate", "--rows", "200", "--out", str(data)],
+                   check=True, capture_output=True)
+    return subprocess.run([sys.executable, "-m", "mlengine.cli", "run", "--runner", "docker", "--data", str(data),
+                           "--out", str(tmp_path / "out"), "--trials", "0", *args],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, **env_extra})
+
+
+def test_no_docker_engine(tmp_path):
+    result = _run(tmp_path, {"DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"})
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"mlengine run: error: no Docker engine: {tmp_path}/no-engine.sock does not exist "
+        "(install Docker, then start it, e.g. images/dockerd.sh start)")
+
+
+def test_engine_not_running(tmp_path):
+    path = tmp_path / "stale.sock"
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(path))  # a socket file nobody listens on: what a stopped dockerd leaves
+    result = _run(tmp_path, {"DOCKER_HOST": f"unix://{path}"})
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"mlengine run: error: the Docker engine at unix://{path} is not running")
+    assert "images/dockerd.sh start" in last
+
+
+def test_keep_serving_is_refused(tmp_path):
+    result = _run(tmp_path, {}, "--keep-serving")
+    assert result.returncode == 2
+    assert "--keep-serving does not apply to --runner docker" in result.stderr.strip().splitlines()[-1]
+
+
+def test_a_missing_image_names_make_images():
+    import docker
+
+    from mlengine.errors import MlengineError
+    from mlengine.pipelines.docker_run import check_images
+
+    class Images:
+        def get(self, name):
+            raise docker.errors.ImageNotFound(name)
+
+    class Client:
+        images = Images()
+
+    with pytest.raises(MlengineError) as err:
+        check_images(Client(), ["ghcr.io/mlengine/mlengine-pipeline:0.1.0"])
+    assert str(err.value) == ("image ghcr.io/mlengine/mlengine-pipeline:0.1.0 is not built on this machine: "
+                              "run `make images`")
+    with pytest.raises(MlengineError, match="never :latest"):
+        check_images(Client(), ["ghcr.io/mlengine/mlengine-pipeline:latest"])
+
+
+def test_input_mounts_make_local_data_visible_read_only(tmp_path):
+    from mlengine.pipelines.docker_run import absolute_inputs, input_mounts
+
+    (tmp_path / "shards").mkdir()
+    (tmp_path / "one.csv").write_text("x\n")
+    mounts = input_mounts(str(tmp_path / "one.csv"), str(tmp_path / "shards" / "part-*.csv"), "s3://bucket/data", "")
+    assert mounts == {str(tmp_path): {"bind": str(tmp_path), "mode": "ro"},
+                      str(tmp_path / "shards"): {"bind": str(tmp_path / "shards"), "mode": "ro"}}
+    fixed = absolute_inputs({"data_uri": "data/x.csv", "spec_uri": "s3://b/spec.yaml", "epochs": 1})
+    assert fixed["data_uri"].startswith("/") and fixed["spec_uri"] == "s3://b/spec.yaml" and fixed["epochs"] == 1

@@ -1,0 +1,154 @@
+"""The images `make images` built: tags, labels, user, entrypoints, and what must not be inside."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mlengine.constants import IMAGE_DEFAULT_UID, IMAGE_ROLES, image_for
+from mlengine.version import __version__
+
+pytestmark = pytest.mark.containers
+
+ENTRYPOINTS = {
+    "pipeline": ["python", "-m", "mlengine.cli"],
+    "trainer": ["python", "-m", "mlengine.components.train.task"],
+    "server": ["python", "-m", "mlengine.cli", "serve", "--host", "0.0.0.0", "--port", "8080", "--model",
+               "/mnt/models"],
+}
+ARBITRARY_UID = 1000680000
+_PEM = re.compile(r"-----BEGIN CERTIFICATE-----\s*(.*?)\s*-----END CERTIFICATE-----", re.S)
+
+# Walks the image's filesystem (run inside it as root, to see every folder) and prints JSON:
+# what a final image must not hold, the PEM certificates it holds, and files equal to the host's CA bundle.
+SCANNER = r"""
+import hashlib, json, os, re, sys
+bundle_size, bundle_sha = int(sys.argv[1]), sys.argv[2]
+found = {"git": [], "tests": [], "pip_cache": [], "wheels": [], "compilers": [], "host_bundle": [], "pem": {}}
+pem = re.compile(rb"-----BEGIN CERTIFICATE-----\s*(.*?)\s*-----END CERTIFICATE-----", re.S)
+for top, dirs, files in os.walk("/"):
+    if top in ("/proc", "/sys", "/dev"):
+        dirs[:] = []
+        continue
+    for d in dirs:
+        path = os.path.join(top, d)
+        if d == ".git":
+            found["git"].append(path)
+        if d in ("tests", "test") and "/mlengine/" in path + "/":
+            found["tests"].append(path)
+        if path.endswith("/.cache/pip") or path.endswith("/wheelhouse"):
+            found["pip_cache"].append(path)
+    for f in files:
+        path = os.path.join(top, f)
+        if f.endswith(".whl"):
+            found["wheels"].append(path)
+        if f == "conftest.py" and "/mlengine/" in path:
+            found["tests"].append(path)
+        if re.fullmatch(r"(gcc|g\+\+|cc|c\+\+|clang|x86_64-linux-gnu-gcc.*)", f) and top.endswith("bin"):
+            found["compilers"].append(path)
+        if not os.path.isfile(path) or os.path.islink(path):
+            continue
+        size = os.path.getsize(path)
+        if size == bundle_size and hashlib.sha256(open(path, "rb").read()).hexdigest() == bundle_sha:
+            found["host_bundle"].append(path)
+        if f.endswith((".pem", ".crt")) and size < 5_000_000:
+            found["pem"][path] = [m.decode() for m in pem.findall(open(path, "rb").read())]
+print(json.dumps(found))
+"""
+
+
+def _host_ca_bundle() -> Path:
+    """The CA bundle the build machine's pip trusts (`pip config list`: cert), else the system one."""
+    listing = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True).stdout
+    for line in listing.splitlines():
+        key, _, value = line.partition("=")
+        if key.endswith(".cert"):
+            return Path(value.strip().strip("'\""))
+    return Path("/etc/ssl/certs/ca-certificates.crt")
+
+
+def _certs(text: str) -> set[str]:
+    return {re.sub(r"\s+", "", body) for body in _PEM.findall(text)}
+
+
+@pytest.fixture(scope="module")
+def scans(built_images, docker_client) -> dict[str, dict]:
+    import hashlib
+
+    bundle = _host_ca_bundle()
+    data = bundle.read_bytes() if bundle.is_file() else b""
+    results = {}
+    for role, image in built_images.items():
+        output = docker_client.containers.run(
+            image, entrypoint=["python", "-c", SCANNER], command=[str(len(data)), hashlib.sha256(data).hexdigest()],
+            user="0:0", remove=True, stdout=True, stderr=False)
+        results[role] = json.loads(output)
+    results["_host_bundle"] = data.decode("utf-8", errors="replace")
+    return results
+
+
+@pytest.mark.parametrize("role", IMAGE_ROLES)
+def test_tag_labels_user_and_entrypoint(role, built_images, docker_client):
+    image = docker_client.images.get(built_images[role])
+    assert image_for(role) in image.tags
+    assert all(not tag.endswith(":latest") for tag in image.tags)
+    config = image.attrs["Config"]
+    labels = config["Labels"] or {}
+    assert labels["org.opencontainers.image.version"] == __version__
+    assert labels["org.opencontainers.image.source"]
+    assert config["User"] == f"{IMAGE_DEFAULT_UID}:0"
+    assert config["Entrypoint"] == ENTRYPOINTS[role]
+    assert not any(name.split("=", 1)[0].startswith(("AWS_", "PIP_", "REQUESTS_CA", "SSL_CERT"))
+                   for name in config["Env"])
+
+
+@pytest.mark.parametrize("role", IMAGE_ROLES)
+def test_history_has_no_wheelhouse_certificate_or_secret(role, built_images, docker_client):
+    history = docker_client.api.history(built_images[role])
+    commands = "\n".join(layer.get("CreatedBy", "") for layer in history)
+    for word in ("wheelhouse", "cert", "secret", "PIP_", "pip config", ".git"):
+        assert word not in commands, word
+
+
+@pytest.mark.parametrize("role", IMAGE_ROLES)
+def test_no_git_tests_pip_cache_wheels_or_compilers(role, scans):
+    scan = scans[role]
+    for kind in ("git", "tests", "pip_cache", "wheels", "compilers"):
+        assert scan[kind] == [], kind
+
+
+@pytest.mark.parametrize("role", IMAGE_ROLES)
+def test_no_ca_bundle_from_the_build_machine(role, scans):
+    scan = scans[role]
+    assert scan["host_bundle"] == []  # no file is byte for byte the host's bundle
+    # the machine's own CAs: in the host bundle but in no public package the image installed
+    image_certs = {re.sub(r"\s+", "", body) for bodies in scan["pem"].values() for body in bodies}
+    debian = _certs("\n".join(f"-----BEGIN CERTIFICATE-----{b}-----END CERTIFICATE-----"
+                              for b in scan["pem"].get("/etc/ssl/certs/ca-certificates.crt", [])))
+    certifi = {re.sub(r"\s+", "", body) for path, bodies in scan["pem"].items() if "/certifi/" in path
+               for body in bodies}
+    machine_only = _certs(scans["_host_bundle"]) - debian - certifi
+    assert not machine_only & image_certs
+    assert "/etc/ssl/certs/ca-certificates.crt" in scan["pem"]  # the scan did read certificates
+
+
+def test_any_uid_in_group_0_imports_the_installed_package_from_the_workdir(built_images, docker_client):
+    script = ("import mlengine, mlengine.components.train.task, mlengine.pipelines, os, pathlib, sys; "
+              "pathlib.Path(os.environ['HOME'], 'probe').write_text('ok'); "
+              "print(mlengine.__file__, os.getcwd(), os.getuid(), os.getgid())")
+    output = docker_client.containers.run(built_images["pipeline"], entrypoint=["python", "-c", script],
+                                          user=f"{ARBITRARY_UID}:0", remove=True).decode().split()
+    module_file, workdir, uid, gid = output
+    assert module_file.startswith("/opt/mlengine/lib/python3.11/site-packages/mlengine/")
+    assert not module_file.startswith(workdir)
+    assert (int(uid), int(gid)) == (ARBITRARY_UID, 0)
+
+
+def test_pipeline_entrypoint_is_the_mlengine_cli(built_images, docker_client):
+    output = docker_client.containers.run(built_images["pipeline"], command=["--version"], remove=True).decode()
+    assert output.strip() == f"mlengine {__version__}"
