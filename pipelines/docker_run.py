@@ -87,10 +87,10 @@ def check_images(client, images: list[str]) -> None:
             raise MlengineError(f"image {image} is not built on this machine: run `{IMAGES_BUILD_COMMAND}`") from None
 
 
-def container_user() -> str:
-    """``UID:0``: the caller's own UID when it is not root (its files stay its own), else the image's user."""
+def container_uid() -> int:
+    """The caller's own UID when it is not root (its files stay its own), else the image's user; group is 0."""
     uid = os.getuid()
-    return f"{uid if uid != 0 else IMAGE_DEFAULT_UID}:0"
+    return uid if uid != 0 else IMAGE_DEFAULT_UID
 
 
 def make_group_writable_root(root: Path) -> None:
@@ -103,24 +103,65 @@ def make_group_writable_root(root: Path) -> None:
     root.chmod(0o2775)
 
 
-def input_mounts(*uris: str | None) -> dict[str, dict[str, str]]:
-    """Read-only bind mounts that make local input files visible at the same path inside a step.
+def _mount_source(path: str) -> str:
+    """The folder to mount for a local input: a file's folder, a folder itself, a glob's folder before its wildcard."""
+    if glob.has_magic(path):
+        return os.path.dirname(path[: min(path.index(c) for c in "*?[" if c in path)])
+    return path if os.path.isdir(path) else os.path.dirname(path)
 
-    A file mounts its folder, a folder itself, a glob the folder before its first wildcard;
-    ``s3://`` and other remote URIs need no mount.
+
+def _input_files(path: str) -> list[str]:
+    if glob.has_magic(path):
+        return sorted(glob.glob(path))
+    if os.path.isdir(path):
+        return sorted(str(p) for p in Path(path).rglob("*") if p.is_file())
+    return [path] if os.path.isfile(path) else []
+
+
+def _readable_by(uid: int, folder: str, files: list[str]) -> bool:
+    """Whether ``uid`` (group 0) can list ``folder`` and read ``files`` through a bind mount of ``folder``."""
+
+    def allowed(path: str, need: int) -> bool:
+        info = os.stat(path)
+        if info.st_uid == uid:
+            return info.st_mode & (need << 6) == need << 6
+        if info.st_gid == 0:
+            return info.st_mode & (need << 3) == need << 3
+        return info.st_mode & need == need
+
+    return allowed(folder, 0o5) and all(allowed(f, 0o4) for f in files)
+
+
+def stage_inputs(arguments: dict[str, Any], staging_dir: Path, uid: int) -> tuple[dict[str, str], dict[str, Any]]:
+    """Make local inputs visible inside the steps: ({argument: URI the steps get}, extra volumes).
+
+    A local input is bind-mounted read-only at its own path when the container's user can read it
+    there; otherwise (a private folder such as a 0700 temporary directory) its files are copied
+    into ``staging_dir`` inside the pipeline root, group-readable, and the step gets that URI.
+    ``s3://`` and other remote URIs are left alone.
     """
-    mounts: dict[str, dict[str, str]] = {}
-    for uri in uris:
-        if not uri or "://" in uri:
+    remapped: dict[str, str] = {}
+    volumes: dict[str, Any] = {}
+    for key in ("data_uri", "spec_uri"):
+        uri = arguments.get(key)
+        if not isinstance(uri, str) or not uri or "://" in uri:
             continue
         path = os.path.abspath(uri)
-        if glob.has_magic(path):
-            path = os.path.dirname(path[: min(path.index(c) for c in "*?[" if c in path)])
-        elif not os.path.isdir(path):
-            path = os.path.dirname(path)
-        if path and path != "/" and os.path.isdir(path):
-            mounts[path] = {"bind": path, "mode": "ro"}
-    return mounts
+        folder, files = _mount_source(path), _input_files(path)
+        if not folder or folder == "/" or not os.path.isdir(folder):
+            continue
+        if _readable_by(uid, folder, files):
+            volumes[folder] = {"bind": folder, "mode": "ro"}
+            continue
+        import shutil
+
+        target = staging_dir / key
+        for file in files:
+            copy = target / os.path.relpath(file, folder)
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(file, copy)  # a new file: the umask's group-readable mode, not the source's
+        remapped[key] = str(target / os.path.relpath(path, folder))
+    return remapped, volumes
 
 
 def absolute_inputs(arguments: dict[str, Any]) -> dict[str, Any]:
@@ -208,8 +249,15 @@ def docker_pipeline(out: Path, pipeline_yaml: str | Path, arguments: dict[str, A
     root = out / "pipeline-root"
     make_group_writable_root(root)
     run_id = uuid.uuid4().hex[:10]
-    extra_volumes = input_mounts(arguments.get("data_uri"), arguments.get("spec_uri"))
-    user = container_user()
+    uid = container_uid()
+    user = f"{uid}:0"
+    old_umask = os.umask(0o002)  # what the host makes for the steps (inputs, kfp.local's folders): group-writable
+    try:
+        given = absolute_inputs(arguments)
+        remapped, extra_volumes = stage_inputs(given, root / "inputs" / run_id, uid)
+    except BaseException:
+        os.umask(old_umask)
+        raise
     original = docker_task_handler.run_docker_container
 
     def run_step(client, image, command, volumes, **run_args):
@@ -219,10 +267,16 @@ def docker_pipeline(out: Path, pipeline_yaml: str | Path, arguments: dict[str, A
     pipeline = components.load_component_from_file(str(pipeline_yaml))
     local.init(runner=local.DockerRunner(), pipeline_root=str(root), enable_caching=enable_caching,
                cache_root=str(out / "task-cache"))
+    def run_pipeline(**kwargs):
+        kwargs = absolute_inputs(kwargs)
+        for key, uri in remapped.items():
+            if kwargs.get(key) == given.get(key):
+                kwargs[key] = uri
+        return pipeline(**kwargs)
+
     docker_task_handler.run_docker_container = run_step
-    old_umask = os.umask(0o002)  # folders kfp.local makes on the host stay writable for group 0
     try:
-        yield lambda **kwargs: pipeline(**absolute_inputs(kwargs))
+        yield run_pipeline
     finally:
         os.umask(old_umask)
         docker_task_handler.run_docker_container = original

@@ -66,13 +66,29 @@ def test_a_missing_image_names_make_images():
         check_images(Client(), ["ghcr.io/mlengine/mlengine-pipeline:latest"])
 
 
-def test_input_mounts_make_local_data_visible_read_only(tmp_path):
-    from mlengine.pipelines.docker_run import absolute_inputs, input_mounts
+def test_readable_inputs_are_mounted_private_ones_copied(tmp_path):
+    import os
 
-    (tmp_path / "shards").mkdir()
-    (tmp_path / "one.csv").write_text("x\n")
-    mounts = input_mounts(str(tmp_path / "one.csv"), str(tmp_path / "shards" / "part-*.csv"), "s3://bucket/data", "")
-    assert mounts == {str(tmp_path): {"bind": str(tmp_path), "mode": "ro"},
-                      str(tmp_path / "shards"): {"bind": str(tmp_path / "shards"), "mode": "ro"}}
+    from mlengine.pipelines.docker_run import absolute_inputs, stage_inputs
+
+    public = tmp_path / "public"
+    (public / "shards").mkdir(parents=True)
+    (public / "shards" / "part-1.csv").write_text("x\n")
+    public.chmod(0o755)
+    (public / "shards").chmod(0o755)
+    (public / "shards" / "part-1.csv").chmod(0o644)
+    private = tmp_path / "private"
+    private.mkdir()
+    (private / "one.csv").write_text("y\n")
+    private.chmod(0o700)
+    (private / "one.csv").chmod(0o600)
+    uid = 4242 if os.getuid() != 4242 else 4243  # not the owner: only "other" (or group 0) bits count
+    staging = tmp_path / "root" / "inputs"
+    remapped, volumes = stage_inputs({"data_uri": str(public / "shards" / "part-*.csv"),
+                                      "spec_uri": str(private / "one.csv")}, staging, uid)
+    assert volumes == {str(public / "shards"): {"bind": str(public / "shards"), "mode": "ro"}}
+    assert remapped == {"spec_uri": str(staging / "spec_uri" / "one.csv")}
+    assert (staging / "spec_uri" / "one.csv").read_text() == "y\n"
+    assert stage_inputs({"data_uri": "s3://bucket/data/"}, staging, uid) == ({}, {})
     fixed = absolute_inputs({"data_uri": "data/x.csv", "spec_uri": "s3://b/spec.yaml", "epochs": 1})
     assert fixed["data_uri"].startswith("/") and fixed["spec_uri"] == "s3://b/spec.yaml" and fixed["epochs"] == 1

@@ -39,15 +39,17 @@ for top, dirs, files in os.walk("/"):
         path = os.path.join(top, d)
         if d == ".git":
             found["git"].append(path)
-        if d in ("tests", "test") and "/mlengine/" in path + "/":
+        # our tests (a tests folder in our package, or the repository's tests/ copied anywhere)
+        if (d in ("tests", "test") and "/site-packages/mlengine/" in path + "/") or path.endswith("/tests/containers"):
             found["tests"].append(path)
         if path.endswith("/.cache/pip") or path.endswith("/wheelhouse"):
             found["pip_cache"].append(path)
     for f in files:
         path = os.path.join(top, f)
-        if f.endswith(".whl"):
+        # (Debian's python3-venv ships pip/setuptools wheels for ensurepip: part of the base, not a wheelhouse)
+        if f.endswith(".whl") and not top.startswith("/usr/share/python-wheels"):
             found["wheels"].append(path)
-        if f == "conftest.py" and "/mlengine/" in path:
+        if (f.startswith("test_") or f == "conftest.py") and "/site-packages/mlengine/" in path:
             found["tests"].append(path)
         if re.fullmatch(r"(gcc|g\+\+|cc|c\+\+|clang|x86_64-linux-gnu-gcc.*)", f) and top.endswith("bin"):
             found["compilers"].append(path)

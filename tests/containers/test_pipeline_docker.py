@@ -73,14 +73,18 @@ def test_processes_start_inside_the_step_containers(tmp_path, small_csv, built_i
 
 
 def test_a_failing_step_shows_its_log_and_stops_the_run_naming_it(tmp_path, small_csv, built_images, docker_client):
-    result = mlengine("run", "--runner", "docker", "--data", str(small_csv), "--out", str(tmp_path),
-                      "--trials", "0", "--epochs", "1", "--hidden-units", "not-a-size", check=False)
+    # the header passes the host's input check; every row is then rejected, so the transform step fails
+    header = small_csv.read_text(encoding="utf-8").splitlines()[0]
+    bad = tmp_path / "all-rejected.csv"
+    bad.write_text(header + "\n" + "\n".join(",".join("x" * len(header.split(","))) for _ in range(50)) + "\n")
+    result = mlengine("run", "--runner", "docker", "--data", str(bad), "--out", str(tmp_path / "out"),
+                      "--trials", "0", "--epochs", "1", check=False)
     assert result.returncode == 2
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("mlengine run: error: pipeline") and "'train'" in last
-    assert "--- step train failed in its container" in result.stderr
-    assert "hidden_units" in result.stderr  # the step's own error, from its log
-    assert not (tmp_path / "summary.json").exists()
+    assert last.startswith("mlengine run: error: pipeline") and "'transform'" in last
+    assert "--- step transform failed in its container" in result.stderr
+    assert "the training split has no rows" in result.stderr  # the step's own error, from its log
+    assert not (tmp_path / "out" / "summary.json").exists()
     assert run_containers(docker_client, run_label_only=True) == []
 
 
