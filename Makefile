@@ -38,5 +38,15 @@ compile: install
 manifests: install
 	$(BIN)/mlengine manifests --out out/manifests
 
+# Container images and the tests that run the pipeline and the server in them (need a Docker engine:
+# images/dockerd.sh start). `images` builds the base from Debian packages when no registry answers.
+.PHONY: images test-containers
+
+images: install
+	PYTHON=$(BIN)/python images/build.sh
+
+test-containers: install
+	$(BIN)/python -m pytest -m containers tests/containers
+
 clean:
 	rm -rf out .pytest_cache .ruff_cache
