@@ -37,7 +37,7 @@ def add_cli(subparsers) -> None:
                        help="run the model on the event loop thread instead of a model thread")
     serve.add_argument("--access-log", action="store_true", help="log one line per request")
     serve.add_argument("--max-header-bytes", type=int, default=None,
-                       help="largest request line + headers (default 16 KiB; larger: 400)")
+                       help="largest request line + headers (default 16 KiB; larger: 431)")
     serve.add_argument("--read-timeout", type=float, default=None,
                        help="seconds for a whole request to arrive from its first byte (default 30; slower: 408)")
     serve.add_argument("--request-timeout", type=float, default=None,

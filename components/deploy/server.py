@@ -6,8 +6,9 @@ authentication). This subclass binds the host we ask for, leaves gRPC off, leave
 repository extension off unless ``enable_model_repository=True`` (``--enable-model-repository``)
 and, with ``hardened=True`` (our server), adds what a public endpoint needs:
 
-- limits (:class:`ServerLimits`): request body size (Starlette's ``RequestBodyLimitMiddleware``,
-  413), request line + header size (h11's ``max_incomplete_event_size``, 400), a read deadline
+- limits (:class:`ServerLimits`): request body size (413; Starlette's ``RequestBodyLimitMiddleware``
+  for bodies without Content-Length), request line + header size (431; h11's
+  ``max_incomplete_event_size`` bounds what is buffered of an unfinished head), a read deadline
   for the head and the body of each request (slow or stalled clients get 408 and lose the
   connection), a deadline for the whole request (503), connections per worker (uvicorn's
   ``limit_concurrency``, 503) and a shutdown grace period that drains in-flight requests;
@@ -89,7 +90,7 @@ class ServerLimits:
 
     Attributes:
         max_body_bytes: largest request body (413, before reading when Content-Length says so).
-        max_header_bytes: largest request line + headers (400 and the connection closed).
+        max_header_bytes: largest request line + headers (431 and the connection closed).
         read_timeout_s: the whole request (head and body) must arrive within this many seconds
             of its first byte, or the client gets 408 and the connection is closed.
         request_timeout_s: seconds from the request head to the start of the response (503).
@@ -190,6 +191,10 @@ class RequestGuardMiddleware:
 
     - ``x-request-id`` on every response (the client's own when it is sane, else a new one), in
       ``scope["state"]["request_id"]`` for the handlers;
+    - 431 when the request line + headers exceed ``max_header_bytes`` (h11's own limit only
+      bounds what it buffers of an *incomplete* head), 413 as JSON when Content-Length exceeds
+      ``max_body_bytes`` (Starlette's body limit answers plain text there; it still enforces the
+      limit on bodies without Content-Length, through our JSON handler);
     - a v2 infer POST with neither Content-Type nor ``inference-header-content-length`` is JSON
       (Triton's rule; ``tritonclient`` sends JSON bodies without a Content-Type);
     - the response must start within ``request_timeout_s`` (else 503);
@@ -197,9 +202,10 @@ class RequestGuardMiddleware:
       under the request id; a client that went away mid-request is logged as one line.
     """
 
-    def __init__(self, app, request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S):
+    def __init__(self, app, limits: ServerLimits | None = None):
         self.app = app
-        self.request_timeout_s = request_timeout_s
+        self.limits = limits or ServerLimits()
+        self.request_timeout_s = self.limits.request_timeout_s
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -207,6 +213,12 @@ class RequestGuardMiddleware:
         headers = scope["headers"]
         request_id = _request_id(headers)
         scope.setdefault("state", {})["request_id"] = request_id
+        refusal = _refusal(scope, self.limits)
+        if refusal is not None:
+            status, message = refusal
+            logger.info("rejected request %s: %s", request_id, message)
+            return await _send_json(send, status, {"error": message, "field": None, "index": None},
+                                    [(REQUEST_ID_HEADER, request_id.encode()), (b"connection", b"close")])
         if (scope["method"] == "POST" and _V2_INFER_PATH.match(scope["path"])
                 and not any(key in (b"content-type", BINARY_HEADER) for key, _ in headers)):
             scope["headers"] = [*headers, (b"content-type", b"application/json")]
@@ -240,6 +252,18 @@ class RequestGuardMiddleware:
             await _server_fault(scope, send_with_id, started, request_id, err)
 
 
+def _refusal(scope, limits: ServerLimits) -> tuple[int, str] | None:
+    """(status, message) for a request refused on its head alone, else None."""
+    head = len(scope.get("raw_path") or b"") + len(scope["query_string"]) + sum(
+        len(key) + len(value) + 4 for key, value in scope["headers"])
+    if head > limits.max_header_bytes:
+        return 431, f"request line and headers of {head} bytes are larger than the limit of {limits.max_header_bytes}"
+    for key, value in scope["headers"]:
+        if key == b"content-length" and value.isdigit() and int(value) > limits.max_body_bytes:
+            return 413, f"request body larger than the limit of {limits.max_body_bytes} bytes"
+    return None
+
+
 def _request_id(headers) -> str:
     for key, value in headers:
         if key == REQUEST_ID_HEADER and _CLIENT_REQUEST_ID.match(value):
@@ -259,10 +283,11 @@ def _fault_body(request_id: str) -> dict[str, Any]:
             "field": None, "index": None}
 
 
-async def _send_json(send, status: int, content: dict) -> None:
+async def _send_json(send, status: int, content: dict, headers: list | None = None) -> None:
     body = orjson.dumps(content)
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            *(headers or ())]})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -453,7 +478,9 @@ class MlengineRESTServer(RESTServer):
         self.enable_model_repository = enable_model_repository
         if hardened:  # uvicorn's own options; the protocol class reads read_timeout_s from its config
             self.config.http = GuardedH11Protocol
-            self.config.h11_max_incomplete_event_size = limits.max_header_bytes
+            # h11 bounds what it buffers of an unfinished head (400); RequestGuardMiddleware's exact check (431)
+            # sees every head up to twice the limit whole, however it was split into packets
+            self.config.h11_max_incomplete_event_size = 2 * limits.max_header_bytes
             self.config.limit_concurrency = limits.max_connections
             self.config.read_timeout_s = limits.read_timeout_s
 
@@ -486,7 +513,7 @@ class MlengineRESTServer(RESTServer):
         app.add_exception_handler(InferenceError, _server_fault_handler)
         app.add_exception_handler(NotImplementedError, _server_fault_handler)
         app.add_middleware(RequestBodyLimitMiddleware, max_body_size=self.limits.max_body_bytes)
-        app.add_middleware(RequestGuardMiddleware, request_timeout_s=self.limits.request_timeout_s)
+        app.add_middleware(RequestGuardMiddleware, limits=self.limits)
 
 
 class PatientRESTServerMultiProcess(RESTServerMultiProcess):
