@@ -118,3 +118,12 @@ def serving_log_lines(folder: Path) -> list[dict]:
     for path in sorted(Path(folder).glob("serving-*.jsonl")):
         lines += [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     return lines
+
+
+def wait_for(condition, timeout: float, interval: float = 0.05) -> None:
+    """Poll ``condition()`` until it is true; AssertionError after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)
