@@ -6,20 +6,27 @@ derive from the package version so a release never points at a moving ``:latest`
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from mlengine.version import __version__
 
 # --- images (one place; tags follow the package version) -------------------------------------
-IMAGE_REGISTRY = "ghcr.io/mlengine"
+IMAGE_REGISTRY = "ghcr.io/mlengine"  # the default; yours comes from MLENGINE_IMAGE_REGISTRY / --image-registry
+ENV_IMAGE_REGISTRY = "MLENGINE_IMAGE_REGISTRY"  # also set in every compiled step, for the TFJobs it renders
 IMAGE_ROLES = ("pipeline", "trainer", "server")
 
 
-def image_for(role: str) -> str:
+def image_registry(registry: str | None = None) -> str:
+    """The registry prefix images are named under: ``registry``, else $MLENGINE_IMAGE_REGISTRY, else the default."""
+    return (registry or os.environ.get(ENV_IMAGE_REGISTRY, "").strip() or IMAGE_REGISTRY).rstrip("/")
+
+
+def image_for(role: str, registry: str | None = None) -> str:
     """The container image of one runtime role, tagged with the package version."""
     if role not in IMAGE_ROLES:
         raise ValueError(f"unknown image role {role!r}; expected one of {IMAGE_ROLES}")
-    return f"{IMAGE_REGISTRY}/mlengine-{role}:{__version__}"
+    return f"{image_registry(registry)}/mlengine-{role}:{__version__}"
 
 
 PIPELINE_IMAGE = image_for("pipeline")
@@ -100,3 +107,10 @@ K8S_NAMESPACE = "kubeflow-user"
 K8S_SERVICE_ACCOUNT = "mlengine-pipeline"
 K8S_S3_SECRET = "mlengine-minio-credentials"
 K8S_SERVING_SERVICE_ACCOUNT = "mlengine-serving"
+
+# --- Kubeflow Pipelines API (mlengine upload / submit / schedule / runs) --------------------------
+ENV_KFP_HOST = "KF_PIPELINES_ENDPOINT"  # kfp.Client's own variable for the API URL
+ENV_KFP_TOKEN = "MLENGINE_KFP_TOKEN"  # a bearer token, instead of --existing-token on the command line
+ENV_KFP_COOKIES = "MLENGINE_KFP_COOKIES"  # e.g. "authservice_session=..." for a Dex-protected endpoint
+ENV_KFP_SA_TOKEN_PATH = "KF_PIPELINES_SA_TOKEN_PATH"  # kfp.Client's: a file holding a (projected) SA token
+DEFAULT_EXPERIMENT = "mlengine"

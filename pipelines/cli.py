@@ -11,8 +11,11 @@ from mlengine.constants import DEFAULT_EPOCHS, DEFAULT_ROWS, DEFAULT_SEED, RUNNE
 
 
 def add_cli(subparsers) -> None:
-    comp = subparsers.add_parser("compile", help="write the pipeline YAML to upload in the Kubeflow UI")
+    from mlengine.pipelines.kubeflow_cli import add_registry_flag, add_target_flags
+
+    comp = subparsers.add_parser("compile", help="write the pipeline YAMLs (cluster target: the ones to upload)")
     comp.add_argument("--out", required=True, help="folder for the YAML files")
+    add_target_flags(comp, target=True)
     comp.set_defaults(handler=_compile)
 
     run = subparsers.add_parser("run", help="run the training pipeline on this machine under kfp.local")
@@ -53,6 +56,7 @@ def add_cli(subparsers) -> None:
     man.add_argument("--ps", type=int, default=1)
     man.add_argument("--canary-traffic-percent", type=int, default=10)
     man.add_argument("--trials", type=int, default=12)
+    add_registry_flag(man)
     man.set_defaults(handler=_manifests)
 
 
@@ -74,9 +78,10 @@ def _run_params(args: argparse.Namespace) -> dict:
 
 
 def _compile(args: argparse.Namespace) -> int:
-    from mlengine.pipelines.local_run import compile_pipelines
+    from mlengine.pipelines.kubeflow_cli import target_from_args
+    from mlengine.pipelines.platform import compile_for
 
-    print(json.dumps(compile_pipelines(args.out), indent=2))
+    print(json.dumps(compile_for(target_from_args(args), args.out), indent=2))
     return 0
 
 
@@ -98,13 +103,15 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _manifests(args: argparse.Namespace) -> int:
-    from mlengine.constants import K8S_NAMESPACE
+    from mlengine.constants import K8S_NAMESPACE, image_for
     from mlengine.pipelines.manifests import render_cluster_manifests, write_manifests
+    from mlengine.pipelines.platform import check_registry
 
     manifests = render_cluster_manifests(
         data_root=args.data_root, model_uri=args.model_uri, previous_model_uri=args.previous_model_uri,
         name=args.name, namespace=args.namespace or K8S_NAMESPACE, workers=args.workers, ps=args.ps,
         canary_traffic_percent=args.canary_traffic_percent, trials=args.trials,
+        image=image_for("trainer", check_registry(args.image_registry) if args.image_registry else None),
     )
     print(json.dumps(write_manifests(args.out, manifests), indent=2))
     return 0

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from mlengine.constants import DEFAULT_EPOCHS, K8S_NAMESPACE
+from mlengine.constants import DEFAULT_EPOCHS, K8S_NAMESPACE, image_for
 
 
 def render_cluster_manifests(
@@ -28,8 +28,12 @@ def render_cluster_manifests(
     canary_traffic_percent: int = 10,
     trials: int = 12,
     space_path: str | None = None,
+    image: str | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """{file name: manifest} for one pipeline run on a cluster, with data under ``data_root`` (s3://...)."""
+    """{file name: manifest} for one pipeline run on a cluster, with data under ``data_root`` (s3://...).
+
+    ``image`` is the trainer image of the TFJob and the trials (default: ``image_for("trainer")``).
+    """
     from mlengine.components.deploy.cluster import render_inference_service
     from mlengine.components.shared.distributed import Topology
     from mlengine.components.shared.hyperparameters import HyperParameters
@@ -48,13 +52,14 @@ def render_cluster_manifests(
         hidden_units=defaults.hidden_units, learning_rate=defaults.learning_rate, batch_size=defaults.batch_size,
         epochs=DEFAULT_EPOCHS,
     )
-    tfjob = render_tfjob(f"{name}-train", training_args(config), topology, namespace=namespace,
+    image = image or image_for("trainer")
+    tfjob = render_tfjob(f"{name}-train", training_args(config), topology, namespace=namespace, image=image,
                          shared_claim=shared_claim if ps > 0 else None)
     space = load_search_space(space_path)
     space = space.with_overrides(max_trials=trials)
     experiment = render_experiment(
         f"{name}-tune", space, namespace=namespace, train_uri=f"{root}/train", eval_uri=f"{root}/eval",
-        spec_uri=f"{root}/statistics", output_uri=f"{root}/tuning", shared_claim=shared_claim,
+        spec_uri=f"{root}/statistics", output_uri=f"{root}/tuning", shared_claim=shared_claim, image=image,
     )
     stable = render_inference_service(name, previous_model_uri, namespace=namespace)
     canary = render_inference_service(name, model_uri, namespace=namespace,

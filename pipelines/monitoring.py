@@ -9,6 +9,7 @@ Metrics, Markdown and an HTML page of histograms; its bool output says whether d
 from kfp import dsl
 
 from mlengine.components.monitor.component import monitor
+from mlengine.pipelines import platform
 
 PIPELINE_NAME = "mlengine-skew-monitor"
 
@@ -30,4 +31,5 @@ def monitoring_pipeline(statistics_uri: str, serving_log_uri: str, thresholds: s
     check = monitor(statistics=statistics.output, serving_log_uri=serving_log_uri, thresholds=thresholds)
     check.set_display_name("compare serving inputs with training")
     check.set_caching_options(enable_caching=False)  # the log grows between runs: always re-read it
+    platform.finish()  # image registry; on a cluster the MinIO Secret
     return check.outputs["Output"]

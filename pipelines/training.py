@@ -28,6 +28,7 @@ from mlengine.constants import (
     DEFAULT_EPOCHS,
     DEFAULT_TUNE_EPOCHS,
 )
+from mlengine.pipelines import platform
 
 PIPELINE_NAME = "mlengine-training"
 
@@ -40,6 +41,7 @@ class TrainingOutputs(NamedTuple):
     eval_metrics: Metrics
     study: Artifact
     hyperparameters: Artifact
+    statistics: Artifact
 
 
 @dsl.pipeline(
@@ -91,6 +93,8 @@ def training_pipeline(
     ingest_task = ingest(data_uri=data_uri, spec_uri=spec_uri, split_seed=split_seed)
     ingest_task.set_display_name("ingest raw CSV")
 
+    # "" on this machine; on a cluster a ReadWriteMany PVC this run creates for the TFJob pods (pipelines/platform.py)
+    shared_claim = platform.shared_volume()
     tune_task = tune(
         train_data=ingest_task.outputs[ART_TRAIN_DATA],
         eval_data=ingest_task.outputs[ART_EVAL_DATA],
@@ -101,6 +105,7 @@ def training_pipeline(
         algorithm=tune_algorithm,
         epochs=tune_epochs,
         mode=mode,
+        shared_claim=shared_claim,
     )
     tune_task.set_display_name("tune hyperparameters (Katib)")
 
@@ -121,6 +126,7 @@ def training_pipeline(
         ps=ps,
         strategy=strategy,
         mode=mode,
+        shared_claim=shared_claim,
     )
     train_task.set_display_name("train wide-and-deep (TFJob)")
 
@@ -144,6 +150,8 @@ def training_pipeline(
     with dsl.Else(name="model-not-blessed"):
         deploy_step(False, "roll back a canary in flight")
 
+    # the target's wiring of every step: image registry; on a cluster the MinIO Secret and the PVC's mounts
+    platform.finish(volume_users=(tune_task, train_task))
     return TrainingOutputs(
         rows_read=ingest_task.outputs["rows_read"],
         rows_rejected=ingest_task.outputs["rows_rejected"],
@@ -153,5 +161,6 @@ def training_pipeline(
         eval_metrics=evaluate_task.outputs["metrics"],
         study=tune_task.outputs["study"],
         hyperparameters=tune_task.outputs[ART_HYPERPARAMETERS],
+        statistics=ingest_task.outputs[ART_STATISTICS],
     )
 

@@ -22,6 +22,7 @@ def train(
     model: Output[Model],
     metrics: Output[Metrics],
     loss_curves: Output[HTML],
+    shared_claim: str = "",
 ) -> NamedTuple("TrainOutputs", eval_rmse=float, examples_per_second=float):
     """Train the wide-and-deep regressor on raw features (the transform runs inside the model).
 
@@ -39,6 +40,8 @@ def train(
             feature_spec.yaml, history.json.
         metrics: eval RMSE and training throughput.
         loss_curves: training and eval loss per epoch.
+        shared_claim: cluster mode: the ReadWriteMany PVC the parameter-server TFJob pods share
+            (the cluster pipeline creates one per run); "" for none.
     """
     import json
     from collections import namedtuple
@@ -53,6 +56,12 @@ def train(
     from mlengine.constants import HISTORY_FILE
 
     setup_logging()
+    if shared_claim:  # read by the TFJob launcher (components/train/cluster.py)
+        import os
+
+        from mlengine.components.shared.tfjob import ENV_SHARED_CLAIM
+
+        os.environ[ENV_SHARED_CLAIM] = shared_claim
     hparams = HyperParameters.load(hyperparameters.path)
     config = TrainConfig(
         train_dir=train_data.path, eval_dir=eval_data.path, transform_dir=transform_fn.path, model_dir=model.path,

@@ -21,6 +21,7 @@ def tune(
     study: Output[Artifact],
     tuning_report: Output[HTML],
     tuning_table: Output[Markdown],
+    shared_claim: str = "",
 ):
     """Search the hyperparameters that are not fixed: nbuckets (preprocessing), layers, learning rate, batch size.
 
@@ -39,6 +40,8 @@ def tune(
         study: the trials (trials.json) and, locally, the optuna study database.
         tuning_report: plots of RMSE per trial and per nbuckets.
         tuning_table: one row per trial, with fixed and searched parameters named.
+        shared_claim: cluster mode: the ReadWriteMany PVC parameter-server trial TFJobs share
+            (the cluster pipeline creates one per run); "" for none.
     """
     from pathlib import Path
 
@@ -46,6 +49,12 @@ def tune(
     from mlengine.components.tune.executor import run
 
     setup_logging()
+    if shared_claim:  # read by the Katib trial renderer (components/tune/cluster.py)
+        import os
+
+        from mlengine.components.shared.tfjob import ENV_SHARED_CLAIM
+
+        os.environ[ENV_SHARED_CLAIM] = shared_claim
     result = run(train_data.path, eval_data.path, statistics.path, study.path, fixed=fixed_hyperparameters,
                  trials=trials, parallel=parallel, algorithm=algorithm, epochs=epochs, mode=mode,
                  output_uri=study.uri.rstrip("/") + "/trials")
