@@ -96,6 +96,7 @@ def test_a_request_past_the_request_timeout_gets_503_with_its_id(faulty, rows):
                                    timeout=60).status_code == 200, timeout=60, interval=0.5)
 
 
+@pytest.mark.e2e
 def test_sigterm_drains_in_flight_requests_and_keeps_them_in_the_serving_log(served_model_dir, rows, tmp_path):
     port = free_port()
     serving_log = tmp_path / "serving-log"
