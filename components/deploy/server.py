@@ -496,7 +496,6 @@ class MlengineRESTServer(RESTServer):
     def create_application(self) -> None:
         load_pending_models(self.dataplane.model_registry)
         super().create_application()
-        app = import_from_string(FASTAPI_APP_IMPORT_STRING)
         if not self.hardened:
             return
         # runs in every worker process: keep the logs to one line per rejected request
@@ -505,6 +504,22 @@ class MlengineRESTServer(RESTServer):
             access_logger = logging.getLogger("uvicorn.access")
             access_logger.handlers = []
             access_logger.propagate = False
+        self.harden(import_from_string(FASTAPI_APP_IMPORT_STRING))
+
+    def build_app(self):
+        """A fresh FastAPI app with this server's routes, handlers and middleware (kserve's order), for tests."""
+        from fastapi import FastAPI
+
+        app = FastAPI(default_response_class=ORJSONResponse)
+        self._add_middlewares(app)
+        self._register_endpoints(app)
+        self._add_exception_handlers(app)
+        if self.hardened:
+            self.harden(app)
+        return app
+
+    def harden(self, app) -> None:
+        """Our JSON error answers, the body limit and the request guard on ``app`` (after kserve set it up)."""
         app.add_exception_handler(InvalidRequest, _invalid_request_handler)
         app.add_exception_handler(InvalidInput, _invalid_input_handler)
         app.add_exception_handler(RequestValidationError, _request_validation_handler)
