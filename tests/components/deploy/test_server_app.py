@@ -25,7 +25,7 @@ from mlengine.components.deploy.server import LocalModelServer, ServerLimits  # 
 
 NAME = "echo"
 # kserve's ORJSONResponse and Starlette's httpx-based TestClient are deprecated upstream, not here
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+pytestmark = pytest.mark.filterwarnings("ignore:.*is deprecated.*:UserWarning")
 
 
 class StandInModel(kserve.Model):
