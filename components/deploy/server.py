@@ -134,8 +134,9 @@ class GuardedH11Protocol(H11Protocol):
     opening of a connection, and on a kept-alive connection from the first byte of each next
     request, until the request is read completely. When it passes, a client that sent part of
     a request gets 408, and the connection is closed (a handler waiting for the body sees a
-    disconnect). Idle time between requests stays uvicorn's keep-alive timeout. Header size is
-    h11's own limit (``h11_max_incomplete_event_size``).
+    disconnect). Idle time between requests stays uvicorn's keep-alive timeout. h11 bounds what
+    it buffers of an unfinished head (``h11_max_incomplete_event_size``, 400); the exact header
+    limit (431) is :class:`RequestGuardMiddleware`'s.
     """
 
     def __init__(self, config, *args: Any, **kwargs: Any):
