@@ -11,6 +11,7 @@ answer carries ``x-request-id``, and v2 JSON bodies need no Content-Type (as in 
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -94,6 +95,7 @@ def test_the_cli_passes_the_repository_switch_and_the_limits(monkeypatch, tmp_pa
 
     calls = []
     monkeypatch.setattr(server_module, "serve", lambda *args, **kwargs: calls.append((args, kwargs)))
+    monkeypatch.setattr(sys, "argv", list(sys.argv))  # the serve handler trims sys.argv for kserve
     assert main(["serve", "--model", str(tmp_path), "--read-timeout", "3", "--max-header-bytes", "4096"]) == 0
     assert main(["serve", "--model", str(tmp_path), "--enable-model-repository", "--request-timeout", "9"]) == 0
     (_, first), (_, second) = calls
