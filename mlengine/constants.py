@@ -63,32 +63,26 @@ CSV_CHUNK_ROWS = 65_536
 ART_TRAIN_DATA = "train_data"
 ART_EVAL_DATA = "eval_data"
 ART_TEST_DATA = "test_data"
-ART_REJECTS = "rejects"
 ART_STATISTICS = "statistics"
-ART_STATISTICS_VIEW = "statistics_view"
 ART_TRANSFORM = "transform_fn"
 ART_MODEL = "model"
 ART_METRICS = "metrics"
-ART_LOSS_CURVES = "loss_curves"
-ART_EVAL_REPORT = "eval_report"
 ART_TUNING_STUDY = "study"
-ART_TUNING_REPORT = "tuning_report"
-ART_DEPLOY_REPORT = "deploy_report"
 
 # --- pipeline parameter names and defaults -----------------------------------------------------
-PARAM_DATA_URI = "data_uri"
 PARAM_SPEC_URI = "spec_uri"
 PARAM_NBUCKETS = "nbuckets"
 PARAM_HIDDEN_UNITS = "hidden_units"
 PARAM_LEARNING_RATE = "learning_rate"
 PARAM_BATCH_SIZE = "batch_size"
-PARAM_EPOCHS = "epochs"
-PARAM_HYPERPARAMETERS = "hyperparameters"  # the pipeline's dict of hyperparameters the user fixes
 ART_HYPERPARAMETERS = "hyperparameters"  # tune's output: one HyperParameters value for transform and train
 
 # hyperparameter defaults live in components/shared/hyperparameters.py (HyperParameters)
-DEFAULT_EPOCHS = 4
-DEFAULT_TUNE_EPOCHS = 2
+DEFAULT_EPOCHS = 30  # a maximum: training stops early once the eval RMSE stalls (best weights kept)
+DEFAULT_TUNE_EPOCHS = 8  # a trial's maximum; the multi-fidelity pruner stops poor trials sooner
+DEFAULT_PATIENCE = 4  # epochs without eval improvement before training stops
+DEFAULT_LR_PATIENCE = 2  # epochs without eval improvement before the learning rate halves
+DEFAULT_BASELINE_TOLERANCE = 0.01  # a candidate may be at most 1% worse than the served model
 RUN_MODES = ("local", "cluster")  # where the heavy steps run: processes here, or cluster resources
 DEFAULT_BLESSING_MARGIN = 0.05  # the model must beat the benchmark RMSE by 5%
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import re
 import sys
 import time
@@ -17,12 +18,14 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from mlengine.constants import DEFAULT_SEED, TAXI_NOISE_STD
+from mlengine.components.shared.serving_log import ENV_SERVING_LOG_DIR
+from mlengine.constants import DEFAULT_SEED, PARAM_SPEC_URI, TAXI_NOISE_STD
 from mlengine.errors import MlengineError
 
 PIPELINE_YAML = "training_pipeline.yaml"
 MONITORING_YAML = "monitoring_pipeline.yaml"
 SUMMARY_FILE = "summary.json"
+SERVING_LOG_SUBDIR = "serving-log"  # where `mlengine serve --serving-log` keeps this run's model inputs by default
 PIPELINE_LOG = "pipeline.log"
 # what reaches the console from kfp.local's (very verbose) output; everything goes to pipeline.log
 _CONSOLE_LINE = re.compile(
@@ -131,8 +134,12 @@ def run_training_locally(
         from mlengine.components.shared.featurespec import load_spec
 
         # fail in a second, with one line naming the file, instead of inside a pipeline task
-        check_inputs(data, load_spec(params.get("spec_uri") or None))
-    data_uri = str(ensure_generated_data(out / "data", rows, seed, log)) if generated else data
+        check_inputs(data, load_spec(params.get(PARAM_SPEC_URI) or None))
+    data_uri = str(ensure_generated_data(out / "data", rows, seed, log)) if generated else _kfp_safe_path(data, out)
+    served = _served_model_dir(out)
+    if served and "baseline_model_uri" not in params:
+        log(f"run: the model the last run in {out} deployed is the baseline: {served}")
+        params["baseline_model_uri"] = served
     pipeline_yaml = compile_pipelines(out)
 
     from kfp import local
@@ -161,6 +168,7 @@ def run_training_locally(
             reason = _ANSI.sub("", str(err).strip().splitlines()[-1])
             raise MlengineError(f"pipeline {PIPELINE_NAME} failed: {reason} (log: {log_path})") from None
     outputs = run.outputs
+    evaluation = _evaluation_summary(outputs.get("evaluation"))
     eval_metrics = dict(outputs["eval_metrics"].metadata)
     train_metrics = dict(outputs["train_metrics"].metadata)
     summary: dict[str, Any] = {
@@ -171,18 +179,67 @@ def run_training_locally(
         "benchmark_rmse": eval_metrics.get("benchmark_rmse"),
         "noise_floor_rmse": TAXI_NOISE_STD if generated else None,
         "blessed": bool(outputs["blessed"]),
+        "baseline_rmse": evaluation.get("baseline_rmse"),
+        "baseline_model": evaluation.get("baseline_model"),
+        "blessing_reasons": evaluation.get("reasons"),
+        "slices": evaluation.get("slices"),
         "eval_rmse": train_metrics.get("eval_rmse"),
+        "best_epoch": train_metrics.get("best_epoch"),
+        "epochs_run": train_metrics.get("epochs_run"),
         "train_examples_per_second": train_metrics.get("examples_per_second"),
         "model_dir": _local_path(outputs["model"].uri),
+        "model_choice": _model_choice(outputs["model"]),
         "pipeline_yaml": pipeline_yaml[PIPELINE_NAME],
         "data_uri": data_uri,
+        # what `mlengine schedule --monitoring` hands the skew monitor of this model
+        "statistics_uri": _local_path(outputs["statistics"].uri) if outputs.get("statistics") else None,
+        "serving_log_uri": os.environ.get(ENV_SERVING_LOG_DIR) or str(out / SERVING_LOG_SUBDIR),
         "params": params,
         "hyperparameters": _hyperparameters_summary(outputs.get("hyperparameters")),
         "tuning": _tuning_summary(outputs.get("study")),
         "seconds": round(time.monotonic() - started, 1),
     }
+    # what a later run in the same folder compares with: this model if it was deployed, else the earlier one
+    summary["served_model_dir"] = summary["model_dir"] if summary["blessed"] else served
     (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, sort_keys=False), encoding="utf-8")
     return summary
+
+
+def _served_model_dir(out: Path) -> str | None:
+    """The model the last run in ``out`` deployed (its summary.json), if it still exists."""
+    path = out / SUMMARY_FILE
+    if not path.is_file():
+        return None
+    try:
+        served = json.loads(path.read_text(encoding="utf-8")).get("served_model_dir")
+    except (OSError, ValueError):
+        return None
+    return served if served and Path(served).is_dir() else None
+
+
+def _evaluation_summary(artifact) -> dict[str, Any]:
+    if artifact is None:
+        return {}
+    path = Path(_local_path(artifact.uri))
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def _model_choice(model_artifact) -> dict[str, Any] | None:
+    path = Path(_local_path(model_artifact.uri)) / "model_choice.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def _kfp_safe_path(data: str, out: Path) -> str:
+    """kfp.local rewrites every "python3" inside a task's arguments to its interpreter's path, so a
+    local file under .../lib/python3.11/... (a package-shipped dataset) is linked under ``out``."""
+    if "python3" not in data or "://" in data or not Path(data).is_file():
+        return data
+    link = out / "data" / Path(data).name
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(Path(data).resolve())
+    return str(link)
 
 
 def _local_path(uri: str) -> str:
@@ -223,8 +280,13 @@ def format_summary_table(summary: dict[str, Any], summary_path: str | Path | Non
         ("model RMSE (test)", fmt(summary["rmse"])),
         ("benchmark RMSE (one-feature rule)", fmt(summary["benchmark_rmse"])),
         ("noise floor RMSE", fmt(summary["noise_floor_rmse"])),
+        ("baseline RMSE (served model)", fmt(summary.get("baseline_rmse"))),
         ("blessed", fmt(summary["blessed"])),
     ]
+    rows += [("", reason) for reason in summary.get("blessing_reasons") or []]
+    choice = summary.get("model_choice")
+    if choice and choice.get("kept") in ("tuned", "default") and "final_rmse" in choice:
+        rows.append(("model kept", f"{choice['kept']}: {choice['reason']}"))
     tuning = summary.get("tuning")
     if tuning and tuning.get("skipped"):
         rows.append(("tuning", "not run (--trials 0)"))

@@ -19,11 +19,14 @@ from mlengine.components.tune.component import tune
 from mlengine.constants import (
     ART_EVAL_DATA,
     ART_HYPERPARAMETERS,
+    ART_METRICS,
     ART_MODEL,
     ART_STATISTICS,
     ART_TEST_DATA,
     ART_TRAIN_DATA,
     ART_TRANSFORM,
+    ART_TUNING_STUDY,
+    DEFAULT_BASELINE_TOLERANCE,
     DEFAULT_BLESSING_MARGIN,
     DEFAULT_EPOCHS,
     DEFAULT_TUNE_EPOCHS,
@@ -41,6 +44,7 @@ class TrainingOutputs(NamedTuple):
     eval_metrics: Metrics
     study: Artifact
     hyperparameters: Artifact
+    evaluation: Artifact
     statistics: Artifact
 
 
@@ -63,7 +67,9 @@ def training_pipeline(
     strategy: str = "auto",
     mode: str = "local",
     blessing_margin: float = DEFAULT_BLESSING_MARGIN,
-    model_name: str = "taxi-fare",
+    baseline_model_uri: str = "",
+    baseline_tolerance: float = DEFAULT_BASELINE_TOLERANCE,
+    model_name: str = "",
     canary_traffic_percent: int = 10,
     keep_serving: bool = False,
 ) -> TrainingOutputs:
@@ -75,18 +81,25 @@ def training_pipeline(
         split_seed: seed of the hash split into train/eval/test (80/10/10).
         hyperparameters: the hyperparameters you fix, e.g. {"nbuckets": 8, "learning_rate": 0.003};
             they are not tuned. Keys: nbuckets, hidden_units, learning_rate, batch_size.
-        epochs: training epochs of the final model.
+        epochs: the final model's maximum training epochs (it stops early once the eval RMSE stalls
+            and keeps the best epoch's weights).
         trials: tuning trials before the final training; 0 trains with the fixed values and defaults.
         parallel_trials: trials run at once.
         tune_algorithm: tpe, random, grid, multivariate-tpe or bayesianoptimization.
-        tune_epochs: training epochs of each trial.
+        tune_epochs: maximum training epochs of each trial (early stopping and the pruner end poor ones sooner).
         workers: training workers (local processes or TFJob Worker replicas).
         ps: parameter servers (more than 0: ParameterServerStrategy with a chief).
         strategy: auto, parameter_server, all_reduce or none.
         mode: local (heavy steps as processes in the step) or cluster (TFJob, Katib Experiment,
             InferenceService).
         blessing_margin: how much the model must beat the benchmark's RMSE by (0.05 = 5%).
-        model_name: the served model's name (the InferenceService name on a cluster).
+        baseline_model_uri: the model in service to compare with; empty: locally none (mlengine run
+            passes the model its last run in the same output folder deployed), on a cluster the
+            InferenceService's current storageUri.
+        baseline_tolerance: how much worse than the served model a new model may be and still be
+            blessed (0.01 = 1%).
+        model_name: the served model's name (the InferenceService name on a cluster); empty: from
+            the feature spec's name.
         canary_traffic_percent: traffic share of a new model version while it is a canary.
         keep_serving: locally, leave the model server running after the run.
     """
@@ -121,6 +134,7 @@ def training_pipeline(
         eval_data=ingest_task.outputs[ART_EVAL_DATA],
         transform_fn=transform_task.outputs[ART_TRANSFORM],
         hyperparameters=tune_task.outputs[ART_HYPERPARAMETERS],
+        study=tune_task.outputs["study"],
         epochs=epochs,
         workers=workers,
         ps=ps,
@@ -134,8 +148,12 @@ def training_pipeline(
         model=train_task.outputs[ART_MODEL],
         test_data=ingest_task.outputs[ART_TEST_DATA],
         margin=blessing_margin,
+        baseline_model_uri=baseline_model_uri,
+        baseline_tolerance=baseline_tolerance,
+        model_name=model_name,
+        mode=mode,
     )
-    evaluate_task.set_display_name("evaluate vs benchmark")
+    evaluate_task.set_display_name("evaluate vs benchmark and the served model")
 
     # kfp.local resolves a condition on a task's single "Output" (not on named NamedTuple fields)
     def deploy_step(blessed: bool, display_name: str) -> None:
@@ -157,10 +175,11 @@ def training_pipeline(
         rows_rejected=ingest_task.outputs["rows_rejected"],
         blessed=evaluate_task.outputs["Output"],
         model=train_task.outputs[ART_MODEL],
-        train_metrics=train_task.outputs["metrics"],
-        eval_metrics=evaluate_task.outputs["metrics"],
-        study=tune_task.outputs["study"],
+        train_metrics=train_task.outputs[ART_METRICS],
+        eval_metrics=evaluate_task.outputs[ART_METRICS],
+        study=tune_task.outputs[ART_TUNING_STUDY],
         hyperparameters=tune_task.outputs[ART_HYPERPARAMETERS],
         statistics=ingest_task.outputs[ART_STATISTICS],
+        evaluation=evaluate_task.outputs["evaluation"],
     )
 

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pyarrow.compute as pc
 
+from mlengine.components.shared.accumulators import Moments
 from mlengine.components.shared.featurespec import Column, FeatureSpec
 
 STATISTICS_FORMAT_VERSION = 1
@@ -80,8 +81,7 @@ class _ColumnAccumulator:
         self.categorical = categorical
         self.count = 0
         self.missing = 0
-        self.mean = 0.0
-        self.m2 = 0.0
+        self.moments = Moments()
         self.minimum: Any = None
         self.maximum: Any = None
         self.edges: np.ndarray | None = None
@@ -111,15 +111,8 @@ class _ColumnAccumulator:
             self._update_counts(values)
 
     def _update_moments(self, values: np.ndarray) -> None:
-        as_float = values.astype(np.float64, copy=False)
-        size = len(as_float)
-        chunk_mean = float(as_float.mean())
-        chunk_m2 = float(np.square(as_float - chunk_mean).sum())
-        total = self.count + size
-        delta = chunk_mean - self.mean
-        self.mean += delta * size / total
-        self.m2 += chunk_m2 + delta * delta * self.count * size / total
-        self.count = total
+        self.moments.update(values)
+        self.count = self.moments.count
         low, high = values.min(), values.max()
         self.minimum = low if self.minimum is None else min(self.minimum, low)
         self.maximum = high if self.maximum is None else max(self.maximum, high)
@@ -149,8 +142,8 @@ class _ColumnAccumulator:
         if self.col.is_numeric:
             has_rows = self.count > 0
             out.update({
-                "mean": _py(self.mean) if has_rows else None,
-                "std": _py(math.sqrt(max(self.m2, 0.0) / self.count)) if has_rows else None,
+                "mean": _py(self.moments.mean) if has_rows else None,
+                "std": _py(self.moments.std) if has_rows else None,
                 "min": _py(self.minimum),
                 "max": _py(self.maximum),
             })

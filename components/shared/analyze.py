@@ -9,13 +9,13 @@ that runs inside the exported model (``components/shared/transform_state.py``).
 
 from __future__ import annotations
 
-import math
 import sys
 from collections import Counter
 
 import numpy as np
 
 from mlengine.components.shared import derived as derived_ops
+from mlengine.components.shared.accumulators import Moments
 from mlengine.components.shared.featurespec import FeatureSpec
 from mlengine.components.shared.parquet import iter_record_batches, list_parquet_files
 from mlengine.components.shared.transform_state import TransformState
@@ -23,6 +23,9 @@ from mlengine.errors import DataError, MlengineError
 
 MAX_VOCABULARY_SIZE = 1000  # learned vocabularies keep the most frequent values; the rest map to OOV id 0
 COUNTER_LIMIT = 100_000  # distinct values counted before rare ones are pruned (bounds memory)
+# numeric inputs are clipped to these quantiles before z-scoring: a few outliers then cannot
+# squash every other value into a sliver around 0 (nor blow up a ReLU layer at serving time)
+CLIP_QUANTILES = (0.001, 0.999)
 
 
 def _emit(progress, message: str) -> None:
@@ -33,31 +36,6 @@ def _emit(progress, message: str) -> None:
 
 
 # --- streaming statistics -----------------------------------------------------------------------
-class _Moments:
-    """Count, mean and sum of squared deviations, merged batch by batch (Chan et al.)."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.mean = 0.0
-        self.m2 = 0.0
-
-    def update(self, values: np.ndarray) -> None:
-        n = values.size
-        if n == 0:
-            return
-        batch_mean = float(values.mean())
-        batch_m2 = float(((values - batch_mean) ** 2).sum())
-        total = self.count + n
-        delta = batch_mean - self.mean
-        self.mean += delta * n / total
-        self.m2 += batch_m2 + delta * delta * self.count * n / total
-        self.count = total
-
-    @property
-    def std(self) -> float:
-        return math.sqrt(self.m2 / self.count) if self.count else 0.0
-
-
 class _CoMoments:
     """Streaming least squares of y on x: means, variance of x and covariance of x and y."""
 
@@ -141,6 +119,22 @@ class _CappedCounter:
 
 
 # --- analyze ------------------------------------------------------------------------------------
+def _numeric_stats(moments: dict, reservoir: _Reservoir, spec: FeatureSpec) -> dict[str, dict[str, float]]:
+    """Mean and std of every numeric feature; the scaled ones also get clip bounds, and their mean
+    and std are those of the clipped sample (what the model sees after clipping)."""
+    out = {}
+    for name, m in moments.items():
+        stats = {"mean": m.mean, "std": m.std}
+        if name in spec.numeric and reservoir.filled:
+            sample = reservoir.sample(name)
+            low, high = (float(v) for v in np.quantile(sample, CLIP_QUANTILES))
+            clipped = np.clip(sample, low, high)
+            stats = {"mean": float(clipped.mean()), "std": float(clipped.std()), "clip": [low, high],
+                     "raw_mean": m.mean, "raw_std": m.std}
+        out[name] = stats
+    return out
+
+
 def numeric_names(spec: FeatureSpec) -> list[str]:
     """Every numeric raw column and every derived feature (the ones the state has moments for)."""
     return [c.name for c in spec.columns if c.is_numeric] + spec.derived_names
@@ -161,9 +155,10 @@ def analyze(train_dir: str, spec: FeatureSpec, nbuckets: int, *, sample_rows: in
     files = list_parquet_files(train_dir)
     raw_names = [*spec.column_names, spec.label.name]
     numerics = numeric_names(spec)
-    moments = {name: _Moments() for name in numerics}
-    label_moments = _Moments()
-    reservoir = _Reservoir(list(spec.bucketized), sample_rows, seed)
+    moments = {name: Moments() for name in numerics}
+    label_moments = Moments()
+    sampled = list(dict.fromkeys([*spec.bucketized, *spec.numeric]))
+    reservoir = _Reservoir(sampled, sample_rows, seed)
     counters = {name: _CappedCounter() for name in learned_vocabulary_names(spec)}
     benchmark = _CoMoments()
     rows = 0
@@ -177,8 +172,11 @@ def analyze(train_dir: str, spec: FeatureSpec, nbuckets: int, *, sample_rows: in
             moments[name].update(values[name])
         if not np.all(np.isfinite(label)):
             raise DataError(f"{path}: label {spec.label.name!r} has non-finite values")
-        label_moments.update(label)
-        reservoir.update({name: values[name] for name in spec.bucketized})
+        if spec.label_transform == "log1p" and label.size and label.min() <= -1.0:
+            raise DataError(f"{path}: label {spec.label.name!r} has value {label.min():g} <= -1; "
+                            "label_transform log1p needs labels above -1 (use standardize)")
+        label_moments.update(np.log1p(label) if spec.label_transform == "log1p" else label)
+        reservoir.update({name: values[name] for name in sampled})
         for name, counter in counters.items():
             counter.update(columns[name])
         if spec.benchmark_feature:
@@ -204,8 +202,8 @@ def analyze(train_dir: str, spec: FeatureSpec, nbuckets: int, *, sample_rows: in
         spec=spec,
         nbuckets=nbuckets,
         rows=rows,
-        numeric={name: {"mean": m.mean, "std": m.std} for name, m in moments.items()},
-        label={"mean": label_moments.mean, "std": label_moments.std},
+        numeric=_numeric_stats(moments, reservoir, spec),
+        label={"mean": label_moments.mean, "std": label_moments.std, "transform": spec.label_transform},
         boundaries=boundaries,
         vocabularies={name: counter.top(MAX_VOCABULARY_SIZE) for name, counter in counters.items()},
         benchmark={"feature": spec.benchmark_feature, "slope": float(slope), "intercept": float(intercept)},

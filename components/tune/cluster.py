@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from mlengine.components.tune.search_space import SearchSpace, katib_string
+from mlengine.components.tune.search_space import Parameter, SearchSpace, katib_string
 from mlengine.constants import K8S_NAMESPACE, K8S_SERVICE_ACCOUNT, TRAINER_IMAGE
 from mlengine.errors import MlengineError
 
@@ -236,20 +236,15 @@ def webhook_problems(experiment: dict) -> list[str]:
 
 
 def katib_grid_values(param: dict) -> list[str]:
-    """The grid Katib enumerates for one Experiment parameter (its suggestion service's rule)."""
+    """The grid Katib enumerates for one rendered Experiment parameter (its suggestion service's rule)."""
     kind, space = param.get("parameterType"), param.get("feasibleSpace") or {}
     if kind in ("categorical", "discrete"):
         return list(space["list"])
-    if kind == "int":
-        return [str(v) for v in range(int(space["min"]), int(space["max"]) + 1, int(space.get("step") or 1))]
-    if not space.get("step"):
-        raise ValueError(f"double parameter {param.get('name')!r} has no step")
-    import numpy as np
-
-    values = np.arange(float(space["min"]), float(space["max"]) + float(space["step"]), float(space["step"]))
-    if values[-1] > float(space["max"]):
-        values = values[:-1]
-    return [katib_string(float(v)) for v in values]
+    number = int if kind == "int" else float
+    step = space.get("step")
+    parsed = Parameter(name=str(param.get("name")), type="int" if kind == "int" else "double",
+                       min=number(space["min"]), max=number(space["max"]), step=number(step) if step else None)
+    return [katib_string(v) for v in parsed.grid_values()]
 
 
 # --- running it ------------------------------------------------------------------------------------
