@@ -40,10 +40,20 @@ manifests: install
 
 # Container images and the tests that run the pipeline and the server in them (need a Docker engine:
 # images/dockerd.sh start). `images` builds the base from Debian packages when no registry answers.
-.PHONY: images test-containers
+# REGISTRY=registry.example.com/ml names every image (the built tags, the compiled YAML, the TFJobs):
+# it is MLENGINE_IMAGE_REGISTRY for every command this Makefile runs; `make push` pushes the tags.
+.PHONY: images test-containers push
+
+ifdef REGISTRY
+export MLENGINE_IMAGE_REGISTRY := $(REGISTRY)
+endif
 
 images: install
 	PYTHON=$(BIN)/python images/build.sh
+
+push: install
+	for image in $$($(BIN)/python -c "from mlengine.constants import IMAGE_ROLES, image_for; \
+	print(' '.join(image_for(role) for role in IMAGE_ROLES))"); do docker push "$$image" || exit 1; done
 
 test-containers: install
 	$(BIN)/python -m pytest -m containers tests/containers

@@ -411,7 +411,7 @@ def _pipeline_object(kind: str):
 def submit(conn: Connection, *, name: str | None = None, version: str | None = None,
            experiment: str = DEFAULT_EXPERIMENT, params: list[str] | None = None, run_name: str | None = None,
            wait: bool = False, poll_interval: float = 10.0, timeout: float | None = None,
-           kind: str = "training") -> int:
+           kind: str = "training", service_account: str | None = None) -> int:
     """Start one run of the uploaded version; with ``wait`` follow it; returns the exit code."""
     values = parse_params(_pipeline_object(kind), params)  # before any request
     pipeline_name = pipeline_names(name)[kind]
@@ -421,7 +421,8 @@ def submit(conn: Connection, *, name: str | None = None, version: str | None = N
         exp = ensure_experiment(client, conn, experiment)
         display = run_name or f"{pipeline_name} {datetime.now(UTC):%Y-%m-%d %H:%M:%S}"
         run = client.run_pipeline(experiment_id=exp.experiment_id, job_name=display, params=values,
-                                  pipeline_id=pipeline_id, version_id=chosen.pipeline_version_id)
+                                  pipeline_id=pipeline_id, version_id=chosen.pipeline_version_id,
+                                  service_account=service_account or None)
     log.info("submit: run %s (%s) of %s version %r in experiment %s; parameters %s", run.run_id, display,
              pipeline_name, chosen.display_name, experiment, json.dumps(values, sort_keys=True))
     if not wait:
@@ -500,7 +501,7 @@ def find_recurring_run(client, conn: Connection, name_or_id: str):
 def schedule(conn: Connection, *, cron: str, name: str | None = None, version: str | None = None,
              experiment: str = DEFAULT_EXPERIMENT, params: list[str] | None = None, run_name: str | None = None,
              max_concurrency: int = 1, no_catchup: bool = False, monitoring: bool = False,
-             summary: str | Path | None = None) -> dict[str, Any]:
+             summary: str | Path | None = None, service_account: str | None = None) -> dict[str, Any]:
     """Create one recurring run of the uploaded version; returns what was sent (for the console)."""
     from mlengine.pipelines.cron import to_kfp_cron
 
@@ -534,7 +535,7 @@ def schedule(conn: Connection, *, cron: str, name: str | None = None, version: s
             experiment_id=exp.experiment_id, job_name=display, cron_expression=kfp_cron.kfp,
             max_concurrency=max_concurrency, no_catchup=no_catchup, params=values,
             pipeline_id=pipeline_id, version_id=chosen.pipeline_version_id,
-            description=f"mlengine schedule: {kfp_cron.given}")
+            description=f"mlengine schedule: {kfp_cron.given}", service_account=service_account or None)
     log.info("schedule: recurring run %s (%s) of %s version %r: cron %s, max concurrency %d, catch-up %s; "
              "parameters %s", created.recurring_run_id, display, pipeline_name, chosen.display_name, kfp_cron.kfp,
              max_concurrency, "off" if no_catchup else "on", json.dumps(values, sort_keys=True))

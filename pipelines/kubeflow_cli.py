@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from mlengine.constants import DEFAULT_EXPERIMENT, ENV_IMAGE_REGISTRY, ENV_KFP_COOKIES, ENV_KFP_TOKEN, K8S_S3_SECRET
+from mlengine.constants import (
+    DEFAULT_EXPERIMENT,
+    ENV_IMAGE_REGISTRY,
+    ENV_KFP_COOKIES,
+    ENV_KFP_TOKEN,
+    K8S_S3_SECRET,
+    K8S_SERVICE_ACCOUNT,
+)
 
 
 def add_connection_flags(parser: argparse.ArgumentParser) -> None:
@@ -41,6 +48,12 @@ def add_registry_flag(parser: argparse.ArgumentParser) -> None:
                              f"${ENV_IMAGE_REGISTRY}, else the built-in one)")
 
 
+def add_service_account_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--service-account",
+                        help=f"Kubernetes service account of the run's pods, e.g. {K8S_SERVICE_ACCOUNT} from "
+                             "manifests/base (default: KFP's, e.g. default-editor in a Kubeflow profile)")
+
+
 def target_from_args(args: argparse.Namespace, name: str | None = None):
     from mlengine.pipelines.platform import Target
 
@@ -69,6 +82,7 @@ def add_cli(subparsers) -> None:
                      help="a pipeline parameter, e.g. data_uri=s3://bucket/taxi/ or "
                           "hyperparameters='{\"nbuckets\": 8}'; repeat for more")
     sub.add_argument("--run-name", help="the run's display name (default: pipeline name and time)")
+    add_service_account_flag(sub)
     sub.add_argument("--wait", action="store_true", help="follow the run to its end; exit code = its outcome")
     sub.add_argument("--poll-interval", type=float, default=10.0, help=argparse.SUPPRESS)
     sub.add_argument("--timeout", type=float, help="with --wait: give up following after this many seconds")
@@ -93,6 +107,7 @@ def add_cli(subparsers) -> None:
     sch.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="a pipeline parameter")
     sch.add_argument("--run-name", help="the recurring run's name (default <pipeline>-schedule)")
     sch.add_argument("--max-concurrency", type=int, default=1, help="runs at once (default %(default)s)")
+    add_service_account_flag(sch)
     sch.add_argument("--no-catchup", action="store_true",
                      help="after a pause, start only the latest missed run instead of every missed one")
     sch.set_defaults(handler=_schedule)
@@ -134,7 +149,7 @@ def _submit(args: argparse.Namespace) -> int:
     _setup_logging()
     return submit(_connection(args), name=args.name, version=args.version, experiment=args.experiment,
                   params=args.param, run_name=args.run_name, wait=args.wait, poll_interval=args.poll_interval,
-                  timeout=args.timeout)
+                  timeout=args.timeout, service_account=args.service_account)
 
 
 def _schedule(args: argparse.Namespace) -> int:
@@ -155,7 +170,8 @@ def _schedule(args: argparse.Namespace) -> int:
     else:
         kubeflow.schedule(conn, cron=args.cron, name=args.name, version=args.version, experiment=args.experiment,
                           params=args.param, run_name=args.run_name, max_concurrency=args.max_concurrency,
-                          no_catchup=args.no_catchup, monitoring=args.monitoring, summary=args.summary)
+                          no_catchup=args.no_catchup, monitoring=args.monitoring, summary=args.summary,
+                          service_account=args.service_account)
     return 0
 
 

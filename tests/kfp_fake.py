@@ -416,6 +416,7 @@ def start(fake: FakeKfp | None = None) -> FakeServer:
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     fake.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, name="fake-kfp", daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-kfp",
+                              daemon=True)
     thread.start()
     return FakeServer(fake, server, thread)

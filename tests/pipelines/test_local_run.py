@@ -44,6 +44,9 @@ def test_summary_has_the_promised_fields_and_consistent_counts(local_run):
     assert math.isfinite(summary["rmse"]) and summary["rmse"] > 0.8
     assert Path(summary["pipeline_yaml"]).is_file()
     assert (Path(summary["model_dir"]) / SERVING_MODEL_SUBDIR / "saved_model.pb").is_file()
+    # what `mlengine schedule --monitoring` reads: the ingest statistics artifact and the serving-log folder
+    assert (Path(summary["statistics_uri"]) / "statistics.json").is_file()
+    assert summary["serving_log_uri"]
     table = format_summary_table(summary)
     assert "rows read" in table and f"{ROWS:,}" in table
 

@@ -1,0 +1,146 @@
+"""The cluster target's YAML: mode=cluster, the MinIO Secret and the shared PVC in the platform spec, one registry."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from google.protobuf import json_format
+from kfp.pipeline_spec import pipeline_spec_pb2
+
+from mlengine.constants import ENV_IMAGE_REGISTRY, IMAGE_REGISTRY, K8S_S3_SECRET, image_for
+from mlengine.errors import MlengineError
+from mlengine.pipelines.platform import CLUSTER_DEFAULTS, SHARED_VOLUME_MOUNT, Target, compile_for
+from mlengine.version import __version__
+
+S3_KEYS = {"MLENGINE_S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+
+
+def _compile(tmp_path, **target) -> dict[str, list[dict]]:
+    """{pipeline name: its YAML documents} for one target."""
+    paths = compile_for(Target(**target), tmp_path / target.get("name", "local"))
+    return {name: list(yaml.safe_load_all(open(path, encoding="utf-8"))) for name, path in paths.items()}
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory) -> dict[str, list[dict]]:
+    return _compile(tmp_path_factory.mktemp("cluster"), name="cluster")
+
+
+def test_cluster_yaml_is_a_strict_pipeline_spec_and_platform_spec_with_mode_cluster(cluster):
+    spec_doc, platform_doc = cluster["mlengine-training"]
+    spec = json_format.ParseDict(spec_doc, pipeline_spec_pb2.PipelineSpec(), ignore_unknown_fields=False)
+    json_format.ParseDict(platform_doc, pipeline_spec_pb2.PlatformSpec(), ignore_unknown_fields=False)
+    defaults = spec_doc["root"]["inputDefinitions"]["parameters"]
+    assert defaults["mode"]["defaultValue"] == "cluster"
+    for name, value in CLUSTER_DEFAULTS.items():
+        assert defaults[name]["defaultValue"] == value, name
+    assert {"createpvc", "deletepvc", "ingest", "tune", "transform", "train", "evaluate"} <= set(spec.root.dag.tasks)
+
+
+def test_every_step_gets_the_minio_secret_as_env_and_never_a_value(cluster):
+    for name, (spec_doc, platform_doc) in [(n, docs) for n, docs in cluster.items()]:
+        executors = platform_doc["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+        ours = [e for e, body in spec_doc["deploymentSpec"]["executors"].items()
+                if "container" in body and not body["container"]["image"].startswith("argostub/")]
+        assert ours and set(ours) <= set(executors), name
+        for executor in ours:
+            secrets = executors[executor]["secretAsEnv"]
+            required = [s for s in secrets if not s.get("optional")]
+            assert len(required) == 1 and required[0]["secretName"] == K8S_S3_SECRET
+            assert {k["envVar"] for k in required[0]["keyToEnv"]} == S3_KEYS
+            assert {k["secretKey"] for k in required[0]["keyToEnv"]} == S3_KEYS
+            optional = [s for s in secrets if s.get("optional")]
+            assert [k["envVar"] for s in optional for k in s["keyToEnv"]] == ["MLENGINE_S3_SECURE"]
+        for body in spec_doc["deploymentSpec"]["executors"].values():  # nothing secret as a plain env value
+            assert not {e["name"] for e in body.get("container", {}).get("env", [])} & S3_KEYS
+
+
+def test_the_shared_volume_is_created_per_run_mounted_in_tune_and_train_handed_by_name_and_deleted(cluster):
+    spec_doc, platform_doc = cluster["mlengine-training"]
+    tasks = spec_doc["root"]["dag"]["tasks"]
+    create = tasks["createpvc"]["inputs"]["parameters"]
+    assert create["access_modes"]["runtimeValue"]["constant"] == ["ReadWriteMany"]
+    assert create["size"]["runtimeValue"]["constant"] == "10Gi"
+    assert tasks["createpvc"]["cachingOptions"].get("enableCache") is not True  # a cached name would be stale
+    executors = platform_doc["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    for step in ("tune", "train"):
+        claim = tasks[step]["inputs"]["parameters"]["shared_claim"]["taskOutputParameter"]
+        assert claim == {"producerTask": "createpvc", "outputParameterKey": "name"}
+        (mount,) = executors[f"exec-{step}"]["pvcMount"]
+        assert mount["mountPath"] == SHARED_VOLUME_MOUNT
+        assert mount["pvcNameParameter"]["taskOutputParameter"]["producerTask"] == "createpvc"
+    delete = tasks["deletepvc"]
+    assert {"tune", "train"} <= set(delete["dependentTasks"])
+    assert delete["inputs"]["parameters"]["pvc_name"]["taskOutputParameter"]["producerTask"] == "createpvc"
+    assert "pvcMount" not in json.dumps({k: v for k, v in executors.items() if k not in ("exec-tune", "exec-train")})
+
+
+def test_secret_name_volume_size_and_storage_class_are_compile_options(tmp_path):
+    docs = _compile(tmp_path, name="cluster", s3_secret="team-minio", shared_volume_size="50Gi",
+                    storage_class="nfs-client")["mlengine-training"]
+    spec_doc, platform_doc = docs
+    assert "mlengine-minio-credentials" not in json.dumps(platform_doc)
+    assert json.dumps(platform_doc).count('"secretName": "team-minio"') >= 14  # 7 steps, required + optional
+    create = spec_doc["root"]["dag"]["tasks"]["createpvc"]["inputs"]["parameters"]
+    assert create["size"]["runtimeValue"]["constant"] == "50Gi"
+    assert create["storage_class_name"]["runtimeValue"]["constant"] == "nfs-client"
+    for bad in ({"s3_secret": "Bad_Name"}, {"shared_volume_size": "lots"}, {"image_registry": "https://x.io/a"}):
+        with pytest.raises(MlengineError):
+            Target(name="cluster", **bad)
+
+
+def test_local_target_keeps_mode_local_and_has_no_kubernetes_platform_config(tmp_path):
+    for name, docs in _compile(tmp_path, name="local").items():
+        assert len(docs) == 1, name  # no platform spec: kfp.local runs it as is
+        assert not {"createpvc", "deletepvc"} & set(docs[0]["root"]["dag"]["tasks"])
+    training = _compile(tmp_path, name="local")["mlengine-training"][0]
+    assert training["root"]["inputDefinitions"]["parameters"]["mode"]["defaultValue"] == "local"
+
+
+def test_target_names_are_in_the_file_names(tmp_path):
+    cluster = compile_for(Target(name="cluster"), tmp_path)
+    local = compile_for(Target(name="local"), tmp_path)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["monitoring_pipeline.cluster.yaml", "monitoring_pipeline.local.yaml",
+                     "training_pipeline.cluster.yaml", "training_pipeline.local.yaml"]
+    assert set(cluster.values()).isdisjoint(local.values())
+
+
+@pytest.mark.parametrize("via", ["option", "environment"])
+def test_one_registry_setting_names_every_image_even_though_the_components_were_imported_before(
+        tmp_path, monkeypatch, via):
+    import mlengine.pipelines.training  # noqa: F401 (components capture their base image at import time)
+
+    registry = "registry.example.com:5000/ml-team"
+    monkeypatch.delenv(ENV_IMAGE_REGISTRY, raising=False)
+    if via == "environment":
+        monkeypatch.setenv(ENV_IMAGE_REGISTRY, registry)
+    target = {"image_registry": registry} if via == "option" else {}
+    for target_name in ("cluster", "local"):
+        for name, docs in _compile(tmp_path / via, name=target_name, **target).items():
+            for executor, body in docs[0]["deploymentSpec"]["executors"].items():
+                image = body.get("container", {}).get("image", "argostub/importer")
+                if image.startswith("argostub/"):  # KFP's importer and PVC steps, run by its driver
+                    continue
+                assert image == f"{registry}/mlengine-pipeline:{__version__}", (name, executor)
+                # the step renders TFJobs / trials with the same registry
+                assert {"name": ENV_IMAGE_REGISTRY, "value": registry} in body["container"]["env"]
+    monkeypatch.delenv(ENV_IMAGE_REGISTRY, raising=False)
+    assert image_for("trainer") == f"{IMAGE_REGISTRY}/mlengine-trainer:{__version__}"
+    monkeypatch.setenv(ENV_IMAGE_REGISTRY, registry + "/")
+    assert image_for("trainer") == f"{registry}/mlengine-trainer:{__version__}"
+
+
+def test_manifests_name_the_trainer_image_of_the_given_registry(tmp_path, capsys):
+    from mlengine.cli import main
+
+    assert main(["manifests", "--out", str(tmp_path), "--image-registry", "reg.example.com/ml"]) == 0
+    images = set()
+    for path in tmp_path.glob("*.yaml"):
+        text = path.read_text(encoding="utf-8")
+        images |= {line.split("image:", 1)[1].strip() for line in text.splitlines() if "image:" in line}
+    assert images == {f"reg.example.com/ml/mlengine-trainer:{__version__}"}
+    assert main(["manifests", "--out", str(tmp_path), "--image-registry", "Reg.Example.com"]) == 2
+    assert "--image-registry" in capsys.readouterr().err
