@@ -390,7 +390,7 @@ def _decode_binary_request(body: bytes, json_length: str | None, model_name: str
     if json_length is None:
         raise InvalidInput(f"the body is not JSON (no JSON Content-Type) and the '{header}' header of a binary "
                            f"tensor request is missing")
-    if not json_length.isdigit() or int(json_length) > len(body):
+    if not (json_length.isascii() and json_length.isdigit()) or int(json_length) > len(body):  # "²".isdigit()
         raise InvalidInput(f"{header}: {json_length[:40]!r} is not a byte count within the {len(body)}-byte body")
     try:
         return InferRequest.from_bytes(body, int(json_length), model_name)

@@ -191,6 +191,7 @@ JUNK_HEADERS = [
     {"inference-header-content-length": "-5"},
     {"inference-header-content-length": "abc"},
     {"inference-header-content-length": "99999999"},
+    {"inference-header-content-length": "\u00b2"},  # a digit to str.isdigit, not to int()
     {"content-encoding": "gzip"},
     {"accept": "application/xml"},
     {"x-request-id": "a\tb" + "c" * 500},
