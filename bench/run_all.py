@@ -16,6 +16,8 @@ BENCHMARKS = {
     "training": ["bench.bench_training"],
     "serving": ["bench.bench_serving"],
     "tuning": ["bench.bench_tuning", "--trials", "12"],
+    "batch_predict": ["bench.bench_batch_predict"],
+    "real_dataset": ["bench.bench_real_dataset", "--second-run"],
 }
 
 

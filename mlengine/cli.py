@@ -25,17 +25,26 @@ CLI_EXTENSIONS = (
     "mlengine.components.tune.cli",
     "mlengine.components.deploy.cli",
     "mlengine.components.monitor.cli",
+    "mlengine.components.batch_predict.cli",
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """No abbreviated flags anywhere: ``--epoch`` must not silently mean ``--epochs``."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mlengine",
         description="A self-hostable Cloud ML Engine: Kubeflow Pipelines components "
                     "from raw CSV to a live KServe endpoint.",
     )
     parser.add_argument("--version", action="version", version=f"mlengine {__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
 
     gen = subparsers.add_parser("generate", help="write a synthetic NYC taxi-fare CSV with a known noise floor")
     gen.add_argument("--rows", type=int, default=DEFAULT_ROWS, help="number of data rows (default %(default)s)")

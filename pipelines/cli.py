@@ -7,7 +7,15 @@ import json
 from pathlib import Path
 
 from mlengine.components.shared.hyperparameters import HyperParameters, add_hyperparameter_flags, explicit_values
-from mlengine.constants import DEFAULT_EPOCHS, DEFAULT_ROWS, DEFAULT_SEED, RUNNERS
+from mlengine.constants import (
+    DEFAULT_BASELINE_TOLERANCE,
+    DEFAULT_BLESSING_MARGIN,
+    DEFAULT_EPOCHS,
+    DEFAULT_ROWS,
+    DEFAULT_SEED,
+    DEFAULT_TUNE_EPOCHS,
+    RUNNERS,
+)
 
 
 def add_cli(subparsers) -> None:
@@ -26,8 +34,21 @@ def add_cli(subparsers) -> None:
     run.add_argument("--out", default="out/run", help="output folder (summary.json, pipeline YAML, artifacts)")
     add_hyperparameter_flags(run.add_argument_group(
         "hyperparameters", "a value given here is fixed: tuning searches only the others"))
-    run.add_argument("--epochs", type=int, help=f"training epochs of the final model (default {DEFAULT_EPOCHS})")
-    run.add_argument("--trials", type=int, help="tuning trials before the final training (0: no tuning)")
+    run.add_argument("--epochs", type=int, help=f"maximum training epochs of the final model (default "
+                                                f"{DEFAULT_EPOCHS}; early stopping keeps the best epoch)")
+    run.add_argument("--trials", type=int, help="tuning trials before the final training (0: no tuning; "
+                                                "trial 1 is always the default configuration)")
+    run.add_argument("--tune-epochs", type=int, help=f"maximum epochs of each trial (default {DEFAULT_TUNE_EPOCHS})")
+    run.add_argument("--split-seed", type=int, help="seed of the hash split into train/eval/test (default 0)")
+    run.add_argument("--blessing-margin", type=float,
+                     help=f"how much the model must beat the benchmark RMSE by (default {DEFAULT_BLESSING_MARGIN})")
+    run.add_argument("--baseline-tolerance", type=float,
+                     help="how much worse than the served model a new model may be "
+                          f"(default {DEFAULT_BASELINE_TOLERANCE})")
+    run.add_argument("--baseline-model", help="model directory to compare with (default: the model the last run "
+                                              "in the same --out deployed)")
+    run.add_argument("--model-name", help="served model name (default: from the feature spec's name)")
+    run.add_argument("--canary-traffic-percent", type=int, help="traffic share of a new version while it is a canary")
     run.add_argument("--parallel-trials", type=int, help="trials run at once")
     run.add_argument("--tune-algorithm", help="tpe, random or grid")
     run.add_argument("--workers", type=int, help="training workers (local processes / TFJob replicas)")
@@ -69,6 +90,13 @@ def _run_params(args: argparse.Namespace) -> dict:
         "trials": args.trials,
         "parallel_trials": args.parallel_trials,
         "tune_algorithm": args.tune_algorithm,
+        "tune_epochs": args.tune_epochs,
+        "split_seed": args.split_seed,
+        "blessing_margin": args.blessing_margin,
+        "baseline_tolerance": args.baseline_tolerance,
+        "baseline_model_uri": args.baseline_model,
+        "model_name": args.model_name,
+        "canary_traffic_percent": args.canary_traffic_percent,
         "workers": args.workers,
         "ps": args.ps,
         "strategy": args.strategy,

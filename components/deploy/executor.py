@@ -63,6 +63,11 @@ def deploy_model(model_dir: str, *, model_uri: str, blessed: bool = True, mode: 
     """
     if mode not in RUN_MODES:
         raise MlengineError(f"mode {mode!r}: expected one of {list(RUN_MODES)}")
+    if not name:  # the same default as `mlengine serve`: from the feature spec's name
+        from mlengine.components.deploy.server import default_model_name
+        from mlengine.components.shared.featurespec import load_spec
+
+        name = default_model_name(load_spec(Path(model_dir) / SPEC_FILE).name)
     if mode == "cluster":
         return _deploy_to_cluster(model_dir, model_uri=model_uri, blessed=blessed, name=name,
                                   canary_traffic_percent=canary_traffic_percent, log=log)

@@ -1,30 +1,46 @@
-"""Evaluate the exported model on the test split against the rule-based benchmark.
+"""Evaluate the exported model on the test split against the benchmark and the served baseline.
 
 The test split is streamed batch by batch through the SavedModel's raw-feature signature (the
-same path serving takes). The benchmark is the least-squares line of the transform
-(``label ~ slope * benchmark_feature + intercept``, fitted on the training split). The model is
-blessed when its RMSE beats the benchmark's by the margin.
+same path serving takes). Two comparisons decide the blessing, and both are always written out,
+with their reasons in plain words:
+
+- the rule-based benchmark: the least-squares line of the transform (``label ~ slope *
+  benchmark_feature + intercept``, fitted on the training split); the model must beat its RMSE
+  by ``margin``;
+- the baseline: the model in service (locally the one the last run in the same output folder
+  deployed, on a cluster the InferenceService's current ``storageUri``), scored on the same
+  rows; the model may be at most ``tolerance`` worse. Without a baseline this rule passes, and
+  the reasons say so.
+
+Besides the totals: RMSE/MAE sliced per value of each categorical column and per quantile bin of
+the benchmark feature, and a predicted-vs-actual and a residual plot in the HTML report.
 """
 
 from __future__ import annotations
 
 import math
-import sys
+from pathlib import Path
 
 import numpy as np
 
 from mlengine.components.shared import derived as derived_ops
 from mlengine.components.shared import reports
+from mlengine.components.shared.logs import component_logger
 from mlengine.components.shared.parquet import iter_record_batches, list_parquet_files
 from mlengine.components.shared.savedmodel import load_model_dir
 from mlengine.components.shared.transform_state import TransformState
-from mlengine.constants import DEFAULT_BLESSING_MARGIN
+from mlengine.constants import DEFAULT_BASELINE_TOLERANCE, DEFAULT_BLESSING_MARGIN
 from mlengine.errors import MlengineError
+
+log = component_logger("evaluate")
+PLOT_ROWS = 5000  # rows kept for the plots (the first ones: the hash split already shuffles rows)
+SLICE_BINS = 4  # quantile bins of the benchmark feature
+MAX_SLICE_VALUES = 50  # values of one categorical shown (the most frequent)
 
 
 def _emit(progress, message: str) -> None:
     if progress is None:
-        print(message, file=sys.stderr, flush=True)
+        log.info(message)
     elif progress:
         progress(message)
 
@@ -50,74 +66,292 @@ class _Errors:
         return self.absolute / self.count if self.count else math.nan
 
 
-def benchmark_predictions(state: dict, spec, columns: dict[str, np.ndarray]) -> np.ndarray:
+class _Slices:
+    """RMSE/MAE of the model (and of the baseline) per value of one key."""
+
+    def __init__(self) -> None:
+        self.model: dict = {}
+        self.baseline: dict = {}
+
+    def update(self, keys: np.ndarray, model_pred: np.ndarray, label: np.ndarray, baseline_pred=None) -> None:
+        keys = np.asarray(keys)
+        for key in np.unique(keys):
+            rows = keys == key
+            name = key.item() if hasattr(key, "item") else key
+            self.model.setdefault(name, _Errors()).update(model_pred[rows], label[rows])
+            if baseline_pred is not None:
+                self.baseline.setdefault(name, _Errors()).update(baseline_pred[rows], label[rows])
+
+    def rows(self, labels: dict | None = None) -> list[dict]:
+        ranked = sorted(self.model.items(), key=lambda item: -item[1].count)[:MAX_SLICE_VALUES]
+        out = []
+        for key, errors in ranked:
+            row = {"value": (labels or {}).get(key, key), "rows": errors.count, "rmse": errors.rmse, "mae": errors.mae}
+            if key in self.baseline:
+                row["baseline_rmse"] = self.baseline[key].rmse
+            out.append(row)
+        if labels:  # bins in their natural order
+            order = list(labels.values())
+            out.sort(key=lambda r: order.index(r["value"]) if r["value"] in order else len(order))
+        return out
+
+
+def benchmark_predictions(state, spec, columns: dict[str, np.ndarray]) -> np.ndarray:
     """The rule-based benchmark on numpy columns: slope * feature + intercept (or the mean)."""
     bench = state.benchmark
     rows = len(next(iter(columns.values())))
     if not bench.get("feature"):
         return np.full(rows, float(bench["intercept"]))
+    return float(bench["slope"]) * benchmark_feature_values(spec, bench["feature"], columns) + float(bench["intercept"])
+
+
+def benchmark_feature_values(spec, feature: str, columns: dict[str, np.ndarray]) -> np.ndarray:
     numeric = {c.name: np.asarray(columns[c.name], np.float64) for c in spec.columns if c.is_numeric}
-    feature = derived_ops.add_derived_np(spec, numeric)[bench["feature"]]
-    return float(bench["slope"]) * feature + float(bench["intercept"])
+    return derived_ops.add_derived_np(spec, numeric)[feature]
 
 
-def evaluate(model_dir: str, test_dir: str, *, margin: float = DEFAULT_BLESSING_MARGIN, batch_size: int = 4096,
-             progress=None) -> dict:
-    """RMSE / MAE of the model and of the benchmark on the test split, and the blessing."""
+def _bin_edges(state: TransformState, feature: str | None, first_values: np.ndarray) -> list[float]:
+    """Quantile edges of the benchmark feature: from the training boundaries when it is bucketized,
+    else from the first test batch."""
+    if not feature:
+        return []
+    quantiles = np.linspace(0, 1, SLICE_BINS + 1)[1:-1]
+    if state.boundaries.get(feature):
+        bounds = np.asarray(state.boundaries[feature])
+        picks = np.unique(np.round(quantiles * (len(bounds) - 1)).astype(int))
+        return [float(v) for v in bounds[picks]]
+    return [float(v) for v in np.unique(np.quantile(first_values, quantiles))]
+
+
+def _bin_labels(feature: str, edges: list[float]) -> dict[int, str]:
+    labels = {}
+    points = [-math.inf, *edges, math.inf]
+    for index in range(len(points) - 1):
+        low, high = points[index], points[index + 1]
+        if math.isinf(low):
+            labels[index] = f"{feature} < {high:.4g}"
+        elif math.isinf(high):
+            labels[index] = f"{feature} >= {low:.4g}"
+        else:
+            labels[index] = f"{low:.4g} <= {feature} < {high:.4g}"
+    return labels
+
+
+def load_baseline(baseline_dir: str | None, spec) -> tuple[object | None, str]:
+    """The baseline's predict function, or (None, why there is none) in plain words."""
+    if not baseline_dir:
+        return None, "no model is in service yet"
+    try:
+        runner = load_model_dir(baseline_dir)
+    except MlengineError as err:
+        return None, f"the served model could not be loaded ({err})"
+    missing = [name for name in spec.column_names if name not in runner.columns]
+    if missing:
+        return None, f"the served model takes other inputs (no {missing[0]!r}): not comparable"
+    return runner, ""
+
+
+def evaluate(model_dir: str, test_dir: str, *, margin: float = DEFAULT_BLESSING_MARGIN,
+             baseline_dir: str | None = None, baseline_source: str = "",
+             tolerance: float = DEFAULT_BASELINE_TOLERANCE, batch_size: int = 4096, progress=None) -> dict:
+    """Metrics of the model, the benchmark and the baseline on the test split; the blessing and its reasons."""
     if not 0.0 <= margin < 1.0:
         raise MlengineError(f"margin must be in [0, 1), got {margin}")
+    if not 0.0 <= tolerance < 1.0:
+        raise MlengineError(f"baseline tolerance must be in [0, 1), got {tolerance}")
     state = TransformState.load(model_dir)
     spec = state.spec
     model = load_model_dir(model_dir)
+    baseline, no_baseline_reason = load_baseline(baseline_dir, spec)
     files = list_parquet_files(test_dir)
-    model_errors, bench_errors = _Errors(), _Errors()
+    model_errors, bench_errors, baseline_errors = _Errors(), _Errors(), _Errors()
+    categorical = [name for name in spec.categorical if spec.column(name).type in ("string", "int")]
+    slices = {name: _Slices() for name in categorical}
+    feature = state.benchmark.get("feature")
+    bins, edges = _Slices(), None
+    plot = {"label": [], "prediction": []}
     names = [*spec.column_names, spec.label.name]
     for index, (_, columns) in enumerate(iter_record_batches(files, names, batch_rows=batch_size)):
         label = np.asarray(columns[spec.label.name], np.float64)
-        model_errors.update(model(columns), label)
+        predicted = np.asarray(model(columns), np.float64)
+        model_errors.update(predicted, label)
         bench_errors.update(benchmark_predictions(state, spec, columns), label)
+        baseline_pred = np.asarray(baseline(columns), np.float64) if baseline is not None else None
+        if baseline_pred is not None:
+            baseline_errors.update(baseline_pred, label)
+        for name in categorical:
+            slices[name].update(columns[name], predicted, label, baseline_pred)
+        if feature:
+            values = benchmark_feature_values(spec, feature, columns)
+            if edges is None:
+                edges = _bin_edges(state, feature, values)
+            bins.update(np.searchsorted(edges, values, side="right"), predicted, label, baseline_pred)
+        room = PLOT_ROWS - len(plot["label"])
+        if room > 0:
+            plot["label"] += label[:room].tolist()
+            plot["prediction"] += predicted[:room].tolist()
         if index % 50 == 49:
             _emit(progress, f"evaluate: {model_errors.count:,} rows")
     if model_errors.count == 0:
         raise MlengineError(f"{test_dir}: the test split has no rows")
     rmse, benchmark_rmse = model_errors.rmse, bench_errors.rmse
-    blessed = bool(rmse <= benchmark_rmse * (1.0 - margin))
-    _emit(progress, f"evaluate: {model_errors.count:,} rows, rmse={rmse:.4f}, benchmark_rmse={benchmark_rmse:.4f}, "
-                    f"blessed={blessed}")
+    baseline_rmse = baseline_errors.rmse if baseline is not None else None
+    verdict = blessing(rmse, benchmark_rmse, margin, baseline_rmse, tolerance, no_baseline_reason)
+    sliced = {name: s.rows() for name, s in slices.items()}
+    if feature and edges is not None:
+        sliced[f"{feature} (quantile bins)"] = bins.rows(_bin_labels(feature, edges))
+    _emit(progress, f"evaluate: {model_errors.count:,} rows, rmse={rmse:.4f}, benchmark_rmse={benchmark_rmse:.4f}"
+                    + (f", baseline_rmse={baseline_rmse:.4f}" if baseline_rmse is not None else "")
+                    + f", blessed={verdict['blessed']}")
+    for reason in verdict["reasons"]:
+        _emit(progress, f"evaluate: {reason}")
     return {
         "rows": model_errors.count,
         "rmse": rmse,
         "mae": model_errors.mae,
         "benchmark_rmse": benchmark_rmse,
         "benchmark_mae": bench_errors.mae,
-        "benchmark_feature": state.benchmark.get("feature"),
+        "benchmark_feature": feature,
         "margin": margin,
         "improvement": 1.0 - rmse / benchmark_rmse if benchmark_rmse > 0 else None,
-        "blessed": blessed,
+        "baseline_rmse": baseline_rmse,
+        "baseline_mae": baseline_errors.mae if baseline is not None else None,
+        "baseline_model": str(baseline_source or baseline_dir or "") or None,
+        "baseline_tolerance": tolerance,
+        **verdict,
+        "slices": sliced,
+        "plot_sample": plot,
         "model_dir": str(model_dir),
         "test_dir": str(test_dir),
     }
 
 
+def blessing(rmse: float, benchmark_rmse: float, margin: float, baseline_rmse: float | None, tolerance: float,
+             no_baseline_reason: str = "no model is in service yet") -> dict:
+    """Both rules, each with its reason in plain words; blessed only when both pass."""
+    threshold = benchmark_rmse * (1.0 - margin)
+    beats_benchmark = bool(rmse <= threshold)
+    gain = 1.0 - rmse / benchmark_rmse if benchmark_rmse > 0 else 0.0
+    reasons = [
+        f"RMSE {rmse:.4g} is {abs(gain):.1%} {'better' if gain >= 0 else 'worse'} than the benchmark's "
+        f"{benchmark_rmse:.4g} (needed: at least {margin:.0%} better, RMSE <= {threshold:.4g})"
+        + (": passes" if beats_benchmark else ": fails")]
+    if baseline_rmse is None:
+        not_worse = True
+        reasons.append(f"no baseline comparison: {no_baseline_reason}")
+    else:
+        not_worse = bool(rmse <= baseline_rmse * (1.0 + tolerance))
+        change = rmse / baseline_rmse - 1.0 if baseline_rmse > 0 else 0.0
+        reasons.append(
+            f"RMSE {rmse:.4g} is {abs(change):.1%} {'worse' if change > 0 else 'better'} than the served model's "
+            f"{baseline_rmse:.4g} (allowed: at most {tolerance:.0%} worse)" + (": passes" if not_worse else ": fails"))
+    blessed = beats_benchmark and not_worse
+    reasons.append("blessed" if blessed else "not blessed")
+    return {"blessed": blessed, "beats_benchmark": beats_benchmark, "not_worse_than_baseline": not_worse,
+            "reasons": reasons, "reason": "; ".join(reasons)}
+
+
+def _slice_table_rows(rows: list[dict], with_baseline: bool) -> list[list]:
+    return [[r["value"], r["rows"], r["rmse"], r["mae"], *([r.get("baseline_rmse", "-")] if with_baseline else [])]
+            for r in rows]
+
+
 def render_evaluation_markdown(result: dict) -> str:
-    """A short Markdown report: the metrics table and the blessing decision with its rule."""
+    """A short Markdown report: the metrics table, the verdict with its reasons, the sliced metrics."""
     feature = result.get("benchmark_feature")
     benchmark_name = f"least-squares line on `{feature}`" if feature else "the mean label"
     verdict = "**BLESSED**" if result["blessed"] else "**NOT blessed**"
-    threshold = result["benchmark_rmse"] * (1.0 - result["margin"])
-    improvement = result.get("improvement")
-    lines = [
-        "# Model evaluation",
-        "",
-        f"Test rows: {result['rows']:,}",
-        "",
-        reports.markdown_table(["", "RMSE", "MAE"], [
-            ["model", result["rmse"], result["mae"]],
-            [f"benchmark ({benchmark_name})", result["benchmark_rmse"], result["benchmark_mae"]],
-        ]),
-        "",
-        f"{verdict}: the model must reach RMSE <= {threshold:.4g} "
-        f"(benchmark RMSE x (1 - margin {result['margin']:.0%})); it reached {result['rmse']:.4g}"
-        + (f", {improvement:.1%} better than the benchmark." if improvement is not None else "."),
-    ]
+    rows = [["model", result["rmse"], result["mae"]],
+            [f"benchmark ({benchmark_name})", result["benchmark_rmse"], result["benchmark_mae"]]]
+    if result.get("baseline_rmse") is not None:
+        rows.append([f"served model ({result.get('baseline_model')})", result["baseline_rmse"], result["baseline_mae"]])
+    lines = ["# Model evaluation", "", f"Test rows: {result['rows']:,}", "",
+             reports.markdown_table(["", "RMSE", "MAE"], rows), "", f"{verdict}:", ""]
+    lines += [f"- {reason}" for reason in result["reasons"][:-1]]
+    with_baseline = result.get("baseline_rmse") is not None
+    for name, slice_rows in (result.get("slices") or {}).items():
+        headers = [name, "rows", "RMSE", "MAE", *(["served RMSE"] if with_baseline else [])]
+        table = reports.markdown_table(headers, _slice_table_rows(slice_rows, with_baseline))
+        lines += ["", f"## By {name}", "", table]
     return "\n".join(lines) + "\n"
+
+
+def render_evaluation_html(result: dict) -> str:
+    """The same report as HTML with a predicted-vs-actual and a residual plot."""
+    import html
+
+    sample = result.get("plot_sample") or {}
+    label = np.asarray(sample.get("label") or [], np.float64)
+    predicted = np.asarray(sample.get("prediction") or [], np.float64)
+    parts = [f"<p><b>{'BLESSED' if result['blessed'] else 'NOT blessed'}</b></p><ul>"
+             + "".join(f"<li>{html.escape(r)}</li>" for r in result["reasons"][:-1]) + "</ul>"]
+    if label.size:
+        figure, axis = reports.new_figure(5.5, 5.0)
+        axis.scatter(label, predicted, s=4, alpha=0.4)
+        low, high = float(min(label.min(), predicted.min())), float(max(label.max(), predicted.max()))
+        axis.plot([low, high], [low, high], color="black", linewidth=1)
+        axis.set_xlabel("actual")
+        axis.set_ylabel("predicted")
+        axis.set_title(f"predicted vs actual ({label.size:,} test rows)")
+        parts.append(reports.html_image(reports.figure_png_base64(figure), "predicted vs actual"))
+        figure, axis = reports.new_figure(5.5, 5.0)
+        axis.scatter(predicted, predicted - label, s=4, alpha=0.4)
+        axis.axhline(0.0, color="black", linewidth=1)
+        axis.set_xlabel("predicted")
+        axis.set_ylabel("residual (predicted - actual)")
+        axis.set_title("residuals")
+        parts.append(reports.html_image(reports.figure_png_base64(figure), "residuals"))
+    with_baseline = result.get("baseline_rmse") is not None
+    rows = [["model", result["rmse"], result["mae"]], ["benchmark", result["benchmark_rmse"], result["benchmark_mae"]]]
+    if with_baseline:
+        rows.append(["served model", result["baseline_rmse"], result["baseline_mae"]])
+    parts.append(reports.html_table(["", "RMSE", "MAE"], rows))
+    for name, slice_rows in (result.get("slices") or {}).items():
+        headers = [name, "rows", "RMSE", "MAE", *(["served RMSE"] if with_baseline else [])]
+        parts.append(f"<h3>By {html.escape(name)}</h3>" + reports.html_table(headers, _slice_table_rows(slice_rows,
+                                                                                                        with_baseline)))
+    return reports.html_page("Model evaluation", "".join(parts))
+
+
+def summary_of(result: dict) -> dict:
+    """What goes into evaluation.json (and summary.json): everything but the plot sample."""
+    return {key: value for key, value in result.items() if key != "plot_sample"}
+
+
+def served_model_dir(*, baseline_uri: str, mode: str, model_name: str, namespace: str | None, scratch: str | Path,
+                     spec_file: str | Path, api=None) -> tuple[str | None, str]:
+    """Where the baseline model is (a local directory), and where it came from.
+
+    Locally the pipeline passes the directory the last run deployed. On a cluster, without an
+    explicit URI, the InferenceService's current ``storageUri`` (TF Serving layout ``<uri>/1/``)
+    is downloaded and laid out as a model directory with the candidate's feature spec.
+    """
+    import shutil
+
+    from mlengine.constants import SERVING_MODEL_SUBDIR, SPEC_FILE
+
+    uri = baseline_uri
+    if not uri and mode == "cluster":
+        if not model_name:  # deploy's default: the spec name made URL-safe (deploy/server.py default_model_name)
+            import re
+
+            from mlengine.components.shared.featurespec import load_spec
+
+            model_name = re.sub(r"[^a-z0-9-]+", "-", load_spec(spec_file).name.lower()).strip("-") or "model"
+        from mlengine.components.shared.k8s import CustomResource
+        from mlengine.constants import K8S_NAMESPACE
+
+        isvc = CustomResource("serving.kserve.io", "v1beta1", "inferenceservices", namespace or K8S_NAMESPACE,
+                              api=api).get(model_name)
+        predictor = ((isvc or {}).get("spec") or {}).get("predictor") or {}
+        uri = (predictor.get("model") or {}).get("storageUri") or ""
+    if not uri:
+        return None, ""
+    if "://" not in uri:
+        return (uri if Path(uri).is_dir() else None), uri
+    from mlengine.components.shared.staging import download_prefix
+
+    target = Path(scratch) / "baseline"
+    download_prefix(uri.rstrip("/") + "/1", target / SERVING_MODEL_SUBDIR, required=False)
+    shutil.copy(spec_file, target / SPEC_FILE)
+    return str(target), uri

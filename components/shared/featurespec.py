@@ -42,6 +42,9 @@ DTYPES = {
 DERIVED_OPS = {"haversine_km": 4, "difference": 2, "ratio": 2, "product": 2, "log1p": 1}
 DEFAULT_EMBEDDING_DIM = 8
 MAX_CROSS_SIZE = 100_000  # larger crosses are hashed into this many bins
+# how the label is scaled inside the model (predictions always come back in the label's unit)
+LABEL_TRANSFORMS = ("standardize", "log1p", "none")
+DEFAULT_LABEL_TRANSFORM = "standardize"
 
 
 class FeatureSpecError(MlengineError, ValueError):
@@ -110,6 +113,7 @@ class FeatureSpec:
     crosses: tuple[Cross, ...] = ()
     embedding_dim: int = DEFAULT_EMBEDDING_DIM
     benchmark_feature: str | None = None
+    label_transform: str = DEFAULT_LABEL_TRANSFORM
     source: str = field(default="<dict>", compare=False)
 
     # --- lookups --------------------------------------------------------------------------
@@ -165,6 +169,7 @@ class FeatureSpec:
             },
             "embedding_dim": self.embedding_dim,
             "benchmark_feature": self.benchmark_feature,
+            "label_transform": self.label_transform,
         }
 
     def to_yaml(self) -> str:
@@ -188,7 +193,7 @@ def spec_from_dict(raw: Any, source: str = "<dict>") -> FeatureSpec:
     if not isinstance(raw, dict):
         check.fail("", "the spec must be a mapping")
     check.keys("", raw, required={"name", "label", "columns"},
-               optional={"derived", "features", "embedding_dim", "benchmark_feature"})
+               optional={"derived", "features", "embedding_dim", "benchmark_feature", "label_transform"})
     label = _column(check, "label", raw["label"])
     if not label.is_numeric:
         check.fail("label.type", "a regression label must be float or int")
@@ -256,6 +261,10 @@ def spec_from_dict(raw: Any, source: str = "<dict>") -> FeatureSpec:
     benchmark = raw.get("benchmark_feature")
     if benchmark is not None and benchmark not in numeric_sources:
         check.fail("benchmark_feature", f"{benchmark!r} is not a numeric column or derived feature")
+    label_transform = raw.get("label_transform", DEFAULT_LABEL_TRANSFORM)
+    if label_transform not in LABEL_TRANSFORMS:
+        check.fail("label_transform",
+                   f"unknown transform {label_transform!r}; expected one of {list(LABEL_TRANSFORMS)}")
     return FeatureSpec(
         name=check.name("name", raw["name"]),
         label=label,
@@ -267,6 +276,7 @@ def spec_from_dict(raw: Any, source: str = "<dict>") -> FeatureSpec:
         crosses=tuple(crosses),
         embedding_dim=int(embedding_dim),
         benchmark_feature=benchmark,
+        label_transform=label_transform,
         source=source,
     )
 

@@ -80,6 +80,31 @@ class TransformState:
             return float(bench["slope"]) * float(self.numeric[bench["feature"]]["mean"]) + float(bench["intercept"])
         return float(bench["intercept"])
 
+    @property
+    def label_transform(self) -> str:
+        """standardize, log1p or none (a state written before label scaling existed: none)."""
+        return str(self.label.get("transform", "none"))
+
+    @property
+    def label_scale(self) -> tuple[float, float]:
+        """(center, scale) of the transformed label: the model predicts (T(label) - center) / scale."""
+        if self.label_transform == "none" or "std" not in self.label:
+            return 0.0, 1.0
+        std = float(self.label["std"])
+        return float(self.label["mean"]), std if std > 0 else 1.0
+
+    def encode_label(self, label, tf):
+        """Label (original unit) -> the standardised target the network is trained on (TF ops)."""
+        center, scale = self.label_scale
+        value = tf.math.log1p(label) if self.label_transform == "log1p" else label
+        return (value - center) / scale
+
+    def decode_label(self, z, tf):
+        """The network's standardised output -> a prediction in the label's unit (TF ops)."""
+        center, scale = self.label_scale
+        value = z * scale + center
+        return tf.math.expm1(value) if self.label_transform == "log1p" else value
+
     def vocabulary(self, name: str) -> list | None:
         """The vocabulary of a categorical: declared in the spec, else learned by analyze (None for int ranges)."""
         col = self.spec.column(name)
@@ -176,7 +201,10 @@ def _preprocessing_class():
                 for name in spec.numeric:
                     stats = state.numeric[name]
                     std = stats["std"] if stats["std"] > 0 else 1.0
-                    scaled.append((tf.cast(values[name], tf.float32) - stats["mean"]) / std)
+                    value = tf.cast(values[name], tf.float32)
+                    if "clip" in stats:  # outliers beyond the analyze pass's wide quantiles
+                        value = tf.clip_by_value(value, stats["clip"][0], stats["clip"][1])
+                    scaled.append((value - stats["mean"]) / std)
                 out[NUMERIC_KEY] = tf.stack(scaled, axis=1)
             ids = {}
             for name in spec.bucketized:

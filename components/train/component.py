@@ -14,6 +14,7 @@ def train(
     eval_data: Input[Dataset],
     transform_fn: Input[Artifact],
     hyperparameters: Input[Artifact],
+    study: Input[Artifact],
     epochs: int,
     workers: int,
     ps: int,
@@ -31,7 +32,10 @@ def train(
         eval_data: the ingested eval split, evaluated after every epoch.
         transform_fn: the analyze pass's transform.json; it becomes the model's preprocessing layer.
         hyperparameters: the HyperParameters from tune (hidden_units, learning_rate, batch_size used here).
-        epochs: passes over the training split.
+        study: the tuning study (trials.json): a tuned model worse on eval than the default
+            configuration's trial is compared with the default configuration trained the same way,
+            and the better one is kept.
+        epochs: maximum passes over the training split (early stopping keeps the best epoch).
         workers: training workers (local processes, or TFJob Worker replicas).
         ps: parameter servers; more than 0 trains with ParameterServerStrategy (a chief coordinates).
         strategy: auto, parameter_server, all_reduce or none; auto follows workers and ps.
@@ -50,7 +54,7 @@ def train(
     from mlengine.components.shared.hyperparameters import HyperParameters
     from mlengine.components.shared.logs import setup_logging
     from mlengine.components.shared.reports import log_metrics
-    from mlengine.components.train.executor import run
+    from mlengine.components.train.executor import default_trial_of, guard_against_default, run
     from mlengine.components.train.report import loss_curves_html
     from mlengine.components.train.trainer import TrainConfig
     from mlengine.constants import HISTORY_FILE
@@ -69,10 +73,21 @@ def train(
         epochs=epochs,
     )
     result = run(config, workers=workers, ps=ps, strategy=strategy, mode=mode, model_uri=model.uri)
+    default = default_trial_of(Path(study.path) / "trials.json")
+    if mode == "local" and workers <= 1 and ps == 0:
+        guard = guard_against_default(config, result, hparams.to_dict(), default)
+        result = guard.pop("result", result)
+    else:  # on a cluster the model already lives in object storage: compare and report only
+        guard = {"kept": "tuned", "reason": "cluster run: no retraining of the default configuration",
+                 "default_trial_rmse": default and default["rmse"], "final_rmse": result.get("eval_rmse")}
+    (Path(model.path) / "model_choice.json").write_text(json.dumps(guard, indent=1), encoding="utf-8")
     history = json.loads((Path(model.path) / HISTORY_FILE).read_text(encoding="utf-8"))
     Path(loss_curves.path).write_text(loss_curves_html(history), encoding="utf-8")
     log_metrics(metrics, {"eval_rmse": float(result["eval_rmse"]),
-                          "examples_per_second": float(result["examples_per_second"])})
+                          "examples_per_second": float(result["examples_per_second"]),
+                          "best_epoch": int(result.get("best_epoch") or 0),
+                          "epochs_run": int(result.get("epochs_run") or 0)})
+    model.metadata["model_choice"] = guard["reason"]
     model.metadata.update({"framework": "tensorflow", "signature": "serving_default (raw features)",
                            **hparams.to_dict(), "epochs": epochs, "workers": workers, "ps": ps, "strategy": strategy})
     outputs = namedtuple("TrainOutputs", ["eval_rmse", "examples_per_second"])

@@ -7,7 +7,10 @@ and the exported ``serving_default`` signature both take exactly what a client s
 - wide: a linear model over one-hot bucket, categorical and cross ids (an Embedding of width 1
   per id-valued feature, summed);
 - deep: z-scored numerics + embeddings of categoricals and crosses -> Dense(relu) layers -> 1;
-- output: wide + deep, the deep head's bias starting at the label mean.
+- output: wide + deep = the STANDARDISED label (``state.encode_label``: z-score, optionally of
+  log1p); the loss is the MSE on that scale, whatever the label's unit, so one learning rate
+  works for fares of 10 and prices of 10,000. ``rmse`` is measured in the label's own unit, and
+  the serving signature decodes (``state.decode_label``): predictions come back in that unit.
 """
 
 from __future__ import annotations
@@ -38,10 +41,10 @@ def _layer_name(key: str) -> str:
 
 
 def build_model(state: TransformState, hidden_units: list[int], learning_rate: float, *, steps_per_execution: int = 1):
-    """A compiled tf-keras wide-and-deep regressor over the raw inputs of the transform's spec."""
+    """A compiled tf-keras wide-and-deep network over raw inputs whose output is the standardised label."""
     from mlengine.components.shared.tf import import_tf
 
-    _, keras = import_tf()
+    tf, keras = import_tf()
     if not learning_rate or learning_rate <= 0:
         raise MlengineError(f"learning_rate must be positive, got {learning_rate!r}")
     hidden_units = parse_hidden_units(hidden_units)
@@ -59,32 +62,59 @@ def build_model(state: TransformState, hidden_units: list[int], learning_rate: f
         if feature["dim"]:
             deep_parts.append(keras.layers.Embedding(feature["cardinality"], feature["dim"],
                                                      name=f"deep_{name}")(ids))
-    label_mean = state.label_mean
+    # the target is standardised (mean 0, std 1), so the head starts at 0 -- unless the label is
+    # used as it is ("none"): then it starts at the label mean so the first steps fit the signal
+    start = state.label_mean if state.label_transform == "none" else 0.0
     deep = deep_parts[0] if len(deep_parts) == 1 else keras.layers.Concatenate(name="deep_inputs")(deep_parts)
     for index, units in enumerate(hidden_units):
         deep = keras.layers.Dense(units, activation="relu", name=f"hidden_{index}")(deep)
-    # starting at the label mean, the first steps fit the signal instead of the offset
-    output = keras.layers.Dense(1, bias_initializer=keras.initializers.Constant(label_mean), name="deep_out")(deep)
+    output = keras.layers.Dense(1, bias_initializer=keras.initializers.Constant(start), name="deep_out")(deep)
     if wide_terms:
         output = keras.layers.Add(name="wide_and_deep")([output, *wide_terms])
     model = keras.Model(inputs=inputs, outputs=output, name="wide_and_deep")
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss="mse",
-                  metrics=[keras.metrics.RootMeanSquaredError(name="rmse")], steps_per_execution=steps_per_execution)
+
+    def standardized_mse(y_true, y_pred):
+        target = state.encode_label(tf.reshape(tf.cast(y_true, tf.float32), [-1]), tf)
+        return tf.reduce_mean(tf.square(target - tf.reshape(y_pred, [-1])))
+
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate=learning_rate), loss=standardized_mse,
+                  metrics=[_label_unit_rmse(state)], steps_per_execution=steps_per_execution)
     return model
 
 
-def serving_function(model, spec):
-    """The concrete ``serving_default`` function: raw 1-D columns -> {"predictions": float32 [batch]}."""
+def _label_unit_rmse(state: TransformState):
+    """RMSE of the decoded predictions against the raw label: the figure evaluation reports."""
+    from mlengine.components.shared.tf import import_tf
+
+    tf, keras = import_tf()
+
+    class LabelUnitRMSE(keras.metrics.RootMeanSquaredError):
+        def update_state(self, y_true, y_pred, sample_weight=None):
+            decoded = state.decode_label(tf.reshape(tf.cast(y_pred, tf.float32), [-1]), tf)
+            return super().update_state(tf.reshape(tf.cast(y_true, tf.float32), [-1]), decoded, sample_weight)
+
+    return LabelUnitRMSE(name="rmse")
+
+
+def predict_label(model, state: TransformState, features):
+    """In-process predictions in the label's unit (what the serving signature returns)."""
+    from mlengine.components.shared.tf import import_tf
+
+    tf, _ = import_tf()
+    return state.decode_label(tf.reshape(tf.cast(model(features, training=False), tf.float32), [-1]), tf)
+
+
+def serving_function(model, state: TransformState):
+    """The concrete ``serving_default`` function: raw 1-D columns -> {"predictions": float32 [batch]}, label unit."""
     from mlengine.components.shared.tf import import_tf
 
     tf, _ = import_tf()
 
     @tf.function
     def serve(**features):
-        predictions = model(features, training=False)
-        return {OUTPUT_KEY: tf.reshape(tf.cast(predictions, tf.float32), [-1])}
+        return {OUTPUT_KEY: predict_label(model, state, features)}
 
-    return serve.get_concrete_function(**raw_input_signature(spec))
+    return serve.get_concrete_function(**raw_input_signature(state.spec))
 
 
 def export_serving_model(model, state: TransformState, model_dir: str) -> str:
@@ -98,7 +128,7 @@ def export_serving_model(model, state: TransformState, model_dir: str) -> str:
     serving_dir = directory / SERVING_MODEL_SUBDIR
     if serving_dir.exists():
         shutil.rmtree(serving_dir)
-    tf.saved_model.save(model, str(serving_dir), signatures={SIGNATURE_KEY: serving_function(model, spec)})
+    tf.saved_model.save(model, str(serving_dir), signatures={SIGNATURE_KEY: serving_function(model, state)})
     state.save(directory)
     spec.save(directory / SPEC_FILE)
     return str(serving_dir)

@@ -6,6 +6,10 @@ fits on plain datasets, one full pass over the training split per epoch. With a 
 model is built inside ``strategy.scope()`` and fits on ``DatasetCreator`` inputs, so every worker
 builds its own input pipeline over its shard of the files, with a fixed ``steps_per_epoch``.
 
+``epochs`` is a maximum: training stops once the eval RMSE has not improved for ``patience``
+epochs, and the weights of the BEST epoch are restored before export (also when it ran to the
+maximum). The learning rate halves when the eval RMSE stalls for ``lr_patience`` epochs.
+
 ``BackupAndRestore`` keeps a checkpoint per epoch under ``model_dir/checkpoints``: a restarted job
 (a TFJob pod rescheduled, or the same command run again with more epochs) continues where it
 stopped, and ``history.json`` keeps the epochs already done.
@@ -28,12 +32,15 @@ from mlengine.components.shared.transform_state import TransformState
 from mlengine.components.shared.userfiles import parse_json_object, read_json_object
 from mlengine.components.train import data as train_data
 from mlengine.components.train import model as model_lib
-from mlengine.constants import CHECKPOINT_SUBDIR, HISTORY_FILE
+from mlengine.constants import CHECKPOINT_SUBDIR, DEFAULT_LR_PATIENCE, DEFAULT_PATIENCE, HISTORY_FILE
 from mlengine.errors import MlengineError
 
 TRAIN_CONFIG_FILE = "train_config.json"
 PS_STEPS_PER_EXECUTION = 10
-HISTORY_KEYS = ("loss", "val_loss", "rmse", "val_rmse")
+HISTORY_KEYS = ("loss", "val_loss", "rmse", "val_rmse", "lr")
+LR_FACTOR = 0.5  # learning rate multiplier on a plateau
+MIN_LR_FRACTION = 0.01  # never below 1% of the starting rate
+MIN_IMPROVEMENT = 1e-4  # a relative eval RMSE gain smaller than this is no improvement
 
 
 @dataclass
@@ -48,6 +55,8 @@ class TrainConfig:
     epochs: int
     steps_per_epoch: int | None = None  # required with a ParameterServerStrategy; from row counts when None
     seed: int = 0
+    patience: int = DEFAULT_PATIENCE  # epochs without eval improvement before stopping; 0: never stop early
+    lr_patience: int = DEFAULT_LR_PATIENCE  # epochs without improvement before the learning rate halves
 
     def __post_init__(self):
         self.hidden_units = parse_hidden_units(self.hidden_units)
@@ -55,6 +64,10 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise MlengineError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("patience", "lr_patience"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise MlengineError(f"{name} must be 0 or a positive integer, got {value!r}")
         if self.steps_per_epoch is not None and (not isinstance(self.steps_per_epoch, int) or self.steps_per_epoch < 1):
             raise MlengineError(f"steps_per_epoch must be a positive integer or None, got {self.steps_per_epoch!r}")
         if not isinstance(self.learning_rate, int | float) or not self.learning_rate > 0:
@@ -214,6 +227,7 @@ def train(config: TrainConfig, strategy=None, *, is_chief: bool = True, progress
         def on_epoch_end(self, epoch, logs=None):
             logs = logs or {}
             seconds = (self.train_ended or time.perf_counter()) - self.started
+            logs = {**logs, "lr": float(keras.backend.get_value(self.model.optimizer.learning_rate))}
             row = {"epoch": epoch + 1, **{k: float(logs[k]) for k in HISTORY_KEYS if k in logs},
                    "examples_per_second": examples_per_epoch / seconds if seconds > 0 else None,
                    "seconds": seconds}
@@ -225,14 +239,44 @@ def train(config: TrainConfig, strategy=None, *, is_chief: bool = True, progress
             _emit(progress, f"train: epoch {epoch + 1}/{config.epochs} loss={row.get('loss', math.nan):.4g} "
                             f"val_rmse={row.get('val_rmse', math.nan):.4g} {row['examples_per_second'] or 0:,.0f} ex/s")
 
+    class BestEpoch(keras.callbacks.Callback):
+        """Early stopping on the eval RMSE that always restores the best epoch's weights at the end."""
+
+        def __init__(self):
+            super().__init__()
+            self.best, self.best_epoch, self.best_weights, self.wait = math.inf, None, None, 0
+
+        def on_epoch_end(self, epoch, logs=None):
+            value = (logs or {}).get("val_rmse")
+            if value is None or not math.isfinite(value):
+                return
+            if value < self.best * (1.0 - MIN_IMPROVEMENT):
+                self.best, self.best_epoch, self.best_weights, self.wait = value, epoch + 1, self.model.get_weights(), 0
+                return
+            self.wait += 1
+            if config.patience and self.wait >= config.patience:
+                self.model.stop_training = True
+
+        def on_train_end(self, logs=None):
+            if self.best_weights is not None:
+                self.model.set_weights(self.best_weights)
+
+    best_epoch = BestEpoch()
     callbacks = [
         keras.callbacks.BackupAndRestore(backup_dir=str(model_dir / CHECKPOINT_SUBDIR), save_freq="epoch",
                                          delete_checkpoint=False),
         EpochLog(),
+        best_epoch,
     ]
+    if config.lr_patience:
+        # EpochLog runs first, so the history shows the rate each epoch was trained with
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(
+            monitor="val_rmse", factor=LR_FACTOR, patience=config.lr_patience, min_delta=0.0,
+            min_lr=config.learning_rate * MIN_LR_FRACTION, verbose=0))
     if is_chief:
         _emit(progress, f"train: {train_rows:,} training rows, {eval_rows:,} eval rows, batch {config.batch_size}, "
-                        f"{config.epochs} epoch(s), hidden units {config.hidden_units}")
+                        f"at most {config.epochs} epoch(s) (early stopping after {config.patience or 'no'} "
+                        f"stalled epochs), hidden units {config.hidden_units}")
     try:
         model.fit(epochs=config.epochs, callbacks=callbacks, verbose=0, **fit_args)
     finally:
@@ -258,9 +302,19 @@ def train(config: TrainConfig, strategy=None, *, is_chief: bool = True, progress
             shutil.rmtree(scratch, ignore_errors=True)
     rates = [r["examples_per_second"] for r in new_rows if r.get("examples_per_second")]
     val_rmse = [v for v in history.get("val_rmse", []) if v is not None]
+    if best_epoch.best_epoch is not None:
+        eval_rmse, best = best_epoch.best, best_epoch.best_epoch
+    else:  # resumed after the last epoch, or no eval figure: the best recorded epoch
+        eval_rmse = min(val_rmse) if val_rmse else None
+        best = history["epoch"][history["val_rmse"].index(eval_rmse)] if val_rmse else None
+    if is_chief and best is not None:
+        _emit(progress, f"train: best epoch {best} of {len(history.get('epoch', []))} (eval rmse {eval_rmse:.4g}); "
+                        "its weights are the exported model's")
     return {
         "history": history,
-        "eval_rmse": val_rmse[-1] if val_rmse else None,
+        "eval_rmse": eval_rmse,
+        "best_epoch": best,
+        "epochs_run": len(history.get("epoch", [])),
         "examples_per_second": sum(rates) / len(rates) if rates else None,
         "model_dir": str(model_dir),
     }

@@ -4,7 +4,11 @@ The parent process owns the study (an optuna RDB study in ``out_dir/study.db``, 
 resumes instead of starting over); each trial runs in its own spawned process (transform with
 the trial's ``nbuckets``, then training), at most ``parallel_trials`` at a time. A trial process
 sends its per-epoch eval RMSE back through a pipe: the parent reports it to optuna and stops the
-trial when the median rule (Katib's medianstop) prunes it.
+trial when the pruner (Hyperband's successive halving, or the median rule) prunes it.
+
+Trial 0 is always the DEFAULT configuration (``enqueue_trial``): the study's best can then never
+be worse on eval than what training without tuning would use. The sampler's seed is mixed with
+the dataset (spec and training rows), so two datasets do not get the same random draws.
 
 A trial that crashes, raises or returns NaN is recorded as FAILED with its error and the study
 goes on; a study whose trials all fail raises ``MlengineError`` (never a made-up best). Trial
@@ -170,7 +174,8 @@ def run_local_study(train_dir: str, eval_dir: str, spec_dir_or_spec, space: Sear
     with _StudyLock(out / LOCK_FILE):
         untuned = {k: v for k, v in space.complete({}, defaults).items() if k not in space.names}
         fingerprint = _fingerprint(space, train_dir, eval_dir, spec, epochs, steps_per_epoch, untuned)
-        study, binding = _open_study(space, out, fingerprint)
+        study, binding = _open_study(space, out, fingerprint, seed=dataset_seed(space, spec, train_dir),
+                                     max_resource=epochs)
         session = _Session(study, binding, space, out, emit, runner, defaults or {},
                            TrialContext(number=-1, train_dir=str(train_dir), eval_dir=str(eval_dir), spec=spec,
                                         epochs=epochs, trial_dir="", seed=seed, keep_models=keep_models,
@@ -192,13 +197,29 @@ def _fingerprint(space: SearchSpace, train_dir, eval_dir, spec: dict, epochs: in
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _open_study(space: SearchSpace, out: Path, fingerprint: str):
+def dataset_seed(space: SearchSpace, spec: dict, train_dir) -> int:
+    """The sampler seed: the search space's random_state mixed with the dataset (spec + training rows)."""
+    import hashlib
+
+    from mlengine.components.shared.parquet import count_rows, list_parquet_files
+
+    try:
+        rows = count_rows(list_parquet_files(str(train_dir)))
+    except Exception:  # a test runner without a real split: the spec alone
+        rows = 0
+    base = int(space.settings.get("random_state", 0))
+    blob = json.dumps({"spec": spec, "rows": rows, "random_state": base}, sort_keys=True)
+    return int(hashlib.sha256(blob.encode()).hexdigest()[:8], 16)
+
+
+def _open_study(space: SearchSpace, out: Path, fingerprint: str, *, seed: int | None = None,
+                max_resource: int | None = None):
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=optuna.exceptions.ExperimentalWarning)
-        binding = space.to_optuna()
+        binding = space.to_optuna(seed=seed, max_resource=max_resource)
     storage = f"sqlite:///{(out / STUDY_DB).resolve()}"
     study = optuna.create_study(study_name=STUDY_NAME, storage=storage, sampler=binding.sampler,
                                 pruner=binding.pruner, direction=binding.direction, load_if_exists=True)
@@ -206,6 +227,7 @@ def _open_study(space: SearchSpace, out: Path, fingerprint: str):
     if stored is None:
         study.set_user_attr(FINGERPRINT_ATTR, fingerprint)
         study.set_user_attr("search_space", space.to_dict())
+        study.set_user_attr("sampler_seed", seed)
     elif stored != fingerprint:
         raise MlengineError(
             f"{out / STUDY_DB}: holds a study of another search space, data, spec or epoch count; "
@@ -280,8 +302,22 @@ class _Session:
                 self._mark_interrupted([(number, {})], "was interrupted before it started")
 
     # --- the loop -------------------------------------------------------------------------------
+    def enqueue_default(self) -> None:
+        """A new study's trial 0 is the default configuration (the values training without tuning uses)."""
+        if self.study.get_trials(deepcopy=False):
+            return
+        default = {p.name: self.defaults[p.name] for p in self.space.parameters if p.name in self.defaults}
+        outside = [name for name, value in default.items() if not self.space.parameter(name).contains(value)]
+        if len(default) != len(self.space.parameters) or outside:
+            self.emit(f"tune: the default {', '.join(outside) or 'values'} lie outside the search space: "
+                      "no default trial")
+            return
+        self.study.enqueue_trial(default, user_attrs={"default": True})
+        self.emit(f"tune: trial 1 is the default configuration {format_params(default)}")
+
     def run(self) -> dict:
         self.recover()
+        self.enqueue_default()
         previously = len(self.counted_trials())
         if previously:
             self.emit(f"tune: resuming the study in {self.out / STUDY_DB}: {previously} trial(s) already finished")
@@ -476,9 +512,11 @@ class _Session:
                     "interrupted; queued again" if state == "INTERRUPTED" else None),
                 "intermediate": {str(step): value for step, value in sorted(t.intermediate_values.items())},
                 "seconds": t.user_attrs.get("seconds"),
+                "default": bool(t.user_attrs.get("default")),
             })
         complete = [t for t in trials if t["state"] == "COMPLETE"]
         best = min(complete, key=lambda t: t["rmse"]) if complete else None
+        default = next((t for t in trials if t["default"]), None)
         return {
             "algorithm": self.space.algorithm.name,
             "katib_algorithm": self.space.algorithm.katib_name,
@@ -490,6 +528,11 @@ class _Session:
             "best_trial": best["number"] if best else None,
             "best_params": dict(best["params"]) if best else None,
             "best_rmse": best["rmse"] if best else None,
+            "default_trial": default["number"] if default else None,
+            "default_params": dict(default["params"]) if default else None,
+            "default_rmse": default["rmse"] if default and default["state"] == "COMPLETE" else None,
+            "pruner": type(self.binding.pruner).__name__,
+            "sampler_seed": self.study.user_attrs.get("sampler_seed"),
             "search_space": self.space.to_dict(),
             "study_db": str(self.out / STUDY_DB),
         }

@@ -60,7 +60,11 @@ ALGORITHMS = {
 }
 ALGORITHM_ALIASES = {"bayesian": "bayesianoptimization", "bayesian-optimization": "bayesianoptimization",
                      "bayesopt": "bayesianoptimization", "mtpe": "multivariate-tpe"}
-EARLY_STOPPING_ALGORITHMS = ("medianstop",)
+# hyperband: optuna's multi-fidelity HyperbandPruner locally (epochs are the resource). Katib's
+# early-stopping service has only medianstop (its hyperband is a suggestion algorithm that must
+# search the resource itself, which does not combine with TPE): on a cluster both render as medianstop.
+EARLY_STOPPING_ALGORITHMS = ("medianstop", "hyperband")
+HYPERBAND_REDUCTION_FACTOR = 3
 DEFAULT_MIN_TRIALS_REQUIRED = 3  # Katib's medianstop defaults
 DEFAULT_START_STEP = 4
 
@@ -288,7 +292,7 @@ class SearchSpace:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     # --- optuna ---------------------------------------------------------------------------------
-    def to_optuna(self, seed: int | None = None) -> OptunaBinding:
+    def to_optuna(self, seed: int | None = None, max_resource: int | None = None) -> OptunaBinding:
         """Sampler, pruner and ``suggest(trial) -> params`` for a local optuna study.
 
         Grid search suggests from exactly the values Katib's grid enumerates; the medianstop rule
@@ -307,7 +311,8 @@ class SearchSpace:
         elif kind == "grid":
             sampler = optuna.samplers.GridSampler(grid, seed=seed)
         else:
-            startup = settings.get("n_startup_trials", settings.get("n_initial_points", 10))
+            startup = startup_trials(int(settings.get("n_startup_trials", settings.get("n_initial_points", 10))),
+                                     self.max_trials)
             sampler = optuna.samplers.TPESampler(
                 seed=seed, n_startup_trials=int(startup), n_ei_candidates=int(settings.get("n_ei_candidates", 24)),
                 multivariate=kind == "multivariate-tpe",
@@ -315,6 +320,11 @@ class SearchSpace:
             )
         if self.early_stopping is None:
             pruner = optuna.pruners.NopPruner()
+        elif self.early_stopping.algorithm == "hyperband":
+            # successive halving over epochs: a trial continues past a rung only if it is among the best
+            pruner = optuna.pruners.HyperbandPruner(
+                min_resource=self.early_stopping.start_step, max_resource=max_resource or "auto",
+                reduction_factor=HYPERBAND_REDUCTION_FACTOR)
         else:
             pruner = optuna.pruners.MedianPruner(n_startup_trials=self.early_stopping.min_trials_required,
                                                  n_warmup_steps=self.early_stopping.start_step)
@@ -358,7 +368,7 @@ class SearchSpace:
         if self.early_stopping is None:
             return None
         return {
-            "algorithmName": self.early_stopping.algorithm,
+            "algorithmName": "medianstop",  # Katib's only early-stopping service (see EARLY_STOPPING_ALGORITHMS)
             "algorithmSettings": [
                 {"name": "min_trials_required", "value": str(self.early_stopping.min_trials_required)},
                 {"name": "start_step", "value": str(self.early_stopping.start_step)},
@@ -376,6 +386,12 @@ class SearchSpace:
 
 
 # --- helpers ----------------------------------------------------------------------------------------
+def startup_trials(configured: int, budget: int) -> int:
+    """Random start-up trials of TPE sized to the budget: a third of it (at least 2, at most the
+    configured number), so a small budget still gets model-based trials after the start-up."""
+    return max(1, min(configured, max(2, budget // 3)))
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 

@@ -45,9 +45,12 @@ def test_model_predicts_from_raw_dicts_and_saved_model_agrees(taxi_state, tmp_pa
     assert sorted(keras_model.input_names) == sorted(spec.column_names)
     raw = _raw_batch()
     tensors = {c.name: tf.constant(raw[c.name], tf.float32 if c.type == "float" else tf.int64) for c in spec.columns}
-    in_process = keras_model(tensors).numpy().reshape(-1)
+    standardized = keras_model(tensors).numpy().reshape(-1)
+    in_process = model.predict_label(keras_model, state, tensors).numpy()
     assert in_process.shape == (40,) and np.all(np.isfinite(in_process))
-    # the deep head starts at the label mean, so an untrained model predicts near it
+    # the network predicts the standardised label; decoded, it is in the label's unit
+    np.testing.assert_allclose(in_process, standardized * state.label["std"] + state.label["mean"], rtol=1e-5)
+    # the head starts at 0 = the label mean, so an untrained model predicts near it
     assert abs(float(np.mean(in_process)) - state.label["mean"]) < 3 * state.label["std"]
 
     path = model.export_serving_model(keras_model, state, str(tmp_path / "m"))

@@ -34,9 +34,17 @@ def test_analyze_matches_numpy_on_the_whole_split(taxi_split):
     assert state.rows == 5000
     assert state.nbuckets == 8
     for name in [*spec.derived_names, "pickup_latitude", "passenger_count"]:
-        assert state.numeric[name]["mean"] == pytest.approx(values[name].mean(), rel=1e-9, abs=1e-12)
-        assert state.numeric[name]["std"] == pytest.approx(values[name].std(), rel=1e-9)
-    assert state.label["mean"] == pytest.approx(columns["fare_amount"].mean(), rel=1e-9)
+        stats = state.numeric[name]
+        assert stats["raw_mean"] == pytest.approx(values[name].mean(), rel=1e-9, abs=1e-12)
+        assert stats["raw_std"] == pytest.approx(values[name].std(), rel=1e-9)
+        # scaled features: clipped to the 0.1% / 99.9% quantiles, then the moments of the clipped values
+        low, high = np.quantile(values[name], logic.CLIP_QUANTILES)
+        assert stats["clip"] == pytest.approx([low, high], rel=1e-12)
+        clipped = np.clip(values[name], low, high)
+        assert stats["mean"] == pytest.approx(clipped.mean(), rel=1e-9, abs=1e-12)
+        assert stats["std"] == pytest.approx(clipped.std(), rel=1e-9)
+    assert state.label == {"mean": pytest.approx(columns["fare_amount"].mean(), rel=1e-9),
+                           "std": pytest.approx(columns["fare_amount"].std(), rel=1e-9), "transform": "standardize"}
     quantiles = np.linspace(0, 1, 9)[1:-1]
     for name in spec.bucketized:
         # the split is smaller than the sample: boundaries are exact quantiles
@@ -189,3 +197,40 @@ def test_large_crosses_are_hashed_into_bounded_bins():
     assert ids.min() >= 0 and ids.max() < MAX_CROSS_SIZE
     assert np.array_equal(ids, again)
     assert len(np.unique(ids)) > 990  # few collisions among 1000 distinct pairs
+
+
+def test_log1p_label_moments_and_outliers_clipped_in_the_model(taxi_split, tmp_path):
+    """label_transform log1p: moments of log1p(label); an outlier input is clipped before z-scoring."""
+    from mlengine.components.shared.tf import import_tf
+
+    spec, columns, split_dir = taxi_split
+    raw = spec.to_dict()
+    raw["label_transform"] = "log1p"
+    log_spec = spec_from_dict(raw)
+    state = logic.analyze(str(split_dir), log_spec, 4, progress=False)
+    assert state.label["transform"] == "log1p"
+    assert state.label["mean"] == pytest.approx(np.log1p(columns["fare_amount"]).mean(), rel=1e-9)
+    tf, _ = import_tf()
+    fares = tf.constant([3.0, 12.5, 80.0])
+    decoded = state.decode_label(state.encode_label(fares, tf), tf).numpy()
+    np.testing.assert_allclose(decoded, [3.0, 12.5, 80.0], rtol=1e-5)
+
+    layer = state.build_preprocessing()
+    base = {c.name: np.asarray(columns[c.name][:2]) for c in spec.columns}
+    far = dict(base)
+    far["passenger_count"] = np.asarray([6, 10_000])  # the second is an absurd outlier
+    out = layer({k: tf.constant(v) for k, v in far.items()})["numeric"].numpy()
+    index = list(spec.numeric).index("passenger_count")
+    stats = state.numeric["passenger_count"]
+    assert out[1, index] == pytest.approx((stats["clip"][1] - stats["mean"]) / stats["std"], rel=1e-5)
+
+
+def test_log1p_rejects_labels_at_or_below_minus_one(tmp_path):
+    spec = load_spec(None)
+    columns = generate_columns(200, seed=3)
+    columns["fare_amount"][7] = -1.0
+    raw = spec.to_dict()
+    raw["label_transform"] = "log1p"
+    split_dir = write_parquet_split(columns, spec, tmp_path / "train", parts=1)
+    with pytest.raises(DataError, match=r"label 'fare_amount' has value -1 <= -1"):
+        logic.analyze(str(split_dir), spec_from_dict(raw), 4, progress=False)

@@ -47,20 +47,25 @@ def nbuckets_grid(values: tuple[int, int, int], **overrides):
                       parameters={"nbuckets": {"type": "int", "min": low, "max": high, "step": step}}, **overrides)
 
 
-def study(tmp_path, space, runner, *, epochs=3, lines=None, out="study"):
+def study(tmp_path, space, runner, *, epochs=3, lines=None, out="study", defaults=None):
     sink = lines.append if lines is not None else None
     return run_local_study(str(tmp_path / "train"), str(tmp_path / "eval"), None, space, str(tmp_path / out),
-                           epochs=epochs, progress=sink, trial_runner=runner)
+                           epochs=epochs, progress=sink, trial_runner=runner, defaults=defaults)
 
 
 def test_study_improves_on_its_first_trial_and_stops_bad_trials_early(tmp_path):
     lines: list[str] = []
-    result = study(tmp_path, make_space(), tune_fixtures.bowl_runner, lines=lines)
+    # a poor default configuration (far from the bowl's minimum): it is trial 0, and the search beats it
+    poor = {"nbuckets": 30, "learning_rate": 0.05}
+    result = study(tmp_path, make_space(), tune_fixtures.bowl_runner, lines=lines, defaults=poor)
     trials = result["trials"]
     assert len(trials) == 12 and len(calls_made(tmp_path / "study")) == 12
+    assert trials[0]["default"] is True and trials[0]["params"]["nbuckets"] == 30
+    assert trials[0]["params"]["learning_rate"] == 0.05 and not any(t["default"] for t in trials[1:])
+    assert result["default_trial"] == 0 and result["default_rmse"] == trials[0]["rmse"]
     complete = [t for t in trials if t["state"] == "COMPLETE"]
     assert result["best_rmse"] == min(t["rmse"] for t in complete)
-    assert result["best_rmse"] < trials[0]["rmse"]  # the search found something better than its start
+    assert result["best_rmse"] < trials[0]["rmse"]  # the search found something better than the default
     assert result["best_rmse"] == pytest.approx(tune_fixtures.bowl(result["best_params"]))
     assert set(result["best_params"]) == {"nbuckets", "hidden_units", "learning_rate", "batch_size"}
     # medianstop: trials worse than the median at epoch 2 were stopped and keep their last value
@@ -73,6 +78,7 @@ def test_study_improves_on_its_first_trial_and_stops_bad_trials_early(tmp_path):
     finished = [line for line in lines if " -> " in line]
     assert len(finished) == 12
     assert any(line.startswith("tune: trial 5/12 nbuckets=") and " lr=" in line for line in finished)
+    assert "tune: trial 1 is the default configuration nbuckets=30 lr=0.05" in lines
     assert any("-> rmse=" in line and "(best " in line for line in finished)
     # persisted: trials.json mirrors the result, study.db holds the optuna study
     assert load_trials(tmp_path / "study")["best_params"] == result["best_params"]
@@ -252,3 +258,30 @@ def test_executor_searches_only_what_is_not_fixed_and_zero_trials_skips(tmp_path
     with pytest.raises(MlengineError, match="unknown hyperparameter 'epochs'"):
         run(str(tmp_path / "train"), str(tmp_path / "eval"), "", str(tmp_path / "bad"), fixed={"epochs": 3},
             trials=1, epochs=1)
+
+
+def test_a_good_default_is_never_lost_and_one_trial_is_the_default(tmp_path):
+    """--trials 1 runs exactly the default configuration; with more trials the best is never worse than it."""
+    default = {"nbuckets": 16, "learning_rate": 10 ** -2.5}  # the bowl's minimum
+    one = study(tmp_path, make_space(max_trials=1), tune_fixtures.bowl_runner, defaults=default, out="one")
+    assert [t["params"]["nbuckets"] for t in one["trials"]] == [16]
+    assert one["best_params"]["learning_rate"] == pytest.approx(10 ** -2.5)
+    several = study(tmp_path, make_space(max_trials=5), tune_fixtures.bowl_runner, defaults=default, out="five")
+    assert several["best_rmse"] <= several["default_rmse"] == pytest.approx(1.0)
+
+
+def test_a_default_outside_the_space_is_not_enqueued(tmp_path):
+    lines: list[str] = []
+    result = study(tmp_path, make_space(max_trials=2), tune_fixtures.bowl_runner, lines=lines,
+                   defaults={"nbuckets": 40, "learning_rate": 0.01})
+    assert result["default_trial"] is None and not any(t["default"] for t in result["trials"])
+    assert any("the default nbuckets lie outside the search space" in line for line in lines)
+
+
+def test_sampler_seed_follows_the_dataset(tmp_path):
+    from mlengine.components.tune.local import dataset_seed
+
+    space = make_space()
+    taxi = {"name": "taxi"}
+    assert dataset_seed(space, taxi, tmp_path / "none") == dataset_seed(space, taxi, tmp_path / "none")
+    assert dataset_seed(space, taxi, tmp_path / "none") != dataset_seed(space, {"name": "houses"}, tmp_path / "none")

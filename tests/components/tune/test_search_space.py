@@ -81,8 +81,23 @@ def test_default_space_loads_and_covers_the_preprocessing_parameter():
     assert nbuckets.type == "int" and nbuckets.min >= 2
     assert space.parameter("learning_rate").log is True
     assert space.algorithm.katib_name == "tpe"
-    assert space.early_stopping is not None and space.early_stopping.algorithm == "medianstop"
+    assert space.early_stopping is not None and space.early_stopping.algorithm == "hyperband"
     assert 1 <= space.parallel_trials <= space.max_trials
+
+
+def test_hyperband_locally_medianstop_on_katib_and_startup_sized_to_the_budget():
+    import optuna
+
+    from mlengine.components.tune.search_space import startup_trials
+
+    space = load_search_space()
+    binding = space.to_optuna(seed=3, max_resource=8)
+    assert isinstance(binding.pruner, optuna.pruners.HyperbandPruner)
+    assert space.to_katib_early_stopping()["algorithmName"] == "medianstop"
+    # a third of the budget, at least 2, never more than configured
+    assert [startup_trials(5, budget) for budget in (1, 4, 6, 9, 16, 40)] == [2, 2, 2, 3, 5, 5]
+    small = space.with_overrides(max_trials=4).to_optuna(seed=3)
+    assert small.sampler._n_startup_trials == 2
 
 
 @pytest.mark.parametrize(("mutate", "field", "words"), [
@@ -102,7 +117,7 @@ def test_default_space_loads_and_covers_the_preprocessing_parameter():
      "layer sizes"),
     (lambda raw: raw["parameters"]["nbuckets"].update(step=3), "parameters.nbuckets.step", "multiple of step"),
     (lambda raw: raw.update(algorithm="grid"), "parameters.learning_rate.step", "grid search needs a step"),
-    (lambda raw: raw.update(early_stopping={"algorithm": "hyperband"}), "early_stopping.algorithm",
+    (lambda raw: raw.update(early_stopping={"algorithm": "asha"}), "early_stopping.algorithm",
      "unknown algorithm"),
     (lambda raw: raw.update(max_failed_trials=9), "max_failed_trials", "more than max_trials"),
     (lambda raw: raw.update(objective={"metric": "accuracy"}), "objective.metric", "rmse"),

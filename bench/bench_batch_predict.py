@@ -1,0 +1,158 @@
+"""Batch prediction: throughput as a ratio to in-process predict, memory flat in input size, equal predictions.
+
+One taxi model with the default hyperparameters (the shape `mlengine run` exports, 1 epoch); generated
+CSVs of 200k and 1M rows (0.1% dirty rows). For each size,
+``batch_predict`` runs in its own process (it reports its peak RSS). The baseline, measured in
+the same run: in-process ``predict`` of the same SavedModel at the same batch size on columns
+already in memory (no reading, validating or writing). Checks: every valid row's prediction
+equals the in-process one to float tolerance, every dirty row is in rejects.jsonl with a reason,
+``rows_read = rows_predicted + rows_rejected``. Writes bench/results/batch_predict.json.
+
+``python -m bench.bench_batch_predict [--rows 1000000]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results" / "batch_predict.json"
+BATCH_ROWS = 65_536
+DIRTY_FRACTION = 0.001
+
+_CHILD = """
+import json, resource, sys
+from mlengine.components.batch_predict.executor import batch_predict
+summary = batch_predict(sys.argv[1], sys.argv[2], sys.argv[3], batch_rows=int(sys.argv[4]), progress=False)
+summary["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps(summary))
+"""
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def in_process_rate(model_dir: Path, csv_path: Path) -> tuple[float, dict]:
+    """Rows/s of the model alone on in-memory columns, batch by batch; and those predictions by row."""
+    import numpy as np
+    import pyarrow.csv as pacsv
+
+    from mlengine.components.shared.savedmodel import load_model_dir
+
+    model = load_model_dir(model_dir)
+    ragged: list[int] = []
+
+    def skip(row) -> str:  # ragged lines: skipped here too, their data row index remembered
+        ragged.append(int(row.number) - 2)
+        return "skip"
+
+    table = pacsv.read_csv(csv_path, read_options=pacsv.ReadOptions(use_threads=False),
+                           parse_options=pacsv.ParseOptions(invalid_row_handler=skip),
+                           convert_options=pacsv.ConvertOptions(
+                               column_types={name: "string" for name in model.spec.column_names}))
+    data_index = np.arange(table.num_rows, dtype=np.int64)
+    for index in sorted(ragged):
+        data_index[data_index >= index] += 1
+    columns = {}
+    for col in model.spec.columns:  # the same parsing batch prediction does; junk -> NaN, dropped below
+        import pandas as pd
+
+        columns[col.name] = pd.to_numeric(pd.Series(table.column(col.name).to_numpy(zero_copy_only=False)),
+                                          errors="coerce").to_numpy(np.float64)
+    finite = np.all([np.isfinite(v) for v in columns.values()], axis=0)
+    rows = np.flatnonzero(finite)
+    typed = {c.name: columns[c.name][rows].astype(c.dtypes.numpy) for c in model.spec.columns}
+    model({name: values[:BATCH_ROWS] for name, values in typed.items()})  # warm-up (tracing)
+    predictions = np.empty(len(rows), np.float32)
+    started = time.perf_counter()
+    for start in range(0, len(rows), BATCH_ROWS):
+        predictions[start:start + BATCH_ROWS] = model({n: v[start:start + BATCH_ROWS] for n, v in typed.items()})
+    seconds = time.perf_counter() - started
+    return len(rows) / seconds, dict(zip(data_index[rows].tolist(), predictions.tolist(), strict=True))
+
+
+def train_default_model(workdir: Path) -> Path:
+    """A taxi model with the default HyperParameters (the shape the pipeline exports), one epoch."""
+    from mlengine.components.shared.analyze import analyze
+    from mlengine.components.shared.featurespec import load_spec
+    from mlengine.components.shared.hyperparameters import HyperParameters
+    from mlengine.components.train.trainer import TrainConfig, train
+    from tests.model_fixtures import write_taxi_splits
+
+    params = HyperParameters()
+    splits = write_taxi_splits(workdir, rows=20_000)
+    analyze(str(splits["train"]), load_spec(None), params.nbuckets, progress=False).save(workdir / "transform")
+    train(TrainConfig(train_dir=str(splits["train"]), eval_dir=str(splits["eval"]),
+                      transform_dir=str(workdir / "transform"), model_dir=str(workdir / "model"),
+                      hidden_units=params.layers, learning_rate=params.learning_rate, batch_size=params.batch_size,
+                      epochs=1), progress=False)
+    return workdir / "model"
+
+
+def run_batch(model_dir: Path, csv_path: Path, out: Path) -> dict:
+    output = subprocess.run([sys.executable, "-c", _CHILD, str(model_dir), str(csv_path), str(out), str(BATCH_ROWS)],
+                            check=True, capture_output=True, text=True).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    args = parser.parse_args(argv)
+
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from mlengine.synthetic import write_csv
+
+    results: dict = {"batch_rows": BATCH_ROWS, "sizes": {}}
+    with tempfile.TemporaryDirectory(prefix="mlengine-bench-batch-") as tmp:
+        work = Path(tmp)
+        model_dir = train_default_model(work / "model")
+        for rows in sorted({max(1, args.rows // 5), args.rows}):
+            csv_path = work / f"rows-{rows}.csv"
+            counts = write_csv(csv_path, rows, seed=5, dirty_fraction=DIRTY_FRACTION)
+            _log(f"bench: {rows:,} rows ({counts['dirty_rows']:,} dirty) -> batch-predict")
+            summary = run_batch(model_dir, csv_path, work / f"out-{rows}")
+            rate_batch = summary["rows_read"] / (summary["seconds"] - summary["load_seconds"])
+            entry = {"rows": rows, "dirty_rows": counts["dirty_rows"], **{k: summary[k] for k in (
+                "rows_read", "rows_predicted", "rows_rejected", "seconds", "load_seconds", "model_seconds",
+                "peak_rss_mb")}, "batch_rows_per_second": rate_batch}
+            if rows == args.rows:
+                rate_model, expected = in_process_rate(model_dir, csv_path)
+                table = pq.ParquetDataset(sorted(str(p) for p in (work / f"out-{rows}").glob("*.parquet"))).read()
+                got_rows = table.column("row").to_numpy()
+                got = table.column("prediction").to_numpy()
+                want = np.asarray([expected.get(int(r), np.nan) for r in got_rows], np.float32)
+                rejects = [json.loads(line) for line in (work / f"out-{rows}" / "rejects.jsonl").open()]
+                kinds = Counter(r["reason"].split(":")[1].strip() if r["reason"].startswith("column") else
+                                r["reason"].split(":")[0] for r in rejects)
+                entry.update({
+                    "in_process_rows_per_second": rate_model,
+                    "throughput_ratio": rate_batch / rate_model,
+                    "max_abs_difference": float(np.nanmax(np.abs(got - want))),
+                    "all_equal_to_float_tolerance": bool(np.allclose(got, want, rtol=1e-5, atol=1e-4)),
+                    "rows_read_equals_predicted_plus_rejected":
+                        summary["rows_read"] == summary["rows_predicted"] + summary["rows_rejected"],
+                    "reject_reasons": dict(kinds),
+                })
+            results["sizes"][str(rows)] = entry
+            _log(f"bench: {json.dumps(entry)}")
+    sizes = sorted(results["sizes"].values(), key=lambda e: e["rows"])
+    if len(sizes) == 2:
+        results["memory_ratio_large_to_small"] = sizes[1]["peak_rss_mb"] / sizes[0]["peak_rss_mb"]
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=1), encoding="utf-8")
+    print(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,372 @@
+"""Batch prediction (Cloud ML Engine's prediction jobs): raw rows in, predictions out, in bounded memory.
+
+Input is a CSV or Parquet file, a folder of them, a glob, or an ``s3://`` URI (MinIO). Files are
+streamed in large record batches (never a whole file in memory); every batch is validated
+against the model's feature spec (missing cells, non-numbers, non-integers, NaN/inf, values out
+of the declared range), the valid rows go through the SavedModel's ``serving_default`` signature
+in one call, and the output is written as Parquet parts as it goes (CSV too on request): the
+input row number (0-based over all input files in order), the kept columns and ``prediction``.
+Rows that fail go to ``rejects.jsonl`` with file, row and reason; ``rows_read = rows_predicted +
+rows_rejected`` always holds and is written to ``batch_prediction.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from mlengine.components.shared.logs import component_logger
+from mlengine.errors import DataError, MlengineError
+
+log = component_logger("batch_predict")
+BATCH_ROWS = 65_536  # rows per model call and per output row group
+CSV_BLOCK_BYTES = 8 << 20
+OUTPUT_PART = "predictions-{index:05d}.parquet"
+REJECTS_FILE = "rejects.jsonl"
+SUMMARY_FILE = "batch_prediction.json"
+ROW_COLUMN = "row"
+PREDICTION_COLUMN = "prediction"
+PROGRESS_EVERY_ROWS = 500_000
+
+
+def resolve_files(data_uri: str) -> list[str]:
+    """CSV and Parquet files a URI names: a file, a folder (its *.csv / *.parquet), a glob, or s3://."""
+    from mlengine.components.shared import storage
+
+    local = data_uri[len("file://"):] if data_uri.startswith("file://") else data_uri
+    if not storage.is_s3_uri(data_uri) and Path(local).is_dir():
+        files = sorted(str(p) for p in Path(local).iterdir()
+                       if p.is_file() and (storage.is_csv_name(p.name) or p.name.endswith(".parquet")))
+        if not files:
+            raise DataError(f"{data_uri}: folder has no CSV or Parquet files")
+        return files
+    return storage.resolve_inputs(data_uri)
+
+
+class _FileBatches:
+    """Arrow tables of at most ``batch_rows`` rows from one file, with each row's 0-based data row
+    index in the file; ragged CSV lines (wrong cell count) are collected in ``ragged`` instead."""
+
+    def __init__(self, uri: str, names: list[str], batch_rows: int):
+        self.uri, self.names, self.batch_rows = uri, names, batch_rows
+        self.ragged: list[tuple[int, str]] = []  # (data row index, reason), drained by the caller
+        self._ragged_rows: list[int] = []  # every ragged row index so far (sorted: the parser is sequential)
+        self.rows = 0  # data rows seen in the file so far (parsed + ragged)
+
+    def __iter__(self) -> Iterator:
+        if self.uri.endswith(".parquet"):
+            yield from self._parquet()
+        else:
+            yield from self._csv()
+
+    def _parquet(self):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from mlengine.components.shared import storage
+
+        uri = self.uri
+        if storage.is_s3_uri(uri):  # Parquet needs random access: a local copy of this one file
+            import tempfile
+
+            from mlengine.components.shared.staging import download_prefix
+
+            scratch = Path(tempfile.mkdtemp(prefix="mlengine-batch-"))
+            download_prefix(uri, scratch, required=True)
+            uri = str(next(scratch.rglob("*.parquet")))
+        parquet = pq.ParquetFile(uri)
+        missing = [n for n in self.names if n not in parquet.schema_arrow.names]
+        if missing:
+            raise DataError(f"{self.uri}: has no column {missing[0]!r} (the model's feature spec needs it)")
+        for batch in parquet.iter_batches(batch_size=self.batch_rows, columns=self.names):
+            index = np.arange(self.rows, self.rows + batch.num_rows, dtype=np.int64)
+            self.rows += batch.num_rows
+            yield pa.Table.from_batches([batch]), index
+
+    def _on_invalid(self, row) -> str:
+        index = int(row.number) - 2 if row.number is not None else -1  # line 1 is the header
+        self.ragged.append((index, f"ragged row: {row.actual_columns} cells, the header has {row.expected_columns}"))
+        self._ragged_rows.append(index)
+        return "skip"
+
+    def _indices(self, parsed_start: int, count: int) -> np.ndarray:
+        """Data row indices of parsed rows ``parsed_start ..``: shifted past every ragged row before them."""
+        index = np.arange(parsed_start, parsed_start + count, dtype=np.int64)
+        for ragged in self._ragged_rows:
+            index[index >= ragged] += 1
+        return index
+
+    def _csv(self):
+        import pyarrow as pa
+        import pyarrow.csv as pacsv
+
+        from mlengine.components.shared import storage
+
+        with storage.open_binary(self.uri) as stream:
+            try:
+                # one thread: the invalid-row handler then knows each line's number
+                reader = pacsv.open_csv(
+                    stream, read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False),
+                    parse_options=pacsv.ParseOptions(invalid_row_handler=self._on_invalid),
+                    convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(self.names, pa.string()),
+                                                         strings_can_be_null=False))
+            except pa.ArrowInvalid as err:
+                raise DataError(f"{self.uri}: cannot read the CSV header: {err}") from None
+            missing = [n for n in self.names if n not in reader.schema.names]
+            if missing:
+                raise DataError(f"{self.uri}: header has no column {missing[0]!r} (the model's feature spec needs it)")
+            pending, pending_rows, parsed = [], 0, 0
+            while True:
+                try:
+                    batch = reader.read_next_batch()
+                except StopIteration:
+                    break
+                except pa.ArrowInvalid as err:
+                    raise DataError(f"{self.uri}: malformed CSV after data row {self.rows}: {err}") from None
+                pending.append(batch)
+                pending_rows += batch.num_rows
+                while pending_rows >= self.batch_rows:
+                    table = pa.Table.from_batches(pending)
+                    head, rest = table.slice(0, self.batch_rows), table.slice(self.batch_rows)
+                    yield self._emit(head, parsed)
+                    parsed += head.num_rows
+                    pending, pending_rows = rest.to_batches(), rest.num_rows
+            if pending_rows:
+                table = pa.Table.from_batches(pending)
+                yield self._emit(table, parsed)
+                parsed += table.num_rows
+            self.rows = parsed + len(self._ragged_rows)
+
+    def _emit(self, table, parsed_start: int):
+        index = self._indices(parsed_start, table.num_rows)
+        self.rows = max(self.rows, int(index[-1]) + 1) if len(index) else self.rows
+        return table, index
+
+
+_NUMBER = r"^[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$"
+_NON_FINITE = r"^[-+]?(nan|inf|infinity)$"
+
+
+def parse_numbers(array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """CSV cells (strings) -> float64 (NaN where not a number), blank mask, not-a-number mask; in Arrow's C++."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    text = pc.utf8_trim_whitespace(array)
+    blank = pc.equal(text, "")
+    number = pc.match_substring_regex(text, _NUMBER)
+    special = pc.match_substring_regex(pc.utf8_lower(text), _NON_FINITE)
+    junk = pc.invert(pc.or_(pc.or_(blank, number), special))
+    values = pc.cast(pc.if_else(number, text, pa.scalar("nan")), pa.float64())
+    return (values.to_numpy(zero_copy_only=False), blank.to_numpy(zero_copy_only=False),
+            junk.to_numpy(zero_copy_only=False))
+
+
+def validate(table, spec) -> tuple[dict[str, np.ndarray], np.ndarray, list[str | None]]:
+    """Typed columns, a mask of valid rows and a reason for each invalid one (None where valid)."""
+    rows = table.num_rows
+    ok = np.ones(rows, dtype=bool)
+    reasons: list[str | None] = [None] * rows
+    columns: dict[str, np.ndarray] = {}
+
+    def reject(mask: np.ndarray, message) -> None:
+        for index in np.flatnonzero(mask & ok):
+            reasons[index] = message(index)
+        ok[mask] = False
+
+    for col in spec.columns:
+        array = table.column(col.name)
+        if col.type == "string":
+            values = array.to_numpy(zero_copy_only=False).astype(object)
+            if array.null_count:
+                reject(np.asarray(array.is_null()), lambda _i, n=col.name: f"column {n!r}: missing value")
+            columns[col.name] = values
+            continue
+        import pyarrow as pa
+
+        if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
+            numbers, blank, junk = parse_numbers(array)
+            if blank.any():
+                reject(blank, lambda _i, n=col.name: f"column {n!r}: missing value")
+            if junk.any():
+                raw = array.to_numpy(zero_copy_only=False)
+                reject(junk, lambda i, n=col.name, r=raw: f"column {n!r}: not a number: {str(r[i])[:40]!r}")
+        else:
+            numbers = array.to_numpy(zero_copy_only=False).astype(np.float64)
+            if array.null_count:
+                reject(np.asarray(array.is_null()), lambda _i, n=col.name: f"column {n!r}: missing value")
+        reject(~np.isfinite(numbers), lambda i, n=col.name, v=numbers: f"column {n!r}: not finite: {v[i]}")
+        if col.type == "int":
+            with np.errstate(invalid="ignore"):
+                reject(np.isfinite(numbers) & (numbers != np.round(numbers)),
+                       lambda i, n=col.name, v=numbers: f"column {n!r}: not an integer: {v[i]:g}")
+        if col.range is not None:
+            low, high = col.range
+            with np.errstate(invalid="ignore"):
+                outside = np.isfinite(numbers) & ((numbers < low) | (numbers > high))
+            reject(outside, lambda i, n=col.name, v=numbers, lo=low, hi=high:
+                   f"column {n!r}: {v[i]:g} is outside the range [{lo}, {hi}]")
+        filled = np.where(np.isfinite(numbers), numbers, 0.0)
+        columns[col.name] = filled.astype(np.int64) if col.type == "int" else filled.astype(np.float32)
+    return columns, ok, reasons
+
+
+def batch_predict(model_dir: str, data_uri: str, out_dir: str, *, keep: list[str] | tuple[str, ...] = (),
+                  batch_rows: int = BATCH_ROWS, csv_output: bool = False, progress=None) -> dict:
+    """Predict every row of ``data_uri`` with the model in ``model_dir``; write ``out_dir``; return the summary."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mlengine.components.shared.savedmodel import load_model_dir
+
+    emit = log.info if progress is None else (progress or (lambda _message: None))  # False: silent
+    if batch_rows < 1:
+        raise MlengineError(f"batch_rows must be positive, got {batch_rows}")
+    started = time.monotonic()
+    model = load_model_dir(model_dir)
+    load_seconds = time.monotonic() - started
+    spec = model.spec
+    names = list(spec.column_names)
+    keep = [k for k in (keep or []) if k]
+    files = resolve_files(data_uri)
+    for name in keep:
+        if name in (ROW_COLUMN, PREDICTION_COLUMN):
+            raise MlengineError(f"--keep {name!r}: that name is the output's own column")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("predictions-*"):
+        old.unlink()
+    counts = {"rows_read": 0, "rows_predicted": 0, "rows_rejected": 0}
+    writer = None
+    csv_handle = None
+    next_progress = PROGRESS_EVERY_ROWS
+    model_seconds = 0.0
+    offset = 0  # rows of the earlier files: row numbers run on across files
+    try:
+        rejects = (out / REJECTS_FILE).open("w", encoding="utf-8")
+        with rejects:
+            for item in _prefetched(_validated_batches(files, list(dict.fromkeys([*names, *keep])), spec,
+                                                       batch_rows)):
+                uri, offset = item["uri"], item["offset"]
+                for index, reason in item["ragged"]:
+                    rejects.write(json.dumps({"file": uri, "row": offset + index, "file_row": index,
+                                              "reason": reason}) + "\n")
+                counts["rows_rejected"] += len(item["ragged"])
+                if item["table"] is None:  # the end of one file
+                    offset += item["file_rows"]
+                    counts["rows_read"] = counts["rows_predicted"] + counts["rows_rejected"]
+                    continue
+                table, file_index, columns, ok, reasons = (item[k] for k in ("table", "index", "columns", "ok",
+                                                                             "reasons"))
+                row_numbers = offset + file_index
+                for index in np.flatnonzero(~ok):
+                    rejects.write(json.dumps({"file": uri, "row": int(row_numbers[index]),
+                                              "file_row": int(file_index[index]), "reason": reasons[index]}) + "\n")
+                if ok.any():
+                    valid = {name: values[ok] for name, values in columns.items()} if not ok.all() else columns
+                    tick = time.perf_counter()
+                    predictions = np.asarray(model(valid), np.float32)
+                    model_seconds += time.perf_counter() - tick
+                    output = {ROW_COLUMN: pa.array(row_numbers[ok])}
+                    mask = pa.array(ok)
+                    for name in keep:
+                        output[name] = table.column(name).filter(mask) if not ok.all() else table.column(name)
+                    output[PREDICTION_COLUMN] = pa.array(predictions)
+                    result = pa.table(output)
+                    if writer is None:
+                        writer = pq.ParquetWriter(out / OUTPUT_PART.format(index=0), result.schema)
+                    writer.write_table(result)
+                    if csv_output:
+                        csv_handle = _write_csv(out, result, csv_handle)
+                counts["rows_predicted"] += int(ok.sum())
+                counts["rows_rejected"] += int(table.num_rows - ok.sum())
+                counts["rows_read"] = counts["rows_predicted"] + counts["rows_rejected"]
+                if counts["rows_read"] >= next_progress:
+                    next_progress += PROGRESS_EVERY_ROWS
+                    emit(f"batch-predict: {counts['rows_read']:,} rows read, {counts['rows_predicted']:,} "
+                         f"predicted, {counts['rows_rejected']:,} rejected")
+    finally:
+        if writer is not None:
+            writer.close()
+        if csv_handle is not None:
+            csv_handle.close()
+    if offset != counts["rows_read"]:  # an invariant, never a user error
+        raise MlengineError(f"batch prediction lost rows: {offset} data rows, {counts['rows_read']} accounted for")
+    seconds = time.monotonic() - started
+    summary = {**counts, "files": files, "model_dir": str(model_dir), "out_dir": str(out),
+               "outputs": sorted(str(p) for p in out.glob("predictions-*")), "rejects": str(out / REJECTS_FILE),
+               "kept_columns": keep, "batch_rows": batch_rows, "seconds": round(seconds, 3),
+               "model_seconds": round(model_seconds, 3), "load_seconds": round(load_seconds, 3),
+               "rows_per_second": counts["rows_read"] / seconds if seconds > 0 else None}
+    (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=1), encoding="utf-8")
+    emit(f"batch-predict: {counts['rows_read']:,} rows read = {counts['rows_predicted']:,} predicted + "
+         f"{counts['rows_rejected']:,} rejected ({out / REJECTS_FILE}) in {seconds:.1f}s -> {out}")
+    return summary
+
+
+def _validated_batches(files: list[str], names: list[str], spec, batch_rows: int) -> Iterator[dict]:
+    """Read and validate every file: one item per batch, and one (table None) at the end of each file."""
+    offset = 0
+    for uri in files:
+        batches = _FileBatches(uri, names, batch_rows)
+        for table, index in batches:
+            columns, ok, reasons = validate(table, spec)
+            ragged, batches.ragged = batches.ragged, []
+            yield {"uri": uri, "offset": offset, "table": table, "index": index, "columns": columns, "ok": ok,
+                   "reasons": reasons, "ragged": ragged}
+        ragged, batches.ragged = batches.ragged, []
+        yield {"uri": uri, "offset": offset, "table": None, "ragged": ragged, "file_rows": batches.rows}
+        offset += batches.rows
+
+
+def _prefetched(items: Iterator[dict], depth: int = 2) -> Iterator[dict]:
+    """Run ``items`` in a thread, ``depth`` ahead: reading and validating (Arrow, GIL released) overlap
+    the model calls (TensorFlow, GIL released) on another core."""
+    import queue
+    import threading
+
+    handoff: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        handoff.put(("item", item), timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            handoff.put(("done", done))
+        except BaseException as err:  # handed to the consumer, raised there
+            handoff.put(("error", err))
+
+    thread = threading.Thread(target=produce, name="batch-predict-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, payload = handoff.get()
+            if kind == "done":
+                return
+            if kind == "error":
+                raise payload
+            yield payload
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def _write_csv(out: Path, table, handle):
+    import pyarrow.csv as pacsv
+
+    if handle is None:
+        handle = pacsv.CSVWriter(str(out / "predictions-00000.csv"), table.schema)
+    handle.write_table(table)
+    return handle

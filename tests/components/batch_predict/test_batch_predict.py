@@ -1,0 +1,118 @@
+"""Batch prediction: CSV / Parquet / folders in, predictions equal to in-process predict, rejects with reasons."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+
+from mlengine.components.batch_predict.executor import batch_predict
+from mlengine.components.shared.savedmodel import load_model_dir
+from mlengine.errors import DataError, MlengineError
+from mlengine.synthetic import generate_columns, write_csv
+from tests.model_fixtures import train_tiny_model
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    return train_tiny_model(tmp_path_factory.mktemp("batch"), rows=1500, epochs=1)
+
+
+def _read(out_dir):
+    return pq.ParquetDataset(sorted(str(p) for p in out_dir.glob("predictions-*.parquet"))).read()
+
+
+def test_csv_predictions_equal_in_process_predict_across_batches(tiny_model, tmp_path):
+    data = tmp_path / "rows.csv"
+    write_csv(data, 1000, 7)
+    summary = batch_predict(str(tiny_model), str(data), str(tmp_path / "out"), keep=["hourofday"], batch_rows=300,
+                            csv_output=True, progress=False)
+    assert summary["rows_read"] == 1000 == summary["rows_predicted"] and summary["rows_rejected"] == 0
+    table = _read(tmp_path / "out")
+    assert table.column_names == ["row", "hourofday", "prediction"]
+    assert table.column("row").to_pylist() == list(range(1000))
+    written = pacsv.read_csv(data)
+    columns = {name: written.column(name).to_numpy() for name in written.column_names}
+    expected = load_model_dir(tiny_model)(columns)
+    np.testing.assert_allclose(table.column("prediction").to_numpy(), expected, rtol=1e-5, atol=1e-4)
+    assert table.column("hourofday").to_pylist() == [str(v) for v in columns["hourofday"]]
+    csv_lines = (tmp_path / "out" / "predictions-00000.csv").read_text().splitlines()
+    assert len(csv_lines) == 1001 and csv_lines[0] == '"row","hourofday","prediction"'
+    saved = json.loads((tmp_path / "out" / "batch_prediction.json").read_text())
+    assert saved["rows_read"] == saved["rows_predicted"] + saved["rows_rejected"]
+
+
+def test_bad_rows_are_rejected_with_reasons_and_counted(tiny_model, tmp_path):
+    data = tmp_path / "dirty.csv"
+    write_csv(data, 50, 3)
+    lines = data.read_text().splitlines()
+    header = lines[0].split(",")
+    def broken(line: str, column: str, value: str) -> str:
+        cells = line.split(",")
+        cells[header.index(column)] = value
+        return ",".join(cells)
+    lines[3] = broken(lines[3], "pickup_latitude", "abc")  # row 2
+    lines[6] = broken(lines[6], "passenger_count", "2.5")  # row 5
+    lines[9] = broken(lines[9], "dropoff_longitude", "")  # row 8
+    lines[12] = broken(lines[12], "pickup_longitude", "-80.0")  # row 11: outside the spec's range
+    lines[15] = broken(lines[15], "hourofday", "nan")  # row 14
+    lines[18] = "1,2,3"  # row 17: ragged
+    data.write_text("\n".join(lines) + "\n")
+    summary = batch_predict(str(tiny_model), str(data), str(tmp_path / "out"), batch_rows=8, progress=False)
+    assert (summary["rows_read"], summary["rows_predicted"], summary["rows_rejected"]) == (50, 44, 6)
+    rejects = [json.loads(line) for line in (tmp_path / "out" / "rejects.jsonl").read_text().splitlines()]
+    rejects.sort(key=lambda r: r["row"])
+    assert [r["row"] for r in rejects] == [2, 5, 8, 11, 14, 17]
+    assert rejects[5]["reason"] == "ragged row: 3 cells, the header has 8"
+    reasons = [r["reason"] for r in rejects]
+    assert reasons[0] == "column 'pickup_latitude': not a number: 'abc'"
+    assert reasons[1] == "column 'passenger_count': not an integer: 2.5"
+    assert reasons[2] == "column 'dropoff_longitude': missing value"
+    assert reasons[3] == "column 'pickup_longitude': -80 is outside the range [-74.3, -73.6]"
+    assert reasons[4] == "column 'hourofday': not finite: nan"
+    rows = _read(tmp_path / "out").column("row").to_pylist()
+    assert rows == [i for i in range(50) if i not in (2, 5, 8, 11, 14, 17)]
+    # the rows after the ragged line keep their own numbers: same predictions as their raw rows
+    clean = tmp_path / "clean.csv"
+    write_csv(clean, 50, 3)
+    written = pacsv.read_csv(clean)
+    expected = load_model_dir(tiny_model)({n: written.column(n).to_numpy() for n in written.column_names})
+    predicted = _read(tmp_path / "out").column("prediction").to_numpy()
+    np.testing.assert_allclose(predicted, expected[rows], rtol=1e-5, atol=1e-4)
+
+
+def test_parquet_folder_input_and_errors(tiny_model, tmp_path):
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    for index in range(2):
+        columns = generate_columns(120, 20 + index)
+        pq.write_table(pa.table(columns), folder / f"part-{index}.parquet")
+    summary = batch_predict(str(tiny_model), str(folder), str(tmp_path / "out"), keep=["passenger_count"],
+                            progress=False)
+    assert summary["rows_read"] == 240 and summary["rows_rejected"] == 0
+    table = _read(tmp_path / "out")
+    expected = np.concatenate([load_model_dir(tiny_model)(generate_columns(120, 20 + i)) for i in range(2)])
+    np.testing.assert_allclose(table.column("prediction").to_numpy(), expected, rtol=1e-5, atol=1e-4)
+
+    no_column = tmp_path / "short.parquet"
+    pq.write_table(pa.table({"pickup_latitude": [40.7]}), no_column)
+    with pytest.raises(DataError, match=r"short.parquet: has no column 'pickup_longitude'"):
+        batch_predict(str(tiny_model), str(no_column), str(tmp_path / "x"), progress=False)
+    with pytest.raises(MlengineError, match="'row'"):
+        batch_predict(str(tiny_model), str(folder), str(tmp_path / "y"), keep=["row"], progress=False)
+
+
+def test_cli_runs_batch_predict_and_refuses_abbreviations(tiny_model, tmp_path, capsys):
+    from mlengine.cli import main
+
+    data = tmp_path / "rows.csv"
+    write_csv(data, 20, 1)
+    assert main(["batch-predict", "--model", str(tiny_model), "--data", str(data), "--out", str(tmp_path / "o")]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["rows_read"] == 20 and printed["rows_rejected"] == 0
+    with pytest.raises(SystemExit):
+        main(["batch-predict", "--mod", str(tiny_model), "--data", str(data), "--out", str(tmp_path / "p")])
