@@ -16,6 +16,8 @@ import sys
 import numpy as np
 import pytest
 import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mlengine.components.shared.featurespec import load_spec
 from tests.components.deploy.serving_helpers import raw_exchange, status_of
@@ -188,6 +190,8 @@ JUNK_HEADERS = [
     {"content-type": "application/cloudevents+json"},
     {"ce-specversion": "1.0"},  # half a binary CloudEvent
     {"ce-specversion": "9.9", "ce-id": "1", "ce-source": "x", "ce-type": "y"},
+    {"ce-specversion": "1.0", "ce-id": "1", "ce-source": "x", "ce-type": "y"},  # a whole binary CloudEvent
+    {"ce-specversion": "1.0", "ce-id": "1", "ce-source": "x", "ce-type": "y", "ce-time": "yesterday"},
     {"inference-header-content-length": "-5"},
     {"inference-header-content-length": "abc"},
     {"inference-header-content-length": "99999999"},
@@ -207,6 +211,27 @@ def test_malformed_or_unusual_headers_are_never_a_5xx(live_server, spec, rows, h
         answer = requests.post(url + path, data=json.dumps(body), headers=headers, timeout=10)
         assert answer.status_code < 500, (path, headers, answer.text)
         assert "Traceback" not in answer.text
+
+
+HEADER_NAMES = ["content-type", "accept", "accept-encoding", "content-encoding", "x-request-id", "expect",
+                "inference-header-content-length", "ce-specversion", "ce-id", "ce-source", "ce-type", "ce-time",
+                "ce-datacontenttype", "x-forwarded-for", "authorization", "cookie", "user-agent"]
+header_values = st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"),
+                        max_size=30).map(str.strip)  # requests refuses leading/trailing whitespace (\xa0 too)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(headers=st.dictionaries(st.sampled_from(HEADER_NAMES) | st.from_regex(r"[a-z][a-z0-9-]{0,12}", fullmatch=True),
+                               header_values, max_size=5),
+       v2=st.booleans(), body_kind=st.sampled_from(["valid", "bytes", "empty"]))
+def test_fuzzed_headers_are_never_a_5xx(live_server, spec, rows, headers, v2, body_kind):
+    name = live_server["name"]
+    path = f"/v2/models/{name}/infer" if v2 else f"/v1/models/{name}:predict"
+    body = {"valid": json.dumps(v2_body(spec, rows[:2]) if v2 else {"instances": rows[:2]}).encode(),
+            "bytes": b"\x00\xff{[", "empty": b""}[body_kind]
+    answer = requests.post(live_server["url"] + path, data=body, headers=headers, timeout=10)
+    assert answer.status_code < 500, (headers, answer.text)
 
 
 @pytest.mark.parametrize("request_bytes", [
