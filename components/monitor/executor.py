@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from mlengine.components.shared.featurespec import FeatureSpec, load_spec
+from mlengine.components.shared.featurespec import DTYPES, FeatureSpec, load_spec
 from mlengine.components.shared.userfiles import parse_json_object, read_json_object
 from mlengine.constants import SPEC_FILE, STATISTICS_FILE
 from mlengine.errors import DataError, MlengineError
@@ -245,6 +245,28 @@ def _is_categorical(spec: FeatureSpec, name: str) -> bool:
     return col.type == "string" or name in spec.categorical
 
 
+def _compared_dtype(col_type: str) -> Any:
+    """The one precision a column is compared in: the dtype the model's signature takes.
+
+    Float columns reach the model (and the serving log) as float32 while the training statistics
+    are float64; comparing the two as they are puts a serving value equal to the training
+    minimum of a clipped column just outside the range.
+    """
+    return DTYPES[col_type].numpy if col_type == "float" else np.float64
+
+
+def _seen(col_type: str, values: Any) -> np.ndarray:
+    """Serving values in the compared precision, as float64 for the arithmetic."""
+    return np.asarray(values).astype(_compared_dtype(col_type)).astype(np.float64)
+
+
+def _reference(col_type: str, value: Any) -> Any:
+    """A training number (min, max, bin edge) rounded to the compared precision."""
+    if value is None:
+        return None
+    return float(np.asarray(value, np.float64).astype(_compared_dtype(col_type)))
+
+
 # --- per-column comparison ---------------------------------------------------------------------------
 def _moments(train: Mapping[str, Any], values: np.ndarray, thresholds: Mapping[str, Any],
              alpha: float) -> dict[str, Any]:
@@ -280,17 +302,26 @@ def _moments(train: Mapping[str, Any], values: np.ndarray, thresholds: Mapping[s
     return out
 
 
-def _histogram_distribution(train: Mapping[str, Any], values: np.ndarray) -> dict[str, Any] | None:
+def _histogram_distribution(train: Mapping[str, Any], values: np.ndarray, col_type: str = "float"
+                            ) -> dict[str, Any] | None:
+    """Training vs serving counts over the training histogram's (merged) bins plus one bin each side.
+
+    ``values`` are already in the compared precision; the edges are rounded to it, so a value
+    equal to a training edge falls in the same bin as the training rows there.
+    """
     histogram = train.get("histogram") or {}
     edges, counts = histogram.get("edges") or [], histogram.get("counts") or []
     if len(edges) < 2 or len(counts) != len(edges) - 1 or sum(counts) <= 0:
         return None
+    edges = [_reference(col_type, e) for e in edges]
     merged_edges, groups = _merge_bins(list(edges), list(counts), MIN_BIN_FRACTION)
     as_float = values.astype(np.float64)
     below = int(np.count_nonzero(as_float < edges[0]))
     above = int(np.count_nonzero(as_float > edges[-1]))
     serving_fine, _ = np.histogram(as_float, bins=np.asarray(edges, np.float64))
-    train_bins = [0] + [sum(counts[i] for i in group) for group in groups] + [0]
+    # training rows outside the histogram's edges (statistics over the data's central range)
+    train_below, train_above = int(histogram.get("underflow") or 0), int(histogram.get("overflow") or 0)
+    train_bins = [train_below] + [sum(counts[i] for i in group) for group in groups] + [train_above]
     serving_bins = [below] + [int(sum(serving_fine[i] for i in group)) for group in groups] + [above]
     labels = ([f"< {edges[0]:.6g}"]
               + [f"[{merged_edges[i]:.6g}, {merged_edges[i + 1]:.6g}" + ("]" if i == len(groups) - 1 else ")")
@@ -298,7 +329,7 @@ def _histogram_distribution(train: Mapping[str, Any], values: np.ndarray) -> dic
               + [f"> {edges[-1]:.6g}"])
     return {"kind": "histogram", "source": histogram.get("source"), "edges": [float(e) for e in merged_edges],
             "labels": labels, "train_counts": train_bins, "serving_counts": serving_bins,
-            "train_rows": int(sum(counts))}
+            "train_rows": int(sum(counts)) + train_below + train_above}
 
 
 def _category_distribution(train: Mapping[str, Any], values: np.ndarray) -> dict[str, Any] | None:
@@ -338,9 +369,11 @@ def _compare_column(spec: FeatureSpec, name: str, train: Mapping[str, Any] | Non
         return entry
     n_s = len(values)
     if col.is_numeric:
+        values = _seen(col.type, values)
         entry.update(_moments(train, values, thresholds, alpha))
-        as_float = values.astype(np.float64)
-        low, high = train.get("min"), train.get("max")
+        as_float = values
+        # values equal to the training extremes (in the compared precision) are inside
+        low, high = _reference(col.type, train.get("min")), _reference(col.type, train.get("max"))
         if low is not None and high is not None:
             outside = int(np.count_nonzero((as_float < low) | (as_float > high)))
             entry["out_of_range_fraction"] = outside / n_s
@@ -350,7 +383,7 @@ def _compare_column(spec: FeatureSpec, name: str, train: Mapping[str, Any] | Non
                 entry["out_of_range_limit"] = max(thresholds["out_of_range"], allowed / n_s)
     distribution = _category_distribution(train, values) if categorical else None
     if distribution is None and col.is_numeric:
-        distribution = _histogram_distribution(train, values)
+        distribution = _histogram_distribution(train, values, col.type)
     if distribution is not None:
         entry["distribution"] = distribution
         train_counts = np.asarray(distribution["train_counts"], np.float64)
