@@ -15,6 +15,8 @@ from mlengine.components.shared.featurespec import load_spec
 from mlengine.errors import MlengineError
 from tests.serving_fixtures import in_process_predictions, sample_rows, tiny_model_dir
 
+pytestmark = pytest.mark.e2e  # starts servers or processes: not in the quick loop (-m "not e2e")
+
 
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory):

@@ -266,6 +266,7 @@ def test_component_compiles(tmp_path):
         assert name in text, name
 
 
+@pytest.mark.e2e
 def test_monitoring_pipeline_runs_under_kfp_local(kfp_local, stats_dir, tmp_path):
     from mlengine.pipelines.monitoring import monitoring_pipeline
 

@@ -20,6 +20,8 @@ from mlengine.constants import SPLITS
 from mlengine.synthetic import generate_columns, write_csv
 from tests.serving_fixtures import tiny_model_dir
 
+pytestmark = pytest.mark.e2e  # starts servers or processes: not in the quick loop (-m "not e2e")
+
 NAME = "taxi"
 ROWS_PER_PHASE = 1200
 

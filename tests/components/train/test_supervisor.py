@@ -20,6 +20,8 @@ from mlengine.components.train.local import run_local_cluster
 from mlengine.errors import MlengineError
 from tests.distributed_fixtures import child_processes, toy_command
 
+pytestmark = pytest.mark.e2e  # starts servers or processes: not in the quick loop (-m "not e2e")
+
 ROOT = Path(__file__).resolve().parents[3]
 
 

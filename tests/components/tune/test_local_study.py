@@ -22,6 +22,8 @@ from mlengine.errors import MlengineError
 from tests import tune_fixtures
 from tests.tune_fixtures import calls_made
 
+pytestmark = pytest.mark.e2e  # starts servers or processes: not in the quick loop (-m "not e2e")
+
 REPO = Path(__file__).resolve().parents[3]
 
 

@@ -17,6 +17,8 @@ from mlengine.components.tune.search_space import space_from_dict
 from mlengine.constants import TRANSFORM_FILE
 from tests.tune_fixtures import write_taxi_splits
 
+pytestmark = pytest.mark.e2e  # starts servers or processes: not in the quick loop (-m "not e2e")
+
 REPO = Path(__file__).resolve().parents[3]
 
 
