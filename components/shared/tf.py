@@ -10,15 +10,22 @@ import os
 
 from mlengine.constants import ENV_LEGACY_KERAS
 
+_MODULES: tuple | None = None
+
 
 def import_tf():
     """Return ``(tf, keras)`` with ``keras`` being tf-keras; call it instead of importing directly."""
-    os.environ.setdefault(ENV_LEGACY_KERAS, "1")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-    import tf_keras as keras
+    global _MODULES
+    # cached: called inside a traced tf.function, AutoGraph would try to convert os.environ.setdefault and
+    # log a warning whose text is the whole environment (the MinIO credentials of a pipeline pod included)
+    if _MODULES is None:
+        os.environ.setdefault(ENV_LEGACY_KERAS, "1")
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import tensorflow as tf
+        import tf_keras as keras
 
-    return tf, keras
+        _MODULES = (tf, keras)
+    return _MODULES
 
 
 def configure_tf_threads(threads: int | None) -> None:
