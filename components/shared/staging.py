@@ -35,42 +35,73 @@ def is_remote(uri: str) -> bool:
     return normalize_uri(uri).startswith("s3://")
 
 
-def _client_for(uri: str):
+def s3_filesystem(uri: str):
+    """A ``pyarrow.fs.S3FileSystem`` for the MinIO / S3 endpoint and credentials in the environment."""
+    import os
+
+    import pyarrow.fs as pafs
+
     from mlengine.components.shared import storage
 
     settings = storage.s3_settings_from_env(uri)
-    return storage, settings, storage.s3_client(settings)
+    return pafs.S3FileSystem(
+        access_key=settings.access_key, secret_key=settings.secret_key, endpoint_override=settings.endpoint,
+        scheme="https" if settings.secure else "http", region=os.environ.get("AWS_REGION", "us-east-1"),
+        connect_timeout=storage.S3_CONNECT_TIMEOUT_S, request_timeout=storage.S3_READ_TIMEOUT_S,
+        retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=storage.S3_RETRIES))
+
+
+def _bucket_path(uri: str) -> str:
+    """``s3://bucket/some/prefix/`` -> ``bucket/some/prefix`` (pyarrow's S3 paths have no scheme)."""
+    from mlengine.components.shared import storage
+
+    bucket, key = storage.split_s3_uri(normalize_uri(uri))
+    return f"{bucket}/{key.strip('/')}".rstrip("/")
+
+
+def _s3_error(uri: str, err: OSError) -> MlengineError:
+    """One line for a pyarrow S3 failure: the URI and what went wrong, never a credential."""
+    text = str(err)
+    for marker, what in (("ACCESS_DENIED", "access denied (check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)"),
+                         ("NO_SUCH_BUCKET", "bucket not found"), ("Couldn't connect", "cannot reach the S3 endpoint"),
+                         ("NETWORK_CONNECTION", "cannot reach the S3 endpoint")):
+        if marker in text:
+            return MlengineError(f"{uri}: {what}")
+    first = text.strip().splitlines()[0] if text.strip() else type(err).__name__
+    return MlengineError(f"{uri}: S3 copy failed: {first}")
 
 
 def download_prefix(uri: str, local_dir: Path, *, required: bool = True) -> int:
     """Copy every object under ``uri`` (a folder prefix) into ``local_dir``; returns the file count."""
+    import pyarrow.fs as pafs
+
     uri = normalize_uri(uri)
-    storage, settings, client = _client_for(uri)
-    bucket, key = storage.split_s3_uri(uri)
-    prefix = key.rstrip("/") + "/" if key else ""
-    objects = storage._s3_call(uri, settings, lambda: [o for o in client.list_objects(bucket, prefix=prefix or None,
-                                                                                       recursive=True)
-                                                       if not o.is_dir])
-    if not objects and required:
-        raise MlengineError(f"{uri}: no objects under this prefix")
-    for obj in objects:
-        target = local_dir / obj.object_name[len(prefix):]
-        target.parent.mkdir(parents=True, exist_ok=True)
-        storage._s3_call(uri, settings, client.fget_object, bucket, obj.object_name, str(target))
-    return len(objects)
+    fs, source = s3_filesystem(uri), _bucket_path(uri)
+    try:
+        found = [info for info in fs.get_file_info(pafs.FileSelector(source, recursive=True, allow_not_found=True))
+                 if info.type == pafs.FileType.File]
+        if not found:
+            if required:
+                raise MlengineError(f"{uri}: no objects under this prefix")
+            return 0
+        local_dir.mkdir(parents=True, exist_ok=True)
+        pafs.copy_files(source, str(local_dir), source_filesystem=fs, destination_filesystem=pafs.LocalFileSystem())
+    except OSError as err:
+        raise _s3_error(uri, err) from None
+    return len(found)
 
 
 def upload_dir(local_dir: Path, uri: str) -> int:
     """Copy every file under ``local_dir`` to the prefix ``uri``; returns the file count."""
+    import pyarrow.fs as pafs
+
     uri = normalize_uri(uri)
-    storage, settings, client = _client_for(uri)
-    bucket, key = storage.split_s3_uri(uri)
-    prefix = key.rstrip("/") + "/" if key else ""
-    count = 0
-    for path in sorted(p for p in local_dir.rglob("*") if p.is_file()):
-        name = prefix + path.relative_to(local_dir).as_posix()
-        storage._s3_call(uri, settings, client.fput_object, bucket, name, str(path))
-        count += 1
+    count = sum(1 for p in Path(local_dir).rglob("*") if p.is_file())
+    try:
+        pafs.copy_files(str(local_dir), _bucket_path(uri), source_filesystem=pafs.LocalFileSystem(),
+                        destination_filesystem=s3_filesystem(uri))
+    except OSError as err:
+        raise _s3_error(uri, err) from None
     return count
 
 

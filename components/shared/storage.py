@@ -186,9 +186,6 @@ def _s3_call(uri: str, settings: S3Settings, func, *args, **kwargs):
         raise _s3_error(uri, settings, err) from None
 
 
-s3_call = _s3_call  # public name for other components (train/staging.py uses it)
-
-
 def _resolve_s3(uri: str) -> list[str]:
     bucket, key = split_s3_uri(uri)
     settings = s3_settings_from_env(uri)
