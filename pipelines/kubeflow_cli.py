@@ -50,8 +50,10 @@ def add_registry_flag(parser: argparse.ArgumentParser) -> None:
 
 def add_service_account_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--service-account",
-                        help=f"Kubernetes service account of the run's pods, e.g. {K8S_SERVICE_ACCOUNT} from "
-                             "manifests/base (default: KFP's, e.g. default-editor in a Kubeflow profile)")
+                        help="Kubernetes service account of the run's pods (default: KFP's, default-editor in a "
+                             "Kubeflow profile); it needs what KFP's pipeline-runner has plus TFJobs, Katib "
+                             f"Experiments, InferenceServices and PVCs (manifests/base's {K8S_SERVICE_ACCOUNT} "
+                             "covers TFJobs only)")
 
 
 def target_from_args(args: argparse.Namespace, name: str | None = None):

@@ -217,6 +217,12 @@ def test_schedule_monitoring_takes_the_uris_of_the_last_training_run_from_its_su
     assert body["pipeline_version_reference"]["pipeline_id"] == monitor_id
     assert body["trigger"]["cron_schedule"]["cron"] == "0 0 * * * *"
     assert body["display_name"] == "mlengine-skew-monitor-schedule" and kfp.errors == []
+    # URIs on this machine's disk are sent as given, with a warning: a cluster pod cannot read them
+    summary.write_text(json.dumps({"statistics_uri": "/home/me/out/run/statistics",
+                                   "serving_log_uri": "/home/me/out/run/serving-log"}))
+    code, out = cli(capsys, caplog, "schedule", "--host", kfp.url, "--monitoring", "--summary", str(summary),
+                    "--cron", "0 * * * *", "--run-name", "local-paths")
+    assert code == 0 and "statistics_uri /home/me/out/run/statistics is a path on this machine" in out
     # a summary without the URIs: one line naming the key, no request
     (tmp_path / "old.json").write_text(json.dumps({"rmse": 1.0}))
     kfp.requests.clear()
@@ -235,6 +241,9 @@ def test_runs_lists_state_start_and_duration(kfp, tmp_path, capsys, caplog):
     assert cli(capsys, caplog, "submit", "--host", kfp.url, "--run-name", "third", "--param", "data_uri=s3://b/",
                "--wait", "--poll-interval", "0.01")[0] == 0
     kfp.runs[first]["state"] = "FAILED"
+    third = next(run_id for run_id, run in kfp.runs.items() if run["display_name"] == "third")
+    kfp.runs[third]["plugins_output"] = {"metrics": {"entries": {"rmse": {"value": 1.0413}, "note": {"value": "x"}},
+                                                     "state": "PLUGIN_SUCCEEDED"}}
     code, out = cli(capsys, caplog, "runs", "--host", kfp.url, "--experiment", "mlengine")
     assert code == 0, out
     lines = out.splitlines()
@@ -245,6 +254,7 @@ def test_runs_lists_state_start_and_duration(kfp, tmp_path, capsys, caplog):
     assert set(rows) == {"first", "second", "third"}
     assert "FAILED" in rows["first"] and "PENDING" in rows["second"] and "SUCCEEDED" in rows["third"]
     assert "running" in rows["second"] and "0m0" in rows["third"]
+    assert "rmse=1.041" in rows["third"] and "note=" not in rows["third"]  # numeric entries only
     assert kfp.errors == []
     code, out = cli(capsys, caplog, "runs", "--host", kfp.url, "--experiment", "nope")
     assert code == 2 and "no experiment named 'nope'" in out
@@ -367,3 +377,16 @@ def test_the_fake_rejects_bodies_that_do_not_match_the_kfp_server_api_models(kfp
         assert response.status_code == 400, (path, body)
         assert expected in kfp.errors[-1]
     assert len(kfp.errors) == len(bad)
+
+
+def test_compile_writes_the_cluster_yaml_by_default_and_the_local_one_on_request(tmp_path, capsys, caplog):
+    code, out = cli(capsys, caplog, "compile", "--out", str(tmp_path))
+    assert code == 0 and json.loads(out[:out.rindex("}") + 1]) == {
+        "mlengine-training": str(tmp_path / "training_pipeline.cluster.yaml"),
+        "mlengine-skew-monitor": str(tmp_path / "monitoring_pipeline.cluster.yaml")}
+    assert cli(capsys, caplog, "compile", "--out", str(tmp_path), "--target", "local")[0] == 0
+    modes = {path.name: next(yaml.safe_load_all(path.read_text()))["root"]["inputDefinitions"]["parameters"]
+             ["mode"]["defaultValue"] for path in tmp_path.glob("training_pipeline.*.yaml")}
+    assert modes == {"training_pipeline.cluster.yaml": "cluster", "training_pipeline.local.yaml": "local"}
+    code, out = cli(capsys, caplog, "compile", "--out", str(tmp_path), "--s3-secret", "Not_A_Name")
+    assert code == 2 and "--s3-secret" in out
