@@ -95,14 +95,32 @@ class Connection:
                    sa_token_path=env.get(ENV_KFP_SA_TOKEN_PATH) or None)
 
 
+class NotKfpApi(Exception):
+    """The health check was answered, but not by the KFP API (e.g. a login page)."""
+
+    def __init__(self, status: int, content_type: str):
+        super().__init__(f"{status} {content_type}")
+        self.status = status
+        self.content_type = content_type
+
+
 def _client_class():
     import kfp
+    import kfp_server_api
 
     class _Client(kfp.Client):
-        """kfp.Client whose start-up health check fails at once (the SDK's retries 5 times, 5 s apart)."""
+        """kfp.Client whose start-up health check fails at once (the SDK's retries 5 times, 5 s apart)
+        and tells the KFP API from a page in front of it (a Dex login answers 200 with HTML)."""
 
         def get_kfp_healthz(self, sleep_duration: int = 5):
-            return self._healthz_api.healthz_service_get_healthz(_request_timeout=REQUEST_TIMEOUT_S)
+            raw = self._healthz_api.healthz_service_get_healthz(_request_timeout=REQUEST_TIMEOUT_S,
+                                                                _preload_content=False)
+            content_type = raw.headers.get("Content-Type", "")
+            if "json" not in content_type:
+                raise NotKfpApi(raw.status, content_type or "no content type")
+            payload = json.loads(raw.data or b"{}")
+            return kfp_server_api.V2beta1GetHealthzResponse(multi_user=payload.get("multi_user"),
+                                                            pipeline_store=payload.get("pipeline_store"))
 
     return _Client
 
@@ -139,12 +157,20 @@ def api_errors(host: str) -> Iterator[None]:
             # kfp.Client warns about its own version and prints UI links; we print our own lines
             warnings.simplefilter("ignore")
             yield
+    except NotKfpApi as err:
+        raise MlengineError(f"{host}: /apis/v2beta1/healthz answered {err.status} with {err.content_type}, not the "
+                            "KFP API (a login page?); give the API's URL (e.g. https://kubeflow.example.com/pipeline) "
+                            f"and authenticate with {AUTH_OPTIONS}") from None
     except kfp_server_api.ApiException as err:
         status = err.status
+        if not status:  # TLS and protocol errors come as status 0
+            raise MlengineError(f"{host}: no KFP API answers ({' '.join(str(err.reason).split())[:300]})") from None
         if status in (401, 403):
             what = "401 Unauthorized" if status == 401 else "403 Forbidden"
             raise MlengineError(f"{host}: {what} from the KFP API; authenticate with {AUTH_OPTIONS}") from None
         message = _api_message(err)
+        if status == 404 and not message:
+            message = "is --host the KFP API's URL (e.g. http://localhost:8080 or https://kubeflow.example.com/pipeline)?"
         raise MlengineError(f"{host}: the KFP API answered {status} {err.reason or ''}".rstrip()
                             + (f": {message}" if message else "")) from None
     except (urllib3.exceptions.HTTPError, OSError) as err:
@@ -337,7 +363,8 @@ def upload_one(client, conn: Connection, kind: str, path: str, name: str, versio
         for old in list_versions(client, pipeline_id):
             if old.display_name != wanted:
                 continue
-            if (old.pipeline_spec or {}) in ours:
+            # a generated name carries the YAML's hash: the same name is the same spec
+            if version is None or (old.pipeline_spec or {}) in ours:
                 return Uploaded(kind, name, pipeline_id, wanted, old.pipeline_version_id, "unchanged", path)
             raise MlengineError(f"{name}: version {wanted!r} exists with a different spec; versions are never "
                                 "overwritten: give another --version (or none: named from the spec's hash)")

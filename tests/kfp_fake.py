@@ -137,6 +137,7 @@ class FakeKfp:
     token: str | None = None  # when set, every request needs "Authorization: Bearer <token>" ...
     cookie: str | None = None  # ... or this Cookie header value
     forbidden: bool = False  # answer 403 to authenticated requests (a namespace the user may not use)
+    login_redirect: bool = False  # like Dex/oauth2-proxy: an unauthenticated request is sent to an HTML login page
     multi_user: bool = False
     # what GET /runs/{id} shows, one entry per poll: (run state, {task: state})
     run_script: list[tuple[str, dict[str, str]]] = field(default_factory=lambda: [
@@ -197,6 +198,14 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _send_html(self, status: int, text: str) -> None:
+        data = text.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
     def _error(self, status: int, message: str) -> None:
         self._send(status, {"error": message, "message": message, "code": status})
 
@@ -225,7 +234,15 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(400, str(err))
         with fake.lock:
             fake.requests.append(Request(method, url.path, query, headers, body, raw))
+        if url.path == "/dex/auth":
+            return self._send_html(200, "<html><body><form>Log in to Kubeflow</form></body></html>")
         if not self._authorized(headers):
+            if fake.login_redirect:
+                self.send_response(302)
+                self.send_header("Location", "/dex/auth?client_id=kubeflow-oidc-authservice")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return None
             return self._error(401, "Unauthorized: no valid credentials")
         if fake.forbidden:
             return self._error(403, "Forbidden: not allowed in this namespace")

@@ -90,6 +90,8 @@ def test_a_given_version_name_that_exists_with_another_spec_is_refused_never_ove
                                                                                          caplog):
     assert upload(capsys, caplog, kfp, tmp_path, "--version", "v1")[0] == 0
     before = [dict(v) for vs in kfp.versions.values() for v in vs]
+    code, out = upload(capsys, caplog, kfp, tmp_path, "--version", "v1")  # the same spec: compared, re-used
+    assert code == 0 and out.count("unchanged") >= 2
     code, out = upload(capsys, caplog, kfp, tmp_path, "--version", "v1", "--shared-volume-size", "50Gi")
     assert code == 2
     assert "version 'v1' exists with a different spec" in out and "never overwritten" in out
@@ -309,6 +311,21 @@ def test_401_and_403_are_named_with_the_auth_options_that_exist(monkeypatch, cap
         server.fake.forbidden = True
         code, out = cli(capsys, caplog, "runs", "--host", server.url, "--existing-token", API_TOKEN)
         assert code == 2 and "403 Forbidden" in out and "--namespace" in out and API_TOKEN not in out
+    finally:
+        server.stop()
+
+
+def test_a_login_page_in_front_of_the_api_is_named_and_the_session_cookie_gets_through(monkeypatch, capsys,
+                                                                                     caplog):
+    monkeypatch.delenv("MLENGINE_KFP_COOKIES", raising=False)
+    server = start(FakeKfp(cookie=API_COOKIE, login_redirect=True))
+    try:
+        code, out = cli(capsys, caplog, "runs", "--host", server.url)
+        assert code == 2 and len(out.strip().splitlines()) == 1, out
+        assert "not the KFP API (a login page?)" in out and "--cookies" in out and "text/html" in out
+        assert server.fake.requests[-1].path == "/dex/auth"  # it was redirected there
+        code, out = cli(capsys, caplog, "runs", "--host", server.url, "--cookies", API_COOKIE)
+        assert code == 0 and "no runs" in out and API_COOKIE not in out
     finally:
         server.stop()
 
