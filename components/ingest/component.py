@@ -1,4 +1,4 @@
-"""KFP wrapper of the ingest logic (components/ingest/logic.py); no logic lives here."""
+"""KFP wrapper of the ingest logic (components/ingest/executor.py); no logic lives here."""
 
 from typing import NamedTuple
 
@@ -44,9 +44,11 @@ def ingest(
     from mlengine.components.ingest.executor import run_ingest
     from mlengine.components.ingest.statistics import render_statistics_markdown
     from mlengine.components.shared.featurespec import load_spec
+    from mlengine.components.shared.logs import setup_logging
     from mlengine.components.shared.reports import log_metrics
     from mlengine.constants import REJECTS_FILE, STATISTICS_FILE
 
+    setup_logging()
     spec = load_spec(spec_uri or None)
     Path(rejects.path).mkdir(parents=True, exist_ok=True)
     result = run_ingest(

@@ -18,6 +18,7 @@ Quoted cells may contain the delimiter; a quoted cell spanning several lines is 
 from __future__ import annotations
 
 import csv
+import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -27,7 +28,9 @@ import pyarrow.csv as pacsv
 
 from mlengine.errors import DataError
 
-DELIMITER = ","
+DELIMITER = ","  # the default; a spec's ``delimiter:`` overrides it per dataset
+# delimiters a header that parsed as one column is checked for, to suggest the spec option
+OTHER_DELIMITERS = {";": "semicolon", "\t": "tab", "|": "pipe"}
 UTF8_BOM = b"\xef\xbb\xbf"
 RAW_TEXT_LIMIT = 1000  # characters of the original line kept in the rejects file
 READ_BYTES = 1 << 22  # bytes requested from the stream at a time
@@ -40,8 +43,12 @@ KIND_RAGGED = "ragged row (wrong number of cells)"
 KIND_MALFORMED = "malformed CSV"
 
 _NEWLINE, _CR = 10, 13
-# translate() table argument that deletes every byte except the delimiter and the newline
-_ALL_BUT_DELIMITER_AND_NEWLINE = bytes(b for b in range(256) if b not in (ord(DELIMITER), _NEWLINE))
+
+
+@functools.cache
+def _all_but(delimiter: str) -> bytes:
+    """translate() table argument that deletes every byte except the delimiter and the newline."""
+    return bytes(b for b in range(256) if b not in (ord(delimiter), _NEWLINE))
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,7 @@ class Header:
 
     names: tuple[str, ...]
     positions: dict[str, int]  # needed column -> cell index
+    delimiter: str = DELIMITER
 
     @property
     def width(self) -> int:
@@ -86,7 +94,7 @@ def raw_text(record: bytes) -> str:
     return text.rstrip("\r\n")[:RAW_TEXT_LIMIT]
 
 
-def read_header(stream, uri: str, needed: Sequence[str]) -> Header:
+def read_header(stream, uri: str, needed: Sequence[str], delimiter: str = DELIMITER) -> Header:
     """Read and check the first line of ``stream``; every problem is a fatal one-line DataError."""
     first = stream.readline(MAX_LINE_BYTES)
     if not first:
@@ -100,7 +108,7 @@ def read_header(stream, uri: str, needed: Sequence[str]) -> Header:
     if not text.strip():
         raise DataError(f"{uri}: missing header: line 1 is empty")
     try:
-        names = tuple(cell.strip() for cell in next(csv.reader([text], delimiter=DELIMITER, strict=True)))
+        names = tuple(cell.strip() for cell in next(csv.reader([text], delimiter=delimiter, strict=True)))
     except csv.Error as err:
         raise DataError(f"{uri}: line 1: the header is not valid CSV ({err})") from None
     seen: set[str] = set()
@@ -115,8 +123,20 @@ def read_header(stream, uri: str, needed: Sequence[str]) -> Header:
                             f"expected a header with columns {', '.join(needed)}")
         listed = ", ".join(repr(name) for name in missing)
         noun = "column" if len(missing) == 1 else "columns"
-        raise DataError(f"{uri}: header is missing {noun} {listed}")
-    return Header(names=names, positions={name: names.index(name) for name in needed})
+        raise DataError(f"{uri}: header is missing {noun} {listed}{_delimiter_hint(names, delimiter)}")
+    return Header(names=names, positions={name: names.index(name) for name in needed}, delimiter=delimiter)
+
+
+def _delimiter_hint(names: tuple[str, ...], delimiter: str) -> str:
+    """A header that parsed as one column but holds another common delimiter: say which to set."""
+    if len(names) != 1:
+        return ""
+    for other, word in OTHER_DELIMITERS.items():
+        if other != delimiter and other in names[0]:
+            shown = "\\t" if other == "\t" else other
+            return (f"; line 1 parses as one column with {delimiter!r} but contains {word}s: "
+                    f"set `delimiter: \"{shown}\"` in the feature spec")
+    return ""
 
 
 def _looks_numeric(cell: str) -> bool:
@@ -224,7 +244,7 @@ def split_cells(blob: bytes, first_line: int, header: Header) -> CellChunk:
         # quotes, or a bare carriage return the C++ parser would take for a line break
         return _split_by_line(chunk, header)
     # cells per line = delimiters + 1, counted on the blob reduced to delimiters and newlines
-    reduced = np.frombuffer(blob.translate(None, _ALL_BUT_DELIMITER_AND_NEWLINE), np.uint8)
+    reduced = np.frombuffer(blob.translate(None, _all_but(header.delimiter)), np.uint8)
     reduced_ends = np.flatnonzero(reduced == _NEWLINE)
     if not blob.endswith(b"\n"):
         reduced_ends = np.append(reduced_ends, len(reduced))
@@ -268,7 +288,7 @@ def _arrow_cells(body: bytes, header: Header, expected_rows: int, longest_line: 
             pa.py_buffer(body),
             read_options=pacsv.ReadOptions(column_names=generated, use_threads=True,
                                            block_size=max(ARROW_BLOCK_BYTES, 2 * longest_line + 2)),
-            parse_options=pacsv.ParseOptions(delimiter=DELIMITER, quote_char=False, ignore_empty_lines=False),
+            parse_options=pacsv.ParseOptions(delimiter=header.delimiter, quote_char=False, ignore_empty_lines=False),
             convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(wanted.values(), pa.string()),
                                                  include_columns=list(wanted.values()),
                                                  strings_can_be_null=False, check_utf8=False),
@@ -289,7 +309,7 @@ def _split_by_line(chunk: CellChunk, header: Header) -> CellChunk:
             continue
         text = chunk.raw(record).decode("utf-8").rstrip("\r")
         try:
-            cells = next(csv.reader([text], delimiter=DELIMITER, strict=True))
+            cells = next(csv.reader([text], delimiter=header.delimiter, strict=True))
         except csv.Error as err:
             chunk.problems[record] = (KIND_MALFORMED, f"malformed CSV: {err} (a quoted cell cannot span lines)")
             continue

@@ -48,6 +48,7 @@ from mlengine.components.ingest.statistics import (
 )
 from mlengine.components.shared import storage
 from mlengine.components.shared.featurespec import FeatureSpec
+from mlengine.components.shared.logs import component_logger
 from mlengine.constants import (
     CSV_CHUNK_ROWS,
     PARQUET_PART_PATTERN,
@@ -57,9 +58,11 @@ from mlengine.constants import (
     SPLITS,
     STATISTICS_FILE,
 )
+from mlengine.errors import DataError
 
 __all__ = ["IngestResult", "arrow_schema", "render_statistics_markdown", "resolve_rejects_path", "run_ingest"]
 
+TOP_REASONS = 3  # reject reasons named in the error when no row passes
 PART_MAX_ROWS = 1_000_000  # a new Parquet part after this many rows, so readers can parallelise by file
 ROW_GROUP_ROWS = 65_536  # rows buffered per split before a row group is written
 
@@ -188,7 +191,7 @@ class _Ingestor:
     # --- per file ------------------------------------------------------------------------------
     def ingest_file(self, uri: str, rejects) -> None:
         with storage.open_binary(uri) as stream:
-            header = read_header(stream, uri, self.names)
+            header = read_header(stream, uri, self.names, self.spec.delimiter)
             name = storage.display_name(uri)
             for chunk in iter_cell_chunks(stream, header, self.chunk_rows, uri):
                 self._ingest_chunk(uri, chunk, rejects)
@@ -281,7 +284,7 @@ def check_inputs(data_uri: str, spec: FeatureSpec) -> list[str]:
     names = [col.name for col in spec.all_columns]
     for uri in files:
         with storage.open_binary(uri) as stream:
-            read_header(stream, uri, names)
+            read_header(stream, uri, names, spec.delimiter)
     return files
 
 
@@ -326,4 +329,28 @@ def run_ingest(data_uri: str, spec: FeatureSpec, output_dirs: dict[str, str],
         split_text = ", ".join(f"{name} {count:,}" for name, count in result.rows_per_split.items())
         progress(f"ingest: done: {result.rows_read:,} rows read, {result.rows_ok:,} ok, "
                  f"{result.rows_rejected:,} rejected ({split_text}) in {result.seconds:.1f}s")
+    _check_rejects(data_uri, spec, result)
     return result
+
+
+def reject_summary(reasons: dict[str, int], top: int = TOP_REASONS) -> str:
+    """``column 'x': outside range (120), ragged row (...) (3)``: the most frequent reasons with their counts."""
+    ranked = sorted(reasons.items(), key=lambda item: (-item[1], item[0]))
+    text = ", ".join(f"{reason} ({count:,})" for reason, count in ranked[:top])
+    return text + (f" and {len(ranked) - top} more" if len(ranked) > top else "")
+
+
+def _check_rejects(data_uri: str, spec: FeatureSpec, result: IngestResult) -> None:
+    """Fail here when nothing is usable (later steps would fail without the reason); warn when much is rejected."""
+    if result.rows_ok == 0:
+        if result.rows_read == 0:
+            raise DataError(f"{data_uri}: no data rows after the header in {len(result.files)} file(s): "
+                            "nothing to train on")
+        raise DataError(f"{data_uri}: 0 of {result.rows_read:,} rows passed validation; top reasons: "
+                        f"{reject_summary(result.reject_reasons)}; every row with its reason: {result.rejects_path}")
+    share = result.rows_rejected / result.rows_read
+    if share > spec.reject_warning_share:
+        component_logger("ingest").warning(
+            "ingest: warning: %.1f%% of %s rows rejected (more than reject_warning_share %.3g of %s); "
+            "top reasons: %s; see %s", 100 * share, f"{result.rows_read:,}", spec.reject_warning_share, spec.source,
+            reject_summary(result.reject_reasons), result.rejects_path)

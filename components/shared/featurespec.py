@@ -7,6 +7,8 @@ The taxi spec ships as the default; any tabular regression CSV works with its ow
 
 from __future__ import annotations
 
+import functools
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +47,10 @@ MAX_CROSS_SIZE = 100_000  # larger crosses are hashed into this many bins
 # how the label is scaled inside the model (predictions always come back in the label's unit)
 LABEL_TRANSFORMS = ("standardize", "log1p", "none")
 DEFAULT_LABEL_TRANSFORM = "standardize"
+DEFAULT_DELIMITER = ","
+DEFAULT_REJECT_WARNING_SHARE = 0.05  # ingest warns above this share of rejected rows
+# the spec's JSON Schema (shape, types, enums); cross-references are checked in spec_from_dict
+SPEC_SCHEMA_PATH = Path(__file__).with_name("featurespec.schema.json")
 
 
 class FeatureSpecError(MlengineError, ValueError):
@@ -114,6 +120,8 @@ class FeatureSpec:
     embedding_dim: int = DEFAULT_EMBEDDING_DIM
     benchmark_feature: str | None = None
     label_transform: str = DEFAULT_LABEL_TRANSFORM
+    delimiter: str = DEFAULT_DELIMITER
+    reject_warning_share: float = DEFAULT_REJECT_WARNING_SHARE
     source: str = field(default="<dict>", compare=False)
 
     # --- lookups --------------------------------------------------------------------------
@@ -170,6 +178,8 @@ class FeatureSpec:
             "embedding_dim": self.embedding_dim,
             "benchmark_feature": self.benchmark_feature,
             "label_transform": self.label_transform,
+            "delimiter": self.delimiter,
+            "reject_warning_share": self.reject_warning_share,
         }
 
     def to_yaml(self) -> str:
@@ -188,17 +198,12 @@ def load_spec(path: str | Path | None = None) -> FeatureSpec:
 
 
 def spec_from_dict(raw: Any, source: str = "<dict>") -> FeatureSpec:
-    """Build a spec from parsed YAML, checking every field and every cross-reference."""
+    """Build a spec from parsed YAML: the JSON Schema first, then every cross-reference."""
     check = _Checker(source)
-    if not isinstance(raw, dict):
-        check.fail("", "the spec must be a mapping")
-    check.keys("", raw, required={"name", "label", "columns"},
-               optional={"derived", "features", "embedding_dim", "benchmark_feature", "label_transform"})
+    _check_schema(check, raw)
     label = _column(check, "label", raw["label"])
     if not label.is_numeric:
         check.fail("label.type", "a regression label must be float or int")
-    if not isinstance(raw["columns"], list) or not raw["columns"]:
-        check.fail("columns", "must be a non-empty list")
     columns = tuple(_column(check, f"columns[{i}]", c) for i, c in enumerate(raw["columns"]))
     names = [c.name for c in columns] + [label.name]
     _no_duplicates(check, "columns", names)
@@ -206,26 +211,21 @@ def spec_from_dict(raw: Any, source: str = "<dict>") -> FeatureSpec:
     derived: list[Derived] = []
     for i, item in enumerate(raw.get("derived") or []):
         where = f"derived[{i}]"
-        check.keys(where, item, required={"name", "op", "inputs"})
-        op = item["op"]
-        if op not in DERIVED_OPS:
-            check.fail(f"{where}.op", f"unknown op {op!r}; expected one of {sorted(DERIVED_OPS)}")
-        inputs = check.name_list(f"{where}.inputs", item["inputs"])
+        op, inputs = item["op"], item["inputs"]
         if len(inputs) != DERIVED_OPS[op]:
             check.fail(f"{where}.inputs", f"{op} takes {DERIVED_OPS[op]} inputs, got {len(inputs)}")
         known_numeric = [c.name for c in columns if c.is_numeric] + [d.name for d in derived]
         for name in inputs:
             if name not in known_numeric:
                 check.fail(f"{where}.inputs", f"{name!r} is not a numeric column or earlier derived feature")
-        derived.append(Derived(check.name(f"{where}.name", item["name"]), op, tuple(inputs)))
+        derived.append(Derived(item["name"], op, tuple(inputs)))
     _no_duplicates(check, "derived", names + [d.name for d in derived])
 
     features = raw.get("features") or {}
-    check.keys("features", features, optional={"numeric", "bucketized", "categorical", "crosses"})
     numeric_sources = {c.name for c in columns if c.is_numeric} | {d.name for d in derived}
-    numeric = check.name_list("features.numeric", features.get("numeric") or [])
-    bucketized = check.name_list("features.bucketized", features.get("bucketized") or [])
-    categorical = check.name_list("features.categorical", features.get("categorical") or [])
+    numeric = list(features.get("numeric") or [])
+    bucketized = list(features.get("bucketized") or [])
+    categorical = list(features.get("categorical") or [])
     for where, group in (("features.numeric", numeric), ("features.bucketized", bucketized)):
         for name in group:
             if name not in numeric_sources:
@@ -241,32 +241,22 @@ def spec_from_dict(raw: Any, source: str = "<dict>") -> FeatureSpec:
     crossable = set(bucketized) | set(categorical)
     for i, item in enumerate(features.get("crosses") or []):
         where = f"features.crosses[{i}]"
-        check.keys(where, item, required={"name", "inputs"}, optional={"embedding_dim"})
-        inputs = check.name_list(f"{where}.inputs", item["inputs"])
-        if len(inputs) < 2:
-            check.fail(f"{where}.inputs", "a cross needs at least two inputs")
-        for name in inputs:
+        for name in item["inputs"]:
             if name not in crossable:
                 check.fail(f"{where}.inputs", f"{name!r} is not a bucketized or categorical feature")
-        dim = item.get("embedding_dim")
-        if dim is not None:
-            check.positive_int(f"{where}.embedding_dim", dim)
-        crosses.append(Cross(check.name(f"{where}.name", item["name"]), tuple(inputs), dim))
+        crosses.append(Cross(item["name"], tuple(item["inputs"]), item.get("embedding_dim")))
     _no_duplicates(check, "features.crosses", [c.name for c in crosses])
     if not (numeric or bucketized or categorical):
         check.fail("features", "declares no feature at all")
 
-    embedding_dim = raw.get("embedding_dim", DEFAULT_EMBEDDING_DIM)
-    check.positive_int("embedding_dim", embedding_dim)
     benchmark = raw.get("benchmark_feature")
     if benchmark is not None and benchmark not in numeric_sources:
         check.fail("benchmark_feature", f"{benchmark!r} is not a numeric column or derived feature")
-    label_transform = raw.get("label_transform", DEFAULT_LABEL_TRANSFORM)
-    if label_transform not in LABEL_TRANSFORMS:
-        check.fail("label_transform",
-                   f"unknown transform {label_transform!r}; expected one of {list(LABEL_TRANSFORMS)}")
+    delimiter = raw.get("delimiter", DEFAULT_DELIMITER)
+    if delimiter in ('"', "\n", "\r"):
+        check.fail("delimiter", f"{delimiter!r} cannot be a delimiter")
     return FeatureSpec(
-        name=check.name("name", raw["name"]),
+        name=raw["name"],
         label=label,
         columns=columns,
         derived=tuple(derived),
@@ -274,26 +264,24 @@ def spec_from_dict(raw: Any, source: str = "<dict>") -> FeatureSpec:
         bucketized=tuple(bucketized),
         categorical=tuple(categorical),
         crosses=tuple(crosses),
-        embedding_dim=int(embedding_dim),
+        embedding_dim=int(raw.get("embedding_dim", DEFAULT_EMBEDDING_DIM)),
         benchmark_feature=benchmark,
-        label_transform=label_transform,
+        label_transform=raw.get("label_transform", DEFAULT_LABEL_TRANSFORM),
+        delimiter=delimiter,
+        reject_warning_share=float(raw.get("reject_warning_share", DEFAULT_REJECT_WARNING_SHARE)),
         source=source,
     )
 
 
-def _column(check: _Checker, where: str, item: Any) -> Column:
-    check.keys(where, item, required={"name", "type"}, optional={"range", "vocabulary", "default"})
-    name = check.name(f"{where}.name", item["name"])
+def _column(check: _Checker, where: str, item: dict[str, Any]) -> Column:
+    """One column whose shape the schema checked: the checks that depend on its type."""
     col_type = item["type"]
-    if col_type not in COLUMN_TYPES:
-        check.fail(f"{where}.type", f"unknown type {col_type!r}; expected one of {list(COLUMN_TYPES)}")
     value_range = None
     if item.get("range") is not None:
         rng = item["range"]
         if col_type == "string":
             check.fail(f"{where}.range", "a string column cannot have a range")
-        if (not isinstance(rng, list) or len(rng) != 2
-                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in rng)):
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in rng):
             check.fail(f"{where}.range", "must be [min, max] with two finite numbers")
         if rng[0] > rng[1]:
             check.fail(f"{where}.range", f"min {rng[0]} is greater than max {rng[1]}")
@@ -301,15 +289,11 @@ def _column(check: _Checker, where: str, item: Any) -> Column:
     vocabulary = None
     if item.get("vocabulary") is not None:
         vocab = item["vocabulary"]
-        if not isinstance(vocab, list) or not vocab:
-            check.fail(f"{where}.vocabulary", "must be a non-empty list")
         expected = str if col_type == "string" else int
         if not all(isinstance(v, expected) and not isinstance(v, bool) for v in vocab):
             check.fail(f"{where}.vocabulary", f"every entry must be a {col_type}")
-        if len(set(vocab)) != len(vocab):
-            check.fail(f"{where}.vocabulary", "has duplicate entries")
         vocabulary = tuple(vocab)
-    return Column(name, col_type, value_range, vocabulary, item.get("default"))
+    return Column(item["name"], col_type, value_range, vocabulary, item.get("default"))
 
 
 def _no_duplicates(check: _Checker, where: str, names: list[str]) -> None:
@@ -318,6 +302,56 @@ def _no_duplicates(check: _Checker, where: str, names: list[str]) -> None:
         if name in seen:
             check.fail(where, f"name {name!r} is used twice")
         seen.add(name)
+
+
+# --- the JSON Schema ------------------------------------------------------------------------------
+@functools.cache
+def spec_schema() -> dict[str, Any]:
+    """The feature spec's JSON Schema (featurespec.schema.json next to this module)."""
+    return json.loads(SPEC_SCHEMA_PATH.read_text(encoding="utf-8"))
+
+
+@functools.cache
+def _schema_validator():
+    import jsonschema
+
+    schema = spec_schema()
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return cls(schema)
+
+
+def _check_schema(check: _Checker, raw: Any) -> None:
+    """The first schema violation as 'source: field.path: message', worded like the hand checks were."""
+    # the shallowest problem first: a missing section says more than the errors inside another one
+    errors = sorted(_schema_validator().iter_errors(raw),
+                    key=lambda e: (len(e.absolute_path), [str(part) for part in e.absolute_path]))
+    if not errors:
+        return
+    error = errors[0]
+    where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error.absolute_path).lstrip(".")
+    check.fail(where, _schema_message(error))
+
+
+def _schema_message(error) -> str:
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    kind = error.validator
+    if kind == "required":
+        missing = sorted(set(error.validator_value) - set(error.instance))
+        return f"missing field {missing[0]!r}"
+    if kind == "additionalProperties":
+        allowed = sorted(schema.get("properties", {}))
+        unknown = sorted(set(error.instance) - set(allowed))
+        return f"unknown field {unknown[0]!r}; allowed: {allowed}"
+    if kind == "enum":
+        noun = schema.get("x-noun", "value")
+        return f"unknown {noun} {error.instance!r}; expected one of {list(error.validator_value)}"
+    message = (schema.get("x-messages") or {}).get(kind) or schema.get("x-message")
+    if message is None:
+        return error.message
+    if kind in ("type", "minimum") and "integer" in message:
+        return f"{message}, got {error.instance!r}"
+    return message
 
 
 class _Checker:
@@ -329,27 +363,3 @@ class _Checker:
     def fail(self, where: str, message: str):
         prefix = f"{self.source}: {where}: " if where else f"{self.source}: "
         raise FeatureSpecError(prefix + message)
-
-    def keys(self, where: str, item: Any, required: set[str] = frozenset(), optional: set[str] = frozenset()) -> None:
-        if not isinstance(item, dict):
-            self.fail(where, "must be a mapping")
-        missing = sorted(required - item.keys())
-        if missing:
-            self.fail(where, f"missing field {missing[0]!r}")
-        unknown = sorted(set(item) - required - set(optional))
-        if unknown:
-            self.fail(where, f"unknown field {unknown[0]!r}; allowed: {sorted(required | set(optional))}")
-
-    def name(self, where: str, value: Any) -> str:
-        if not isinstance(value, str) or not value.strip():
-            self.fail(where, "must be a non-empty string")
-        return value
-
-    def name_list(self, where: str, value: Any) -> list[str]:
-        if not isinstance(value, list):
-            self.fail(where, "must be a list of names")
-        return [self.name(f"{where}[{i}]", v) for i, v in enumerate(value)]
-
-    def positive_int(self, where: str, value: Any) -> None:
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            self.fail(where, f"must be a positive integer, got {value!r}")

@@ -17,9 +17,28 @@ def read_yaml_file(path: Path, error_cls: type[Exception], what: str) -> Any:
         raise error_cls(f"{path}: {what} file not found")
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise error_cls(f"{path}: not valid YAML: {first_line}") from None
+    except UnicodeDecodeError as err:
+        raise error_cls(f"{path}: not UTF-8 text (byte {err.start + 1})") from None
+    except yaml.YAMLError as err:
+        raise error_cls(f"{path}: not valid YAML{yaml_error_text(err)}") from None
+
+
+def yaml_error_text(err: Exception) -> str:
+    """`` at line 3, column 7: found unexpected end of stream (while parsing a flow sequence)``.
+
+    PyYAML's own message spans several lines with a snippet; its marks (0-based) carry the
+    place. The problem mark says where the parser gave up, the context what it was reading.
+    """
+    mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+    problem = getattr(err, "problem", None)
+    context = getattr(err, "context", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    if problem:
+        what = problem + (f" ({context})" if context else "")
+    else:
+        lines = str(err).strip().splitlines()
+        what = lines[0] if lines else type(err).__name__
+    return f"{where}: {what}"
 
 
 def parse_json_object(text: str, where: str, error_cls: type[Exception] = MlengineError) -> dict[str, Any]:
@@ -33,10 +52,15 @@ def parse_json_object(text: str, where: str, error_cls: type[Exception] = Mlengi
     return raw
 
 
-def read_json_object(path: str | Path, error_cls: type[Exception] = MlengineError, what: str = "JSON"
-                     ) -> dict[str, Any]:
-    """Read a JSON object file: a missing file, bad encoding or bad JSON is one line naming it."""
+def read_json_object(path: str | Path, error_cls: type[Exception] = MlengineError, what: str = "JSON",
+                     file_name: str | None = None) -> dict[str, Any]:
+    """Read a JSON object file (or ``path/file_name`` when ``path`` is a folder, e.g. an artifact).
+
+    A missing file, bad encoding or bad JSON is one line naming the file.
+    """
     path = Path(path)
+    if file_name and path.is_dir():
+        path = path / file_name
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

@@ -185,7 +185,7 @@ def test_long_raw_text_is_truncated(tmp_path):
     spec = spec_from_dict(VALUES_SPEC)
     long_tag = "t" * 5000
     path = write_csv_rows(tmp_path / "long.csv", ["x", "n", "k", "color", "tag", "y"],
-                          [["1", "2", "3", "purple", long_tag, "1"]])
+                          [["1", "2", "3", "purple", long_tag, "1"], ["1", "2", "3", "red", "a", "1"]])
     [item] = ingest(path, tmp_path / "out", spec=spec).rejects()
     assert len(item["raw"]) == 1000
     assert item["raw"].startswith("1,2,3,purple,ttt")

@@ -72,14 +72,14 @@ def test_glob_matching_nothing(tmp_path, taxi_csv):
     assert message == f"{taxi_csv.parent}/part-*.csv: glob matched nothing"
 
 
-def test_header_only_file_gives_empty_splits(tmp_path):
+def test_header_only_file_is_one_line_error_at_ingest(tmp_path):
+    # issue 12: it used to "succeed" here and fail in transform with an internal artifact path
     (tmp_path / "header.csv").write_text(HEADER + "\n")
-    run = ingest(tmp_path / "header.csv", tmp_path / "out")
-    assert run.result.rows_read == 0
-    for split in SPLITS:  # still a readable, typed, empty dataset
-        table = run.split_table(split)
-        assert table.num_rows == 0 and table.schema.names == list(synthetic.COLUMNS)
-    assert run.statistics()["all"]["columns"]["fare_amount"]["mean"] is None
+    with pytest.raises(DataError) as err:
+        ingest(tmp_path / "header.csv", tmp_path / "out")
+    message = str(err.value)
+    assert message.startswith(f"{tmp_path / 'header.csv'}: no data rows after the header")
+    assert "\n" not in message
 
 
 def test_bad_shard_fails_before_any_output(tmp_path, taxi_csv):
