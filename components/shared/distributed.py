@@ -25,6 +25,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from mlengine.components.shared.userfiles import parse_json_object
 from mlengine.constants import ENV_TF_CONFIG
 from mlengine.errors import MlengineError
 
@@ -159,12 +160,7 @@ def parse_tf_config(raw: str | None) -> dict | None:
     """Decode and check a TF_CONFIG string; None/empty -> None (no cluster)."""
     if raw is None or not raw.strip():
         return None
-    try:
-        config = json.loads(raw)
-    except json.JSONDecodeError as err:
-        raise TFConfigError(f"{ENV_TF_CONFIG}: not valid JSON ({err.msg} at position {err.pos})") from None
-    if not isinstance(config, dict):
-        raise TFConfigError(f"{ENV_TF_CONFIG}: expected a JSON object, got {type(config).__name__}")
+    config = parse_json_object(raw, ENV_TF_CONFIG, TFConfigError)
     cluster = config.get("cluster")
     if not isinstance(cluster, dict) or not cluster:
         raise TFConfigError(f"{ENV_TF_CONFIG}: 'cluster' must be a non-empty object of task type -> addresses")

@@ -110,12 +110,9 @@ class HyperParameters:
     @classmethod
     def load(cls, path: str | Path) -> HyperParameters:
         """Read an artifact file (or a directory holding ``hyperparameters.json``)."""
-        target = Path(path)
-        if target.is_dir():
-            target = target / HYPERPARAMETERS_FILE
-        payload = read_json_object(target, HyperParameterError, "hyperparameters")
+        payload = read_json_object(path, HyperParameterError, "hyperparameters", HYPERPARAMETERS_FILE)
         if not isinstance(payload.get("values"), dict):
-            raise HyperParameterError(f"{target}: expected an object with a 'values' mapping")
+            raise HyperParameterError(f"{path}: expected an object with a 'values' mapping")
         return cls.from_dict(payload["values"])
 
 

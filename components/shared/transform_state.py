@@ -64,10 +64,8 @@ class TransformState:
     @classmethod
     def load(cls, path_or_dir: str | Path) -> TransformState:
         """Read ``transform.json`` or a directory holding it (a transform artifact or a model dir)."""
-        path = Path(path_or_dir)
-        if path.is_dir():
-            path = path / TRANSFORM_FILE
-        return cls.from_dict(read_json_object(path, what="transform"), source=str(path))
+        raw = read_json_object(path_or_dir, what="transform", file_name=TRANSFORM_FILE)
+        return cls.from_dict(raw, source=str(path_or_dir))
 
     # --- lookups ------------------------------------------------------------------------------
     @property

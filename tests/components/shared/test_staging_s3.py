@@ -6,33 +6,16 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-from moto.server import ThreadedMotoServer
 
 from mlengine.components.shared import staging, storage
-from mlengine.constants import ENV_S3_ACCESS_KEY, ENV_S3_ENDPOINT, ENV_S3_SECRET_KEY, ENV_S3_SECURE
 from mlengine.errors import MlengineError
+from tests.components.shared.conftest import SECRET
 
-SECRET = "staging-s3cr3t-7d1e"
 BUCKET = "mlpipeline"
 
 
-@pytest.fixture(scope="module")
-def moto_endpoint():
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        yield f"{host}:{port}"
-    finally:
-        server.stop()
-
-
 @pytest.fixture
-def bucket(moto_endpoint, monkeypatch):
-    monkeypatch.setenv(ENV_S3_ENDPOINT, f"http://{moto_endpoint}")
-    monkeypatch.setenv(ENV_S3_ACCESS_KEY, "testing-key-id")
-    monkeypatch.setenv(ENV_S3_SECRET_KEY, SECRET)
-    monkeypatch.delenv(ENV_S3_SECURE, raising=False)
+def bucket(s3_env):
     client = storage.s3_client(storage.s3_settings_from_env())
     if not client.bucket_exists(BUCKET):
         client.make_bucket(BUCKET)

@@ -7,36 +7,15 @@ import io
 import socket
 
 import pytest
-from moto.server import ThreadedMotoServer
 
 from mlengine import synthetic
 from mlengine.components.shared import storage
-from mlengine.constants import ENV_S3_ACCESS_KEY, ENV_S3_ENDPOINT, ENV_S3_SECRET_KEY, ENV_S3_SECURE, SPLITS
+from mlengine.constants import ENV_S3_ENDPOINT, ENV_S3_SECRET_KEY, SPLITS
 from mlengine.errors import DataError
+from tests.components.shared.conftest import SECRET
 from tests.ingest_fixtures import ingest
 
-SECRET = "s3cr3t-never-printed-9f2c"
 BUCKET = "mlengine-data"
-
-
-@pytest.fixture(scope="module")
-def moto_endpoint():
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        yield f"{host}:{port}"
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def s3_env(moto_endpoint, monkeypatch):
-    monkeypatch.setenv(ENV_S3_ENDPOINT, f"http://{moto_endpoint}")
-    monkeypatch.setenv(ENV_S3_ACCESS_KEY, "testing-key-id")
-    monkeypatch.setenv(ENV_S3_SECRET_KEY, SECRET)
-    monkeypatch.delenv(ENV_S3_SECURE, raising=False)
-    return moto_endpoint
 
 
 @pytest.fixture(scope="module")
