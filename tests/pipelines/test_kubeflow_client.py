@@ -202,6 +202,14 @@ def test_a_bad_cron_is_rejected_before_any_request_naming_the_field(kfp, capsys,
     assert kfp.requests == []
 
 
+def test_max_concurrency_outside_kfps_range_is_rejected_before_any_request(kfp, capsys, caplog):
+    for value in ("0", "11"):
+        code, out = cli(capsys, caplog, "schedule", "--host", kfp.url, "--cron", "0 3 * * *", "--max-concurrency",
+                        value, "--param", "data_uri=s3://b/")
+        assert code == 2 and "--max-concurrency" in out and "1 to 10" in out
+    assert kfp.requests == []
+
+
 def test_schedule_monitoring_takes_the_uris_of_the_last_training_run_from_its_summary(kfp, tmp_path, capsys,
                                                                                       caplog):
     _uploaded(capsys, caplog, kfp, tmp_path)
