@@ -144,3 +144,25 @@ def test_manifests_name_the_trainer_image_of_the_given_registry(tmp_path, capsys
     assert images == {f"reg.example.com/ml/mlengine-trainer:{__version__}"}
     assert main(["manifests", "--out", str(tmp_path), "--image-registry", "Reg.Example.com"]) == 2
     assert "--image-registry" in capsys.readouterr().err
+
+
+def test_a_step_started_with_the_compiled_registry_renders_tfjobs_and_trials_with_it(tmp_path):
+    """A pod of the compiled YAML: MLENGINE_IMAGE_REGISTRY in its environment, then the launchers' defaults."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "from mlengine.components.shared.distributed import Topology\n"
+        "from mlengine.components.shared.tfjob import render_tfjob\n"
+        "from mlengine.components.tune import cluster\n"
+        "import inspect\n"
+        "job = render_tfjob('t', ['--epochs', '1'], Topology(workers=1, ps=0))\n"
+        "print(job['spec']['tfReplicaSpecs']['Worker']['template']['spec']['containers'][0]['image'])\n"
+        "print(inspect.signature(cluster.render_experiment).parameters['image'].default)\n"
+    )
+    env = {**os.environ, ENV_IMAGE_REGISTRY: "registry.example.com/ml"}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env,
+                          cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == [f"registry.example.com/ml/mlengine-trainer:{__version__}"] * 2
