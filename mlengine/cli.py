@@ -83,6 +83,9 @@ def _generate(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from mlengine.components.shared.logs import setup_logging
+
+    setup_logging()  # every step's progress lines (the mlengine.* loggers) on stderr
     try:
         return int(args.handler(args) or 0)
     except MlengineError as err:

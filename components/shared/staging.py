@@ -13,13 +13,14 @@ KFP's artifact URIs ``minio://bucket/key`` name objects of the same MinIO: they 
 from __future__ import annotations
 
 import dataclasses
-import sys
 import tempfile
 from pathlib import Path
 
+from mlengine.components.shared.logs import component_logger
 from mlengine.errors import MlengineError
 
 URI_ALIASES = {"minio://": "s3://"}
+log = component_logger("staging")
 INPUT_FIELDS = ("train_dir", "eval_dir", "transform_dir")
 
 
@@ -130,15 +131,14 @@ class Stage:
                     partial = target.with_name(target.name + ".partial")
                     count = download_prefix(uri, partial)
                     partial.rename(target)
-                    print(f"staging: {count} file(s) from {uri} -> {target}", file=sys.stderr, flush=True)
+                    log.info("staging: %d file(s) from %s -> %s", count, uri, target)
                 changes[name] = str(target)
         if self.remote_model:
             self.local_model_dir = self.scratch / "model"
             if self.is_chief and not self.local_model_dir.is_dir():
                 count = download_prefix(self.config.model_dir, self.local_model_dir, required=False)
                 if count:
-                    print(f"staging: resuming from {count} file(s) already at {self.config.model_dir}",
-                          file=sys.stderr, flush=True)
+                    log.info("staging: resuming from %d file(s) already at %s", count, self.config.model_dir)
             self.local_model_dir.mkdir(parents=True, exist_ok=True)
             changes["model_dir"] = str(self.local_model_dir)
         return dataclasses.replace(self.config, **changes)
@@ -148,8 +148,7 @@ class Stage:
         if not (self.is_chief and self.remote_model and self.local_model_dir is not None):
             return
         count = upload_dir(self.local_model_dir, self.config.model_dir)
-        print(f"staging: uploaded {count} file(s) to {normalize_uri(self.config.model_dir)}", file=sys.stderr,
-              flush=True)
+        log.info("staging: uploaded %d file(s) to %s", count, normalize_uri(self.config.model_dir))
 
 
 KFP_LOCAL_PREFIXES = {"/minio/": "s3://", "/s3/": "s3://"}
