@@ -39,6 +39,15 @@ def test_cluster_yaml_is_a_strict_pipeline_spec_and_platform_spec_with_mode_clus
     assert {"createpvc", "deletepvc", "ingest", "tune", "transform", "train", "evaluate"} <= set(spec.root.dag.tasks)
 
 
+def test_kfp_loads_the_cluster_yaml_back_with_its_platform_spec(tmp_path):
+    from kfp import components
+
+    path = compile_for(Target(name="cluster"), tmp_path)["mlengine-training"]
+    loaded = components.load_component_from_file(path)
+    assert loaded.name == "mlengine-training"
+    assert "exec-train" in loaded.platform_spec.platforms["kubernetes"].deployment_spec.executors
+
+
 def test_every_step_gets_the_minio_secret_as_env_and_never_a_value(cluster):
     for name, (spec_doc, platform_doc) in [(n, docs) for n, docs in cluster.items()]:
         executors = platform_doc["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
