@@ -97,11 +97,13 @@ def test_a_request_past_the_request_timeout_gets_503_with_its_id(faulty, rows):
 
 
 @pytest.mark.e2e
-def test_sigterm_drains_in_flight_requests_and_keeps_them_in_the_serving_log(served_model_dir, rows, tmp_path):
+@pytest.mark.parametrize("workers", [1])  # 2 passes as well (22 s on 2 cores: spawned workers load TF each)
+def test_sigterm_drains_in_flight_requests_and_keeps_them_in_the_serving_log(served_model_dir, rows, tmp_path,
+                                                                             workers):
     port = free_port()
     serving_log = tmp_path / "serving-log"
     command = faulty_command(served_model_dir, port, NAME, "--delay", str(DRAIN_DELAY_S),
-                             "--serving-log", str(serving_log))
+                             "--serving-log", str(serving_log), "--workers", str(workers))
     slow_rows = [dict(row, passenger_count=SLOW_PASSENGERS, hourofday=i) for i, row in enumerate(rows[:IN_FLIGHT])]
     results: dict[int, requests.Response | BaseException] = {}
 
