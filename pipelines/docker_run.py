@@ -245,37 +245,34 @@ def docker_pipeline(out: Path, pipeline_yaml: str | Path, arguments: dict[str, A
         raise MlengineError("--keep-serving does not apply to --runner docker (the deploy step's container is "
                             "removed); serve the model from the server image instead (see README)")
     client = docker_client()
-    check_images(client, pipeline_images(pipeline_yaml))
-    root = out / "pipeline-root"
-    make_group_writable_root(root)
+    original = docker_task_handler.run_docker_container
     run_id = uuid.uuid4().hex[:10]
-    uid = container_uid()
-    user = f"{uid}:0"
     old_umask = os.umask(0o002)  # what the host makes for the steps (inputs, kfp.local's folders): group-writable
     try:
+        check_images(client, pipeline_images(pipeline_yaml))
+        root = out / "pipeline-root"
+        make_group_writable_root(root)
+        uid = container_uid()
+        user = f"{uid}:0"
         given = absolute_inputs(arguments)
-        remapped, extra_volumes = stage_inputs(given, root / "inputs" / run_id, uid)
-    except BaseException:
-        os.umask(old_umask)
-        raise
-    original = docker_task_handler.run_docker_container
+        # a stable staging folder: a --resume run gets the same URIs, so kfp.local's cache still matches
+        remapped, extra_volumes = stage_inputs(given, root / "inputs", uid)
 
-    def run_step(client, image, command, volumes, **run_args):
-        return _run_step_container(client, image, command, volumes, run_id=run_id, user=user,
-                                   extra_volumes=extra_volumes, **run_args)
+        def run_step(client, image, command, volumes, **run_args):
+            return _run_step_container(client, image, command, volumes, run_id=run_id, user=user,
+                                       extra_volumes=extra_volumes, **run_args)
 
-    pipeline = components.load_component_from_file(str(pipeline_yaml))
-    local.init(runner=local.DockerRunner(), pipeline_root=str(root), enable_caching=enable_caching,
-               cache_root=str(out / "task-cache"))
-    def run_pipeline(**kwargs):
-        kwargs = absolute_inputs(kwargs)
-        for key, uri in remapped.items():
-            if kwargs.get(key) == given.get(key):
-                kwargs[key] = uri
-        return pipeline(**kwargs)
+        def run_pipeline(**kwargs):
+            kwargs = absolute_inputs(kwargs)
+            for key, uri in remapped.items():
+                if kwargs.get(key) == given.get(key):
+                    kwargs[key] = uri
+            return pipeline(**kwargs)
 
-    docker_task_handler.run_docker_container = run_step
-    try:
+        pipeline = components.load_component_from_file(str(pipeline_yaml))
+        local.init(runner=local.DockerRunner(), pipeline_root=str(root), enable_caching=enable_caching,
+                   cache_root=str(out / "task-cache"))
+        docker_task_handler.run_docker_container = run_step
         yield run_pipeline
     finally:
         os.umask(old_umask)

@@ -154,3 +154,30 @@ def test_any_uid_in_group_0_imports_the_installed_package_from_the_workdir(built
 def test_pipeline_entrypoint_is_the_mlengine_cli(built_images, docker_client):
     output = docker_client.containers.run(built_images["pipeline"], command=["--version"], remove=True).decode()
     assert output.strip() == f"mlengine {__version__}"
+
+
+def test_trainer_image_runs_the_training_program_of_a_tfjob_replica(docker_run, built_images, docker_client,
+                                                                    tmp_path):
+    """The trainer image's entrypoint trains from the pipeline's splits, as one TFJob replica would."""
+    model_dir = Path(docker_run["summary"]["model_dir"])
+    root = docker_run["out"] / "pipeline-root"
+    config = json.loads((model_dir / "train_config.json").read_text(encoding="utf-8"))
+    output = tmp_path / "output"
+    output.mkdir()
+    output.chmod(0o2775)  # group 0 writable, as the image expects of every path it writes
+    config.update(model_dir="/output/model", epochs=1)
+    (output / "train_config.json").write_text(json.dumps(config), encoding="utf-8")
+    container = docker_client.containers.run(
+        built_images["trainer"], command=["--config", "/output/train_config.json", "--strategy", "none",
+                                          "--result-file", "/output/result.json"],
+        user=f"{ARBITRARY_UID}:0", detach=True,
+        volumes={str(root): {"bind": str(root), "mode": "ro"}, str(output): {"bind": "/output", "mode": "rw"}})
+    try:
+        code = container.wait(timeout=600)["StatusCode"]
+        logs = container.logs().decode("utf-8", errors="replace")
+    finally:
+        container.remove(force=True)
+    assert code == 0, logs[-3000:]
+    assert (output / "model" / "serving" / "saved_model.pb").is_file()
+    result = json.loads((output / "result.json").read_text(encoding="utf-8"))
+    assert result  # the chief's result JSON, what the TFJob launcher reads back
