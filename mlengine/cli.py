@@ -25,6 +25,7 @@ CLI_EXTENSIONS = (
     "mlengine.components.tune.cli",
     "mlengine.components.deploy.cli",
     "mlengine.components.monitor.cli",
+    "mlengine.components.ingest.cli",
     "mlengine.components.batch_predict.cli",
 )
 

@@ -58,6 +58,8 @@ SERVING_MODEL_SUBDIR = "serving"  # SavedModel with the raw-feature signature
 CHECKPOINT_SUBDIR = "checkpoints"
 HISTORY_FILE = "history.json"
 CSV_CHUNK_ROWS = 65_536
+SPEC_SAMPLE_ROWS = 20_000  # rows `mlengine spec` drafts a feature spec from
+REPORTS_SUBDIR = "reports"  # browser-openable copies of a run's reports, under its --out
 
 # --- artifact names (component outputs the pipeline wires together) ----------------------------
 ART_TRAIN_DATA = "train_data"

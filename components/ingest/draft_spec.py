@@ -1,0 +1,376 @@
+"""Draft a feature spec from a sample of a CSV: what `mlengine spec` writes for the user to edit.
+
+From the first ``sample_rows`` rows of the first file the data URI names:
+
+- the delimiter (the header is tried with ``,``, ``;``, tab and ``|``: the one giving most columns);
+- per column a type: ``int`` when every non-empty cell is an integer, ``float`` when every one is
+  a number, else ``string``;
+- numeric ranges: the observed [min, max] widened by ``RANGE_MARGIN`` of the span on each side
+  (not below 0 for a column never negative) and rounded outward, since ingest rejects and the
+  server refuses values outside the range;
+- vocabularies for strings with at most ``MAX_VOCABULARY`` distinct values; strings with nearly one
+  value per row are treated as identifiers and left out of the features;
+- the label: ``--label``, else a column named like a target, else the last numeric column;
+- features: floats and wide ints numeric, strings and narrow ints (``MAX_CATEGORICAL_INT``
+  values at most) categorical; bucketized and crossed features as commented suggestions;
+- ``benchmark_feature``: the numeric column most correlated with the label in the sample.
+
+The YAML is checked with the spec loader before it is written, so a drafted spec always loads.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlengine.components.shared import storage
+from mlengine.components.shared.featurespec import DEFAULT_DELIMITER, spec_from_dict
+from mlengine.components.shared.logs import component_logger
+from mlengine.constants import SPEC_SAMPLE_ROWS
+from mlengine.errors import DataError, MlengineError
+
+DEFAULT_SAMPLE_ROWS = SPEC_SAMPLE_ROWS
+RANGE_MARGIN = 0.1  # share of the observed span added on each side of a numeric range
+MAX_VOCABULARY = 50  # strings with more distinct values get no declared vocabulary
+IDENTIFIER_SHARE = 0.9  # distinct values per row above which a string column looks like an id
+MAX_CATEGORICAL_INT = 32  # int columns with at most this many distinct values are categorical
+CANDIDATE_DELIMITERS = (",", ";", "\t", "|")
+LABEL_NAMES = re.compile(r"(^|_)(label|target|y|price|fare|amount|cost|value|sales|revenue|score)($|_)", re.I)
+MAX_BUCKETIZED_SUGGESTIONS = 4
+MISSING_VALUE = "missing"  # the drafted default of a string column with empty cells
+
+logger = component_logger("spec")
+
+
+@dataclass
+class ColumnDraft:
+    """What the sample says about one column."""
+
+    name: str
+    type: str = "string"
+    empty: int = 0
+    count: int = 0  # non-empty cells
+    minimum: float | None = None
+    maximum: float | None = None
+    distinct: dict[str, int] = field(default_factory=dict)  # value -> count, capped
+    distinct_capped: bool = False
+    numbers: list[float] = field(default_factory=list)
+
+    @property
+    def is_numeric(self) -> bool:
+        return self.type in ("float", "int")
+
+    @property
+    def identifier_like(self) -> bool:
+        return (self.type == "string" and self.count > 20
+                and (self.distinct_capped or len(self.distinct) > IDENTIFIER_SHARE * self.count))
+
+
+def _detect_delimiter(header: str) -> str:
+    best, best_cells = DEFAULT_DELIMITER, 1
+    for delimiter in CANDIDATE_DELIMITERS:
+        cells = len(next(csv.reader([header], delimiter=delimiter)))
+        if cells > best_cells:
+            best, best_cells = delimiter, cells
+    return best
+
+
+def _parse_number(text: str) -> tuple[str, float] | None:
+    """('int' | 'float', value) for a finite number, None otherwise."""
+    try:
+        return "int", float(int(text))
+    except ValueError:
+        pass
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return ("float", value) if math.isfinite(value) else None
+
+
+def read_sample(data_uri: str, sample_rows: int = DEFAULT_SAMPLE_ROWS) -> tuple[str, str, list[str], list[list[str]]]:
+    """(file, delimiter, header, rows) of the first ``sample_rows`` well-formed rows of the first file."""
+    files = storage.resolve_inputs(data_uri)
+    uri = files[0]
+    with storage.open_binary(uri) as stream:
+        text = io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline="")
+        first = text.readline().lstrip("\ufeff").rstrip("\r\n")
+        if not first.strip():
+            raise DataError(f"{uri}: empty file or empty first line (expected a header)")
+        delimiter = _detect_delimiter(first)
+        header = [cell.strip() for cell in next(csv.reader([first], delimiter=delimiter))]
+        if len(set(header)) != len(header):
+            raise DataError(f"{uri}: header has a duplicate column")
+        if any(not name for name in header):
+            raise DataError(f"{uri}: header has an empty column name")
+        rows: list[list[str]] = []
+        for row in csv.reader(text, delimiter=delimiter):
+            if len(row) == len(header):
+                rows.append([cell.strip() for cell in row])
+                if len(rows) >= sample_rows:
+                    break
+    if not rows:
+        raise DataError(f"{uri}: no data rows after the header to draft a spec from")
+    return uri, delimiter, header, rows
+
+
+def profile(header: list[str], rows: list[list[str]]) -> list[ColumnDraft]:
+    """Type, range and value counts of every column of the sample."""
+    drafts = []
+    for index, name in enumerate(header):
+        draft = ColumnDraft(name)
+        kinds: set[str] = set()
+        numbers: list[float] = []
+        for row in rows:
+            cell = row[index]
+            if cell == "":
+                draft.empty += 1
+                continue
+            draft.count += 1
+            if not draft.distinct_capped:
+                draft.distinct[cell] = draft.distinct.get(cell, 0) + 1
+                if len(draft.distinct) > max(MAX_VOCABULARY, IDENTIFIER_SHARE * len(rows)):
+                    draft.distinct_capped = True
+            if "string" in kinds:
+                continue
+            parsed = _parse_number(cell)
+            if parsed is None:
+                kinds.add("string")
+            else:
+                kinds.add(parsed[0])
+                numbers.append(parsed[1])
+        if "string" in kinds or not kinds:
+            draft.type = "string"
+        else:
+            draft.type = "float" if "float" in kinds else "int"
+            draft.numbers = numbers
+            draft.minimum, draft.maximum = min(numbers), max(numbers)
+        drafts.append(draft)
+    return drafts
+
+
+def widened_range(draft: ColumnDraft) -> list[float | int]:
+    """The observed [min, max] widened by RANGE_MARGIN of the span each side, rounded outward."""
+    low, high = float(draft.minimum), float(draft.maximum)
+    span = high - low
+    margin = RANGE_MARGIN * (span if span > 0 else max(abs(high), 1.0))
+    new_low, new_high = low - margin, high + margin
+    if low >= 0 > new_low:  # a never-negative column (counts, prices) stays so
+        new_low = 0.0
+    if draft.type == "int":
+        return [math.floor(new_low), math.ceil(new_high)]
+    step = 10.0 ** (math.floor(math.log10(new_high - new_low)) - 2)  # 3 significant digits of the span
+    rounded_low = math.floor(new_low / step) * step
+    rounded_high = math.ceil(new_high / step) * step
+    return [_nice(rounded_low, step), _nice(rounded_high, step)]
+
+
+def _nice(value: float, step: float) -> float | int:
+    decimals = max(0, -math.floor(math.log10(step)))
+    value = round(value, decimals)
+    return int(value) if float(value).is_integer() else value
+
+
+def suggest_label(drafts: list[ColumnDraft]) -> ColumnDraft:
+    numeric = [d for d in drafts if d.is_numeric]
+    if not numeric:
+        raise DataError("no numeric column in the sample: a regression label must be float or int")
+    named = [d for d in numeric if LABEL_NAMES.search(d.name)]
+    return named[-1] if named else numeric[-1]
+
+
+def _correlation(x: list[float], y: list[float]) -> float:
+    n = len(x)
+    if n < 3:
+        return 0.0
+    mean_x, mean_y = sum(x) / n, sum(y) / n
+    sxx = sum((a - mean_x) ** 2 for a in x)
+    syy = sum((b - mean_y) ** 2 for b in y)
+    if sxx <= 0 or syy <= 0:
+        return 0.0
+    return sum((a - mean_x) * (b - mean_y) for a, b in zip(x, y, strict=True)) / math.sqrt(sxx * syy)
+
+
+def _paired(rows: list[list[str]], header: list[str], a: str, b: str) -> tuple[list[float], list[float]]:
+    ia, ib = header.index(a), header.index(b)
+    xs, ys = [], []
+    for row in rows:
+        if row[ia] != "" and row[ib] != "":
+            xs.append(float(row[ia]))
+            ys.append(float(row[ib]))
+    return xs, ys
+
+
+def _q(value: Any) -> str:
+    """A YAML flow scalar: JSON strings and numbers are valid YAML."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _names(names: list[str]) -> str:
+    return "[" + ", ".join(_field(n) for n in names) + "]"
+
+
+def draft_spec(data_uri: str, label: str | None = None, sample_rows: int = DEFAULT_SAMPLE_ROWS,
+               name: str | None = None) -> tuple[str, dict[str, Any]]:
+    """The drafted spec as commented YAML text, and a summary of what was decided."""
+    uri, delimiter, header, rows = read_sample(data_uri, sample_rows)
+    drafts = profile(header, rows)
+    by_name = {d.name: d for d in drafts}
+    if label is not None:
+        if label not in by_name:
+            raise MlengineError(f"--label {label!r}: not a column of {uri} (columns: {', '.join(header)})")
+        label_draft = by_name[label]
+        if not label_draft.is_numeric:
+            raise MlengineError(f"--label {label!r}: a regression label must be numeric; the sample has "
+                                f"non-numbers in it (e.g. {next(iter(label_draft.distinct))!r})")
+        label_note = "the label you chose"
+    else:
+        label_draft = suggest_label(drafts)
+        label_note = "suggested label (pass --label COLUMN to choose another)"
+    spec_name = name or re.sub(r"[^A-Za-z0-9_-]+", "-", Path(storage.display_name(uri)).name.split(".")[0]) or "data"
+
+    inputs = [d for d in drafts if d is not label_draft]
+    numeric: list[str] = []
+    categorical: list[str] = []
+    bucketized: list[str] = []
+    skipped: list[tuple[str, str]] = []
+    column_lines = []
+    for d in inputs:
+        entry: dict[str, Any] = {"name": d.name, "type": d.type}
+        note = ""
+        if d.is_numeric:
+            entry["range"] = widened_range(d)
+            note = f"observed {d.minimum:g} .. {d.maximum:g}"
+            if d.type == "int" and len(d.distinct) <= MAX_CATEGORICAL_INT:
+                # a few codes (days, hours, classes): the observed ones, no margin (each is one id)
+                entry["range"] = [int(d.minimum), int(d.maximum)]
+                categorical.append(d.name)
+                note += f", {len(d.distinct)} values: categorical"
+            else:
+                numeric.append(d.name)
+                if d.type == "float" and len(bucketized) < MAX_BUCKETIZED_SUGGESTIONS:
+                    bucketized.append(d.name)
+        elif d.count == 0:
+            skipped.append((d.name, "empty in the sample"))
+            continue
+        elif d.identifier_like:
+            # not a column at all: ingest ignores CSV columns the spec does not name, clients need not send it
+            skipped.append((d.name, "nearly one value per row: an identifier?"))
+            continue
+        else:
+            if not d.distinct_capped and len(d.distinct) <= MAX_VOCABULARY:
+                entry["vocabulary"] = sorted(d.distinct, key=lambda v: (-d.distinct[v], v))
+                note = f"{len(d.distinct)} values in the sample; others are rejected"
+            else:
+                note = "many values: the vocabulary is learned from the training data"
+            categorical.append(d.name)
+        if d.empty:
+            # without a default an empty cell rejects its row; the draft keeps those rows
+            if d.is_numeric:
+                median = sorted(d.numbers)[len(d.numbers) // 2]
+                entry["default"] = int(median) if d.type == "int" else median
+                note += f"; {d.empty} empty cells: default is the sample's median"
+            else:
+                entry["default"] = MISSING_VALUE
+                if "vocabulary" in entry and MISSING_VALUE not in entry["vocabulary"]:
+                    entry["vocabulary"].append(MISSING_VALUE)
+                note += f"; {d.empty} empty cells: default {MISSING_VALUE!r}"
+        column_lines.append(f"  - {{{', '.join(f'{k}: {_field(v)}' for k, v in entry.items())}}}  # {note}")
+
+    best, best_r = None, 0.0
+    for column in numeric:
+        xs, ys = _paired(rows, header, column, label_draft.name)
+        r = _correlation(xs, ys)
+        if abs(r) > abs(best_r):
+            best, best_r = column, r
+
+    label_entry = {"name": label_draft.name, "type": label_draft.type, "range": widened_range(label_draft)}
+    if label_draft.empty:
+        label_note += f"; {label_draft.empty} rows without a label in the sample are rejected"
+    lines = [
+        f"# Drafted by `mlengine spec` from {len(rows):,} rows of {uri}.",
+        "# Check every line (types, ranges, vocabularies, which columns are features), then run:",
+        f"#   mlengine run --data {data_uri} --spec <this file> --out out/{spec_name}",
+        "# Every key is described in docs/feature-spec.md.",
+        f"name: {_field(spec_name)}",
+        f"label: {{{', '.join(f'{k}: {_field(v)}' for k, v in label_entry.items())}}}"
+        f"  # {label_note}; observed {label_draft.minimum:g} .. {label_draft.maximum:g}",
+        "columns:",
+        *column_lines,
+    ]
+    if delimiter != DEFAULT_DELIMITER:
+        lines.append(f"delimiter: {_q(delimiter)}  # detected from the header")
+    lines += [
+        "# derived features computed inside the model, e.g.",
+        "# derived:",
+        "#   - {name: ratio_a_b, op: ratio, inputs: [a, b]}  # ops: haversine_km, difference, ratio, product, log1p",
+        "features:",
+        f"  numeric: {_names(numeric)}",
+        f"  categorical: {_names(categorical)}",
+    ]
+    if bucketized:
+        lines += ["  # quantile buckets of numeric columns (how many is the nbuckets hyperparameter), e.g.",
+                  f"  # bucketized: {_names(bucketized)}"]
+    cross_candidates = (bucketized[:2] if len(bucketized) >= 2 else []) or categorical[:2]
+    if len(cross_candidates) >= 2:
+        a, b = cross_candidates[:2]
+        lines += ["  # crosses of bucketized or categorical features (bucketize numeric inputs first), e.g.",
+                  "  # crosses:",
+                  f"  #   - {{name: {_field(a + '_x_' + b)}, inputs: {_names([a, b])}}}"]
+    if best is not None:
+        lines.append(f"benchmark_feature: {_field(best)}  # the most correlated with the label in the sample "
+                     f"(r = {best_r:.2f})")
+    else:
+        lines.append("# benchmark_feature: none numeric; the benchmark predicts the mean label")
+    for column, reason in skipped:
+        lines.append(f"# left out: {column} ({reason})")
+    text = "\n".join(lines) + "\n"
+    import yaml
+
+    spec = spec_from_dict(yaml.safe_load(text), source="drafted spec")  # a draft always loads
+    summary = {"file": uri, "rows": len(rows), "delimiter": delimiter, "label": label_draft.name,
+               "columns": len(spec.columns), "numeric": numeric, "categorical": categorical,
+               "benchmark_feature": best, "left_out": [c for c, _ in skipped]}
+    return text, summary
+
+
+def _field(value: Any) -> str:
+    """A flow value: plain identifiers bare (readable), anything YAML could read otherwise quoted."""
+    if isinstance(value, list):
+        return "[" + ", ".join(_field(v) for v in value) + "]"
+    if isinstance(value, str):
+        return _q(value) if not _PLAIN.fullmatch(value) or value.lower() in _YAML_WORDS else value
+    if isinstance(value, float):
+        text = repr(value)
+        # PyYAML (YAML 1.1) reads 1e-05 as a string: an exponent needs a dot in the mantissa
+        return text.replace("e", ".0e", 1) if "e" in text and "." not in text else text
+    return str(value)
+
+
+_PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_YAML_WORDS = {"y", "n", "yes", "no", "on", "off", "true", "false", "null"}  # YAML 1.1 booleans and null
+
+
+def write_draft(data_uri: str, out: str | Path, label: str | None = None, sample_rows: int = DEFAULT_SAMPLE_ROWS,
+                force: bool = False) -> dict[str, Any]:
+    """Draft the spec of ``data_uri`` into ``out`` (refuses to overwrite an edited spec unless ``force``)."""
+    path = Path(out)
+    if path.exists() and not force:
+        raise MlengineError(f"{path}: already exists (your edits?); pass --force to overwrite")
+    if sample_rows < 1:
+        raise MlengineError(f"--rows {sample_rows}: expected at least 1")
+    text, summary = draft_spec(data_uri, label, sample_rows)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    logger.info("spec: drafted %s from %s rows of %s: label %s, %d columns (%s numeric, %s categorical)%s",
+                path, f"{summary['rows']:,}", summary["file"], summary["label"], summary["columns"],
+                len(summary["numeric"]), len(summary["categorical"]),
+                f", left out {', '.join(summary['left_out'])}" if summary["left_out"] else "")
+    summary["out"] = str(path)
+    return summary
