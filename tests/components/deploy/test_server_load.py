@@ -3,8 +3,9 @@
 Valid requests (v1 rows, v1 columnar, v2 JSON, 1-8 rows each) must all be answered 200 with one
 finite prediction per row; invalid ones (malformed JSON, out-of-range or missing features, too
 many instances, oversized bodies, unknown model names and versions, wrong methods) must all be
-4xx. At the end: zero 5xx, zero dropped valid requests (errors or non-200), and after the
-server has stopped, its serving log holds exactly the rows of the accepted requests.
+4xx. At the end: zero 5xx, zero dropped valid requests (errors or non-200), and what the run
+added to the shared ``live_server``'s serving log is exactly the rows of the accepted requests
+(flushed after every batch; the drain at shutdown is ``test_server_faults.py``'s).
 
 Bounded in time and count: ``MLENGINE_LOAD_TEST_SECONDS`` (default ``DEFAULT_SECONDS``, at most
 ``MAX_SECONDS``) and ``MAX_REQUESTS``. The figures in the README come from
@@ -25,16 +26,17 @@ import numpy as np
 import pytest
 
 from mlengine.components.shared.featurespec import load_spec
-from tests.components.deploy.serving_helpers import free_port, running_server, serve_command, serving_log_lines
+from tests.components.deploy.conftest import LIVE_LIMITS, LIVE_NAME
+from tests.components.deploy.serving_helpers import serving_log_lines
 from tests.serving_fixtures import sample_rows
 
-NAME = "taxi"
+NAME = LIVE_NAME
 CONNECTIONS = 8
 DEFAULT_SECONDS = 6.0
 MAX_SECONDS = 60.0
 MAX_REQUESTS = 200_000
-MAX_INSTANCES = 50
-MAX_BODY_BYTES = 64_000
+MAX_INSTANCES = LIVE_LIMITS["max_instances"]
+MAX_BODY_BYTES = LIVE_LIMITS["max_body_bytes"]
 VALID_SHARE = 0.6
 SEED = 1414
 V2_TYPES = {"float": "FP32", "int": "INT64", "string": "BYTES"}
@@ -153,18 +155,15 @@ def _predictions(payload: bytes) -> list | None:
 
 
 @pytest.mark.e2e
-def test_mixed_load_gives_no_5xx_drops_no_valid_request_and_logs_every_accepted_row(served_model_dir, tmp_path):
+def test_mixed_load_gives_no_5xx_drops_no_valid_request_and_logs_every_accepted_row(served_model_dir, live_server):
     spec = load_spec(served_model_dir / "feature_spec.yaml")
     traffic = Traffic(spec, sample_rows(spec, 400, seed=71), SEED)
-    port = free_port()
-    serving_log = tmp_path / "serving-log"
-    command = serve_command(served_model_dir, port, NAME, "--max-instances", str(MAX_INSTANCES),
-                            "--max-body-bytes", str(MAX_BODY_BYTES), "--serving-log", str(serving_log))
-    seconds = load_seconds()
-    with running_server(command, tmp_path / "server.log", NAME, port) as server:
-        started = time.monotonic()
-        stats = asyncio.run(drive(server["url"], traffic, seconds))
-        elapsed = time.monotonic() - started
+    serving_log = live_server["serving_log"]
+    before = Counter(row_key(line["instance"]) for line in serving_log_lines(serving_log))
+    log_offset = len(live_server["log"].read_bytes())
+    started = time.monotonic()
+    stats = asyncio.run(drive(live_server["url"], traffic, load_seconds()))
+    elapsed = time.monotonic() - started
     latencies = np.array(stats["latencies_ms"])
     print(f"\nload test: {stats['requests']} requests in {elapsed:.1f} s ({stats['requests'] / elapsed:.0f}/s) over "
           f"{CONNECTIONS} connections; {stats['valid']} valid, {stats['invalid']} invalid; statuses "
@@ -174,7 +173,7 @@ def test_mixed_load_gives_no_5xx_drops_no_valid_request_and_logs_every_accepted_
     assert stats["dropped"] == [], stats["dropped"][:5]
     assert stats["wrong_4xx"] == [], stats["wrong_4xx"][:5]
     assert stats["valid"] > 50 and stats["invalid"] > 30  # both kinds really ran
-    logged = serving_log_lines(serving_log)
-    assert Counter(row_key(line["instance"]) for line in logged) == Counter(map(row_key, stats["accepted_rows"]))
-    log = (tmp_path / "server.log").read_text(errors="replace")
-    assert "Traceback" not in log
+    # the log is flushed after every batch: what this run added is exactly the accepted rows
+    logged = Counter(row_key(line["instance"]) for line in serving_log_lines(serving_log)) - before
+    assert logged == Counter(map(row_key, stats["accepted_rows"]))
+    assert b"Traceback" not in live_server["log"].read_bytes()[log_offset:]
