@@ -2,12 +2,11 @@
 
 Per column (raw columns and the label), over one *scope* of rows (all ok rows, or the train
 split): count, missing (cells filled with the column default), mean, std (population), min,
-max, quantiles from a bounded sample, a fixed 20-bin histogram and, for categoricals (string
-columns and int columns listed in ``features.categorical``), the most frequent values.
+max, quantiles from a bounded sample, a histogram and, for categoricals (string columns and int
+columns listed in ``features.categorical``), the most frequent values.
 
 Memory stays bounded whatever the data size:
-- moments are merged chunk by chunk (Chan et al.), histograms over the spec range are counted
-  exactly;
+- moments are merged chunk by chunk (Chan et al.);
 - the sample is a *bottom-k hash sample*: the ``sample_size`` rows with the smallest row-hash
   keys (seeded by the split seed). It is uniform, deterministic and independent of chunking and
   file order; while a scope has at most ``sample_size`` rows the sample holds every row, so the
@@ -15,8 +14,12 @@ Memory stays bounded whatever the data size:
 - value counts are exact up to ``MAX_TRACKED_VALUES`` distinct values, then pruned to the most
   frequent ones and flagged ``approximate``.
 
-A column without a range gets its histogram from the sample (``"source": "sample"``), because
-the edges of a one-pass exact histogram must be known before the first row.
+Histograms span the data's own range, not the spec's (a declared range is a validity bound, often
+far wider than the data): ``HISTOGRAM_BINS`` bins between the sample's ``TAIL_SHARE`` and
+``1 - TAIL_SHARE`` quantiles, with ``underflow`` / ``overflow`` counts of the rows beyond, so one
+outlier does not squeeze the rest into one bin. Integer columns get integer-wide bins centred on
+whole numbers (edges at ``k - 0.5``). Counts come from the sample (the edges must be known before
+counting; the sample holds every row up to ``SAMPLE_SIZE`` rows, so small data is exact).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from mlengine.components.shared.featurespec import Column, FeatureSpec
 STATISTICS_FORMAT_VERSION = 1
 QUANTILE_LEVELS = {"p01": 0.01, "p05": 0.05, "p25": 0.25, "p50": 0.50, "p75": 0.75, "p95": 0.95, "p99": 0.99}
 HISTOGRAM_BINS = 20
+TAIL_SHARE = 0.005  # rows below / above these sample quantiles go to the underflow / overflow bins
 SAMPLE_SIZE = 50_000
 TOP_VALUES = 20
 MAX_TRACKED_VALUES = 10_000
@@ -52,25 +56,31 @@ def _py(value: Any) -> Any:
     return value
 
 
-def uniform_histogram(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Counts per bin of uniform ``edges`` (np.histogram semantics: the last bin is closed).
-
-    The same bin arithmetic as np.histogram's uniform fast path, without its per-call overhead.
-    """
-    bins = len(edges) - 1
-    low, high = float(edges[0]), float(edges[-1])
+def histogram_edges(values: np.ndarray, integer: bool, bins: int = HISTOGRAM_BINS) -> np.ndarray:
+    """Bin edges over the data's own range: the central quantiles, integer-wide bins for integers."""
     as_float = values.astype(np.float64, copy=False)
-    inside = (as_float >= low) & (as_float <= high)
-    if not inside.all():
-        as_float = as_float[inside]
+    low, high = np.quantile(as_float, [TAIL_SHARE, 1.0 - TAIL_SHARE])
+    if high <= low:  # a (nearly) constant column: the whole range
+        low, high = float(as_float.min()), float(as_float.max())
+    if integer:
+        first, last = math.floor(low), math.ceil(high)
+        width = max(1, math.ceil((last - first + 1) / bins))
+        count = math.ceil((last - first + 1) / width)
+        return first - 0.5 + width * np.arange(count + 1, dtype=np.float64)
     if high == low:
-        return np.bincount(np.zeros(len(as_float), np.intp), minlength=bins)[:bins]
-    index = ((as_float - low) * (bins / (high - low))).astype(np.intp)
-    index[index == bins] -= 1
-    # the float product can land one bin off next to an edge: correct against the real edges
-    index[as_float < edges[index]] -= 1
-    index[(as_float >= edges[index + 1]) & (index != bins - 1)] += 1
-    return np.bincount(index, minlength=bins)
+        low, high = low - 0.5, high + 0.5
+    return np.linspace(low, high, bins + 1)
+
+
+def histogram(values: np.ndarray, integer: bool, bins: int = HISTOGRAM_BINS) -> dict[str, Any]:
+    """The histogram entry of statistics.json: edges, counts inside, underflow and overflow."""
+    as_float = values.astype(np.float64, copy=False)
+    edges = histogram_edges(as_float, integer, bins)
+    counts, _ = np.histogram(as_float, bins=edges)
+    return {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts],
+            "underflow": int(np.count_nonzero(as_float < edges[0])),
+            "overflow": int(np.count_nonzero(as_float > edges[-1])),
+            "integer": integer, "source": "sample"}
 
 
 class _ColumnAccumulator:
@@ -84,11 +94,6 @@ class _ColumnAccumulator:
         self.moments = Moments()
         self.minimum: Any = None
         self.maximum: Any = None
-        self.edges: np.ndarray | None = None
-        if col.is_numeric and col.range is not None:
-            self.edges = np.histogram_bin_edges(np.zeros(0), bins=HISTOGRAM_BINS,
-                                                range=(float(col.range[0]), float(col.range[1])))
-        self.histogram = np.zeros(HISTOGRAM_BINS, np.int64)
         self.counts: dict[Any, int] = {}
         self.approximate_counts = False
         # a small int range is counted with bincount (rows outside the range were rejected)
@@ -103,8 +108,6 @@ class _ColumnAccumulator:
         self.missing += int(missing.sum())
         if self.col.is_numeric:
             self._update_moments(values)
-            if self.edges is not None:
-                self.histogram += uniform_histogram(values, self.edges)
         else:
             self.count += size
         if self.categorical:
@@ -162,15 +165,10 @@ class _ColumnAccumulator:
         return out
 
     def _histogram(self, sample: np.ndarray | None) -> dict[str, Any]:
-        if self.edges is not None:
-            return {"edges": [float(e) for e in self.edges], "counts": [int(c) for c in self.histogram],
-                    "source": "range"}
         if sample is None or not len(sample):
-            return {"edges": [], "counts": [], "source": "sample"}
-        as_float = sample.astype(np.float64)
-        low, high = float(as_float.min()), float(as_float.max())
-        counts, edges = np.histogram(as_float, bins=HISTOGRAM_BINS, range=(low, high))
-        return {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts], "source": "sample"}
+            return {"edges": [], "counts": [], "underflow": 0, "overflow": 0, "integer": self.col.type == "int",
+                    "source": "sample"}
+        return histogram(sample, self.col.type == "int")
 
 
 class StatisticsAccumulator:
@@ -305,11 +303,41 @@ def render_statistics_markdown(stats: dict[str, Any], result: Any) -> str:
             lines.append("")
         histogram = entry.get("histogram")
         if histogram and histogram.get("counts"):
-            peak = max(histogram["counts"]) or 1
-            edges = histogram["edges"]
-            lines += [f"histogram ({histogram['source']}):", "", "```"]
-            for low, count in zip(edges, histogram["counts"], strict=False):
+            rows = histogram_rows(histogram)
+            peak = max(count for _, count in rows) or 1
+            total = sum(count for _, count in rows)
+            lines += [f"histogram ({total:,} rows of the {histogram['source']}, data range):", "", "```"]
+            width = max(len(label) for label, _ in rows)
+            for label, count in rows:
                 bar = "#" * round(30 * count / peak)
-                lines.append(f"{low:>12.5g} | {bar} {count:,}")
+                lines.append(f"{label:>{width}} | {bar} {count:,}")
             lines += ["```", ""]
     return "\n".join(lines)
+
+
+def histogram_rows(histogram: dict[str, Any]) -> list[tuple[str, int]]:
+    """(bin label, count) per bin, the under/overflow bins included when they hold rows.
+
+    Integer bins are labelled with the whole numbers they hold (``7`` or ``7-9``), others with
+    their interval.
+    """
+    edges, counts = histogram["edges"], histogram["counts"]
+    integer = histogram.get("integer", False)
+
+    def number(value: float) -> str:
+        return f"{value:.5g}"
+
+    rows: list[tuple[str, int]] = []
+    if histogram.get("underflow"):
+        rows.append((f"< {math.ceil(edges[0]) if integer else number(edges[0])}", histogram["underflow"]))
+    for index, count in enumerate(counts):
+        low, high = edges[index], edges[index + 1]
+        if integer:
+            first, last = math.ceil(low), math.floor(high)
+            label = str(first) if first == last else f"{first}-{last}"
+        else:
+            label = f"[{number(low)}, {number(high)}" + ("]" if index == len(counts) - 1 else ")")
+        rows.append((label, int(count)))
+    if histogram.get("overflow"):
+        rows.append((f"> {math.floor(edges[-1]) if integer else number(edges[-1])}", histogram["overflow"]))
+    return rows

@@ -323,10 +323,15 @@ def _histogram_distribution(train: Mapping[str, Any], values: np.ndarray, col_ty
     train_below, train_above = int(histogram.get("underflow") or 0), int(histogram.get("overflow") or 0)
     train_bins = [train_below] + [sum(counts[i] for i in group) for group in groups] + [train_above]
     serving_bins = [below] + [int(sum(serving_fine[i] for i in group)) for group in groups] + [above]
-    labels = ([f"< {edges[0]:.6g}"]
-              + [f"[{merged_edges[i]:.6g}, {merged_edges[i + 1]:.6g}" + ("]" if i == len(groups) - 1 else ")")
-                 for i in range(len(groups))]
-              + [f"> {edges[-1]:.6g}"])
+    if histogram.get("integer"):  # integer bins hold whole numbers: label them so (7, 7-9), no fractions
+        spans = [(math.ceil(merged_edges[i]), math.floor(merged_edges[i + 1])) for i in range(len(groups))]
+        labels = ([f"< {math.ceil(edges[0])}"] + [str(a) if a == b else f"{a}-{b}" for a, b in spans]
+                  + [f"> {math.floor(edges[-1])}"])
+    else:
+        labels = ([f"< {edges[0]:.6g}"]
+                  + [f"[{merged_edges[i]:.6g}, {merged_edges[i + 1]:.6g}" + ("]" if i == len(groups) - 1 else ")")
+                     for i in range(len(groups))]
+                  + [f"> {edges[-1]:.6g}"])
     return {"kind": "histogram", "source": histogram.get("source"), "edges": [float(e) for e in merged_edges],
             "labels": labels, "train_counts": train_bins, "serving_counts": serving_bins,
             "train_rows": int(sum(counts)) + train_below + train_above}

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mlengine.components.ingest.convert import parse_column, row_hashes, unit_interval
-from mlengine.components.ingest.statistics import uniform_histogram
+from mlengine.components.ingest.statistics import histogram, histogram_rows
 from mlengine.components.shared.featurespec import Column
 
 CELL_TEXT = st.text(alphabet="0123456789.-+eExXnaif_ ", max_size=8)
@@ -83,9 +83,29 @@ def test_row_hash_is_stable_and_value_based():
     assert abs((positions < 0.8).mean() - 0.8) < 0.02
 
 
-def test_uniform_histogram_matches_numpy():
+def test_histograms_span_the_data_not_the_declared_range():
+    # issue 12: a long-tailed fare declared as [0, 1000] put 199,911 of 200,000 rows in one bin
     rng = np.random.default_rng(0)
-    for low, high in [(0.0, 1.0), (40.5, 41.0), (1, 7), (-74.3, -73.6)]:
-        edges = np.histogram_bin_edges(np.zeros(0), bins=20, range=(low, high))
-        values = np.concatenate([rng.uniform(low, high, 5000), edges])
-        assert list(uniform_histogram(values, edges)) == list(np.histogram(values, bins=edges)[0])
+    fares = np.concatenate([rng.gamma(2.0, 6.0, 20_000), [950.0, 990.0]])
+    entry = histogram(fares, integer=False)
+    counts = entry["counts"]
+    assert entry["edges"][-1] < 100  # the central range, the two outliers in the overflow bin
+    assert entry["overflow"] >= 2 and entry["underflow"] >= 1
+    assert sum(counts) + entry["underflow"] + entry["overflow"] == len(fares)
+    assert max(counts) < 0.25 * len(fares) and sum(c == 0 for c in counts) <= 2
+
+
+def test_integer_columns_get_integer_bins_and_labels():
+    hours = np.random.default_rng(1).integers(0, 24, 5000)
+    entry = histogram(hours, integer=True)
+    assert entry["integer"] is True and entry["underflow"] == entry["overflow"] == 0
+    assert all(float(e) + 0.5 == int(e + 0.5) for e in entry["edges"])  # edges at k - 0.5
+    labels = [label for label, _ in histogram_rows(entry)]
+    assert labels[:3] == ["0-1", "2-3", "4-5"] and labels[-1] == "22-23"  # 24 values in 12 bins of 2
+    days = histogram(np.arange(1, 8).repeat(10), integer=True)
+    assert [label for label, _ in histogram_rows(days)] == ["1", "2", "3", "4", "5", "6", "7"]
+    assert days["counts"] == [10] * 7
+    wide = histogram(np.arange(0, 1000), integer=True)
+    assert len(wide["counts"]) <= 20
+    assert all(label.replace("-", "").replace("<", "").replace(">", "").strip().isdigit()
+               for label, _ in histogram_rows(wide))

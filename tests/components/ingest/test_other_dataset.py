@@ -73,11 +73,13 @@ def test_house_prices_ingest(tmp_path):
     assert set(hoods) == set(NEIGHBORHOODS) and sum(hoods.values()) == ROWS - 3
     assert columns["neighborhood"]["distinct"] == 4
     assert len(columns["agent"]["top_values"]) == 8
-    # a column without a range gets its histogram from the sample (here: every row)
+    # histograms come from the sample (here: every row), over the data's range in integer-wide bins
     year = columns["year_built"]
     assert year["histogram"]["source"] == "sample"
-    assert year["histogram"]["edges"][0] == year["min"] == 1950
-    assert year["histogram"]["edges"][-1] == year["max"] == 2019
-    assert sum(year["histogram"]["counts"]) == ROWS - 3
+    assert (year["min"], year["max"]) == (1950, 2019)
+    assert year["histogram"]["edges"][0] >= 1949.5 and year["histogram"]["edges"][-1] <= 2019.5 + 4
+    assert year["histogram"]["integer"] is True
+    histogram = year["histogram"]
+    assert sum(histogram["counts"]) + histogram["underflow"] + histogram["overflow"] == ROWS - 3
     assert columns["price"]["mean"] == pytest.approx(table.column("price").to_numpy().mean())
     assert load_spec(tmp_path / "out" / "stats" / SPEC_FILE) == spec
