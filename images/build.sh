@@ -40,8 +40,17 @@ echo "images: version $version, base $BASE_IMAGE"
 started=$SECONDS
 src="$OUT/src" context="$OUT/context" wheels="$OUT/context/wheelhouse"
 rm -rf "$src" "$wheels" && mkdir -p "$src" "$wheels"
-# only what the wheel is built from: no tests, no .git, no caches (copied so the work tree gets no build/)
-(cd "${MLENGINE_SRC:-.}" && cp -r pyproject.toml README.md mlengine components pipelines "$src"/)
+# the files of the source tree (tracked or new, not ignored) minus tests and benchmarks: no .git, no
+# caches, no venv; copied so the work tree gets no build/ folder from the wheel build
+(
+    cd "${MLENGINE_SRC:-.}"
+    if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+        git ls-files -z --cached --others --exclude-standard -- . ':!tests' ':!bench' ':!out' \
+            | tar --create --null --files-from=- --ignore-failed-read --warning=no-failed-read 2>/dev/null
+    else
+        tar --create --exclude=./tests --exclude=./bench --exclude=./out --exclude=./.venv --exclude=./.git .
+    fi
+) | tar --extract --directory "$src"
 find "$src" -name __pycache__ -prune -exec rm -rf {} +
 find "$src" -name '*.egg-info' -prune -exec rm -rf {} +
 rm -f "$wheels"/kfp_mlengine-*.whl
