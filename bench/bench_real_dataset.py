@@ -7,6 +7,8 @@ ingest wrote and scored on the SAME test split. With ``--second-run`` the pipeli
 the same ``--out``: its evaluator then compares with the model the first run deployed
 (``baseline_rmse``). Writes bench/results/real_dataset.json.
 
+A third run with ``--epochs 1`` (a worse model) checks that it is NOT blessed against the served one.
+
 ``python -m bench.bench_real_dataset [--out out/bench-diamonds] [--second-run]``
 """
 
@@ -61,15 +63,16 @@ def splits_of(summary: dict) -> dict[str, Path]:
     return {name: run_root / "ingest" / f"{name}_data" for name in ("train", "test")}
 
 
-def run_and_compare(out: str | Path, dataset: str = "diamonds", log=_log) -> dict:
-    """One default `mlengine run` on a package-shipped dataset, then the HistGradientBoosting reference."""
+def run_and_compare(out: str | Path, dataset: str = "diamonds", log=_log, params: dict | None = None) -> dict:
+    """One `mlengine run` (default options unless ``params``) on a package-shipped dataset, then the
+    HistGradientBoosting reference on the same splits."""
     from mlengine.components.shared.featurespec import load_spec
     from mlengine.datasets import dataset_csv, dataset_spec
     from mlengine.pipelines.local_run import run_training_locally
 
     spec_path = dataset_spec(dataset)
     summary = run_training_locally(out, data=str(dataset_csv(dataset)), rows=0,
-                                   params={"spec_uri": str(spec_path)}, log=log)
+                                   params={"spec_uri": str(spec_path), **(params or {})}, log=log)
     splits = splits_of(summary)
     reference = hist_gradient_boosting_rmse(splits["train"], splits["test"], load_spec(spec_path))
     return {"dataset": dataset, "rmse": summary["rmse"], "benchmark_rmse": summary["benchmark_rmse"],
@@ -89,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.second_run:
         results["second"] = run_and_compare(args.out)
         _log(f"bench: second run {json.dumps(results['second'])}")
+        # a deliberately worse candidate (one epoch) against the served model: must not be blessed
+        results["worse"] = run_and_compare(args.out, params={"epochs": 1})
+        _log(f"bench: one-epoch run {json.dumps(results['worse'])}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=1), encoding="utf-8")
     print(json.dumps(results, indent=1))

@@ -96,8 +96,10 @@ class _FileBatches:
     def _indices(self, parsed_start: int, count: int) -> np.ndarray:
         """Data row indices of parsed rows ``parsed_start ..``: shifted past every ragged row before them."""
         index = np.arange(parsed_start, parsed_start + count, dtype=np.int64)
-        for ragged in self._ragged_rows:
-            index[index >= ragged] += 1
+        if self._ragged_rows:
+            # the i-th ragged row comes after (its index - i) parsed rows: shift by how many precede each row
+            before = np.asarray(self._ragged_rows, np.int64) - np.arange(len(self._ragged_rows))
+            index += np.searchsorted(before, index, side="right")
         return index
 
     def _csv(self):
@@ -147,8 +149,8 @@ class _FileBatches:
         return table, index
 
 
-_NUMBER = r"^[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$"
-_NON_FINITE = r"^[-+]?(nan|inf|infinity)$"
+# a number, or nan/inf (caught later as not finite), with optional blanks around: one regex pass in C++
+_NUMBER = r"^\s*[-+]?(([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?|nan|inf|infinity)\s*$"
 
 
 def parse_numbers(array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -156,12 +158,14 @@ def parse_numbers(array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    text = pc.utf8_trim_whitespace(array)
-    blank = pc.equal(text, "")
-    number = pc.match_substring_regex(text, _NUMBER)
-    special = pc.match_substring_regex(pc.utf8_lower(text), _NON_FINITE)
-    junk = pc.invert(pc.or_(pc.or_(blank, number), special))
-    values = pc.cast(pc.if_else(number, text, pa.scalar("nan")), pa.float64())
+    blank = pc.equal(array, "")
+    number = pc.match_substring_regex(array, _NUMBER, ignore_case=True)
+    junk = pc.invert(pc.or_(blank, number))
+    cells = pc.if_else(number, array, pa.scalar("nan"))
+    try:
+        values = pc.cast(cells, pa.float64())
+    except pa.ArrowInvalid:  # blanks around a number: trim, then parse
+        values = pc.cast(pc.utf8_trim_whitespace(cells), pa.float64())
     return (values.to_numpy(zero_copy_only=False), blank.to_numpy(zero_copy_only=False),
             junk.to_numpy(zero_copy_only=False))
 

@@ -433,7 +433,7 @@ class _Session:
         del self.running[entry.trial.number]
         self._tell(entry.trial.number, state=TrialState.PRUNED)
         self.emit(f"tune: trial {entry.ordinal}/{self.budget} {format_params(entry.params)} -> stopped early at "
-                  f"epoch {step} (rmse={value:.4g}, worse than the median){self._best_suffix()}")
+                  f"epoch {step} (rmse={value:.4g}, {self._prune_rule()}){self._best_suffix()}")
         self._write(self.result())
 
     def _finish(self, entry: _Running) -> None:
@@ -467,6 +467,10 @@ class _Session:
             # study.optimize; the trial itself was stored before that, so this is harmless
             if "Study.stop" not in str(err):
                 raise
+
+    def _prune_rule(self) -> str:
+        name = type(self.binding.pruner).__name__
+        return "behind the best at this rung (Hyperband)" if name == "HyperbandPruner" else "worse than the median"
 
     def _best_suffix(self) -> str:
         best = self.best_value()

@@ -21,7 +21,8 @@ def _rows(result: dict) -> list[list[Any]]:
     rows = []
     for trial in result["trials"]:
         rmse = trial.get("rmse")
-        rows.append([trial["number"], *[trial["params"].get(n, "") for n in names],
+        number = f"{trial['number']} (default)" if trial.get("default") else trial["number"]
+        rows.append([number, *[trial["params"].get(n, "") for n in names],
                      "" if rmse is None else float(rmse), trial["state"], trial.get("error") or ""])
     return rows
 
@@ -50,8 +51,14 @@ def _summary(result: dict) -> str:
     states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items()))
     if result.get("best_params") and result.get("best_rmse") is not None:
         best = ", ".join(f"{k}={v}" for k, v in result["best_params"].items())
-        return (f"Algorithm `{result['algorithm']}`, {len(result['trials'])} trials ({states}). "
+        text = (f"Algorithm `{result['algorithm']}`, {len(result['trials'])} trials ({states}). "
                 f"Best eval RMSE **{result['best_rmse']:.4f}** (trial {result.get('best_trial')}): {best}.")
+        if result.get("default_rmse") is not None:
+            same = result.get("best_trial") == result.get("default_trial")
+            text += (f" Trial {result['default_trial']} is the default configuration (eval RMSE "
+                     f"{result['default_rmse']:.4f})" + (": no trial beat it, the defaults are kept." if same else
+                                                         "; the best trial beat it."))
+        return text
     return f"Algorithm `{result['algorithm']}`, {len(result['trials'])} trials ({states}). No trial completed."
 
 

@@ -113,6 +113,12 @@ def test_another_dataset_runs_through_the_whole_pipeline_with_no_code_change(tmp
     again = run_training_locally(tmp_path / "out", **run_args)
     assert again["model_dir"] == summary["model_dir"]
     assert again["rmse"] == summary["rmse"]
+    # a blessed first run deployed its model: the second compares with it (here: the very same model)
+    assert summary["baseline_rmse"] is None and summary["blessed"] is True, summary["blessing_reasons"]
+    assert summary["served_model_dir"] == summary["model_dir"] == again["baseline_model"]
+    assert again["baseline_rmse"] == pytest.approx(again["rmse"], rel=1e-6)
+    assert again["blessed"] is True
+    assert any("served model" in reason for reason in again["blessing_reasons"])
     log = re.sub(r"\x1b\[[0-9;]*m", "", (tmp_path / "out" / "pipeline.log").read_text())  # kfp colours names
     assert log.count("Executing task 'train'") == 1  # trained once over both runs
     assert log.count("Executing task 'ingest'") == 1

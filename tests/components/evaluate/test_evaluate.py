@@ -78,3 +78,71 @@ def test_bad_margin_and_missing_model(tiny, tmp_path):
     (tmp_path / "transform.json").write_text((model_dir / "transform.json").read_text())
     with pytest.raises(MlengineError, match="no SavedModel"):
         evaluate(str(tmp_path), str(workdir / "data" / "test"), progress=False)
+
+
+# --- the served baseline, the reasons, the slices --------------------------------------------------
+def test_baseline_comparison_blesses_only_when_not_worse(tiny, tmp_path):
+    """The same model as its own baseline passes; a baseline that is far better blocks the blessing."""
+    workdir, model_dir = tiny
+    test_dir = str(workdir / "data" / "test")
+    weak = tmp_path / "weak"  # a benchmark every model beats, so only the baseline rule decides
+    shutil.copytree(model_dir, weak)
+    transform = json.loads((weak / "transform.json").read_text())
+    transform["benchmark"] = {"feature": None, "slope": 0.0, "intercept": 500.0}
+    (weak / "transform.json").write_text(json.dumps(transform))
+
+    alone = evaluate(str(weak), test_dir, progress=False)
+    assert alone["baseline_rmse"] is None and alone["blessed"] is True
+    assert alone["reasons"][1] == "no baseline comparison: no model is in service yet"
+
+    same = evaluate(str(weak), test_dir, baseline_dir=str(model_dir), tolerance=0.0, progress=False)
+    assert same["baseline_rmse"] == pytest.approx(same["rmse"], rel=1e-6) and same["blessed"] is True
+    assert same["not_worse_than_baseline"] is True
+
+    # a better served model: the tiny model trained for more epochs on the same data
+    from tests.model_fixtures import train_tiny_model
+
+    better_dir = train_tiny_model(tmp_path / "better", rows=2000, epochs=8)
+    versus = evaluate(str(weak), test_dir, baseline_dir=str(better_dir), tolerance=0.01, progress=False)
+    label = _test_columns(workdir)["fare_amount"]
+    served = load_model_dir(str(better_dir))(_test_columns(workdir)).astype(np.float64)
+    assert versus["baseline_rmse"] == pytest.approx(np.sqrt(np.mean((served - label) ** 2)), rel=1e-6)
+    assert versus["baseline_rmse"] < versus["rmse"] / 1.01, "the 8-epoch model should be clearly better"
+    assert versus["blessed"] is False and versus["beats_benchmark"] is True
+    change = versus["rmse"] / versus["baseline_rmse"] - 1
+    assert versus["reasons"][1] == (f"RMSE {versus['rmse']:.4g} is {change:.1%} worse than the served model's "
+                                    f"{versus['baseline_rmse']:.4g} (allowed: at most 1% worse): fails")
+    assert versus["reasons"][-1] == "not blessed"
+    assert "served model" in render_evaluation_markdown(versus)
+
+
+def test_blessing_rule_words():
+    from mlengine.components.evaluate.executor import blessing
+
+    verdict = blessing(612.0, 1500.0, 0.05, 599.0, 0.01)
+    assert verdict["blessed"] is False and verdict["beats_benchmark"] is True
+    assert verdict["reasons"][1] == ("RMSE 612 is 2.2% worse than the served model's 599 (allowed: at most 1% worse): "
+                                     "fails")
+    assert blessing(600.0, 1500.0, 0.05, 599.0, 0.01)["blessed"] is True
+    failing = blessing(1490.0, 1500.0, 0.05, None, 0.01)
+    assert failing["blessed"] is False and failing["reasons"][0].endswith(": fails")
+
+
+def test_slices_match_numpy_and_the_html_has_both_plots(tiny):
+    workdir, model_dir = tiny
+    result = evaluate(str(model_dir), str(workdir / "data" / "test"), batch_size=64, progress=False)
+    columns = _test_columns(workdir)
+    error = load_model_dir(str(model_dir))(columns).astype(np.float64) - columns["fare_amount"]
+    by_hour = {row["value"]: row for row in result["slices"]["hourofday"]}
+    for hour in np.unique(columns["hourofday"]):
+        rows = columns["hourofday"] == hour
+        assert by_hour[int(hour)]["rows"] == int(rows.sum())
+        assert by_hour[int(hour)]["rmse"] == pytest.approx(np.sqrt(np.mean(error[rows] ** 2)), rel=1e-6)
+    bins = result["slices"]["distance_km (quantile bins)"]
+    assert sum(row["rows"] for row in bins) == result["rows"] and 2 <= len(bins) <= 4
+    from mlengine.components.evaluate.executor import render_evaluation_html, summary_of
+
+    page = render_evaluation_html(result)
+    assert page.count("data:image/png;base64,") == 2
+    assert 'alt="predicted vs actual"' in page and 'alt="residuals"' in page
+    assert "plot_sample" not in summary_of(result) and json.dumps(summary_of(result))

@@ -115,3 +115,45 @@ def test_loss_curves_html():
     assert page.startswith("<!doctype html>") and "data:image/png;base64," in page
     assert "<td>120,000</td>" in page and "<td>1.18</td>" in page
     assert "No epoch" in report.loss_curves_html({})
+
+
+def test_early_stopping_restores_the_best_epoch_and_the_rate_halves(taxi, tmp_path):
+    """epochs is a maximum: a stalled eval RMSE stops training; the exported weights are the best epoch's."""
+    workdir, splits = taxi
+    config = _config(workdir, splits, tmp_path / "model", epochs=40, patience=2, lr_patience=1, learning_rate=0.05)
+    result = train(config, progress=False)
+    history = result["history"]
+    val = history["val_rmse"]
+    assert result["epochs_run"] == len(val) < 40  # stopped before the maximum
+    best = int(np.argmin(val))
+    assert result["best_epoch"] == history["epoch"][best] and result["eval_rmse"] == pytest.approx(val[best])
+    assert result["epochs_run"] - result["best_epoch"] == 2  # the patience
+    # the exported model is the best epoch's, not the last one's: its RMSE on the eval split is the best
+    exported = evaluate(str(tmp_path / "model"), str(splits["eval"]), progress=False)
+    assert exported["rmse"] == pytest.approx(val[best], rel=1e-3)
+    assert exported["rmse"] < val[-1]
+    rates = history["lr"]
+    assert rates[0] == pytest.approx(0.05) and min(rates) < 0.05  # reduced on a plateau
+    assert min(rates) >= 0.05 * 0.01
+
+
+def test_label_is_standardised_inside_the_model_for_a_large_unit(taxi, tmp_path):
+    """Fares times 1000: the same small network still fits (the loss is on the z-scored label) and predicts in the
+    original unit."""
+    import pyarrow.parquet as pq
+
+    from mlengine.synthetic import generate_columns
+
+    spec = load_spec(None)
+    columns = generate_columns(2000, seed=4)
+    columns["fare_amount"] = columns["fare_amount"] * 1000.0
+    big = write_splits(columns, spec, tmp_path / "data")
+    logic.analyze(str(big["train"]), spec, 4, progress=False).save(tmp_path / "transform")
+    config = TrainConfig(str(big["train"]), str(big["eval"]), str(tmp_path / "transform"), str(tmp_path / "model"),
+                         [8], 0.02, 64, 6)
+    result = train(config, progress=False)
+    fares = pq.read_table(big["eval"]).column("fare_amount").to_numpy()
+    assert result["eval_rmse"] < 0.5 * float(np.std(fares))  # learned, in the label's unit
+    predictions = load_model_dir(str(tmp_path / "model"))(
+        {c.name: pq.read_table(big["eval"]).column(c.name).to_numpy() for c in spec.columns})
+    assert abs(float(np.mean(predictions)) - float(np.mean(fares))) < 0.2 * float(np.std(fares))

@@ -215,9 +215,12 @@ def test_stopping_the_study_kills_its_trials_and_a_rerun_repeats_them(tmp_path, 
 
 
 def test_report_has_table_and_plots(tmp_path):
-    result = study(tmp_path, make_space(max_trials=5), tune_fixtures.bowl_runner, epochs=2)
+    result = study(tmp_path, make_space(max_trials=5), tune_fixtures.bowl_runner, epochs=2,
+                   defaults={"nbuckets": 30, "learning_rate": 0.05})
     markdown = render_tuning_markdown(result)
     assert markdown.count("\n| ") == 1 + 5  # header + one row per trial
+    assert "| 0 (default) | 30 |" in markdown
+    assert f"Trial 0 is the default configuration (eval RMSE {result['default_rmse']:.4f})" in markdown
     assert "| trial | nbuckets | hidden_units | learning_rate | batch_size | rmse | state | error |" in markdown
     assert f"{result['best_rmse']:.4f}" in markdown
     page = render_tuning_html(result)
