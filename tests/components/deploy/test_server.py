@@ -21,6 +21,8 @@ from hypothesis import strategies as st
 from mlengine.components.shared.featurespec import load_spec
 from tests.serving_fixtures import in_process_predictions, sample_rows, tiny_model_dir
 
+pytestmark = pytest.mark.e2e  # a live server: not in the quick loop (-m "not e2e")
+
 MAX_INSTANCES = 100
 MAX_BODY_BYTES = 200_000
 NAME = "taxi"

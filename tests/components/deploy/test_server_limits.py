@@ -23,6 +23,8 @@ from tests.components.deploy.conftest import LIVE_LIMITS
 from tests.components.deploy.serving_helpers import HOST, raw_exchange, status_of
 from tests.serving_fixtures import sample_rows
 
+pytestmark = pytest.mark.e2e  # a live server: not in the quick loop (-m "not e2e")
+
 TRICKLE_INTERVAL_S = 0.2
 TRICKLE_BYTES = 200  # 40 s of trickling at that pace: far longer than the read timeout
 SOCKET_TIMEOUT_S = 20.0

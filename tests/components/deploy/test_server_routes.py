@@ -23,6 +23,8 @@ from mlengine.components.shared.featurespec import load_spec
 from tests.components.deploy.serving_helpers import raw_exchange, status_of
 from tests.serving_fixtures import in_process_predictions, sample_rows
 
+pytestmark = pytest.mark.e2e  # a live server: not in the quick loop (-m "not e2e")
+
 MODEL_ROUTES = ["GET /v1/models/{m}", "POST /v1/models/{m}:predict", "GET /v2/models/{m}", "GET /v2/models/{m}/ready",
                 "POST /v2/models/{m}/infer", "GET /v2/models/{m}/versions/1", "GET /v2/models/{m}/versions/1/ready",
                 "POST /v2/models/{m}/versions/1/infer"]

@@ -23,6 +23,8 @@ import pytest
 
 from tests.components.deploy.conftest import LIVE_NAME
 
+pytestmark = pytest.mark.e2e  # a live server: not in the quick loop (-m "not e2e")
+
 MAX_EXAMPLES = 25
 SEED = 14
 REQUEST_TIMEOUT_S = 10

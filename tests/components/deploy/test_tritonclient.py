@@ -15,6 +15,8 @@ from tritonclient.utils import InferenceServerException
 from mlengine.components.shared.featurespec import load_spec
 from tests.serving_fixtures import in_process_predictions, sample_rows
 
+pytestmark = pytest.mark.e2e  # a live server: not in the quick loop (-m "not e2e")
+
 ROWS = 40
 
 
