@@ -55,8 +55,8 @@ def add_cli(subparsers) -> None:
     run.add_argument("--ps", type=int, help="parameter servers")
     run.add_argument("--strategy", choices=["auto", "parameter_server", "all_reduce", "none"])
     run.add_argument("--resume", action="store_true",
-                     help="reuse finished steps (ingest, tuning, training) of an earlier run in the same --out "
-                          "with the same inputs")
+                     help="reuse the finished steps (ingest, tuning, training) of any earlier run in the same --out "
+                          "with the same inputs; the console names the reused steps")
     run.add_argument("--keep-serving", action="store_true",
                      help="leave the local KServe server running after the run (default: checked, then stopped)")
     run.add_argument("--runner", choices=RUNNERS, default=RUNNERS[0],

@@ -21,6 +21,7 @@ from typing import Any
 from mlengine.components.shared.serving_log import ENV_SERVING_LOG_DIR
 from mlengine.constants import DEFAULT_SEED, PARAM_SPEC_URI, TAXI_NOISE_STD
 from mlengine.errors import MlengineError
+from mlengine.pipelines.run_outputs import CacheHits, copy_reports, reset_task_cache
 
 PIPELINE_YAML = "training_pipeline.yaml"
 MONITORING_YAML = "monitoring_pipeline.yaml"
@@ -120,9 +121,12 @@ def run_training_locally(
 ) -> dict[str, Any]:
     """Run the training pipeline under kfp.local and return (and write) the run summary.
 
-    ``resume`` turns on kfp.local's task cache under ``out_dir``: a re-run with the same inputs
-    reuses finished steps (ingest, the tuning study, training) instead of starting over, as KFP's
-    execution cache does on a cluster. It assumes the data behind ``data`` has not changed.
+    Every run writes kfp.local's task cache under ``out_dir``; ``resume`` reads it: a re-run with
+    the same inputs reuses the finished steps of any earlier run there (ingest, the tuning study,
+    training) instead of starting over, as KFP's execution cache does on a cluster, and says which
+    (``cached_steps``). It assumes the data behind ``data`` has not changed. A plain run empties
+    the cache first and re-runs every step. Markdown and HTML reports are copied to
+    ``out_dir/reports`` with their extensions (``reports``).
     """
     started = time.monotonic()
     out = Path(out_dir).resolve()
@@ -141,6 +145,10 @@ def run_training_locally(
         log(f"run: the model the last run in {out} deployed is the baseline: {served}")
         params["baseline_model_uri"] = served
     pipeline_yaml = compile_pipelines(out)
+    # the cache is always written, so a later --resume reuses any earlier run; a plain run starts it afresh
+    cache_root = out / "task-cache"
+    if not resume and reset_task_cache(cache_root):
+        log(f"run: every step runs (no --resume); this run's steps are kept for a later --resume in {out}")
 
     from kfp import local
 
@@ -150,15 +158,15 @@ def run_training_locally(
         from mlengine.pipelines.docker_run import docker_pipeline
 
         runner_context = docker_pipeline(out, pipeline_yaml[PIPELINE_NAME], {"data_uri": data_uri, **params},
-                                         enable_caching=resume)
+                                         enable_caching=True)
     else:
         runner_context = contextlib.nullcontext(training_pipeline)
         local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(out / "pipeline-root"),
-                   enable_caching=resume, cache_root=str(out / "task-cache"))
+                   enable_caching=True, cache_root=str(cache_root))
     log(f"run: pipeline {PIPELINE_NAME} under kfp.local, data {data_uri}, params {json.dumps(params, sort_keys=True)}")
     log_path = out / PIPELINE_LOG
     log(f"run: full pipeline log in {log_path}")
-    with runner_context as pipeline, warnings.catch_warnings(), _quiet_kfp_output(log_path):
+    with runner_context as pipeline, warnings.catch_warnings(), _quiet_kfp_output(log_path), CacheHits() as hits:
         # the SubprocessRunner warns for any image whose name lacks "python"; ours are Python images
         warnings.filterwarnings("ignore", message=".*non-Python base image.*", category=RuntimeWarning)
         warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*")
@@ -201,6 +209,11 @@ def run_training_locally(
     }
     # what a later run in the same folder compares with: this model if it was deployed, else the earlier one
     summary["served_model_dir"] = summary["model_dir"] if summary["blessed"] else served
+    summary["cached_steps"] = list(hits.tasks)
+    if resume:
+        reused = ", ".join(hits.tasks) or "no step (changed inputs, or no earlier run here)"
+        log(f"run: --resume: reused from the cache: {reused}")
+    summary["reports"] = copy_reports(out, pipeline_yaml[PIPELINE_NAME])
     (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, sort_keys=False), encoding="utf-8")
     return summary
 
@@ -298,6 +311,8 @@ def format_summary_table(summary: dict[str, Any], summary_path: str | Path | Non
         shown = [f"{name}={value}{' (fixed)' if name in hparams['fixed'] else ''}"
                  for name, value in hparams["values"].items()]
         rows.append(("hyperparameters", " ".join(shown)))
+    if summary.get("cached_steps"):
+        rows.append(("reused from the cache", ", ".join(summary["cached_steps"])))
     rows += [
         ("model", summary["model_dir"]),
         ("pipeline YAML", summary["pipeline_yaml"]),
@@ -305,5 +320,7 @@ def format_summary_table(summary: dict[str, Any], summary_path: str | Path | Non
     ]
     if summary_path:
         rows.append(("summary", str(summary_path)))
+    reports = summary.get("reports") or []
+    rows += [("reports (open in a browser)" if i == 0 else "", path) for i, path in enumerate(reports)]
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)

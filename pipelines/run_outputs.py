@@ -1,0 +1,106 @@
+"""What a local run leaves for its user besides summary.json: browser-openable reports, cache use.
+
+- ``copy_reports``: kfp.local keeps artifacts at ``pipeline-root/<run>/<task>/<name>`` without a
+  file extension, so a browser shows an HTML report's source. Every Markdown and HTML artifact
+  the compiled pipeline declares is copied to ``<out>/reports/<task>-<name>.md|.html``; the
+  typed KFP artifacts stay as they are (the Kubeflow UI renders those).
+- ``CacheHits``: which tasks kfp.local's task cache answered (its "Task X cache hit" log records).
+- ``reset_task_cache``: a plain run empties the cache so it re-runs every step, while still
+  writing the entries a later ``--resume`` reuses.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from mlengine.constants import REPORTS_SUBDIR
+
+REPORT_SUFFIXES = {"system.Markdown": ".md", "system.HTML": ".html"}
+_CACHE_HIT = re.compile(r"Task (\S+) cache hit")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def report_outputs(pipeline_yaml: str | Path) -> list[tuple[str, str, str]]:
+    """(task, output name, file suffix) of every Markdown / HTML artifact the pipeline's tasks write.
+
+    Tasks inside conditions (nested DAGs) are included; the task name is the folder kfp.local uses.
+    """
+    import yaml
+
+    documents = list(yaml.safe_load_all(Path(pipeline_yaml).read_text(encoding="utf-8")))
+    spec = next(doc for doc in documents if doc and "components" in doc)
+    components: dict[str, Any] = spec["components"]
+    found: list[tuple[str, str, str]] = []
+
+    def walk(dag: dict[str, Any]) -> None:
+        for task_name, task in (dag.get("tasks") or {}).items():
+            component = components.get(task["componentRef"]["name"], {})
+            if "dag" in component:
+                walk(component["dag"])
+                continue
+            artifacts = (component.get("outputDefinitions") or {}).get("artifacts") or {}
+            for output, definition in artifacts.items():
+                suffix = REPORT_SUFFIXES.get(definition.get("artifactType", {}).get("schemaTitle"))
+                if suffix:
+                    found.append((task_name, output, suffix))
+
+    walk(spec["root"]["dag"])
+    return found
+
+
+def copy_reports(out: Path, pipeline_yaml: str | Path) -> list[str]:
+    """Copy this run's reports to ``out/reports`` with extensions; returns the copies' paths.
+
+    A task reused from the cache wrote its report in an earlier run's folder, so for each report
+    the newest file of that task and name under the pipeline root is the one this run used.
+    """
+    root = out / "pipeline-root"
+    target = out / REPORTS_SUBDIR
+    target.mkdir(parents=True, exist_ok=True)
+    for stale in target.glob("*"):  # reports of a step that did not run this time must not linger
+        if stale.is_file():
+            stale.unlink()
+    copies = []
+    for task, output, suffix in report_outputs(pipeline_yaml):
+        candidates = [p for p in root.glob(f"*/{task}/{output}") if p.is_file()]
+        if not candidates:  # a step skipped by a condition (deploy of an unblessed model)
+            continue
+        newest = max(candidates, key=lambda p: p.stat().st_mtime)
+        copy = target / f"{task}-{output}{suffix}"
+        shutil.copyfile(newest, copy)
+        copies.append(str(copy))
+    return copies
+
+
+def reset_task_cache(cache_root: Path) -> int:
+    """Delete kfp.local's cache entries (a plain run re-runs every step); returns how many."""
+    removed = 0
+    if cache_root.is_dir():
+        for entry in cache_root.glob("*.json"):
+            entry.unlink()
+            removed += 1
+    return removed
+
+
+class CacheHits(logging.Handler):
+    """Collects the task names of kfp.local's cache-hit records while installed on the root logger."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.INFO)
+        self.tasks: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        match = _CACHE_HIT.search(_ANSI.sub("", record.getMessage()))
+        if match and match.group(1) not in self.tasks:
+            self.tasks.append(match.group(1))
+
+    def __enter__(self) -> CacheHits:
+        logging.getLogger().addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        logging.getLogger().removeHandler(self)
