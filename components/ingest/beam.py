@@ -1,0 +1,440 @@
+"""The ingest step as an Apache Beam pipeline (``--runner beam``): same validation, split and statistics.
+
+One element per input file (files are the unit of parallelism, as shards are for any engine):
+
+1. headers are checked here, before the pipeline starts, with the single-process path's own
+   check (``check_inputs``): a shard with a different header fails naming it, nothing written;
+2. per chunk of a file, the row-level validation of ``convert.py`` (``parse_column``) and its
+   stable row hash decide reject / train / eval / test exactly as ``executor.py`` does, so a row
+   lands in the same split on both paths;
+3. typed Parquet parts per split (``WriteToParquetBatched``), rejects as JSON lines;
+4. statistics from mergeable accumulators combined with ``CombinePerKey`` (one key per scope):
+   moments (``Moments.merge``), capped value counts, and a KLL sketch (components/shared/sketches.py)
+   in place of the bottom-k sample for quantiles and histograms.
+
+The document has the single-process layout (components/ingest/statistics.py); quantiles come
+with the sketch's stated rank error (``quantile_sketch`` in each scope). Output folders must be
+reachable by every worker (local paths on the in-process runner, a shared volume on a cluster).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from collections import Counter
+from json.encoder import encode_basestring as _json_string
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlengine.components.ingest.convert import (
+    SAMPLE_SALT,
+    mix64,
+    parse_column,
+    row_hashes,
+    typed_default,
+    unit_interval,
+)
+from mlengine.components.ingest.csvreader import iter_cell_chunks, raw_text, read_header
+from mlengine.components.ingest.executor import (
+    IngestResult,
+    _check_rejects,
+    _split_thresholds,
+    _take,
+    arrow_schema,
+    check_inputs,
+    resolve_rejects_path,
+)
+from mlengine.components.ingest.statistics import (
+    MAX_TRACKED_VALUES,
+    QUANTILE_LEVELS,
+    SCOPES,
+    TOP_VALUES,
+    _is_categorical,
+    _py,
+    build_statistics,
+    histogram,
+    histogram_edges,
+)
+from mlengine.components.shared import storage
+from mlengine.components.shared.accumulators import Moments
+from mlengine.components.shared.beam_runner import make_pipeline
+from mlengine.components.shared.featurespec import Column, FeatureSpec, spec_from_dict
+from mlengine.components.shared.logs import component_logger
+from mlengine.components.shared.sketches import KLL_K, CappedCounts, KllSketch
+from mlengine.constants import CSV_CHUNK_ROWS, SPEC_FILE, SPLITS, STATISTICS_FILE
+
+__all__ = ["ScopeStatistics", "run_ingest_beam", "statistics_combine_fn", "validate_chunk"]
+
+log = component_logger("ingest")
+SUMMARY_KEYS = ("rows_read", "rows_ok", "rows_rejected", "blank_lines")
+PART_PREFIX = "part"  # Beam names parts part-00000.parquet, as the single-process writer does
+PART_SHARD_TEMPLATE = "-SSSSS"
+PART_SUFFIX = ".parquet"
+HISTOGRAM_RANK_POINTS = 4001  # points of the sketch's inverse CDF the histogram edges are chosen from
+
+
+# --- per chunk: the single-process path's validation and split -----------------------------------
+def validate_chunk(spec: FeatureSpec, defaults: dict[str, Any], uri: str, chunk, split_seed: int,
+                   thresholds: list[tuple[str, float]]) -> dict[str, Any]:
+    """Validate one CellChunk with convert.py and split its ok rows by their stable hash.
+
+    Returns ``summary`` (counts and reject reasons), ``rejects`` (JSON lines), ``values`` and
+    ``missing`` of every ok row, and ``splits``: split -> row positions into those.
+    """
+    columns = spec.all_columns
+    rejected: dict[int, tuple[str, str]] = dict(chunk.problems)
+    parsed = {col.name: parse_column(col, chunk.cells[col.name], defaults[col.name]) for col in columns}
+    bad = np.zeros(len(chunk.parsed), bool)
+    for column in parsed.values():
+        bad |= column.bad
+    for row in np.flatnonzero(bad):
+        row = int(row)
+        rejected[int(chunk.parsed[row])] = next(c.reasons[row] for c in parsed.values() if c.bad[row])
+    file_json = _json_string(uri)
+    reasons: Counter[str] = Counter()
+    lines = []
+    for index in sorted(rejected):
+        kind, message = rejected[index]
+        reasons[kind] += 1
+        lines.append(f'{{"file": {file_json}, "row": {int(chunk.line_numbers[index])}, '
+                     f'"reason": {_json_string(message)}, "raw": {_json_string(raw_text(chunk.raw(index)))}}}')
+    ok = np.flatnonzero(~bad)
+    everything_ok = len(ok) == len(bad)
+    values = {n: c.values if everything_ok else _take(c.values, ok) for n, c in parsed.items()}
+    missing = {n: c.missing if everything_ok else c.missing[ok] for n, c in parsed.items()}
+    summary: Counter[str] = Counter(rows_read=len(chunk), rows_ok=len(ok), rows_rejected=len(rejected),
+                                    blank_lines=chunk.blank_lines)
+    for kind, count in reasons.items():
+        summary[f"reason:{kind}"] += count
+    splits: dict[str, np.ndarray] = {}
+    keys = np.zeros(0, np.uint64)
+    if len(ok):
+        hashes = row_hashes([values[col.name] for col in columns], split_seed)
+        keys = mix64(hashes ^ SAMPLE_SALT)
+        position = unit_interval(hashes)
+        lower = 0.0
+        for split, upper in thresholds:
+            rows = np.flatnonzero((position >= lower) & (position < upper))
+            lower = upper
+            splits[split] = rows
+            summary[f"split:{split}"] += len(rows)
+    return {"summary": summary, "rejects": lines, "values": values, "missing": missing, "splits": splits,
+            "keys": keys}
+
+
+# --- mergeable statistics --------------------------------------------------------------------------
+class _ColumnStatistics:
+    """One column in one scope: what the single-process accumulator keeps, every part mergeable."""
+
+    def __init__(self, col: Column, categorical: bool, k: int):
+        self.col = col
+        self.categorical = categorical
+        self.count = 0
+        self.missing = 0
+        self.moments = Moments()
+        self.minimum: Any = None
+        self.maximum: Any = None
+        self.counts = CappedCounts(MAX_TRACKED_VALUES) if categorical else None
+        self.sketch = KllSketch(k) if col.is_numeric else None
+
+    def update(self, values: Any, missing: np.ndarray) -> None:
+        if len(values) == 0:
+            return
+        self.missing += int(missing.sum())
+        if self.col.is_numeric:
+            self.moments.update(values)
+            self.count = self.moments.count
+            self._extremes(values.min(), values.max())
+            self.sketch.update(values)
+        else:
+            self.count += len(values)
+        if self.counts is not None:
+            self.counts.update(values)
+
+    def _extremes(self, low: Any, high: Any) -> None:
+        if low is None:
+            return
+        self.minimum = low if self.minimum is None else min(self.minimum, low)
+        self.maximum = high if self.maximum is None else max(self.maximum, high)
+
+    def merge(self, other: _ColumnStatistics) -> None:
+        self.missing += other.missing
+        if self.col.is_numeric:
+            self.moments.merge(other.moments)
+            self.count = self.moments.count
+            self._extremes(other.minimum, other.maximum)
+            self.sketch.merge(other.sketch)
+        else:
+            self.count += other.count
+        if self.counts is not None:
+            self.counts.merge(other.counts)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": self.col.type, "count": self.count, "missing": self.missing}
+        if self.col.is_numeric:
+            has_rows = self.count > 0
+            out.update({"mean": _py(self.moments.mean) if has_rows else None,
+                        "std": _py(self.moments.std) if has_rows else None,
+                        "min": _py(self.minimum), "max": _py(self.maximum)})
+            if has_rows:
+                quantiles = self.sketch.quantiles(list(QUANTILE_LEVELS.values()))
+                out["quantiles"] = {name: float(q) for name, q in zip(QUANTILE_LEVELS, quantiles, strict=True)}
+            else:
+                out["quantiles"] = dict.fromkeys(QUANTILE_LEVELS)
+            out["histogram"] = self._histogram()
+        if self.counts is not None:
+            ranked = self.counts.ranked()
+            out["top_values"] = [{"value": _py(value), "count": count} for value, count in ranked[:TOP_VALUES]]
+            out["distinct"] = None if self.counts.approximate else len(self.counts.counts)
+            out["counts_approximate"] = self.counts.approximate
+        return out
+
+    def _histogram(self) -> dict[str, Any]:
+        integer = self.col.type == "int"
+        if self.count == 0:
+            return {"edges": [], "counts": [], "underflow": 0, "overflow": 0, "integer": integer, "source": "sketch"}
+        if self.sketch.exact:  # every value is in the sketch: the single-process histogram, exactly
+            return {**histogram(self.sketch.levels[0], integer), "source": "sketch"}
+        # edges by the single-process rule, from points spaced evenly in rank (their quantiles agree
+        # with the data's within the sketch's rank error); counts from the sketch's CDF
+        points = self.sketch.quantiles(np.linspace(0.0, 1.0, HISTOGRAM_RANK_POINTS))
+        edges = histogram_edges(points, integer)
+        shares = np.append(self.sketch.cdf(edges[:-1], strict=True), self.sketch.cdf(edges[-1:]))
+        cumulative = np.round(shares * self.count).astype(np.int64)  # np.histogram: [a, b), the last bin closed
+        return {"edges": [float(e) for e in edges], "counts": [int(c) for c in np.diff(cumulative)],
+                "underflow": int(cumulative[0]), "overflow": int(self.count - cumulative[-1]),
+                "integer": integer, "source": "sketch"}
+
+
+class ScopeStatistics:
+    """Every column's statistics over one scope of rows (all ok rows, or the train split)."""
+
+    sample_size = None  # no sample on this path: build_statistics records None
+
+    def __init__(self, spec: FeatureSpec, k: int = KLL_K):
+        self.k = k
+        self.rows = 0
+        self.columns = {col.name: _ColumnStatistics(col, _is_categorical(spec, col), k) for col in spec.all_columns}
+
+    def update(self, values: dict[str, Any], missing: dict[str, np.ndarray]) -> ScopeStatistics:
+        size = len(next(iter(missing.values()))) if missing else 0
+        if size:
+            self.rows += size
+            for name, column in self.columns.items():
+                column.update(values[name], missing[name])
+        return self
+
+    def merge(self, other: ScopeStatistics) -> ScopeStatistics:
+        self.rows += other.rows
+        for name, column in self.columns.items():
+            column.merge(other.columns[name])
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        sketch = next((c.sketch for c in self.columns.values() if c.sketch is not None), None)
+        return {
+            "rows": self.rows,
+            "sample_rows": None,
+            "sample_exact": bool(sketch is not None and sketch.exact),
+            "quantile_sketch": {"kind": "kll", "k": self.k, "rank_error": KllSketch(self.k).rank_error},
+            "columns": {name: column.to_dict() for name, column in self.columns.items()},
+        }
+
+
+@functools.cache
+def _combine_fn_class():
+    import apache_beam as beam
+
+    class StatisticsCombineFn(beam.CombineFn):
+        """Chunks of (values, missing) in, one ScopeStatistics out; accumulators merge in any order."""
+
+        def __init__(self, spec_dict: dict[str, Any], k: int = KLL_K):
+            self.spec_dict = spec_dict
+            self.k = k
+            self._spec = None
+
+        def _get_spec(self) -> FeatureSpec:
+            if self._spec is None:
+                self._spec = spec_from_dict(self.spec_dict)
+            return self._spec
+
+        def create_accumulator(self):
+            return ScopeStatistics(self._get_spec(), self.k)
+
+        def add_input(self, accumulator, element):
+            values, missing = element
+            return accumulator.update(values, missing)
+
+        def merge_accumulators(self, accumulators):
+            accumulators = iter(accumulators)
+            merged = next(accumulators)
+            for other in accumulators:
+                merged.merge(other)
+            return merged
+
+        def extract_output(self, accumulator):
+            return accumulator
+
+    return StatisticsCombineFn
+
+
+def statistics_combine_fn(spec: FeatureSpec, k: int = KLL_K):
+    """The CombineFn of one scope's statistics (its class is built on first use, with apache_beam)."""
+    return _combine_fn_class()(spec.to_dict(), k)
+
+
+@functools.cache
+def _ingest_file_fn_class():
+    import apache_beam as beam
+
+    class IngestFileFn(beam.DoFn):
+        """One input file in; Parquet tables per split, reject lines, statistics chunks, counts out."""
+
+        def __init__(self, spec_dict: dict[str, Any], chunk_rows: int, split_seed: int):
+            self.spec_dict = spec_dict
+            self.chunk_rows = chunk_rows
+            self.split_seed = split_seed
+
+        def setup(self):
+            import pyarrow as pa
+
+            self.pa = pa
+            self.spec = spec_from_dict(self.spec_dict)
+            self.names = [col.name for col in self.spec.all_columns]
+            self.defaults = {col.name: typed_default(col, self.spec.source) for col in self.spec.all_columns}
+            self.schema = arrow_schema(self.spec)
+            self.thresholds = _split_thresholds()
+
+        def process(self, uri: str):
+            from apache_beam import pvalue
+
+            with storage.open_binary(uri) as stream:
+                # a header that changed since the launcher checked it still fails naming the file
+                header = read_header(stream, uri, self.names, self.spec.delimiter)
+                for chunk in iter_cell_chunks(stream, header, self.chunk_rows, uri):
+                    done = validate_chunk(self.spec, self.defaults, uri, chunk, self.split_seed, self.thresholds)
+                    yield pvalue.TaggedOutput("summary", done["summary"])
+                    for line in done["rejects"]:
+                        yield pvalue.TaggedOutput("rejects", line)
+                    values, missing = done["values"], done["missing"]
+                    if not done["splits"]:
+                        continue
+                    yield pvalue.TaggedOutput("statistics", ("all", (values, missing)))
+                    table = self.pa.table({name: values[name] for name in self.names}, schema=self.schema)
+                    for split, rows in done["splits"].items():
+                        if len(rows) == 0:
+                            continue
+                        yield pvalue.TaggedOutput(split, table.take(rows))
+                        if split == "train":
+                            yield pvalue.TaggedOutput("statistics", ("train", (
+                                {name: _take(v, rows) for name, v in values.items()},
+                                {name: m[rows] for name, m in missing.items()})))
+
+    return IngestFileFn
+
+
+def _sum_counters(counters) -> dict[str, int]:
+    total: Counter[str] = Counter()
+    for counter in counters:
+        total.update(counter)
+    return dict(total)
+
+
+def _write_statistics(_, spec_dict: dict[str, Any], scopes: dict[str, ScopeStatistics], summary: dict[str, int],
+                      files: list[str], statistics_dir: str) -> str:
+    """The last step of the pipeline: statistics.json with the ingest summary, as the local path writes it."""
+    from apache_beam.io.filesystems import FileSystems
+
+    spec = spec_from_dict(spec_dict)
+    full = {scope: scopes.get(scope) or ScopeStatistics(spec) for scope in SCOPES}
+    document = build_statistics(spec, full, _summary_dict(summary, files))
+    path = FileSystems.join(statistics_dir, STATISTICS_FILE)
+    with FileSystems.create(path) as handle:
+        handle.write(json.dumps(document, indent=1, ensure_ascii=False).encode("utf-8"))
+    return path
+
+
+def _summary_dict(summary: dict[str, int], files: list[str]) -> dict[str, Any]:
+    reasons = {key.split(":", 1)[1]: value for key, value in summary.items() if key.startswith("reason:")}
+    out: dict[str, Any] = {key: int(summary.get(key, 0)) for key in SUMMARY_KEYS}
+    out["rows_per_split"] = {split: int(summary.get(f"split:{split}", 0)) for split in SPLITS}
+    out["files"] = list(files)
+    out["reject_reasons"] = dict(sorted(reasons.items(), key=lambda item: (-item[1], item[0])))
+    return out
+
+
+def run_ingest_beam(data_uri: str, spec: FeatureSpec, output_dirs: dict[str, str], rejects_path: str,
+                    statistics_dir: str, *, chunk_rows: int = CSV_CHUNK_ROWS, split_seed: int = 0,
+                    beam_options: list[str] | str | None = None) -> IngestResult:
+    """``run_ingest`` as a Beam pipeline: same arguments and outputs, plus Beam pipeline options."""
+
+    started = time.monotonic()
+    pipeline = make_pipeline(beam_options)
+    absent = [name for name in SPLITS if name not in output_dirs]
+    if absent:
+        raise ValueError(f"output_dirs needs a folder for every split; missing {absent}")
+    files = check_inputs(data_uri, spec)
+    log.info("ingest (beam): %d file(s) from %s on %s", len(files), data_uri, type(pipeline.runner).__name__)
+    rejects_file = resolve_rejects_path(rejects_path)
+    rejects_file.parent.mkdir(parents=True, exist_ok=True)
+    for split in SPLITS:
+        folder = Path(output_dirs[split])
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob(f"{PART_PREFIX}-*{PART_SUFFIX}"):  # a re-run must not mix old parts in
+            stale.unlink()
+    Path(statistics_dir).mkdir(parents=True, exist_ok=True)
+    spec_dict = spec.to_dict()
+    schema = arrow_schema(spec)
+    _run_pipeline(pipeline, spec_dict, files, output_dirs, str(rejects_file), statistics_dir, schema,
+                  chunk_rows, split_seed)
+    spec.save(Path(statistics_dir) / SPEC_FILE)
+    stats_path = Path(statistics_dir) / STATISTICS_FILE
+    summary = json.loads(stats_path.read_text(encoding="utf-8"))["ingest"]
+    result = IngestResult(**summary)
+    result.parts = {split: sorted(str(p) for p in Path(output_dirs[split]).glob(f"{PART_PREFIX}-*{PART_SUFFIX}"))
+                    for split in SPLITS}
+    for split, parts in result.parts.items():
+        if not parts:  # an empty split is still a readable dataset, as on the local path
+            import pyarrow.parquet as pq
+
+            path = Path(output_dirs[split]) / f"{PART_PREFIX}-00000{PART_SUFFIX}"
+            pq.write_table(schema.empty_table(), path)
+            result.parts[split] = [str(path)]
+    result.rejects_path = str(rejects_file)
+    result.statistics_path = str(stats_path)
+    result.seconds = round(time.monotonic() - started, 3)
+    if result.rows_read != result.rows_ok + result.rows_rejected:  # the contract; a bug if it breaks
+        raise AssertionError(f"row accounting broken: {result.rows_read} != {result.rows_ok} + {result.rows_rejected}")
+    log.info("ingest (beam): done: %s rows read, %s ok, %s rejected in %.1fs", f"{result.rows_read:,}",
+             f"{result.rows_ok:,}", f"{result.rows_rejected:,}", result.seconds)
+    _check_rejects(data_uri, spec, result)
+    return result
+
+
+def _run_pipeline(pipeline, spec_dict, files, output_dirs, rejects_file, statistics_dir, schema, chunk_rows,
+                  split_seed) -> None:
+    import apache_beam as beam
+    from apache_beam.pvalue import AsDict, AsSingleton
+
+    with pipeline as p:
+        outputs = (
+            p
+            | "files" >> beam.Create(files)
+            | "spread files" >> beam.Reshuffle()
+            | "validate and split" >> beam.ParDo(_ingest_file_fn_class()(spec_dict, chunk_rows, split_seed))
+            .with_outputs("summary", "rejects", "statistics", *SPLITS)
+        )
+        for split in SPLITS:
+            _ = outputs[split] | f"write {split}" >> beam.io.WriteToParquetBatched(
+                file_path_prefix=str(Path(output_dirs[split]) / PART_PREFIX), schema=schema,
+                file_name_suffix=PART_SUFFIX, shard_name_template=PART_SHARD_TEMPLATE)
+        _ = outputs["rejects"] | "write rejects" >> beam.io.WriteToText(rejects_file, shard_name_template="")
+        summary = outputs["summary"] | "count rows" >> beam.CombineGlobally(_sum_counters)
+        scopes = outputs["statistics"] | "statistics" >> beam.CombinePerKey(_combine_fn_class()(spec_dict))
+        _ = (p | "finish" >> beam.Create([None])
+             | "write statistics" >> beam.Map(_write_statistics, spec_dict=spec_dict, scopes=AsDict(scopes),
+                                              summary=AsSingleton(summary), files=files,
+                                              statistics_dir=statistics_dir))
