@@ -1,4 +1,4 @@
-"""Session fixtures of the model-server tests: one real ``mlengine serve`` shared by the modules that probe it.
+"""Fixtures of the model-server tests: one real ``mlengine serve`` shared by the modules that probe it.
 
 ``live_server`` is started the way a user starts it (``python -m mlengine.cli serve``) with small
 limits, so the limit tests are quick, and a serving log; it is stopped (process group) at the end.
@@ -20,7 +20,7 @@ def served_model_dir(tmp_path_factory):
     return tiny_model_dir(tmp_path_factory)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # stopped when the deploy tests end: later tests count child processes
 def live_server(served_model_dir, tmp_path_factory):
     """``mlengine serve`` on 127.0.0.1 with ``LIVE_LIMITS`` and ``--serving-log``; dict with url, port, name, log."""
     work = tmp_path_factory.mktemp("live-server")
