@@ -5,7 +5,7 @@ background process on 127.0.0.1, waits (bounded) until the model answers ready, 
 port and URL in ``<state_dir>/serving.json``; ``stop_local`` stops it again (the whole process
 group: with ``--workers`` the server spawns worker processes).
 
-Cluster: see ``inference_service.py`` (render, plan_rollout, apply); ``render_deploy_markdown``
+Cluster: see ``cluster.py`` (render, plan_rollout, apply); ``render_deploy_markdown``
 turns a rollout decision into the Markdown artifact the Kubeflow UI shows.
 """
 

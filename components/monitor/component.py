@@ -1,4 +1,4 @@
-"""KFP wrapper of the skew monitor (components/monitor/logic.py); no logic lives here."""
+"""KFP wrapper of the skew monitor (components/monitor/executor.py); no logic lives here."""
 
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Input, Markdown, Metrics, Output

@@ -5,7 +5,7 @@ The Kubeflow Training Operator injects into every TFJob pod a ``TF_CONFIG`` like
     {"cluster": {"chief": ["job-chief-0.ns.svc:2222"], "ps": [...], "worker": [...]},
      "task": {"type": "worker", "index": 1}}
 
-and the local cluster (local_cluster.py) writes the same shape with 127.0.0.1 ports, so one
+and the local cluster (components/train/local.py) writes the same shape with 127.0.0.1 ports, so one
 training program serves both. Roles:
 
 - no TF_CONFIG, or a cluster of one task        -> ``single``: plain ``trainer.train``;

@@ -119,7 +119,7 @@ def render_tfjob(name: str, train_args: list[str], topology, *, namespace: str =
     """A ``kubeflow.org/v1`` TFJob running task.py with ``train_args`` on every replica of ``topology``.
 
     ``train_args`` are task.py's flags (``--train-dir s3://.. --model-dir s3://.. --epochs 4``...,
-    see ``training_args``). ``topology`` is a local_cluster.Topology; it is validated here.
+    see ``training_args``). ``topology`` is a ``distributed.Topology``; it is validated here.
     ``shared_claim`` mounts a ReadWriteMany PersistentVolumeClaim at /shared in every pod and points
     TMPDIR there: under parameter_server the workers read the TFRecord copy of the input that the
     chief writes under its temporary directory, so they must see the same files.

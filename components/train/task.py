@@ -1,7 +1,7 @@
 """The one training program of every topology: ``python -m mlengine.components.train.task``.
 
 It reads its role from ``TF_CONFIG`` exactly as the Kubeflow Training Operator injects it into
-a TFJob pod (and as local_cluster.py writes it for local processes):
+a TFJob pod (and as components/train/local.py writes it for local processes):
 
 - no TF_CONFIG / one task: train in this process;
 - parameter_server: ps and worker tasks start a ``tf.distribute.Server`` and serve until they
@@ -40,7 +40,7 @@ from mlengine.errors import MlengineError
 
 READY_MARKER = "mlengine-task: ready"  # the local supervisor waits for this line from every task
 METRIC_KEYS = ("eval_rmse", "examples_per_second")
-ENV_PARENT_PID = "MLENGINE_SUPERVISOR_PID"  # set by local_cluster: die with the supervisor
+ENV_PARENT_PID = "MLENGINE_SUPERVISOR_PID"  # set by the local supervisor (local.py): die with it
 
 
 def _stderr(message: str) -> None:

@@ -106,7 +106,7 @@ def render_experiment(name: str, space: SearchSpace, *, namespace: str = K8S_NAM
                       labels: dict[str, str] | None = None, shared_claim: str | None = None) -> dict:
     """The Katib Experiment of ``space`` (a dict ready for the custom-objects API).
 
-    ``trial_topology`` (a local_cluster.Topology; default one worker) is the TFJob shape of every
+    ``trial_topology`` (a ``distributed.Topology``; default one worker) is the TFJob shape of every
     trial; a parameter-server topology needs ``shared_claim`` (a ReadWriteMany PVC), as in training.
     """
     if not NAME_PATTERN.match(name) or len(name) > MAX_NAME_LENGTH:
