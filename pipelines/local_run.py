@@ -140,6 +140,8 @@ def run_training_locally(
         # fail in a second, with one line naming the file, instead of inside a pipeline task
         check_inputs(data, load_spec(params.get(PARAM_SPEC_URI) or None))
     data_uri = str(ensure_generated_data(out / "data", rows, seed, log)) if generated else _kfp_safe_path(data, out)
+    if params.get(PARAM_SPEC_URI):
+        params[PARAM_SPEC_URI] = _spec_by_content(params[PARAM_SPEC_URI], out)
     served = _served_model_dir(out)
     if served and "baseline_model_uri" not in params:
         log(f"run: the model the last run in {out} deployed is the baseline: {served}")
@@ -240,6 +242,23 @@ def _evaluation_summary(artifact) -> dict[str, Any]:
 def _model_choice(model_artifact) -> dict[str, Any] | None:
     path = Path(_local_path(model_artifact.uri)) / "model_choice.json"
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def _spec_by_content(spec_uri: str, out: Path) -> str:
+    """A copy of a local spec named by its content hash: kfp.local's cache keys on the path string,
+    so an edited spec under the same name would otherwise let --resume reuse steps that read the old one."""
+    import hashlib
+    import shutil
+
+    path = Path(spec_uri)
+    if "://" in spec_uri or not path.is_file():
+        return spec_uri
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    copy = out / "specs" / f"{path.stem}-{digest}{path.suffix}"
+    if not copy.is_file():
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, copy)
+    return str(copy)
 
 
 def _kfp_safe_path(data: str, out: Path) -> str:

@@ -92,6 +92,7 @@ class CacheHits(logging.Handler):
     def __init__(self) -> None:
         super().__init__(level=logging.INFO)
         self.tasks: list[str] = []
+        self._root_level = logging.WARNING
 
     def emit(self, record: logging.LogRecord) -> None:
         match = _CACHE_HIT.search(_ANSI.sub("", record.getMessage()))
@@ -99,8 +100,14 @@ class CacheHits(logging.Handler):
             self.tasks.append(match.group(1))
 
     def __enter__(self) -> CacheHits:
-        logging.getLogger().addHandler(self)
+        root = logging.getLogger()
+        # kfp.local checks its cache outside its own logger context, at the root's level: let INFO through
+        self._root_level = root.level
+        root.setLevel(min(root.level or logging.WARNING, logging.INFO))
+        root.addHandler(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        logging.getLogger().removeHandler(self)
+        root = logging.getLogger()
+        root.removeHandler(self)
+        root.setLevel(self._root_level)

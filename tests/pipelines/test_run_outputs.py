@@ -43,12 +43,13 @@ def test_reports_are_copied_with_extensions_newest_first(tmp_path):
 def test_cache_hits_are_collected_from_kfp_local_log_records():
     root = logging.getLogger()
     level = root.level
-    root.setLevel(logging.INFO)  # what kfp.local's logger context does while a pipeline runs
+    root.setLevel(logging.WARNING)  # kfp.local logs its cache hits at INFO outside its logger context
     try:
         with CacheHits() as hits:
             logging.info("Task \x1b[96mingest\x1b[0m cache hit (key=0123456789ab); skipping execution.")
             logging.info("Task tune cache hit (key=0123456789ab); skipping execution.")
             logging.info("Executing task 'train'")
+        assert root.level == logging.WARNING  # restored
         logging.info("Task evaluate cache hit (key=x); skipping execution.")  # after: not collected
     finally:
         root.setLevel(level)
