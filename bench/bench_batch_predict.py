@@ -145,6 +145,29 @@ def main(argv: list[str] | None = None) -> int:
                 })
             results["sizes"][str(rows)] = entry
             _log(f"bench: {json.dumps(entry)}")
+        # the same number of clean rows as Parquet (typed columns: no text to parse)
+        import pyarrow as pa
+
+        from mlengine.synthetic import generate_columns
+
+        columns = generate_columns(args.rows, seed=6)
+        parquet_path = work / "rows.parquet"
+        pq.write_table(pa.table(columns), parquet_path, row_group_size=BATCH_ROWS)
+        summary = run_batch(model_dir, parquet_path, work / "out-parquet")
+        rate_batch = summary["rows_read"] / (summary["seconds"] - summary["load_seconds"])
+        from mlengine.components.shared.savedmodel import load_model_dir
+
+        model = load_model_dir(model_dir)
+        typed = {c.name: columns[c.name].astype(c.dtypes.numpy) for c in model.spec.columns}
+        model({n: v[:BATCH_ROWS] for n, v in typed.items()})
+        started = time.perf_counter()
+        for start in range(0, args.rows, BATCH_ROWS):
+            model({n: v[start:start + BATCH_ROWS] for n, v in typed.items()})
+        rate_model = args.rows / (time.perf_counter() - started)
+        results["parquet"] = {"rows": args.rows, "rows_rejected": summary["rows_rejected"],
+                              "batch_rows_per_second": rate_batch, "in_process_rows_per_second": rate_model,
+                              "throughput_ratio": rate_batch / rate_model, "peak_rss_mb": summary["peak_rss_mb"]}
+        _log(f"bench: parquet {json.dumps(results['parquet'])}")
     sizes = sorted(results["sizes"].values(), key=lambda e: e["rows"])
     if len(sizes) == 2:
         results["memory_ratio_large_to_small"] = sizes[1]["peak_rss_mb"] / sizes[0]["peak_rss_mb"]

@@ -4,6 +4,14 @@
 space; the hyperparameters the user set explicitly are FIXED (removed from the space, every trial
 runs with them); zero trials, or nothing left to search, passes the given values through. The
 result is one ``HyperParameters`` value plus the Markdown and HTML reports.
+
+Tuning never makes the model worse than the defaults. Locally the default configuration is the
+study's trial 0 (``enqueue_trial``), so the best trial is at worst the default; the train step
+then compares the final model with that trial and keeps the better (``train/executor.py``).
+Katib cannot be given a first suggestion, so on a cluster the guard is: every trial's RMSE is
+compared with the default configuration's only through the served model -- the evaluator
+blesses a new model only when it is not worse than the one in service beyond the tolerance,
+so a worse tuned model never replaces it (and an unblessed run rolls back a canary).
 """
 
 from __future__ import annotations

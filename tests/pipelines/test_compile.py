@@ -130,3 +130,27 @@ def test_cli_flags_a_user_sets_become_fixed_hyperparameters():
     params = _run_params(args)
     assert params["hyperparameters"] == {"nbuckets": 8} and params["trials"] == 2
     assert "hyperparameters" not in _run_params(build_parser().parse_args(["run", "--trials", "2"]))
+
+
+def test_every_pipeline_parameter_is_reachable_from_mlengine_run_and_flags_are_not_abbreviated():
+    import inspect
+
+    from mlengine.cli import build_parser
+    from mlengine.pipelines.cli import _run_params
+    from mlengine.pipelines.training import training_pipeline
+
+    argv = ["run", "--spec", "s.yaml", "--nbuckets", "8", "--epochs", "3", "--trials", "2", "--parallel-trials", "2",
+            "--tune-algorithm", "random", "--tune-epochs", "5", "--workers", "2", "--ps", "1", "--strategy",
+            "parameter_server", "--split-seed", "7", "--blessing-margin", "0.1", "--baseline-tolerance", "0.02",
+            "--baseline-model", "/m", "--model-name", "gems", "--canary-traffic-percent", "20", "--keep-serving"]
+    params = _run_params(build_parser().parse_args(argv))
+    pipeline_parameters = set(inspect.signature(training_pipeline.pipeline_func).parameters)
+    # data_uri comes from --data / the generated rows; mode is "local" for mlengine run by definition
+    assert pipeline_parameters - set(params) <= {"data_uri", "mode"}, pipeline_parameters - set(params)
+    assert params["tune_epochs"] == 5 and params["split_seed"] == 7 and params["model_name"] == "gems"
+    assert params["blessing_margin"] == 0.1 and params["canary_traffic_percent"] == 20
+    assert params["baseline_model_uri"] == "/m" and params["baseline_tolerance"] == 0.02
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", "--epoch", "3"])  # would be --epochs with abbreviations on
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", "--tune-epoch", "3"])

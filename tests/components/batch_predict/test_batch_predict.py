@@ -116,3 +116,17 @@ def test_cli_runs_batch_predict_and_refuses_abbreviations(tiny_model, tmp_path, 
     assert printed["rows_read"] == 20 and printed["rows_rejected"] == 0
     with pytest.raises(SystemExit):
         main(["batch-predict", "--mod", str(tiny_model), "--data", str(data), "--out", str(tmp_path / "p")])
+
+
+def test_component_compiles_with_a_description_for_every_input(tmp_path):
+    import yaml
+    from kfp import compiler
+
+    from mlengine.components.batch_predict.component import batch_predict as component
+
+    compiler.Compiler().compile(component, str(tmp_path / "batch_predict.yaml"))
+    doc = yaml.safe_load((tmp_path / "batch_predict.yaml").read_text())
+    inputs = doc["root"]["inputDefinitions"]
+    described = {**inputs.get("parameters", {}), **inputs.get("artifacts", {})}
+    assert set(described) == {"model", "data_uri", "keep_columns", "csv_output"}
+    assert all(value.get("description") for value in described.values())

@@ -146,3 +146,25 @@ def test_slices_match_numpy_and_the_html_has_both_plots(tiny):
     assert page.count("data:image/png;base64,") == 2
     assert 'alt="predicted vs actual"' in page and 'alt="residuals"' in page
     assert "plot_sample" not in summary_of(result) and json.dumps(summary_of(result))
+
+
+def test_cluster_baseline_is_the_inference_services_storage_uri(tiny, tmp_path):
+    """mode=cluster without a URI: the InferenceService named like the spec is read for its storageUri."""
+    from mlengine.components.evaluate.executor import served_model_dir
+    from mlengine.constants import K8S_NAMESPACE, SPEC_FILE
+    from tests.k8s_fake import FakeKubeAPI
+
+    _, model_dir = tiny
+    isvc = {"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+            "metadata": {"name": "nyc-taxi-fare", "namespace": K8S_NAMESPACE},
+            "spec": {"predictor": {"model": {"modelFormat": {"name": "tensorflow"}, "storageUri": str(model_dir)}}}}
+    with FakeKubeAPI() as api:
+        assert served_model_dir(baseline_uri="", mode="cluster", model_name="", namespace=None, scratch=tmp_path,
+                                spec_file=model_dir / SPEC_FILE, api=api.custom_objects_api()) == (None, "")
+        api.put(isvc, "inferenceservices")
+        found = served_model_dir(baseline_uri="", mode="cluster", model_name="", namespace=None, scratch=tmp_path,
+                                 spec_file=model_dir / SPEC_FILE, api=api.custom_objects_api())
+    assert found == (str(model_dir), str(model_dir))
+    # locally the pipeline passes the directory itself; nothing is looked up
+    assert served_model_dir(baseline_uri="", mode="local", model_name="", namespace=None, scratch=tmp_path,
+                            spec_file=model_dir / SPEC_FILE) == (None, "")
