@@ -60,7 +60,7 @@ from mlengine.components.ingest.statistics import (
 )
 from mlengine.components.shared import storage
 from mlengine.components.shared.accumulators import Moments
-from mlengine.components.shared.beam_runner import make_pipeline
+from mlengine.components.shared.beam_runner import beam_pipeline, import_beam
 from mlengine.components.shared.featurespec import Column, FeatureSpec, spec_from_dict
 from mlengine.components.shared.logs import component_logger
 from mlengine.components.shared.sketches import KLL_K, CappedCounts, KllSketch
@@ -246,7 +246,7 @@ class ScopeStatistics:
 
 @functools.cache
 def _combine_fn_class():
-    import apache_beam as beam
+    beam = import_beam()
 
     class StatisticsCombineFn(beam.CombineFn):
         """Chunks of (values, missing) in, one ScopeStatistics out; accumulators merge in any order."""
@@ -288,7 +288,7 @@ def statistics_combine_fn(spec: FeatureSpec, k: int = KLL_K):
 
 @functools.cache
 def _ingest_file_fn_class():
-    import apache_beam as beam
+    beam = import_beam()
 
     class IngestFileFn(beam.DoFn):
         """One input file in; Parquet tables per split, reject lines, statistics chunks, counts out."""
@@ -372,14 +372,14 @@ def run_ingest_beam(data_uri: str, spec: FeatureSpec, output_dirs: dict[str, str
     """``run_ingest`` as a Beam pipeline: same arguments and outputs, plus Beam pipeline options."""
 
     started = time.monotonic()
-    pipeline = make_pipeline(beam_options)
     absent = [name for name in SPLITS if name not in output_dirs]
     if absent:
         raise ValueError(f"output_dirs needs a folder for every split; missing {absent}")
     files = check_inputs(data_uri, spec)
-    log.info("ingest (beam): %d file(s) from %s on %s", len(files), data_uri, type(pipeline.runner).__name__)
+    log.info("ingest (beam): %d file(s) from %s", len(files), data_uri)
     rejects_file = resolve_rejects_path(rejects_path)
     rejects_file.parent.mkdir(parents=True, exist_ok=True)
+    rejects_file.unlink(missing_ok=True)  # replaced whole, as on the local path
     for split in SPLITS:
         folder = Path(output_dirs[split])
         folder.mkdir(parents=True, exist_ok=True)
@@ -388,7 +388,7 @@ def run_ingest_beam(data_uri: str, spec: FeatureSpec, output_dirs: dict[str, str
     Path(statistics_dir).mkdir(parents=True, exist_ok=True)
     spec_dict = spec.to_dict()
     schema = arrow_schema(spec)
-    _run_pipeline(pipeline, spec_dict, files, output_dirs, str(rejects_file), statistics_dir, schema,
+    _run_pipeline(beam_options, spec_dict, files, output_dirs, str(rejects_file), statistics_dir, schema,
                   chunk_rows, split_seed)
     spec.save(Path(statistics_dir) / SPEC_FILE)
     stats_path = Path(statistics_dir) / STATISTICS_FILE
@@ -414,12 +414,12 @@ def run_ingest_beam(data_uri: str, spec: FeatureSpec, output_dirs: dict[str, str
     return result
 
 
-def _run_pipeline(pipeline, spec_dict, files, output_dirs, rejects_file, statistics_dir, schema, chunk_rows,
+def _run_pipeline(beam_options, spec_dict, files, output_dirs, rejects_file, statistics_dir, schema, chunk_rows,
                   split_seed) -> None:
-    import apache_beam as beam
+    beam = import_beam()
     from apache_beam.pvalue import AsDict, AsSingleton
 
-    with pipeline as p:
+    with beam_pipeline(beam_options, log) as p:
         outputs = (
             p
             | "files" >> beam.Create(files)

@@ -23,6 +23,21 @@ def add_cli(subparsers) -> None:
     spec.add_argument("--force", action="store_true", help="overwrite an existing --out file")
     spec.set_defaults(handler=_spec)
 
+    ingest = subparsers.add_parser(
+        "ingest", help="the ingest step alone: validate, split 80/10/10, Parquet, rejects and statistics under --out",
+        description="Stream the CSV data, reject bad rows (rejects/rejects.jsonl, with file, line and reason), "
+                    "hash-split the rest into train/ eval/ test/ Parquet parts and write statistics/ under --out. "
+                    "--runner beam runs the same logic as an Apache Beam pipeline (pip install 'kfp-mlengine[beam]').")
+    ingest.add_argument("--data", required=True, help="CSV file, folder of CSV shards, glob or s3:// URI")
+    ingest.add_argument("--out", required=True, help="folder for train/, eval/, test/, rejects/ and statistics/")
+    ingest.add_argument("--spec", default=None, help="feature spec YAML (default: the built-in taxi spec)")
+    ingest.add_argument("--split-seed", type=int, default=0, help="seed of the hash split (default %(default)s)")
+    ingest.add_argument("--runner", default="local", help="local (this process, default) or beam")
+    ingest.add_argument("--beam-option", action="append", default=[], metavar="OPTION",
+                        help="a Beam pipeline option, repeatable, e.g. --beam-option=--runner=FlinkRunner "
+                             "(default: Beam's in-process runner)")
+    ingest.set_defaults(handler=_ingest)
+
 
 def _spec(args: argparse.Namespace) -> int:
     from mlengine.components.ingest.draft_spec import write_draft
@@ -32,3 +47,29 @@ def _spec(args: argparse.Namespace) -> int:
     summary = write_draft(args.data, args.out, label=args.label, sample_rows=args.rows, force=args.force)
     print(json.dumps(summary))
     return 0
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from mlengine.components.ingest.runner import ingest_on
+    from mlengine.components.shared.beam_runner import check_runner
+    from mlengine.components.shared.featurespec import load_spec
+    from mlengine.components.shared.logs import setup_logging
+    from mlengine.constants import REJECTS_FILE, SPLITS
+
+    setup_logging()
+    check_runner(args.runner)
+    spec = load_spec(args.spec)
+    out = Path(args.out)
+    result = ingest_on(args.runner, args.data, spec, {split: str(out / split) for split in SPLITS},
+                       str(out / "rejects" / REJECTS_FILE), str(out / "statistics"), split_seed=args.split_seed,
+                       beam_options=args.beam_option, progress=print_progress)
+    print(json.dumps({key: value for key, value in result.to_dict().items() if key != "parts"}))
+    return 0
+
+
+def print_progress(line: str) -> None:
+    import sys
+
+    print(line, file=sys.stderr, flush=True)

@@ -20,6 +20,8 @@ def ingest(
     statistics: Output[Artifact],
     statistics_view: Output[Markdown],
     metrics: Output[Metrics],
+    runner: str = "local",
+    beam_options: str = "",
 ) -> NamedTuple("IngestOutputs", rows_read=int, rows_rejected=int):
     """Stream raw CSV (file, folder, glob or s3://), quarantine bad rows, split, write Parquet + statistics.
 
@@ -35,13 +37,16 @@ def ingest(
         statistics: per-column statistics of the training split, and the spec it was read with.
         statistics_view: the statistics as tables and histograms.
         metrics: rows read and rejected.
+        runner: local (this step's process) or beam (the same logic as an Apache Beam pipeline).
+        beam_options: with runner beam, Beam pipeline options separated by spaces (default: Beam's
+            in-process runner; e.g. --runner=PortableRunner --job_endpoint=HOST:8099 for Flink).
     """
     import json
     import sys
     from collections import namedtuple
     from pathlib import Path
 
-    from mlengine.components.ingest.executor import run_ingest
+    from mlengine.components.ingest.runner import ingest_on
     from mlengine.components.ingest.statistics import render_statistics_markdown
     from mlengine.components.shared.featurespec import load_spec
     from mlengine.components.shared.logs import setup_logging
@@ -51,13 +56,15 @@ def ingest(
     setup_logging()
     spec = load_spec(spec_uri or None)
     Path(rejects.path).mkdir(parents=True, exist_ok=True)
-    result = run_ingest(
+    result = ingest_on(
+        runner,
         data_uri,
         spec,
         {"train": train_data.path, "eval": eval_data.path, "test": test_data.path},
         str(Path(rejects.path) / REJECTS_FILE),
         statistics.path,
         split_seed=split_seed,
+        beam_options=beam_options,
         progress=lambda line: print(line, file=sys.stderr, flush=True),
     )
     stats = json.loads((Path(statistics.path) / STATISTICS_FILE).read_text(encoding="utf-8"))

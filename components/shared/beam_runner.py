@@ -13,9 +13,12 @@ apache_beam is imported inside functions only: importing this module costs nothi
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
 from collections.abc import Sequence
 
+from mlengine.components.shared.logs import ROOT_LOGGER
 from mlengine.errors import MlengineError
 
 RUNNER_LOCAL = "local"
@@ -42,20 +45,36 @@ def beam_missing_message(err: ImportError) -> str:
 
 def import_beam():
     """``apache_beam``, or MlengineError naming the extra to install."""
-    root = logging.getLogger()
-    # a module-level logging.warning() inside Beam's import would otherwise install a root handler
-    # (logging.basicConfig), and every mlengine line would then be printed twice
-    guard = None if root.handlers else logging.NullHandler()
-    if guard:
-        root.addHandler(guard)
-    try:
-        import apache_beam
-    except ImportError as err:
-        raise MlengineError(beam_missing_message(err)) from None
-    finally:
-        if guard:
-            root.removeHandler(guard)
+    with _root_logging_guard():
+        try:
+            import apache_beam
+        except ImportError as err:
+            raise MlengineError(beam_missing_message(err)) from None
     return apache_beam
+
+
+def _not_mlengine(record: logging.LogRecord) -> bool:
+    ours = record.name == ROOT_LOGGER or record.name.startswith(ROOT_LOGGER + ".")
+    return not (ours and logging.getLogger(ROOT_LOGGER).handlers)
+
+
+@contextlib.contextmanager
+def _root_logging_guard():
+    """Beam calls logging.basicConfig() (PipelineOptions, module-level logging.warning): with no root
+    handler that installs one, and every mlengine line would be printed twice. A root handler of our
+    own for the duration keeps Beam's warnings on stderr and mlengine's lines single."""
+    root = logging.getLogger()
+    if root.handlers:
+        yield
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    handler.addFilter(_not_mlengine)
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
 
 
 def split_beam_options(options: Sequence[str] | str | None) -> list[str]:
@@ -72,10 +91,20 @@ def make_pipeline(options: Sequence[str] | str | None = None):
     beam = import_beam()
     from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-    argv = split_beam_options(options)
-    pipeline_options = PipelineOptions(argv)
-    if pipeline_options.view_as(StandardOptions).runner is None:
-        from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+    with _root_logging_guard():
+        pipeline_options = PipelineOptions(split_beam_options(options))
+        if pipeline_options.view_as(StandardOptions).runner is None:
+            from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-        return beam.Pipeline(runner=FnApiRunner(), options=pipeline_options)
-    return beam.Pipeline(options=pipeline_options)
+            return beam.Pipeline(runner=FnApiRunner(), options=pipeline_options)
+        return beam.Pipeline(options=pipeline_options)
+
+
+@contextlib.contextmanager
+def beam_pipeline(options: Sequence[str] | str | None = None, log: logging.Logger | None = None):
+    """``with beam_pipeline(opts) as p:`` build on ``p``; the pipeline runs (and waits) on exit."""
+    pipeline = make_pipeline(options)
+    if log is not None:
+        log.info("beam: running on %s", type(pipeline.runner).__name__)
+    with _root_logging_guard(), pipeline as p:
+        yield p

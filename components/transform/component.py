@@ -12,6 +12,8 @@ def transform(
     statistics: Input[Artifact],
     hyperparameters: Input[Artifact],
     transform_fn: Output[Artifact],
+    runner: str = "local",
+    beam_options: str = "",
 ):
     """Analyze the training split: bucket boundaries for this run's nbuckets, means and stds, vocabularies.
 
@@ -20,6 +22,9 @@ def transform(
         statistics: ingest's statistics artifact; the feature spec is read from it.
         hyperparameters: the HyperParameters tune chose (or passed through); nbuckets is used here.
         transform_fn: transform.json, which the trained model carries inside as its preprocessing.
+        runner: local (this step's process) or beam (the analyze pass as an Apache Beam pipeline).
+        beam_options: with runner beam, Beam pipeline options separated by spaces (default: Beam's
+            in-process runner).
     """
     from pathlib import Path
 
@@ -32,5 +37,5 @@ def transform(
     setup_logging()
     spec = load_spec(Path(statistics.path) / SPEC_FILE)
     nbuckets = HyperParameters.load(hyperparameters.path).nbuckets
-    state = run(train_data.path, spec, nbuckets, transform_fn.path)
-    transform_fn.metadata.update({"nbuckets": nbuckets, "rows": state.rows, "spec": spec.name})
+    state = run(train_data.path, spec, nbuckets, transform_fn.path, runner=runner, beam_options=beam_options)
+    transform_fn.metadata.update({"nbuckets": nbuckets, "rows": state.rows, "spec": spec.name, "runner": runner})
