@@ -30,7 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "bench" / "results"
-RESULT_FILE = RESULTS_DIR / "drift_peer.json"
+RESULT_FILE = RESULTS_DIR / "drift_peer.json"  # drift_peer-<thresholds>.json with --thresholds
 PEER_VENV = ROOT / "bench" / ".venv-peer"
 PEER_SCRIPT = ROOT / "bench" / "peer_drift_evidently.py"
 # the peer's pins: evidently 0.7 imports a pandas helper that pandas 3 removed
@@ -87,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--serving-rows", type=int, default=2_000)
     parser.add_argument("--unshifted", type=int, default=5, help="unshifted serving samples (different seeds)")
     parser.add_argument("--shifts", type=float, nargs="*", default=list(DEFAULT_SHIFTS))
+    parser.add_argument("--thresholds", default="", help="our monitor's overrides, as `mlengine monitor --thresholds`")
     args = parser.parse_args(argv)
 
     import numpy as np
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, columns in samples.items():
         # what the serving log holds: float columns as the float32 the model saw
         served = {n: columns[n].astype(np.float32) if types[n] == "float" else columns[n] for n in names}
-        result = compare(stats, served, spec)
+        result = compare(stats, served, spec, args.thresholds)
         ours[name] = {n: entry["status"] == "drift" for n, entry in result["columns"].items()}
         path = work / f"{name}.csv"
         write_table(path, names, {n: np.asarray(v, np.float64) if types[n] == "float" else v
@@ -147,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     shifted = [s for s in samples if s.startswith("shift")]
     figures = {
         "peer": {"library": peer["library"], "version": peer["version"]},
-        "train_rows": args.train_rows, "serving_rows": args.serving_rows,
+        "train_rows": args.train_rows, "serving_rows": args.serving_rows, "thresholds": args.thresholds or "default",
         "column_verdicts": len(pairs),
         "column_agreement": agree / len(pairs),
         "sample_agreement": sample_agree / len(samples),
@@ -164,14 +165,16 @@ def main(argv: list[str] | None = None) -> int:
                            "peer": sorted(n for n in names if theirs[s][n])} for s in samples},
     }
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    RESULT_FILE.write_text(json.dumps(figures, indent=1), encoding="utf-8")
+    result_file = RESULT_FILE if not args.thresholds else \
+        RESULT_FILE.with_name(f"drift_peer-{args.thresholds.replace('=', '').replace(',', '-')}.json")
+    result_file.write_text(json.dumps(figures, indent=1), encoding="utf-8")
     print(f"{'sample':<14} {'ours (drifted columns)':<60} peer ({peer['library']} {peer['version']})")
     for s, verdict in figures["per_sample"].items():
         print(f"{s:<14} {', '.join(verdict['ours']) or '-':<60} {', '.join(verdict['peer']) or '-'}")
     print(f"false alarms on unshifted samples: ours {figures['false_alarms_ours']}, peer "
           f"{figures['false_alarms_peer']} of {figures['unshifted_column_verdicts']} column verdicts")
     print(f"agreement: {agree}/{len(pairs)} column verdicts ({100 * figures['column_agreement']:.1f}%), "
-          f"{sample_agree}/{len(samples)} sample verdicts; results: {RESULT_FILE}")
+          f"{sample_agree}/{len(samples)} sample verdicts; results: {result_file}")
     return 0
 
 
