@@ -13,6 +13,8 @@ import time
 
 BENCHMARKS = {
     "ingest_memory": ["bench.bench_ingest_memory"],
+    # issue 13: ingest vs the bare parser vs the Beam path, analyze single-process vs Beam
+    "preprocessing": ["bench.bench_preprocessing"],
     "training": ["bench.bench_training"],
     "serving": ["bench.bench_serving"],
     "tuning": ["bench.bench_tuning", "--trials", "12"],

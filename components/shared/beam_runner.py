@@ -18,7 +18,6 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from mlengine.components.shared.logs import ROOT_LOGGER
 from mlengine.errors import MlengineError
 
 RUNNER_LOCAL = "local"
@@ -26,6 +25,7 @@ RUNNER_BEAM = "beam"
 PREPROCESSING_RUNNERS = (RUNNER_LOCAL, RUNNER_BEAM)
 BEAM_EXTRA = "beam"  # pip install "kfp-mlengine[beam]"
 DISTRIBUTION = "kfp-mlengine"
+BEAM_LOGGER = "apache_beam"
 
 
 def check_runner(runner: str) -> str:
@@ -53,9 +53,10 @@ def import_beam():
     return apache_beam
 
 
-def _not_mlengine(record: logging.LogRecord) -> bool:
-    ours = record.name == ROOT_LOGGER or record.name.startswith(ROOT_LOGGER + ".")
-    return not (ours and logging.getLogger(ROOT_LOGGER).handlers)
+def _beam_records(record: logging.LogRecord) -> bool:
+    """Beam's own loggers only: not mlengine's (they have their handler), not the root-level notice
+    Beam's import logs about Google Cloud clients it does not need here."""
+    return record.name == BEAM_LOGGER or record.name.startswith(BEAM_LOGGER + ".")
 
 
 @contextlib.contextmanager
@@ -69,7 +70,7 @@ def _root_logging_guard():
         return
     handler = logging.StreamHandler(sys.stderr)
     handler.setLevel(logging.WARNING)
-    handler.addFilter(_not_mlengine)
+    handler.addFilter(_beam_records)
     root.addHandler(handler)
     try:
         yield

@@ -1,0 +1,200 @@
+"""Preprocessing side by side in one run: ingest vs the bare CSV parser vs the Beam path; analyze local vs Beam.
+
+    python -m bench.bench_preprocessing [--rows 1000000] [--repeats 3] [--nbuckets 16]
+
+On the same generated taxi CSV (cached under bench/results/.cache), interleaved per repeat so
+machine load hits every method alike, median of ``--repeats`` runs each:
+
+- ``pyarrow.csv.read_csv`` of the file (typed, multi-threaded): the parser alone;
+- our ingest, single process (validate, split, Parquet, statistics): ``run_ingest``;
+- the same ingest as an Apache Beam pipeline on the in-process FnApiRunner (the DirectRunner's
+  batch engine; Prism is not used, it downloads a binary): ``run_ingest_beam``;
+- the analyze pass over the training split, single process and on Beam.
+
+Beam's fixed cost (pipeline construction and start-up) is measured on a 1,000-row file and
+reported on its own. Every figure is also a ratio to its baseline measured in this run. tensorflow-
+transform is not run here (it needs its own venv with an older TensorFlow; DESIGN.md has a 2026-11
+reference figure). Writes bench/results/preprocessing.json and the table in bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.bench_ingest_memory import CACHE_DIR, RESULTS_DIR, ensure_csv
+
+RESULT_FILE = RESULTS_DIR / "preprocessing.json"
+README = Path(__file__).resolve().parent / "README.md"
+README_START = "<!-- bench_preprocessing:start -->"
+README_END = "<!-- bench_preprocessing:end -->"
+FIXED_COST_ROWS = 1000
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _timed(function, *args, **kwargs) -> tuple[float, object]:
+    started = time.perf_counter()
+    value = function(*args, **kwargs)
+    return time.perf_counter() - started, value
+
+
+def _outputs(root: Path) -> tuple[dict[str, str], str, str]:
+    from mlengine.constants import SPLITS
+
+    if root.exists():
+        shutil.rmtree(root)
+    return {split: str(root / split) for split in SPLITS}, str(root / "rejects"), str(root / "statistics")
+
+
+def run(rows: int, repeats: int, nbuckets: int, work: Path) -> dict:
+    import pyarrow.csv as pacsv
+
+    from mlengine.components.ingest.beam import run_ingest_beam
+    from mlengine.components.ingest.executor import run_ingest
+    from mlengine.components.shared.analyze import analyze
+    from mlengine.components.shared.featurespec import load_spec
+    from mlengine.components.shared.sketches import kll_rank_error
+    from mlengine.components.transform.beam import analyze_beam
+
+    spec = load_spec(None)
+    csv_path = ensure_csv(rows, 0.0, CACHE_DIR)
+    small_path = ensure_csv(FIXED_COST_ROWS, 0.0, CACHE_DIR)
+
+    def local_ingest(path, root):
+        return run_ingest(str(path), spec, *_outputs(root), progress=None)
+
+    def beam_ingest(path, root):
+        return run_ingest_beam(str(path), spec, *_outputs(root))
+
+    # warm-up: imports, the Beam SDK's first pipeline, file cache
+    local_ingest(small_path, work / "warm-local")
+    beam_ingest(small_path, work / "warm-beam")
+    pacsv.read_csv(str(csv_path))
+
+    times: dict[str, list[float]] = {name: [] for name in
+                                     ("parser", "ingest_local", "ingest_beam", "beam_fixed_cost",
+                                      "analyze_local", "analyze_beam")}
+    for repeat in range(repeats):
+        _log(f"bench: preprocessing repeat {repeat + 1}/{repeats}")
+        seconds, table = _timed(pacsv.read_csv, str(csv_path))
+        assert table.num_rows == rows
+        times["parser"].append(seconds)
+        seconds, local = _timed(local_ingest, csv_path, work / "local")
+        times["ingest_local"].append(seconds)
+        seconds, beam = _timed(beam_ingest, csv_path, work / "beam")
+        times["ingest_beam"].append(seconds)
+        if beam.rows_per_split != local.rows_per_split or beam.rows_ok != local.rows_ok:
+            raise AssertionError(f"the paths disagree: {beam.rows_per_split} vs {local.rows_per_split}")
+        seconds, _ = _timed(beam_ingest, small_path, work / "small")
+        times["beam_fixed_cost"].append(seconds)
+        train_dir = str(work / "local" / "train")
+        seconds, state_local = _timed(analyze, train_dir, spec, nbuckets, progress=False)
+        times["analyze_local"].append(seconds)
+        seconds, state_beam = _timed(analyze_beam, train_dir, spec, nbuckets, work / "state-beam")
+        times["analyze_beam"].append(seconds)
+        assert state_beam.rows == state_local.rows
+    median = {name: statistics.median(values) for name, values in times.items()}
+    train_rows = local.rows_per_split["train"]
+    return {
+        "rows": rows,
+        "train_rows": train_rows,
+        "repeats": repeats,
+        "nbuckets": nbuckets,
+        "seconds_median": {name: round(value, 4) for name, value in median.items()},
+        "seconds_all": {name: [round(v, 4) for v in values] for name, values in times.items()},
+        "rows_per_second": {
+            "parser": round(rows / median["parser"]),
+            "ingest_local": round(rows / median["ingest_local"]),
+            "ingest_beam": round(rows / median["ingest_beam"]),
+            "analyze_local": round(train_rows / median["analyze_local"]),
+            "analyze_beam": round(train_rows / median["analyze_beam"]),
+        },
+        "ratios": {
+            "ingest_local_vs_parser": round(median["parser"] / median["ingest_local"], 3),
+            "ingest_beam_vs_parser": round(median["parser"] / median["ingest_beam"], 3),
+            "ingest_beam_vs_ingest_local": round(median["ingest_local"] / median["ingest_beam"], 3),
+            "ingest_beam_vs_ingest_local_without_fixed_cost": round(
+                median["ingest_local"] / max(median["ingest_beam"] - median["beam_fixed_cost"], 1e-9), 3),
+            "analyze_beam_vs_analyze_local": round(median["analyze_local"] / median["analyze_beam"], 3),
+        },
+        "beam_runner": "FnApiRunner (in process, 1 worker)",
+        "quantile_sketch_rank_error": kll_rank_error(),
+        "tensorflow_transform": "not run: needs its own venv with an older TensorFlow (optional in issue 13)",
+        "machine": {"cpus": os.cpu_count(), "loadavg_at_end": [round(v, 2) for v in os.getloadavg()],
+                    "python": platform.python_version(), "platform": platform.platform()},
+    }
+
+
+def table(report: dict) -> str:
+    r, s, ratios = report["rows_per_second"], report["seconds_median"], report["ratios"]
+    rows, train = report["rows"], report["train_rows"]
+    lines = [
+        f"Preprocessing, {rows:,}-row taxi CSV ({train:,} training rows), median of {report['repeats']} "
+        f"interleaved runs, {report['machine']['cpus']} cores (load average at the end "
+        f"{report['machine']['loadavg_at_end'][0]}); `python -m bench.bench_preprocessing`:",
+        "",
+        "| what | seconds | rows/s | ratio (same run) |",
+        "|---|---:|---:|---|",
+        f"| `pyarrow.csv.read_csv` (parser alone) | {s['parser']:.2f} | {r['parser']:,} | 1.00 (baseline) |",
+        f"| ingest, single process | {s['ingest_local']:.2f} | {r['ingest_local']:,} | "
+        f"{ratios['ingest_local_vs_parser']:.2f} of the parser |",
+        f"| ingest on Beam (in-process FnApiRunner) | {s['ingest_beam']:.2f} | {r['ingest_beam']:,} | "
+        f"{ratios['ingest_beam_vs_parser']:.2f} of the parser, {ratios['ingest_beam_vs_ingest_local']:.2f} of "
+        f"single-process ingest ({ratios['ingest_beam_vs_ingest_local_without_fixed_cost']:.2f} without Beam's "
+        f"fixed cost) |",
+        f"| Beam fixed cost ({FIXED_COST_ROWS:,}-row file) | {s['beam_fixed_cost']:.2f} | | |",
+        f"| analyze, single process | {s['analyze_local']:.2f} | {r['analyze_local']:,} | 1.00 (baseline) |",
+        f"| analyze on Beam (KLL, rank error {report['quantile_sketch_rank_error']:.2%}) | "
+        f"{s['analyze_beam']:.2f} | {r['analyze_beam']:,} | {ratios['analyze_beam_vs_analyze_local']:.2f} of "
+        f"single-process analyze |",
+        "",
+        "tensorflow-transform: not run (its own venv with an older TensorFlow; see DESIGN.md for the 2026-11 figure).",
+    ]
+    return "\n".join(lines)
+
+
+def write_readme(text: str) -> None:
+    """Replace this benchmark's section of bench/README.md (other sections are left as they are)."""
+    section = f"{README_START}\n## Preprocessing (issue 13)\n\n{text}\n{README_END}"
+    current = README.read_text(encoding="utf-8") if README.is_file() else "# Benchmarks (`make bench`)\n"
+    if README_START in current and README_END in current:
+        head, rest = current.split(README_START, 1)
+        current = head + section + rest.split(README_END, 1)[1]
+    else:
+        current = current.rstrip("\n") + "\n\n" + section + "\n"
+    README.write_text(current, encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000, help="rows of the taxi CSV (default %(default)s)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each method (default %(default)s)")
+    parser.add_argument("--nbuckets", type=int, default=16, help="buckets of the analyze pass (default %(default)s)")
+    parser.add_argument("--out", type=Path, default=RESULT_FILE, help="result JSON path")
+    parser.add_argument("--no-readme", action="store_true", help="do not update bench/README.md")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="bench-preprocessing-") as work:
+        report = run(args.rows, args.repeats, args.nbuckets, Path(work))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    text = table(report)
+    print(text)
+    if not args.no_readme:
+        write_readme(text)
+    _log(f"bench: wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
