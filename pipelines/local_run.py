@@ -21,7 +21,7 @@ from typing import Any
 from mlengine.components.shared.serving_log import ENV_SERVING_LOG_DIR
 from mlengine.constants import DEFAULT_SEED, PARAM_SPEC_URI, TAXI_NOISE_STD
 from mlengine.errors import MlengineError
-from mlengine.pipelines.run_outputs import CacheHits, copy_reports, reset_task_cache
+from mlengine.pipelines.run_outputs import CacheHits, copy_reports, reset_task_cache, step_error
 
 PIPELINE_YAML = "training_pipeline.yaml"
 MONITORING_YAML = "monitoring_pipeline.yaml"
@@ -172,10 +172,13 @@ def run_training_locally(
         # the SubprocessRunner warns for any image whose name lacks "python"; ours are Python images
         warnings.filterwarnings("ignore", message=".*non-Python base image.*", category=RuntimeWarning)
         warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*")
+        log_start = log_path.stat().st_size if log_path.is_file() else 0
         try:
             run = pipeline(data_uri=data_uri, **params)
         except RuntimeError as err:
             reason = _ANSI.sub("", str(err).strip().splitlines()[-1])
+            # the failed step's own one-line error says more than kfp.local's "Inner task failed"
+            reason = step_error(log_path, log_start) or reason
             raise MlengineError(f"pipeline {PIPELINE_NAME} failed: {reason} (log: {log_path})") from None
     outputs = run.outputs
     evaluation = _evaluation_summary(outputs.get("evaluation"))

@@ -7,6 +7,7 @@
 - ``CacheHits``: which tasks kfp.local's task cache answered (its "Task X cache hit" log records).
 - ``reset_task_cache``: a plain run empties the cache so it re-runs every step, while still
   writing the entries a later ``--resume`` reuses.
+- ``step_error``: the failed step's own one-line error, for the message the run ends with.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from mlengine.constants import REPORTS_SUBDIR
 REPORT_SUFFIXES = {"system.Markdown": ".md", "system.HTML": ".html"}
 _CACHE_HIT = re.compile(r"Task (\S+) cache hit")
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_STEP_ERROR = re.compile(r"^\s*mlengine\.\w+(?:\.\w+)*Error: (.+)$", re.M)  # e.g. mlengine.errors.DataError
+_FAILED_TASK = re.compile(r"Task '([\w-]+)' finished with status FAILURE")
 
 
 def report_outputs(pipeline_yaml: str | Path) -> list[tuple[str, str, str]]:
@@ -74,6 +77,24 @@ def copy_reports(out: Path, pipeline_yaml: str | Path) -> list[str]:
         shutil.copyfile(newest, copy)
         copies.append(str(copy))
     return copies
+
+
+def step_error(log_path: Path, start: int = 0) -> str | None:
+    """``step ingest: <its one-line error>`` from the pipeline log written since byte ``start``.
+
+    A step that fails with one of our errors (``mlengine.errors.*``) ends its traceback with the
+    one line naming the file, row or field; kfp.local itself only says which task failed.
+    """
+    if not log_path.is_file():
+        return None
+    with log_path.open("rb") as handle:
+        handle.seek(start)
+        text = _ANSI.sub("", handle.read().decode("utf-8", errors="replace"))
+    errors = _STEP_ERROR.findall(text)
+    failed = _FAILED_TASK.findall(text)
+    if not errors:
+        return None
+    return f"step {failed[-1]}: {errors[-1].strip()}" if failed else errors[-1].strip()
 
 
 def reset_task_cache(cache_root: Path) -> int:

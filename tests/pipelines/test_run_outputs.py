@@ -75,3 +75,19 @@ def test_the_final_table_lists_the_reports_and_the_reused_steps():
     [first] = [line for line in lines if "reports (open in a browser)" in line]
     assert first.endswith("/o/reports/a.md")
     assert lines[lines.index(first) + 1].strip() == "/o/reports/b.html"
+
+
+def test_a_failed_step_s_own_one_line_error_is_found_in_this_run_s_log_only(tmp_path):
+    from mlengine.pipelines.run_outputs import step_error
+
+    log = tmp_path / "pipeline.log"
+    log.write_text("    mlengine.errors.DataError: old.csv: an earlier run's error\n")
+    start = log.stat().st_size
+    with log.open("a") as handle:
+        handle.write("Traceback (most recent call last):\n"
+                     "        raise DataError(f\"{data_uri}: 0 of ...\")\n"
+                     "        mlengine.errors.DataError: a.csv: 0 of 2 rows passed validation; top reasons: x (2)\n"
+                     "20:10:37.518 - ERROR - Task \x1b[96m'ingest'\x1b[0m finished with status FAILURE\n")
+    assert step_error(log, start) == "step ingest: a.csv: 0 of 2 rows passed validation; top reasons: x (2)"
+    assert step_error(log, log.stat().st_size) is None
+    assert step_error(tmp_path / "absent.log") is None

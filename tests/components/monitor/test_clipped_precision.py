@@ -2,6 +2,8 @@
 equal to the training extremes as inside, so clipped data (point masses at both ends) and
 unshifted populations raise no flag, while shifted ones are still caught."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -84,3 +86,11 @@ def test_values_beyond_the_training_range_by_more_than_float32_resolution_are_ou
     entry = compare(stats, columns, SPEC)["columns"]["dropoff_latitude"]
     assert entry["out_of_range_fraction"] == pytest.approx(100 / SERVING_ROWS)
     assert "out_of_range" in entry["flags"]
+
+
+def test_integer_columns_compare_over_integer_bins_with_integer_labels(stats):
+    entry = compare(stats, served(UNSHIFTED_SEEDS[0]), SPEC)["columns"]["passenger_count"]
+    distribution = entry["distribution"]
+    assert distribution["kind"] == "histogram"
+    assert all(re.fullmatch(r"[<>] \d+|\d+(-\d+)?", label) for label in distribution["labels"]), distribution["labels"]
+    assert "1" in distribution["labels"]  # one passenger: the most common value has its own bin
