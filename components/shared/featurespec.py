@@ -329,7 +329,10 @@ def _check_schema(check: _Checker, raw: Any) -> None:
     if not errors:
         return
     error = errors[0]
-    where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error.absolute_path).lstrip(".")
+    path = list(error.absolute_path)
+    if isinstance(error.schema, dict) and error.schema.get("x-at-parent"):  # e.g. range[0]: the range is wrong
+        path = path[:-1]
+    where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in path).lstrip(".")
     check.fail(where, _schema_message(error))
 
 
