@@ -61,6 +61,7 @@ class ColumnDraft:
     distinct: dict[str, int] = field(default_factory=dict)  # value -> count, capped
     distinct_capped: bool = False
     numbers: list[float] = field(default_factory=list)
+    non_finite: int = 0  # NaN / inf cells (ingest rejects their rows)
 
     @property
     def is_numeric(self) -> bool:
@@ -92,6 +93,13 @@ def _parse_number(text: str) -> tuple[str, float] | None:
     except ValueError:
         return None
     return ("float", value) if math.isfinite(value) else None
+
+
+def _is_non_finite(text: str) -> bool:
+    try:
+        return not math.isfinite(float(text))
+    except ValueError:
+        return False
 
 
 def read_sample(data_uri: str, sample_rows: int = DEFAULT_SAMPLE_ROWS) -> tuple[str, str, list[str], list[list[str]]]:
@@ -140,13 +148,18 @@ def profile(header: list[str], rows: list[list[str]]) -> list[ColumnDraft]:
             if "string" in kinds:
                 continue
             parsed = _parse_number(cell)
+            if parsed is None and _is_non_finite(cell):  # NaN / inf: a broken number, not a string column
+                draft.non_finite += 1
+                continue
             if parsed is None:
                 kinds.add("string")
             else:
                 kinds.add(parsed[0])
                 numbers.append(parsed[1])
-        if "string" in kinds or not kinds:
+        if "string" in kinds:
             draft.type = "string"
+        elif not kinds:  # only empty or NaN cells: nothing to learn from (left out as empty)
+            draft.type, draft.count = "string", 0
         else:
             draft.type = "float" if "float" in kinds else "int"
             draft.numbers = numbers
@@ -257,7 +270,7 @@ def draft_spec(data_uri: str, label: str | None = None, sample_rows: int = DEFAU
                 if d.type == "float" and len(bucketized) < MAX_BUCKETIZED_SUGGESTIONS:
                     bucketized.append(d.name)
         elif d.count == 0:
-            skipped.append((d.name, "empty in the sample"))
+            skipped.append((d.name, "no usable value in the sample"))
             continue
         elif d.identifier_like:
             # not a column at all: ingest ignores CSV columns the spec does not name, clients need not send it
@@ -270,6 +283,8 @@ def draft_spec(data_uri: str, label: str | None = None, sample_rows: int = DEFAU
             else:
                 note = "many values: the vocabulary is learned from the training data"
             categorical.append(d.name)
+        if d.non_finite:
+            note += f"; {d.non_finite} NaN/inf cells: those rows are rejected"
         if d.empty:
             # without a default an empty cell rejects its row; the draft keeps those rows
             if d.is_numeric:

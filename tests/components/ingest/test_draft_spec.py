@@ -109,3 +109,13 @@ def test_cli_writes_the_draft_and_refuses_to_overwrite_an_edited_spec(taxi_csv, 
     assert err == f"mlengine spec: error: {out}: already exists (your edits?); pass --force to overwrite"
     assert mlengine_cli.main(["spec", "--data", str(tmp_path / "none.csv"), "--out", str(tmp_path / "b.yaml")]) == 2
     assert "none.csv" in capsys.readouterr().err
+
+
+def test_nan_cells_keep_a_column_numeric_and_an_empty_column_is_left_out(tmp_path):
+    lines = ["a,b,gone,y"] + [f"{i % 7}.5,{'NaN' if i % 10 == 0 else i},,{i}" for i in range(200)]
+    path = tmp_path / "nan.csv"
+    path.write_text("\n".join(lines) + "\n")
+    text, summary = draft_spec(str(path), label="y")
+    columns = {c["name"]: c for c in yaml.safe_load(text)["columns"]}
+    assert columns["b"]["type"] == "int" and "20 NaN/inf cells" in text
+    assert "gone" not in columns and summary["left_out"] == ["gone"]
