@@ -6,12 +6,17 @@ Per raw column of the spec (the label is not served):
   training standard deviations); **variance ratio** ``(std_s / std_t) ** 2``; **PSI** (population
   stability index) over the training histogram's bins (adjacent bins holding under
   ``MIN_BIN_FRACTION`` of the training rows are merged, plus one bin below and one above the
-  training edges); **Jensen-Shannon distance** (base 2, in [0, 1]) over the same bins; the
-  **out-of-range fraction** (serving values outside the training [min, max]);
+  training edges, holding the training histogram's underflow / overflow rows); **Jensen-Shannon
+  distance** (base 2, in [0, 1]) over the same bins; the **out-of-range fraction** (serving
+  values outside the training [min, max], the extremes themselves inside);
 - categorical columns (string columns and the spec's ``features.categorical``): PSI and JS
   distance over the category frequencies (the training top values plus an "other" bucket);
   string columns whose training values are all known report the share of unseen values as
   their out-of-range fraction.
+
+Everything is compared in one precision: the dtype the model's signature takes (float32 for
+float columns, which is also what the serving log holds), with the training numbers (min, max,
+bin edges) rounded to it, so a serving value equal to a training extreme is not "outside".
 
 A column is flagged when a difference is *large* (above its threshold) *and* larger than the
 sampling noise of ``n`` serving rows, so a few hundred rows do not raise false alarms.
