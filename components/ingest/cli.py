@@ -38,6 +38,19 @@ def add_cli(subparsers) -> None:
                              "(default: Beam's in-process runner)")
     ingest.set_defaults(handler=_ingest)
 
+    flink = subparsers.add_parser(
+        "flink-manifests", help="render (not apply) the FlinkDeployment and Beam job server that run "
+                                "`--runner beam` on Flink in Kubernetes (Flink Kubernetes operator)")
+    flink.add_argument("--out", required=True, help="folder for the YAML files")
+    flink.add_argument("--name", default="mlengine-beam", help="FlinkDeployment name (default %(default)s)")
+    flink.add_argument("--namespace", default=None, help="Kubernetes namespace (default: the Kubeflow user namespace)")
+    flink.add_argument("--task-managers", type=int, default=2, help="TaskManager pods (default %(default)s)")
+    flink.add_argument("--task-slots", type=int, default=2, help="slots per TaskManager (default %(default)s)")
+    flink.add_argument("--shared-claim", default="mlengine-shared",
+                       help="ReadWriteMany PVC with the data and outputs, mounted at /mnt/shared everywhere")
+    flink.add_argument("--image-registry", default=None, help="registry of the pipeline image (the Beam workers)")
+    flink.set_defaults(handler=_flink_manifests)
+
 
 def _spec(args: argparse.Namespace) -> int:
     from mlengine.components.ingest.draft_spec import write_draft
@@ -66,6 +79,28 @@ def _ingest(args: argparse.Namespace) -> int:
                        str(out / "rejects" / REJECTS_FILE), str(out / "statistics"), split_seed=args.split_seed,
                        beam_options=args.beam_option, progress=print_progress)
     print(json.dumps({key: value for key, value in result.to_dict().items() if key != "parts"}))
+    return 0
+
+
+def _flink_manifests(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import yaml
+
+    from mlengine.components.shared.flink import beam_options_for_flink, render_flink_manifests
+    from mlengine.constants import K8S_NAMESPACE, image_for
+
+    namespace = args.namespace or K8S_NAMESPACE
+    manifests = render_flink_manifests(name=args.name, namespace=namespace, task_managers=args.task_managers,
+                                       task_slots=args.task_slots, shared_claim=args.shared_claim,
+                                       image=image_for("pipeline", args.image_registry))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for file_name, manifest in manifests.items():
+        (out / file_name).write_text(yaml.safe_dump(manifest, sort_keys=False), encoding="utf-8")
+        written.append(str(out / file_name))
+    print(json.dumps({"written": written, "beam_options": beam_options_for_flink(args.name, namespace)}, indent=2))
     return 0
 
 
