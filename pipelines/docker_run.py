@@ -230,6 +230,26 @@ def remove_run_containers(client, run_id: str) -> int:
 
 
 @contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """A SIGTERM (a CI job stopped, `kill`) unwinds like Ctrl-C, so the step's container is removed too."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
 def docker_pipeline(out: Path, pipeline_yaml: str | Path, arguments: dict[str, Any], *,
                     enable_caching: bool = False) -> Iterator[Callable[..., Any]]:
     """kfp.local set up for the compiled pipeline under DockerRunner; yields the pipeline to call.
@@ -273,7 +293,8 @@ def docker_pipeline(out: Path, pipeline_yaml: str | Path, arguments: dict[str, A
         local.init(runner=local.DockerRunner(), pipeline_root=str(root), enable_caching=enable_caching,
                    cache_root=str(out / "task-cache"))
         docker_task_handler.run_docker_container = run_step
-        yield run_pipeline
+        with _sigterm_as_interrupt():
+            yield run_pipeline
     finally:
         os.umask(old_umask)
         docker_task_handler.run_docker_container = original

@@ -18,8 +18,10 @@ import pytest
 from mlengine.constants import CONTAINER_LABEL, IMAGE_ROLES, IMAGES_BUILD_COMMAND, image_for
 
 RUN_TIMEOUT = 900  # seconds one `mlengine run` in a test may take before it counts as hung
-# few thousand rows, 2 epochs, no tuning: one training process, so both runners train the same model
-SMALL_RUN_ARGS = ["--trials", "0", "--epochs", "2", "--batch-size", "32", "--learning-rate", "0.01"]
+# small data, 2 epochs, no tuning: one training process, so both runners train the same model (and
+# one good enough to be blessed, so the deploy step starts its server inside its container)
+SMALL_ROWS = 20_000
+SMALL_RUN_ARGS = ["--trials", "0", "--epochs", "2", "--batch-size", "64", "--learning-rate", "0.01"]
 
 
 @pytest.fixture(scope="session")
@@ -70,9 +72,9 @@ def run_containers(client, run_label_only: bool = False) -> list:
 
 @pytest.fixture(scope="session")
 def small_csv(tmp_path_factory) -> Path:
-    """6,000 generated taxi rows outside any pipeline root (the runner must mount them)."""
-    path = tmp_path_factory.mktemp("container-data") / "taxi-6000.csv"
-    mlengine("generate", "--rows", "6000", "--seed", "5", "--out", str(path))
+    """Generated taxi rows outside any pipeline root (the runner must make them visible to the steps)."""
+    path = tmp_path_factory.mktemp("container-data") / f"taxi-{SMALL_ROWS}.csv"
+    mlengine("generate", "--rows", str(SMALL_ROWS), "--seed", "5", "--out", str(path))
     return path
 
 

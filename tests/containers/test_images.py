@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import subprocess
@@ -165,6 +166,11 @@ def test_trainer_image_runs_the_training_program_of_a_tfjob_replica(docker_run, 
     output = tmp_path / "output"
     output.mkdir()
     output.chmod(0o2775)  # group 0 writable, as the image expects of every path it writes
+    from mlengine.components.train.trainer import TrainConfig
+
+    # the training program's own flags only (the artifact's copy may carry lineage fields too)
+    fields = {field.name for field in dataclasses.fields(TrainConfig)}
+    config = {key: value for key, value in config.items() if key in fields}
     config.update(model_dir="/output/model", epochs=1)
     (output / "train_config.json").write_text(json.dumps(config), encoding="utf-8")
     container = docker_client.containers.run(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import pytest
 
 from mlengine.constants import CONTAINER_LABEL, PIPELINE_IMAGE
 
-from .conftest import SMALL_RUN_ARGS, mlengine, run_containers
+from .conftest import SMALL_ROWS, SMALL_RUN_ARGS, mlengine, run_containers
 
 pytestmark = pytest.mark.containers
 
@@ -30,7 +31,7 @@ def test_every_step_ran_in_the_image_its_yaml_names(docker_run):
 def test_same_summary_and_table_as_the_default_runner(docker_run, subprocess_run):
     docker_summary, local_summary = docker_run["summary"], subprocess_run["summary"]
     assert set(docker_summary) == set(local_summary)
-    assert docker_summary["rows_read"] == local_summary["rows_read"] == 6000
+    assert docker_summary["rows_read"] == local_summary["rows_read"] == SMALL_ROWS
     assert docker_summary["rows_rejected"] == local_summary["rows_rejected"] == 0
     # the RMSE of the same pipeline on the same data: within 5% across runners
     assert docker_summary["rmse"] == pytest.approx(local_summary["rmse"], rel=0.05)
@@ -73,7 +74,7 @@ def test_processes_start_inside_the_step_containers(tmp_path, small_csv, built_i
 
 
 def test_a_failing_step_shows_its_log_and_stops_the_run_naming_it(tmp_path, small_csv, built_images, docker_client):
-    # the header passes the host's input check; every row is then rejected, so the transform step fails
+    # the header passes the host's input check; every row is then rejected inside the steps
     header = small_csv.read_text(encoding="utf-8").splitlines()[0]
     bad = tmp_path / "all-rejected.csv"
     bad.write_text(header + "\n" + "\n".join(",".join("x" * len(header.split(","))) for _ in range(50)) + "\n")
@@ -81,25 +82,30 @@ def test_a_failing_step_shows_its_log_and_stops_the_run_naming_it(tmp_path, smal
                       "--trials", "0", "--epochs", "1", check=False)
     assert result.returncode == 2
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("mlengine run: error: pipeline") and "'transform'" in last
-    assert "--- step transform failed in its container" in result.stderr
-    assert "the training split has no rows" in result.stderr  # the step's own error, from its log
+    assert last.startswith("mlengine run: error: pipeline")
+    failed = re.search(r"--- step (\w+) failed in its container \(exit [1-9]\d*\)", result.stderr)
+    assert failed, result.stderr[-3000:]
+    assert f"Inner task failed: '{failed.group(1)}'" in last  # the run stops naming the step that failed
+    assert "Traceback" in result.stderr.split("--- step", 1)[1]  # the step's own log, on the console
     assert not (tmp_path / "out" / "summary.json").exists()
     assert run_containers(docker_client, run_label_only=True) == []
 
 
-def test_ctrl_c_during_a_step_removes_its_container(tmp_path, small_csv, built_images, docker_client):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_during_a_step_removes_its_container(signum, tmp_path, small_csv, built_images, docker_client):
     process = subprocess.Popen(
         [sys.executable, "-m", "mlengine.cli", "run", "--runner", "docker", "--data", str(small_csv),
          "--out", str(tmp_path), *SMALL_RUN_ARGS],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # a terminal's Ctrl-C: background jobs of a non-interactive shell (CI) start with SIGINT ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 300
         while not run_containers(docker_client, run_label_only=True):
             assert process.poll() is None, process.communicate()[1][-3000:]
             assert time.monotonic() < deadline, "no step container started"
             time.sleep(0.2)
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signum)
         _, stderr = process.communicate(timeout=120)
     finally:
         if process.poll() is None:
