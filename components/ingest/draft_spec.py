@@ -1,6 +1,8 @@
 """Draft a feature spec from a sample of a CSV: what `mlengine spec` writes for the user to edit.
 
-From the first ``sample_rows`` rows of the first file the data URI names:
+From the first file the data URI names: every row up to ``SCAN_ROWS`` for the types and ranges
+(a sample of a sorted file would miss its ends), and a uniform sample of ``sample_rows`` of them
+for the rest:
 
 - the delimiter (the header is tried with ``,``, ``;``, tab and ``|``: the one giving most columns);
 - per column a type: ``int`` when every non-empty cell is an integer, ``float`` when every one is
@@ -10,7 +12,8 @@ From the first ``sample_rows`` rows of the first file the data URI names:
   server refuses values outside the range;
 - vocabularies for strings with at most ``MAX_VOCABULARY`` distinct values; strings with nearly one
   value per row are treated as identifiers and left out of the features;
-- the label: ``--label``, else a column named like a target, else the last numeric column;
+- the label: ``--label``, else a column named like a target (``LABEL_WORDS``, strongest first),
+  else the last numeric column;
 - features: floats and wide ints numeric, strings and narrow ints (``MAX_CATEGORICAL_INT``
   values at most) categorical; bucketized and crossed features as commented suggestions;
 - ``benchmark_feature``: the numeric column most correlated with the label in the sample.
@@ -24,6 +27,7 @@ import csv
 import io
 import json
 import math
+import random
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,12 +40,15 @@ from mlengine.constants import SPEC_SAMPLE_ROWS
 from mlengine.errors import DataError, MlengineError
 
 DEFAULT_SAMPLE_ROWS = SPEC_SAMPLE_ROWS
+SCAN_ROWS = 1_000_000  # rows of the first file read for types and ranges; the sample is drawn from them
+SAMPLE_SEED = 0
 RANGE_MARGIN = 0.1  # share of the observed span added on each side of a numeric range
 MAX_VOCABULARY = 50  # strings with more distinct values get no declared vocabulary
 IDENTIFIER_SHARE = 0.9  # distinct values per row above which a string column looks like an id
 MAX_CATEGORICAL_INT = 32  # int columns with at most this many distinct values are categorical
 CANDIDATE_DELIMITERS = (",", ";", "\t", "|")
-LABEL_NAMES = re.compile(r"(^|_)(label|target|y|price|fare|amount|cost|value|sales|revenue|score)($|_)", re.I)
+# target-like names, strongest first: a column named "y" next to "x" and "z" is a coordinate before a price is
+LABEL_WORDS = ("label", "target", "price", "fare", "amount", "cost", "sales", "revenue", "value", "score", "y")
 MAX_BUCKETIZED_SUGGESTIONS = 4
 MISSING_VALUE = "missing"  # the drafted default of a string column with empty cells
 
@@ -102,10 +109,56 @@ def _is_non_finite(text: str) -> bool:
         return False
 
 
-def read_sample(data_uri: str, sample_rows: int = DEFAULT_SAMPLE_ROWS) -> tuple[str, str, list[str], list[list[str]]]:
-    """(file, delimiter, header, rows) of the first ``sample_rows`` well-formed rows of the first file."""
+@dataclass
+class Scan:
+    """What one pass over the file (up to ``SCAN_ROWS`` rows) says about each column, beyond the sample.
+
+    A sample of a sorted file (by price, by date) misses its ends: the ranges come from every
+    scanned row, and a single non-number anywhere makes the column a string.
+    """
+
+    rows: int = 0
+    minimum: list[float | None] = field(default_factory=list)
+    maximum: list[float | None] = field(default_factory=list)
+    non_number: list[bool] = field(default_factory=list)
+    non_int: list[bool] = field(default_factory=list)
+    values: list[set[str] | None] = field(default_factory=list)  # distinct cells, None past MAX_VOCABULARY
+
+    def update(self, row: list[str]) -> None:
+        self.rows += 1
+        for index, cell in enumerate(row):
+            if cell == "":
+                continue
+            seen = self.values[index]
+            if seen is not None and cell not in seen:
+                seen.add(cell)
+                if len(seen) > MAX_VOCABULARY:
+                    self.values[index] = None
+            if self.non_number[index]:
+                continue
+            try:
+                value = float(cell)
+            except ValueError:
+                self.non_number[index] = True
+                continue
+            if not math.isfinite(value):
+                continue
+            if not self.non_int[index] and not cell.lstrip("+-").isdigit():
+                self.non_int[index] = True
+            low, high = self.minimum[index], self.maximum[index]
+            if low is None or value < low:
+                self.minimum[index] = value
+            if high is None or value > high:
+                self.maximum[index] = value
+
+
+def read_sample(data_uri: str, sample_rows: int = DEFAULT_SAMPLE_ROWS
+                ) -> tuple[str, str, list[str], list[list[str]], Scan]:
+    """(file, delimiter, header, sample, scan) of the first file: a uniform sample of ``sample_rows``
+    well-formed rows (reservoir, seeded) out of the first ``SCAN_ROWS``, and the scan of all of them."""
     files = storage.resolve_inputs(data_uri)
     uri = files[0]
+    rng = random.Random(SAMPLE_SEED)
     with storage.open_binary(uri) as stream:
         text = io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline="")
         first = text.readline().lstrip("\ufeff").rstrip("\r\n")
@@ -117,19 +170,30 @@ def read_sample(data_uri: str, sample_rows: int = DEFAULT_SAMPLE_ROWS) -> tuple[
             raise DataError(f"{uri}: header has a duplicate column")
         if any(not name for name in header):
             raise DataError(f"{uri}: header has an empty column name")
+        width = len(header)
+        scan = Scan(minimum=[None] * width, maximum=[None] * width, non_number=[False] * width,
+                    non_int=[False] * width, values=[set() for _ in range(width)])
         rows: list[list[str]] = []
         for row in csv.reader(text, delimiter=delimiter):
-            if len(row) == len(header):
-                rows.append([cell.strip() for cell in row])
-                if len(rows) >= sample_rows:
-                    break
+            if len(row) != width:
+                continue
+            row = [cell.strip() for cell in row]
+            scan.update(row)
+            if len(rows) < sample_rows:
+                rows.append(row)
+            else:
+                slot = rng.randrange(scan.rows)
+                if slot < sample_rows:
+                    rows[slot] = row
+            if scan.rows >= SCAN_ROWS:
+                break
     if not rows:
         raise DataError(f"{uri}: no data rows after the header to draft a spec from")
-    return uri, delimiter, header, rows
+    return uri, delimiter, header, rows, scan
 
 
-def profile(header: list[str], rows: list[list[str]]) -> list[ColumnDraft]:
-    """Type, range and value counts of every column of the sample."""
+def profile(header: list[str], rows: list[list[str]], scan: Scan | None = None) -> list[ColumnDraft]:
+    """Type, range and value counts of every column of the sample; types and ranges widened by the scan."""
     drafts = []
     for index, name in enumerate(header):
         draft = ColumnDraft(name)
@@ -156,6 +220,8 @@ def profile(header: list[str], rows: list[list[str]]) -> list[ColumnDraft]:
             else:
                 kinds.add(parsed[0])
                 numbers.append(parsed[1])
+        if scan is not None and scan.non_number[index]:
+            kinds.add("string")
         if "string" in kinds:
             draft.type = "string"
         elif not kinds:  # only empty or NaN cells: nothing to learn from (left out as empty)
@@ -164,6 +230,11 @@ def profile(header: list[str], rows: list[list[str]]) -> list[ColumnDraft]:
             draft.type = "float" if "float" in kinds else "int"
             draft.numbers = numbers
             draft.minimum, draft.maximum = min(numbers), max(numbers)
+            if scan is not None and scan.minimum[index] is not None:
+                draft.minimum = min(draft.minimum, scan.minimum[index])
+                draft.maximum = max(draft.maximum, scan.maximum[index])
+                if draft.type == "int" and scan.non_int[index]:
+                    draft.type = "float"  # a fraction outside the sample
         drafts.append(draft)
     return drafts
 
@@ -194,8 +265,11 @@ def suggest_label(drafts: list[ColumnDraft]) -> ColumnDraft:
     numeric = [d for d in drafts if d.is_numeric]
     if not numeric:
         raise DataError("no numeric column in the sample: a regression label must be float or int")
-    named = [d for d in numeric if LABEL_NAMES.search(d.name)]
-    return named[-1] if named else numeric[-1]
+    for word in LABEL_WORDS:
+        named = [d for d in numeric if re.search(rf"(^|[_\W]){word}($|[_\W])", d.name, re.I)]
+        if named:
+            return named[-1]
+    return numeric[-1]
 
 
 def _correlation(x: list[float], y: list[float]) -> float:
@@ -232,8 +306,8 @@ def _names(names: list[str]) -> str:
 def draft_spec(data_uri: str, label: str | None = None, sample_rows: int = DEFAULT_SAMPLE_ROWS,
                name: str | None = None) -> tuple[str, dict[str, Any]]:
     """The drafted spec as commented YAML text, and a summary of what was decided."""
-    uri, delimiter, header, rows = read_sample(data_uri, sample_rows)
-    drafts = profile(header, rows)
+    uri, delimiter, header, rows, scan = read_sample(data_uri, sample_rows)
+    drafts = profile(header, rows, scan)
     by_name = {d.name: d for d in drafts}
     if label is not None:
         if label not in by_name:
@@ -277,9 +351,10 @@ def draft_spec(data_uri: str, label: str | None = None, sample_rows: int = DEFAU
             skipped.append((d.name, "nearly one value per row: an identifier?"))
             continue
         else:
-            if not d.distinct_capped and len(d.distinct) <= MAX_VOCABULARY:
-                entry["vocabulary"] = sorted(d.distinct, key=lambda v: (-d.distinct[v], v))
-                note = f"{len(d.distinct)} values in the sample; others are rejected"
+            every = scan.values[header.index(d.name)]  # every value of the scanned rows, when few
+            if every is not None:
+                entry["vocabulary"] = sorted(every, key=lambda v: (-d.distinct.get(v, 0), v))
+                note = f"{len(every)} values in {scan.rows:,} rows; others are rejected"
             else:
                 note = "many values: the vocabulary is learned from the training data"
             categorical.append(d.name)
@@ -309,7 +384,8 @@ def draft_spec(data_uri: str, label: str | None = None, sample_rows: int = DEFAU
     if label_draft.empty:
         label_note += f"; {label_draft.empty} rows without a label in the sample are rejected"
     lines = [
-        f"# Drafted by `mlengine spec` from {len(rows):,} rows of {uri}.",
+        f"# Drafted by `mlengine spec` from {scan.rows:,} rows of {uri} (ranges and types; a sample of "
+        f"{len(rows):,} for the rest).",
         "# Check every line (types, ranges, vocabularies, which columns are features), then run:",
         f"#   mlengine run --data {data_uri} --spec <this file> --out out/{spec_name}",
         "# Every key is described in docs/feature-spec.md.",

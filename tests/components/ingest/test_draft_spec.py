@@ -119,3 +119,30 @@ def test_nan_cells_keep_a_column_numeric_and_an_empty_column_is_left_out(tmp_pat
     columns = {c["name"]: c for c in yaml.safe_load(text)["columns"]}
     assert columns["b"]["type"] == "int" and "20 NaN/inf cells" in text
     assert "gone" not in columns and summary["left_out"] == ["gone"]
+
+
+def test_a_sorted_file_gets_ranges_vocabularies_and_types_from_every_row_not_the_sample(tmp_path):
+    # sorted by the label, as diamonds.csv is by price: its first rows alone would miss the top end
+    lines = ["grade,kind,size,price"]
+    for i in range(3000):
+        kind = "rare" if i == 2990 else ("a", "b")[i % 2]
+        size = f"{i / 7:.2f}" if i > 2900 else str(i // 10)  # fractions only near the end
+        lines.append(f"{i % 5},{kind},{size},{i * 3 + 100}")
+    path = tmp_path / "sorted.csv"
+    path.write_text("\n".join(lines) + "\n")
+    text, summary = draft_spec(str(path), sample_rows=100)
+    raw = yaml.safe_load(text)
+    columns = {c["name"]: c for c in raw["columns"]}
+    assert summary["label"] == "price" and raw["label"]["range"][1] >= 2999 * 3 + 100
+    assert "rare" in columns["kind"]["vocabulary"]
+    assert columns["size"]["type"] == "float"
+    out = tmp_path / "spec.yaml"
+    out.write_text(text)
+    run = ingest(path, tmp_path / "ingest", spec=load_spec(out))
+    assert (run.result.rows_ok, run.result.rows_rejected) == (3000, 0)
+
+
+def test_a_coordinate_named_y_is_not_taken_for_the_label_when_a_price_is_there(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("x,y,z,price\n" + "".join(f"{i},{i + 1},{i + 2},{i * 10}\n" for i in range(50)))
+    assert draft_spec(str(path))[1]["label"] == "price"
