@@ -130,3 +130,25 @@ def test_component_compiles_with_a_description_for_every_input(tmp_path):
     described = {**inputs.get("parameters", {}), **inputs.get("artifacts", {})}
     assert set(described) == {"model", "data_uri", "keep_columns", "csv_output"}
     assert all(value.get("description") for value in described.values())
+
+
+def test_s3_prefix_of_csv_shards_streams_like_local_files(tiny_model, tmp_path, s3_env):
+    import io
+
+    from mlengine.components.shared import storage
+
+    client = storage.s3_client(storage.s3_settings_from_env())
+    if not client.bucket_exists("batch"):
+        client.make_bucket("batch")
+    write_csv(tmp_path / "all.csv", 60, 9)
+    lines = (tmp_path / "all.csv").read_bytes().splitlines()
+    for index, rows in enumerate((lines[1:25], lines[25:])):
+        body = b"\n".join([lines[0], *rows]) + b"\n"
+        client.put_object("batch", f"in/part-{index}.csv", io.BytesIO(body), len(body))
+    summary = batch_predict(str(tiny_model), "s3://batch/in/", str(tmp_path / "out"), progress=False)
+    assert summary["rows_read"] == 60 and summary["rows_rejected"] == 0 and len(summary["files"]) == 2
+    table = _read(tmp_path / "out")
+    assert table.column("row").to_pylist() == list(range(60))  # numbered on across the two objects
+    written = pacsv.read_csv(tmp_path / "all.csv")
+    expected = load_model_dir(tiny_model)({n: written.column(n).to_numpy() for n in written.column_names})
+    np.testing.assert_allclose(table.column("prediction").to_numpy(), expected, rtol=1e-5, atol=1e-4)
