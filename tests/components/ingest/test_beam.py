@@ -167,3 +167,16 @@ def test_cli_ingest_on_beam_writes_the_layout(tmp_path, shards, capsys):
     assert (out / "rejects" / REJECTS_FILE).is_file()
     assert (out / "statistics" / STATISTICS_FILE).is_file()
     assert (out / "statistics" / "feature_spec.yaml").is_file()
+
+
+def test_ingest_component_with_runner_beam_under_kfp_local(kfp_local, shards):
+    from mlengine.components.ingest.component import ingest
+
+    task = ingest(data_uri=str(shards / "a.csv"), spec_uri="", split_seed=0, runner="beam",
+                  beam_options="--direct_num_workers=1")
+    assert task.outputs["rows_read"] == ROWS
+    files = {path.name: path for path in kfp_local.rglob("*") if path.is_file()}
+    stats = json.loads(files[STATISTICS_FILE].read_text(encoding="utf-8"))
+    assert stats["all"]["quantile_sketch"]["kind"] == "kll"  # the Beam path wrote them
+    assert stats["ingest"]["rows_read"] == ROWS
+    assert task.outputs["rows_rejected"] == stats["ingest"]["rows_rejected"] > 0
