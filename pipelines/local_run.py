@@ -173,6 +173,7 @@ def run_training_locally(
         warnings.filterwarnings("ignore", message=".*non-Python base image.*", category=RuntimeWarning)
         warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*")
         log_start = log_path.stat().st_size if log_path.is_file() else 0
+        run_started = time.time()  # reports written from now on are this run's
         try:
             run = pipeline(data_uri=data_uri, **params)
         except RuntimeError as err:
@@ -218,7 +219,7 @@ def run_training_locally(
     if resume:
         reused = ", ".join(hits.tasks) or "no step (changed inputs, or no earlier run here)"
         log(f"run: --resume: reused from the cache: {reused}")
-    summary["reports"] = copy_reports(out, pipeline_yaml[PIPELINE_NAME])
+    summary["reports"] = copy_reports(out, pipeline_yaml[PIPELINE_NAME], run_started, hits.tasks)
     (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, sort_keys=False), encoding="utf-8")
     return summary
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import re
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -55,12 +56,14 @@ def report_outputs(pipeline_yaml: str | Path) -> list[tuple[str, str, str]]:
     return found
 
 
-def copy_reports(out: Path, pipeline_yaml: str | Path) -> list[str]:
+def copy_reports(out: Path, pipeline_yaml: str | Path, since: float = 0.0, cached: Iterable[str] = ()) -> list[str]:
     """Copy this run's reports to ``out/reports`` with extensions; returns the copies' paths.
 
-    A task reused from the cache wrote its report in an earlier run's folder, so for each report
-    the newest file of that task and name under the pipeline root is the one this run used.
+    A report written since ``since`` (epoch seconds, the run's start) is this run's; a task in
+    ``cached`` (reused from the cache) wrote its report in an earlier run's folder, the newest
+    one there. Reports of tasks that did not run this time (a branch not taken) are left out.
     """
+    cached = set(cached)
     root = out / "pipeline-root"
     target = out / REPORTS_SUBDIR
     target.mkdir(parents=True, exist_ok=True)
@@ -70,9 +73,10 @@ def copy_reports(out: Path, pipeline_yaml: str | Path) -> list[str]:
     copies = []
     for task, output, suffix in report_outputs(pipeline_yaml):
         candidates = [p for p in root.glob(f"*/{task}/{output}") if p.is_file()]
-        if not candidates:  # a step skipped by a condition (deploy of an unblessed model)
+        fresh = [p for p in candidates if p.stat().st_mtime >= since]
+        if not candidates or (not fresh and task not in cached):  # not run this time (a condition's other branch)
             continue
-        newest = max(candidates, key=lambda p: p.stat().st_mtime)
+        newest = max(fresh or candidates, key=lambda p: p.stat().st_mtime)
         copy = target / f"{task}-{output}{suffix}"
         shutil.copyfile(newest, copy)
         copies.append(str(copy))

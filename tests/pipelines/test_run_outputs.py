@@ -32,12 +32,16 @@ def test_reports_are_copied_with_extensions_newest_first(tmp_path):
     os.utime(old, (1_000_000, 1_000_000))  # the earlier run's copy; a cached step keeps its older one
     (tmp_path / REPORTS_SUBDIR).mkdir()
     (tmp_path / REPORTS_SUBDIR / "deploy-deploy_report.md").write_text("stale")  # from an earlier run
-    copies = copy_reports(tmp_path, pipeline_yaml)
+    os.utime(html, (1_000_000, 1_000_000))
+    copies = copy_reports(tmp_path, pipeline_yaml, since=2_000_000, cached=["evaluate"])
     names = sorted(p.rsplit("/", 1)[1] for p in copies)
-    assert names == ["evaluate-eval_html.html", "ingest-statistics_view.md"]
+    assert names == ["evaluate-eval_html.html", "ingest-statistics_view.md"]  # fresh, and cached from run 1
     assert (tmp_path / REPORTS_SUBDIR / "ingest-statistics_view.md").read_text() == "# new"
     assert (tmp_path / REPORTS_SUBDIR / "evaluate-eval_html.html").read_text().startswith("<html>")
     assert not (tmp_path / REPORTS_SUBDIR / "deploy-deploy_report.md").exists()
+    # a report of an earlier run whose task neither ran nor came from the cache now is left out
+    assert copy_reports(tmp_path, pipeline_yaml, since=2_000_000) == [str(tmp_path / REPORTS_SUBDIR /
+                                                                          "ingest-statistics_view.md")]
 
 
 def test_cache_hits_are_collected_from_kfp_local_log_records():
