@@ -66,7 +66,7 @@ from mlengine.components.shared.logs import component_logger
 from mlengine.components.shared.sketches import KLL_K, CappedCounts, KllSketch
 from mlengine.constants import CSV_CHUNK_ROWS, SPEC_FILE, SPLITS, STATISTICS_FILE
 
-__all__ = ["ScopeStatistics", "run_ingest_beam", "statistics_combine_fn", "validate_chunk"]
+__all__ = ["ScopeStatistics", "run_ingest_beam", "validate_chunk"]
 
 log = component_logger("ingest")
 SUMMARY_KEYS = ("rows_read", "rows_ok", "rows_rejected", "blank_lines")
@@ -279,11 +279,6 @@ def _combine_fn_class():
             return accumulator
 
     return StatisticsCombineFn
-
-
-def statistics_combine_fn(spec: FeatureSpec, k: int = KLL_K):
-    """The CombineFn of one scope's statistics (its class is built on first use, with apache_beam)."""
-    return _combine_fn_class()(spec.to_dict(), k)
 
 
 @functools.cache
