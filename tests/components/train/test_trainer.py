@@ -157,3 +157,32 @@ def test_label_is_standardised_inside_the_model_for_a_large_unit(taxi, tmp_path)
     predictions = load_model_dir(str(tmp_path / "model"))(
         {c.name: pq.read_table(big["eval"]).column(c.name).to_numpy() for c in spec.columns})
     assert abs(float(np.mean(predictions)) - float(np.mean(fares))) < 0.2 * float(np.std(fares))
+
+
+def test_a_tuned_model_worse_than_the_default_trial_is_replaced_by_the_default(taxi, tmp_path):
+    """The final (tuned) model is compared with the default configuration's trial; the better one is kept."""
+    import json as json_lib
+
+    from mlengine.components.train.executor import default_trial_of, guard_against_default
+
+    workdir, splits = taxi
+    tuned = _config(workdir, splits, tmp_path / "model", learning_rate=1e-5, epochs=1)  # barely trained
+    tuned_result = train(tuned, progress=False)
+    study = {"default_trial": 0, "default_rmse": 1.0, "trials": [],
+             "default_params": {"nbuckets": 4, "hidden_units": "8", "learning_rate": 0.02, "batch_size": 64}}
+    (tmp_path / "trials.json").write_text(json_lib.dumps(study))
+    default = default_trial_of(tmp_path / "trials.json")
+    assert default == {"params": study["default_params"], "rmse": 1.0, "number": 0}
+    chosen = {"nbuckets": 4, "hidden_units": "8", "learning_rate": 1e-5, "batch_size": 64}
+    guard = guard_against_default(tuned, tuned_result, chosen, default)
+    assert guard["kept"] == "default" and guard["default_final_rmse"] < guard["final_rmse"]
+    assert "the default model is kept" in guard["reason"]
+    kept = evaluate(str(tmp_path / "model"), str(splits["eval"]), progress=False)
+    assert kept["rmse"] == pytest.approx(guard["default_final_rmse"], rel=1e-3)
+    assert not (tmp_path / "model-default").exists()
+
+    # a tuned model at least as good as the default trial is kept without retraining
+    good = guard_against_default(tuned, {"eval_rmse": 0.5}, chosen, default)
+    assert good["kept"] == "tuned" and "not worse than the default" in good["reason"]
+    assert guard_against_default(tuned, tuned_result, study["default_params"], default)["kept"] == "default"
+    assert guard_against_default(tuned, tuned_result, chosen, None)["kept"] == "trained"
