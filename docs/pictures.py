@@ -133,7 +133,7 @@ def draw_layers(path: Path) -> None:
     rows = {"pipelines": ["pipelines"], "components": components, "shared": ["components/shared"],
             "core": ["mlengine"]}
     position = {}
-    for level, (row, names) in enumerate(rows.items()):
+    for level, names in enumerate(rows.values()):
         for i, name in enumerate(names):
             position[name] = ((i - (len(names) - 1) / 2) * 1.6, -level * 1.5)
     figure, axes = plt.subplots(figsize=(13, 5.5))
