@@ -9,6 +9,7 @@ import argparse
 import json
 import sys
 
+from mlengine.components.shared.processes import check_ports_free
 from mlengine.errors import MlengineError
 
 DEFAULT_PORT = 8080
@@ -76,6 +77,8 @@ def _serve(args: argparse.Namespace) -> int:
         value = getattr(args, option)
         if value is not None and value < 1:
             raise MlengineError(f"--{option.replace('_', '-')} {value}: expected a positive number")
+    # a busy port is one line naming it, before TensorFlow and kserve load (uvicorn would say it later)
+    check_ports_free([args.port], args.host)
     if args.serving_log:
         import os
 

@@ -7,6 +7,7 @@ server's own error text (``http://...: HTTP 400: instances[3].pickup_latitude: .
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,19 @@ class ServerError(MlengineError):
         self.index = index
 
 
+# a route pasted into --url: the server's base URL is what comes before it, the model name is in it
+_ROUTE = re.compile(r"/v[12]/models(?:/(?P<name>[^/:]+))?(?::predict|/infer|/ready|/versions/[^/]+(?:/infer)?)?/?$")
+
+
+def split_server_url(url: str) -> tuple[str, str | None]:
+    """``http://h:8080/v1/models/taxi:predict`` -> ``("http://h:8080", "taxi")``; a base URL passes through."""
+    base = url.rstrip("/")
+    match = _ROUTE.search(base)
+    if not match:
+        return base, None
+    return base[:match.start()].rstrip("/"), match.group("name")
+
+
 class PredictionClient:
     """``PredictionClient("http://127.0.0.1:8080").predict(rows)`` -> list of float predictions."""
 
@@ -36,7 +50,8 @@ class PredictionClient:
             raise MlengineError(f"protocol {protocol!r}: expected one of {', '.join(PROTOCOLS)}")
         if not url.startswith(("http://", "https://")):
             raise MlengineError(f"{url}: the server URL must start with http:// or https://")
-        self.url = url.rstrip("/")
+        self.url, named = split_server_url(url)
+        name = name or named
         self.protocol = protocol
         self.timeout = timeout
         self._session = requests.Session()
