@@ -29,7 +29,7 @@ if [ -z "${BASE_IMAGE:-}" ]; then
     if docker image inspect "$PUBLIC_BASE" >/dev/null 2>&1 || docker pull -q "$PUBLIC_BASE" >/dev/null 2>&1; then
         BASE_IMAGE="$PUBLIC_BASE"
     else
-        echo "images: $PUBLIC_BASE cannot be pulled (no registry reachable); building the base from Debian packages"
+        echo "images: $PUBLIC_BASE cannot be pulled (no registry reachable): a base from Debian packages instead"
         images/build-base.sh "$LOCAL_BASE"
         BASE_IMAGE="$LOCAL_BASE"
     fi
