@@ -34,7 +34,7 @@ def tune(
         trials: trial budget; 0 skips tuning and passes the fixed values (and defaults) through.
         parallel: trials run at once.
         algorithm: tpe, random, grid, multivariate-tpe or bayesianoptimization (Katib's names).
-        epochs: training epochs per trial.
+        epochs: maximum training epochs per trial (early stopping and the pruner end poor trials sooner).
         mode: local (optuna trials as processes in this step) or cluster (a Katib Experiment).
         hyperparameters: the chosen HyperParameters (hyperparameters.json) for transform and train.
         study: the trials (trials.json) and, locally, the optuna study database.
