@@ -64,6 +64,7 @@ if ls "$wheels"/tensorflow_cpu-*.whl >/dev/null 2>&1; then rm -f "$wheels"/tenso
 echo "images: wheelhouse $(du -sh "$wheels" | cut -f1) in $((SECONDS - started)) s"
 
 # --- the role images (the shared stages are built once and cached)
+fingerprint=$("$PYTHON" -m mlengine.pipelines.docker_run "$src")
 source_url=$(git config --get remote.origin.url 2>/dev/null | sed -E 's#://[^/@]*@#://#' || true)
 revision=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 for role in "${roles[@]}"; do
@@ -73,6 +74,7 @@ for role in "${roles[@]}"; do
     if ! docker build --file images/Dockerfile --target "$role" \
         --build-arg BASE_IMAGE="$BASE_IMAGE" --build-arg VERSION="$version" \
         --build-arg SOURCE="${source_url:-unknown}" --build-arg REVISION="$revision" \
+        --label "io.mlengine.source-fingerprint=$fingerprint" \
         --tag "$image" "$context" >"$OUT/build-$role.log" 2>&1; then
         tail -n 40 "$OUT/build-$role.log" >&2
         echo "images: building $image failed (full log: $OUT/build-$role.log)" >&2

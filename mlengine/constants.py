@@ -37,6 +37,7 @@ IMAGE_DEFAULT_UID = 10001  # the images' USER (group 0); any other UID in group 
 IMAGE_MODEL_DIR = "/mnt/models"  # where KServe (and the server image) expects the model
 IMAGE_SERVER_PORT = 8080  # the server image's HTTP port
 CONTAINER_LABEL = "io.mlengine.run"  # on every container `mlengine run --runner docker` starts
+SOURCE_FINGERPRINT_LABEL = "io.mlengine.source-fingerprint"  # the package sources an image was built from
 RUNNERS = ("subprocess", "docker")  # `mlengine run --runner`: kfp.local's SubprocessRunner or DockerRunner
 
 # --- built-in data -----------------------------------------------------------------------------

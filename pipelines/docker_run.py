@@ -31,6 +31,7 @@ from mlengine.constants import (
     CONTAINER_PASSTHROUGH_ENV,
     IMAGE_DEFAULT_UID,
     IMAGES_BUILD_COMMAND,
+    SOURCE_FINGERPRINT_LABEL,
 )
 from mlengine.errors import MlengineError
 
@@ -72,6 +73,50 @@ def pipeline_images(pipeline_yaml: str | Path) -> list[str]:
                 if image and image not in images:
                     images.append(image)
     return images
+
+
+def source_fingerprint(package_dirs: dict[str, str | Path]) -> str:
+    """A hash of the package's Python sources and data files, the same for a source tree and its install.
+
+    ``package_dirs`` maps ``mlengine``, ``components`` and ``pipelines`` to their folders (a source
+    tree's top-level folders, or an install where the last two sit inside the first).
+    """
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in sorted(package_dirs):
+        top = Path(package_dirs[name])
+        for path in sorted(top.rglob("*")):
+            relative = path.relative_to(top)
+            if (not path.is_file() or "__pycache__" in relative.parts or path.suffix not in (".py", ".yaml", ".json")
+                    or (name == "mlengine" and relative.parts[0] in ("components", "pipelines"))):
+                continue
+            digest.update(f"{name}/{relative.as_posix()}\0".encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def installed_fingerprint() -> str:
+    """:func:`source_fingerprint` of the package this process imports (the code that compiles the YAML)."""
+    import mlengine
+    import mlengine.components
+    import mlengine.pipelines
+
+    return source_fingerprint({"mlengine": Path(mlengine.__file__).parent,
+                               "components": Path(next(iter(mlengine.components.__path__))),
+                               "pipelines": Path(next(iter(mlengine.pipelines.__path__)))})
+
+
+def warn_if_stale(client, images: list[str], log=None) -> None:
+    """One warning line when an image holds other package sources than this process runs."""
+    log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+    here = installed_fingerprint()
+    for image in images:
+        labels = client.images.get(image).labels or {}
+        built = labels.get(SOURCE_FINGERPRINT_LABEL)
+        if built and built != here:
+            log(f"run: warning: {image} was built from other sources than this checkout "
+                f"({built} vs {here}): the steps run the image's code; rebuild with `{IMAGES_BUILD_COMMAND}`")
 
 
 def check_images(client, images: list[str]) -> None:
@@ -269,7 +314,9 @@ def docker_pipeline(out: Path, pipeline_yaml: str | Path, arguments: dict[str, A
     run_id = uuid.uuid4().hex[:10]
     old_umask = os.umask(0o002)  # what the host makes for the steps (inputs, kfp.local's folders): group-writable
     try:
-        check_images(client, pipeline_images(pipeline_yaml))
+        images = pipeline_images(pipeline_yaml)
+        check_images(client, images)
+        warn_if_stale(client, images)
         root = out / "pipeline-root"
         make_group_writable_root(root)
         uid = container_uid()
@@ -300,3 +347,8 @@ def docker_pipeline(out: Path, pipeline_yaml: str | Path, arguments: dict[str, A
         docker_task_handler.run_docker_container = original
         remove_run_containers(client, run_id)
         client.close()
+
+
+if __name__ == "__main__":
+    # images/build.sh labels each image with the fingerprint of the tree it was built from
+    print(source_fingerprint({name: Path(sys.argv[1]) / name for name in ("mlengine", "components", "pipelines")}))

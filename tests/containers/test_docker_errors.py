@@ -92,3 +92,22 @@ def test_readable_inputs_are_mounted_private_ones_copied(tmp_path):
     assert stage_inputs({"data_uri": "s3://bucket/data/"}, staging, uid) == ({}, {})
     fixed = absolute_inputs({"data_uri": "data/x.csv", "spec_uri": "s3://b/spec.yaml", "epochs": 1})
     assert fixed["data_uri"].startswith("/") and fixed["spec_uri"] == "s3://b/spec.yaml" and fixed["epochs"] == 1
+
+
+def test_the_source_fingerprint_is_the_same_for_a_tree_and_its_install_and_moves_with_the_code(tmp_path):
+    from mlengine.pipelines.docker_run import source_fingerprint
+
+    tree, installed = tmp_path / "tree", tmp_path / "site-packages" / "mlengine"
+    for root, layout in ((tree, {"mlengine": "mlengine", "components": "components", "pipelines": "pipelines"}),
+                         (installed, {"mlengine": ".", "components": "components", "pipelines": "pipelines"})):
+        for package, folder in layout.items():
+            (root / folder / "sub").mkdir(parents=True, exist_ok=True)
+            (root / folder / "sub" / f"{package}.py").write_text(f"NAME = {package!r}\n")
+            (root / folder / "__pycache__").mkdir(exist_ok=True)
+            (root / folder / "__pycache__" / "x.pyc").write_bytes(b"\0")
+    tree_dirs = {name: tree / name for name in ("mlengine", "components", "pipelines")}
+    installed_dirs = {"mlengine": installed, "components": installed / "components",
+                      "pipelines": installed / "pipelines"}
+    assert source_fingerprint(tree_dirs) == source_fingerprint(installed_dirs)
+    (tree / "components" / "sub" / "components.py").write_text("NAME = 'changed'\n")
+    assert source_fingerprint(tree_dirs) != source_fingerprint(installed_dirs)

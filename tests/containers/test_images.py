@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mlengine.constants import IMAGE_DEFAULT_UID, IMAGE_ROLES, image_for
+from mlengine.constants import IMAGE_DEFAULT_UID, IMAGE_ROLES, IMAGES_BUILD_COMMAND, SOURCE_FINGERPRINT_LABEL, image_for
 from mlengine.version import __version__
 
 pytestmark = pytest.mark.containers
@@ -104,6 +104,10 @@ def test_tag_labels_user_and_entrypoint(role, built_images, docker_client):
     labels = config["Labels"] or {}
     assert labels["org.opencontainers.image.version"] == __version__
     assert labels["org.opencontainers.image.source"]
+    from mlengine.pipelines.docker_run import installed_fingerprint
+
+    assert labels[SOURCE_FINGERPRINT_LABEL] == installed_fingerprint(), \
+        f"{image_for(role)} holds other sources than this checkout: run `{IMAGES_BUILD_COMMAND}`"
     assert config["User"] == f"{IMAGE_DEFAULT_UID}:0"
     assert config["Entrypoint"] == ENTRYPOINTS[role]
     assert not any(name.split("=", 1)[0].startswith(("AWS_", "PIP_", "REQUESTS_CA", "SSL_CERT"))
