@@ -313,7 +313,7 @@ class _Session:
                       "no default trial")
             return
         self.study.enqueue_trial(default, user_attrs={"default": True})
-        self.emit(f"tune: trial 1 is the default configuration {format_params(default)}")
+        self.emit(f"tune: trial 0 is the default configuration {format_params(default)}")
 
     def run(self) -> dict:
         self.recover()
@@ -382,7 +382,7 @@ class _Session:
                 raise
             sender.close()  # the child holds the only write end: EOF means it is gone
             self.running[trial.number] = _Running(trial, full_params, ordinal, process, receiver, log_path)
-            self.emit(f"tune: trial {ordinal}/{self.budget} started {format_params(full_params)}")
+            self.emit(f"tune: trial {trial.number} ({ordinal}/{self.budget}) started {format_params(full_params)}")
 
     def _wait_and_collect(self) -> None:
         from multiprocessing.connection import wait
@@ -432,7 +432,7 @@ class _Session:
         entry.conn.close()
         del self.running[entry.trial.number]
         self._tell(entry.trial.number, state=TrialState.PRUNED)
-        self.emit(f"tune: trial {entry.ordinal}/{self.budget} {format_params(entry.params)} -> stopped early at "
+        self.emit(f"tune: trial {entry.trial.number} ({entry.ordinal}/{self.budget}) {format_params(entry.params)} -> stopped early at "
                   f"epoch {step} (rmse={value:.4g}, {self._prune_rule()}){self._best_suffix()}")
         self._write(self.result())
 
@@ -450,13 +450,13 @@ class _Session:
         entry.trial.set_user_attr("seconds", round(seconds, 3))
         if kind == "result" and math.isfinite(payload):
             self._tell(number, values=payload)
-            self.emit(f"tune: trial {entry.ordinal}/{self.budget} {format_params(entry.params)} -> "
+            self.emit(f"tune: trial {entry.trial.number} ({entry.ordinal}/{self.budget}) {format_params(entry.params)} -> "
                       f"rmse={payload:.4g}{self._best_suffix()}")
         else:
             error = payload if kind == "error" else f"objective is {payload} (training diverged?)"
             entry.trial.set_user_attr("error", f"{error} (log: {entry.log_path})")
             self._tell(number, state=TrialState.FAIL)
-            self.emit(f"tune: trial {entry.ordinal}/{self.budget} {format_params(entry.params)} -> FAILED: {error}")
+            self.emit(f"tune: trial {entry.trial.number} ({entry.ordinal}/{self.budget}) {format_params(entry.params)} -> FAILED: {error}")
         self._write(self.result())
 
     def _tell(self, number: int, **kwargs) -> None:

@@ -79,8 +79,11 @@ def test_study_improves_on_its_first_trial_and_stops_bad_trials_early(tmp_path):
     # live progress, one line per finished trial in the documented shape
     finished = [line for line in lines if " -> " in line]
     assert len(finished) == 12
-    assert any(line.startswith("tune: trial 5/12 nbuckets=") and " lr=" in line for line in finished)
-    assert "tune: trial 1 is the default configuration nbuckets=30 lr=0.05" in lines
+    # one numbering everywhere: the console's trial numbers are the report's and the trial folders'
+    assert any(line.startswith("tune: trial 4 (5/12) nbuckets=") and " lr=" in line for line in finished)
+    numbers = sorted(int(line.split()[2]) for line in finished)
+    assert numbers == [t["number"] for t in sorted(trials, key=lambda t: t["number"])] == list(range(12))
+    assert "tune: trial 0 is the default configuration nbuckets=30 lr=0.05" in lines
     assert any("-> rmse=" in line and "(best " in line for line in finished)
     # persisted: trials.json mirrors the result, study.db holds the optuna study
     assert load_trials(tmp_path / "study")["best_params"] == result["best_params"]
