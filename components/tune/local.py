@@ -432,7 +432,7 @@ class _Session:
         entry.conn.close()
         del self.running[entry.trial.number]
         self._tell(entry.trial.number, state=TrialState.PRUNED)
-        self.emit(f"tune: trial {entry.trial.number} ({entry.ordinal}/{self.budget}) {format_params(entry.params)} -> stopped early at "
+        self.emit(f"tune: trial {self._label(entry)} {format_params(entry.params)} -> stopped early at "
                   f"epoch {step} (rmse={value:.4g}, {self._prune_rule()}){self._best_suffix()}")
         self._write(self.result())
 
@@ -450,14 +450,18 @@ class _Session:
         entry.trial.set_user_attr("seconds", round(seconds, 3))
         if kind == "result" and math.isfinite(payload):
             self._tell(number, values=payload)
-            self.emit(f"tune: trial {entry.trial.number} ({entry.ordinal}/{self.budget}) {format_params(entry.params)} -> "
+            self.emit(f"tune: trial {self._label(entry)} {format_params(entry.params)} -> "
                       f"rmse={payload:.4g}{self._best_suffix()}")
         else:
             error = payload if kind == "error" else f"objective is {payload} (training diverged?)"
             entry.trial.set_user_attr("error", f"{error} (log: {entry.log_path})")
             self._tell(number, state=TrialState.FAIL)
-            self.emit(f"tune: trial {entry.trial.number} ({entry.ordinal}/{self.budget}) {format_params(entry.params)} -> FAILED: {error}")
+            self.emit(f"tune: trial {self._label(entry)} {format_params(entry.params)} -> FAILED: {error}")
         self._write(self.result())
+
+    def _label(self, entry: _Running) -> str:
+        """``4 (5/12)``: the trial's number (as in the report and its folder), then its place in the budget."""
+        return f"{entry.trial.number} ({entry.ordinal}/{self.budget})"
 
     def _tell(self, number: int, **kwargs) -> None:
         try:
