@@ -60,7 +60,7 @@ from mlengine.components.ingest.statistics import (
 )
 from mlengine.components.shared import storage
 from mlengine.components.shared.accumulators import Moments
-from mlengine.components.shared.beam_runner import beam_pipeline, import_beam
+from mlengine.components.shared.beam_runner import beam_pipeline, import_beam, merge_accumulators
 from mlengine.components.shared.featurespec import Column, FeatureSpec, spec_from_dict
 from mlengine.components.shared.logs import component_logger
 from mlengine.components.shared.sketches import KLL_K, CappedCounts, KllSketch
@@ -269,11 +269,7 @@ def _combine_fn_class():
             return accumulator.update(values, missing)
 
         def merge_accumulators(self, accumulators):
-            accumulators = iter(accumulators)
-            merged = next(accumulators)
-            for other in accumulators:
-                merged.merge(other)
-            return merged
+            return merge_accumulators(accumulators)
 
         def extract_output(self, accumulator):
             return accumulator

@@ -18,6 +18,7 @@ from mlengine.components.shared import derived as derived_ops
 from mlengine.components.shared.accumulators import Moments
 from mlengine.components.shared.featurespec import FeatureSpec
 from mlengine.components.shared.parquet import iter_record_batches, list_parquet_files
+from mlengine.components.shared.sketches import CoMoments
 from mlengine.components.shared.transform_state import TransformState
 from mlengine.errors import DataError, MlengineError
 
@@ -36,36 +37,6 @@ def _emit(progress, message: str) -> None:
 
 
 # --- streaming statistics -----------------------------------------------------------------------
-class _CoMoments:
-    """Streaming least squares of y on x: means, variance of x and covariance of x and y."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.mean_x = 0.0
-        self.mean_y = 0.0
-        self.cxx = 0.0
-        self.cxy = 0.0
-
-    def update(self, x: np.ndarray, y: np.ndarray) -> None:
-        n = x.size
-        if n == 0:
-            return
-        bx, by = float(x.mean()), float(y.mean())
-        dx, dy = x - bx, y - by
-        total = self.count + n
-        delta_x, delta_y = bx - self.mean_x, by - self.mean_y
-        factor = self.count * n / total
-        self.cxx += float((dx * dx).sum()) + delta_x * delta_x * factor
-        self.cxy += float((dx * dy).sum()) + delta_x * delta_y * factor
-        self.mean_x += delta_x * n / total
-        self.mean_y += delta_y * n / total
-        self.count = total
-
-    def line(self) -> tuple[float, float]:
-        slope = self.cxy / self.cxx if self.cxx > 0 else 0.0
-        return slope, self.mean_y - slope * self.mean_x
-
-
 class _Reservoir:
     """A seeded uniform sample of at most ``capacity`` rows (algorithm R, vectorised per batch)."""
 
@@ -160,7 +131,7 @@ def analyze(train_dir: str, spec: FeatureSpec, nbuckets: int, *, sample_rows: in
     sampled = list(dict.fromkeys([*spec.bucketized, *spec.numeric]))
     reservoir = _Reservoir(sampled, sample_rows, seed)
     counters = {name: _CappedCounter() for name in learned_vocabulary_names(spec)}
-    benchmark = _CoMoments()
+    benchmark = CoMoments()
     rows = 0
     for index, (path, columns) in enumerate(iter_record_batches(files, raw_names)):
         numeric_columns = {n: columns[n].astype(np.float64) for n in spec.column_names if spec.column(n).is_numeric}

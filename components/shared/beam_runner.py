@@ -109,3 +109,12 @@ def beam_pipeline(options: Sequence[str] | str | None = None, log: logging.Logge
         log.info("beam: running on %s", type(pipeline.runner).__name__)
     with _root_logging_guard(), pipeline as p:
         yield p
+
+
+def merge_accumulators(accumulators):
+    """A ``CombineFn.merge_accumulators`` for accumulators that merge in place (``a.merge(b)``)."""
+    accumulators = iter(accumulators)
+    merged = next(accumulators)
+    for other in accumulators:
+        merged.merge(other)
+    return merged

@@ -33,7 +33,7 @@ from mlengine.components.shared.analyze import (
     learned_vocabulary_names,
     numeric_names,
 )
-from mlengine.components.shared.beam_runner import beam_pipeline, import_beam
+from mlengine.components.shared.beam_runner import beam_pipeline, import_beam, merge_accumulators
 from mlengine.components.shared.featurespec import FeatureSpec, spec_from_dict
 from mlengine.components.shared.logs import component_logger
 from mlengine.components.shared.parquet import iter_record_batches, list_parquet_files
@@ -164,11 +164,7 @@ def _beam_classes():
             return accumulator.update(features)
 
         def merge_accumulators(self, accumulators):
-            accumulators = iter(accumulators)
-            merged = next(accumulators)
-            for other in accumulators:
-                merged.merge(other)
-            return merged
+            return merge_accumulators(accumulators)
 
         def extract_output(self, accumulator):
             return accumulator
