@@ -111,3 +111,10 @@ ENV_KFP_TOKEN = "MLENGINE_KFP_TOKEN"  # a bearer token, instead of --existing-to
 ENV_KFP_COOKIES = "MLENGINE_KFP_COOKIES"  # e.g. "authservice_session=..." for a Dex-protected endpoint
 ENV_KFP_SA_TOKEN_PATH = "KF_PIPELINES_SA_TOKEN_PATH"  # kfp.Client's: a file holding a (projected) SA token
 DEFAULT_EXPERIMENT = "mlengine"
+
+# `mlengine rehearse`: the rendered cluster resources run on the local Docker engine
+REHEARSAL_LABEL = "io.mlengine.rehearsal"  # value: the rehearsal's id, on every container/network/volume it makes
+REHEARSAL_S3_IMAGE = f"mlengine-rehearsal-s3:{__version__}"  # moto's S3 server, built on the pipeline image
+REHEARSAL_S3_HOST = "minio"  # the stand-in's name on the rehearsal network, as the cluster's MinIO Service
+REHEARSAL_S3_PORT = 9000
+REHEARSAL_TFJOB_PORT = 2222  # the Training Operator's default port of every replica

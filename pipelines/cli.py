@@ -80,6 +80,10 @@ def add_cli(subparsers) -> None:
     add_registry_flag(man)
     man.set_defaults(handler=_manifests)
 
+    from mlengine.pipelines.rehearse import add_cli as add_rehearse_cli
+
+    add_rehearse_cli(subparsers)
+
 
 def _run_params(args: argparse.Namespace) -> dict:
     fixed = explicit_values({name: getattr(args, name) for name in HyperParameters.names()})
@@ -140,6 +144,7 @@ def _manifests(args: argparse.Namespace) -> int:
         name=args.name, namespace=args.namespace or K8S_NAMESPACE, workers=args.workers, ps=args.ps,
         canary_traffic_percent=args.canary_traffic_percent, trials=args.trials,
         image=image_for("trainer", check_registry(args.image_registry) if args.image_registry else None),
+        server_image=image_for("server", check_registry(args.image_registry) if args.image_registry else None),
     )
     print(json.dumps(write_manifests(args.out, manifests), indent=2))
     return 0

@@ -29,12 +29,14 @@ def render_cluster_manifests(
     trials: int = 12,
     space_path: str | None = None,
     image: str | None = None,
+    epochs: int = DEFAULT_EPOCHS,
+    server_image: str | None = None,
 ) -> dict[str, dict[str, Any]]:
     """{file name: manifest} for one pipeline run on a cluster, with data under ``data_root`` (s3://...).
 
     ``image`` is the trainer image of the TFJob and the trials (default: ``image_for("trainer")``).
     """
-    from mlengine.components.deploy.cluster import render_inference_service
+    from mlengine.components.deploy.cluster import render_inference_service, render_serving_runtime
     from mlengine.components.shared.distributed import Topology
     from mlengine.components.shared.hyperparameters import HyperParameters
     from mlengine.components.shared.tfjob import render_tfjob
@@ -50,7 +52,7 @@ def render_cluster_manifests(
     config = TrainConfig(
         train_dir=f"{root}/train", eval_dir=f"{root}/eval", transform_dir=f"{root}/transform", model_dir=model_uri,
         hidden_units=defaults.hidden_units, learning_rate=defaults.learning_rate, batch_size=defaults.batch_size,
-        epochs=DEFAULT_EPOCHS,
+        epochs=epochs,
     )
     image = image or image_for("trainer")
     tfjob = render_tfjob(f"{name}-train", training_args(config), topology, namespace=namespace, image=image,
@@ -69,6 +71,8 @@ def render_cluster_manifests(
         "katib-experiment.yaml": experiment,
         "inferenceservice.yaml": stable,
         "inferenceservice-canary.yaml": canary,
+        "servingruntime.yaml": render_serving_runtime(namespace=namespace,
+                                                      image=server_image or image_for("server")),
     }
 
 

@@ -23,8 +23,10 @@ def add_cli(subparsers) -> None:
         description="Serve MODEL (serving/ SavedModel + feature_spec.yaml) on http://HOST:PORT: "
                     "POST /v1/models/NAME:predict, POST /v2/models/NAME/infer, health and metadata endpoints.")
     serve.add_argument("--model", required=True, help="model directory written by the train component")
-    serve.add_argument("--port", type=int, default=DEFAULT_PORT, help="HTTP port (default %(default)s)")
-    serve.add_argument("--name", default=None, help="model name in the URLs (default: from the feature spec)")
+    serve.add_argument("--port", "--http_port", type=int, default=DEFAULT_PORT, help="HTTP port (default %(default)s)")
+    # --model_name / --http_port: the spelling KServe's ServingRuntime passes
+    serve.add_argument("--name", "--model_name", default=None,
+                       help="model name in the URLs (default: from the feature spec)")
     serve.add_argument("--workers", type=int, default=1, help="server processes, each loading the model (default 1)")
     serve.add_argument("--host", default=DEFAULT_HOST, help="address to bind (default %(default)s)")
     serve.add_argument("--max-instances", type=int, default=None, help="most instances per request (default 10000)")

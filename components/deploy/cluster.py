@@ -1,9 +1,12 @@
 """The cluster path: a KServe ``InferenceService`` for the model, canary rollouts, waiting for Ready.
 
-The predictor uses KServe's TensorFlow Serving runtime (``modelFormat: tensorflow``): the
-exported SavedModel takes raw features and does its own preprocessing, so no transformer and no
-custom image are needed, and clients send the same v1 body (``{"instances": [{...}]}``) as to
-``mlengine serve``. TF Serving expects numbered version directories under ``storageUri``
+The default predictor (``runtime="ours"``) is the project's server image through the ServingRuntime
+``mlengine-server`` (``render_serving_runtime``): the same ``kserve.Model`` as ``mlengine serve``,
+so cluster requests get its input validation, micro-batching and serving log; ``storageUri`` is the
+model directory. ``runtime="tfserving"`` keeps KServe's TensorFlow Serving runtime
+(``modelFormat: tensorflow``): the exported SavedModel does its own preprocessing, and clients send
+the same v1 body (``{"instances": [{...}]}``), but none of the above happens. TF Serving expects
+numbered version directories under ``storageUri``
 (``<storageUri>/1/saved_model.pb``): ``stage_for_tf_serving`` lays a model directory out that way.
 The runtime ``mlengine-tensorflow-serving`` (manifests/base/serving-runtime.yaml) pins the TF
 Serving image; pass ``runtime=None`` to let KServe pick its cluster-wide TF Serving runtime.
@@ -36,6 +39,16 @@ ISVC_PLURAL = "inferenceservices"
 ISVC_API_VERSION = f"{ISVC_GROUP}/{ISVC_VERSION}"
 MODEL_FORMAT = "tensorflow"
 SERVING_RUNTIME = "mlengine-tensorflow-serving"  # manifests/base/serving-runtime.yaml
+# the default predictor: the server image (the same kserve.Model as `mlengine serve`: input validation,
+# micro-batching, the serving log); "tfserving" keeps KServe's TF Serving runtime
+OUR_RUNTIME = "mlengine-server"  # rendered by render_serving_runtime (its image follows the registry)
+OUR_MODEL_FORMAT = "mlengine"
+RUNTIMES = {"ours": (OUR_RUNTIME, OUR_MODEL_FORMAT), "tfserving": (SERVING_RUNTIME, MODEL_FORMAT)}
+DEFAULT_RUNTIME = "ours"
+PREDICTOR_CONTAINER = "kserve-container"
+READINESS_PATH = "/v2/health/ready"
+ANNOTATION_DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
+DEPLOYMENT_MODE = "Serverless"  # minReplicas 0 and canary traffic need Knative (kserve#4074)
 TF_SERVING_IMAGE = "tensorflow/serving:2.20.0"  # the TF Serving release nearest the training TF 2.21
 TF_SERVING_VERSION_DIR = "1"
 SCALE_METRICS = ("concurrency", "rps", "cpu", "memory")
@@ -55,9 +68,14 @@ def render_inference_service(name: str, storage_uri: str, *, namespace: str = K8
                              canary_traffic_percent: int | None = None, min_replicas: int = 0,
                              max_replicas: int = 3, scale_metric: str = "concurrency", scale_target: int = 8,
                              service_account: str = K8S_SERVING_SERVICE_ACCOUNT,
-                             runtime: str | None = SERVING_RUNTIME, model_format: str = MODEL_FORMAT,
+                             runtime: str | None = DEFAULT_RUNTIME, model_format: str | None = None,
                              resources: dict | None = None, annotations: dict[str, str] | None = None) -> dict:
-    """A ``serving.kserve.io/v1beta1`` InferenceService for a TF Serving-layout model at ``storage_uri``."""
+    """A ``serving.kserve.io/v1beta1`` InferenceService for the model at ``storage_uri``.
+
+    ``runtime`` "ours" (default): the ServingRuntime of the server image (``render_serving_runtime``),
+    ``storage_uri`` a model directory; "tfserving": TF Serving, ``storage_uri`` laid out by
+    ``stage_for_tf_serving``; any other name is a ServingRuntime of yours, None lets KServe pick.
+    """
     check_name(name)
     check_storage_uri(storage_uri)
     if not isinstance(min_replicas, int) or min_replicas < 0:
@@ -68,8 +86,9 @@ def render_inference_service(name: str, storage_uri: str, *, namespace: str = K8
         raise MlengineError(f"scale_metric {scale_metric!r}: expected one of {', '.join(SCALE_METRICS)}")
     if not isinstance(scale_target, int) or scale_target < 1:
         raise MlengineError(f"scale_target {scale_target!r}: must be a positive integer")
+    runtime, default_format = RUNTIMES.get(runtime, (runtime, MODEL_FORMAT))
     model: dict[str, Any] = {
-        "modelFormat": {"name": model_format},
+        "modelFormat": {"name": model_format or default_format},
         "storageUri": storage_uri,
         "protocolVersion": "v1",
         "resources": normalize_resources(DEFAULT_RESOURCES if resources is None else resources),
@@ -87,11 +106,40 @@ def render_inference_service(name: str, storage_uri: str, *, namespace: str = K8
     if canary_traffic_percent is not None:
         predictor["canaryTrafficPercent"] = check_percent(canary_traffic_percent)
     labels = {"app.kubernetes.io/part-of": "mlengine", "app.kubernetes.io/component": "serving"}
-    metadata: dict[str, Any] = {"name": name, "namespace": namespace, "labels": labels}
+    metadata: dict[str, Any] = {"name": name, "namespace": namespace, "labels": labels,
+                                "annotations": {ANNOTATION_DEPLOYMENT_MODE: DEPLOYMENT_MODE}}
     if annotations:
-        metadata["annotations"] = {str(k): str(v) for k, v in annotations.items()}
+        metadata["annotations"].update({str(k): str(v) for k, v in annotations.items()})
     return {"apiVersion": ISVC_API_VERSION, "kind": "InferenceService", "metadata": metadata,
             "spec": {"predictor": predictor}}
+
+
+def render_serving_runtime(*, namespace: str = K8S_NAMESPACE, image: str | None = None,
+                           resources: dict | None = None) -> dict:
+    """The ``ServingRuntime`` of ``runtime=ours``: the server image with KServe's conventions.
+
+    Model at /mnt/models (the storage initializer's target, the image's ``--model``), ``--model_name``
+    from the InferenceService's name (KServe fills ``{{.Name}}``), ``--http_port`` 8080 and readiness
+    on the v2 ready endpoint.
+    """
+    from mlengine.constants import IMAGE_SERVER_PORT, image_for
+
+    container = {
+        "name": PREDICTOR_CONTAINER,
+        "image": image or image_for("server"),
+        "args": ["--model_name={{.Name}}", f"--http_port={IMAGE_SERVER_PORT}"],
+        "ports": [{"containerPort": IMAGE_SERVER_PORT, "protocol": "TCP"}],
+        "readinessProbe": {"httpGet": {"path": READINESS_PATH, "port": IMAGE_SERVER_PORT},
+                           "periodSeconds": 5, "failureThreshold": 60},
+        "resources": normalize_resources(DEFAULT_RESOURCES if resources is None else resources),
+        "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True,
+                            "capabilities": {"drop": ["ALL"]}},
+    }
+    return {"apiVersion": f"{ISVC_GROUP}/v1alpha1", "kind": "ServingRuntime",
+            "metadata": {"name": OUR_RUNTIME, "namespace": namespace,
+                         "labels": {"app.kubernetes.io/part-of": "mlengine"}},
+            "spec": {"supportedModelFormats": [{"name": OUR_MODEL_FORMAT, "version": "1", "autoSelect": True}],
+                     "protocolVersions": ["v1", "v2"], "containers": [container]}}
 
 
 def check_name(name: str) -> str:

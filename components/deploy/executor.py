@@ -111,12 +111,15 @@ def _deploy_locally(model_dir: str, *, name: str, keep_serving: bool, state_dir:
 
 def _deploy_to_cluster(model_dir: str, *, model_uri: str, blessed: bool, name: str, canary_traffic_percent: int,
                        log) -> tuple[str, str]:
-    from mlengine.components.deploy.cluster import deploy_to_cluster, stage_for_tf_serving
+    from mlengine.components.deploy.cluster import DEFAULT_RUNTIME, deploy_to_cluster, stage_for_tf_serving
     from mlengine.components.deploy.local import render_deploy_markdown
     from mlengine.components.shared.staging import normalize_uri, upload_dir
 
-    storage_uri = normalize_uri(model_uri).rstrip("/") + "/" + TF_SERVING_SUBDIR
-    if blessed:
+    if DEFAULT_RUNTIME == "ours":  # the server image loads the model directory as it is
+        storage_uri = normalize_uri(model_uri).rstrip("/")
+    else:
+        storage_uri = normalize_uri(model_uri).rstrip("/") + "/" + TF_SERVING_SUBDIR
+    if blessed and DEFAULT_RUNTIME == "tfserving":
         with tempfile.TemporaryDirectory(prefix="mlengine-tfserving-") as staging:
             upload_dir(stage_for_tf_serving(model_dir, staging), storage_uri)
         log(f"deploy: model staged for TF Serving at {storage_uri}")

@@ -140,7 +140,10 @@ def render_tfjob(name: str, train_args: list[str], topology, *, namespace: str =
         raise MlengineError("parameter_server TFJob: the workers read the input the chief prepares, so every pod "
                             f"needs a shared ReadWriteMany volume: pass shared_claim (or set {ENV_SHARED_CLAIM})")
     per_replica = replica_resources(resources)
-    args = [*train_args, "--strategy", topology.resolved_strategy, "--scratch-dir", SCRATCH_MOUNT]
+    # under parameter_server the ps tasks write the checkpoint shards into the chief's model folder
+    # (found by `mlengine rehearse`): with a shared claim the scratch folders live on it
+    scratch = f"{SHARED_MOUNT}/scratch" if shared_claim else SCRATCH_MOUNT
+    args = [*train_args, "--strategy", topology.resolved_strategy, "--scratch-dir", scratch]
     job_labels = {"app.kubernetes.io/name": "mlengine", "app.kubernetes.io/component": "trainer",
                   **(labels or {})}
     replica_specs = {}

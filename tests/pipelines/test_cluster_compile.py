@@ -150,7 +150,8 @@ def test_manifests_name_the_trainer_image_of_the_given_registry(tmp_path, capsys
     for path in tmp_path.glob("*.yaml"):
         text = path.read_text(encoding="utf-8")
         images |= {line.split("image:", 1)[1].strip() for line in text.splitlines() if "image:" in line}
-    assert images == {f"reg.example.com/ml/mlengine-trainer:{__version__}"}
+    assert images == {f"reg.example.com/ml/mlengine-trainer:{__version__}",
+                      f"reg.example.com/ml/mlengine-server:{__version__}"}  # the ServingRuntime's
     assert main(["manifests", "--out", str(tmp_path), "--image-registry", "Reg.Example.com"]) == 2
     assert "--image-registry" in capsys.readouterr().err
 

@@ -16,7 +16,7 @@ def _render(tmp_path, *extra):
 def test_rendered_resources_validate_against_closed_schemas(tmp_path):
     docs = _render(tmp_path)
     assert set(docs) == {"tfjob.yaml", "katib-experiment.yaml", "inferenceservice.yaml",
-                         "inferenceservice-canary.yaml"}
+                         "inferenceservice-canary.yaml", "servingruntime.yaml"}
     assert schema_utils.errors(docs["tfjob.yaml"], schema_utils.tfjob_schema()) == []
     assert schema_utils.errors(docs["katib-experiment.yaml"], schema_utils.katib_experiment_schema()) == []
     trial_tfjob = docs["katib-experiment.yaml"]["spec"]["trialTemplate"]["trialSpec"]

@@ -12,6 +12,7 @@ from mlengine.components.deploy.cluster import (
     ANNOTATION_CANARY,
     ANNOTATION_STABLE,
     ISVC_PLURAL,
+    OUR_RUNTIME,
     SERVING_RUNTIME,
     TF_SERVING_IMAGE,
     apply_inference_service,
@@ -19,6 +20,7 @@ from mlengine.components.deploy.cluster import (
     inference_service_done,
     plan_rollout,
     render_inference_service,
+    render_serving_runtime,
     stage_for_tf_serving,
 )
 from mlengine.components.deploy.local import render_deploy_markdown
@@ -46,8 +48,35 @@ def assert_valid(manifest: dict) -> None:
 
 
 # --- rendering -----------------------------------------------------------------------------------
-def test_default_manifest_scales_to_zero_on_the_tensorflow_runtime():
+def test_default_manifest_is_our_server_image_in_serverless_mode():
     manifest = render_inference_service("taxi-fare", OLD)
+    assert_valid(manifest)
+    assert manifest["metadata"]["annotations"] == {"serving.kserve.io/deploymentMode": "Serverless"}
+    model = manifest["spec"]["predictor"]["model"]
+    assert model["runtime"] == OUR_RUNTIME and model["modelFormat"] == {"name": "mlengine"}
+    assert model["storageUri"] == OLD  # the model directory itself, no TF Serving layout
+    runtime = render_serving_runtime(image="registry.example.com/ml/mlengine-server:0.1.0")
+    assert runtime["kind"] == "ServingRuntime" and runtime["metadata"]["name"] == OUR_RUNTIME
+    assert {"name": "mlengine", "version": "1", "autoSelect": True} in runtime["spec"]["supportedModelFormats"]
+    container = runtime["spec"]["containers"][0]
+    assert container["image"] == "registry.example.com/ml/mlengine-server:0.1.0"
+    assert container["args"] == ["--model_name={{.Name}}", "--http_port=8080"]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": 8080}
+
+
+def test_serve_takes_kserve_flag_spellings():
+    import argparse
+
+    from mlengine.components.deploy.cli import add_cli
+
+    parser = argparse.ArgumentParser()
+    add_cli(parser.add_subparsers())
+    args = parser.parse_args(["serve", "--model", "/mnt/models", "--model_name=taxi-fare", "--http_port=8080"])
+    assert (args.name, args.port) == ("taxi-fare", 8080)
+
+
+def test_tfserving_manifest_scales_to_zero_on_the_tensorflow_runtime():
+    manifest = render_inference_service("taxi-fare", OLD, runtime="tfserving")
     assert_valid(manifest)
     assert manifest["apiVersion"] == "serving.kserve.io/v1beta1" and manifest["kind"] == "InferenceService"
     assert manifest["metadata"]["namespace"] == K8S_NAMESPACE
@@ -73,7 +102,8 @@ def test_options_render_valid_manifests_with_string_quantities():
     assert predictor["canaryTrafficPercent"] == 20 and predictor["scaleMetric"] == "rps"
     assert predictor["model"]["resources"] == {"requests": {"cpu": "0.5", "memory": "512Mi"}, "limits": {"cpu": "2"}}
     assert "runtime" not in predictor["model"]
-    assert manifest["metadata"]["annotations"] == {ANNOTATION_STABLE: OLD}
+    assert manifest["metadata"]["annotations"] == {ANNOTATION_STABLE: OLD,
+                                                   "serving.kserve.io/deploymentMode": "Serverless"}
 
 
 def test_the_schema_check_catches_a_typo():

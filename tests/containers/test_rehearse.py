@@ -1,0 +1,147 @@
+"""`mlengine rehearse`: the rendered TFJob and InferenceService run in containers, as the controllers would.
+
+Small data (3000 rows, 1 epoch). Every test checks that nothing labelled with the rehearsal's label
+is left in the engine afterwards, and the credentials of the test env file appear nowhere.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import pytest
+
+from mlengine.constants import REHEARSAL_LABEL
+from tests.containers.conftest import mlengine
+
+pytestmark = pytest.mark.containers
+
+ACCESS_KEY = "AKIAREHEARSALTEST7Q"
+SECRET_KEY = "rehearsal-secret-9f3c1e77"  # test values: grepped for everywhere below
+
+
+def _env_file(path: Path, access: str = ACCESS_KEY, secret: str = SECRET_KEY) -> Path:
+    path.write_text(f"# the MinIO Secret\nAWS_ACCESS_KEY_ID={access}\nAWS_SECRET_ACCESS_KEY={secret}\n",
+                    encoding="utf-8")
+    path.chmod(0o600)
+    return path
+
+
+def _leftovers(client) -> list[str]:
+    """Everything in the engine carrying the rehearsal label (any rehearsal)."""
+    filters = {"label": REHEARSAL_LABEL}
+    return ([f"container {c.name}" for c in client.containers.list(all=True, filters=filters)]
+            + [f"network {n.name}" for n in client.networks.list(filters=filters)]
+            + [f"volume {v.name}" for v in client.volumes.list(filters=filters)])
+
+
+def _no_credentials(*texts: str) -> None:
+    for text in texts:
+        assert ACCESS_KEY not in text and SECRET_KEY not in text
+
+
+def _files_text(folder: Path) -> str:
+    return "\n".join(p.read_text(encoding="utf-8", errors="replace") for p in folder.rglob("*") if p.is_file())
+
+
+@pytest.fixture
+def rehearse_in_process(built_images, docker_client, tmp_path):
+    """Run ``rehearse`` in this process (tests change the rendered manifests); checks the cleanup after."""
+    from mlengine.pipelines.rehearse import Options, rehearse
+
+    def run(**kwargs):
+        options = Options(out=tmp_path / "out", env_file=str(_env_file(tmp_path / "minio.env")), **kwargs)
+        return rehearse(options, progress=lambda message: None)
+
+    yield run
+    assert _leftovers(docker_client) == []
+
+
+def test_rehearsal_trains_serves_and_leaves_nothing(built_images, docker_client, tmp_path):
+    out = tmp_path / "rehearsal"
+    env_file = _env_file(tmp_path / "minio.env")
+    result = mlengine("rehearse", "--out", str(out), "--env-file", str(env_file), "--workers", "2", "--ps", "1")
+    report = json.loads((out / "rehearsal.json").read_text(encoding="utf-8"))
+    assert report["passed"] is True
+    tfjob = report["resources"]["tfjob"]
+    assert tfjob["passed"] and tfjob["chief_exit_code"] == 0 and tfjob["model_objects"] > 0
+    assert sorted(tfjob["replicas"]) == ["taxi-fare-train-chief-0", "taxi-fare-train-ps-0",
+                                         "taxi-fare-train-worker-0", "taxi-fare-train-worker-1"]
+    assert tfjob["tf_config_cluster"]["worker"] == ["taxi-fare-train-worker-0:2222", "taxi-fare-train-worker-1:2222"]
+    isvc = report["resources"]["inferenceservice"]
+    assert isvc["passed"] and isvc["readiness"] == "/v2/health/ready"
+    assert "--model_name=taxi-fare" in isvc["command"] and "--http_port=8080" in isvc["command"]
+    for protocol in ("v1", "v2"):
+        assert isvc["predictions"][protocol]["equal"] and isvc["predictions"][protocol]["rows"] > 0
+    assert "## tfjob" in (out / "rehearsal.md").read_text(encoding="utf-8")
+    # the rendered manifests, the report, the console and every container command line
+    _no_credentials(_files_text(out), result.stdout, result.stderr, json.dumps(tfjob["commands"]))
+    assert _leftovers(docker_client) == []
+
+
+def test_an_injected_worker_crash_is_restarted_by_the_restart_policy(rehearse_in_process):
+    report = rehearse_in_process(crash_worker=True, skip_serving=True)
+    tfjob = report["resources"]["tfjob"]
+    assert tfjob["passed"] and tfjob["restarts"]["taxi-fare-train-worker-0"] == 1  # OnFailure
+
+
+def _replace_in_every_replica(change):
+    def hook(manifests):
+        for spec in manifests["tfjob.yaml"]["spec"]["tfReplicaSpecs"].values():
+            spec["restartPolicy"] = "Never"  # fail at the first exit: the error, not the retries, is tested
+            change(spec["template"]["spec"]["containers"][0])
+    return hook
+
+
+def test_a_wrong_module_fails_with_the_replicas_own_error(rehearse_in_process, tmp_path):
+    from mlengine.pipelines.rehearse import RehearsalError
+
+    def wrong_module(container):
+        container["command"] = ["python", "-m", "mlengine.components.train.tsk"]
+
+    with pytest.raises(RehearsalError, match=r"No module named mlengine\.components\.train\.tsk"):
+        rehearse_in_process(manifest_hook=_replace_in_every_replica(wrong_module), skip_serving=True)
+    report = json.loads((tmp_path / "out" / "rehearsal.json").read_text(encoding="utf-8"))
+    assert report["resources"]["tfjob"]["passed"] is False
+    assert "No module named" in report["resources"]["tfjob"]["logs"]  # the failing replica's logs
+
+
+def test_a_missing_env_var_fails_with_the_replicas_own_error(rehearse_in_process, tmp_path):
+    from mlengine.pipelines.rehearse import RehearsalError
+
+    def no_endpoint(container):
+        container["env"] = [e for e in container["env"] if e["name"] != "MLENGINE_S3_ENDPOINT"]
+
+    with pytest.raises(RehearsalError, match="MLENGINE_S3_ENDPOINT is not set"):
+        rehearse_in_process(manifest_hook=_replace_in_every_replica(no_endpoint), skip_serving=True)
+    _no_credentials(_files_text(tmp_path / "out"))
+
+
+def test_wrong_credentials_are_a_403_naming_the_bucket(built_images, docker_client, tmp_path):
+    from mlengine.pipelines.rehearse import Options, RehearsalError, rehearse
+
+    wrong = _env_file(tmp_path / "wrong.env", "AKIAWRONGKEY0000", "x" * 20)
+    options = Options(out=tmp_path / "out", env_file=str(wrong),
+                      server_env_file=str(_env_file(tmp_path / "server.env")), skip_serving=True)
+    with pytest.raises(RehearsalError, match=r"s3://mlpipeline: 403 InvalidAccessKeyId"):
+        rehearse(options, progress=lambda message: None)
+    assert _leftovers(docker_client) == []
+
+
+def test_a_busy_port_and_a_missing_image_end_in_one_line(rehearse_in_process):
+    from mlengine.pipelines.rehearse import RehearsalError
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(RehearsalError, match=f"port {port} on 127.0.0.1 is already in use"):
+            rehearse_in_process(s3_port=port)
+
+    def missing_image(manifests):
+        for spec in manifests["tfjob.yaml"]["spec"]["tfReplicaSpecs"].values():
+            spec["template"]["spec"]["containers"][0]["image"] = "ghcr.io/mlengine/mlengine-trainer:0.0.0-missing"
+
+    with pytest.raises(RehearsalError, match=r"mlengine-trainer:0\.0\.0-missing is not in the local engine"):
+        rehearse_in_process(manifest_hook=missing_image, skip_serving=True)
