@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 OUT ?= out/run
+# two test processes on the two cores, a test file per process (module fixtures start once)
+TEST_ARGS ?= -n 2 --dist loadfile
 # the default run tunes with a small budget first (4 trials, 2 at a time), then trains the best
 RUN_ARGS ?= --trials 4 --parallel-trials 2
 # PATH carries the venv so kfp.local's subprocess tasks run with the same interpreter
@@ -24,7 +26,7 @@ run: install
 
 test: install
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(TEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -58,6 +58,8 @@ def test_small_run_still_beats_the_distance_only_benchmark_and_is_deployed(local
     deploy_reports = list((out / "pipeline-root").glob("*/deploy/deploy_report"))
     assert len(deploy_reports) == 1
     assert "127.0.0.1" in deploy_reports[0].read_text()
+    # one model name everywhere: deploy serves it under the spec's name, as `mlengine serve` does
+    assert "/v1/models/nyc-taxi-fare:predict" in deploy_reports[0].read_text()
 
 
 def test_tuning_ran_the_requested_trials_and_fed_its_best_into_training(local_run):

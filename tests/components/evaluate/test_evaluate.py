@@ -168,3 +168,12 @@ def test_cluster_baseline_is_the_inference_services_storage_uri(tiny, tmp_path):
     # locally the pipeline passes the directory itself; nothing is looked up
     assert served_model_dir(baseline_uri="", mode="local", model_name="", namespace=None, scratch=tmp_path,
                             spec_file=model_dir / SPEC_FILE) == (None, "")
+
+
+def test_a_model_that_loses_to_the_benchmark_is_said_to_be_worse_in_plain_words():
+    from mlengine.components.evaluate.executor import blessing
+
+    verdict = blessing(rmse=1.177, benchmark_rmse=1.0, margin=0.05, baseline_rmse=None, tolerance=0.01)
+    assert verdict["reasons"][0] == ("RMSE 1.177 is 17.7% worse than the benchmark's 1 "
+                                     "(needed: at least 5% better, RMSE <= 0.95): fails")
+    assert not verdict["blessed"] and "-" not in verdict["reasons"][0].split("%")[0]  # never "-17.7% better"
