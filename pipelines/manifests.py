@@ -31,6 +31,7 @@ def render_cluster_manifests(
     image: str | None = None,
     epochs: int = DEFAULT_EPOCHS,
     server_image: str | None = None,
+    tune_epochs: int | None = None,
 ) -> dict[str, dict[str, Any]]:
     """{file name: manifest} for one pipeline run on a cluster, with data under ``data_root`` (s3://...).
 
@@ -62,6 +63,7 @@ def render_cluster_manifests(
     experiment = render_experiment(
         f"{name}-tune", space, namespace=namespace, train_uri=f"{root}/train", eval_uri=f"{root}/eval",
         spec_uri=f"{root}/statistics", output_uri=f"{root}/tuning", shared_claim=shared_claim, image=image,
+        **({"epochs": tune_epochs} if tune_epochs else {}),
     )
     stable = render_inference_service(name, previous_model_uri, namespace=namespace)
     canary = render_inference_service(name, model_uri, namespace=namespace,

@@ -54,6 +54,7 @@ from mlengine.errors import MlengineError
 
 MOTO_REQUIREMENT = "moto[server]==5.2.5"
 S3_SERVER_SCRIPT = Path(__file__).with_name("rehearse_s3server.py")
+S3_SOURCE_LABEL = "io.mlengine.rehearsal-s3-source"
 DATA_ROOT = "s3://mlpipeline/mlengine/run"
 MODEL_URI = "s3://mlpipeline/mlengine/models/v2"
 PREVIOUS_MODEL_URI = "s3://mlpipeline/mlengine/models/v1"
@@ -213,11 +214,14 @@ def check_port_free(port: int, what: str) -> int:
 # --- the S3 server (MinIO's stand-in) ---------------------------------------------------------------
 def ensure_s3_image(client, progress) -> str:
     """Build the S3 image from the pipeline image and moto's wheels (pip's registry, no container registry)."""
+    import hashlib
+
     import docker
 
+    source = hashlib.sha256(S3_SERVER_SCRIPT.read_bytes() + MOTO_REQUIREMENT.encode()).hexdigest()[:16]
     try:
-        client.images.get(REHEARSAL_S3_IMAGE)
-        return REHEARSAL_S3_IMAGE
+        if client.images.get(REHEARSAL_S3_IMAGE).labels.get(S3_SOURCE_LABEL) == source:
+            return REHEARSAL_S3_IMAGE
     except docker.errors.ImageNotFound:
         pass
     base = image_for("pipeline")
@@ -241,7 +245,8 @@ def ensure_s3_image(client, progress) -> str:
             encoding="utf-8")
         try:
             client.images.build(path=context, tag=REHEARSAL_S3_IMAGE, rm=True, forcerm=True,
-                                labels={"org.opencontainers.image.title": "mlengine rehearsal S3"})
+                                labels={"org.opencontainers.image.title": "mlengine rehearsal S3",
+                                        S3_SOURCE_LABEL: source})  # rebuilt when the server script changes
         except docker.errors.BuildError as err:
             raise RehearsalError(f"S3 server: building {REHEARSAL_S3_IMAGE} failed: {err}") from None
     return REHEARSAL_S3_IMAGE
@@ -365,6 +370,13 @@ def prepare_data(workdir: Path, rows: int, seed: int = 5) -> Path:
                           for col in spec.all_columns})
         pq.write_table(table, target / PARQUET_PART_PATTERN.format(index=0))
     analyze(str(workdir / "train"), spec, 4, progress=False).save(workdir / "transform")
+    # the statistics artifact holds the feature spec the tuning trials read (--spec)
+    import yaml
+
+    from mlengine.constants import SPEC_FILE
+
+    (workdir / "statistics").mkdir(exist_ok=True)
+    (workdir / "statistics" / SPEC_FILE).write_text(yaml.safe_dump(spec.to_dict(), sort_keys=False), encoding="utf-8")
     return workdir
 
 
@@ -396,6 +408,12 @@ def tfjob_replicas(tfjob: dict) -> list[Replica]:
         for index in range(int(spec.get("replicas", 1))):
             replicas.append(Replica(name, kind, index, spec.get("restartPolicy", "Never"), container, pod))
     return replicas
+
+
+def primary_replica(replicas: list[Replica]) -> Replica:
+    """The replica the operator labels job-role=master (Katib's primary pod): the Chief, else Worker 0."""
+    return next((r for r in replicas if r.kind == "Chief"), None) or next(
+        r for r in replicas if r.kind == "Worker" and r.index == 0)
 
 
 def tfjob_cluster(replicas: list[Replica]) -> dict[str, list[str]]:
@@ -484,8 +502,7 @@ def run_tfjob(engine: Engine, tfjob: dict, *, network: str, secret: dict[str, st
         _start(engine, replica, scrub)
     progress(f"TFJob {tfjob['metadata']['name']}: {len(replicas)} replicas started "
              f"({', '.join(r.service for r in replicas)})")
-    chief = next((r for r in replicas if r.kind == "Chief"), None) or next(
-        r for r in replicas if r.kind == "Worker" and r.index == 0)
+    chief = primary_replica(replicas)
     crashed = not crash_worker
     total_restarts = 0
     deadline = time.monotonic() + timeout
@@ -540,6 +557,90 @@ def _start(engine: Engine, replica: Replica, scrub: Scrubber) -> None:
         engine.client.api.start(replica.cid)
     except docker.errors.APIError as err:
         raise RehearsalError(f"{replica.service} never started: {scrub(str(err.explanation))}") from None
+
+
+# --- Katib's part ---------------------------------------------------------------------------------
+def first_suggestion(experiment: dict) -> dict[str, str]:
+    """One assignment per parameter, as strings the way Katib's suggestion services return them.
+
+    The rehearsal has no suggestion service: it takes the first value of each feasible space (a list's
+    first entry, a range's minimum), which is inside every space the webhook accepts.
+    """
+    out = {}
+    for param in experiment["spec"]["parameters"]:
+        space = param.get("feasibleSpace") or {}
+        out[param["name"]] = str(space["list"][0] if space.get("list") else space["min"])
+    return out
+
+
+def trial_tfjob(experiment: dict, assignments: dict[str, str], trial_name: str) -> dict:
+    """The trial's TFJob: ``${trialParameters.x}`` replaced in the trialSpec text as Katib's trial controller does.
+
+    Each trialParameter's ``reference`` is a parameter name (its assignment) or a ``${trialSpec.*}``
+    meta reference (the trial's name, namespace, kind, apiVersion).
+    """
+    template = experiment["spec"]["trialTemplate"]
+    namespace = experiment["metadata"]["namespace"]
+    text = json.dumps(template["trialSpec"])
+    meta = {"${trialSpec.Name}": trial_name, "${trialSpec.Namespace}": namespace,
+            "${trialSpec.Kind}": template["trialSpec"]["kind"],
+            "${trialSpec.APIVersion}": template["trialSpec"]["apiVersion"]}
+    for param in template["trialParameters"]:
+        reference = param["reference"]
+        if reference in meta:
+            value = meta[reference]
+        elif reference in assignments:
+            value = assignments[reference]
+        else:
+            raise RehearsalError(f"Katib trial: trialParameter {param['name']} refers to {reference!r}, "
+                                 "which is no parameter of the Experiment")
+        text = text.replace("${trialParameters." + param["name"] + "}", value)
+    if "${trialParameters." in text:
+        left = text[text.index("${trialParameters."):].split("}", 1)[0] + "}"
+        raise RehearsalError(f"Katib trial: {left} has no trialParameter")
+    tfjob = json.loads(text)
+    tfjob["metadata"] = {**tfjob.get("metadata", {}), "name": trial_name, "namespace": namespace}
+    return tfjob
+
+
+def collect_metrics(stdout: str, experiment: dict) -> dict[str, float]:
+    """The StdOut collector's rule: every ``metricsFormat`` match of the objective's metrics, the latest kept."""
+    import re
+
+    spec = experiment["spec"]
+    formats = spec["metricsCollectorSpec"]["source"]["filter"]["metricsFormat"]
+    wanted = {spec["objective"]["objectiveMetricName"], *spec["objective"].get("additionalMetricNames", [])}
+    found: dict[str, float] = {}
+    for line in stdout.splitlines():
+        for pattern in formats:
+            for match in re.finditer(pattern, line):
+                name, value = match.group(1), match.group(2)
+                if name in wanted and value not in ("", "+", "-"):
+                    found[name] = float(value)
+    return found
+
+
+def run_trial(engine: Engine, experiment: dict, *, network: str, secret: dict[str, str], secret_name: str,
+              scrub: Scrubber, progress, timeout: float) -> dict:
+    """One trial of ``experiment``: substitute a suggestion, run its TFJob, read its metric from stdout."""
+    assignments = first_suggestion(experiment)
+    trial_name = f"{experiment['metadata']['name']}-{secrets.token_hex(4)}"
+    tfjob = trial_tfjob(experiment, assignments, trial_name)
+    result = run_tfjob(engine, tfjob, network=network, secret=secret, secret_name=secret_name, scrub=scrub,
+                       progress=progress, timeout=timeout)
+    out = {"name": trial_name, "assignments": assignments, "tfjob": result}
+    if not result.get("passed"):
+        return {**out, "passed": False, "reason": result["reason"]}
+    primary = primary_replica(tfjob_replicas(tfjob))
+    stdout = engine.client.api.logs(engine.name(primary.service), stdout=True, stderr=False).decode("utf-8",
+                                                                                                     "replace")
+    metrics = collect_metrics(stdout, experiment)
+    objective = experiment["spec"]["objective"]["objectiveMetricName"]
+    if objective not in metrics:
+        return {**out, "passed": False, "reason": f"trial {trial_name}: no {objective}=<value> line in "
+                f"{primary.service}'s stdout (the StdOut collector's filter found nothing)",
+                "logs": scrub(stdout[-3000:])}
+    return {**out, "passed": True, "metrics": metrics}
 
 
 # --- KServe's part --------------------------------------------------------------------------------
@@ -684,6 +785,7 @@ class Options:
     predictor_port: int = 0
     crash_worker: bool = False
     skip_serving: bool = False
+    skip_trial: bool = False
     manifest_hook: Any = None  # tests: change a rendered manifest (a broken command, a missing env var)
     timeout: float = JOB_TIMEOUT
 
@@ -714,7 +816,8 @@ def rehearse(options: Options, progress=None) -> dict:
 
     manifests = render_cluster_manifests(data_root=DATA_ROOT, model_uri=MODEL_URI,
                                          previous_model_uri=PREVIOUS_MODEL_URI, workers=options.workers,
-                                         ps=options.ps, trials=1, epochs=options.epochs)
+                                         ps=options.ps, trials=1, epochs=options.epochs,
+                                         tune_epochs=options.epochs)
     if options.manifest_hook:
         options.manifest_hook(manifests)
     write_manifests(out / "manifests", manifests)
@@ -735,7 +838,7 @@ def rehearse(options: Options, progress=None) -> dict:
             data = prepare_data(Path(work) / "data", options.rows)
             try:
                 uploaded = sum(upload_tree(s3.client(), data / part, f"{DATA_ROOT}/{part}")
-                               for part in ("train", "eval", "test", "transform"))
+                               for part in ("train", "eval", "test", "transform", "statistics"))
             except botocore.exceptions.ClientError as err:
                 raise s3_error(err, bucket, "the S3 server", env_file) from None
             progress(f"s3://{bucket}: {uploaded} objects under {DATA_ROOT}")
@@ -753,6 +856,14 @@ def rehearse(options: Options, progress=None) -> dict:
             if not result.get("passed"):
                 raise RehearsalError(f"TFJob {tfjob['metadata']['name']}: {result['reason']}")
             progress(f"TFJob {tfjob['metadata']['name']}: Chief exited 0, {MODEL_URI} holds the model")
+            if not options.skip_trial:
+                experiment = manifests["katib-experiment.yaml"]
+                trial = run_trial(engine, experiment, network=network, secret=pod_secret, secret_name=K8S_S3_SECRET,
+                                  scrub=scrub, progress=progress, timeout=options.timeout)
+                report["resources"]["katib_trial"] = {"experiment": experiment["metadata"]["name"], **trial}
+                if not trial["passed"]:
+                    raise RehearsalError(f"Katib trial: {trial['reason']}")
+                progress(f"Katib trial {trial['name']}: {trial['metrics']}")
             if not options.skip_serving:
                 isvc = manifests["inferenceservice-canary.yaml"]
                 runtimes = {m["metadata"]["name"]: m for m in manifests.values() if m["kind"] == "ServingRuntime"}

@@ -69,6 +69,12 @@ def test_rehearsal_trains_serves_and_leaves_nothing(built_images, docker_client,
     assert sorted(tfjob["replicas"]) == ["taxi-fare-train-chief-0", "taxi-fare-train-ps-0",
                                          "taxi-fare-train-worker-0", "taxi-fare-train-worker-1"]
     assert tfjob["tf_config_cluster"]["worker"] == ["taxi-fare-train-worker-0:2222", "taxi-fare-train-worker-1:2222"]
+    trial = report["resources"]["katib_trial"]
+    assert trial["passed"] and trial["metrics"]["rmse"] > 0  # parsed with the Experiment's metricsFormat
+    assert trial["name"].startswith("taxi-fare-tune-") and set(trial["assignments"]) >= {"nbuckets"}
+    trial_args = trial["tfjob"]["commands"][f"{trial['name']}-worker-0"]
+    assert not any("${trialParameters." in arg for arg in trial_args)
+    assert f"--out=s3://mlpipeline/mlengine/run/tuning/{trial['name']}" in trial_args
     isvc = report["resources"]["inferenceservice"]
     assert isvc["passed"] and isvc["readiness"] == "/v2/health/ready"
     assert "--model_name=taxi-fare" in isvc["command"] and "--http_port=8080" in isvc["command"]
@@ -81,7 +87,7 @@ def test_rehearsal_trains_serves_and_leaves_nothing(built_images, docker_client,
 
 
 def test_an_injected_worker_crash_is_restarted_by_the_restart_policy(rehearse_in_process):
-    report = rehearse_in_process(crash_worker=True, skip_serving=True)
+    report = rehearse_in_process(crash_worker=True, skip_serving=True, skip_trial=True)
     tfjob = report["resources"]["tfjob"]
     assert tfjob["passed"] and tfjob["restarts"]["taxi-fare-train-worker-0"] == 1  # OnFailure
 
@@ -101,7 +107,7 @@ def test_a_wrong_module_fails_with_the_replicas_own_error(rehearse_in_process, t
         container["command"] = ["python", "-m", "mlengine.components.train.tsk"]
 
     with pytest.raises(RehearsalError, match=r"No module named mlengine\.components\.train\.tsk"):
-        rehearse_in_process(manifest_hook=_replace_in_every_replica(wrong_module), skip_serving=True)
+        rehearse_in_process(manifest_hook=_replace_in_every_replica(wrong_module), skip_serving=True, skip_trial=True)
     report = json.loads((tmp_path / "out" / "rehearsal.json").read_text(encoding="utf-8"))
     assert report["resources"]["tfjob"]["passed"] is False
     assert "No module named" in report["resources"]["tfjob"]["logs"]  # the failing replica's logs
@@ -114,7 +120,7 @@ def test_a_missing_env_var_fails_with_the_replicas_own_error(rehearse_in_process
         container["env"] = [e for e in container["env"] if e["name"] != "MLENGINE_S3_ENDPOINT"]
 
     with pytest.raises(RehearsalError, match="MLENGINE_S3_ENDPOINT is not set"):
-        rehearse_in_process(manifest_hook=_replace_in_every_replica(no_endpoint), skip_serving=True)
+        rehearse_in_process(manifest_hook=_replace_in_every_replica(no_endpoint), skip_serving=True, skip_trial=True)
     _no_credentials(_files_text(tmp_path / "out"))
 
 
@@ -123,7 +129,7 @@ def test_wrong_credentials_are_a_403_naming_the_bucket(built_images, docker_clie
 
     wrong = _env_file(tmp_path / "wrong.env", "AKIAWRONGKEY0000", "x" * 20)
     options = Options(out=tmp_path / "out", env_file=str(wrong),
-                      server_env_file=str(_env_file(tmp_path / "server.env")), skip_serving=True)
+                      server_env_file=str(_env_file(tmp_path / "server.env")), skip_serving=True, skip_trial=True)
     with pytest.raises(RehearsalError, match=r"s3://mlpipeline: 403 InvalidAccessKeyId"):
         rehearse(options, progress=lambda message: None)
     assert _leftovers(docker_client) == []
@@ -144,4 +150,43 @@ def test_a_busy_port_and_a_missing_image_end_in_one_line(rehearse_in_process):
             spec["template"]["spec"]["containers"][0]["image"] = "ghcr.io/mlengine/mlengine-trainer:0.0.0-missing"
 
     with pytest.raises(RehearsalError, match=r"mlengine-trainer:0\.0\.0-missing is not in the local engine"):
-        rehearse_in_process(manifest_hook=missing_image, skip_serving=True)
+        rehearse_in_process(manifest_hook=missing_image, skip_serving=True, skip_trial=True)
+
+
+def test_a_trial_without_a_metric_line_fails(rehearse_in_process):
+    from mlengine.pipelines.rehearse import RehearsalError
+
+    def silent_trial(manifests):
+        trial = manifests["katib-experiment.yaml"]["spec"]["trialTemplate"]["trialSpec"]
+        for spec in trial["spec"]["tfReplicaSpecs"].values():
+            spec["template"]["spec"]["containers"][0]["command"] = ["python", "-c", "print('trained, rmse unknown')"]
+
+    with pytest.raises(RehearsalError, match=r"no rmse=<value> line in .*-worker-0's stdout"):
+        rehearse_in_process(manifest_hook=silent_trial, skip_serving=True, epochs=1, rows=1000)
+
+
+def test_sigterm_removes_everything(built_images, docker_client, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    process = subprocess.Popen([sys.executable, "-m", "mlengine.cli", "rehearse", "--out", str(tmp_path / "out"),
+                                "--env-file", str(_env_file(tmp_path / "minio.env"))],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        deadline = time.monotonic() + 300
+        for line in process.stderr:  # wait until the replicas run, then stop it as Kubernetes stops a pod
+            if "replicas started" in line or time.monotonic() > deadline:
+                break
+        assert "replicas started" in line
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130 and "interrupted" in err
+    assert _leftovers(docker_client) == []
