@@ -218,14 +218,16 @@ def ensure_s3_image(client, progress) -> str:
 
     import docker
 
-    source = hashlib.sha256(S3_SERVER_SCRIPT.read_bytes() + MOTO_REQUIREMENT.encode()).hexdigest()[:16]
+    base = image_for("pipeline")
+    require_image(client, base, "S3 server")
+    # rebuilt when the server script, moto's version or the pipeline image under it changes
+    source = hashlib.sha256(S3_SERVER_SCRIPT.read_bytes() + MOTO_REQUIREMENT.encode()
+                            + client.images.get(base).id.encode()).hexdigest()[:16]
     try:
         if client.images.get(REHEARSAL_S3_IMAGE).labels.get(S3_SOURCE_LABEL) == source:
             return REHEARSAL_S3_IMAGE
     except docker.errors.ImageNotFound:
         pass
-    base = image_for("pipeline")
-    require_image(client, base, "S3 server")
     progress(f"building {REHEARSAL_S3_IMAGE} on {base} (moto's S3 server)")
     with tempfile.TemporaryDirectory(prefix="mlengine-s3-image-") as context:
         wheels = Path(context) / "wheels"
@@ -246,7 +248,7 @@ def ensure_s3_image(client, progress) -> str:
         try:
             client.images.build(path=context, tag=REHEARSAL_S3_IMAGE, rm=True, forcerm=True,
                                 labels={"org.opencontainers.image.title": "mlengine rehearsal S3",
-                                        S3_SOURCE_LABEL: source})  # rebuilt when the server script changes
+                                        S3_SOURCE_LABEL: source})
         except docker.errors.BuildError as err:
             raise RehearsalError(f"S3 server: building {REHEARSAL_S3_IMAGE} failed: {err}") from None
     return REHEARSAL_S3_IMAGE
