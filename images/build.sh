@@ -65,7 +65,10 @@ echo "images: wheelhouse $(du -sh "$wheels" | cut -f1) in $((SECONDS - started))
 
 # --- the role images (the shared stages are built once and cached)
 fingerprint=$("$PYTHON" -m mlengine.pipelines.docker_run "$src")
-source_url=$(git config --get remote.origin.url 2>/dev/null | sed -E 's#://[^/@]*@#://#' || true)
+# the label names where the source can be fetched: a network URL without credentials or `.git`;
+# a clone from a local path (as in CI) has no such URL
+source_url=$(git config --get remote.origin.url 2>/dev/null | sed -E 's#://[^/@]*@#://#; s#\.git/?$##' \
+    | grep -E '^(https?|ssh|git)://|^[^/:]+@[^/:]+:' || true)
 revision=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 for role in "${roles[@]}"; do
     image=$("$PYTHON" -c "from mlengine.constants import image_for; print(image_for('$role'))")

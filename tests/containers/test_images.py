@@ -118,6 +118,11 @@ def test_tag_labels_user_and_entrypoint(role, built_images, docker_client):
 def test_history_has_no_wheelhouse_certificate_or_secret(role, built_images, docker_client):
     history = docker_client.api.history(built_images[role])
     commands = "\n".join(layer.get("CreatedBy", "") for layer in history)
+    source = docker_client.images.get(built_images[role]).labels["org.opencontainers.image.source"]
+    assert source == "unknown" or re.match(r"^(https?|ssh|git)://[^@/]+/|^[^/:@]+@[^/:]+:", source), source
+    assert not source.endswith(".git"), source
+    # the source URL is a label, not a copied repository: it is checked above, not by the words below
+    commands = commands.replace(source, "<source>")
     for word in ("wheelhouse", "cert", "secret", "PIP_", "pip config", ".git"):
         assert word not in commands, word
 
