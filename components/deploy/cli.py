@@ -52,8 +52,9 @@ def add_cli(subparsers) -> None:
                             "(POST /v2/repository/models/NAME/load|unload) with no authentication; "
                             "anyone who can reach the server can then unload the model")
     serve.add_argument("--serving-log", default=None,
-                       help="folder where validated serving inputs are kept for `mlengine monitor` "
-                            "(bounded, rotating JSONL; same as MLENGINE_SERVING_LOG_DIR)")
+                       help="folder or s3://bucket/prefix/ where validated serving inputs are kept for "
+                            "`mlengine monitor` (bounded, rotating JSONL files or objects; same as "
+                            "MLENGINE_SERVING_LOG_DIR; s3 endpoint and credentials from the environment)")
     serve.set_defaults(handler=_serve)
 
     predict = subparsers.add_parser(

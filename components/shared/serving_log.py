@@ -17,7 +17,17 @@ into ``serving-<start ns>-<pid>-<seq>.jsonl`` files of one folder. Guarantees:
 - it never raises into the request path: every failure is counted in ``stats()["errors"]`` and
   logged once.
 
-Reader: :func:`read_serving_log` turns a folder (or one file) back into typed numpy columns of
+Destination ``s3://bucket/prefix/`` (the InferenceService writes to the pipeline bucket): the
+same lines are buffered in memory and uploaded as one object
+``prefix/serving-<start ns>-<pid>-<seq>.jsonl`` per rotation (the same line / byte bounds), after
+``flush_interval_s`` seconds, and at :meth:`ServingInputLog.close`. Uploads run in a background
+thread (pyarrow's S3 filesystem with the endpoint and credentials of the environment, as the
+training pods' staging does); at most ``max_pending`` sealed objects wait for upload, rows that
+arrive beyond that are dropped and counted (``rows_dropped``), so memory stays bounded when the
+bucket is unreachable; a failed upload is counted in ``errors``, never raised. After each upload
+the oldest ``serving-*`` objects beyond ``max_files`` under the prefix are deleted.
+
+Reader: :func:`read_serving_log` turns a folder (or one file, or an ``s3://`` prefix) back into typed numpy columns of
 the spec's raw columns, skipping and counting malformed lines.
 """
 
@@ -53,6 +63,12 @@ ENV_SERVING_LOG_DIR = "MLENGINE_SERVING_LOG_DIR"
 ENV_SERVING_LOG_SAMPLE_RATE = "MLENGINE_SERVING_LOG_SAMPLE_RATE"
 ENV_SERVING_LOG_MAX_FILES = "MLENGINE_SERVING_LOG_MAX_FILES"
 ENV_SERVING_LOG_MAX_LINES = "MLENGINE_SERVING_LOG_MAX_LINES"
+# the same as ENV_SERVING_LOG_DIR, named for an s3:// destination (wins when both are set)
+ENV_SERVING_LOG_URI = "MLENGINE_SERVING_LOG_URI"
+ENV_SERVING_LOG_FLUSH_SECONDS = "MLENGINE_SERVING_LOG_FLUSH_SECONDS"
+DEFAULT_FLUSH_INTERVAL_S = 60.0
+DEFAULT_MAX_PENDING = 4  # sealed objects waiting for upload (each at most max_bytes_per_file)
+S3_PREFIX = "s3://"
 
 
 logger = logging.getLogger(__name__)
@@ -94,14 +110,27 @@ class ServingInputLog:
     def __init__(self, folder: str | os.PathLike, *, sample_rate: float = 1.0,
                  max_lines_per_file: int = DEFAULT_MAX_LINES_PER_FILE,
                  max_bytes_per_file: int = DEFAULT_MAX_BYTES_PER_FILE,
-                 max_files: int = DEFAULT_MAX_FILES, seed: int | None = None):
+                 max_files: int = DEFAULT_MAX_FILES, seed: int | None = None,
+                 flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S, max_pending: int = DEFAULT_MAX_PENDING):
         if not 0.0 < sample_rate <= 1.0:
             raise ValueError(f"sample_rate must be in (0, 1], got {sample_rate}")
         for name, value in (("max_lines_per_file", max_lines_per_file), ("max_bytes_per_file", max_bytes_per_file),
                             ("max_files", max_files)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        self.folder = Path(folder)
+        if not (isinstance(flush_interval_s, int | float) and flush_interval_s > 0):
+            raise ValueError(f"flush_interval_s must be positive, got {flush_interval_s!r}")
+        if not isinstance(max_pending, int) or max_pending < 1:
+            raise ValueError(f"max_pending must be a positive integer, got {max_pending!r}")
+        text = os.fspath(folder)
+        self.uri = _normalize_s3(text) if _is_s3(text) else None
+        if self.uri is not None:
+            from mlengine.components.shared import storage
+
+            storage.split_s3_uri(self.uri)  # an s3:// without a bucket fails here, at start
+        self.folder = text if self.uri is not None else Path(folder)
+        self.flush_interval_s = float(flush_interval_s)
+        self.max_pending = max_pending
         self.sample_rate = float(sample_rate)
         self.max_lines_per_file = max_lines_per_file
         self.max_bytes_per_file = max_bytes_per_file
@@ -120,10 +149,12 @@ class ServingInputLog:
         self._bytes_in_file = 0
         self._sequence = 0
         self._error_logged = False
+        self._s3 = _S3Sink(self) if self.uri is not None else None
 
     # --- pickling (kserve --workers N pickles the predictor into each worker process) ----------
     def __getstate__(self) -> dict:
-        keep = ("folder", "sample_rate", "max_lines_per_file", "max_bytes_per_file", "max_files", "seed")
+        keep = ("folder", "uri", "sample_rate", "max_lines_per_file", "max_bytes_per_file", "max_files", "seed",
+                "flush_interval_s", "max_pending")
         return {name: getattr(self, name) for name in keep}
 
     def __setstate__(self, state: dict) -> None:
@@ -183,6 +214,11 @@ class ServingInputLog:
             self._counts["batches"] += 1
             self._counts["rows_seen"] += rows_seen
             self._counts["rows_sampled_out"] += rows_seen - len(lines)
+            if lines and self._s3 is not None:
+                kept = self._s3.add(lines)
+                self._counts["rows_written"] += kept
+                self._counts["rows_dropped"] += len(lines) - kept
+                return kept
             if lines:
                 try:
                     self._append(lines)
@@ -257,20 +293,34 @@ class ServingInputLog:
 
     # --- housekeeping ----------------------------------------------------------------------------
     def stats(self) -> dict[str, int]:
-        """Counters: batches, rows_seen, rows_written, rows_sampled_out, files_opened, files_deleted, errors."""
-        keys = ("batches", "rows_seen", "rows_written", "rows_sampled_out", "files_opened", "files_deleted", "errors")
+        """Counters: batches, rows_seen, rows_written, rows_sampled_out, files_opened, files_deleted, errors.
+
+        For an s3:// destination also: objects_uploaded, rows_uploaded, rows_dropped (no room while
+        uploads were failing or slow); ``rows_written`` counts rows accepted into the buffer.
+        """
+        keys = ("batches", "rows_seen", "rows_written", "rows_sampled_out", "files_opened", "files_deleted", "errors",
+                "objects_uploaded", "rows_uploaded", "rows_dropped")
         return {key: int(self._counts[key]) for key in keys}
 
     @property
     def current_file(self) -> Path | None:
         return self._path if self._handle is not None else None
 
-    def flush(self) -> None:
+    def flush(self, timeout: float | None = 30.0) -> None:
+        """Local: flush the open file. s3://: upload the buffered lines and wait (``timeout``) for it."""
+        if self._s3 is not None:
+            if os.getpid() == self._pid:
+                self._s3.flush(timeout)
+            return
         with self._lock:
             if self._handle is not None:
                 self._handle.flush()
 
-    def close(self) -> None:
+    def close(self, timeout: float | None = 30.0) -> None:
+        if self._s3 is not None:
+            if os.getpid() == self._pid:
+                self._s3.close(timeout)
+            return
         with self._lock:
             self._drop_handle()
 
@@ -282,19 +332,22 @@ class ServingInputLog:
 
 
 def serving_log_from_env(environ: Mapping[str, str] | None = None) -> ServingInputLog | None:
-    """The log the environment asks for (``MLENGINE_SERVING_LOG_DIR`` set), else None.
+    """The log the environment asks for (``MLENGINE_SERVING_LOG_URI`` or ``MLENGINE_SERVING_LOG_DIR``
+    set: a folder or an ``s3://bucket/prefix/``), else None.
 
     Optional: ``MLENGINE_SERVING_LOG_SAMPLE_RATE`` (default 1), ``MLENGINE_SERVING_LOG_MAX_FILES``,
-    ``MLENGINE_SERVING_LOG_MAX_LINES`` (per file). A bad value raises ValueError naming the variable.
+    ``MLENGINE_SERVING_LOG_MAX_LINES`` (per file), ``MLENGINE_SERVING_LOG_FLUSH_SECONDS`` (s3://:
+    upload at least this often, default 60). A bad value raises ValueError naming the variable.
     """
     env = os.environ if environ is None else environ
-    folder = env.get(ENV_SERVING_LOG_DIR, "").strip()
+    folder = env.get(ENV_SERVING_LOG_URI, "").strip() or env.get(ENV_SERVING_LOG_DIR, "").strip()
     if not folder:
         return None
     options: dict[str, Any] = {}
     for variable, option, convert in ((ENV_SERVING_LOG_SAMPLE_RATE, "sample_rate", float),
                                       (ENV_SERVING_LOG_MAX_FILES, "max_files", int),
-                                      (ENV_SERVING_LOG_MAX_LINES, "max_lines_per_file", int)):
+                                      (ENV_SERVING_LOG_MAX_LINES, "max_lines_per_file", int),
+                                      (ENV_SERVING_LOG_FLUSH_SECONDS, "flush_interval_s", float)):
         text = env.get(variable, "").strip()
         if text:
             try:
@@ -303,8 +356,167 @@ def serving_log_from_env(environ: Mapping[str, str] | None = None) -> ServingInp
                 raise ValueError(f"{variable}={text!r}: expected a {convert.__name__}") from None
     try:
         return ServingInputLog(folder, **options)
-    except ValueError as err:
+    except (ValueError, DataError) as err:
         raise ValueError(f"serving log settings from the environment: {err}") from None
+
+
+def _is_s3(text: str) -> bool:
+    return text.startswith(S3_PREFIX) or text.startswith("minio://")
+
+
+def _normalize_s3(text: str) -> str:
+    """``minio://b/p`` -> ``s3://b/p/`` (a prefix always ends with one slash)."""
+    if text.startswith("minio://"):
+        text = S3_PREFIX + text[len("minio://"):]
+    return text.rstrip("/") + "/"
+
+
+class _S3Sink:
+    """The s3:// side of a :class:`ServingInputLog`: a buffer, sealed objects, one uploader thread.
+
+    ``add`` runs under the log's lock; uploads and pruning run in the thread, outside that lock.
+    """
+
+    def __init__(self, log: ServingInputLog):
+        from mlengine.components.shared import storage
+
+        self.log = log
+        self.bucket, key = storage.split_s3_uri(log.uri)
+        self.prefix = key.strip("/") + "/" if key.strip("/") else ""
+        self.buffer: list[bytes] = []
+        self.buffer_bytes = 0
+        self.buffer_since = 0.0
+        self.pending: list[tuple[str, bytes, int]] = []  # (key, body, rows) sealed, not yet uploaded
+        self.cond = threading.Condition(log._lock)
+        self.thread: threading.Thread | None = None
+        self.closing = False
+        self.busy = False
+        self.fs = None
+
+    # under log._lock ------------------------------------------------------------------------------
+    def add(self, lines: list[bytes]) -> int:
+        """Buffer lines, sealing an object at each bound; returns the rows kept (others dropped)."""
+        log = self.log
+        kept = 0
+        for line in lines:
+            if self.buffer and (len(self.buffer) >= log.max_lines_per_file
+                                or self.buffer_bytes + len(line) > log.max_bytes_per_file):
+                self._seal()
+            if not self.buffer and len(self.pending) >= log.max_pending:
+                break  # no room: the bucket is slow or failing; drop (counted) rather than grow
+            if not self.buffer:
+                self.buffer_since = time.monotonic()
+            self.buffer.append(line)
+            self.buffer_bytes += len(line)
+            kept += 1
+        if self.buffer and (len(self.buffer) >= log.max_lines_per_file or self.buffer_bytes >= log.max_bytes_per_file):
+            self._seal()
+        self._ensure_thread()
+        return kept
+
+    def _seal(self) -> None:
+        if not self.buffer:
+            return
+        if len(self.pending) >= self.log.max_pending:  # only reached from flush/close/timer
+            self.log._counts["rows_dropped"] += len(self.buffer)
+        else:
+            self.log._sequence += 1
+            name = f"{LOG_FILE_PREFIX}{time.time_ns():020d}-{self.log._pid}-{self.log._sequence:06d}.jsonl"
+            self.pending.append((self.prefix + name, b"".join(self.buffer), len(self.buffer)))
+            self.log._counts["files_opened"] += 1
+        self.buffer, self.buffer_bytes = [], 0
+        self.cond.notify_all()
+
+    def _ensure_thread(self) -> None:
+        if self.thread is None or not self.thread.is_alive():
+            self.closing = False
+            self.thread = threading.Thread(target=self._run, name="serving-log-s3", daemon=True)
+            self.thread.start()
+
+    # the uploader thread ------------------------------------------------------------------------
+    def _run(self) -> None:
+        log = self.log
+        while True:
+            with self.cond:
+                while not self.pending:
+                    if self.buffer and (self.closing or time.monotonic() - self.buffer_since >= log.flush_interval_s):
+                        self._seal()
+                        continue
+                    if self.closing:
+                        return
+                    waited = time.monotonic() - self.buffer_since
+                    self.cond.wait(max(log.flush_interval_s - waited, 0.01) if self.buffer else log.flush_interval_s)
+                key, body, rows = self.pending[0]
+                self.busy = True
+            try:
+                self._upload(key, body)
+                uploaded = True
+            except Exception as err:  # counted, never raised; the object is given up
+                uploaded = False
+                log._record_error(err)
+            if uploaded:
+                try:
+                    self._prune(key)
+                except Exception as err:
+                    log._record_error(err)
+            with self.cond:  # popped after pruning, so a flush() returns with the prefix bounded
+                self.pending.pop(0)
+                self.busy = False
+                if uploaded:
+                    log._counts["objects_uploaded"] += 1
+                    log._counts["rows_uploaded"] += rows
+                else:
+                    log._counts["rows_dropped"] += rows
+                self.cond.notify_all()
+
+    def _filesystem(self):
+        if self.fs is None:
+            from mlengine.components.shared.staging import s3_filesystem
+
+            self.fs = s3_filesystem(self.log.uri)
+        return self.fs
+
+    def _upload(self, key: str, body: bytes) -> None:
+        with self._filesystem().open_output_stream(f"{self.bucket}/{key}") as stream:
+            stream.write(body)
+
+    def _prune(self, newest: str) -> None:
+        """Delete the oldest ``serving-*.jsonl`` objects under the prefix beyond ``max_files``."""
+        import pyarrow.fs as pafs
+
+        fs = self._filesystem()
+        base = f"{self.bucket}/{self.prefix}".rstrip("/")
+        infos = fs.get_file_info(pafs.FileSelector(base, recursive=False, allow_not_found=True))
+        names = sorted(info.base_name for info in infos if info.type == pafs.FileType.File
+                       and info.base_name.startswith(LOG_FILE_PREFIX) and info.base_name.endswith(".jsonl"))
+        newest_name = newest.rpartition("/")[2]
+        older = [name for name in names if name != newest_name]
+        for name in older[:max(len(names) - self.log.max_files, 0)]:
+            try:
+                fs.delete_file(f"{base}/{name}")
+                with self.cond:
+                    self.log._counts["files_deleted"] += 1
+            except FileNotFoundError:  # another writer pruned it first
+                pass
+
+    # flush / close (caller's thread, not under the lock) -----------------------------------------
+    def flush(self, timeout: float | None) -> None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self.cond:
+            self._seal()
+            if self.pending:
+                self._ensure_thread()
+            while self.pending:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    break
+                self.cond.wait(left)
+
+    def close(self, timeout: float | None) -> None:
+        self.flush(timeout)
+        with self.cond:
+            self.closing = True
+            self.cond.notify_all()
 
 
 # --- reading ---------------------------------------------------------------------------------------
@@ -332,8 +544,8 @@ class ServingLogData:
 def resolve_log_files(path: str | os.PathLike) -> list[str]:
     """The log files a path names, oldest first: a folder's ``*.jsonl[.gz]``, a glob, or one file."""
     text = os.fspath(path)
-    if text.startswith("s3://"):
-        return [text]  # one object; storage.open_binary streams it
+    if _is_s3(text):
+        return _resolve_s3_log(text)
     if any(ch in text for ch in "*?["):
         files = sorted(p for p in glob.glob(text) if os.path.isfile(p))
         if not files:
@@ -345,6 +557,25 @@ def resolve_log_files(path: str | os.PathLike) -> list[str]:
     if local.is_file():
         return [str(local)]
     raise DataError(f"{text}: serving log not found (expected a folder of *.jsonl files or one .jsonl file)")
+
+
+def _resolve_s3_log(text: str) -> list[str]:
+    """One object (a name ending in .jsonl[.gz]) or every log object directly under a prefix."""
+    from mlengine.components.shared import storage
+
+    uri = S3_PREFIX + text[len("minio://"):] if text.startswith("minio://") else text
+    if uri.endswith(LOG_FILE_SUFFIXES):
+        return [uri]
+    uri = _normalize_s3(uri)
+    bucket, prefix = storage.split_s3_uri(uri)
+    settings = storage.s3_settings_from_env(uri)
+    client = storage.s3_client(settings)
+    if not storage._s3_call(uri, settings, client.bucket_exists, bucket):
+        raise DataError(f"{uri}: bucket not found")
+    objects = storage._s3_call(uri, settings, lambda: list(client.list_objects(bucket, prefix=prefix or None)))
+    names = sorted(obj.object_name for obj in objects if not obj.is_dir
+                   and obj.object_name.endswith(LOG_FILE_SUFFIXES))
+    return [f"{S3_PREFIX}{bucket}/{name}" for name in names]
 
 
 def _typed_value(kind: str, value: Any) -> Any:
@@ -392,7 +623,7 @@ def _reason(err: ValueError) -> str:
 
 
 def read_serving_log(path: str | os.PathLike, spec, limit: int | None = None) -> ServingLogData:
-    """Read a serving log (folder, glob, one file, or one s3:// object) into the spec's raw columns.
+    """Read a serving log (folder, glob, one file, an s3:// object or an s3:// prefix) into the spec's raw columns.
 
     With ``limit``, only the most recent ``limit`` rows (by file order) are kept. Malformed lines
     (invalid JSON, no ``instance`` object, a spec column missing or of the wrong type) are skipped
