@@ -68,6 +68,32 @@ def parse_column(col: Column, cells: pa.Array, default: Any) -> ParsedColumn:
     return parsed
 
 
+def parse_typed_column(col: Column, values: pa.Array) -> ParsedColumn | None:
+    """The fast path for a numeric column the CSV parser already typed: the checks on the array.
+
+    Returns the column as ``parse_column`` would when no cell is empty and every value is finite
+    and inside its range and vocabulary (then both agree: pyarrow's CSV number parser is the
+    same as its string cast, whitespace trimmed as Python's ``float()`` / ``int()`` do); None
+    otherwise, and the caller runs ``parse_column`` on the string cells, which names each bad
+    cell exactly.
+    """
+    if values.null_count:
+        return None
+    numbers = values.to_numpy(zero_copy_only=False)
+    size = len(numbers)
+    if size == 0:
+        return None
+    if col.type == "float" and not np.isfinite(numbers).all():  # NaN / inf (min/max skip nothing here)
+        return None
+    if col.range is not None:
+        low, high = col.range
+        if numbers.min() < low or numbers.max() > high:
+            return None
+    if col.vocabulary is not None and not np.isin(numbers, np.asarray(col.vocabulary, dtype=numbers.dtype)).all():
+        return None
+    return ParsedColumn(values=numbers, missing=np.zeros(size, bool), bad=np.zeros(size, bool))
+
+
 def _label(col: Column) -> str:
     return f"column {col.name!r}"
 
@@ -218,12 +244,17 @@ SAMPLE_SALT = np.uint64(0x5DEECE66D2545F49)
 
 def mix64(values: np.ndarray) -> np.ndarray:
     """splitmix64's finaliser, vectorised (uint64 arithmetic wraps, as intended)."""
-    x = values.astype(np.uint64, copy=True)
-    x ^= x >> np.uint64(30)
-    x *= _MIX_1
-    x ^= x >> np.uint64(27)
-    x *= _MIX_2
-    x ^= x >> np.uint64(31)
+    return _mix64_inplace(values.astype(np.uint64, copy=True), np.empty(len(values), np.uint64))
+
+
+def _mix64_inplace(x: np.ndarray, scratch: np.ndarray) -> np.ndarray:
+    """``mix64`` computed in ``x`` itself (uint64), ``scratch`` a same-sized buffer: no allocation."""
+    for shift, factor in ((30, _MIX_1), (27, _MIX_2)):
+        np.right_shift(x, np.uint64(shift), out=scratch)
+        x ^= scratch
+        x *= factor
+    np.right_shift(x, np.uint64(31), out=scratch)
+    x ^= scratch
     return x
 
 
@@ -243,10 +274,12 @@ def _column_bits(values: Any) -> np.ndarray:
 def row_hashes(columns: list[Any], seed: int) -> np.ndarray:
     """A stable 64-bit hash per row of the typed values, in column order, salted with ``seed``."""
     size = len(columns[0]) if columns else 0
-    hashes = mix64(np.full(size, np.uint64(seed % 2**64) ^ _GOLDEN, dtype=np.uint64))
+    scratch = np.empty(size, np.uint64)
+    hashes = _mix64_inplace(np.full(size, np.uint64(seed % 2**64) ^ _GOLDEN, dtype=np.uint64), scratch)
     for position, values in enumerate(columns):
-        bits = _column_bits(values) ^ np.uint64((position + 1) * _GOLDEN_INT % 2**64)
-        hashes = mix64(hashes ^ mix64(bits))
+        bits = np.bitwise_xor(_column_bits(values), np.uint64((position + 1) * _GOLDEN_INT % 2**64))
+        hashes ^= _mix64_inplace(bits, scratch)
+        _mix64_inplace(hashes, scratch)
     return hashes
 
 

@@ -80,9 +80,22 @@ class CellChunk:
     problems: dict[int, tuple[str, str]] = field(default_factory=dict)  # record -> (kind, message)
     parsed: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # records split into cells
     cells: dict[str, pa.Array] = field(default_factory=dict)  # column -> StringArray over `parsed`
+    # columns the C++ parser typed itself (``column_types`` given): column -> Int64 / Double array
+    typed: dict[str, pa.Array] = field(default_factory=dict)
+    body: bytes = b""  # the parsed records as handed to the C++ parser (to re-read typed columns as text)
+    header: Header | None = None
 
     def __len__(self) -> int:
         return len(self.starts)
+
+    def strings(self, name: str) -> pa.Array:
+        """The string cells of one column over ``parsed`` (a typed column is re-read as text once)."""
+        if name not in self.cells:
+            cells = _arrow_cells(self.body, self.header, len(self.parsed), len(self.body))
+            if cells is None:  # cannot happen: the same body parsed typed
+                raise AssertionError("a typed chunk did not re-parse as text")
+            self.cells.update({key: value for key, value in cells.items() if key not in self.cells})
+        return self.cells[name]
 
     def raw(self, record: int) -> bytes:
         return self.blob[self.starts[record]:self.ends[record]]
@@ -185,18 +198,20 @@ class _LineBlocks:
         return block
 
 
-def iter_cell_chunks(stream, header: Header, chunk_rows: int, uri: str = "", first_line: int = 2
-                     ) -> Iterator[CellChunk]:
+def iter_cell_chunks(stream, header: Header, chunk_rows: int, uri: str = "", first_line: int = 2,
+                     column_types: dict[str, pa.DataType] | None = None) -> Iterator[CellChunk]:
     """Yield the lines after the header in chunks of at most ``chunk_rows`` lines.
 
-    ``stream`` is a binary stream positioned after the header line.
+    ``stream`` is a binary stream positioned after the header line. ``column_types`` (numeric
+    columns only) lets the C++ parser type those columns itself (``CellChunk.typed``) when a
+    chunk's cells all convert; see ``split_cells``.
     """
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
     blocks = _LineBlocks(stream, uri)
     line_number = first_line
     while (blob := blocks.next_block(chunk_rows)) is not None:
-        chunk = split_cells(blob, line_number, header)
+        chunk = split_cells(blob, line_number, header, column_types)
         line_number += len(chunk) + chunk.blank_lines
         if len(chunk) or chunk.blank_lines:
             yield chunk
@@ -213,10 +228,13 @@ def _line_bounds(blob: bytes, data: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return starts, ends
 
 
-def split_cells(blob: bytes, first_line: int, header: Header) -> CellChunk:
+def split_cells(blob: bytes, first_line: int, header: Header,
+                column_types: dict[str, pa.DataType] | None = None) -> CellChunk:
     """Split a block of whole lines into string cells of the needed columns.
 
-    Unusable lines become problems; empty lines (also a lone carriage return) are skipped.
+    Unusable lines become problems; empty lines (also a lone carriage return) are skipped. With
+    ``column_types``, on the fast path those columns come back typed in ``CellChunk.typed``
+    (empty cells as nulls) when every cell of the chunk converts, else all cells as strings.
     """
     data = np.frombuffer(blob, np.uint8)
     starts, ends = _line_bounds(blob, data)
@@ -240,7 +258,7 @@ def split_cells(blob: bytes, first_line: int, header: Header) -> CellChunk:
                 except UnicodeDecodeError as err:
                     chunk.problems[record] = (KIND_UTF8, "undecodable bytes: invalid UTF-8 at byte "
                                                          f"{err.start + 1} of the line")
-    if b'"' in blob or blob.count(b"\r") != blob.count(b"\r\n"):
+    if b'"' in blob or (b"\r" in blob and blob.count(b"\r") != blob.count(b"\r\n")):
         # quotes, or a bare carriage return the C++ parser would take for a line break
         return _split_by_line(chunk, header)
     # cells per line = delimiters + 1, counted on the blob reduced to delimiters and newlines
@@ -262,7 +280,17 @@ def split_cells(blob: bytes, first_line: int, header: Header) -> CellChunk:
         chunk.cells = {name: pa.array([], pa.string()) for name in header.positions}
         return chunk
     body = blob if len(chunk.parsed) == len(ends) else _join_lines(blob, chunk, usable)
-    cells = _arrow_cells(body, header, len(chunk.parsed), int(lengths.max()))
+    longest = int(lengths.max())
+    cells = None
+    if column_types:
+        if b"x" in body or b"X" in body:  # pyarrow reads 0x10 as 16 in int columns, Python does not
+            column_types = {name: kind for name, kind in column_types.items() if not pa.types.is_integer(kind)}
+        cells = _arrow_cells(body, header, len(chunk.parsed), longest, column_types) if column_types else None
+        if cells is not None:
+            chunk.typed = {name: cells.pop(name) for name in column_types}
+            chunk.body, chunk.header = body, header
+    if cells is None:
+        cells = _arrow_cells(body, header, len(chunk.parsed), longest)
     if cells is None:  # the C++ parser saw the lines differently: take the careful path
         chunk.problems = {r: p for r, p in chunk.problems.items() if p[0] == KIND_UTF8}
         return _split_by_line(chunk, header)
@@ -279,18 +307,26 @@ def _join_lines(blob: bytes, chunk: CellChunk, usable: np.ndarray) -> bytes:
     return b"\n".join(pieces) + b"\n"
 
 
-def _arrow_cells(body: bytes, header: Header, expected_rows: int, longest_line: int) -> dict[str, pa.Array] | None:
-    """Split clean, quote-free, rectangular lines with pyarrow's C++ parser (all cells as strings)."""
+def _arrow_cells(body: bytes, header: Header, expected_rows: int, longest_line: int,
+                 column_types: dict[str, pa.DataType] | None = None) -> dict[str, pa.Array] | None:
+    """Split clean, quote-free, rectangular lines with pyarrow's C++ parser.
+
+    Cells are strings, except the columns of ``column_types`` (empty cells become nulls there);
+    None when the parser fails (a cell that does not convert, or lines it sees differently).
+    """
     generated = [f"c{i}" for i in range(header.width)]
     wanted = {name: generated[pos] for name, pos in header.positions.items()}
+    types = dict.fromkeys(wanted.values(), pa.string())
+    for name, kind in (column_types or {}).items():
+        types[wanted[name]] = kind
     try:
         table = pacsv.read_csv(
             pa.py_buffer(body),
             read_options=pacsv.ReadOptions(column_names=generated, use_threads=True,
                                            block_size=max(ARROW_BLOCK_BYTES, 2 * longest_line + 2)),
             parse_options=pacsv.ParseOptions(delimiter=header.delimiter, quote_char=False, ignore_empty_lines=False),
-            convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(wanted.values(), pa.string()),
-                                                 include_columns=list(wanted.values()),
+            convert_options=pacsv.ConvertOptions(column_types=types, include_columns=list(wanted.values()),
+                                                 null_values=[""], true_values=[], false_values=[],
                                                  strings_can_be_null=False, check_utf8=False),
         )
     except pa.ArrowInvalid:

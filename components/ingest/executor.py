@@ -17,9 +17,11 @@ Invariant: ``rows_read == rows_ok + rows_rejected``.
 from __future__ import annotations
 
 import json
+import queue
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from json.encoder import encode_basestring as _json_string
 from pathlib import Path
@@ -34,6 +36,7 @@ from mlengine.components.ingest.convert import (
     SAMPLE_SALT,
     mix64,
     parse_column,
+    parse_typed_column,
     row_hashes,
     typed_default,
     unit_interval,
@@ -65,6 +68,8 @@ __all__ = ["IngestResult", "arrow_schema", "render_statistics_markdown", "resolv
 TOP_REASONS = 3  # reject reasons named in the error when no row passes
 PART_MAX_ROWS = 1_000_000  # a new Parquet part after this many rows, so readers can parallelise by file
 ROW_GROUP_ROWS = 65_536  # rows buffered per split before a row group is written
+TYPED_PARSE = True  # numeric columns typed by the C++ CSV parser (False: string cells, then cast; tests)
+PREFETCH_CHUNKS = 2  # chunks read and split ahead by the reader thread (bounds memory)
 
 
 @dataclass
@@ -176,6 +181,7 @@ class _Ingestor:
         self.columns = spec.all_columns
         self.names = [col.name for col in self.columns]
         self.defaults = {col.name: typed_default(col, spec.source) for col in self.columns}
+        self.column_types = {col.name: ARROW_TYPES[col.type] for col in self.columns if col.is_numeric}
         self.schema = arrow_schema(spec)
         self.chunk_rows = chunk_rows
         self.split_seed = split_seed
@@ -193,18 +199,27 @@ class _Ingestor:
         with storage.open_binary(uri) as stream:
             header = read_header(stream, uri, self.names, self.spec.delimiter)
             name = storage.display_name(uri)
-            for chunk in iter_cell_chunks(stream, header, self.chunk_rows, uri):
-                self._ingest_chunk(uri, chunk, rejects)
-                if self.progress:
-                    self.progress(f"ingest: {self.result.rows_read:,} rows read "
-                                  f"({self.result.rows_rejected:,} rejected) from {name}")
+            types = self.column_types if TYPED_PARSE else None
+            chunks = _prefetched(iter_cell_chunks(stream, header, self.chunk_rows, uri, column_types=types))
+            try:
+                for chunk in chunks:
+                    self._ingest_chunk(uri, chunk, rejects)
+                    if self.progress:
+                        self.progress(f"ingest: {self.result.rows_read:,} rows read "
+                                      f"({self.result.rows_rejected:,} rejected) from {name}")
+            finally:
+                chunks.close()  # stops the reader thread before the stream closes
 
     def _ingest_chunk(self, uri: str, chunk: CellChunk, rejects) -> None:
         result = self.result
         result.rows_read += len(chunk)
         result.blank_lines += chunk.blank_lines
         rejected: dict[int, tuple[str, str]] = dict(chunk.problems)  # record index -> (kind, message)
-        parsed = {col.name: parse_column(col, chunk.cells[col.name], self.defaults[col.name]) for col in self.columns}
+        parsed = {}
+        for col in self.columns:
+            typed = chunk.typed.get(col.name)
+            column = parse_typed_column(col, typed) if typed is not None else None
+            parsed[col.name] = column or parse_column(col, chunk.strings(col.name), self.defaults[col.name])
         bad = np.zeros(len(chunk.parsed), bool)
         for column in parsed.values():
             bad |= column.bad
@@ -266,6 +281,51 @@ class _Ingestor:
     def abort(self) -> None:
         for writer in self.writers.values():
             writer.abort()
+
+
+_DONE = object()
+
+
+def _prefetched(chunks: Iterator[CellChunk]) -> Iterator[CellChunk]:
+    """The same chunks in the same order, read and split by a second thread.
+
+    Reading and cell splitting (pyarrow, numpy: the GIL is released) overlap the validation,
+    Parquet writes and statistics of the previous chunk; at most ``PREFETCH_CHUNKS`` wait.
+    """
+    handoff: queue.Queue = queue.Queue(maxsize=PREFETCH_CHUNKS)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for chunk in chunks:
+                if not put((chunk, None)):
+                    return
+            put((_DONE, None))
+        except BaseException as err:  # handed to the consumer, raised there
+            put((None, err))
+
+    reader = threading.Thread(target=produce, name="ingest-reader", daemon=True)
+    reader.start()
+    try:
+        while True:
+            chunk, error = handoff.get()
+            if error is not None:
+                raise error
+            if chunk is _DONE:
+                return
+            yield chunk
+    finally:
+        stop.set()
+        reader.join()
 
 
 def _take(values: Any, rows: np.ndarray) -> Any:

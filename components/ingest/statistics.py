@@ -195,26 +195,41 @@ class StatisticsAccumulator:
         self._update_sample(columns, keys)
 
     def _update_sample(self, columns: dict[str, Any], keys: np.ndarray) -> None:
+        # in index space: pick the kept rows from the keys alone, then gather each column once
         if self.sample_size <= 0 or not self._numeric:
             return
-        new = {name: columns[name] for name in self._numeric}
         if self._threshold is not None:
-            take = keys < self._threshold
-            if not take.any():
+            candidates = np.flatnonzero(keys < self._threshold)
+            if not len(candidates):
                 return
-            keys = keys[take]
-            new = {name: values[take] for name, values in new.items()}
-        merged_keys = np.concatenate([self._sample_keys, keys])
-        merged = {name: np.concatenate([self._sample[name], values]) if name in self._sample else values
-                  for name, values in new.items()}
+        else:
+            candidates = np.arange(len(keys))
+        held = len(self._sample_keys)
+        merged_keys = np.concatenate([self._sample_keys, keys[candidates]])
         if len(merged_keys) > self.sample_size:
             keep = np.argpartition(merged_keys, self.sample_size - 1)[: self.sample_size]
             merged_keys = merged_keys[keep]
-            merged = {name: values[keep] for name, values in merged.items()}
+            from_old = keep < held
+            old_rows, new_rows = keep[from_old], candidates[keep[~from_old] - held]
+        else:
+            from_old = None
+            old_rows, new_rows = np.arange(held), candidates
+        sample: dict[str, np.ndarray] = {}
+        for name in self._numeric:
+            values = columns[name]
+            old = self._sample.get(name)
+            if from_old is None:
+                sample[name] = values[new_rows] if old is None else np.concatenate([old, values[new_rows]])
+            else:
+                out = np.empty(len(keep), dtype=values.dtype)
+                if old is not None:
+                    out[from_old] = old[old_rows]
+                out[~from_old] = values[new_rows]
+                sample[name] = out
         if len(merged_keys) >= self.sample_size:
             self._threshold = merged_keys.max()
         self._sample_keys = merged_keys
-        self._sample = {name: np.array(values, copy=True) for name, values in merged.items()}
+        self._sample = sample
 
     def to_dict(self) -> dict[str, Any]:
         return {
