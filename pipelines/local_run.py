@@ -18,7 +18,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from mlengine.components.shared.serving_log import ENV_SERVING_LOG_DIR
+from mlengine.components.shared.serving_log import ENV_SERVING_LOG_DIR, ENV_SERVING_LOG_URI
 from mlengine.constants import DEFAULT_SEED, PARAM_SPEC_URI, TAXI_NOISE_STD
 from mlengine.errors import MlengineError
 from mlengine.pipelines.run_outputs import CacheHits, copy_reports, reset_task_cache, step_error
@@ -207,7 +207,8 @@ def run_training_locally(
         "data_uri": data_uri,
         # what `mlengine schedule --monitoring` hands the skew monitor of this model
         "statistics_uri": _local_path(outputs["statistics"].uri) if outputs.get("statistics") else None,
-        "serving_log_uri": os.environ.get(ENV_SERVING_LOG_DIR) or str(out / SERVING_LOG_SUBDIR),
+        "serving_log_uri": os.environ.get(ENV_SERVING_LOG_URI) or os.environ.get(ENV_SERVING_LOG_DIR)
+        or str(out / SERVING_LOG_SUBDIR),
         "params": params,
         "hyperparameters": _hyperparameters_summary(outputs.get("hyperparameters")),
         "tuning": _tuning_summary(outputs.get("study")),

@@ -11,6 +11,12 @@ numbered version directories under ``storageUri``
 The runtime ``mlengine-tensorflow-serving`` (manifests/base/serving-runtime.yaml) pins the TF
 Serving image; pass ``runtime=None`` to let KServe pick its cluster-wide TF Serving runtime.
 
+Serving log: with ``runtime="ours"`` and an ``s3://`` storage URI the predictor logs its validated
+inputs to ``s3://<bucket>/<top prefix>/serving-log/<name>/`` of the same (pipeline) bucket
+(``serving_log_uri_for``; ``MLENGINE_SERVING_LOG_URI`` in the container, the S3 endpoint and
+credentials through ``secretKeyRef`` of the MinIO Secret, never literal); the monitoring pipeline
+reads that prefix. TF Serving writes no such log.
+
 Scale to zero: ``minReplicas: 0`` (KServe serverless mode / Knative); ``scaleMetric`` and
 ``scaleTarget`` set the Knative autoscaler (``concurrency`` 8 per pod by default).
 
@@ -54,6 +60,8 @@ TF_SERVING_VERSION_DIR = "1"
 SCALE_METRICS = ("concurrency", "rps", "cpu", "memory")
 STORAGE_SCHEMES = ("s3://", "gs://", "pvc://", "https://", "http://")
 DEFAULT_RESOURCES = {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "2Gi"}}
+SERVING_LOG_SUBDIR = "serving-log"
+SERVING_LOG_FLUSH_SECONDS = 60  # the predictor uploads its buffered log lines at least this often
 ANNOTATION_STABLE = "mlengine.io/stable-storage-uri"
 ANNOTATION_CANARY = "mlengine.io/canary-storage-uri"
 ANNOTATION_ACTION = "mlengine.io/rollout-action"
@@ -69,12 +77,16 @@ def render_inference_service(name: str, storage_uri: str, *, namespace: str = K8
                              max_replicas: int = 3, scale_metric: str = "concurrency", scale_target: int = 8,
                              service_account: str = K8S_SERVING_SERVICE_ACCOUNT,
                              runtime: str | None = DEFAULT_RUNTIME, model_format: str | None = None,
-                             resources: dict | None = None, annotations: dict[str, str] | None = None) -> dict:
+                             resources: dict | None = None, annotations: dict[str, str] | None = None,
+                             serving_log_uri: str | None = "auto",
+                             serving_log_flush_seconds: int = SERVING_LOG_FLUSH_SECONDS) -> dict:
     """A ``serving.kserve.io/v1beta1`` InferenceService for the model at ``storage_uri``.
 
     ``runtime`` "ours" (default): the ServingRuntime of the server image (``render_serving_runtime``),
     ``storage_uri`` a model directory; "tfserving": TF Serving, ``storage_uri`` laid out by
     ``stage_for_tf_serving``; any other name is a ServingRuntime of yours, None lets KServe pick.
+    ``serving_log_uri`` (runtime "ours" only): "auto" = ``serving_log_uri_for(storage_uri, name)``
+    for an s3:// model, an ``s3://`` prefix of yours, or None for no serving log.
     """
     check_name(name)
     check_storage_uri(storage_uri)
@@ -95,6 +107,12 @@ def render_inference_service(name: str, storage_uri: str, *, namespace: str = K8
     }
     if runtime:
         model["runtime"] = runtime
+    if serving_log_uri == "auto":
+        serving_log_uri = serving_log_uri_for(storage_uri, name) if runtime == OUR_RUNTIME else None
+    if serving_log_uri:
+        if runtime != OUR_RUNTIME:
+            raise MlengineError(f"serving_log_uri: only the {OUR_RUNTIME} runtime writes a serving log")
+        model["env"] = serving_log_env(serving_log_uri, serving_log_flush_seconds)
     predictor: dict[str, Any] = {
         "serviceAccountName": service_account,
         "minReplicas": min_replicas,
@@ -112,6 +130,44 @@ def render_inference_service(name: str, storage_uri: str, *, namespace: str = K8
         metadata["annotations"].update({str(k): str(v) for k, v in annotations.items()})
     return {"apiVersion": ISVC_API_VERSION, "kind": "InferenceService", "metadata": metadata,
             "spec": {"predictor": predictor}}
+
+
+def serving_log_uri_for(storage_uri: str, name: str) -> str | None:
+    """Where the InferenceService ``name`` logs its inputs: ``s3://<bucket>/<top prefix>/serving-log/<name>/``.
+
+    ``s3://mlpipeline/mlengine/models/v2`` -> ``s3://mlpipeline/mlengine/serving-log/<name>/``; None for
+    a model outside S3 (no bucket to write to).
+    """
+    from mlengine.components.shared.staging import normalize_uri
+
+    uri = normalize_uri(storage_uri)
+    if not uri.startswith("s3://"):
+        return None
+    bucket, _, key = uri[len("s3://"):].partition("/")
+    top = key.strip("/").split("/")[0] if key.strip("/").count("/") >= 1 else ""
+    return f"s3://{bucket}/{top + '/' if top else ''}{SERVING_LOG_SUBDIR}/{name}/"
+
+
+def serving_log_env(serving_log_uri: str, flush_seconds: int = SERVING_LOG_FLUSH_SECONDS) -> list[dict]:
+    """The predictor's env for an s3:// serving log: the URI, the upload interval, S3 via secretKeyRef."""
+    from mlengine.components.shared.serving_log import ENV_SERVING_LOG_FLUSH_SECONDS, ENV_SERVING_LOG_URI
+    from mlengine.components.shared.staging import normalize_uri
+    from mlengine.components.shared.tfjob import SECRET_ENV
+    from mlengine.constants import K8S_S3_SECRET
+
+    uri = normalize_uri(serving_log_uri)
+    if not uri.startswith("s3://") or len(uri) <= len("s3://"):
+        raise MlengineError(f"serving_log_uri {serving_log_uri!r}: expected s3://bucket/prefix/")
+    if not isinstance(flush_seconds, int) or isinstance(flush_seconds, bool) or flush_seconds < 1:
+        raise MlengineError(f"serving_log_flush_seconds {flush_seconds!r}: expected a positive integer")
+    env = [{"name": ENV_SERVING_LOG_URI, "value": uri.rstrip("/") + "/"},
+           {"name": ENV_SERVING_LOG_FLUSH_SECONDS, "value": str(flush_seconds)}]
+    for key, optional in SECRET_ENV:
+        ref: dict[str, Any] = {"name": K8S_S3_SECRET, "key": key}
+        if optional:
+            ref["optional"] = True
+        env.append({"name": key, "valueFrom": {"secretKeyRef": ref}})
+    return env
 
 
 def render_serving_runtime(*, namespace: str = K8S_NAMESPACE, image: str | None = None,

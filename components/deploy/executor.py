@@ -126,4 +126,12 @@ def _deploy_to_cluster(model_dir: str, *, model_uri: str, blessed: bool, name: s
     decision, result = deploy_to_cluster(storage_uri, name=name, blessed=blessed, canary_percent=canary_traffic_percent,
                                          previous_canary_ok=blessed, progress=log)
     url = (result or {}).get("url") or f"http://{name}/v1/models/{name}:predict"
-    return url, render_deploy_markdown(decision, result)
+    markdown = render_deploy_markdown(decision, result)
+    if DEFAULT_RUNTIME == "ours":
+        from mlengine.components.deploy.cluster import serving_log_uri_for
+
+        serving_log = serving_log_uri_for(storage_uri, name)
+        if serving_log:  # what the monitoring pipeline's serving_log_uri is for this InferenceService
+            log(f"deploy: serving log at {serving_log}")
+            markdown += f"\n\nServing log (for the monitoring pipeline's `serving_log_uri`): `{serving_log}`\n"
+    return url, markdown

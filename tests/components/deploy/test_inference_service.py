@@ -433,3 +433,19 @@ def test_serving_manifests_wire_the_service_account_secret_and_runtime():
     assert {"name": "tensorflow", "version": "2", "autoSelect": False} in runtime["spec"]["supportedModelFormats"]
     namespaces = {doc["metadata"]["namespace"] for doc in documents.values()}
     assert namespaces == {K8S_NAMESPACE}
+
+
+def test_serving_log_goes_to_the_pipeline_bucket_with_credentials_from_the_secret():
+    from mlengine.components.deploy.cluster import render_inference_service, serving_log_uri_for
+    from mlengine.constants import K8S_S3_SECRET
+
+    isvc = render_inference_service("taxi", "s3://mlpipeline/mlengine/models/v2")
+    env = {item["name"]: item for item in isvc["spec"]["predictor"]["model"]["env"]}
+    assert env["MLENGINE_SERVING_LOG_URI"]["value"] == "s3://mlpipeline/mlengine/serving-log/taxi/"
+    assert serving_log_uri_for("s3://mlpipeline/mlengine/models/v2", "taxi") == env["MLENGINE_SERVING_LOG_URI"]["value"]
+    for name in ("MLENGINE_S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        assert "value" not in env[name] and env[name]["valueFrom"]["secretKeyRef"]["name"] == K8S_S3_SECRET
+    tfserving = render_inference_service("taxi", "s3://mlpipeline/mlengine/models/v2/tfserving", runtime="tfserving")
+    assert "env" not in tfserving["spec"]["predictor"]["model"]  # TF Serving writes no serving log
+    assert "env" not in render_inference_service("taxi", "pvc://claim/model")["spec"]["predictor"]["model"]
+    assert "env" not in render_inference_service("taxi", "s3://b/m", serving_log_uri=None)["spec"]["predictor"]["model"]
