@@ -20,6 +20,7 @@ This module imports kserve (only the serving code path imports it); TensorFlow l
 from __future__ import annotations
 
 import asyncio
+import math
 import sys
 import uuid
 from typing import Any
@@ -36,11 +37,26 @@ _argv, sys.argv = sys.argv, sys.argv[:1]  # kserve.model_server parses sys.argv 
 try:
     import kserve
     from kserve.errors import InvalidInput
-    from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse
+    from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse, RequestedOutput
 finally:
     sys.argv = _argv
 
 DEFAULT_MAX_BATCH_ROWS = 2048
+_NUMPY = orjson.OPT_SERIALIZE_NUMPY
+# v2 binary tensor datatypes decoded straight from the body (little-endian, as Triton sends them)
+_BINARY_DTYPES = {"FP32": np.dtype("<f4"), "FP64": np.dtype("<f8"), "INT32": np.dtype("<i4"),
+                  "INT64": np.dtype("<i8")}
+_V2_KEYS = frozenset({"id", "inputs", "parameters", "outputs"})
+_V2_INPUT_KEYS = frozenset({"name", "shape", "datatype", "data", "parameters"})
+
+
+class _Input:
+    """One v2 input as the validator reads it (name, datatype, shape, data)."""
+
+    __slots__ = ("data", "datatype", "name", "shape")
+
+    def __init__(self, name: str, datatype: str, shape: list, data: Any):
+        self.name, self.datatype, self.shape, self.data = name, datatype, shape, data
 
 
 class InvalidRequest(InvalidInput):
@@ -184,7 +200,115 @@ class RawFeaturePredictor(kserve.Model):
             return await self._batcher.run_alone(columns)
         return await self._batcher.submit(columns, rows)
 
+    # --- the bulk path (server.FastInferMiddleware): bytes in, bytes out, no kserve objects per row ---------
+    async def fast_v1(self, body: bytes) -> bytes | None:
+        """The v1 answer for a body that decodes and validates, else None (kserve's handler then answers)."""
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return None
+        if type(payload) is not dict:
+            return None
+        try:
+            columns, rows = self._validator.v1_columns(payload)
+        except RequestError:
+            return None
+        self._log_inputs(columns, rows)
+        predictions = await self.predict_batch(columns, rows)
+        key = "outputs" if "inputs" in payload else "predictions"
+        return orjson.dumps({key: predictions.astype(np.float64)}, option=_NUMPY)  # the floats tolist() gives
+
+    async def fast_v2(self, body: bytes, json_length: int | None) -> tuple[bytes, int | None] | None:
+        """The v2 answer (body, binary JSON length) for a plain request that validates, else None.
+
+        Plain: JSON data, or numeric binary tensors (``binary_data_size``), the keys of the protocol
+        only. Anything else -- and every invalid request -- goes through kserve's own handler.
+        """
+        try:
+            header = orjson.loads(body if json_length is None else memoryview(body)[:json_length])
+        except orjson.JSONDecodeError:
+            return None
+        parsed = _plain_v2(header, body, json_length)
+        if parsed is None:
+            return None
+        inputs, binary = parsed
+        try:
+            checked = self._validator.v2_arrays(inputs) if binary else self._validator.v2_columns(
+                [_Input(*item) for item in inputs])
+        except RequestError:
+            return None
+        if checked is None:
+            return None
+        columns, rows = checked
+        try:
+            outputs = header.get("outputs")
+            requested = None if outputs is None else [
+                RequestedOutput(name=output["name"], parameters=output.get("parameters")) for output in outputs]
+            request = InferRequest(model_name=self.name, request_id=header.get("id"),
+                                   parameters=header.get("parameters"), infer_inputs=[],
+                                   request_outputs=requested)
+        except Exception:  # anything kserve's request objects refuse: its own handler answers
+            return None
+        self._log_inputs(columns, rows)
+        predictions = await self.predict_batch(columns, rows)
+        output = InferOutput(name=OUTPUT_KEY, shape=[rows], datatype="FP32", data=predictions)
+        response = InferResponse(response_id=request.id or str(uuid.uuid4()), model_name=self.name,
+                                 infer_outputs=[output], use_binary_outputs=request.use_binary_outputs,
+                                 requested_outputs=request.request_outputs)
+        answer, json_size = response.to_rest()
+        if isinstance(answer, bytes):
+            return answer, json_size
+        for item in answer.get("outputs", ()):  # pydantic's InferenceResponse fills these in kserve's handler
+            item.setdefault("parameters", None)
+        answer = {"model_name": answer.get("model_name"), "model_version": answer.get("model_version"),
+                  "id": answer.get("id"), "parameters": answer.get("parameters"), "outputs": answer.get("outputs")}
+        return orjson.dumps(answer, option=_NUMPY), None
+
     def predict_columns(self, columns: dict[str, Any]) -> np.ndarray:
         """In-process prediction (no HTTP, no batching) for already-valid columns."""
         typed = {c.name: np.asarray(columns[c.name], dtype=c.dtypes.numpy) for c in self._runner.spec.columns}
         return self._runner(typed)
+
+
+def _plain_v2(header: Any, body: bytes, json_length: int | None) -> tuple[list[tuple], bool] | None:
+    """``([(name, datatype, shape, data or array)], binary)`` for a v2 request of the plain kind, else None."""
+    if type(header) is not dict or not header.keys() <= _V2_KEYS or type(header.get("inputs")) is not list:
+        return None
+    if header.get("id") is not None and type(header["id"]) is not str:
+        return None
+    if not all(type(header.get(key)) in (dict, type(None)) for key in ("parameters",)):
+        return None
+    outputs = header.get("outputs")
+    if outputs is not None and not (type(outputs) is list and all(
+            type(o) is dict and type(o.get("name")) is str and o.keys() <= {"name", "parameters"}
+            and type(o.get("parameters")) in (dict, type(None)) for o in outputs)):
+        return None
+    items = []
+    offset = json_length or 0
+    binary = False
+    for item in header["inputs"]:
+        if type(item) is not dict or not item.keys() <= _V2_INPUT_KEYS:
+            return None
+        name, datatype, shape = item.get("name"), item.get("datatype"), item.get("shape")
+        if type(name) is not str or type(datatype) is not str or type(shape) is not list or not all(
+                type(d) is int for d in shape):
+            return None
+        parameters = item.get("parameters")
+        if "data" in item:
+            if json_length is not None or parameters is not None or type(item["data"]) is not list:
+                return None
+            items.append((name, datatype, shape, item["data"]))
+            continue
+        dtype = _BINARY_DTYPES.get(datatype)
+        size = parameters.get("binary_data_size") if type(parameters) is dict and len(parameters) == 1 else None
+        if json_length is None or dtype is None or type(size) is not int or size < 0 or size % dtype.itemsize:
+            return None
+        if offset + size > len(body) or not shape or size // dtype.itemsize != math.prod(shape):
+            return None
+        items.append((name, datatype, shape, np.frombuffer(body, dtype=dtype, count=size // dtype.itemsize,
+                                                           offset=offset).reshape(-1)))
+        offset += size
+        binary = True
+    if binary and len(items) != sum(type(i[3]) is np.ndarray for i in items):
+        return None  # JSON and binary inputs mixed: kserve's handler
+    return items, binary

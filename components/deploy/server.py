@@ -81,6 +81,9 @@ REPOSITORY_PREFIX = "/v2/repository"
 REPOSITORY_EXTENSION = "model_repository_extension"  # as kserve names it in GET /v2
 _CLIENT_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:@/+=-]{1,128}$")  # echoed back: bounded, no header injection
 _V2_INFER_PATH = re.compile(r"^/v2/models/[^/]+(/versions/[^/]+)?/infer$")
+_V1_PREDICT_NAME = re.compile(r"^/v1/models/([^/:]+):predict$")
+_V2_INFER_NAME = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
+FAST_PATH_ENV = "MLENGINE_SERVE_FAST_PATH"  # "0": every request through kserve's handlers (the benchmark's baseline)
 _REPLACED_V2_HANDLERS = ("metadata", "model_metadata", "model_ready", "infer")
 
 
@@ -251,6 +254,90 @@ class RequestGuardMiddleware:
                     "field": None, "index": None})
         except Exception as err:
             await _server_fault(scope, send_with_id, started, request_id, err)
+
+
+class FastInferMiddleware:
+    """The served model's v1 predict and v2 infer requests decoded straight into numpy columns.
+
+    kserve's handlers build pydantic models, per-value Python lists and response objects for
+    every request (``InferenceRequest``, ``InferRequest``, ``InferenceResponse``): at batch 256
+    that costs several times the model call. Here the body is read whole, decoded with orjson
+    (binary tensors with ``np.frombuffer``), validated by the same :class:`RequestValidator`
+    and answered with orjson. Only requests that pass every check are answered here; anything
+    else (invalid input, CloudEvents, chunked bodies, query strings, unknown models or versions,
+    BYTES binary tensors) goes on to kserve's handlers with the same bytes, so every error answer is
+    unchanged. ``MLENGINE_SERVE_FAST_PATH=0`` turns it off.
+    """
+
+    def __init__(self, app, registry):
+        self.app = app
+        self.registry = registry
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["query_string"]:
+            return await self.app(scope, receive, send)  # a query may name a model_version: kserve's routes
+        path = scope["path"]
+        v1 = _V1_PREDICT_NAME.match(path)
+        v2 = None if v1 else _V2_INFER_NAME.match(path)
+        match = v1 or v2
+        if match is None or (v2 is not None and v2.group(2) not in (None, MODEL_VERSION)):
+            return await self.app(scope, receive, send)
+        model = self.registry.get_model(match.group(1))
+        if not isinstance(model, RawFeaturePredictor) or not model.ready or model._validator is None:
+            return await self.app(scope, receive, send)
+        length = json_length = None
+        for key, value in scope["headers"]:
+            if key == b"content-length":
+                length = value
+            elif key == BINARY_HEADER:
+                json_length = value
+            elif key.startswith(b"ce-") or (key == b"content-type" and b"cloudevents" in value):
+                return await self.app(scope, receive, send)
+        if length is None or not length.isdigit():
+            return await self.app(scope, receive, send)
+        if v1 is not None and json_length is not None:
+            return await self.app(scope, receive, send)
+        if json_length is not None:
+            if not (json_length.isascii() and json_length.isdigit()) or int(json_length) > int(length):
+                return await self.app(scope, receive, send)
+            json_length = int(json_length)
+        body = await _read_body(receive)
+        answer = await (model.fast_v1(body) if v1 is not None else model.fast_v2(body, json_length))
+        if answer is None:
+            return await self.app(scope, _replay(body, receive), send)
+        headers = [(b"content-type", b"application/json")]
+        if v2 is not None:
+            answer, size = answer
+            if size is not None:
+                headers = [(BINARY_HEADER, str(size).encode())]
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [*headers, (b"content-length", str(len(answer)).encode())]})
+        await send({"type": "http.response.body", "body": answer})
+
+
+async def _read_body(receive) -> bytes:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes, receive):
+    """A ``receive`` that hands ``body`` over once, then the connection's own messages."""
+    sent = False
+
+    async def replay():
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
 
 
 def _refusal(scope, limits: ServerLimits) -> tuple[int, str] | None:
@@ -529,6 +616,8 @@ class MlengineRESTServer(RESTServer):
         app.add_exception_handler(InferenceError, _server_fault_handler)
         app.add_exception_handler(NotImplementedError, _server_fault_handler)
         app.add_middleware(RequestBodyLimitMiddleware, max_body_size=self.limits.max_body_bytes)
+        if os.environ.get(FAST_PATH_ENV, "1") != "0":
+            app.add_middleware(FastInferMiddleware, registry=self.dataplane.model_registry)
         app.add_middleware(RequestGuardMiddleware, limits=self.limits)
 
 

@@ -224,6 +224,43 @@ class RequestValidator:
             columns[rule.name] = self._column(rule, values, lambda i, name=rule.name: f"inputs.{name}[{i}]")
         return columns, int(rows or 0)
 
+    def v2_arrays(self, inputs: Sequence[tuple[str, str, list, np.ndarray]]
+                  ) -> tuple[dict[str, np.ndarray], int] | None:
+        """Numeric v2 tensors already decoded into numpy (``(name, datatype, shape, array)``): validated columns.
+
+        The bulk path of the binary tensor extension: no per-value Python objects. None when any
+        check fails, or for anything but the spec's numeric columns; :meth:`v2_columns` on the same
+        request then names the problem with the usual message.
+        """
+        if len(inputs) != len(self.rules) or self._strings:
+            return None
+        by_name = {name: (datatype, shape, array) for name, datatype, shape, array in inputs}
+        if by_name.keys() != self._name_set:
+            return None
+        rows: int | None = None
+        columns = {}
+        for rule in self.rules:
+            datatype, shape, array = by_name[rule.name]
+            if datatype not in DTYPES[rule.type].v2 or array.ndim != 1:
+                return None
+            if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)) or shape[0] != len(array):
+                return None
+            if rows is None:
+                if not 0 < len(array) <= self.max_instances:
+                    return None
+                rows = len(array)
+            elif len(array) != rows:
+                return None
+            if rule.type == "float":
+                if not np.isfinite(array).all():
+                    return None
+                if rule.low is None and np.abs(array).max() > FLOAT32_MAX:
+                    return None
+            if rule.low is not None and not (array.min() >= rule.low and array.max() <= rule.high):
+                return None
+            columns[rule.name] = array.astype(DTYPES[rule.type].numpy, copy=False)
+        return columns, int(rows or 0)
+
     # --- shared ---------------------------------------------------------------------------------
     def _check_count(self, count: int, where: str, field: str | None = None) -> int:
         field = field or where
