@@ -20,8 +20,9 @@ import json
 import queue
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from json.encoder import encode_basestring as _json_string
 from pathlib import Path
@@ -70,6 +71,33 @@ PART_MAX_ROWS = 1_000_000  # a new Parquet part after this many rows, so readers
 ROW_GROUP_ROWS = 65_536  # rows buffered per split before a row group is written
 TYPED_PARSE = True  # numeric columns typed by the C++ CSV parser (False: string cells, then cast; tests)
 PREFETCH_CHUNKS = 2  # chunks read and split ahead by the reader thread (bounds memory)
+PENDING_WRITES = 2  # row groups waiting for the Parquet writer thread (bounds memory)
+
+
+class _WriterThread:
+    """Runs Parquet work on one background thread, in submission order (pyarrow releases the GIL).
+
+    At most ``PENDING_WRITES`` jobs wait; an error in a job is raised by the next submit or ``wait``.
+    """
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-parquet")
+        self._pending: deque[Future] = deque()
+
+    def submit(self, job: Callable[[], None]) -> None:
+        while len(self._pending) >= PENDING_WRITES:
+            self._pending.popleft().result()
+        self._pending.append(self._pool.submit(job))
+
+    def wait(self) -> None:
+        while self._pending:
+            self._pending.popleft().result()
+
+    def shutdown(self) -> None:
+        for future in self._pending:
+            future.cancel()
+        self._pool.shutdown(wait=True)
+        self._pending.clear()
 
 
 @dataclass
@@ -108,7 +136,8 @@ def resolve_rejects_path(rejects_path: str | Path) -> Path:
 class _SplitWriter:
     """Writes one split as numbered Parquet parts, buffering rows into decent row groups."""
 
-    def __init__(self, folder: Path, schema: pa.Schema):
+    def __init__(self, folder: Path, schema: pa.Schema, background: _WriterThread | None = None):
+        self.background = background
         self.folder = folder
         self.schema = schema
         # dictionary-encoding float columns costs 5x the write time for little gain
@@ -133,8 +162,15 @@ class _SplitWriter:
     def _flush(self) -> None:
         if not self._buffer:
             return
-        table = pa.concat_tables(self._buffer)
+        tables = self._buffer
         self._buffer, self._buffered = [], 0
+        if self.background is None:
+            self._write(tables)
+        else:
+            self.background.submit(lambda: self._write(tables))
+
+    def _write(self, tables: list[pa.Table]) -> None:
+        table = pa.concat_tables(tables)
         if self._writer is None:
             path = self.folder / PARQUET_PART_PATTERN.format(index=len(self.paths))
             self._writer = pq.ParquetWriter(path, self.schema, use_dictionary=self.dictionary_columns)
@@ -147,6 +183,8 @@ class _SplitWriter:
 
     def close(self) -> list[str]:
         self._flush()
+        if self.background is not None:
+            self.background.wait()
         if self._writer is not None:
             self._writer.close()
             self._writer = None
@@ -157,6 +195,8 @@ class _SplitWriter:
         return self.paths
 
     def abort(self) -> None:
+        if self.background is not None:
+            self.background.shutdown()
         if self._writer is not None:
             self._writer.close()
             self._writer = None
@@ -192,7 +232,8 @@ class _Ingestor:
         self.statistics_dir = statistics_dir
         self.rejects_file = rejects_file
         self.scopes = {scope: StatisticsAccumulator(spec, SAMPLE_SIZE) for scope in SCOPES}
-        self.writers = {name: _SplitWriter(Path(output_dirs[name]), self.schema) for name in SPLITS}
+        self.background = _WriterThread()
+        self.writers = {name: _SplitWriter(Path(output_dirs[name]), self.schema, self.background) for name in SPLITS}
 
     # --- per file ------------------------------------------------------------------------------
     def ingest_file(self, uri: str, rejects) -> None:
@@ -268,6 +309,7 @@ class _Ingestor:
     def finish(self) -> None:
         for split, writer in self.writers.items():
             self.result.parts[split] = writer.close()
+        self.background.shutdown()
         self.result.reject_reasons = dict(self.reasons)
         self.statistics_dir.mkdir(parents=True, exist_ok=True)
         summary = {key: value for key, value in self.result.to_dict().items()

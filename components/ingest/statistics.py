@@ -183,6 +183,9 @@ class StatisticsAccumulator:
         self._sample_keys = np.zeros(0, np.uint64)
         self._sample: dict[str, np.ndarray] = {}
         self._threshold: np.uint64 | None = None  # the largest kept key once the sample is full
+        self._pending_keys: list[np.ndarray] = []  # candidates not compacted into the sample yet
+        self._pending: dict[str, list[np.ndarray]] = {name: [] for name in self._numeric}
+        self._pending_rows = 0
 
     def update(self, columns: dict[str, Any], missing: dict[str, np.ndarray], keys: np.ndarray) -> None:
         """Add one chunk: typed values per column, default-used masks, and one sample key per row."""
@@ -195,43 +198,45 @@ class StatisticsAccumulator:
         self._update_sample(columns, keys)
 
     def _update_sample(self, columns: dict[str, Any], keys: np.ndarray) -> None:
-        # in index space: pick the kept rows from the keys alone, then gather each column once
+        # candidates (keys below the current threshold) are gathered once and held until they
+        # reach ``sample_size``; then one compaction keeps the bottom-k: the same rows as
+        # compacting every chunk, since a key at or above a threshold can never be kept again
         if self.sample_size <= 0 or not self._numeric:
             return
         if self._threshold is not None:
             candidates = np.flatnonzero(keys < self._threshold)
             if not len(candidates):
                 return
+            self._pending_keys.append(keys[candidates])
+            for name in self._numeric:
+                self._pending[name].append(columns[name][candidates])
         else:
-            candidates = np.arange(len(keys))
-        held = len(self._sample_keys)
-        merged_keys = np.concatenate([self._sample_keys, keys[candidates]])
+            self._pending_keys.append(np.array(keys, copy=True))
+            for name in self._numeric:
+                self._pending[name].append(np.array(columns[name], copy=True))
+        self._pending_rows += len(self._pending_keys[-1])
+        if self._threshold is None or self._pending_rows >= self.sample_size:
+            self._compact()
+
+    def _compact(self) -> None:
+        if not self._pending_rows:
+            return
+        merged_keys = np.concatenate([self._sample_keys, *self._pending_keys])
+        merged = {name: np.concatenate([self._sample[name], *self._pending[name]]) if name in self._sample
+                  else np.concatenate(self._pending[name]) for name in self._numeric}
+        self._pending_keys, self._pending_rows = [], 0
+        self._pending = {name: [] for name in self._numeric}
         if len(merged_keys) > self.sample_size:
             keep = np.argpartition(merged_keys, self.sample_size - 1)[: self.sample_size]
             merged_keys = merged_keys[keep]
-            from_old = keep < held
-            old_rows, new_rows = keep[from_old], candidates[keep[~from_old] - held]
-        else:
-            from_old = None
-            old_rows, new_rows = np.arange(held), candidates
-        sample: dict[str, np.ndarray] = {}
-        for name in self._numeric:
-            values = columns[name]
-            old = self._sample.get(name)
-            if from_old is None:
-                sample[name] = values[new_rows] if old is None else np.concatenate([old, values[new_rows]])
-            else:
-                out = np.empty(len(keep), dtype=values.dtype)
-                if old is not None:
-                    out[from_old] = old[old_rows]
-                out[~from_old] = values[new_rows]
-                sample[name] = out
+            merged = {name: values[keep] for name, values in merged.items()}
         if len(merged_keys) >= self.sample_size:
             self._threshold = merged_keys.max()
         self._sample_keys = merged_keys
-        self._sample = sample
+        self._sample = merged
 
     def to_dict(self) -> dict[str, Any]:
+        self._compact()
         return {
             "rows": self.rows,
             "sample_rows": len(self._sample_keys),
