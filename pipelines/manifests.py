@@ -32,6 +32,7 @@ def render_cluster_manifests(
     epochs: int = DEFAULT_EPOCHS,
     server_image: str | None = None,
     tune_epochs: int | None = None,
+    serving_log_flush_seconds: int | None = None,
 ) -> dict[str, dict[str, Any]]:
     """{file name: manifest} for one pipeline run on a cluster, with data under ``data_root`` (s3://...).
 
@@ -65,9 +66,10 @@ def render_cluster_manifests(
         spec_uri=f"{root}/statistics", output_uri=f"{root}/tuning", shared_claim=shared_claim, image=image,
         **({"epochs": tune_epochs} if tune_epochs else {}),
     )
-    stable = render_inference_service(name, previous_model_uri, namespace=namespace)
+    flush = {"serving_log_flush_seconds": serving_log_flush_seconds} if serving_log_flush_seconds else {}
+    stable = render_inference_service(name, previous_model_uri, namespace=namespace, **flush)
     canary = render_inference_service(name, model_uri, namespace=namespace,
-                                      canary_traffic_percent=canary_traffic_percent)
+                                      canary_traffic_percent=canary_traffic_percent, **flush)
     return {
         "tfjob.yaml": tfjob,
         "katib-experiment.yaml": experiment,

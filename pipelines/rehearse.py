@@ -61,6 +61,7 @@ PREVIOUS_MODEL_URI = "s3://mlpipeline/mlengine/models/v1"
 START_TIMEOUT = 60.0  # seconds a container may stay "created" before it counts as never started
 JOB_TIMEOUT = 900.0
 READY_TIMEOUT = 180.0
+SERVING_LOG_FLUSH_SECONDS = 3  # the rendered predictor uploads its log this often here (60 s on a cluster)
 LOG_TAIL = 40
 RETRYABLE_EXIT_CODES = range(128, 256)  # restartPolicy ExitCode: signals (OOM, eviction) are retried, 1-127 not
 
@@ -663,6 +664,9 @@ def run_inference_service(engine: Engine, isvc: dict, runtimes: dict[str, dict],
     name = isvc["metadata"]["name"]
     container = json.loads(json.dumps(runtime["spec"]["containers"][0]).replace("{{.Name}}", name))
     env = {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
+    # KServe merges the predictor model's own env (the serving log, S3 via secretKeyRef) into the container
+    env.update(resolve_env(model.get("env") or [], secret, K8S_S3_SECRET,
+                           f"InferenceService {name} predictor"))
     storage_uri = model["storageUri"]
     image = container["image"]
     require_image(engine.client, image, f"InferenceService {isvc['metadata']['name']}")
@@ -756,6 +760,96 @@ def compare_predictions(url: str, model_dir: Path, rows: list[dict]) -> dict:
             server.wait()
 
 
+# the monitoring pipeline's monitor step in the pipeline image: KFP's launcher downloads the
+# statistics artifact to a local path, then the step reads the serving log prefix straight from S3
+MONITOR_STEP = (
+    "import subprocess, sys; from pathlib import Path; "
+    "from mlengine.components.shared.staging import download_prefix; "
+    "download_prefix(sys.argv[1], Path('/tmp/statistics')); "
+    "raise SystemExit(subprocess.call([sys.executable, '-m', 'mlengine.cli', 'monitor', "
+    "'--statistics', '/tmp/statistics', '--serving-log', sys.argv[2], '--out', '/tmp/drift', '--no-html']))")
+MONITOR_TRAFFIC_ROWS = 300  # sent to the predictor after the comparison, half over v1, half over v2
+LOG_WAIT_TIMEOUT = 90.0
+
+
+def predictor_serving_log(isvc: dict) -> str | None:
+    """The s3:// prefix the rendered predictor logs to (its MLENGINE_SERVING_LOG_URI), if any."""
+    from mlengine.components.shared.serving_log import ENV_SERVING_LOG_URI
+
+    for item in (isvc["spec"]["predictor"].get("model") or {}).get("env") or []:
+        if item.get("name") == ENV_SERVING_LOG_URI:
+            return item.get("value")
+    return None
+
+
+def count_logged_rows(s3, uri: str) -> tuple[int, int]:
+    """(objects, lines) of the serving log objects under ``uri`` in the stand-in bucket."""
+    bucket, _, prefix = uri[len("s3://"):].partition("/")
+    objects = lines = 0
+    for key in list_keys(s3, uri):
+        if key[len(prefix):].startswith("serving-") and key.endswith(".jsonl"):
+            objects += 1
+            body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            lines += body.count(b"\n")
+    return objects, lines
+
+
+def run_monitor_step(engine: Engine, isvc: dict, *, url: str, rows_before: int, network: str,
+                     secret: dict[str, str], s3: S3Stage, scrub: Scrubber, progress) -> dict:
+    """Send traffic, wait for the predictor's log objects in the bucket, run the monitor step in its container."""
+    from mlengine.components.deploy.client import PredictionClient
+
+    log_uri = predictor_serving_log(isvc)
+    if not log_uri:
+        return {"passed": False, "reason": "the rendered predictor has no serving log (MLENGINE_SERVING_LOG_URI)"}
+    rows = sample_rows(MONITOR_TRAFFIC_ROWS, seed=23)
+    half = len(rows) // 2
+    for protocol, chunk in (("v1", rows[:half]), ("v2", rows[half:])):
+        with PredictionClient(url, protocol=protocol) as client:
+            client.predict(chunk)
+    sent = rows_before + len(rows)
+    progress(f"monitor: {sent} rows sent to the predictor; waiting for them under {log_uri}")
+    started = time.monotonic()
+    objects = logged = 0
+    while time.monotonic() - started < LOG_WAIT_TIMEOUT:
+        objects, logged = count_logged_rows(s3.client(), log_uri)
+        if logged >= sent:
+            break
+        time.sleep(1.0)
+    waited = round(time.monotonic() - started, 1)
+    if logged < sent:
+        return {"passed": False, "serving_log_uri": log_uri, "rows_sent": sent, "rows_logged": logged,
+                "objects": objects, "reason": f"{logged} of {sent} rows sent reached {log_uri} "
+                f"in {LOG_WAIT_TIMEOUT:.0f} s"}
+    progress(f"monitor: {logged} rows in {objects} object(s) under {log_uri} after {waited} s")
+    cid = engine.create(image_for("pipeline"), name="monitor", network=network, entrypoint=["python", "-c"],
+                        command=[MONITOR_STEP, f"{DATA_ROOT}/statistics", log_uri], environment=secret)
+    engine.client.api.start(cid)
+    code = engine.client.api.wait(cid, timeout=300)["StatusCode"]
+    stdout = scrub(engine.client.api.logs(cid, stdout=True, stderr=False).decode("utf-8", "replace"))
+    result: dict[str, Any] = {"serving_log_uri": log_uri, "rows_sent": sent, "rows_logged": logged,
+                              "objects": objects, "seconds_to_bucket": waited,
+                              "command": ["mlengine", "monitor", "--statistics", f"{DATA_ROOT}/statistics (local copy)",
+                                          "--serving-log", log_uri, "--out", "/tmp/drift", "--no-html"]}
+    if code != 0:
+        logs = _tail(engine, cid, scrub)
+        return {**result, "passed": False, "reason": f"monitor step exited {code}: {_last_error_line(logs)}",
+                "logs": logs}
+    try:
+        summary = json.loads(stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return {**result, "passed": False, "reason": "monitor step printed no JSON summary",
+                "logs": _tail(engine, cid, scrub)}
+    result.update(rows_read=summary.get("serving_rows"), malformed_lines=summary.get("malformed_lines"),
+                  drift_detected=summary.get("drift_detected"), status=summary.get("status"),
+                  columns_drifted=summary.get("columns_drifted"), max_psi=summary.get("max_psi"))
+    result["passed"] = result["rows_read"] == sent and result["malformed_lines"] == 0
+    if not result["passed"]:
+        result["reason"] = f"the monitor step read {result['rows_read']} rows of {sent} sent " \
+                           f"({result['malformed_lines']} malformed lines)"
+    return result
+
+
 def sample_rows(count: int = 8, seed: int = 11) -> list[dict]:
     from mlengine.components.shared.featurespec import load_spec
     from mlengine.synthetic import generate_columns
@@ -819,7 +913,8 @@ def rehearse(options: Options, progress=None) -> dict:
     manifests = render_cluster_manifests(data_root=DATA_ROOT, model_uri=MODEL_URI,
                                          previous_model_uri=PREVIOUS_MODEL_URI, workers=options.workers,
                                          ps=options.ps, trials=1, epochs=options.epochs,
-                                         tune_epochs=options.epochs)
+                                         tune_epochs=options.epochs,
+                                         serving_log_flush_seconds=SERVING_LOG_FLUSH_SECONDS)
     if options.manifest_hook:
         options.manifest_hook(manifests)
     write_manifests(out / "manifests", manifests)
@@ -886,6 +981,14 @@ def rehearse(options: Options, progress=None) -> dict:
                 if not served["passed"]:
                     raise RehearsalError(f"InferenceService {isvc['metadata']['name']}: "
                                          f"{served.get('reason', 'predictions differ from mlengine serve')}")
+                compared = sum(p["rows"] for p in served["predictions"].values())
+                monitored = run_monitor_step(engine, isvc, url=url, rows_before=compared, network=network,
+                                             secret=pod_secret, s3=s3, scrub=scrub, progress=progress)
+                report["resources"]["monitor"] = {"name": f"{isvc['metadata']['name']}-monitor", **monitored}
+                if not monitored["passed"]:
+                    raise RehearsalError(f"monitor: {monitored['reason']}")
+                progress(f"monitor: read {monitored['rows_read']} rows, drift_detected="
+                         f"{monitored['drift_detected']}")
         report["passed"] = True
         return report
     except RehearsalError as err:

@@ -80,7 +80,15 @@ def test_rehearsal_trains_serves_and_leaves_nothing(built_images, docker_client,
     assert "--model_name=taxi-fare" in isvc["command"] and "--http_port=8080" in isvc["command"]
     for protocol in ("v1", "v2"):
         assert isvc["predictions"][protocol]["equal"] and isvc["predictions"][protocol]["rows"] > 0
-    assert "## tfjob" in (out / "rehearsal.md").read_text(encoding="utf-8")
+    # traffic sent to the predictor lands in the serving log prefix, and the monitor step (in the
+    # pipeline image) reads it back from the bucket: sample rate 1, so every row sent is read
+    monitor = report["resources"]["monitor"]
+    assert monitor["passed"] and monitor["serving_log_uri"] == "s3://mlpipeline/mlengine/serving-log/taxi-fare/"
+    assert monitor["rows_sent"] == monitor["rows_logged"] == monitor["rows_read"] >= 300
+    assert monitor["objects"] >= 1 and monitor["malformed_lines"] == 0
+    assert monitor["drift_detected"] is False  # the traffic comes from the training distribution
+    markdown = (out / "rehearsal.md").read_text(encoding="utf-8")
+    assert "## tfjob" in markdown and "## monitor" in markdown
     # the rendered manifests, the report, the console and every container command line
     _no_credentials(_files_text(out), result.stdout, result.stderr, json.dumps(tfjob["commands"]))
     assert _leftovers(docker_client) == []
