@@ -171,6 +171,7 @@ class _LineBlocks:
         self.newlines = np.zeros(0, np.int64)  # positions of b"\n" in buffer
         self.next_newline = 0  # index into newlines of the first one at or after start
         self.eof = False
+        self.block_newlines: np.ndarray | None = None  # newline offsets inside the last block returned
 
     def next_block(self, max_lines: int) -> bytes | None:
         while len(self.newlines) - self.next_newline < max_lines and not self.eof:
@@ -178,13 +179,17 @@ class _LineBlocks:
             if not data:
                 self.eof = True
                 break
+            kept = len(self.buffer) - self.start
+            # only the new bytes are scanned; the known newlines shift with the buffer
+            fresh = np.flatnonzero(np.frombuffer(data, np.uint8) == _NEWLINE) + kept
+            self.newlines = np.concatenate([self.newlines[self.next_newline:] - self.start, fresh])
             self.buffer = self.buffer[self.start:] + data
             self.start = 0
-            self.newlines = np.flatnonzero(np.frombuffer(self.buffer, np.uint8) == _NEWLINE)
             self.next_newline = 0
             if len(self.newlines) == 0 and len(self.buffer) > MAX_LINE_BYTES:
                 raise DataError(f"{self.uri}: a line is longer than {MAX_LINE_BYTES >> 20} MB: not a CSV file?")
         available = len(self.newlines) - self.next_newline
+        first = self.next_newline
         if available >= max_lines:
             end = int(self.newlines[self.next_newline + max_lines - 1]) + 1
             self.next_newline += max_lines
@@ -193,6 +198,7 @@ class _LineBlocks:
             self.next_newline = len(self.newlines)
         if end <= self.start:
             return None
+        self.block_newlines = self.newlines[first:self.next_newline] - self.start
         block = self.buffer[self.start:end]
         self.start = end
         return block
@@ -211,15 +217,17 @@ def iter_cell_chunks(stream, header: Header, chunk_rows: int, uri: str = "", fir
     blocks = _LineBlocks(stream, uri)
     line_number = first_line
     while (blob := blocks.next_block(chunk_rows)) is not None:
-        chunk = split_cells(blob, line_number, header, column_types)
+        chunk = split_cells(blob, line_number, header, column_types, newlines=blocks.block_newlines)
         line_number += len(chunk) + chunk.blank_lines
         if len(chunk) or chunk.blank_lines:
             yield chunk
 
 
-def _line_bounds(blob: bytes, data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Start and end (newline excluded) offsets of every line of ``blob``."""
-    newlines = np.flatnonzero(data == _NEWLINE)
+def _line_bounds(blob: bytes, data: np.ndarray, newlines: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end (newline excluded) offsets of every line of ``blob`` (newline offsets if known)."""
+    if newlines is None:
+        newlines = np.flatnonzero(data == _NEWLINE)
     ends = newlines if blob.endswith(b"\n") else np.append(newlines, len(blob))
     starts = np.empty_like(ends)
     if len(ends):
@@ -229,7 +237,8 @@ def _line_bounds(blob: bytes, data: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 
 def split_cells(blob: bytes, first_line: int, header: Header,
-                column_types: dict[str, pa.DataType] | None = None) -> CellChunk:
+                column_types: dict[str, pa.DataType] | None = None, newlines: np.ndarray | None = None
+                ) -> CellChunk:
     """Split a block of whole lines into string cells of the needed columns.
 
     Unusable lines become problems; empty lines (also a lone carriage return) are skipped. With
@@ -237,7 +246,7 @@ def split_cells(blob: bytes, first_line: int, header: Header,
     (empty cells as nulls) when every cell of the chunk converts, else all cells as strings.
     """
     data = np.frombuffer(blob, np.uint8)
-    starts, ends = _line_bounds(blob, data)
+    starts, ends = _line_bounds(blob, data, newlines)
     lengths = ends - starts
     last_byte = data[np.maximum(ends - 1, 0)] if len(blob) else np.zeros(len(ends), np.uint8)
     blank = (lengths == 0) | ((lengths == 1) & (last_byte == _CR))
@@ -258,9 +267,24 @@ def split_cells(blob: bytes, first_line: int, header: Header,
                 except UnicodeDecodeError as err:
                     chunk.problems[record] = (KIND_UTF8, "undecodable bytes: invalid UTF-8 at byte "
                                                          f"{err.start + 1} of the line")
-    if b'"' in blob or (b"\r" in blob and blob.count(b"\r") != blob.count(b"\r\n")):
+    # every "\r\n" is a line ending with a carriage return and followed by a newline
+    crlf = np.count_nonzero((lengths > 0) & (ends < len(blob)) & (last_byte == _CR))
+    if b'"' in blob or (b"\r" in blob and blob.count(b"\r") != crlf):
         # quotes, or a bare carriage return the C++ parser would take for a line break
         return _split_by_line(chunk, header)
+    longest = int(lengths.max())
+    if column_types and (b"x" in blob or b"X" in blob):  # pyarrow reads 0x10 as 16 in int columns, Python does not
+        column_types = {name: kind for name, kind in column_types.items() if not pa.types.is_integer(kind)}
+    if column_types and not chunk.problems and len(records) == len(ends):
+        # the usual chunk: the typed parse of the whole blob succeeds only if every line has
+        # exactly the header's cells and every typed cell converts; else the general path
+        cells = _arrow_cells(blob, header, len(ends), longest, column_types)
+        if cells is not None:
+            chunk.parsed = np.arange(len(ends))
+            chunk.typed = {name: cells.pop(name) for name in column_types}
+            chunk.cells, chunk.body, chunk.header = cells, blob, header
+            return chunk
+        column_types = None  # it failed on this blob: the general path parses text only
     # cells per line = delimiters + 1, counted on the blob reduced to delimiters and newlines
     reduced = np.frombuffer(blob.translate(None, _all_but(header.delimiter)), np.uint8)
     reduced_ends = np.flatnonzero(reduced == _NEWLINE)
@@ -280,12 +304,9 @@ def split_cells(blob: bytes, first_line: int, header: Header,
         chunk.cells = {name: pa.array([], pa.string()) for name in header.positions}
         return chunk
     body = blob if len(chunk.parsed) == len(ends) else _join_lines(blob, chunk, usable)
-    longest = int(lengths.max())
     cells = None
     if column_types:
-        if b"x" in body or b"X" in body:  # pyarrow reads 0x10 as 16 in int columns, Python does not
-            column_types = {name: kind for name, kind in column_types.items() if not pa.types.is_integer(kind)}
-        cells = _arrow_cells(body, header, len(chunk.parsed), longest, column_types) if column_types else None
+        cells = _arrow_cells(body, header, len(chunk.parsed), longest, column_types)
         if cells is not None:
             chunk.typed = {name: cells.pop(name) for name in column_types}
             chunk.body, chunk.header = body, header
