@@ -380,7 +380,27 @@ def prepare_data(workdir: Path, rows: int, seed: int = 5) -> Path:
 
     (workdir / "statistics").mkdir(exist_ok=True)
     (workdir / "statistics" / SPEC_FILE).write_text(yaml.safe_dump(spec.to_dict(), sort_keys=False), encoding="utf-8")
+    write_statistics(workdir / "statistics", spec, columns, bounds, seed)
     return workdir
+
+
+def write_statistics(folder: Path, spec, columns: dict, bounds: dict, seed: int) -> None:
+    """statistics.json of the splits as ingest computes it (train and all scopes): what the monitor reads."""
+    import numpy as np
+
+    from mlengine.components.ingest.statistics import StatisticsAccumulator, build_statistics
+    from mlengine.constants import STATISTICS_FILE
+
+    rng = np.random.default_rng(seed)
+    scopes = {}
+    for scope, (begin, end) in (("all", (0, max(stop for _, stop in bounds.values()))), ("train", bounds["train"])):
+        accumulator = StatisticsAccumulator(spec)
+        values = {col.name: np.asarray(columns[col.name][begin:end]) for col in spec.all_columns}
+        missing = {name: np.zeros(end - begin, dtype=bool) for name in values}
+        accumulator.update(values, missing, rng.integers(0, 2**63, end - begin, dtype=np.uint64))
+        scopes[scope] = accumulator
+    stats = build_statistics(spec, scopes, {"rows_ok": bounds["train"][1] - bounds["train"][0], "synthetic": True})
+    (folder / STATISTICS_FILE).write_text(json.dumps(stats, indent=1), encoding="utf-8")
 
 
 # --- the Training Operator's part -------------------------------------------------------------------
