@@ -300,10 +300,12 @@ class _Ingestor:
                 continue
             result.rows_per_split[split] += count
             rows = np.flatnonzero(in_split)
-            self.writers[split].write(table.take(rows))
-            if split == "train":
-                self.scopes["train"].update({name: _take(v, rows) for name, v in values.items()},
-                                            {name: m[rows] for name, m in missing.items()}, sample_keys[rows])
+            if split == "train":  # the rows gathered once, for the statistics and the Parquet table
+                train = {name: _take(v, rows) for name, v in values.items()}
+                self.scopes["train"].update(train, {name: m[rows] for name, m in missing.items()}, sample_keys[rows])
+                self.writers[split].write(pa.table({name: train[name] for name in self.names}, schema=self.schema))
+            else:
+                self.writers[split].write(table.take(rows))
 
     # --- finish ----------------------------------------------------------------------------------
     def finish(self) -> None:
