@@ -557,21 +557,24 @@ def main(argv: list[str] | None = None) -> int:
         rows = sample_rows(spec, 2048)
         results = {"model_dir": model_dir, "settings": settings, "machine": {
             "cpus": os.cpu_count(), "python": platform.python_version(), "load_avg_start": os.getloadavg()}}
-        print("bench: in-process", file=sys.stderr, flush=True)
-        results["in_process"] = bench_in_process(model_dir, rows, settings["latency_requests"],
-                                                 settings["big_requests"])
-        results["in_process_public_api"] = bench_in_process(model_dir, rows, settings["latency_requests"],
-                                                            settings["big_requests"], public_api=True)
         runs: dict[str, list] = {}
-        in_process_runs = [results["in_process"]]
-        for repeat in range(args.repeat):
-            if repeat:
-                in_process_runs.append(bench_in_process(model_dir, rows, settings["latency_requests"],
-                                                        settings["big_requests"]))
+        in_process_runs: list[dict] = []
+        public_runs: list[dict] = []
+
+        def reference() -> None:  # both in-process calls before every server: medians, interleaved with them
+            print("bench: in-process", file=sys.stderr, flush=True)
+            in_process_runs.append(bench_in_process(model_dir, rows, settings["latency_requests"],
+                                                    settings["big_requests"]))
+            public_runs.append(bench_in_process(model_dir, rows, settings["latency_requests"],
+                                                settings["big_requests"], public_api=True))
+
+        for _ in range(args.repeat):
             for entry in (e.strip() for e in args.servers.split(",") if e.strip()):
                 kind, workers = entry.rsplit("-", 1)
+                reference()
                 runs.setdefault(entry, []).append(bench_server(kind, int(workers), model_dir, rows, spec, settings,
                                                                work_dir))
+        reference()
         if args.profile:
             results["profiles"] = {}
             for entry in dict.fromkeys(e.strip() for e in args.servers.split(",") if e.strip().endswith("-1")):
@@ -580,8 +583,9 @@ def main(argv: list[str] | None = None) -> int:
                     profiled = bench_server(kind, 1, model_dir, rows, spec, settings, work_dir, profile=True)
                     results["profiles"][entry] = profiled.pop("profiles")
                     results.setdefault("profiled_runs", {})[entry] = profiled
-        results["runs"] = {"in_process": in_process_runs, **runs}
+        results["runs"] = {"in_process": in_process_runs, "in_process_public_api": public_runs, **runs}
         results["in_process"] = median_of(in_process_runs)
+        results["in_process_public_api"] = median_of(public_runs)
         results["servers"] = {entry: median_of(server_runs) for entry, server_runs in runs.items()}
         results["machine"]["load_avg_end"] = os.getloadavg()
         lines = summarize(results)

@@ -247,11 +247,17 @@ class RawFeaturePredictor(kserve.Model):
             request = InferRequest(model_name=self.name, request_id=header.get("id"),
                                    parameters=header.get("parameters"), infer_inputs=[],
                                    request_outputs=requested)
+            wanted = request.request_outputs or []
+            if len(wanted) > 1 or any(output.name != OUTPUT_KEY for output in wanted):
+                return None  # kserve's handler answers (or refuses) other output lists
+            binary_output = wanted[0].binary_data if wanted else request.use_binary_outputs
         except Exception:  # anything kserve's request objects refuse: its own handler answers
             return None
         self._log_inputs(columns, rows)
         predictions = await self.predict_batch(columns, rows)
-        output = InferOutput(name=OUTPUT_KEY, shape=[rows], datatype="FP32", data=predictions)
+        # JSON data is written by orjson from the array below, not as one Python float per row by kserve
+        output = InferOutput(name=OUTPUT_KEY, shape=[rows], datatype="FP32",
+                             data=predictions if binary_output else [])
         response = InferResponse(response_id=request.id or str(uuid.uuid4()), model_name=self.name,
                                  infer_outputs=[output], use_binary_outputs=request.use_binary_outputs,
                                  requested_outputs=request.request_outputs)
@@ -260,6 +266,7 @@ class RawFeaturePredictor(kserve.Model):
             return answer, json_size
         for item in answer.get("outputs", ()):  # pydantic's InferenceResponse fills these in kserve's handler
             item.setdefault("parameters", None)
+            item["data"] = predictions.astype(np.float64)  # the floats kserve's tolist() gives
         answer = {"model_name": answer.get("model_name"), "model_version": answer.get("model_version"),
                   "id": answer.get("id"), "parameters": answer.get("parameters"), "outputs": answer.get("outputs")}
         return orjson.dumps(answer, option=_NUMPY), None

@@ -161,6 +161,7 @@ def test_invalid_requests_get_kserve_s_own_answers(clients, model, rows):
         (f"/v2/models/{NAME}/infer", _v2_json(model.spec, [bad]), JSON),
         (f"/v2/models/{NAME}/infer", _v2_json(model.spec, rows, id=7), JSON),
         (f"/v2/models/{NAME}/infer", b'{"inputs": 3}', JSON),
+        (f"/v2/models/{NAME}/infer", _v2_json(model.spec, rows, outputs=[{"name": "nope"}]), JSON),
         (f"/v2/models/{NAME}/versions/2/infer", _v2_json(model.spec, rows), JSON),
         (f"/v2/models/{NAME}/infer?model_version=2", _v2_json(model.spec, rows), JSON),
         ("/v2/models/other/infer", _v2_json(model.spec, rows), JSON),
