@@ -213,13 +213,13 @@ def check_port_free(port: int, what: str) -> int:
 
 
 # --- the S3 server (MinIO's stand-in) ---------------------------------------------------------------
-def ensure_s3_image(client, progress) -> str:
+def ensure_s3_image(client, progress, base: str | None = None) -> str:
     """Build the S3 image from the pipeline image and moto's wheels (pip's registry, no container registry)."""
     import hashlib
 
     import docker
 
-    base = image_for("pipeline")
+    base = base or image_for("pipeline")
     require_image(client, base, "S3 server")
     # rebuilt when the server script, moto's version or the pipeline image under it changes
     source = hashlib.sha256(S3_SERVER_SCRIPT.read_bytes() + MOTO_REQUIREMENT.encode()
@@ -288,11 +288,11 @@ def s3_error(err, bucket: str, endpoint: str, env_file: str) -> RehearsalError:
 
 
 def start_s3(engine: Engine, network: str, server_secret: dict[str, str], client_secret: dict[str, str],
-             port: int, env_file: str, bucket: str, progress) -> S3Stage:
+             port: int, env_file: str, bucket: str, progress, pipeline_image: str | None = None) -> S3Stage:
     """Start the S3 server, wait until it answers, create ``bucket``."""
     import botocore.exceptions
 
-    image = ensure_s3_image(engine.client, progress)
+    image = ensure_s3_image(engine.client, progress, pipeline_image)
     access = server_secret.get(ENV_S3_ACCESS_KEY)
     if not access or not client_secret.get(ENV_S3_ACCESS_KEY) or not client_secret.get(ENV_S3_SECRET_KEY):
         raise RehearsalError(f"{env_file}: {ENV_S3_ACCESS_KEY} and {ENV_S3_SECRET_KEY} must be set")
@@ -669,7 +669,7 @@ def run_trial(engine: Engine, experiment: dict, *, network: str, secret: dict[st
 # --- KServe's part --------------------------------------------------------------------------------
 def run_inference_service(engine: Engine, isvc: dict, runtimes: dict[str, dict], *, network: str,
                           secret: dict[str, str], s3: S3Stage, scrub: Scrubber, port: int,
-                          progress) -> tuple[dict, str | None]:
+                          progress, pipeline_image: str | None = None) -> tuple[dict, str | None]:
     """Storage initializer, then the predictor container; returns (result, the predictor's host URL).
 
     The container comes from the ServingRuntime the predictor's model names (``runtimes``: name ->
@@ -691,7 +691,7 @@ def run_inference_service(engine: Engine, isvc: dict, runtimes: dict[str, dict],
     image = container["image"]
     require_image(engine.client, image, f"InferenceService {isvc['metadata']['name']}")
     models = engine.volume("kserve-provision-location")
-    init = engine.create(image_for("pipeline"), name="storage-initializer", network=network, user="0",
+    init = engine.create(pipeline_image or image_for("pipeline"), name="storage-initializer", network=network, user="0",
                          entrypoint=["python", "-c"], command=[STORAGE_INITIALIZER, storage_uri, IMAGE_MODEL_DIR],
                          environment={**secret, ENV_S3_ENDPOINT: s3.cluster_endpoint}, binds={models: IMAGE_MODEL_DIR})
     engine.client.api.start(init)
@@ -815,7 +815,8 @@ def count_logged_rows(s3, uri: str) -> tuple[int, int]:
 
 
 def run_monitor_step(engine: Engine, isvc: dict, *, url: str, rows_before: int, network: str,
-                     secret: dict[str, str], s3: S3Stage, scrub: Scrubber, progress) -> dict:
+                     secret: dict[str, str], s3: S3Stage, scrub: Scrubber, progress,
+                     pipeline_image: str | None = None) -> dict:
     """Send traffic, wait for the predictor's log objects in the bucket, run the monitor step in its container."""
     from mlengine.components.deploy.client import PredictionClient
 
@@ -842,7 +843,8 @@ def run_monitor_step(engine: Engine, isvc: dict, *, url: str, rows_before: int, 
                 "objects": objects, "reason": f"{logged} of {sent} rows sent reached {log_uri} "
                 f"in {LOG_WAIT_TIMEOUT:.0f} s"}
     progress(f"monitor: {logged} rows in {objects} object(s) under {log_uri} after {waited} s")
-    cid = engine.create(image_for("pipeline"), name="monitor", network=network, entrypoint=["python", "-c"],
+    cid = engine.create(pipeline_image or image_for("pipeline"), name="monitor", network=network,
+                        entrypoint=["python", "-c"],
                         command=[MONITOR_STEP, f"{DATA_ROOT}/statistics", log_uri], environment=secret)
     engine.client.api.start(cid)
     code = engine.client.api.wait(cid, timeout=300)["StatusCode"]
@@ -902,8 +904,22 @@ class Options:
     crash_worker: bool = False
     skip_serving: bool = False
     skip_trial: bool = False
+    image_registry: str | None = None  # images named <registry>/mlengine-<role>:<version> (default: the setting)
     manifest_hook: Any = None  # tests: change a rendered manifest (a broken command, a missing env var)
     timeout: float = JOB_TIMEOUT
+
+
+def rehearsal_images(registry: str | None = None) -> dict[str, str]:
+    """role -> image the rehearsal runs: the TFJob and trials (trainer), the predictor (server), the
+    storage initializer, the monitor step and the S3 stand-in's base (pipeline)."""
+    if registry:
+        from mlengine.pipelines.platform import check_registry
+
+        try:
+            registry = check_registry(registry)
+        except MlengineError as err:
+            raise RehearsalError(str(err)) from None
+    return {role: image_for(role, registry) for role in ("trainer", "server", "pipeline")}
 
 
 def rehearse(options: Options, progress=None) -> dict:
@@ -930,7 +946,9 @@ def rehearse(options: Options, progress=None) -> dict:
     # the pods reach the stand-in under its Service name, whatever endpoint the file names
     pod_secret = {**secret, ENV_S3_ENDPOINT: f"{REHEARSAL_S3_HOST}:{REHEARSAL_S3_PORT}"}
 
+    images = rehearsal_images(options.image_registry)
     manifests = render_cluster_manifests(data_root=DATA_ROOT, model_uri=MODEL_URI,
+                                         image=images["trainer"], server_image=images["server"],
                                          previous_model_uri=PREVIOUS_MODEL_URI, workers=options.workers,
                                          ps=options.ps, trials=1, epochs=options.epochs,
                                          tune_epochs=options.epochs,
@@ -950,7 +968,8 @@ def rehearse(options: Options, progress=None) -> dict:
     try:
         network = engine.network("mlengine-rehearsal")
         bucket = DATA_ROOT[len("s3://"):].split("/", 1)[0]
-        s3 = start_s3(engine, network, server_secret, secret, s3_port, env_file, bucket, progress)
+        s3 = start_s3(engine, network, server_secret, secret, s3_port, env_file, bucket, progress,
+                      pipeline_image=images["pipeline"])
         with tempfile.TemporaryDirectory(prefix="mlengine-rehearsal-") as work:
             data = prepare_data(Path(work) / "data", options.rows)
             try:
@@ -985,7 +1004,8 @@ def rehearse(options: Options, progress=None) -> dict:
                 isvc = manifests["inferenceservice-canary.yaml"]
                 runtimes = {m["metadata"]["name"]: m for m in manifests.values() if m["kind"] == "ServingRuntime"}
                 served, url = run_inference_service(engine, isvc, runtimes, network=network, secret=pod_secret, s3=s3,
-                                                    scrub=scrub, port=predictor_port, progress=progress)
+                                                    scrub=scrub, port=predictor_port, progress=progress,
+                                                    pipeline_image=images["pipeline"])
                 if url:
                     model_dir = Path(work) / "model"
                     bucket_name, _, prefix = MODEL_URI[len("s3://"):].partition("/")
@@ -1003,7 +1023,8 @@ def rehearse(options: Options, progress=None) -> dict:
                                          f"{served.get('reason', 'predictions differ from mlengine serve')}")
                 compared = sum(p["rows"] for p in served["predictions"].values())
                 monitored = run_monitor_step(engine, isvc, url=url, rows_before=compared, network=network,
-                                             secret=pod_secret, s3=s3, scrub=scrub, progress=progress)
+                                             secret=pod_secret, s3=s3, scrub=scrub, progress=progress,
+                                             pipeline_image=images["pipeline"])
                 report["resources"]["monitor"] = {"name": f"{isvc['metadata']['name']}-monitor", **monitored}
                 if not monitored["passed"]:
                     raise RehearsalError(f"monitor: {monitored['reason']}")
@@ -1050,7 +1071,8 @@ def write_report(out: Path, report: dict, scrub: Scrubber) -> None:
 def cli(args) -> int:
     """The ``mlengine rehearse`` handler: 0 when every resource passed, 1 with one line otherwise."""
     options = Options(out=Path(args.out), env_file=args.env_file, workers=args.workers, ps=args.ps,
-                      rows=args.rows, epochs=args.epochs, s3_port=args.s3_port, predictor_port=args.predictor_port)
+                      rows=args.rows, epochs=args.epochs, s3_port=args.s3_port, predictor_port=args.predictor_port,
+                      image_registry=args.image_registry)
     try:
         report = rehearse(options)
     except RehearsalError as err:
@@ -1077,4 +1099,7 @@ def add_cli(subparsers) -> None:
     reh.add_argument("--epochs", type=int, default=1)
     reh.add_argument("--s3-port", type=int, default=0, help="host port of the S3 server (default: a free one)")
     reh.add_argument("--predictor-port", type=int, default=0, help="host port of the predictor (default: free)")
+    reh.add_argument("--image-registry", default=None,
+                     help="run the images named <registry>/mlengine-<role>:<version> (they must be in the local "
+                          "engine, e.g. tagged after make images; default: $MLENGINE_IMAGE_REGISTRY, else built-in)")
     reh.set_defaults(handler=cli)
