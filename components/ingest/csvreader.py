@@ -7,7 +7,9 @@ exactly, which the rejects file needs. Per chunk, with numpy over the raw bytes:
 - empty lines are skipped (they are not rows);
 - undecodable bytes (bad UTF-8) and ragged lines (wrong number of cells) become *problems* of
   that record only;
-- the remaining records are split into cells by pyarrow's C++ CSV parser (the fast path) or,
+- the remaining records are split into cells by pyarrow's C++ CSV parser (the fast path; with
+  ``column_types`` it also types the numeric columns, and a clean chunk is parsed whole, typed,
+  without counting its delimiters first: a ragged line or a bad cell makes that parse fail) or,
   when the chunk contains a quote character or a bare carriage return, by Python's ``csv``
   module one line at a time (the careful path).
 

@@ -11,6 +11,13 @@
    row lands in the same split whatever the chunking or file order;
 4. typed Parquet parts per split, and streamed statistics over all ok rows and the train split.
 
+Vectorised throughout: numeric columns are typed by pyarrow's C++ CSV parser and checked on
+the arrays (``convert.parse_typed_column``); only a chunk with a bad cell goes through the
+string-cell path, which names every bad cell exactly, so the rejects do not depend on which path
+ran. Three threads overlap (pyarrow and numpy release the GIL): a reader thread reads and splits
+the next chunks, the main thread validates, hashes and updates the statistics, a writer thread
+writes the Parquet row groups; each hand-off queue is bounded, so memory stays flat.
+
 Invariant: ``rows_read == rows_ok + rows_rejected``.
 """
 
