@@ -23,7 +23,7 @@ def monitoring_pipeline(statistics_uri: str, serving_log_uri: str, thresholds: s
 
     Args:
         statistics_uri: the ingest statistics artifact of the training run behind the served model.
-        serving_log_uri: the predictor's serving-input log (folder, glob, or s3:// object).
+        serving_log_uri: the predictor's serving-input log (s3:// prefix or object, folder, glob).
         thresholds: "" for the defaults, or e.g. "psi=0.3,mean_shift=0.5".
     """
     statistics = dsl.importer(artifact_uri=statistics_uri, artifact_class=dsl.Artifact, reimport=False)

@@ -20,8 +20,8 @@ def monitor(
 
     Args:
         statistics: ingest's statistics artifact of the training run behind the served model.
-        serving_log_uri: the predictor's log folder (a mounted volume), a glob, or one JSON Lines
-            file / s3:// object.
+        serving_log_uri: the predictor's log: an s3:// prefix (what the InferenceService writes,
+            s3://<bucket>/<prefix>/serving-log/<name>/), a folder, a glob, or one JSON Lines file.
         thresholds: "" for the defaults, or e.g. "psi=0.3,mean_shift=0.5".
         drift: drift.json (every column's distances, sample sizes and verdict) and the reports.
         drift_report: the verdict per column as Markdown.
