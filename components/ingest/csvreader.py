@@ -38,6 +38,7 @@ RAW_TEXT_LIMIT = 1000  # characters of the original line kept in the rejects fil
 READ_BYTES = 1 << 22  # bytes requested from the stream at a time
 MAX_LINE_BYTES = 1 << 26  # a "line" longer than this is not CSV (or is a broken file)
 ARROW_BLOCK_BYTES = 1 << 20  # blocks the C++ parser splits a chunk into (parsed in parallel)
+TYPED_RETRY_CHUNKS = 4  # after a chunk whose typed parse failed, this many chunks go straight to text
 
 # problem kinds (the keys of IngestResult.reject_reasons for row-level problems)
 KIND_UTF8 = "undecodable bytes (invalid UTF-8)"
@@ -86,6 +87,7 @@ class CellChunk:
     typed: dict[str, pa.Array] = field(default_factory=dict)
     body: bytes = b""  # the parsed records as handed to the C++ parser (to re-read typed columns as text)
     header: Header | None = None
+    typed_failed: bool = False  # the typed parse was tried and failed (a bad cell): text cells only
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -218,8 +220,11 @@ def iter_cell_chunks(stream, header: Header, chunk_rows: int, uri: str = "", fir
         raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
     blocks = _LineBlocks(stream, uri)
     line_number = first_line
+    skip_typed = 0  # dirty data fails the typed parse chunk after chunk: do not pay for it every time
     while (blob := blocks.next_block(chunk_rows)) is not None:
-        chunk = split_cells(blob, line_number, header, column_types, newlines=blocks.block_newlines)
+        types = column_types if not skip_typed else None
+        chunk = split_cells(blob, line_number, header, types, newlines=blocks.block_newlines)
+        skip_typed = TYPED_RETRY_CHUNKS if chunk.typed_failed else max(0, skip_typed - 1)
         line_number += len(chunk) + chunk.blank_lines
         if len(chunk) or chunk.blank_lines:
             yield chunk
@@ -287,6 +292,7 @@ def split_cells(blob: bytes, first_line: int, header: Header,
             chunk.cells, chunk.body, chunk.header = cells, blob, header
             return chunk
         column_types = None  # it failed on this blob: the general path parses text only
+        chunk.typed_failed = True
     # cells per line = delimiters + 1, counted on the blob reduced to delimiters and newlines
     reduced = np.frombuffer(blob.translate(None, _all_but(header.delimiter)), np.uint8)
     reduced_ends = np.flatnonzero(reduced == _NEWLINE)
@@ -309,6 +315,7 @@ def split_cells(blob: bytes, first_line: int, header: Header,
     cells = None
     if column_types:
         cells = _arrow_cells(body, header, len(chunk.parsed), longest, column_types)
+        chunk.typed_failed = cells is None
         if cells is not None:
             chunk.typed = {name: cells.pop(name) for name in column_types}
             chunk.body, chunk.header = body, header
