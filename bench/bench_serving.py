@@ -483,7 +483,8 @@ def summarize(results: dict) -> list[str]:
     return lines
 
 
-def write_readme_section(results: dict, command: str, readme: Path = ROOT / "bench" / "README.md") -> None:
+def write_readme_section(results: dict, command: str, repeat: int = 1,
+                         readme: Path = ROOT / "bench" / "README.md") -> None:
     """The serving table between the bench_serving markers of bench/README.md (bench/tables.py when it exists)."""
     ip = results.get("in_process_public_api") or results["in_process"]
     rows = ["| setup | p50 ms b1 | req/s c8 | " + " | ".join(f"{label} b256" for label in PROTOCOL_LABELS.values())
@@ -494,7 +495,8 @@ def write_readme_section(results: dict, command: str, readme: Path = ROOT / "ben
         rows.append(f"| {key} | {server['c1']['p50_ms']:.2f} | {server['c8']['requests_per_s']:,.0f} | "
                     + " | ".join(cells) + " |")
     markdown = "\n".join([
-        f"`{command}` (one run, {os.cpu_count()} cores, loaded machine). Rows/s at batch 256 as a ratio of the "
+        f"`{command}` ({'one run' if repeat == 1 else f'median of {repeat} interleaved runs'}, "
+        f"{os.cpu_count()} cores, loaded machine). Rows/s at batch 256 as a ratio of the "
         f"in-process call through the public SavedModel API in the same run ({ip['rows_per_s_b256']:,.0f} rows/s); "
         "`mlengine:base` is the server with its bulk path off (`MLENGINE_SERVE_FAST_PATH=0`).", "", *rows])
     try:
@@ -592,7 +594,7 @@ def main(argv: list[str] | None = None) -> int:
     total_errors = sum(run["errors"] for server_runs in runs.values() for run in server_runs)
     print("\n".join(lines))
     if args.readme:
-        write_readme_section(results, "python -m bench.bench_serving " + " ".join(raw))
+        write_readme_section(results, "python -m bench.bench_serving " + " ".join(raw), args.repeat)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2, default=float), encoding="utf-8")
