@@ -31,11 +31,9 @@ import time
 from pathlib import Path
 
 from bench.bench_ingest_memory import CACHE_DIR, RESULTS_DIR, ensure_csv
+from bench.tables import write_section
 
 RESULT_FILE = RESULTS_DIR / "preprocessing.json"
-README = Path(__file__).resolve().parent / "README.md"
-README_START = "<!-- bench_preprocessing:start -->"
-README_END = "<!-- bench_preprocessing:end -->"
 FIXED_COST_ROWS = 1000
 
 
@@ -166,14 +164,7 @@ def table(report: dict) -> str:
 
 def write_readme(text: str) -> None:
     """Replace this benchmark's section of bench/README.md (other sections are left as they are)."""
-    section = f"{README_START}\n## Preprocessing (issue 13)\n\n{text}\n{README_END}"
-    current = README.read_text(encoding="utf-8") if README.is_file() else "# Benchmarks (`make bench`)\n"
-    if README_START in current and README_END in current:
-        head, rest = current.split(README_START, 1)
-        current = head + section + rest.split(README_END, 1)[1]
-    else:
-        current = current.rstrip("\n") + "\n\n" + section + "\n"
-    README.write_text(current, encoding="utf-8")
+    write_section("preprocessing", f"## Preprocessing (issue 13)\n\n{text}\n")
 
 
 def main(argv: list[str] | None = None) -> int:
