@@ -62,6 +62,13 @@ def add_cli(subparsers) -> None:
     run.add_argument("--runner", choices=RUNNERS, default=RUNNERS[0],
                      help="subprocess: every step in this Python (default); docker: the compiled YAML, every step "
                           "in the image it names, as Kubeflow runs its pods (build them first: make images)")
+    run.add_argument("--data-runner", default="local", metavar="{local,beam}",
+                     help="engine of ingest and the analyze pass: local (the step's process, default) or beam "
+                          "(an Apache Beam pipeline; pip install 'kfp-mlengine[beam]'). --runner picks the "
+                          "orchestration runner (subprocess/docker), this one the data engine")
+    run.add_argument("--beam-option", action="append", default=[], metavar="OPTION",
+                     help="with --data-runner beam, a Beam pipeline option, repeatable, e.g. "
+                          "--beam-option=--direct_num_workers=2 (default: Beam's in-process runner)")
     run.set_defaults(handler=_run)
 
     man = subparsers.add_parser("manifests", help="render (not apply) the TFJob, Katib Experiment and InferenceService "
@@ -105,6 +112,8 @@ def _run_params(args: argparse.Namespace) -> dict:
         "ps": args.ps,
         "strategy": args.strategy,
         "keep_serving": True if args.keep_serving else None,
+        "runner": None if args.data_runner == "local" else args.data_runner,
+        "beam_options": " ".join(args.beam_option),
     }
     return {key: value for key, value in params.items() if value not in (None, "")}
 
@@ -120,9 +129,14 @@ def _compile(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     import sys
 
+    from mlengine.components.shared.beam_runner import RUNNER_BEAM, check_runner, import_beam
     from mlengine.errors import MlengineError
     from mlengine.pipelines.local_run import SUMMARY_FILE, format_summary_table, run_training_locally
 
+    if check_runner(args.data_runner) == RUNNER_BEAM:
+        import_beam()  # the one-line error naming the extra, before the pipeline starts
+    elif args.beam_option:
+        raise MlengineError("--beam-option needs --data-runner beam")
     if args.data is None and args.rows < 100:
         raise MlengineError(f"--rows {args.rows}: need at least 100 rows to split into train/eval/test")
     summary = run_training_locally(

@@ -72,6 +72,8 @@ def training_pipeline(
     model_name: str = "",
     canary_traffic_percent: int = 10,
     keep_serving: bool = False,
+    runner: str = "local",
+    beam_options: str = "",
 ) -> TrainingOutputs:
     """Raw CSV to a served model: ingest, tune, transform, train, evaluate, deploy when blessed.
 
@@ -102,8 +104,13 @@ def training_pipeline(
             the feature spec's name.
         canary_traffic_percent: traffic share of a new model version while it is a canary.
         keep_serving: locally, leave the model server running after the run.
+        runner: the engine of ingest and the analyze pass: local (the step's process) or beam (the
+            same logic as an Apache Beam pipeline; needs the beam extra in the image).
+        beam_options: with runner beam, Beam pipeline options separated by spaces (default: Beam's
+            in-process runner; e.g. --runner=PortableRunner --job_endpoint=HOST:8099 for Flink).
     """
-    ingest_task = ingest(data_uri=data_uri, spec_uri=spec_uri, split_seed=split_seed)
+    ingest_task = ingest(data_uri=data_uri, spec_uri=spec_uri, split_seed=split_seed,
+                         runner=runner, beam_options=beam_options)
     ingest_task.set_display_name("ingest raw CSV")
 
     # "" on this machine; on a cluster a ReadWriteMany PVC this run creates for the TFJob pods (pipelines/platform.py)
@@ -126,6 +133,8 @@ def training_pipeline(
         train_data=ingest_task.outputs[ART_TRAIN_DATA],
         statistics=ingest_task.outputs[ART_STATISTICS],
         hyperparameters=tune_task.outputs[ART_HYPERPARAMETERS],
+        runner=runner,
+        beam_options=beam_options,
     )
     transform_task.set_display_name("analyze: buckets, scaling, vocabularies")
 

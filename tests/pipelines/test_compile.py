@@ -142,7 +142,8 @@ def test_every_pipeline_parameter_is_reachable_from_mlengine_run_and_flags_are_n
     argv = ["run", "--spec", "s.yaml", "--nbuckets", "8", "--epochs", "3", "--trials", "2", "--parallel-trials", "2",
             "--tune-algorithm", "random", "--tune-epochs", "5", "--workers", "2", "--ps", "1", "--strategy",
             "parameter_server", "--split-seed", "7", "--blessing-margin", "0.1", "--baseline-tolerance", "0.02",
-            "--baseline-model", "/m", "--model-name", "gems", "--canary-traffic-percent", "20", "--keep-serving"]
+            "--baseline-model", "/m", "--model-name", "gems", "--canary-traffic-percent", "20", "--keep-serving",
+            "--data-runner", "beam", "--beam-option=--direct_num_workers=1"]
     params = _run_params(build_parser().parse_args(argv))
     pipeline_parameters = set(inspect.signature(training_pipeline.pipeline_func).parameters)
     # data_uri comes from --data / the generated rows; mode is "local" for mlengine run by definition
