@@ -34,6 +34,8 @@ from bench.bench_ingest_memory import CACHE_DIR, RESULTS_DIR, ensure_csv
 from bench.tables import write_section
 
 RESULT_FILE = RESULTS_DIR / "preprocessing.json"
+TFT_PYTHON = Path(__file__).resolve().parent.parent / ".venv-tft" / "bin" / "python"  # make bench-tft-venv
+TFT_SCRIPT = Path(__file__).resolve().parent / "tft_analyze.py"
 FIXED_COST_ROWS = 1000
 
 
@@ -53,6 +55,50 @@ def _outputs(root: Path) -> tuple[dict[str, str], str, str]:
     if root.exists():
         shutil.rmtree(root)
     return {split: str(root / split) for split in SPLITS}, str(root / "rejects"), str(root / "statistics")
+
+
+def run_tft(csv_path: Path, nbuckets: int) -> dict:
+    """tensorflow-transform's analyze (DirectRunner) in .venv-tft: {"seconds": ...} or {"error": one line}."""
+    import subprocess
+
+    if not TFT_PYTHON.is_file():
+        return {"error": f"{TFT_PYTHON} missing (make bench-tft-venv)"}
+    proc = subprocess.run([str(TFT_PYTHON), str(TFT_SCRIPT), str(csv_path), "--nbuckets", str(nbuckets)],
+                          capture_output=True, text=True, timeout=3600)
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"error": f"exit {proc.returncode}: {tail}"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def tft_side_by_side(tft_rows: int, repeats: int, nbuckets: int, work: Path) -> dict:
+    """ingest + analyze (single process) vs tensorflow-transform's AnalyzeDataset on the same CSV, same run.
+
+    Both read the CSV and compute moments and quantile boundaries of every column; tft on Beam's
+    DirectRunner in its own venv (process start and TF import excluded: tft_analyze.py times from
+    after its imports)."""
+    from mlengine.components.ingest.executor import run_ingest
+    from mlengine.components.shared.analyze import analyze
+    from mlengine.components.shared.featurespec import load_spec
+
+    spec = load_spec(None)
+    csv_path = ensure_csv(tft_rows, 0.0, CACHE_DIR)
+    ours, theirs, info = [], [], {}
+    for repeat in range(repeats):
+        _log(f"bench: tensorflow-transform side by side {repeat + 1}/{repeats} ({tft_rows:,} rows)")
+        started = time.perf_counter()
+        run_ingest(str(csv_path), spec, *_outputs(work / "tft-local"), progress=None)
+        analyze(str(work / "tft-local" / "train"), spec, nbuckets, progress=False)
+        ours.append(time.perf_counter() - started)
+        info = run_tft(csv_path, nbuckets)
+        if "error" in info:
+            return {"rows": tft_rows, "error": info["error"]}
+        theirs.append(info["seconds"])
+    ours_s, theirs_s = statistics.median(ours), statistics.median(theirs)
+    return {"rows": tft_rows, "repeats": repeats, "seconds_median": {"ingest_analyze_local": round(ours_s, 4),
+                                                                      "tft_directrunner": round(theirs_s, 4)},
+            "tft_vs_ours": round(ours_s / theirs_s, 4),
+            "versions": {key: info.get(key) for key in ("tft", "beam", "tensorflow")}}
 
 
 def run(rows: int, repeats: int, nbuckets: int, work: Path) -> dict:
@@ -128,7 +174,6 @@ def run(rows: int, repeats: int, nbuckets: int, work: Path) -> dict:
         },
         "beam_runner": "FnApiRunner (in process, 1 worker)",
         "quantile_sketch_rank_error": kll_rank_error(),
-        "tensorflow_transform": "not run: needs its own venv with an older TensorFlow (optional in issue 13)",
         "machine": {"cpus": os.cpu_count(), "loadavg_at_end": [round(v, 2) for v in os.getloadavg()],
                     "python": platform.python_version(), "platform": platform.platform()},
     }
@@ -157,8 +202,23 @@ def table(report: dict) -> str:
         f"{s['analyze_beam']:.2f} | {r['analyze_beam']:,} | {ratios['analyze_beam_vs_analyze_local']:.2f} of "
         f"single-process analyze |",
         "",
-        "tensorflow-transform: not run (its own venv with an older TensorFlow; see DESIGN.md for the 2026-11 figure).",
     ]
+    tft = report.get("tensorflow_transform") or {"error": "not run (--tft-rows 0)"}
+    if "error" in tft:
+        lines.append(f"tensorflow-transform: not run: {tft['error']}")
+    else:
+        s2 = tft["seconds_median"]
+        lines += [
+            f"tensorflow-transform {tft['versions']['tft']} (TensorFlow {tft['versions']['tensorflow']}, Beam "
+            f"{tft['versions']['beam']} DirectRunner, in `.venv-tft`) on a smaller {tft['rows']:,}-row CSV, "
+            f"median of {tft['repeats']}, CSV read + moments + {report['nbuckets']} quantile buckets of every column:",
+            "",
+            "| what | seconds | ratio (same run) |",
+            "|---|---:|---|",
+            f"| ingest + analyze, single process | {s2['ingest_analyze_local']:.2f} | 1.00 (baseline) |",
+            f"| tensorflow-transform `AnalyzeDataset` | {s2['tft_directrunner']:.2f} | "
+            f"{tft['tft_vs_ours']:.3f} of our speed |",
+        ]
     return "\n".join(lines)
 
 
@@ -172,11 +232,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows of the taxi CSV (default %(default)s)")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each method (default %(default)s)")
     parser.add_argument("--nbuckets", type=int, default=16, help="buckets of the analyze pass (default %(default)s)")
+    parser.add_argument("--tft-rows", type=int, default=100_000,
+                        help="rows of the tensorflow-transform side by side (0: skip; default %(default)s)")
     parser.add_argument("--out", type=Path, default=RESULT_FILE, help="result JSON path")
     parser.add_argument("--no-readme", action="store_true", help="do not update bench/README.md")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-preprocessing-") as work:
         report = run(args.rows, args.repeats, args.nbuckets, Path(work))
+        if args.tft_rows:
+            report["tensorflow_transform"] = tft_side_by_side(args.tft_rows, args.repeats, args.nbuckets, Path(work))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     text = table(report)

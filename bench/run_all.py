@@ -20,6 +20,8 @@ BENCHMARKS = {
     "tuning": ["bench.bench_tuning", "--trials", "12"],
     "batch_predict": ["bench.bench_batch_predict"],
     "real_dataset": ["bench.bench_real_dataset", "--second-run"],
+    # issue 13: `mlengine run` wall time, orchestration overhead vs work
+    "end_to_end": ["bench.bench_end_to_end"],
 }
 
 
