@@ -174,7 +174,35 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=1), encoding="utf-8")
     print(json.dumps(results, indent=1))
+    write_readme(results)
     return 0
+
+
+def write_readme(results: dict) -> None:
+    """The batch-prediction section of bench/README.md: the component vs in-process predict, same run."""
+    import os
+
+    from bench.tables import markdown_table, write_section
+
+    largest = max(results["sizes"].values(), key=lambda e: e["rows"])
+    parquet = results["parquet"]
+    rows = [[f"CSV, {largest['rows']:,} rows ({largest['dirty_rows']:,} dirty)",
+             f"{largest['in_process_rows_per_second']:,.0f}", f"{largest['batch_rows_per_second']:,.0f}",
+             f"{largest['throughput_ratio']:.2f}", f"{largest['peak_rss_mb']:.0f}"],
+            [f"Parquet, {parquet['rows']:,} rows", f"{parquet['in_process_rows_per_second']:,.0f}",
+             f"{parquet['batch_rows_per_second']:,.0f}", f"{parquet['throughput_ratio']:.2f}",
+             f"{parquet['peak_rss_mb']:.0f}"]]
+    memory = results.get("memory_ratio_large_to_small")
+    write_section("batch_predict", "\n".join([
+        "## Batch prediction vs in-process predict (issue 13)",
+        "",
+        f"batches of {results['batch_rows']:,} rows, load average at the end {os.getloadavg()[0]:.2f}"
+        + (f"; peak RSS ratio 5x rows / 1x rows {memory:.2f}" if memory else "")
+        + "; `python -m bench.bench_batch_predict`:",
+        "",
+        markdown_table(["input", "in-process rows/s (baseline)", "batch-predict rows/s", "ratio", "peak RSS MB"],
+                       rows),
+    ]))
 
 
 if __name__ == "__main__":

@@ -66,8 +66,10 @@ def run_tft(csv_path: Path, nbuckets: int) -> dict:
     proc = subprocess.run([str(TFT_PYTHON), str(TFT_SCRIPT), str(csv_path), "--nbuckets", str(nbuckets)],
                           capture_output=True, text=True, timeout=3600)
     if proc.returncode != 0:
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        return {"error": f"exit {proc.returncode}: {tail}"}
+        lines = [line for line in proc.stderr.strip().splitlines()
+                 if "Error" in line and "cuInit" not in line and "cuda" not in line.lower()]
+        what = f"killed by signal {-proc.returncode}" if proc.returncode < 0 else f"exit {proc.returncode}"
+        return {"error": f"{what}{': ' + lines[-1][:300] if lines else ''}"}
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 

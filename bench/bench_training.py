@@ -144,6 +144,19 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1), encoding="utf-8")
+    from bench.tables import markdown_table, write_section
+
+    load = __import__("os").getloadavg()[0]
+    write_section("training", "\n".join([
+        "## Training: our trainer vs raw Keras `fit` (issue 13)",
+        "",
+        f"{args.rows:,} rows, {args.epochs} epoch(s), batch {args.batch_size}, hidden {hidden}, "
+        f"{results['cpu_count']} cores (load average at the end {load:.2f}); `python -m bench.bench_training`:",
+        "",
+        markdown_table(["run", "examples/s", "ratio to (a), same run", "eval RMSE"],
+                       [[label, f"{rate:,.0f}", f"{ratio:.2f}", "" if rmse is None else f"{rmse:.3f}"]
+                        for label, rate, ratio, rmse in rows]),
+    ]))
     _log(f"bench_training: wrote {out}")
     return 0
 

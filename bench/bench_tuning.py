@@ -136,6 +136,29 @@ def print_table(report: dict) -> None:
               f"{run['trials_to_within_5pct'] or 'never'} trial(s); {run['seconds']:.0f}s")
 
 
+def write_readme(report: dict) -> None:
+    """The tuning section of bench/README.md: best-so-far eval RMSE by trial, per algorithm."""
+    import os
+
+    from bench.tables import markdown_table, write_section
+
+    algorithms = list(report["runs"])
+    rows = []
+    for index in range(report["trials"]):
+        cells = [report["runs"][a]["best_so_far"][index] if index < len(report["runs"][a]["best_so_far"]) else None
+                 for a in algorithms]
+        rows.append([index + 1, *("-" if v is None else f"{v:.4f} ({v / report['noise_floor']:.3f})" for v in cells)])
+    write_section("tuning", "\n".join([
+        "## Tuning: eval RMSE (best so far) vs trials (issue 13)",
+        "",
+        f"{report['train_rows']:,} train rows, {report['epochs']} epoch(s) per trial, noise floor "
+        f"{report['noise_floor']} (in brackets: RMSE / noise floor), load average at the end "
+        f"{os.getloadavg()[0]:.2f}; `python -m bench.bench_tuning`:",
+        "",
+        markdown_table(["trial", *algorithms], rows),
+    ]))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_tuning", description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=200_000)
@@ -152,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1), encoding="utf-8")
     print_table(report)
+    write_readme(report)
     print(f"wrote {out}")
     return 0
 
