@@ -156,6 +156,20 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(measurements))
     print(f"peak RSS ratio {large['rows_read']:,} / {small['rows_read']:,} rows: {report['peak_rss_ratio']:.3f} "
           f"(ingest share ratio {report['ingest_rss_ratio']:.3f}); written to {args.out}")
+    from bench.tables import write_section
+
+    write_section("ingest_memory", "\n".join([
+        "## Ingest memory: peak RSS flat in input size (issue 13)",
+        "",
+        f"{small['rows_read']:,} vs {large['rows_read']:,} rows, chunks of {chunk_rows:,}, each in a fresh "
+        f"process, load average at the end {os.getloadavg()[0]:.2f}; peak RSS ratio large / small "
+        f"{report['peak_rss_ratio']:.3f} (ingest share {report['ingest_rss_ratio']:.3f}); "
+        "`python -m bench.bench_ingest_memory`:",
+        "",
+        "```",
+        format_table(measurements),
+        "```",
+    ]))
     return 0
 
 

@@ -98,6 +98,19 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=1), encoding="utf-8")
     print(json.dumps(results, indent=1))
+    from bench.tables import markdown_table, write_section
+
+    write_section("real_dataset", "\n".join([
+        "## Real dataset (diamonds): our RMSE vs HistGradientBoosting on the same splits (issue 13)",
+        "",
+        "`python -m bench.bench_real_dataset --second-run` (second run: baseline check; third: one epoch, "
+        "must not be blessed):",
+        "",
+        markdown_table(["run", "RMSE", "HistGradientBoosting RMSE (baseline)", "ratio", "blessed", "seconds"],
+                       [[name, f"{r['rmse']:.4f}", f"{r['hist_gradient_boosting_rmse']:.4f}",
+                         f"{r['ratio_to_hgb']:.3f}", r["blessed"], f"{r['seconds']:.0f}"]
+                        for name, r in results.items()]),
+    ]))
     return 0
 
 
