@@ -198,3 +198,31 @@ def test_sigterm_removes_everything(built_images, docker_client, tmp_path):
             process.wait()
     assert process.returncode == 130 and "interrupted" in err
     assert _leftovers(docker_client) == []
+
+
+def test_a_replica_that_never_starts_ends_in_one_line(rehearse_in_process):
+    from mlengine.pipelines.rehearse import RehearsalError
+
+    def no_binary(container):
+        container["command"] = ["/opt/no-such-trainer"]
+
+    with pytest.raises(RehearsalError, match=r"taxi-fare-train-\w+-0 never started: .*no-such-trainer") as failure:
+        rehearse_in_process(manifest_hook=_replace_in_every_replica(no_binary), skip_serving=True, skip_trial=True)
+    assert "\n" not in str(failure.value)
+
+
+def test_an_unreachable_bucket_fails_with_the_replicas_error_naming_it(rehearse_in_process, tmp_path):
+    from mlengine.pipelines.rehearse import RehearsalError
+
+    def nothing_listens(container):  # inside the container: a port nothing listens on, refused at once
+        for variable in container["env"]:
+            if variable["name"] == "MLENGINE_S3_ENDPOINT":
+                variable["value"] = "http://127.0.0.1:9"
+
+    with pytest.raises(RehearsalError, match=r"s3://mlpipeline/") as failure:
+        rehearse_in_process(manifest_hook=_replace_in_every_replica(nothing_listens), skip_serving=True,
+                            skip_trial=True)
+    assert "\n" not in str(failure.value)
+    report = json.loads((tmp_path / "out" / "rehearsal.json").read_text(encoding="utf-8"))
+    assert report["resources"]["tfjob"]["passed"] is False
+    _no_credentials(_files_text(tmp_path / "out"))
