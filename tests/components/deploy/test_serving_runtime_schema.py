@@ -1,11 +1,14 @@
-"""Both ServingRuntimes of manifests/base against kserve's own ServingRuntime models (no CRD file here).
+"""Both ServingRuntimes of manifests/base against the ServingRuntime CRD and kserve's own models.
 
-Every field must be one the kserve client model (or the Kubernetes model it nests) declares:
-an unknown or misspelt field is an error, as it would be pruned or rejected by the CRD.
+The CRD is kserve's `serving.kserve.io_servingruntimes.yaml` (tests/schemas, source in SOURCES.md),
+closed so that an unknown field fails; the kserve client models are a second, independent check:
+every field must be one the model (or the Kubernetes model it nests) declares.
 """
 
 from __future__ import annotations
 
+import copy
+import gzip
 import re
 from pathlib import Path
 
@@ -13,6 +16,15 @@ import pytest
 import yaml
 
 BASE = Path(__file__).resolve().parents[3] / "manifests" / "base"
+CRD = Path(__file__).resolve().parents[2] / "schemas" / "serving.kserve.io_servingruntimes.yaml.gz"
+
+
+def _crd_schema() -> dict:
+    from tests.schema_utils import close_schema
+
+    crd = yaml.load(gzip.decompress(CRD.read_bytes()), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1alpha1"]
+    return close_schema(copy.deepcopy(version["schema"]["openAPIV3Schema"]))
 
 
 def _model_class(name: str):
@@ -95,3 +107,19 @@ def test_the_strict_check_rejects_an_unknown_field():
     doc["spec"]["supportedModelFormats"][0]["autoselect"] = True
     with pytest.raises(AssertionError, match="autoselect"):
         check_strict(doc, "V1alpha1ServingRuntime")
+
+
+@pytest.mark.parametrize("name", ["mlengine-server", "mlengine-tensorflow-serving"])
+def test_runtime_validates_against_the_servingruntime_crd(name):
+    from tests.schema_utils import errors
+
+    assert errors(_runtimes()[name], _crd_schema()) == []
+
+
+def test_the_crd_rejects_a_misspelt_field():
+    from mlengine.components.deploy.cluster import render_serving_runtime
+    from tests.schema_utils import errors
+
+    doc = render_serving_runtime()
+    doc["spec"]["containers"][0]["readinesProbe"] = doc["spec"]["containers"][0].pop("readinessProbe")
+    assert any("readinesProbe" in problem for problem in errors(doc, _crd_schema()))
