@@ -34,7 +34,7 @@ lint: install
 bench: install bench-tft-venv
 	$(BIN)/python -m bench.run_all
 
-# tensorflow-transform needs an older TensorFlow than .venv: its own venv, used by bench_preprocessing
+# tensorflow-transform (+ tfx-bsl) in its own venv, so .venv stays as the package pins it; used by bench_preprocessing
 # (a failed install is reported in the preprocessing table, it does not stop `make bench`)
 bench-tft-venv:
 	test -x .venv-tft/bin/python || python3.11 -m venv .venv-tft

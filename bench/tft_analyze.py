@@ -3,7 +3,8 @@
 Reads the taxi CSV the preprocessing benchmark generated, computes what our analyze pass does for
 each numeric column (mean, variance, quantile boundaries) with ``tft.AnalyzeDataset`` and prints
 one JSON line ``{"rows": N, "seconds": S, "tft": version}``. It imports nothing from mlengine:
-tensorflow-transform needs an older TensorFlow than the project's venv has.
+tensorflow-transform and tfx-bsl live in their own venv so the project's venv is left as it is
+(checked 2026-12: tft 1.21.0 resolved there with TensorFlow 2.21.0, Beam 2.77.0, protobuf 6.33).
 
     .venv-tft/bin/python bench/tft_analyze.py CSV --nbuckets 16
 """
