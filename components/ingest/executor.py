@@ -23,6 +23,8 @@ Invariant: ``rows_read == rows_ok + rows_rejected``.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
 import queue
 import threading
@@ -337,6 +339,29 @@ class _Ingestor:
 _DONE = object()
 
 
+def _libc_malloc_trim() -> Callable[[int], int] | None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
+        return None
+
+
+_MALLOC_TRIM = _libc_malloc_trim()
+
+
+def release_memory() -> None:
+    """Hand the memory freed by the ingest threads back to the OS before the next step runs.
+
+    The reader and writer threads allocate from their own glibc malloc arenas and Arrow's
+    allocator keeps freed pages cached; once they are done that memory is free but still
+    resident, and whatever runs next in the process (the analyze pass) would add its own on top.
+    """
+    pa.default_memory_pool().release_unused()
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
+
+
 def _prefetched(chunks: Iterator[CellChunk]) -> Iterator[CellChunk]:
     """The same chunks in the same order, read and split by a second thread.
 
@@ -432,6 +457,8 @@ def run_ingest(data_uri: str, spec: FeatureSpec, output_dirs: dict[str, str],
     except BaseException:
         ingestor.abort()
         raise
+    finally:
+        release_memory()
     result = ingestor.result
     result.seconds = round(time.monotonic() - started, 3)
     if result.rows_read != result.rows_ok + result.rows_rejected:  # the contract; a bug if it breaks
