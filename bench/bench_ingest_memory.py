@@ -122,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunk-rows", type=int, default=None, help="ingest chunk size (default CSV_CHUNK_ROWS)")
     parser.add_argument("--cache-dir", type=Path, default=CACHE_DIR, help="where generated CSVs are kept")
     parser.add_argument("--out", type=Path, default=RESULT_FILE, help="result JSON path")
+    parser.add_argument("--no-readme", action="store_true", help="do not update bench/README.md")
     parser.add_argument("--child", nargs=2, metavar=("CSV", "OUT_DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -156,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(measurements))
     print(f"peak RSS ratio {large['rows_read']:,} / {small['rows_read']:,} rows: {report['peak_rss_ratio']:.3f} "
           f"(ingest share ratio {report['ingest_rss_ratio']:.3f}); written to {args.out}")
+    if args.no_readme:
+        return 0
     from bench.tables import write_section
 
     write_section("ingest_memory", "\n".join([
