@@ -168,6 +168,11 @@ def _trial_pids(out: Path, count: int, deadline: float) -> list[int]:
     raise AssertionError(f"the trial processes did not start: {list(out.glob('trials/*'))}")
 
 
+def _sigint_as_in_a_shell() -> None:
+    """Ctrl-C as a terminal delivers it: a test worker may run with SIGINT ignored, which children inherit."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _gone(pid: int, deadline: float) -> bool:
     while time.monotonic() < deadline:
         try:
@@ -183,11 +188,12 @@ def _gone(pid: int, deadline: float) -> bool:
 def test_stopping_the_study_kills_its_trials_and_a_rerun_repeats_them(tmp_path, stop_signal):
     env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     process = subprocess.Popen([sys.executable, "-c", STUDY_SCRIPT, str(tmp_path)], cwd=REPO, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               preexec_fn=_sigint_as_in_a_shell)
     try:
         pids = _trial_pids(tmp_path / "study", 2, time.monotonic() + 60)
         process.send_signal(stop_signal)
-        output, _ = process.communicate(timeout=120)  # a bound against a hang, not a speed check (loaded CI machines)
+        output, _ = process.communicate(timeout=30)
     finally:
         if process.poll() is None:
             process.kill()
