@@ -42,6 +42,7 @@ from mlengine.constants import (
     IMAGE_DEFAULT_UID,
     IMAGE_MODEL_DIR,
     IMAGE_SERVER_PORT,
+    IMAGES_BUILD_COMMAND,
     K8S_S3_SECRET,
     REHEARSAL_LABEL,
     REHEARSAL_S3_HOST,
@@ -53,6 +54,9 @@ from mlengine.constants import (
 from mlengine.errors import MlengineError
 
 MOTO_REQUIREMENT = "moto[server]==5.2.5"
+# KServe's storage initializer's own download code (the package its storage-initializer image runs)
+KSERVE_STORAGE_REQUIREMENT = "kserve-storage==0.21.0"
+REHEARSAL_REQUIREMENTS = (MOTO_REQUIREMENT, KSERVE_STORAGE_REQUIREMENT)
 S3_SERVER_SCRIPT = Path(__file__).with_name("rehearse_s3server.py")
 S3_SOURCE_LABEL = "io.mlengine.rehearsal-s3-source"
 DATA_ROOT = "s3://mlpipeline/mlengine/run"
@@ -213,8 +217,13 @@ def check_port_free(port: int, what: str) -> int:
 
 
 # --- the S3 server (MinIO's stand-in) ---------------------------------------------------------------
-def ensure_s3_image(client, progress, base: str | None = None) -> str:
-    """Build the S3 image from the pipeline image and moto's wheels (pip's registry, no container registry)."""
+def ensure_s3_image(client, progress, base: str | None = None, build: bool = True) -> str:
+    """Build the rehearsal's tools image from the pipeline image and the wheels of moto's S3 server and
+    kserve-storage (pip's registry, no container registry): the S3 stand-in and the storage initializer.
+
+    `make images` builds it (``build=True``); a rehearsal only checks it is there for this pipeline
+    image, so nothing is downloaded while it runs.
+    """
     import hashlib
 
     import docker
@@ -222,27 +231,29 @@ def ensure_s3_image(client, progress, base: str | None = None) -> str:
     base = base or image_for("pipeline")
     require_image(client, base, "S3 server")
     # rebuilt when the server script, moto's version or the pipeline image under it changes
-    source = hashlib.sha256(S3_SERVER_SCRIPT.read_bytes() + MOTO_REQUIREMENT.encode()
+    source = hashlib.sha256(S3_SERVER_SCRIPT.read_bytes() + " ".join(REHEARSAL_REQUIREMENTS).encode()
                             + client.images.get(base).id.encode()).hexdigest()[:16]
     try:
         if client.images.get(REHEARSAL_S3_IMAGE).labels.get(S3_SOURCE_LABEL) == source:
             return REHEARSAL_S3_IMAGE
     except docker.errors.ImageNotFound:
         pass
-    progress(f"building {REHEARSAL_S3_IMAGE} on {base} (moto's S3 server)")
+    if not build:
+        raise RehearsalError(f"{REHEARSAL_S3_IMAGE} is not built for {base}: run `{IMAGES_BUILD_COMMAND}`")
+    progress(f"building {REHEARSAL_S3_IMAGE} on {base} (moto's S3 server, kserve-storage)")
     with tempfile.TemporaryDirectory(prefix="mlengine-s3-image-") as context:
         wheels = Path(context) / "wheels"
         pip = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "-d",
-                              str(wheels), MOTO_REQUIREMENT, "pip"], capture_output=True, text=True)
+                              str(wheels), *REHEARSAL_REQUIREMENTS, "pip"], capture_output=True, text=True)
         if pip.returncode != 0:
-            raise RehearsalError(f"S3 server: pip download {MOTO_REQUIREMENT} failed: "
+            raise RehearsalError(f"S3 server: pip download {' '.join(REHEARSAL_REQUIREMENTS)} failed: "
                                  f"{(pip.stderr.strip().splitlines() or ['?'])[-1]}")
         (Path(context) / "s3server.py").write_bytes(S3_SERVER_SCRIPT.read_bytes())
         (Path(context) / "Dockerfile").write_text(
             f"FROM {base}\nUSER 0\nCOPY wheels /tmp/wheels\n"
             # the image's venv has no pip: run pip from its own wheel
             f"RUN python $(ls /tmp/wheels/pip-*.whl)/pip install --quiet --no-index --find-links /tmp/wheels "
-            f"'{MOTO_REQUIREMENT}' && rm -rf /tmp/wheels\n"
+            + " ".join(f"'{requirement}'" for requirement in REHEARSAL_REQUIREMENTS) + " && rm -rf /tmp/wheels\n"
             "COPY s3server.py /opt/rehearsal/s3server.py\n"
             f"USER {IMAGE_DEFAULT_UID}:0\nENTRYPOINT [\"python\", \"/opt/rehearsal/s3server.py\"]\n",
             encoding="utf-8")
@@ -262,6 +273,7 @@ class S3Stage:
     host_port: int
     access_key: str
     secret_key: str
+    image: str = REHEARSAL_S3_IMAGE  # the tools image the S3 server runs in (the storage initializer's too)
 
     @property
     def cluster_endpoint(self) -> str:
@@ -292,7 +304,7 @@ def start_s3(engine: Engine, network: str, server_secret: dict[str, str], client
     """Start the S3 server, wait until it answers, create ``bucket``."""
     import botocore.exceptions
 
-    image = ensure_s3_image(engine.client, progress, pipeline_image)
+    image = ensure_s3_image(engine.client, progress, pipeline_image, build=False)
     access = server_secret.get(ENV_S3_ACCESS_KEY)
     if not access or not client_secret.get(ENV_S3_ACCESS_KEY) or not client_secret.get(ENV_S3_SECRET_KEY):
         raise RehearsalError(f"{env_file}: {ENV_S3_ACCESS_KEY} and {ENV_S3_SECRET_KEY} must be set")
@@ -300,7 +312,7 @@ def start_s3(engine: Engine, network: str, server_secret: dict[str, str], client
                         environment={ENV_S3_ACCESS_KEY: access, "S3_PORT": str(REHEARSAL_S3_PORT)},
                         ports={REHEARSAL_S3_PORT: port})
     engine.client.api.start(cid)
-    stage = S3Stage(port, client_secret[ENV_S3_ACCESS_KEY], client_secret[ENV_S3_SECRET_KEY])
+    stage = S3Stage(port, client_secret[ENV_S3_ACCESS_KEY], client_secret[ENV_S3_SECRET_KEY], image)
     s3 = stage.client()
     deadline = time.monotonic() + START_TIMEOUT
     while True:
@@ -669,7 +681,7 @@ def run_trial(engine: Engine, experiment: dict, *, network: str, secret: dict[st
 # --- KServe's part --------------------------------------------------------------------------------
 def run_inference_service(engine: Engine, isvc: dict, runtimes: dict[str, dict], *, network: str,
                           secret: dict[str, str], s3: S3Stage, scrub: Scrubber, port: int,
-                          progress, pipeline_image: str | None = None) -> tuple[dict, str | None]:
+                          progress) -> tuple[dict, str | None]:
     """Storage initializer, then the predictor container; returns (result, the predictor's host URL).
 
     The container comes from the ServingRuntime the predictor's model names (``runtimes``: name ->
@@ -691,9 +703,12 @@ def run_inference_service(engine: Engine, isvc: dict, runtimes: dict[str, dict],
     image = container["image"]
     require_image(engine.client, image, f"InferenceService {isvc['metadata']['name']}")
     models = engine.volume("kserve-provision-location")
-    init = engine.create(pipeline_image or image_for("pipeline"), name="storage-initializer", network=network, user="0",
+    # the S3 settings KServe's webhook puts into the storage-initializer container from the Secret
+    init_env = {**secret, "AWS_ENDPOINT_URL": f"http://{s3.cluster_endpoint}", "S3_USE_HTTPS": "0",
+                "S3_VERIFY_SSL": "0", "AWS_DEFAULT_REGION": "us-east-1"}
+    init = engine.create(s3.image, name="storage-initializer", network=network, user="0",
                          entrypoint=["python", "-c"], command=[STORAGE_INITIALIZER, storage_uri, IMAGE_MODEL_DIR],
-                         environment={**secret, ENV_S3_ENDPOINT: s3.cluster_endpoint}, binds={models: IMAGE_MODEL_DIR})
+                         environment=init_env, binds={models: IMAGE_MODEL_DIR})
     engine.client.api.start(init)
     code = engine.client.api.wait(init, timeout=300)["StatusCode"]
     if code != 0:
@@ -733,13 +748,13 @@ def run_inference_service(engine: Engine, isvc: dict, runtimes: dict[str, dict],
             "logs": _tail(engine, cid, scrub)}, None
 
 
-# what KServe's storage initializer does for an s3:// storageUri (kserve-storage is not installed here):
-# copy every object under the prefix into the model mount; the same staging code the training pods use
+# KServe's storage initializer: kserve-storage's own Storage.download of the storageUri into the model
+# mount (what its storage-initializer image runs), then readable by the predictor's non-root user
 STORAGE_INITIALIZER = (
-    "import sys; from pathlib import Path; from mlengine.components.shared.staging import download_prefix; "
-    "n = download_prefix(sys.argv[1], Path(sys.argv[2])); "
-    "import os; [os.chmod(os.path.join(d, x), 0o755 if x in ds else 0o644) "
-    "for d, ds, fs in os.walk(sys.argv[2]) for x in ds + fs]; print(f'downloaded {n} files')")
+    "import os, sys; from kserve_storage import Storage; Storage.download(sys.argv[1], sys.argv[2]); "
+    "[os.chmod(os.path.join(d, x), 0o755 if x in ds else 0o644) "
+    "for d, ds, fs in os.walk(sys.argv[2]) for x in ds + fs]; "
+    "print(f'downloaded {sum(len(fs) for _, _, fs in os.walk(sys.argv[2]))} files')")
 
 
 def compare_predictions(url: str, model_dir: Path, rows: list[dict]) -> dict:
@@ -1004,8 +1019,7 @@ def rehearse(options: Options, progress=None) -> dict:
                 isvc = manifests["inferenceservice-canary.yaml"]
                 runtimes = {m["metadata"]["name"]: m for m in manifests.values() if m["kind"] == "ServingRuntime"}
                 served, url = run_inference_service(engine, isvc, runtimes, network=network, secret=pod_secret, s3=s3,
-                                                    scrub=scrub, port=predictor_port, progress=progress,
-                                                    pipeline_image=images["pipeline"])
+                                                    scrub=scrub, port=predictor_port, progress=progress)
                 if url:
                     model_dir = Path(work) / "model"
                     bucket_name, _, prefix = MODEL_URI[len("s3://"):].partition("/")
@@ -1103,3 +1117,9 @@ def add_cli(subparsers) -> None:
                      help="run the images named <registry>/mlengine-<role>:<version> (they must be in the local "
                           "engine, e.g. tagged after make images; default: $MLENGINE_IMAGE_REGISTRY, else built-in)")
     reh.set_defaults(handler=cli)
+
+
+if __name__ == "__main__":  # `make images`: the rehearsal's tools image on the pipeline image just built
+    import docker
+
+    print("images: " + ensure_s3_image(docker.from_env(), lambda message: print(f"images: {message}", flush=True)))
