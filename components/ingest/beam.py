@@ -4,9 +4,9 @@ One element per input file (files are the unit of parallelism, as shards are for
 
 1. headers are checked here, before the pipeline starts, with the single-process path's own
    check (``check_inputs``): a shard with a different header fails naming it, nothing written;
-2. per chunk of a file, the row-level validation of ``convert.py`` (``parse_column``) and its
-   stable row hash decide reject / train / eval / test exactly as ``executor.py`` does, so a row
-   lands in the same split on both paths;
+2. per chunk of a file, the single-process path's own ``chunks.validate_chunk`` (the row-level
+   validation of ``convert.py`` and the stable row hash) decides reject / train / eval / test, so
+   a row lands in the same split on both paths;
 3. typed Parquet parts per split (``WriteToParquetBatched``), rejects as JSON lines;
 4. statistics from mergeable accumulators combined with ``CombinePerKey`` (one key per scope):
    moments (``Moments.merge``), capped value counts, and a KLL sketch (components/shared/sketches.py)
@@ -23,26 +23,18 @@ import functools
 import json
 import time
 from collections import Counter
-from json.encoder import encode_basestring as _json_string
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mlengine.components.ingest.convert import (
-    SAMPLE_SALT,
-    mix64,
-    parse_column,
-    row_hashes,
-    typed_default,
-    unit_interval,
-)
-from mlengine.components.ingest.csvreader import iter_cell_chunks, raw_text, read_header
+from mlengine.components.ingest.chunks import ValidatedChunk, take, validate_chunk
+from mlengine.components.ingest.convert import typed_default
+from mlengine.components.ingest.csvreader import iter_cell_chunks, read_header
 from mlengine.components.ingest.executor import (
     IngestResult,
     _check_rejects,
     _split_thresholds,
-    _take,
     arrow_schema,
     check_inputs,
     resolve_rejects_path,
@@ -66,7 +58,7 @@ from mlengine.components.shared.logs import component_logger
 from mlengine.components.shared.sketches import KLL_K, CappedCounts, KllSketch
 from mlengine.constants import CSV_CHUNK_ROWS, SPEC_FILE, SPLITS, STATISTICS_FILE
 
-__all__ = ["ScopeStatistics", "run_ingest_beam", "validate_chunk"]
+__all__ = ["ScopeStatistics", "chunk_summary", "run_ingest_beam"]
 
 log = component_logger("ingest")
 SUMMARY_KEYS = ("rows_read", "rows_ok", "rows_rejected", "blank_lines")
@@ -77,52 +69,15 @@ HISTOGRAM_RANK_POINTS = 4001  # points of the sketch's inverse CDF the histogram
 
 
 # --- per chunk: the single-process path's validation and split -----------------------------------
-def validate_chunk(spec: FeatureSpec, defaults: dict[str, Any], uri: str, chunk, split_seed: int,
-                   thresholds: list[tuple[str, float]]) -> dict[str, Any]:
-    """Validate one CellChunk with convert.py and split its ok rows by their stable hash.
-
-    Returns ``summary`` (counts and reject reasons), ``rejects`` (JSON lines), ``values`` and
-    ``missing`` of every ok row, and ``splits``: split -> row positions into those.
-    """
-    columns = spec.all_columns
-    rejected: dict[int, tuple[str, str]] = dict(chunk.problems)
-    parsed = {col.name: parse_column(col, chunk.cells[col.name], defaults[col.name]) for col in columns}
-    bad = np.zeros(len(chunk.parsed), bool)
-    for column in parsed.values():
-        bad |= column.bad
-    for row in np.flatnonzero(bad):
-        row = int(row)
-        rejected[int(chunk.parsed[row])] = next(c.reasons[row] for c in parsed.values() if c.bad[row])
-    file_json = _json_string(uri)
-    reasons: Counter[str] = Counter()
-    lines = []
-    for index in sorted(rejected):
-        kind, message = rejected[index]
-        reasons[kind] += 1
-        lines.append(f'{{"file": {file_json}, "row": {int(chunk.line_numbers[index])}, '
-                     f'"reason": {_json_string(message)}, "raw": {_json_string(raw_text(chunk.raw(index)))}}}')
-    ok = np.flatnonzero(~bad)
-    everything_ok = len(ok) == len(bad)
-    values = {n: c.values if everything_ok else _take(c.values, ok) for n, c in parsed.items()}
-    missing = {n: c.missing if everything_ok else c.missing[ok] for n, c in parsed.items()}
-    summary: Counter[str] = Counter(rows_read=len(chunk), rows_ok=len(ok), rows_rejected=len(rejected),
-                                    blank_lines=chunk.blank_lines)
-    for kind, count in reasons.items():
+def chunk_summary(done: ValidatedChunk) -> Counter[str]:
+    """The counts of one validated chunk, summed over the pipeline: rows, reasons, rows per split."""
+    summary: Counter[str] = Counter(rows_read=done.rows_read, rows_ok=done.rows_ok,
+                                    rows_rejected=done.rows_rejected, blank_lines=done.blank_lines)
+    for kind, count in done.reasons.items():
         summary[f"reason:{kind}"] += count
-    splits: dict[str, np.ndarray] = {}
-    keys = np.zeros(0, np.uint64)
-    if len(ok):
-        hashes = row_hashes([values[col.name] for col in columns], split_seed)
-        keys = mix64(hashes ^ SAMPLE_SALT)
-        position = unit_interval(hashes)
-        lower = 0.0
-        for split, upper in thresholds:
-            rows = np.flatnonzero((position >= lower) & (position < upper))
-            lower = upper
-            splits[split] = rows
-            summary[f"split:{split}"] += len(rows)
-    return {"summary": summary, "rejects": lines, "values": values, "missing": missing, "splits": splits,
-            "keys": keys}
+    for split, rows in done.splits.items():
+        summary[f"split:{split}"] += len(rows)
+    return summary
 
 
 # --- mergeable statistics --------------------------------------------------------------------------
@@ -306,22 +261,23 @@ def _ingest_file_fn_class():
                 # a header that changed since the launcher checked it still fails naming the file
                 header = read_header(stream, uri, self.names, self.spec.delimiter)
                 for chunk in iter_cell_chunks(stream, header, self.chunk_rows, uri):
-                    done = validate_chunk(self.spec, self.defaults, uri, chunk, self.split_seed, self.thresholds)
-                    yield pvalue.TaggedOutput("summary", done["summary"])
-                    for line in done["rejects"]:
+                    done = validate_chunk(self.spec.all_columns, self.defaults, uri, chunk, self.split_seed,
+                                          self.thresholds)
+                    yield pvalue.TaggedOutput("summary", chunk_summary(done))
+                    for line in done.rejects:
                         yield pvalue.TaggedOutput("rejects", line)
-                    values, missing = done["values"], done["missing"]
-                    if not done["splits"]:
+                    values, missing = done.values, done.missing
+                    if not done.rows_ok:
                         continue
                     yield pvalue.TaggedOutput("statistics", ("all", (values, missing)))
                     table = self.pa.table({name: values[name] for name in self.names}, schema=self.schema)
-                    for split, rows in done["splits"].items():
+                    for split, rows in done.splits.items():
                         if len(rows) == 0:
                             continue
                         yield pvalue.TaggedOutput(split, table.take(rows))
                         if split == "train":
                             yield pvalue.TaggedOutput("statistics", ("train", (
-                                {name: _take(v, rows) for name, v in values.items()},
+                                {name: take(v, rows) for name, v in values.items()},
                                 {name: m[rows] for name, m in missing.items()})))
 
     return IngestFileFn

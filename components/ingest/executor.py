@@ -14,9 +14,11 @@
 Vectorised throughout: numeric columns are typed by pyarrow's C++ CSV parser and checked on
 the arrays (``convert.parse_typed_column``); only a chunk with a bad cell goes through the
 string-cell path, which names every bad cell exactly, so the rejects do not depend on which path
-ran. Three threads overlap (pyarrow and numpy release the GIL): a reader thread reads and splits
-the next chunks, the main thread validates, hashes and updates the statistics, a writer thread
-writes the Parquet row groups; each hand-off queue is bounded, so memory stays flat.
+ran. Three threads overlap (pyarrow and numpy release the GIL): a reader thread reads, splits,
+validates and hashes the next chunks (``chunks.validate_chunk``, shared with the Beam path), the
+main thread updates the statistics of the train split and of the other rows ("all" is their merge
+at the end), a writer thread writes the Parquet row groups; each hand-off queue is bounded, so
+memory stays flat.
 
 Invariant: ``rows_read == rows_ok + rows_rejected``.
 """
@@ -33,25 +35,15 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from json.encoder import encode_basestring as _json_string
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mlengine.components.ingest.convert import (
-    ARROW_TYPES,
-    SAMPLE_SALT,
-    mix64,
-    parse_column,
-    parse_typed_column,
-    row_hashes,
-    typed_default,
-    unit_interval,
-)
-from mlengine.components.ingest.csvreader import CellChunk, iter_cell_chunks, raw_text, read_header
+from mlengine.components.ingest.chunks import ValidatedChunk, take, validate_chunk
+from mlengine.components.ingest.convert import ARROW_TYPES, typed_default
+from mlengine.components.ingest.csvreader import iter_cell_chunks, read_header
 from mlengine.components.ingest.statistics import (
     SAMPLE_SIZE,
     SCOPES,
@@ -240,7 +232,10 @@ class _Ingestor:
         self.reasons: Counter[str] = Counter()
         self.statistics_dir = statistics_dir
         self.rejects_file = rejects_file
-        self.scopes = {scope: StatisticsAccumulator(spec, SAMPLE_SIZE) for scope in SCOPES}
+        # the train split and the other ok rows; "all" is their merge at the end, so each row
+        # is added to one accumulator, not two
+        self.train_statistics = StatisticsAccumulator(spec, SAMPLE_SIZE)
+        self.other_statistics = StatisticsAccumulator(spec, SAMPLE_SIZE)
         self.background = _WriterThread()
         self.writers = {name: _SplitWriter(Path(output_dirs[name]), self.schema, self.background) for name in SPLITS}
 
@@ -250,71 +245,38 @@ class _Ingestor:
             header = read_header(stream, uri, self.names, self.spec.delimiter)
             name = storage.display_name(uri)
             types = self.column_types if TYPED_PARSE else None
-            chunks = _prefetched(iter_cell_chunks(stream, header, self.chunk_rows, uri, column_types=types))
+            # the reader thread reads, splits into cells and validates (no shared state); this
+            # thread keeps the counts and statistics and hands the splits to the writer thread
+            chunks = _prefetched(
+                validate_chunk(self.columns, self.defaults, uri, chunk, self.split_seed, self.thresholds)
+                for chunk in iter_cell_chunks(stream, header, self.chunk_rows, uri, column_types=types))
             try:
-                for chunk in chunks:
-                    self._ingest_chunk(uri, chunk, rejects)
+                for done in chunks:
+                    self._add_chunk(done, rejects)
                     if self.progress:
                         self.progress(f"ingest: {self.result.rows_read:,} rows read "
                                       f"({self.result.rows_rejected:,} rejected) from {name}")
             finally:
                 chunks.close()  # stops the reader thread before the stream closes
 
-    def _ingest_chunk(self, uri: str, chunk: CellChunk, rejects) -> None:
+    def _add_chunk(self, done: ValidatedChunk, rejects) -> None:
         result = self.result
-        result.rows_read += len(chunk)
-        result.blank_lines += chunk.blank_lines
-        rejected: dict[int, tuple[str, str]] = dict(chunk.problems)  # record index -> (kind, message)
-        parsed = {}
-        for col in self.columns:
-            typed = chunk.typed.get(col.name)
-            column = parse_typed_column(col, typed) if typed is not None else None
-            parsed[col.name] = column or parse_column(col, chunk.strings(col.name), self.defaults[col.name])
-        bad = np.zeros(len(chunk.parsed), bool)
-        for column in parsed.values():
-            bad |= column.bad
-        for row in np.flatnonzero(bad):
-            row = int(row)
-            # the first failing column in spec order names the reason
-            reason = next(column.reasons[row] for column in parsed.values() if column.bad[row])
-            rejected[int(chunk.parsed[row])] = reason
-        file_json = _json_string(uri)
-        lines = []
-        for index in sorted(rejected):
-            kind, message = rejected[index]
-            self.reasons[kind] += 1
-            # hand-assembled JSON object: json.dumps per row costs more than the rest of the row's work
-            lines.append(f'{{"file": {file_json}, "row": {int(chunk.line_numbers[index])}, '
-                         f'"reason": {_json_string(message)}, "raw": {_json_string(raw_text(chunk.raw(index)))}}}\n')
-        rejects.writelines(lines)
-        result.rows_rejected += len(rejected)
-        ok = np.flatnonzero(~bad)
-        result.rows_ok += len(ok)
-        if len(ok) == 0:
-            return
-        everything_ok = len(ok) == len(bad)
-        values = {name: column.values if everything_ok else _take(column.values, ok) for name, column in parsed.items()}
-        missing = {name: column.missing if everything_ok else column.missing[ok] for name, column in parsed.items()}
-        hashes = row_hashes([values[name] for name in self.names], self.split_seed)
-        position = unit_interval(hashes)
-        sample_keys = mix64(hashes ^ SAMPLE_SALT)
-        self.scopes["all"].update(values, missing, sample_keys)
-        table = pa.table({name: values[name] for name in self.names}, schema=self.schema)
-        lower = 0.0
-        for split, upper in self.thresholds:
-            in_split = (position >= lower) & (position < upper)
-            lower = upper
-            count = int(in_split.sum())
-            if count == 0:
+        result.rows_read += done.rows_read
+        result.blank_lines += done.blank_lines
+        result.rows_rejected += done.rows_rejected
+        result.rows_ok += done.rows_ok
+        self.reasons.update(done.reasons)
+        if done.rejects:
+            rejects.write("\n".join(done.rejects) + "\n")
+        for split, rows in done.splits.items():
+            if len(rows) == 0:
                 continue
-            result.rows_per_split[split] += count
-            rows = np.flatnonzero(in_split)
-            if split == "train":  # the rows gathered once, for the statistics and the Parquet table
-                train = {name: _take(v, rows) for name, v in values.items()}
-                self.scopes["train"].update(train, {name: m[rows] for name, m in missing.items()}, sample_keys[rows])
-                self.writers[split].write(pa.table({name: train[name] for name in self.names}, schema=self.schema))
-            else:
-                self.writers[split].write(table.take(rows))
+            # the rows gathered once, for the statistics and the Parquet table
+            values = {name: take(done.values[name], rows) for name in self.names}
+            statistics = self.train_statistics if split == "train" else self.other_statistics
+            statistics.update(values, {name: done.missing[name][rows] for name in self.names}, done.keys[rows])
+            result.rows_per_split[split] += len(rows)
+            self.writers[split].write(pa.table(values, schema=self.schema))
 
     # --- finish ----------------------------------------------------------------------------------
     def finish(self) -> None:
@@ -325,7 +287,9 @@ class _Ingestor:
         self.statistics_dir.mkdir(parents=True, exist_ok=True)
         summary = {key: value for key, value in self.result.to_dict().items()
                    if key not in ("parts", "rejects_path", "statistics_path", "seconds")}
-        stats = build_statistics(self.spec, self.scopes, summary)
+        everything = StatisticsAccumulator(self.spec, SAMPLE_SIZE).merge(self.train_statistics)
+        scopes = {"all": everything.merge(self.other_statistics), "train": self.train_statistics}
+        stats = build_statistics(self.spec, {scope: scopes[scope] for scope in SCOPES}, summary)
         stats_path = self.statistics_dir / STATISTICS_FILE
         stats_path.write_text(json.dumps(stats, indent=1, ensure_ascii=False), encoding="utf-8")
         self.spec.save(self.statistics_dir / SPEC_FILE)
@@ -362,11 +326,11 @@ def release_memory() -> None:
         _MALLOC_TRIM(0)
 
 
-def _prefetched(chunks: Iterator[CellChunk]) -> Iterator[CellChunk]:
-    """The same chunks in the same order, read and split by a second thread.
+def _prefetched(chunks: Iterator[ValidatedChunk]) -> Iterator[ValidatedChunk]:
+    """The same chunks in the same order, read, split and validated by a second thread.
 
-    Reading and cell splitting (pyarrow, numpy: the GIL is released) overlap the validation,
-    Parquet writes and statistics of the previous chunk; at most ``PREFETCH_CHUNKS`` wait.
+    That work (pyarrow, numpy: the GIL is mostly released) overlaps the statistics and Parquet
+    writes of the previous chunk; at most ``PREFETCH_CHUNKS`` wait.
     """
     handoff: queue.Queue = queue.Queue(maxsize=PREFETCH_CHUNKS)
     stop = threading.Event()
@@ -402,12 +366,6 @@ def _prefetched(chunks: Iterator[CellChunk]) -> Iterator[CellChunk]:
     finally:
         stop.set()
         reader.join()
-
-
-def _take(values: Any, rows: np.ndarray) -> Any:
-    if isinstance(values, np.ndarray):
-        return values[rows]
-    return values.take(pa.array(rows))
 
 
 def check_inputs(data_uri: str, spec: FeatureSpec) -> list[str]:

@@ -47,6 +47,13 @@ def _is_categorical(spec: FeatureSpec, col: Column) -> bool:
     return col.type == "string" or (col.type == "int" and col.name in spec.categorical)
 
 
+def _bound(pick: Any, mine: Any, theirs: Any) -> Any:
+    """``pick`` (min or max) of two bounds, either of which may be unknown (None)."""
+    if mine is None or theirs is None:
+        return theirs if mine is None else mine
+    return pick(mine, theirs)
+
+
 def _py(value: Any) -> Any:
     """A JSON-friendly Python scalar (NaN and inf become None)."""
     if isinstance(value, np.generic):
@@ -132,6 +139,23 @@ class _ColumnAccumulator:
             value_counts = pc.value_counts(values)
             pairs = zip(value_counts.field("values").to_pylist(), value_counts.field("counts").to_pylist(),
                         strict=True)
+        self._add_counts(pairs)
+
+    def merge(self, other: _ColumnAccumulator) -> None:
+        """Add the same column's accumulator over other rows (counts, moments, range, values)."""
+        self.missing += other.missing
+        if self.col.is_numeric:
+            self.moments.merge(other.moments)
+            self.count = self.moments.count
+            self.minimum = _bound(min, self.minimum, other.minimum)
+            self.maximum = _bound(max, self.maximum, other.maximum)
+        else:
+            self.count += other.count
+        if self.categorical:
+            self.approximate_counts |= other.approximate_counts
+            self._add_counts(other.counts.items())
+
+    def _add_counts(self, pairs: Any) -> None:
         tracked = self.counts
         for value, count in pairs:
             tracked[value] = tracked.get(value, 0) + count
@@ -217,6 +241,24 @@ class StatisticsAccumulator:
         self._pending_rows += len(self._pending_keys[-1])
         if self._threshold is None or self._pending_rows >= self.sample_size:
             self._compact()
+
+    def merge(self, other: StatisticsAccumulator) -> StatisticsAccumulator:
+        """Add the statistics of other rows (a disjoint scope); returns self.
+
+        The bottom-k of the two samples is the union's own bottom-k sample, so the merged sample
+        holds the same rows as one accumulator updated with both scopes' chunks.
+        """
+        other._compact()
+        self.rows += other.rows
+        for name, accumulator in self.columns.items():
+            accumulator.merge(other.columns[name])
+        if len(other._sample_keys) and self._numeric:
+            self._pending_keys.append(other._sample_keys)
+            for name in self._numeric:
+                self._pending[name].append(other._sample[name])
+            self._pending_rows += len(other._sample_keys)
+            self._compact()
+        return self
 
     def _compact(self) -> None:
         if not self._pending_rows:

@@ -13,7 +13,7 @@ import random
 
 import pytest
 
-from mlengine.components.ingest import executor
+from mlengine.components.ingest import chunks, executor
 from mlengine.components.shared.featurespec import spec_from_dict
 from mlengine.constants import SPLITS
 from tests.components.ingest.test_dirty import VALUE_CASES, VALUES_SPEC
@@ -135,8 +135,8 @@ def test_vectorised_ingest_equals_the_per_row_reference(tmp_path, chunk_rows, mo
         fast.append(column is not None)
         return column
 
-    typed_column = executor.parse_typed_column
-    monkeypatch.setattr(executor, "parse_typed_column", counted)
+    typed_column = chunks.parse_typed_column
+    monkeypatch.setattr(chunks, "parse_typed_column", counted)
     runs = {}
     for typed in (True, False):  # False: the string-cell path (every numeric column cast from text)
         monkeypatch.setattr(executor, "TYPED_PARSE", typed)
