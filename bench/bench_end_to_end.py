@@ -97,8 +97,8 @@ def table(report: dict) -> str:
         "## End to end: `mlengine run` wall time, orchestration vs work (issue 13)",
         "",
         f"{report['rows']:,}-row taxi CSV, `--epochs {report['epochs']} --trials {report['trials']}`, median of "
-        f"{len(runs)} run(s) (per-task rows: the last run), {machine['cpus']} cores shared with other jobs (load "
-        f"average at the end {machine['loadavg_at_end'][0]}); reduced size for the loaded machine; "
+        f"{len(runs)} run(s) (per-task rows: the last run), {machine['cpus']} cores (load "
+        f"average at the end {machine['loadavg_at_end'][0]}); "
         "`python -m bench.bench_end_to_end`:",
         "",
         markdown_table(["what", "seconds", "share of the wall time"], rows),

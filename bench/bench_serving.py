@@ -18,7 +18,9 @@ functions by own time (with their cumulative time) for each bulk protocol.
 
 Measured: p50/p99 latency at batch 1 and concurrency 1, requests/s at concurrency 8 (batch 1),
 rows/s at batch 256 (concurrency 1 and 2), and the error count (must be 0). The load generator
-is asyncio + aiohttp in this process, bounded in request count and in time.
+runs in this process, bounded in request count and in time: by default prepared HTTP/1.1 request
+bytes on kept-alive asyncio connections (as wrk does), ``--client aiohttp`` an aiohttp session; the
+client shares the 2 cores with the server either way.
 
     python -m bench.bench_serving [--model DIR] [--quick] [--servers ...] [--profile] [--repeat N]
 
@@ -143,47 +145,145 @@ def bench_in_process(model_dir: str, rows: list[dict], latency_requests: int, bi
 
 
 # --- load generator --------------------------------------------------------------------------------------
-async def _load(url: str, bodies: list[bytes], concurrency: int, max_requests: int, time_limit: float,
-                expect_rows: int, body_headers: list[dict] | None = None) -> dict:
-    import aiohttp
+def _predictions_seen(payload: bytes, headers, binary: bool) -> int:
+    """How many predictions an answer holds (a binary answer: float32s after its JSON header)."""
+    if binary:
+        size = int(headers.get("inference-header-content-length", len(payload)))
+        return (len(payload) - size) // 4
+    return payload.count(b",") + 1
 
+
+async def _drive(session, bodies: list[bytes], concurrency: int, max_requests: int, time_limit: float,
+                 expect_rows: int) -> dict:
+    """Run ``concurrency`` workers until ``max_requests`` or ``time_limit``; ``session(index)``
+    is an async context manager giving each worker ``send(index) -> (ok, predictions)``."""
     latencies: list[float] = []
     errors = 0
     sent = 0
     deadline = time.perf_counter() + time_limit
-    connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
-    timeout = aiohttp.ClientTimeout(total=30)
-    headers = {"content-type": "application/json"}
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
 
-        async def worker():
-            nonlocal sent, errors
+    async def worker():
+        nonlocal sent, errors
+        async with session() as send:
             while sent < max_requests and time.perf_counter() < deadline:
-                body = bodies[sent % len(bodies)]
-                extra = body_headers[sent % len(bodies)] if body_headers else headers
+                index = sent % len(bodies)
                 sent += 1
                 start = time.perf_counter()
-                try:
-                    async with session.post(url, data=body, headers=extra) as response:
-                        payload = await response.read()
-                        ok = response.status == 200
-                        if ok and body_headers:  # binary answer: the float32 tensor after the JSON header
-                            size = int(response.headers.get("inference-header-content-length", len(payload)))
-                            payload = b"," * ((len(payload) - size) // 4 - 1)
-                except (TimeoutError, aiohttp.ClientError):
-                    ok, payload = False, b""
+                ok, predictions = await send(index)
                 latencies.append(time.perf_counter() - start)
-                if ok and expect_rows and payload.count(b",") + 1 < expect_rows:
-                    ok = False  # a 200 without all predictions is an error too
-                if not ok:
+                if not ok or (expect_rows and predictions < expect_rows):  # a 200 without all predictions too
                     errors += 1
 
-        start = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - start
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - start
     return {"requests": len(latencies), "errors": errors, "seconds": elapsed,
             "requests_per_s": len(latencies) / elapsed if elapsed else 0.0,
             "p50_ms": percentile_ms(latencies, 50), "p99_ms": percentile_ms(latencies, 99)}
+
+
+async def _load(url: str, bodies: list[bytes], concurrency: int, max_requests: int, time_limit: float,
+                expect_rows: int, body_headers: list[dict] | None = None) -> dict:
+    """One load phase through an aiohttp client session (``--client aiohttp``)."""
+    import contextlib
+
+    import aiohttp
+
+    connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
+    timeout = aiohttp.ClientTimeout(total=30)
+    json_headers = {"content-type": "application/json"}
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as client:
+
+        @contextlib.asynccontextmanager
+        async def session():
+            async def send(index: int) -> tuple[bool, int]:
+                extra = body_headers[index] if body_headers else json_headers
+                try:
+                    async with client.post(url, data=bodies[index], headers=extra) as response:
+                        payload = await response.read()
+                        return response.status == 200, _predictions_seen(payload, response.headers,
+                                                                          bool(body_headers))
+                except (TimeoutError, aiohttp.ClientError):
+                    return False, 0
+
+            yield send
+
+        return await _drive(session, bodies, concurrency, max_requests, time_limit, expect_rows)
+
+
+class _RawConnection:
+    """One kept-alive HTTP/1.1 connection that writes prepared request bytes and reads whole answers."""
+
+    def __init__(self, host: str, port: int):
+        self.host, self.port = host, port
+        self.reader = self.writer = None
+
+    async def request(self, head: bytes, body: bytes) -> tuple[int, dict[str, bytes], bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        self.writer.write(head + body)
+        status_line, *lines = (await self.reader.readuntil(b"\r\n\r\n"))[:-4].split(b"\r\n")
+        headers = {}
+        for line in lines:
+            name, _, value = line.partition(b":")
+            headers[name.strip().lower().decode("latin-1")] = value.strip()
+        if headers.get("transfer-encoding", b"").lower() == b"chunked":  # kserve streams some answers
+            pieces = []
+            while size := int((await self.reader.readuntil(b"\r\n")).split(b";", 1)[0], 16):
+                pieces.append(await self.reader.readexactly(size))
+                await self.reader.readexactly(2)
+            while await self.reader.readuntil(b"\r\n") != b"\r\n":  # trailers, up to the blank line
+                pass
+            payload = b"".join(pieces)
+        else:
+            payload = await self.reader.readexactly(int(headers.get("content-length", b"0")))
+        if headers.get("connection", b"").lower() == b"close":
+            self.close()
+        return int(status_line.split(b" ", 2)[1]), headers, payload
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.reader = self.writer = None
+
+
+async def _load_raw(url: str, bodies: list[bytes], concurrency: int, max_requests: int, time_limit: float,
+                    expect_rows: int, body_headers: list[dict] | None = None) -> dict:
+    """One load phase with a lean client (the default): request bytes built before the clock
+    starts, one kept-alive connection per worker, answers read with asyncio streams, as wrk does
+    (aiohttp's own per-request work is about half a millisecond here, on the server's 2 cores)."""
+    import contextlib
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    prepared = []
+    for index, body in enumerate(bodies):
+        # aiohttp's own default for a bytes body, so both clients send the same heads
+        extra = {"content-type": "application/octet-stream", **body_headers[index]} if body_headers else {
+            "content-type": "application/json"}
+        head = "".join(f"{name}: {value}\r\n" for name, value in extra.items())
+        prepared.append((f"POST {parts.path} HTTP/1.1\r\nhost: {parts.netloc}\r\n{head}"
+                         f"content-length: {len(body)}\r\n\r\n").encode("ascii"))
+
+    @contextlib.asynccontextmanager
+    async def session():
+        connection = _RawConnection(parts.hostname, parts.port)
+
+        async def send(index: int) -> tuple[bool, int]:
+            try:
+                status, headers, payload = await asyncio.wait_for(
+                    connection.request(prepared[index], bodies[index]), 30)
+            except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError, IndexError):
+                connection.close()
+                return False, 0
+            return status == 200, _predictions_seen(payload, headers, bool(body_headers))
+
+        try:
+            yield send
+        finally:
+            connection.close()
+
+    return await _drive(session, bodies, concurrency, max_requests, time_limit, expect_rows)
 
 
 def group_cpu_s(pid: int) -> float:
@@ -205,12 +305,16 @@ def group_cpu_s(pid: int) -> float:
     return total
 
 
+CLIENTS = {"raw": _load_raw, "aiohttp": _load}
+CLIENT = "raw"  # --client
+
+
 def load(url, bodies, concurrency, max_requests, time_limit, expect_rows=1, server_pid=None,
          body_headers=None) -> dict:
     """One bounded load phase; with ``server_pid`` also the server's and this client's CPU per request."""
     server_before = group_cpu_s(server_pid) if server_pid else 0.0
     client_before = time.process_time()
-    out = asyncio.run(_load(url, bodies, concurrency, max_requests, time_limit, expect_rows, body_headers))
+    out = asyncio.run(CLIENTS[CLIENT](url, bodies, concurrency, max_requests, time_limit, expect_rows, body_headers))
     if server_pid and out["requests"]:
         out["server_cpu_ms_per_request"] = 1000 * (group_cpu_s(server_pid) - server_before) / out["requests"]
         out["client_cpu_ms_per_request"] = 1000 * (time.process_time() - client_before) / out["requests"]
@@ -496,7 +600,8 @@ def write_readme_section(results: dict, command: str, repeat: int = 1,
                     + " | ".join(cells) + " |")
     markdown = "\n".join([
         f"`{command}` ({'one run' if repeat == 1 else f'median of {repeat} interleaved runs'}, "
-        f"{os.cpu_count()} cores, loaded machine). Rows/s at batch 256 as a ratio of the "
+        f"{os.cpu_count()} cores, load average at the end {results['machine']['load_avg_end'][0]:.2f}, load "
+        f"generator: the {CLIENT} client on the same cores). Rows/s at batch 256 as a ratio of the "
         f"in-process call through the public SavedModel API in the same run ({ip['rows_per_s_b256']:,.0f} rows/s); "
         "`mlengine:base` is the server with its bulk path off (`MLENGINE_SERVE_FAST_PATH=0`).", "", *rows])
     try:
@@ -518,6 +623,7 @@ def write_readme_section(results: dict, command: str, repeat: int = 1,
 
 
 def main(argv: list[str] | None = None) -> int:
+    global CLIENT
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="model directory (default: train a tiny one in a temp dir)")
     parser.add_argument("--quick", action="store_true", help="fewer requests (a smoke run)")
@@ -528,6 +634,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="also profile each one-worker mlengine server kind (cProfile, bulk phases)")
     parser.add_argument("--readme", action="store_true", help="write the serving table into bench/README.md")
     parser.add_argument("--repeat", type=int, default=1, help="run everything N times, report medians")
+    parser.add_argument("--client", choices=sorted(CLIENTS), default=CLIENT,
+                        help="load generator: raw (prepared HTTP/1.1 bytes on kept-alive connections, the "
+                             "default) or aiohttp (its client session, as before)")
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--serve-plain", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--serve-profiled", metavar="STATS", help=argparse.SUPPRESS)
@@ -537,6 +646,7 @@ def main(argv: list[str] | None = None) -> int:
     if raw[:1] == ["--serve-profiled"]:  # --serve-profiled STATS <mlengine serve arguments>
         return serve_profiled(raw[1], raw[2:])
     args = parser.parse_args(raw)
+    CLIENT = args.client
     if args.serve_plain:
         serve_plain(args.model, "bench", args.port, args.workers)
         return 0
