@@ -28,10 +28,10 @@ import math
 from typing import Any
 
 import numpy as np
-import pyarrow.compute as pc
 
 from mlengine.components.shared.accumulators import Moments
 from mlengine.components.shared.featurespec import Column, FeatureSpec
+from mlengine.components.shared.sketches import CappedCounts
 
 STATISTICS_FORMAT_VERSION = 1
 QUANTILE_LEVELS = {"p01": 0.01, "p05": 0.05, "p25": 0.25, "p50": 0.50, "p75": 0.75, "p95": 0.95, "p99": 0.99}
@@ -101,8 +101,7 @@ class _ColumnAccumulator:
         self.moments = Moments()
         self.minimum: Any = None
         self.maximum: Any = None
-        self.counts: dict[Any, int] = {}
-        self.approximate_counts = False
+        self.counts = CappedCounts(MAX_TRACKED_VALUES)
         # a small int range is counted with bincount (rows outside the range were rejected)
         self._int_span: int | None = None
         if col.type == "int" and col.range is not None and col.range[1] - col.range[0] < MAX_TRACKED_VALUES:
@@ -123,23 +122,16 @@ class _ColumnAccumulator:
     def _update_moments(self, values: np.ndarray) -> None:
         self.moments.update(values)
         self.count = self.moments.count
-        low, high = values.min(), values.max()
-        self.minimum = low if self.minimum is None else min(self.minimum, low)
-        self.maximum = high if self.maximum is None else max(self.maximum, high)
+        self.minimum = _bound(min, self.minimum, values.min())
+        self.maximum = _bound(max, self.maximum, values.max())
 
     def _update_counts(self, values: Any) -> None:
         if isinstance(values, np.ndarray) and self._int_span is not None:
             low = int(self.col.range[0])
             counts = np.bincount(values - low, minlength=self._int_span)
-            pairs = ((low + int(i), int(counts[i])) for i in np.flatnonzero(counts))
-        elif isinstance(values, np.ndarray):
-            uniques, counts = np.unique(values, return_counts=True)
-            pairs = zip(uniques.tolist(), counts.tolist(), strict=True)
+            self.counts.add((low + int(i), int(counts[i])) for i in np.flatnonzero(counts))
         else:
-            value_counts = pc.value_counts(values)
-            pairs = zip(value_counts.field("values").to_pylist(), value_counts.field("counts").to_pylist(),
-                        strict=True)
-        self._add_counts(pairs)
+            self.counts.update(values)
 
     def merge(self, other: _ColumnAccumulator) -> None:
         """Add the same column's accumulator over other rows (counts, moments, range, values)."""
@@ -152,17 +144,7 @@ class _ColumnAccumulator:
         else:
             self.count += other.count
         if self.categorical:
-            self.approximate_counts |= other.approximate_counts
-            self._add_counts(other.counts.items())
-
-    def _add_counts(self, pairs: Any) -> None:
-        tracked = self.counts
-        for value, count in pairs:
-            tracked[value] = tracked.get(value, 0) + count
-        if len(tracked) > MAX_TRACKED_VALUES:
-            keep = sorted(tracked.items(), key=lambda item: -item[1])[: MAX_TRACKED_VALUES // 2]
-            self.counts = dict(keep)
-            self.approximate_counts = True
+            self.counts.merge(other.counts)
 
     def to_dict(self, sample: np.ndarray | None) -> dict[str, Any]:
         out: dict[str, Any] = {"type": self.col.type, "count": self.count, "missing": self.missing}
@@ -182,10 +164,10 @@ class _ColumnAccumulator:
                 out["quantiles"] = dict.fromkeys(QUANTILE_LEVELS)
             out["histogram"] = self._histogram(sample)
         if self.categorical:
-            ranked = sorted(self.counts.items(), key=lambda item: (-item[1], str(item[0])))
+            ranked = self.counts.ranked()
             out["top_values"] = [{"value": _py(value), "count": count} for value, count in ranked[:TOP_VALUES]]
-            out["distinct"] = None if self.approximate_counts else len(self.counts)
-            out["counts_approximate"] = self.approximate_counts
+            out["distinct"] = None if self.counts.approximate else len(self.counts.counts)
+            out["counts_approximate"] = self.counts.approximate
         return out
 
     def _histogram(self, sample: np.ndarray | None) -> dict[str, Any]:

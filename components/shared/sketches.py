@@ -152,17 +152,18 @@ class CappedCounts:
             values = np.asarray(values)
             uniques, counts = np.unique(values.astype(str) if values.dtype == object else values, return_counts=True)
             pairs = zip(uniques.tolist(), counts.tolist(), strict=True)
+        return self.add(pairs)
+
+    def add(self, pairs: Any) -> CappedCounts:
+        """Add (value, count) pairs, then drop the rarest values if past the limit."""
         for value, count in pairs:
             self.counts[value] = self.counts.get(value, 0) + count
         self._prune()
         return self
 
     def merge(self, other: CappedCounts) -> CappedCounts:
-        for value, count in other.counts.items():
-            self.counts[value] = self.counts.get(value, 0) + count
         self.approximate = self.approximate or other.approximate
-        self._prune()
-        return self
+        return self.add(other.counts.items())
 
     def _prune(self) -> None:
         if len(self.counts) > self.limit:
