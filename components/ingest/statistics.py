@@ -213,16 +213,18 @@ class StatisticsAccumulator:
             candidates = np.flatnonzero(keys < self._threshold)
             if not len(candidates):
                 return
-            self._pending_keys.append(keys[candidates])
-            for name in self._numeric:
-                self._pending[name].append(columns[name][candidates])
+            self._hold(keys[candidates], {name: columns[name][candidates] for name in self._numeric})
         else:
-            self._pending_keys.append(np.array(keys, copy=True))
-            for name in self._numeric:
-                self._pending[name].append(np.array(columns[name], copy=True))
-        self._pending_rows += len(self._pending_keys[-1])
+            self._hold(np.array(keys, copy=True), {name: np.array(columns[name], copy=True) for name in self._numeric})
         if self._threshold is None or self._pending_rows >= self.sample_size:
             self._compact()
+
+    def _hold(self, keys: np.ndarray, values: dict[str, np.ndarray]) -> None:
+        """Keep sample candidates (their keys and numeric values) until the next compaction."""
+        self._pending_keys.append(keys)
+        for name in self._numeric:
+            self._pending[name].append(values[name])
+        self._pending_rows += len(keys)
 
     def merge(self, other: StatisticsAccumulator) -> StatisticsAccumulator:
         """Add the statistics of other rows (a disjoint scope); returns self.
@@ -235,10 +237,7 @@ class StatisticsAccumulator:
         for name, accumulator in self.columns.items():
             accumulator.merge(other.columns[name])
         if len(other._sample_keys) and self._numeric:
-            self._pending_keys.append(other._sample_keys)
-            for name in self._numeric:
-                self._pending[name].append(other._sample[name])
-            self._pending_rows += len(other._sample_keys)
+            self._hold(other._sample_keys, other._sample)
             self._compact()
         return self
 
