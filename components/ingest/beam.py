@@ -40,22 +40,19 @@ from mlengine.components.ingest.executor import (
     resolve_rejects_path,
 )
 from mlengine.components.ingest.statistics import (
-    MAX_TRACKED_VALUES,
     QUANTILE_LEVELS,
     SCOPES,
-    TOP_VALUES,
+    ColumnAccumulator,
     _is_categorical,
-    _py,
     build_statistics,
     histogram,
     histogram_edges,
 )
 from mlengine.components.shared import storage
-from mlengine.components.shared.accumulators import Moments
 from mlengine.components.shared.beam_runner import beam_pipeline, import_beam, merge_accumulators
 from mlengine.components.shared.featurespec import Column, FeatureSpec, spec_from_dict
 from mlengine.components.shared.logs import component_logger
-from mlengine.components.shared.sketches import KLL_K, CappedCounts, KllSketch
+from mlengine.components.shared.sketches import KLL_K, KllSketch
 from mlengine.constants import CSV_CHUNK_ROWS, SPEC_FILE, SPLITS, STATISTICS_FILE
 
 __all__ = ["ScopeStatistics", "chunk_summary", "run_ingest_beam"]
@@ -81,73 +78,31 @@ def chunk_summary(done: ValidatedChunk) -> Counter[str]:
 
 
 # --- mergeable statistics --------------------------------------------------------------------------
-class _ColumnStatistics:
-    """One column in one scope: what the single-process accumulator keeps, every part mergeable."""
+class _ColumnStatistics(ColumnAccumulator):
+    """One column in one scope: the single-process accumulator with a KLL sketch in place of the
+    sample, so every part merges."""
 
     def __init__(self, col: Column, categorical: bool, k: int):
-        self.col = col
-        self.categorical = categorical
-        self.count = 0
-        self.missing = 0
-        self.moments = Moments()
-        self.minimum: Any = None
-        self.maximum: Any = None
-        self.counts = CappedCounts(MAX_TRACKED_VALUES) if categorical else None
+        super().__init__(col, categorical)
         self.sketch = KllSketch(k) if col.is_numeric else None
 
     def update(self, values: Any, missing: np.ndarray) -> None:
-        if len(values) == 0:
-            return
-        self.missing += int(missing.sum())
-        if self.col.is_numeric:
-            self.moments.update(values)
-            self.count = self.moments.count
-            self._extremes(values.min(), values.max())
+        super().update(values, missing)
+        if self.sketch is not None and len(values):
             self.sketch.update(values)
-        else:
-            self.count += len(values)
-        if self.counts is not None:
-            self.counts.update(values)
-
-    def _extremes(self, low: Any, high: Any) -> None:
-        if low is None:
-            return
-        self.minimum = low if self.minimum is None else min(self.minimum, low)
-        self.maximum = high if self.maximum is None else max(self.maximum, high)
 
     def merge(self, other: _ColumnStatistics) -> None:
-        self.missing += other.missing
-        if self.col.is_numeric:
-            self.moments.merge(other.moments)
-            self.count = self.moments.count
-            self._extremes(other.minimum, other.maximum)
+        super().merge(other)
+        if self.sketch is not None:
             self.sketch.merge(other.sketch)
-        else:
-            self.count += other.count
-        if self.counts is not None:
-            self.counts.merge(other.counts)
 
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"type": self.col.type, "count": self.count, "missing": self.missing}
-        if self.col.is_numeric:
-            has_rows = self.count > 0
-            out.update({"mean": _py(self.moments.mean) if has_rows else None,
-                        "std": _py(self.moments.std) if has_rows else None,
-                        "min": _py(self.minimum), "max": _py(self.maximum)})
-            if has_rows:
-                quantiles = self.sketch.quantiles(list(QUANTILE_LEVELS.values()))
-                out["quantiles"] = {name: float(q) for name, q in zip(QUANTILE_LEVELS, quantiles, strict=True)}
-            else:
-                out["quantiles"] = dict.fromkeys(QUANTILE_LEVELS)
-            out["histogram"] = self._histogram()
-        if self.counts is not None:
-            ranked = self.counts.ranked()
-            out["top_values"] = [{"value": _py(value), "count": count} for value, count in ranked[:TOP_VALUES]]
-            out["distinct"] = None if self.counts.approximate else len(self.counts.counts)
-            out["counts_approximate"] = self.counts.approximate
-        return out
+    def _quantiles(self, sample: None) -> dict[str, float | None]:
+        if self.count == 0:
+            return dict.fromkeys(QUANTILE_LEVELS)
+        quantiles = self.sketch.quantiles(list(QUANTILE_LEVELS.values()))
+        return {name: float(q) for name, q in zip(QUANTILE_LEVELS, quantiles, strict=True)}
 
-    def _histogram(self) -> dict[str, Any]:
+    def _histogram(self, sample: None) -> dict[str, Any]:
         integer = self.col.type == "int"
         if self.count == 0:
             return {"edges": [], "counts": [], "underflow": 0, "overflow": 0, "integer": integer, "source": "sketch"}

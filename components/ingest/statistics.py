@@ -90,8 +90,9 @@ def histogram(values: np.ndarray, integer: bool, bins: int = HISTOGRAM_BINS) -> 
             "integer": integer, "source": "sample"}
 
 
-class _ColumnAccumulator:
-    """Moments, exact range histogram and value counts of one column in one scope."""
+class ColumnAccumulator:
+    """Moments, range and value counts of one column in one scope; quantiles and the histogram
+    from the scope's sample (the Beam path's subclass takes them from a KLL sketch)."""
 
     def __init__(self, col: Column, categorical: bool):
         self.col = col
@@ -133,7 +134,7 @@ class _ColumnAccumulator:
         else:
             self.counts.update(values)
 
-    def merge(self, other: _ColumnAccumulator) -> None:
+    def merge(self, other: ColumnAccumulator) -> None:
         """Add the same column's accumulator over other rows (counts, moments, range, values)."""
         self.missing += other.missing
         if self.col.is_numeric:
@@ -146,7 +147,7 @@ class _ColumnAccumulator:
         if self.categorical:
             self.counts.merge(other.counts)
 
-    def to_dict(self, sample: np.ndarray | None) -> dict[str, Any]:
+    def to_dict(self, sample: np.ndarray | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {"type": self.col.type, "count": self.count, "missing": self.missing}
         if self.col.is_numeric:
             has_rows = self.count > 0
@@ -156,12 +157,7 @@ class _ColumnAccumulator:
                 "min": _py(self.minimum),
                 "max": _py(self.maximum),
             })
-            if sample is not None and len(sample):
-                levels = list(QUANTILE_LEVELS.values())
-                quantiles = np.quantile(sample.astype(np.float64), levels)
-                out["quantiles"] = {name: float(q) for name, q in zip(QUANTILE_LEVELS, quantiles, strict=True)}
-            else:
-                out["quantiles"] = dict.fromkeys(QUANTILE_LEVELS)
+            out["quantiles"] = self._quantiles(sample)
             out["histogram"] = self._histogram(sample)
         if self.categorical:
             ranked = self.counts.ranked()
@@ -169,6 +165,12 @@ class _ColumnAccumulator:
             out["distinct"] = None if self.counts.approximate else len(self.counts.counts)
             out["counts_approximate"] = self.counts.approximate
         return out
+
+    def _quantiles(self, sample: np.ndarray | None) -> dict[str, float | None]:
+        if sample is None or not len(sample):
+            return dict.fromkeys(QUANTILE_LEVELS)
+        quantiles = np.quantile(sample.astype(np.float64), list(QUANTILE_LEVELS.values()))
+        return {name: float(q) for name, q in zip(QUANTILE_LEVELS, quantiles, strict=True)}
 
     def _histogram(self, sample: np.ndarray | None) -> dict[str, Any]:
         if sample is None or not len(sample):
@@ -184,7 +186,7 @@ class StatisticsAccumulator:
         self.spec = spec
         self.sample_size = sample_size
         self.rows = 0
-        self.columns = {col.name: _ColumnAccumulator(col, _is_categorical(spec, col)) for col in spec.all_columns}
+        self.columns = {col.name: ColumnAccumulator(col, _is_categorical(spec, col)) for col in spec.all_columns}
         self._numeric = [col.name for col in spec.all_columns if col.is_numeric]
         self._sample_keys = np.zeros(0, np.uint64)
         self._sample: dict[str, np.ndarray] = {}
