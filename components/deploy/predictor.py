@@ -283,7 +283,7 @@ def _plain_v2(header: Any, body: bytes, json_length: int | None) -> tuple[list[t
         return None
     if header.get("id") is not None and type(header["id"]) is not str:
         return None
-    if not all(type(header.get(key)) in (dict, type(None)) for key in ("parameters",)):
+    if type(header.get("parameters")) not in (dict, type(None)):
         return None
     outputs = header.get("outputs")
     if outputs is not None and not (type(outputs) is list and all(

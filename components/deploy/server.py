@@ -80,7 +80,6 @@ BINARY_HEADER = b"inference-header-content-length"  # KServe / Triton binary ten
 REPOSITORY_PREFIX = "/v2/repository"
 REPOSITORY_EXTENSION = "model_repository_extension"  # as kserve names it in GET /v2
 _CLIENT_REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:@/+=-]{1,128}$")  # echoed back: bounded, no header injection
-_V2_INFER_PATH = re.compile(r"^/v2/models/[^/]+(/versions/[^/]+)?/infer$")
 _V1_PREDICT_NAME = re.compile(r"^/v1/models/([^/:]+):predict$")
 _V2_INFER_NAME = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
 FAST_PATH_ENV = "MLENGINE_SERVE_FAST_PATH"  # "0": every request through kserve's handlers (the benchmark's baseline)
@@ -223,7 +222,7 @@ class RequestGuardMiddleware:
             logger.info("rejected request %s: %s", request_id, message)
             return await _send_json(send, status, {"error": message, "field": None, "index": None},
                                     [(REQUEST_ID_HEADER, request_id.encode()), (b"connection", b"close")])
-        if (scope["method"] == "POST" and _V2_INFER_PATH.match(scope["path"])
+        if (scope["method"] == "POST" and _V2_INFER_NAME.match(scope["path"])
                 and not any(key in (b"content-type", BINARY_HEADER) for key, _ in headers)):
             scope["headers"] = [*headers, (b"content-type", b"application/json")]
         started = False
