@@ -51,6 +51,7 @@ from typing import Any
 import numpy as np
 
 from mlengine.components.shared.featurespec import DTYPES
+from mlengine.components.shared.staging import is_remote, normalize_uri
 from mlengine.errors import DataError
 
 LOG_FILE_PREFIX = "serving-"
@@ -123,7 +124,7 @@ class ServingInputLog:
         if not isinstance(max_pending, int) or max_pending < 1:
             raise ValueError(f"max_pending must be a positive integer, got {max_pending!r}")
         text = os.fspath(folder)
-        self.uri = _normalize_s3(text) if _is_s3(text) else None
+        self.uri = _s3_prefix(text) if is_remote(text) else None
         if self.uri is not None:
             from mlengine.components.shared import storage
 
@@ -360,15 +361,9 @@ def serving_log_from_env(environ: Mapping[str, str] | None = None) -> ServingInp
         raise ValueError(f"serving log settings from the environment: {err}") from None
 
 
-def _is_s3(text: str) -> bool:
-    return text.startswith(S3_PREFIX) or text.startswith("minio://")
-
-
-def _normalize_s3(text: str) -> str:
+def _s3_prefix(text: str) -> str:
     """``minio://b/p`` -> ``s3://b/p/`` (a prefix always ends with one slash)."""
-    if text.startswith("minio://"):
-        text = S3_PREFIX + text[len("minio://"):]
-    return text.rstrip("/") + "/"
+    return normalize_uri(text).rstrip("/") + "/"
 
 
 class _S3Sink:
@@ -544,7 +539,7 @@ class ServingLogData:
 def resolve_log_files(path: str | os.PathLike) -> list[str]:
     """The log files a path names, oldest first: a folder's ``*.jsonl[.gz]``, a glob, or one file."""
     text = os.fspath(path)
-    if _is_s3(text):
+    if is_remote(text):
         return _resolve_s3_log(text)
     if any(ch in text for ch in "*?["):
         files = sorted(p for p in glob.glob(text) if os.path.isfile(p))
@@ -563,10 +558,10 @@ def _resolve_s3_log(text: str) -> list[str]:
     """One object (a name ending in .jsonl[.gz]) or every log object directly under a prefix."""
     from mlengine.components.shared import storage
 
-    uri = S3_PREFIX + text[len("minio://"):] if text.startswith("minio://") else text
+    uri = normalize_uri(text)
     if uri.endswith(LOG_FILE_SUFFIXES):
         return [uri]
-    uri = _normalize_s3(uri)
+    uri = _s3_prefix(uri)
     bucket, prefix = storage.split_s3_uri(uri)
     settings = storage.s3_settings_from_env(uri)
     client = storage.s3_client(settings)
