@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlengine.components.shared.storage import split_s3_uri
 from mlengine.constants import (
     ENV_S3_ACCESS_KEY,
     ENV_S3_ENDPOINT,
@@ -337,7 +338,7 @@ def start_s3(engine: Engine, network: str, server_secret: dict[str, str], client
 
 
 def upload_tree(s3, local: Path, uri: str) -> int:
-    bucket, _, prefix = uri[len("s3://"):].partition("/")
+    bucket, prefix = split_s3_uri(uri)
     count = 0
     for path in sorted(local.rglob("*")):
         if path.is_file():
@@ -347,7 +348,7 @@ def upload_tree(s3, local: Path, uri: str) -> int:
 
 
 def list_keys(s3, uri: str) -> list[str]:
-    bucket, _, prefix = uri[len("s3://"):].partition("/")
+    bucket, prefix = split_s3_uri(uri)
     keys, token = [], None
     while True:
         kwargs = {"Bucket": bucket, "Prefix": prefix.rstrip("/") + "/"}
@@ -819,10 +820,12 @@ def predictor_serving_log(isvc: dict) -> str | None:
 
 def count_logged_rows(s3, uri: str) -> tuple[int, int]:
     """(objects, lines) of the serving log objects under ``uri`` in the stand-in bucket."""
-    bucket, _, prefix = uri[len("s3://"):].partition("/")
+    from mlengine.components.shared.serving_log import LOG_FILE_PREFIX
+
+    bucket, prefix = split_s3_uri(uri)
     objects = lines = 0
     for key in list_keys(s3, uri):
-        if key[len(prefix):].startswith("serving-") and key.endswith(".jsonl"):
+        if key[len(prefix):].startswith(LOG_FILE_PREFIX) and key.endswith(".jsonl"):
             objects += 1
             body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
             lines += body.count(b"\n")
@@ -982,7 +985,7 @@ def rehearse(options: Options, progress=None) -> dict:
     previous = signal.signal(signal.SIGTERM, _sigterm)
     try:
         network = engine.network("mlengine-rehearsal")
-        bucket = DATA_ROOT[len("s3://"):].split("/", 1)[0]
+        bucket, _ = split_s3_uri(DATA_ROOT)
         s3 = start_s3(engine, network, server_secret, secret, s3_port, env_file, bucket, progress,
                       pipeline_image=images["pipeline"])
         with tempfile.TemporaryDirectory(prefix="mlengine-rehearsal-") as work:
@@ -1022,7 +1025,7 @@ def rehearse(options: Options, progress=None) -> dict:
                                                     scrub=scrub, port=predictor_port, progress=progress)
                 if url:
                     model_dir = Path(work) / "model"
-                    bucket_name, _, prefix = MODEL_URI[len("s3://"):].partition("/")
+                    bucket_name, prefix = split_s3_uri(MODEL_URI)
                     for key in list_keys(s3.client(), MODEL_URI):
                         if key.endswith("/"):  # a folder marker object
                             continue

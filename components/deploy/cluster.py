@@ -139,11 +139,12 @@ def serving_log_uri_for(storage_uri: str, name: str) -> str | None:
     a model outside S3 (no bucket to write to).
     """
     from mlengine.components.shared.staging import normalize_uri
+    from mlengine.components.shared.storage import split_s3_uri
 
     uri = normalize_uri(storage_uri)
     if not uri.startswith("s3://"):
         return None
-    bucket, _, key = uri[len("s3://"):].partition("/")
+    bucket, key = split_s3_uri(uri)
     top = key.strip("/").split("/")[0] if key.strip("/").count("/") >= 1 else ""
     return f"s3://{bucket}/{top + '/' if top else ''}{SERVING_LOG_SUBDIR}/{name}/"
 
