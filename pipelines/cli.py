@@ -129,13 +129,12 @@ def _compile(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     import sys
 
-    from mlengine.components.shared.beam_runner import RUNNER_BEAM, check_runner, import_beam
+    from mlengine.components.shared.beam_runner import RUNNER_BEAM, check_runner
     from mlengine.errors import MlengineError
     from mlengine.pipelines.local_run import SUMMARY_FILE, format_summary_table, run_training_locally
 
-    if check_runner(args.data_runner) == RUNNER_BEAM:
-        import_beam()  # the one-line error naming the extra, before the pipeline starts
-    elif args.beam_option:
+    # run_training_locally checks that Beam is installed, before anything is written
+    if check_runner(args.data_runner) != RUNNER_BEAM and args.beam_option:
         raise MlengineError("--beam-option needs --data-runner beam")
     if args.data is None and args.rows < 100:
         raise MlengineError(f"--rows {args.rows}: need at least 100 rows to split into train/eval/test")

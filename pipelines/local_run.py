@@ -129,14 +129,14 @@ def run_training_locally(
     ``out_dir/reports`` with their extensions (``reports``).
     """
     started = time.monotonic()
-    out = Path(out_dir).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    generated = data is None
     params = {key: value for key, value in (params or {}).items() if value is not None}
     from mlengine.components.shared.beam_runner import RUNNER_BEAM, check_runner, import_beam
 
     if check_runner(params.get("runner", "local")) == RUNNER_BEAM:
-        import_beam()  # one line naming the extra, before any step starts
+        import_beam()  # one line naming the extra, before anything is written
+    out = Path(out_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    generated = data is None
     if not generated:
         from mlengine.components.ingest.executor import check_inputs
         from mlengine.components.shared.featurespec import load_spec
