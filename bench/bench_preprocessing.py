@@ -12,9 +12,11 @@ machine load hits every method alike, median of ``--repeats`` runs each:
 - the analyze pass over the training split, single process and on Beam.
 
 Beam's fixed cost (pipeline construction and start-up) is measured on a 1,000-row file and
-reported on its own. Every figure is also a ratio to its baseline measured in this run. tensorflow-
-transform is not run here (it needs its own venv with an older TensorFlow; DESIGN.md has a 2026-11
-reference figure). Writes bench/results/preprocessing.json and the table in bench/README.md.
+reported on its own. Every figure is also a ratio to its baseline measured in this run. With
+``--tft-rows`` (default 100,000; 0 skips it) tensorflow-transform's ``AnalyzeDataset`` on Beam's
+DirectRunner runs side by side with our ingest + analyze on a smaller CSV, in its own venv
+(``make bench-tft-venv``: it pins another TensorFlow). Writes bench/results/preprocessing.json and
+the table in bench/README.md.
 """
 
 from __future__ import annotations

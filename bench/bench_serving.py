@@ -589,7 +589,7 @@ def summarize(results: dict) -> list[str]:
 
 def write_readme_section(results: dict, command: str, repeat: int = 1,
                          readme: Path = ROOT / "bench" / "README.md") -> None:
-    """The serving table between the bench_serving markers of bench/README.md (bench/tables.py when it exists)."""
+    """The serving table between the bench_serving markers of bench/README.md."""
     ip = results.get("in_process_public_api") or results["in_process"]
     rows = ["| setup | p50 ms b1 | req/s c8 | " + " | ".join(f"{label} b256" for label in PROTOCOL_LABELS.values())
             + " |", "|---|---|---|" + "---|" * len(PROTOCOL_LABELS)]
@@ -604,22 +604,9 @@ def write_readme_section(results: dict, command: str, repeat: int = 1,
         f"generator: the {CLIENT} client on the same cores). Rows/s at batch 256 as a ratio of the "
         f"in-process call through the public SavedModel API in the same run ({ip['rows_per_s_b256']:,.0f} rows/s); "
         "`mlengine:base` is the server with its bulk path off (`MLENGINE_SERVE_FAST_PATH=0`).", "", *rows])
-    try:
-        sys.path.insert(0, str(ROOT))
-        from bench.tables import write_section  # another benchmark's helper, when present
-    except ImportError:
-        write_section = None
-    if write_section is not None:
-        write_section("bench_serving", markdown)
-        return
-    start, end = "<!-- bench_serving:start -->", "<!-- bench_serving:end -->"
-    text = readme.read_text(encoding="utf-8") if readme.exists() else ""
-    block = f"{start}\n{markdown}\n{end}"
-    if start in text and end in text:
-        text = text[:text.index(start)] + block + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip("\n") + "\n\n## Serving\n\n" + block + "\n"
-    readme.write_text(text, encoding="utf-8")
+    from bench.tables import write_section
+
+    write_section("serving", markdown, readme)
 
 
 def main(argv: list[str] | None = None) -> int:
