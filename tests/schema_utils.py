@@ -1,4 +1,7 @@
-"""Validate generated Kubernetes manifests against the real upstream schemas in ../shared/schemas.
+"""Validate generated Kubernetes manifests against the real upstream schemas in tests/schemas.
+
+Each schema there is the upstream file byte for byte, gzip-compressed (sources and blob ids in
+tests/schemas/SOURCES.md), so a clone of the repository alone runs every schema test.
 
 The CRDs accept unknown fields, so every object schema with ``properties`` is closed here
 (``additionalProperties: false``) unless it preserves unknown fields, has its own
@@ -9,19 +12,19 @@ from __future__ import annotations
 
 import copy
 import functools
+import gzip
 import json
 from pathlib import Path
 
 import jsonschema
 import yaml
 
-SCHEMA_DIR = Path(__file__).resolve().parents[2] / "shared" / "schemas"
+SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
 
 
-def schema_dir() -> Path:
-    if not SCHEMA_DIR.is_dir():
-        raise FileNotFoundError(f"{SCHEMA_DIR}: the upstream schemas (shared/schemas) are not beside the repository")
-    return SCHEMA_DIR
+def read_schema_file(file_name: str) -> bytes:
+    """The upstream file ``file_name`` (kept as ``file_name.gz`` in tests/schemas)."""
+    return gzip.decompress((SCHEMA_DIR / f"{file_name}.gz").read_bytes())
 
 
 def close_schema(schema, parent_key: str | None = None):
@@ -39,9 +42,9 @@ def close_schema(schema, parent_key: str | None = None):
     return out
 
 
-def _crd_schema(file_name: str, version: str, drop_status_required: bool = False) -> dict:
-    with (schema_dir() / file_name).open() as handle:
-        crd = yaml.load(handle, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+def crd_schema(file_name: str, version: str, drop_status_required: bool = False) -> dict:
+    """The closed ``openAPIV3Schema`` of one version of a CRD in tests/schemas."""
+    crd = yaml.load(read_schema_file(file_name), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     for entry in crd["spec"]["versions"]:
         if entry["name"] == version:
             schema = copy.deepcopy(entry["schema"]["openAPIV3Schema"])
@@ -53,22 +56,22 @@ def _crd_schema(file_name: str, version: str, drop_status_required: bool = False
 
 @functools.cache
 def tfjob_schema() -> dict:
-    return _crd_schema("tfjob-crd.yaml", "v1")
+    return crd_schema("tfjob-crd.yaml", "v1")
 
 
 @functools.cache
 def inference_service_schema() -> dict:
-    return _crd_schema("kserve-inferenceservice-crd.yaml", "v1beta1")
+    return crd_schema("kserve-inferenceservice-crd.yaml", "v1beta1")
 
 
 @functools.cache
 def scheduled_workflow_schema() -> dict:
-    return _crd_schema("scheduledworkflow-crd.yaml", "v1beta1", drop_status_required=True)
+    return crd_schema("scheduledworkflow-crd.yaml", "v1beta1", drop_status_required=True)
 
 
 @functools.cache
 def katib_experiment_schema() -> dict:
-    doc = json.loads((schema_dir() / "katib-openapi-v1beta1.json").read_text())
+    doc = json.loads(read_schema_file("katib-openapi-v1beta1.json"))
     components = close_schema(doc["components"])
     return {"$ref": "#/components/schemas/v1beta1.Experiment", "components": components}
 

@@ -7,8 +7,6 @@ every field must be one the model (or the Kubernetes model it nests) declares.
 
 from __future__ import annotations
 
-import copy
-import gzip
 import re
 from pathlib import Path
 
@@ -16,15 +14,12 @@ import pytest
 import yaml
 
 BASE = Path(__file__).resolve().parents[3] / "manifests" / "base"
-CRD = Path(__file__).resolve().parents[2] / "schemas" / "serving.kserve.io_servingruntimes.yaml.gz"
 
 
 def _crd_schema() -> dict:
-    from tests.schema_utils import close_schema
+    from tests.schema_utils import crd_schema
 
-    crd = yaml.load(gzip.decompress(CRD.read_bytes()), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1alpha1"]
-    return close_schema(copy.deepcopy(version["schema"]["openAPIV3Schema"]))
+    return crd_schema("serving.kserve.io_servingruntimes.yaml", "v1alpha1")
 
 
 def _model_class(name: str):

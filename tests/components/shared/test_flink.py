@@ -2,32 +2,25 @@
 
 from __future__ import annotations
 
-import copy
 import functools
-import gzip
 import json
-from pathlib import Path
 
 import jsonschema
 import yaml
 
 from mlengine.cli import main
 from mlengine.components.shared.flink import BEAM_WORKER_POOL_PORT, beam_options_for_flink, render_flink_manifests
-from tests.schema_utils import close_schema
-
-CRD = Path(__file__).resolve().parents[2] / "schemas" / "flinkdeployments.flink.apache.org-v1.yml.gz"
+from tests.schema_utils import crd_schema
 
 
 @functools.cache
 def _schema() -> dict:
-    crd = yaml.load(gzip.decompress(CRD.read_bytes()), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1beta1")
-    schema = copy.deepcopy(version["schema"]["openAPIV3Schema"])
+    schema = crd_schema("flinkdeployments.flink.apache.org-v1.yml", "v1beta1")
     # the API server itself checks these three (the generated CRD lists only spec and status)
     schema["properties"].update({"apiVersion": {"type": "string", "enum": ["flink.apache.org/v1beta1"]},
                                  "kind": {"type": "string", "enum": ["FlinkDeployment"]},
                                  "metadata": {"type": "object"}})
-    return close_schema(schema)
+    return schema
 
 
 def _errors(manifest: dict, schema: dict) -> list[str]:
