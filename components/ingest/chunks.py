@@ -3,8 +3,8 @@
 ``validate_chunk`` types and checks every column of a ``CellChunk`` (``convert.py``: the typed
 fast path when the CSV parser already typed a column, the string-cell path otherwise), turns bad
 rows into reject lines (file, 1-based line number, reason, original text) and splits the ok rows
-by their stable hash. It touches no shared state, so the single-process path runs it on its
-reader thread, ahead of the statistics and writes, and the Beam path in its DoFn.
+by their stable hash. It touches no shared state: the single-process path runs it on its main
+thread while the reader thread parses the next chunks, and the Beam path in its DoFn.
 """
 
 from __future__ import annotations

@@ -14,11 +14,12 @@
 Vectorised throughout: numeric columns are typed by pyarrow's C++ CSV parser and checked on
 the arrays (``convert.parse_typed_column``); only a chunk with a bad cell goes through the
 string-cell path, which names every bad cell exactly, so the rejects do not depend on which path
-ran. Three threads overlap (pyarrow and numpy release the GIL): a reader thread reads, splits,
-validates and hashes the next chunks (``chunks.validate_chunk``, shared with the Beam path), the
-main thread updates the statistics of the train split and of the other rows ("all" is their merge
-at the end), a writer thread writes the Parquet row groups; each hand-off queue is bounded, so
-memory stays flat.
+ran. Three threads overlap (pyarrow and numpy release the GIL): a reader thread reads the next
+chunks and splits them into cells (the C++ parse), the main thread validates and hashes them
+(``chunks.validate_chunk``, shared with the Beam path) and updates the statistics of the train
+split and of the other rows ("all" is their merge at the end), a writer thread writes the
+Parquet row groups; each hand-off queue is bounded, so memory stays flat. (Validating on the
+reader thread instead left the parse thread the longest: 8% slower on 2 cores.)
 
 Invariant: ``rows_read == rows_ok + rows_rejected``.
 """
@@ -245,13 +246,12 @@ class _Ingestor:
             header = read_header(stream, uri, self.names, self.spec.delimiter)
             name = storage.display_name(uri)
             types = self.column_types if TYPED_PARSE else None
-            # the reader thread reads, splits into cells and validates (no shared state); this
-            # thread keeps the counts and statistics and hands the splits to the writer thread
-            chunks = _prefetched(
-                validate_chunk(self.columns, self.defaults, uri, chunk, self.split_seed, self.thresholds)
-                for chunk in iter_cell_chunks(stream, header, self.chunk_rows, uri, column_types=types))
+            # the reader thread reads and splits into cells; this thread validates, keeps the
+            # counts and statistics and hands the splits to the writer thread
+            chunks = _prefetched(iter_cell_chunks(stream, header, self.chunk_rows, uri, column_types=types))
             try:
-                for done in chunks:
+                for chunk in chunks:
+                    done = validate_chunk(self.columns, self.defaults, uri, chunk, self.split_seed, self.thresholds)
                     self._add_chunk(done, rejects)
                     if self.progress:
                         self.progress(f"ingest: {self.result.rows_read:,} rows read "
