@@ -1,8 +1,10 @@
 """An asyncio micro-batcher: concurrent requests share one model call.
 
-The model runs in one worker thread. While it is busy, requests that arrive queue up; when it
-is free, everything queued (up to ``max_batch_rows``) goes into the next call as one batch and
-the results are split back per request. A lone request therefore waits for nothing (no fixed
+The model runs on the event loop thread (``inline``, the server's default: no thread hand-off,
+as KServe runs a synchronous predict) or in one model thread. While it is busy, requests that
+arrive queue up (on the loop, or in the sockets while an inline call runs); when it is free,
+everything queued (up to ``max_batch_rows``) goes into the next call as one batch and the
+results are split back per request. A lone request therefore waits for nothing (no fixed
 batching window adds latency at concurrency 1), and under load the batch size grows with the
 backlog, so the per-call overhead of the SavedModel is paid once per batch instead of once per
 request. ``max_wait_s`` optionally holds the first request of a batch a little longer to let
@@ -31,7 +33,8 @@ class _Pending:
 class MicroBatcher:
     """``await batcher.submit(columns, rows)`` -> that request's predictions (numpy [rows]).
 
-    ``run_batch(columns) -> np.ndarray`` is called in a dedicated thread, one call at a time.
+    ``run_batch(columns) -> np.ndarray`` is called one call at a time, in a dedicated thread or,
+    with ``inline``, on the loop thread.
     Bind one batcher to one event loop (the server creates one per worker process).
     """
 

@@ -36,8 +36,9 @@ def add_cli(subparsers) -> None:
     serve.add_argument("--no-batching", action="store_true", help="one model call per request")
     serve.add_argument("--tf-threads", type=int, default=None,
                        help="TensorFlow threads per worker (default: TF's choice; 1 with --workers > 1)")
-    serve.add_argument("--inline-model", action="store_true",
-                       help="run the model on the event loop thread instead of a model thread")
+    serve.add_argument("--model-thread", action="store_true",
+                       help="run the model on its own thread, not the event loop's: a slow model call then "
+                            "holds up no other request, and the request timeout answers 503 in time")
     serve.add_argument("--access-log", action="store_true", help="log one line per request")
     serve.add_argument("--max-header-bytes", type=int, default=None,
                        help="largest request line + headers (default 16 KiB; larger: 431)")
@@ -97,7 +98,7 @@ def _serve(args: argparse.Namespace) -> int:
     limits = ServerLimits(**{key: value for key, value in given.items() if value is not None})
     serve(args.model, name=args.name, port=args.port, host=args.host, workers=args.workers,
           max_instances=args.max_instances, max_batch_rows=args.max_batch_rows, batching=not args.no_batching,
-          tf_threads=args.tf_threads, access_log=args.access_log, inline_model=args.inline_model, limits=limits,
+          tf_threads=args.tf_threads, access_log=args.access_log, model_thread=args.model_thread, limits=limits,
           enable_model_repository=args.enable_model_repository)
     return 0
 

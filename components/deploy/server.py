@@ -716,7 +716,7 @@ class LocalModelServer(ModelServer):
 def serve(model_dir: str, *, name: str | None = None, port: int = 8080, host: str = DEFAULT_HOST,
           workers: int = 1, max_instances: int | None = None, max_body_bytes: int | None = None,
           max_batch_rows: int | None = None, batching: bool = True, tf_threads: int | None = None,
-          access_log: bool = False, inline_model: bool = False, limits: ServerLimits | None = None,
+          access_log: bool = False, model_thread: bool = False, limits: ServerLimits | None = None,
           enable_model_repository: bool = False, model_class: type[RawFeaturePredictor] = RawFeaturePredictor) -> None:
     """Load ``model_dir`` (one-line MlengineError when it cannot be served) and serve it until stopped.
 
@@ -732,7 +732,9 @@ def serve(model_dir: str, *, name: str | None = None, port: int = 8080, host: st
         batching: micro-batch concurrent requests.
         tf_threads: TensorFlow threads per worker.
         access_log: log one line per request.
-        inline_model: run the model on the event loop thread.
+        model_thread: run the model on a thread of its own instead of the event loop thread, so
+            a slow model call does not hold up other requests, health checks or the 503 of the
+            request timeout (about 0.25 ms more per call).
         limits: header/body/time/connection limits (:class:`ServerLimits`).
         enable_model_repository: register KServe's unauthenticated load/unload routes.
         model_class: the predictor class (tests pass a subclass).
@@ -743,7 +745,7 @@ def serve(model_dir: str, *, name: str | None = None, port: int = 8080, host: st
         raise ValueError("workers must be at least 1")
     if tf_threads is None and workers > 1:
         tf_threads = 1  # one worker per core: more TF threads per worker only contend
-    options: dict[str, Any] = {"batching": batching, "tf_threads": tf_threads, "inline_model": inline_model,
+    options: dict[str, Any] = {"batching": batching, "tf_threads": tf_threads, "model_thread": model_thread,
                                "max_instances": max_instances or DEFAULT_MAX_INSTANCES}
     if max_batch_rows:
         options["max_batch_rows"] = max_batch_rows

@@ -1,7 +1,7 @@
 """``mlengine serve``'s server with a model that misbehaves on marked rows (tests only).
 
     python -m tests.components.deploy.faulty_server --model DIR --port P --name N [--delay S]
-        [--workers N] [--request-timeout S] [--serving-log DIR]
+        [--workers N] [--request-timeout S] [--serving-log DIR] [--model-thread]
 
 Rows with ``passenger_count == RAISE_PASSENGERS`` make the model raise (a server fault whose
 message must not reach the client); rows with ``passenger_count == SLOW_PASSENGERS`` make each
@@ -53,6 +53,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--request-timeout", type=float, default=None)
     parser.add_argument("--serving-log", default=None)
+    parser.add_argument("--model-thread", action="store_true")
     args = parser.parse_args()
     os.environ[ENV_DELAY] = str(args.delay)  # spawned workers inherit it
     if args.serving_log:
@@ -64,7 +65,7 @@ def main() -> int:
 
     limits = ServerLimits(**({"request_timeout_s": args.request_timeout} if args.request_timeout else {}))
     serve(args.model, name=args.name, port=args.port, limits=limits, workers=args.workers,
-          model_class=FaultyPredictor)
+          model_thread=args.model_thread, model_class=FaultyPredictor)
     return 0
 
 

@@ -188,3 +188,32 @@ def test_mlengine_serve_prints_one_line_and_exits_2_for_a_bad_model_dir(tmp_path
     assert lines == [f"mlengine serve: error: {tmp_path}: not a model directory: no SavedModel at "
                      f"serving/saved_model.pb (the train component writes it)"]
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("model_thread", [False, True])
+def test_the_model_runs_on_the_event_loop_thread_unless_a_model_thread_is_asked_for(model_dir, rows, model_thread):
+    import threading
+
+    from mlengine.components.deploy.predictor import RawFeaturePredictor
+
+    model = RawFeaturePredictor("taxi", str(model_dir), model_thread=model_thread)
+    assert model.load() is True
+    real, seen = model._runner, []
+
+    def run(columns):
+        seen.append(threading.get_ident())
+        return real(columns)
+
+    run.spec = real.spec
+    model._runner = run
+
+    async def predict_twice():
+        loop_thread = threading.get_ident()
+        first = await model({"instances": rows[:3]})
+        second = await model({"instances": rows[3:5]})
+        return loop_thread, first, second
+
+    loop_thread, (first, _), (second, _) = asyncio.run(predict_twice())
+    assert len(first["predictions"]) == 3 and len(second["predictions"]) == 2
+    assert len(seen) == 2 and len(set(seen)) == 1
+    assert (seen[0] == loop_thread) is not model_thread

@@ -45,8 +45,9 @@ def rows(served_model_dir):
 def faulty(served_model_dir, tmp_path_factory):
     work = tmp_path_factory.mktemp("faulty")
     port = free_port()
+    # a model thread: the loop stays free to answer 503 while the stalled call runs
     command = faulty_command(served_model_dir, port, NAME, "--request-timeout", str(REQUEST_TIMEOUT_S),
-                             "--delay", str(SLOW_DELAY_S))
+                             "--delay", str(SLOW_DELAY_S), "--model-thread")
     with running_server(command, work / "server.log", NAME, port) as server:
         yield server
 
@@ -97,13 +98,15 @@ def test_a_request_past_the_request_timeout_gets_503_with_its_id(faulty, rows):
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("workers", [1])  # 2 passes as well (22 s on 2 cores: spawned workers load TF each)
+@pytest.mark.parametrize("model_thread", [False, True], ids=["model-on-the-loop", "model-thread"])
 def test_sigterm_drains_in_flight_requests_and_keeps_them_in_the_serving_log(served_model_dir, rows, tmp_path,
-                                                                             workers):
+                                                                             model_thread):
+    # with the model on the loop, the other requests are read when the first stalled call ends
+    # and stall together in the next; with a model thread they are read during the first
     port = free_port()
     serving_log = tmp_path / "serving-log"
     command = faulty_command(served_model_dir, port, NAME, "--delay", str(DRAIN_DELAY_S),
-                             "--serving-log", str(serving_log), "--workers", str(workers))
+                             "--serving-log", str(serving_log), *(["--model-thread"] if model_thread else []))
     slow_rows = [dict(row, passenger_count=SLOW_PASSENGERS, hourofday=i) for i, row in enumerate(rows[:IN_FLIGHT])]
     results: dict[int, requests.Response | BaseException] = {}
 
@@ -118,7 +121,7 @@ def test_sigterm_drains_in_flight_requests_and_keeps_them_in_the_serving_log(ser
         threads = [threading.Thread(target=send, args=(i,)) for i in range(IN_FLIGHT)]
         for thread in threads:
             thread.start()
-        # every request validated and logged, the model still stalling on the first: now stop the server
+        # every request validated and logged, the model still stalling (on the first, or on the rest): stop now
         wait_for(lambda: len(serving_log_lines(serving_log)) == IN_FLIGHT, timeout=60)
         os.killpg(server["process"].pid, signal.SIGTERM)
         for thread in threads:
