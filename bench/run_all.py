@@ -16,8 +16,9 @@ BENCHMARKS = {
     # issue 13: ingest vs the bare parser vs the Beam path, analyze single-process vs Beam
     "preprocessing": ["bench.bench_preprocessing"],
     "training": ["bench.bench_training"],
-    # before/after of the bulk path in one run (base = MLENGINE_SERVE_FAST_PATH=0), medians of 2
-    "serving": ["bench.bench_serving", "--servers", "plain-2,mlengine:base-1,mlengine-1,mlengine:base-2,mlengine-2",
+    # before/after in one run (base: bulk path off, model thread), medians of 2
+    "serving": ["bench.bench_serving", "--servers",
+                "plain-2,mlengine:base-1,mlengine-1,mlengine:base-2,mlengine-2,mlengine:model-thread-2",
                 "--repeat", "2", "--profile", "--readme"],
     "tuning": ["bench.bench_tuning", "--trials", "12"],
     "batch_predict": ["bench.bench_batch_predict"],

@@ -761,23 +761,18 @@ STORAGE_INITIALIZER = (
 def compare_predictions(url: str, model_dir: Path, rows: list[dict]) -> dict:
     """v1 and v2 answers of the predictor against ``mlengine serve`` on the same model (a local process)."""
     from mlengine.components.deploy.client import PredictionClient
+    from mlengine.components.deploy.local import start_server_process, stop_process_group, wait_until_ready
 
     local_port = check_port_free(0, "mlengine serve")
-    server = subprocess.Popen([sys.executable, "-m", "mlengine.cli", "serve", "--model", str(model_dir),
-                               "--port", str(local_port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log_path = model_dir.parent / "mlengine-serve.log"
+    server = start_server_process([sys.executable, "-m", "mlengine.cli", "serve", "--model", str(model_dir),
+                                   "--port", str(local_port)], log_path)
     local_url = f"http://127.0.0.1:{local_port}"
     try:
-        deadline = time.monotonic() + READY_TIMEOUT
-        while True:
-            try:
-                with PredictionClient(local_url) as client:
-                    if client.ready():
-                        break
-            except Exception:  # not listening yet
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RehearsalError("mlengine serve on the same model did not become ready")
-            time.sleep(0.5)
+        try:
+            wait_until_ready(local_url, None, server, log_path, timeout=READY_TIMEOUT)
+        except MlengineError as err:
+            raise RehearsalError(f"mlengine serve on the same model: {err}") from None
         out: dict[str, Any] = {}
         for protocol in ("v1", "v2"):
             with PredictionClient(url, protocol=protocol) as client:
@@ -788,12 +783,7 @@ def compare_predictions(url: str, model_dir: Path, rows: list[dict]) -> dict:
             out[protocol] = {"rows": len(rows), "max_abs_difference": diff, "equal": diff <= 1e-5}
         return out
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_process_group(server.pid)
 
 
 # the monitoring pipeline's monitor step in the pipeline image: KFP's launcher downloads the
