@@ -6,6 +6,8 @@ tests/schemas/SOURCES.md), so a clone of the repository alone runs every schema 
 The CRDs accept unknown fields, so every object schema with ``properties`` is closed here
 (``additionalProperties: false``) unless it preserves unknown fields, has its own
 ``additionalProperties``, or is ``metadata``: that way a typo such as ``storageURI`` fails.
+``check_strict`` is the second, independent check: a manifest against the client models of kserve
+and of the Kubernetes client (every field one the model declares, with its type).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import copy
 import functools
 import gzip
 import json
+import re
 from pathlib import Path
 
 import jsonschema
@@ -85,3 +88,42 @@ def errors(manifest: dict, schema: dict) -> list[str]:
     """Every validation problem as 'path: message' (empty when the manifest is valid)."""
     validator = jsonschema.Draft4Validator(schema)
     return [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(manifest)]
+
+
+def _model_class(name: str):
+    import kserve.models
+    import kubernetes.client.models
+
+    for module in (kserve.models, kubernetes.client.models):
+        if hasattr(module, name):
+            return getattr(module, name)
+    raise AssertionError(f"no model class {name}")
+
+
+def check_strict(value, type_name: str, where: str = "") -> None:
+    """Raise AssertionError at the first field the type does not declare (recursively)."""
+    if type_name in ("object",):
+        return
+    if type_name in ("str", "int", "bool", "float"):
+        kinds = {"str": str, "int": int, "bool": bool, "float": (int, float)}[type_name]
+        assert isinstance(value, kinds) and not (type_name == "int" and isinstance(value, bool)), \
+            f"{where}: expected {type_name}, got {value!r}"
+        return
+    if type_name.startswith("list["):
+        assert isinstance(value, list), f"{where}: expected a list"
+        for index, item in enumerate(value):
+            check_strict(item, type_name[5:-1], f"{where}[{index}]")
+        return
+    match = re.match(r"dict\((\w+), (.+)\)$", type_name)
+    if match:
+        assert isinstance(value, dict), f"{where}: expected a mapping"
+        for key, item in value.items():
+            check_strict(item, match.group(2), f"{where}.{key}")
+        return
+    cls = _model_class(type_name)
+    assert isinstance(value, dict), f"{where}: expected an object ({type_name})"
+    by_json = {json_name: attr for attr, json_name in cls.attribute_map.items()}
+    unknown = sorted(set(value) - set(by_json))
+    assert not unknown, f"{where or type_name}: unknown field(s) {unknown} for {type_name}"
+    for key, item in value.items():
+        check_strict(item, cls.openapi_types[by_json[key]], f"{where}.{key}")

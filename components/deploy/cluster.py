@@ -57,6 +57,18 @@ ANNOTATION_DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
 DEPLOYMENT_MODE = "Serverless"  # minReplicas 0 and canary traffic need Knative (kserve#4074)
 TF_SERVING_IMAGE = "tensorflow/serving:2.20.0"  # the TF Serving release nearest the training TF 2.21
 TF_SERVING_VERSION_DIR = "1"
+# TF Serving's gRPC port (9000 in manifests/base/serving-runtime.yaml) also serves its ModelService,
+# which reloads the model config: the predictor pods get this label and the NetworkPolicy selecting
+# it lets in only the REST port and Knative's queue-proxy ports
+TF_SERVING_POD_LABEL = ("app.kubernetes.io/name", SERVING_RUNTIME)
+TF_SERVING_NETWORK_POLICY = f"{SERVING_RUNTIME}-ingress"
+TF_SERVING_INGRESS_PORTS = (
+    (8080, "the REST API (the container port; RawDeployment services reach it directly)"),
+    (8012, "queue-proxy: requests from the activator / ingress"),
+    (8022, "queue-proxy: admin (drain)"),
+    (9090, "queue-proxy: autoscaler metrics"),
+    (9091, "queue-proxy: user metrics"),
+)
 SCALE_METRICS = ("concurrency", "rps", "cpu", "memory")
 STORAGE_SCHEMES = ("s3://", "gs://", "pvc://", "https://", "http://")
 DEFAULT_RESOURCES = {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "2Gi"}}
@@ -123,6 +135,8 @@ def render_inference_service(name: str, storage_uri: str, *, namespace: str = K8
     }
     if canary_traffic_percent is not None:
         predictor["canaryTrafficPercent"] = check_percent(canary_traffic_percent)
+    if runtime == SERVING_RUNTIME:  # the pods render_tf_serving_network_policy selects
+        predictor["labels"] = dict([TF_SERVING_POD_LABEL])
     labels = {"app.kubernetes.io/part-of": "mlengine", "app.kubernetes.io/component": "serving"}
     metadata: dict[str, Any] = {"name": name, "namespace": namespace, "labels": labels,
                                 "annotations": {ANNOTATION_DEPLOYMENT_MODE: DEPLOYMENT_MODE}}
@@ -130,6 +144,26 @@ def render_inference_service(name: str, storage_uri: str, *, namespace: str = K8
         metadata["annotations"].update({str(k): str(v) for k, v in annotations.items()})
     return {"apiVersion": ISVC_API_VERSION, "kind": "InferenceService", "metadata": metadata,
             "spec": {"predictor": predictor}}
+
+
+def render_tf_serving_network_policy(*, namespace: str = K8S_NAMESPACE) -> dict:
+    """The ``networking.k8s.io/v1`` NetworkPolicy of the TF Serving predictor pods (manifests/base).
+
+    It admits the ports of ``TF_SERVING_INGRESS_PORTS`` only, so TF Serving's gRPC port, whose
+    ModelService can reload the served models, is closed to other pods; the container's own
+    traffic from the queue-proxy comes over localhost, which a NetworkPolicy does not filter.
+    """
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": TF_SERVING_NETWORK_POLICY, "namespace": namespace,
+                     "labels": {"app.kubernetes.io/part-of": "mlengine", "app.kubernetes.io/component": "serving"}},
+        "spec": {
+            "podSelector": {"matchLabels": dict([TF_SERVING_POD_LABEL])},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"ports": [{"protocol": "TCP", "port": port} for port, _ in TF_SERVING_INGRESS_PORTS]}],
+        },
+    }
 
 
 def serving_log_uri_for(storage_uri: str, name: str) -> str | None:

@@ -7,11 +7,12 @@ every field must be one the model (or the Kubernetes model it nests) declares.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
 import yaml
+
+from tests.schema_utils import check_strict
 
 BASE = Path(__file__).resolve().parents[3] / "manifests" / "base"
 
@@ -20,45 +21,6 @@ def _crd_schema() -> dict:
     from tests.schema_utils import crd_schema
 
     return crd_schema("serving.kserve.io_servingruntimes.yaml", "v1alpha1")
-
-
-def _model_class(name: str):
-    import kserve.models
-    import kubernetes.client.models
-
-    for module in (kserve.models, kubernetes.client.models):
-        if hasattr(module, name):
-            return getattr(module, name)
-    raise AssertionError(f"no model class {name}")
-
-
-def check_strict(value, type_name: str, where: str = "") -> None:
-    """Raise AssertionError at the first field the type does not declare (recursively)."""
-    if type_name in ("object",):
-        return
-    if type_name in ("str", "int", "bool", "float"):
-        kinds = {"str": str, "int": int, "bool": bool, "float": (int, float)}[type_name]
-        assert isinstance(value, kinds) and not (type_name == "int" and isinstance(value, bool)), \
-            f"{where}: expected {type_name}, got {value!r}"
-        return
-    if type_name.startswith("list["):
-        assert isinstance(value, list), f"{where}: expected a list"
-        for index, item in enumerate(value):
-            check_strict(item, type_name[5:-1], f"{where}[{index}]")
-        return
-    match = re.match(r"dict\((\w+), (.+)\)$", type_name)
-    if match:
-        assert isinstance(value, dict), f"{where}: expected a mapping"
-        for key, item in value.items():
-            check_strict(item, match.group(2), f"{where}.{key}")
-        return
-    cls = _model_class(type_name)
-    assert isinstance(value, dict), f"{where}: expected an object ({type_name})"
-    by_json = {json_name: attr for attr, json_name in cls.attribute_map.items()}
-    unknown = sorted(set(value) - set(by_json))
-    assert not unknown, f"{where or type_name}: unknown field(s) {unknown} for {type_name}"
-    for key, item in value.items():
-        check_strict(item, cls.openapi_types[by_json[key]], f"{where}.{key}")
 
 
 def _runtimes() -> dict[str, dict]:
