@@ -37,8 +37,9 @@ def add_cli(subparsers) -> None:
     serve.add_argument("--tf-threads", type=int, default=None,
                        help="TensorFlow threads per worker (default: TF's choice; 1 with --workers > 1)")
     serve.add_argument("--model-thread", action="store_true",
-                       help="run the model on its own thread, not the event loop's: a slow model call then "
-                            "holds up no other request, and the request timeout answers 503 in time")
+                       help="run the model on its own thread, not the event loop's: while a slow model call "
+                            "runs, the server still reads and validates requests, answers health checks and "
+                            "the request timeout's 503 in time")
     serve.add_argument("--access-log", action="store_true", help="log one line per request")
     serve.add_argument("--max-header-bytes", type=int, default=None,
                        help="largest request line + headers (default 16 KiB; larger: 431)")

@@ -733,8 +733,8 @@ def serve(model_dir: str, *, name: str | None = None, port: int = 8080, host: st
         tf_threads: TensorFlow threads per worker.
         access_log: log one line per request.
         model_thread: run the model on a thread of its own instead of the event loop thread, so
-            a slow model call does not hold up other requests, health checks or the 503 of the
-            request timeout (about 0.25 ms more per call).
+            that while a slow model call runs the loop still reads and validates requests and
+            answers health checks and the request timeout's 503 (about 0.25 ms more per call).
         limits: header/body/time/connection limits (:class:`ServerLimits`).
         enable_model_repository: register KServe's unauthenticated load/unload routes.
         model_class: the predictor class (tests pass a subclass).

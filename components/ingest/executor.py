@@ -72,7 +72,7 @@ TOP_REASONS = 3  # reject reasons named in the error when no row passes
 PART_MAX_ROWS = 1_000_000  # a new Parquet part after this many rows, so readers can parallelise by file
 ROW_GROUP_ROWS = 65_536  # rows buffered per split before a row group is written
 TYPED_PARSE = True  # numeric columns typed by the C++ CSV parser (False: string cells, then cast; tests)
-PREFETCH_CHUNKS = 1  # chunks parsed ahead by the reader thread, besides the one it is parsing (2 held 20 MB more, no faster)
+PREFETCH_CHUNKS = 1  # chunks parsed ahead by the reader thread besides the one it parses (2: 20 MB more, no faster)
 PENDING_WRITES = 2  # row groups waiting for the Parquet writer thread (bounds memory)
 
 
