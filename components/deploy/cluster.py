@@ -52,6 +52,7 @@ OUR_MODEL_FORMAT = "mlengine"
 RUNTIMES = {"ours": (OUR_RUNTIME, OUR_MODEL_FORMAT), "tfserving": (SERVING_RUNTIME, MODEL_FORMAT)}
 DEFAULT_RUNTIME = "ours"
 PREDICTOR_CONTAINER = "kserve-container"
+SERVING_LABELS = {"app.kubernetes.io/part-of": "mlengine", "app.kubernetes.io/component": "serving"}
 READINESS_PATH = "/v2/health/ready"
 ANNOTATION_DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
 DEPLOYMENT_MODE = "Serverless"  # minReplicas 0 and canary traffic need Knative (kserve#4074)
@@ -137,8 +138,7 @@ def render_inference_service(name: str, storage_uri: str, *, namespace: str = K8
         predictor["canaryTrafficPercent"] = check_percent(canary_traffic_percent)
     if runtime == SERVING_RUNTIME:  # the pods render_tf_serving_network_policy selects
         predictor["labels"] = dict([TF_SERVING_POD_LABEL])
-    labels = {"app.kubernetes.io/part-of": "mlengine", "app.kubernetes.io/component": "serving"}
-    metadata: dict[str, Any] = {"name": name, "namespace": namespace, "labels": labels,
+    metadata: dict[str, Any] = {"name": name, "namespace": namespace, "labels": dict(SERVING_LABELS),
                                 "annotations": {ANNOTATION_DEPLOYMENT_MODE: DEPLOYMENT_MODE}}
     if annotations:
         metadata["annotations"].update({str(k): str(v) for k, v in annotations.items()})
@@ -156,8 +156,7 @@ def render_tf_serving_network_policy(*, namespace: str = K8S_NAMESPACE) -> dict:
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": {"name": TF_SERVING_NETWORK_POLICY, "namespace": namespace,
-                     "labels": {"app.kubernetes.io/part-of": "mlengine", "app.kubernetes.io/component": "serving"}},
+        "metadata": {"name": TF_SERVING_NETWORK_POLICY, "namespace": namespace, "labels": dict(SERVING_LABELS)},
         "spec": {
             "podSelector": {"matchLabels": dict([TF_SERVING_POD_LABEL])},
             "policyTypes": ["Ingress"],

@@ -735,6 +735,7 @@ def serve(model_dir: str, *, name: str | None = None, port: int = 8080, host: st
         model_thread: run the model on a thread of its own instead of the event loop thread, so
             that while a slow model call runs the loop still reads and validates requests and
             answers health checks and the request timeout's 503 (about 0.25 ms more per call).
+            Without ``batching`` each request's call runs on a thread pool either way.
         limits: header/body/time/connection limits (:class:`ServerLimits`).
         enable_model_repository: register KServe's unauthenticated load/unload routes.
         model_class: the predictor class (tests pass a subclass).
