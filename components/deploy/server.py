@@ -7,8 +7,8 @@ repository extension off unless ``enable_model_repository=True`` (``--enable-mod
 and, with ``hardened=True`` (our server), adds what a public endpoint needs:
 
 - limits (:class:`ServerLimits`): request body size (413; Starlette's ``RequestBodyLimitMiddleware``
-  for bodies without Content-Length), request line + header size (431; h11's
-  ``max_incomplete_event_size`` bounds what is buffered of an unfinished head), a read deadline
+  for bodies without Content-Length), request line + header size (431; the HTTP protocol
+  bounds what is buffered of an unfinished head too), a read deadline
   for the head and the body of each request (slow or stalled clients get 408 and lose the
   connection), a deadline for the whole request (503), connections per worker (uvicorn's
   ``limit_concurrency``, 503) and a shutdown grace period that drains in-flight requests;
@@ -44,7 +44,6 @@ from mlengine.components.deploy.validation import DEFAULT_MAX_BODY_BYTES
 
 _argv, sys.argv = sys.argv, sys.argv[:1]  # kserve.model_server parses sys.argv when it is imported
 try:
-    import h11
     import orjson
     from fastapi.exceptions import RequestValidationError
     from fastapi.requests import Request
@@ -64,13 +63,13 @@ try:
     from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY, RequestBodyLimitMiddleware
     from starlette.requests import ClientDisconnect
     from uvicorn.importer import import_from_string
-    from uvicorn.protocols.http.h11_impl import H11Protocol
+    from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 finally:
     sys.argv = _argv
 
 DEFAULT_HOST = "127.0.0.1"
 MODEL_VERSION = "1"  # one model directory = one version; the cluster stages it as <storageUri>/1 (TF Serving)
-DEFAULT_MAX_HEADER_BYTES = 16 * 1024  # request line + headers (h11's own default, nginx allows 8-32 KiB)
+DEFAULT_MAX_HEADER_BYTES = 16 * 1024  # request line + headers (h11's default; nginx allows 8-32 KiB)
 DEFAULT_READ_TIMEOUT_S = 30.0  # head + body of one request, from its first byte
 DEFAULT_REQUEST_TIMEOUT_S = 60.0  # from the head until the response starts (covers the model)
 DEFAULT_MAX_CONNECTIONS = 256  # per worker; uvicorn answers 503 beyond it
@@ -126,9 +125,9 @@ class ModelVersionNotFound(ModelNotFound):
         return self.reason
 
 
-# --- HTTP: the h11 protocol with a read deadline ------------------------------------------------
-class GuardedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol where a request must arrive whole within ``config.read_timeout_s``.
+# --- HTTP: uvicorn's httptools protocol with a read deadline and a bound on the head ------------
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol (what stock KServe runs) where a request must arrive whole in time.
 
     uvicorn only times out idle keep-alive connections *between* requests: a fresh connection
     that sends nothing, or a client that trickles its head or body a byte at a time, holds a
@@ -136,35 +135,60 @@ class GuardedH11Protocol(H11Protocol):
     opening of a connection, and on a kept-alive connection from the first byte of each next
     request, until the request is read completely. When it passes, a client that sent part of
     a request gets 408, and the connection is closed (a handler waiting for the body sees a
-    disconnect). Idle time between requests stays uvicorn's keep-alive timeout. h11 bounds what
-    it buffers of an unfinished head (``h11_max_incomplete_event_size``, 400); the exact header
-    limit (431) is :class:`RequestGuardMiddleware`'s.
+    disconnect). Idle time between requests stays uvicorn's keep-alive timeout.
+
+    httptools buffers a head of any size, so the bytes of an unfinished head are counted here:
+    past ``config.max_head_bytes`` the client gets 431 and the connection is closed. That bound
+    is twice the header limit, so :class:`RequestGuardMiddleware`'s exact check (431) sees every
+    head within the limit whole, however it was split into packets.
     """
 
     def __init__(self, config, *args: Any, **kwargs: Any):
         super().__init__(config, *args, **kwargs)
         self.read_timeout_s = getattr(config, "read_timeout_s", None)
+        self.max_head_bytes = getattr(config, "max_head_bytes", None)
         self._read_timer: asyncio.TimerHandle | None = None
+        self._awaiting_request = True  # from the connection's opening / a request's first byte until it is read
+        self._request_started = False  # a byte of the request being read has come
+        self._head_open = False  # between the first byte of a request and the end of its headers
+        self._head_bytes = 0
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
-        if self.read_timeout_s:
-            self._read_timer = self.loop.call_later(self.read_timeout_s, self._read_timed_out)
+        self._start_read_timer()
 
     def data_received(self, data: bytes) -> None:
-        if (self.read_timeout_s and self._read_timer is None and data
-                and self.conn.their_state in (h11.IDLE, h11.SEND_BODY)):
-            self._read_timer = self.loop.call_later(self.read_timeout_s, self._read_timed_out)
+        head_was_open = self._head_open
         super().data_received(data)
+        if self._head_open and self.max_head_bytes and not self.transport.is_closing():
+            # a head that began in this chunk counts the whole chunk: at most one chunk too many
+            self._head_bytes = self._head_bytes + len(data) if head_was_open else len(data)
+            if self._head_bytes > self.max_head_bytes:
+                self._refuse(431, f"the request line and headers are larger than the limit of "
+                                  f"{self.max_head_bytes // 2} bytes")
 
-    def handle_events(self) -> None:
-        super().handle_events()
-        if self._read_timer is not None and self.conn.their_state not in (h11.IDLE, h11.SEND_BODY):
-            self._cancel_read_timer()  # the request is read whole (or the connection failed)
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._awaiting_request = self._request_started = self._head_open = True
+        self._head_bytes = 0
+        self._start_read_timer()
+
+    def on_headers_complete(self) -> None:
+        self._head_open = False
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._awaiting_request = self._request_started = False
+        self._cancel_read_timer()  # the request is read whole
+        super().on_message_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_read_timer()
         super().connection_lost(exc)
+
+    def _start_read_timer(self) -> None:
+        if self.read_timeout_s and self._read_timer is None:
+            self._read_timer = self.loop.call_later(self.read_timeout_s, self._read_timed_out)
 
     def _cancel_read_timer(self) -> None:
         if self._read_timer is not None:
@@ -173,18 +197,23 @@ class GuardedH11Protocol(H11Protocol):
 
     def _read_timed_out(self) -> None:
         self._read_timer = None
-        state = self.conn.their_state
-        if self.transport.is_closing() or state not in (h11.IDLE, h11.SEND_BODY):
+        if self.transport.is_closing() or not self._awaiting_request:
             return
         logger.info("closed the connection of %s: request not received within %g s",
                     "{}:{}".format(*self.client) if self.client else "a client", self.read_timeout_s)
-        silent = state is h11.IDLE and not self.conn.trailing_data[0]  # not one byte of a request came
-        answered = state is h11.SEND_BODY and self.cycle is not None and self.cycle.response_started
-        if not (silent or answered):  # written raw: h11 cannot answer a request whose head it has not seen
-            body = orjson.dumps({"error": f"the request was not received within {self.read_timeout_s:g} s",
-                                 "field": None, "index": None})
-            self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
-                                 b"connection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+        answered = self.cycle is not None and self.cycle.response_started and not self.cycle.response_complete
+        if not self._request_started or answered:  # not one byte of a request came, or it has its answer
+            self.transport.close()
+            return
+        self._refuse(408, f"the request was not received within {self.read_timeout_s:g} s")
+
+    def _refuse(self, status: int, message: str) -> None:
+        """Answer raw and close: no ASGI cycle exists for a request whose head is not read whole."""
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.cycle.disconnected = True  # a handler still reading the body sees a disconnect
+        body = orjson.dumps({"error": message, "field": None, "index": None})
+        self.transport.write(STATUS_LINE[status] + b"content-type: application/json\r\nconnection: close\r\n"
+                             b"content-length: %d\r\n\r\n%s" % (len(body), body))
         self.transport.close()
 
 
@@ -194,8 +223,8 @@ class RequestGuardMiddleware:
 
     - ``x-request-id`` on every response (the client's own when it is sane, else a new one), in
       ``scope["state"]["request_id"]`` for the handlers;
-    - 431 when the request line + headers exceed ``max_header_bytes`` (h11's own limit only
-      bounds what it buffers of an *incomplete* head), 413 as JSON when Content-Length exceeds
+    - 431 when the request line + headers exceed ``max_header_bytes`` (the protocol's own bound
+      only caps what it buffers of an *incomplete* head), 413 as JSON when Content-Length exceeds
       ``max_body_bytes`` (Starlette's body limit answers plain text there; it still enforces the
       limit on bodies without Content-Length, through our JSON handler);
     - a v2 infer POST with neither Content-Type nor ``inference-header-content-length`` is JSON
@@ -563,11 +592,9 @@ class MlengineRESTServer(RESTServer):
         self.limits = limits
         self.hardened = hardened
         self.enable_model_repository = enable_model_repository
-        if hardened:  # uvicorn's own options; the protocol class reads read_timeout_s from its config
-            self.config.http = GuardedH11Protocol
-            # h11 bounds what it buffers of an unfinished head (400); RequestGuardMiddleware's exact check (431)
-            # sees every head up to twice the limit whole, however it was split into packets
-            self.config.h11_max_incomplete_event_size = 2 * limits.max_header_bytes
+        if hardened:  # uvicorn's own options; the protocol class reads its two limits from the config
+            self.config.http = GuardedHttpToolsProtocol
+            self.config.max_head_bytes = 2 * limits.max_header_bytes
             self.config.limit_concurrency = limits.max_connections
             self.config.read_timeout_s = limits.read_timeout_s
 
@@ -708,9 +735,15 @@ class LocalModelServer(ModelServer):
         else:
             self._rest_server = rest_server
             self.servers.append(rest_server.start())
-        self.setup_event_loop()
         self.register_signal_handler()
-        asyncio.run(self._serve())
+        # the event loop uvicorn picks for its worker processes (uvloop when installed, as kserve's
+        # --event_loop auto intends), here too; kserve's asyncio.run() always takes the stock loop
+        with asyncio.Runner(loop_factory=rest_server.config.get_loop_factory()) as runner:
+            runner.run(self._serve_configured())
+
+    async def _serve_configured(self) -> None:
+        self.setup_event_loop()  # on the running loop (kserve sets its handler and executor on another one)
+        await self._serve()
 
 
 def serve(model_dir: str, *, name: str | None = None, port: int = 8080, host: str = DEFAULT_HOST,
