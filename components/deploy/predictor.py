@@ -205,19 +205,24 @@ class RawFeaturePredictor(kserve.Model):
     # --- the bulk path (server.FastInferMiddleware): bytes in, bytes out, no kserve objects per row ---------
     async def fast_v1(self, body: bytes) -> bytes | None:
         """The v1 answer for a body that decodes and validates, else None (kserve's handler then answers)."""
-        try:
-            payload = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return None
-        if type(payload) is not dict:
-            return None
-        try:
-            columns, rows = self._validator.v1_columns(payload)
-        except RequestError:
-            return None
+        typed = self._validator.v1_from_json(body)
+        if typed is not None:
+            columns, rows, columnar = typed
+        else:  # what the typed decoder refuses or would have to convert: the full checks decide
+            try:
+                payload = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                return None
+            if type(payload) is not dict:
+                return None
+            try:
+                columns, rows = self._validator.v1_columns(payload)
+            except RequestError:
+                return None
+            columnar = "inputs" in payload
         self._log_inputs(columns, rows)
         predictions = await self.predict_batch(columns, rows)
-        key = "outputs" if "inputs" in payload else "predictions"
+        key = "outputs" if columnar else "predictions"
         return orjson.dumps({key: predictions.astype(np.float64)}, option=_NUMPY)  # the floats tolist() gives
 
     async def fast_v2(self, body: bytes, json_length: int | None) -> tuple[bytes, int | None] | None:

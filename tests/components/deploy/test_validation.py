@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import math
 from types import SimpleNamespace
 
 import numpy as np
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -213,3 +215,74 @@ def test_fuzz_v1_bodies_either_validate_or_raise_request_error(body):
         assert len(values) == count
         assert np.isfinite(values.astype(np.float64)).all()
         assert (values >= col.range[0]).all() and (values <= col.range[1]).all()
+
+
+# --- the bulk path's typed decoder: never accepts what v1_columns refuses, never differs from it ---------
+def same_columns(left: dict, right: dict) -> bool:
+    return list(left) == list(right) and all(
+        left[name].dtype == right[name].dtype and left[name].tolist() == right[name].tolist() for name in left)
+
+
+def test_typed_decoder_gives_the_columns_of_the_full_checks(validator):
+    for body in ({"instances": rows(5)}, {"instances": rows(1), "signature_name": "serving_default"},
+                 {"inputs": {name: [row[name] for row in rows(4)] for name in SPEC.column_names}}):
+        typed = validator.v1_from_json(orjson.dumps(body))
+        assert typed is not None, body
+        columns, count, columnar = typed
+        expected, expected_count = validator.v1_columns(body)
+        assert same_columns(columns, expected) and count == expected_count and columnar == ("inputs" in body)
+
+
+@pytest.mark.parametrize("body", [
+    {"instances": rows(2, passenger_count=3.0)},  # accepted by v1_columns, but as a conversion
+    {"instances": rows(2, passenger_count=True)},
+    {"instances": rows(2, pickup_latitude="40.7")},
+    {"instances": rows(2, pickup_latitude=95.0)},
+    {"instances": rows(2, extra=1)},
+    {"instances": [{k: v for k, v in GOOD.items() if k != "dayofweek"}]},
+    {"instances": []},
+    {"instances": rows(51)},  # over max_instances
+    {"instances": rows(1), "signature_name": "other"},
+    {"instances": rows(1), "inputs": {}},
+    {"inputs": {**{name: [GOOD[name]] * 2 for name in SPEC.column_names}, "hourofday": [1]}},  # ragged columns
+    [GOOD],
+])
+def test_typed_decoder_leaves_everything_else_to_the_full_checks(validator, body):
+    assert validator.v1_from_json(orjson.dumps(body)) is None
+
+
+def test_typed_decoder_on_strings_unbounded_ints_and_duplicate_keys():
+    spec = spec_from_dict({"name": "s", "label": {"name": "y", "type": "float"},
+                           "columns": [{"name": "city", "type": "string"}, {"name": "x", "type": "float"},
+                                       {"name": "n", "type": "int"}, {"name": "trip-km", "type": "float"}],
+                           "features": {"numeric": ["x", "trip-km"], "categorical": ["city"]}})
+    checker = RequestValidator(spec)
+    body = (b'{"instances": [{"city": "Paris", "x": 1e30, "n": 1152921504606846976, "trip-km": 1}, '
+            b'{"city": "Rome", "x": -2, "n": -3, "trip-km": 2.5}]}')
+    columns, count, _ = checker.v1_from_json(body)
+    assert same_columns(columns, checker.v1_columns(orjson.loads(body))[0]) and count == 2
+    assert columns["n"].tolist() == [2**60, -3] and columns["city"].dtype == object
+    assert columns["trip-km"].tolist() == [1.0, 2.5]  # a column name that is no Python identifier
+    # the last of a duplicate key wins, as in orjson
+    duplicate = b'{"instances": [{"city": "A", "x": 1, "x": 2, "n": 1, "trip-km": 0}]}'
+    assert same_columns(checker.v1_from_json(duplicate)[0], checker.v1_columns(orjson.loads(duplicate))[0])
+    for refused in (b'{"instances": [{"city": "P", "x": 1e300, "n": 1, "trip-km": 0}]}',  # too large for float32
+                    b'{"instances": [{"city": "' + b"a" * 5000 + b'", "x": 1, "n": 1, "trip-km": 0}]}',
+                    b'{"instances": [{"city": "P", "x": 1, "n": 9223372036854775808, "trip-km": 0}]}',
+                    b'{"instances": [{"city": "P", "x": NaN, "n": 1, "trip-km": 0}]}', b'{"instances": ['):
+        assert checker.v1_from_json(refused) is None
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=st.one_of(json_values, st.fixed_dictionaries({"instances": st.lists(instance, max_size=4)}),
+                      st.fixed_dictionaries({"instances": st.lists(st.just(GOOD) | instance, min_size=1, max_size=4)}),
+                      st.fixed_dictionaries({"inputs": st.dictionaries(
+                          st.sampled_from([*SPEC.column_names, "extra"]), st.lists(feature_value, max_size=3))})))
+def test_fuzz_typed_decoder_accepts_only_what_the_full_checks_accept_unchanged(body):
+    checker = RequestValidator(SPEC)
+    typed = checker.v1_from_json(json.dumps(body).encode())  # NaN and ints past 64 bits written as they are
+    if typed is None:
+        return
+    columns, count, _ = typed
+    expected, expected_count = checker.v1_columns(body)  # raises if the typed decoder let a bad body through
+    assert same_columns(columns, expected) and count == expected_count
