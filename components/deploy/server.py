@@ -201,15 +201,16 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             return
         logger.info("closed the connection of %s: request not received within %g s",
                     "{}:{}".format(*self.client) if self.client else "a client", self.read_timeout_s)
-        answered = self.cycle is not None and self.cycle.response_started and not self.cycle.response_complete
-        if not self._request_started or answered:  # not one byte of a request came, or it has its answer
+        # self.cycle is this request's only once its head is read (before, it is the previous request's)
+        answered = not self._head_open and self.cycle is not None and self.cycle.response_started
+        if not self._request_started or answered:  # not one byte of a request came, or it has its answer (413)
             self.transport.close()
             return
         self._refuse(408, f"the request was not received within {self.read_timeout_s:g} s")
 
     def _refuse(self, status: int, message: str) -> None:
-        """Answer raw and close: no ASGI cycle exists for a request whose head is not read whole."""
-        if self.cycle is not None and not self.cycle.response_complete:
+        """Answer raw and close: uvicorn has no answer path for a request whose head or body is unread."""
+        if not self._head_open and self.cycle is not None and not self.cycle.response_complete:
             self.cycle.disconnected = True  # a handler still reading the body sees a disconnect
         body = orjson.dumps({"error": message, "field": None, "index": None})
         self.transport.write(STATUS_LINE[status] + b"content-type: application/json\r\nconnection: close\r\n"

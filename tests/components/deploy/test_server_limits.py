@@ -125,6 +125,16 @@ def test_a_client_trickling_its_body_gets_408_and_does_not_block_others(live_ser
     assert "request not received within" in log and "Traceback" not in log
 
 
+def test_a_request_answered_before_its_body_gets_no_second_answer_when_the_body_trickles(live_server):
+    # a route that does not exist is answered (404) without reading the body; the connection stays
+    # open while the rest trickles, and the read deadline then closes it without a second answer
+    head = (b"POST /v1/models/nowhere/elsewhere HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % (TRICKLE_BYTES + 100))
+    sent, answer = trickle(live_server["port"], head)
+    assert status_of(answer) == 404 and answer.count(b"HTTP/1.1 ") == 1, answer[:300]
+    assert sent < TRICKLE_BYTES
+
+
 def test_a_client_trickling_its_head_gets_408(live_server, rows):
     sent, answer = trickle(live_server["port"], b"POST /v1/models/taxi:predict HTTP/1.1\r\nHost: x\r\nX-Slow: ",
                            drip=b"a")
