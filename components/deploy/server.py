@@ -148,8 +148,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self.read_timeout_s = getattr(config, "read_timeout_s", None)
         self.max_head_bytes = getattr(config, "max_head_bytes", None)
         self._read_timer: asyncio.TimerHandle | None = None
-        self._awaiting_request = True  # from the connection's opening / a request's first byte until it is read
-        self._request_started = False  # a byte of the request being read has come
+        self._request_started = False  # a byte of the request being read has come (the timer runs until it is read)
         self._head_open = False  # between the first byte of a request and the end of its headers
         self._head_bytes = 0
 
@@ -169,8 +168,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._awaiting_request = self._request_started = self._head_open = True
-        self._head_bytes = 0
+        self._request_started = self._head_open = True
         self._start_read_timer()
 
     def on_headers_complete(self) -> None:
@@ -178,7 +176,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
-        self._awaiting_request = self._request_started = False
+        self._request_started = False
         self._cancel_read_timer()  # the request is read whole
         super().on_message_complete()
 
@@ -197,13 +195,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def _read_timed_out(self) -> None:
         self._read_timer = None
-        if self.transport.is_closing() or not self._awaiting_request:
+        if self.transport.is_closing():
             return
         logger.info("closed the connection of %s: request not received within %g s",
                     "{}:{}".format(*self.client) if self.client else "a client", self.read_timeout_s)
         # self.cycle is this request's only once its head is read (before, it is the previous request's)
         answered = not self._head_open and self.cycle is not None and self.cycle.response_started
-        if not self._request_started or answered:  # not one byte of a request came, or it has its answer (413)
+        if not self._request_started or answered:  # not one byte of a request came, or it was answered early
             self.transport.close()
             return
         self._refuse(408, f"the request was not received within {self.read_timeout_s:g} s")

@@ -121,7 +121,7 @@ class RequestValidator:
             instances = decoded.instances
             rows = len(instances)
             lists = list(zip(*map(msgspec.structs.astuple, instances), strict=True))  # fields in rule order
-        columns = {rule.name: np.array(values, dtype=DTYPES[rule.type].numpy if rule.type != "string" else object)
+        columns = {rule.name: np.array(values, dtype=DTYPES[rule.type].numpy)  # object for strings
                    for rule, values in zip(self.rules, lists, strict=True)}
         return columns, rows, columnar
 
