@@ -762,7 +762,8 @@ def serve(model_dir: str, *, name: str | None = None, port: int = 8080, host: st
         max_body_bytes: largest request body (overrides ``limits.max_body_bytes``).
         max_batch_rows: most rows the micro-batcher merges into one model call.
         batching: micro-batch concurrent requests.
-        tf_threads: TensorFlow threads per worker.
+        tf_threads: TensorFlow threads per worker (default TF's own, every core: one TF thread per
+            worker halved 2-worker throughput and doubled p50 on 2 cores, bench/README.md).
         access_log: log one line per request.
         model_thread: run the model on a thread of its own instead of the event loop thread, so
             that while a slow model call runs the loop still reads and validates requests and
@@ -776,8 +777,6 @@ def serve(model_dir: str, *, name: str | None = None, port: int = 8080, host: st
 
     if workers < 1:
         raise ValueError("workers must be at least 1")
-    if tf_threads is None and workers > 1:
-        tf_threads = 1  # one worker per core: more TF threads per worker only contend
     options: dict[str, Any] = {"batching": batching, "tf_threads": tf_threads, "model_thread": model_thread,
                                "max_instances": max_instances or DEFAULT_MAX_INSTANCES}
     if max_batch_rows:

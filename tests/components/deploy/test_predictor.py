@@ -217,3 +217,25 @@ def test_the_model_runs_on_the_event_loop_thread_unless_a_model_thread_is_asked_
     assert len(first["predictions"]) == 3 and len(second["predictions"]) == 2
     assert len(seen) == 2 and len(set(seen)) == 1
     assert (seen[0] == loop_thread) is not model_thread
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize(("workers", "asked", "expected"), [(2, None, None), (1, None, None), (2, 1, 1)])
+def test_serve_leaves_tensorflow_its_own_threads_whatever_the_worker_count(model_dir, workers, asked, expected):
+    """One TF thread per worker halved 2-worker throughput on 2 cores (bench/README.md): set only when asked."""
+    from mlengine.components.deploy.predictor import RawFeaturePredictor
+    from mlengine.components.deploy.server import serve
+
+    seen = {}
+
+    class Recording(RawFeaturePredictor):
+        def load(self):
+            seen["tf_threads"] = self.tf_threads
+            raise _Stop  # before any server starts
+
+    with pytest.raises(_Stop):
+        serve(str(model_dir), workers=workers, tf_threads=asked, model_class=Recording)
+    assert seen["tf_threads"] == expected
