@@ -15,11 +15,11 @@ export PATH := $(abspath $(BIN)):$(PATH)
 
 install: $(STAMP)
 
+# uv installs the very versions pip resolves (same pip freeze), several times faster than pip; it
+# compiles the bytecode as pip does: with PYTHONDONTWRITEBYTECODE set (as on CI) every process would
+# otherwise compile TensorFlow from source again
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	# uv installs the very versions pip resolves (same pip freeze), several times faster than pip; it
-	# compiles the bytecode as pip does: with PYTHONDONTWRITEBYTECODE set (as on CI) every process would
-	# otherwise compile TensorFlow from source again
 	$(BIN)/python -m pip install --quiet "uv>=0.9,<1"
 	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python "pip>=24" -e ".[dev]"
 	touch $(STAMP)
