@@ -29,7 +29,7 @@ def import_tf():
 
 
 def configure_tf_threads(threads: int | None) -> None:
-    """Limit TensorFlow's thread pools (one server worker per core wants 1); no-op for None/0."""
+    """Set both TensorFlow thread pools to ``threads``; no-op for None/0 (TF's own choice: every core)."""
     if not threads:
         return
     tf, _ = import_tf()
