@@ -35,7 +35,7 @@ def add_cli(subparsers) -> None:
                        help="most rows the micro-batcher merges into one model call (default 2048)")
     serve.add_argument("--no-batching", action="store_true", help="one model call per request")
     serve.add_argument("--tf-threads", type=int, default=None,
-                       help="TensorFlow threads per worker (default: TF's choice, every core)")
+                       help="TensorFlow threads per worker (default: TF's own choice)")
     serve.add_argument("--model-thread", action="store_true",
                        help="run the model on its own thread, not the event loop's: while a slow model call "
                             "runs, the server still reads and validates requests, answers health checks and "

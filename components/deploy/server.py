@@ -762,7 +762,7 @@ def serve(model_dir: str, *, name: str | None = None, port: int = 8080, host: st
         max_body_bytes: largest request body (overrides ``limits.max_body_bytes``).
         max_batch_rows: most rows the micro-batcher merges into one model call.
         batching: micro-batch concurrent requests.
-        tf_threads: TensorFlow threads per worker (default TF's own, every core: one TF thread per
+        tf_threads: TensorFlow threads per worker (default: TF's own choice; one TF thread per
             worker halved 2-worker throughput and doubled p50 on 2 cores, bench/README.md).
         access_log: log one line per request.
         model_thread: run the model on a thread of its own instead of the event loop thread, so

@@ -29,7 +29,7 @@ def import_tf():
 
 
 def configure_tf_threads(threads: int | None) -> None:
-    """Set both TensorFlow thread pools to ``threads``; no-op for None/0 (TF's own choice: every core)."""
+    """Set both TensorFlow thread pools to ``threads``; no-op for None/0 (TF's own choice)."""
     if not threads:
         return
     tf, _ = import_tf()
