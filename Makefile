@@ -4,8 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 OUT ?= out/run
-# two test processes on the two cores, a test file per process (module fixtures start once)
-TEST_ARGS ?= -n 2 --dist loadfile
+# two test processes on the two cores, a test file per process (module fixtures start once), in the
+# order tests/conftest.py gives (the minute-long e2e files first), not xdist's most-tests-first order
+TEST_ARGS ?= -n 2 --dist loadfile --no-loadscope-reorder
 # the default run tunes with a small budget first (4 trials, 2 at a time), then trains the best
 RUN_ARGS ?= --trials 4 --parallel-trials 2
 # PATH carries the venv so kfp.local's subprocess tasks run with the same interpreter

@@ -32,3 +32,10 @@ def small_taxi_csv(tmp_path_factory):
     path = tmp_path_factory.mktemp("data") / "taxi-3000.csv"
     write_csv(path, 3000, seed=11)
     return path
+
+
+def pytest_collection_modifyitems(config, items):
+    """The e2e files first: under ``--dist loadfile --no-loadscope-reorder`` (the Makefile's) the two
+    test processes then end the suite on the short files together, instead of one running a
+    minute-long pipeline file alone at the end (xdist's own order puts files with few tests last)."""
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is None)  # stable: file order otherwise
