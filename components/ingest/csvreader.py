@@ -9,9 +9,10 @@ exactly, which the rejects file needs. Per chunk, with numpy over the raw bytes:
   that record only;
 - the remaining records are split into cells by pyarrow's C++ CSV parser (the fast path; with
   ``column_types`` it also types the numeric columns, and a clean chunk is parsed whole, typed,
-  without counting its delimiters first: a ragged line or a bad cell makes that parse fail) or,
-  when the chunk contains a quote character or a bare carriage return, by Python's ``csv``
-  module one line at a time (the careful path).
+  before any line is located or any delimiter counted: a ragged line, a blank line or a bad
+  cell makes that parse fail, and only then are the lines found) or, when the chunk contains a
+  quote character or a bare carriage return, by Python's ``csv`` module one line at a time
+  (the careful path).
 
 Quoted cells may contain the delimiter; a quoted cell spanning several lines is not supported
 (its lines are rejected as malformed or ragged, never merged with their neighbours).
@@ -36,6 +37,7 @@ OTHER_DELIMITERS = {";": "semicolon", "\t": "tab", "|": "pipe"}
 UTF8_BOM = b"\xef\xbb\xbf"
 RAW_TEXT_LIMIT = 1000  # characters of the original line kept in the rejects file
 READ_BYTES = 1 << 22  # bytes requested from the stream at a time
+WINDOW_SLACK = 1.1  # a block's window: this many times max_lines lines of the mean length so far
 MAX_LINE_BYTES = 1 << 26  # a "line" longer than this is not CSV (or is a broken file)
 ARROW_BLOCK_BYTES = 1 << 20  # blocks the C++ parser splits a chunk into (parsed in parallel)
 TYPED_RETRY_CHUNKS = 4  # after a chunk whose typed parse failed, this many chunks go straight to text
@@ -71,14 +73,14 @@ class Header:
 class CellChunk:
     """One chunk of records: problems for unusable ones, string cells for the others.
 
-    Records are the non-empty lines of ``blob``; ``starts`` / ``ends`` delimit each one (the
-    end excludes the line terminator).
+    Records are the non-empty lines of ``blob``. Where each one starts and ends (the end excludes
+    the line terminator) and its line number are only needed for the rows that end up rejected:
+    a chunk that parsed whole leaves them to be found on first use (``_all_lines``).
     """
 
     blob: bytes
-    starts: np.ndarray
-    ends: np.ndarray
-    line_numbers: np.ndarray  # 1-based line number of every record (header = line 1)
+    records: int  # how many records (non-empty lines)
+    first_line: int  # the line number of the blob's first line (header = line 1)
     blank_lines: int = 0
     problems: dict[int, tuple[str, str]] = field(default_factory=dict)  # record -> (kind, message)
     parsed: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # records split into cells
@@ -88,9 +90,35 @@ class CellChunk:
     body: bytes = b""  # the parsed records as handed to the C++ parser (to re-read typed columns as text)
     header: Header | None = None
     typed_failed: bool = False  # the typed parse was tried and failed (a bad cell): text cells only
+    _bounds: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # starts, ends, line numbers
+
+    @classmethod
+    def _all_lines(cls, blob: bytes, first_line: int) -> CellChunk:
+        """A chunk whose lines are all records (no blank line): positions found on first use."""
+        lines = count_newlines(blob, 0, len(blob)) + (0 if blob.endswith(b"\n") else 1)
+        return cls(blob=blob, records=lines, first_line=first_line)
+
+    @property
+    def starts(self) -> np.ndarray:
+        return self._line_bounds()[0]
+
+    @property
+    def ends(self) -> np.ndarray:
+        return self._line_bounds()[1]
+
+    @property
+    def line_numbers(self) -> np.ndarray:
+        """The 1-based line number of every record."""
+        return self._line_bounds()[2]
+
+    def _line_bounds(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if self._bounds is None:
+            starts, ends = _line_bounds(self.blob, np.frombuffer(self.blob, np.uint8))
+            self._bounds = starts, ends, np.arange(self.first_line, self.first_line + len(ends), dtype=np.int64)
+        return self._bounds
 
     def __len__(self) -> int:
-        return len(self.starts)
+        return self.records
 
     def strings(self, name: str) -> pa.Array:
         """The string cells of one column over ``parsed`` (a typed column is re-read as text once)."""
@@ -103,6 +131,13 @@ class CellChunk:
 
     def raw(self, record: int) -> bytes:
         return self.blob[self.starts[record]:self.ends[record]]
+
+
+def count_newlines(data: bytes, start: int, end: int) -> int:
+    """How many newlines are in ``data[start:end]`` (numpy counts 5x as fast as ``bytes.count``)."""
+    if end <= start:
+        return 0
+    return int(np.count_nonzero(np.frombuffer(data, np.uint8, count=end - start, offset=start) == _NEWLINE))
 
 
 def raw_text(record: bytes) -> str:
@@ -165,45 +200,58 @@ def _looks_numeric(cell: str) -> bool:
 
 
 class _LineBlocks:
-    """Cuts a byte stream into blocks of whole lines, at most ``max_lines`` lines each."""
+    """Cuts a byte stream into blocks of whole lines, ``max_lines`` lines each (the last: the rest).
+
+    Finding the offset of every newline costs as much as a third of the C++ parse, so a block is
+    found by counting instead: a window a little longer than ``max_lines`` lines of the mean
+    length so far, its newlines counted, and only its last part searched for the exact cut.
+    """
 
     def __init__(self, stream, uri: str):
         self.stream = stream
         self.uri = uri
         self.buffer = b""
         self.start = 0  # first byte not handed out yet
-        self.newlines = np.zeros(0, np.int64)  # positions of b"\n" in buffer
-        self.next_newline = 0  # index into newlines of the first one at or after start
         self.eof = False
-        self.block_newlines: np.ndarray | None = None  # newline offsets inside the last block returned
+        self.line_bytes = 0.0  # the mean line length of the last block (0 before the first)
+
+    def _read(self) -> None:
+        data = self.stream.read(READ_BYTES)
+        if not data:
+            self.eof = True
+            return
+        self.buffer = self.buffer[self.start:] + data
+        self.start = 0
 
     def next_block(self, max_lines: int) -> bytes | None:
-        while len(self.newlines) - self.next_newline < max_lines and not self.eof:
-            data = self.stream.read(READ_BYTES)
-            if not data:
-                self.eof = True
+        want = int(max_lines * self.line_bytes * WINDOW_SLACK) + 1 if self.line_bytes else READ_BYTES
+        while True:
+            while len(self.buffer) - self.start < want and not self.eof:
+                self._read()
+            if self.eof and len(self.buffer) - self.start <= want:  # the rest, which may lack a final newline
+                end = len(self.buffer)
+            else:
+                end = self.buffer.rfind(b"\n", self.start, self.start + want) + 1
+            lines = count_newlines(self.buffer, self.start, end)
+            if end > self.start and self.buffer[end - 1] != _NEWLINE:
+                lines += 1
+            if lines >= max_lines or (self.eof and end == len(self.buffer)):
                 break
-            kept = len(self.buffer) - self.start
-            # only the new bytes are scanned; the known newlines shift with the buffer
-            fresh = np.flatnonzero(np.frombuffer(data, np.uint8) == _NEWLINE) + kept
-            self.newlines = np.concatenate([self.newlines[self.next_newline:] - self.start, fresh])
-            self.buffer = self.buffer[self.start:] + data
-            self.start = 0
-            self.next_newline = 0
-            if len(self.newlines) == 0 and len(self.buffer) > MAX_LINE_BYTES:
+            if want > MAX_LINE_BYTES and lines == 0:
                 raise DataError(f"{self.uri}: a line is longer than {MAX_LINE_BYTES >> 20} MB: not a CSV file?")
-        available = len(self.newlines) - self.next_newline
-        first = self.next_newline
-        if available >= max_lines:
-            end = int(self.newlines[self.next_newline + max_lines - 1]) + 1
-            self.next_newline += max_lines
-        else:  # end of the stream: the rest, which may lack a final newline
-            end = len(self.buffer)
-            self.next_newline = len(self.newlines)
+            want = int(want * 1.5) + 1  # the lines got longer: a wider window
         if end <= self.start:
             return None
-        self.block_newlines = self.newlines[first:self.next_newline] - self.start
+        if lines > max_lines:  # cut after the max_lines-th newline: scan the window's tail only
+            tail = self.start + int(max_lines * self.line_bytes / WINDOW_SLACK)
+            before = count_newlines(self.buffer, self.start, tail) if self.start < tail < end else max_lines
+            if before >= max_lines:  # no estimate yet, or it was off: scan the whole window
+                tail, before = self.start, 0
+            newlines = np.flatnonzero(np.frombuffer(self.buffer, np.uint8, count=end - tail, offset=tail) == _NEWLINE)
+            end = tail + int(newlines[max_lines - before - 1]) + 1
+            lines = max_lines
         block = self.buffer[self.start:end]
+        self.line_bytes = len(block) / lines
         self.start = end
         return block
 
@@ -223,18 +271,16 @@ def iter_cell_chunks(stream, header: Header, chunk_rows: int, uri: str = "", fir
     skip_typed = 0  # dirty data fails the typed parse chunk after chunk: do not pay for it every time
     while (blob := blocks.next_block(chunk_rows)) is not None:
         types = column_types if not skip_typed else None
-        chunk = split_cells(blob, line_number, header, types, newlines=blocks.block_newlines)
+        chunk = split_cells(blob, line_number, header, types)
         skip_typed = TYPED_RETRY_CHUNKS if chunk.typed_failed else max(0, skip_typed - 1)
         line_number += len(chunk) + chunk.blank_lines
         if len(chunk) or chunk.blank_lines:
             yield chunk
 
 
-def _line_bounds(blob: bytes, data: np.ndarray, newlines: np.ndarray | None = None
-                 ) -> tuple[np.ndarray, np.ndarray]:
-    """Start and end (newline excluded) offsets of every line of ``blob`` (newline offsets if known)."""
-    if newlines is None:
-        newlines = np.flatnonzero(data == _NEWLINE)
+def _line_bounds(blob: bytes, data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end (newline excluded) offsets of every line of ``blob``."""
+    newlines = np.flatnonzero(data == _NEWLINE)
     ends = newlines if blob.endswith(b"\n") else np.append(newlines, len(blob))
     starts = np.empty_like(ends)
     if len(ends):
@@ -244,23 +290,35 @@ def _line_bounds(blob: bytes, data: np.ndarray, newlines: np.ndarray | None = No
 
 
 def split_cells(blob: bytes, first_line: int, header: Header,
-                column_types: dict[str, pa.DataType] | None = None, newlines: np.ndarray | None = None
-                ) -> CellChunk:
+                column_types: dict[str, pa.DataType] | None = None) -> CellChunk:
     """Split a block of whole lines into string cells of the needed columns.
 
     Unusable lines become problems; empty lines (also a lone carriage return) are skipped. With
     ``column_types``, on the fast path those columns come back typed in ``CellChunk.typed``
     (empty cells as nulls) when every cell of the chunk converts, else all cells as strings.
     """
+    if column_types and (b"x" in blob or b"X" in blob):  # pyarrow reads 0x10 as 16 in int columns, Python does not
+        column_types = {name: kind for name, kind in column_types.items() if not pa.types.is_integer(kind)}
+    if column_types and blob and _plain_lines(blob):
+        # the usual chunk: the typed parse of the whole blob succeeds only if every line has
+        # exactly the header's cells and every typed cell converts, and gives one row per line
+        # only if no line is blank (they are skipped); else the general path
+        chunk = CellChunk._all_lines(blob, first_line)
+        cells = _arrow_cells(blob, header, len(chunk), 0, column_types, skip_blank_lines=True)
+        if cells is not None:
+            chunk.parsed = np.arange(len(chunk))
+            chunk.typed = {name: cells.pop(name) for name in column_types}
+            chunk.cells, chunk.body, chunk.header = cells, blob, header
+            return chunk
     data = np.frombuffer(blob, np.uint8)
-    starts, ends = _line_bounds(blob, data, newlines)
+    starts, ends = _line_bounds(blob, data)
     lengths = ends - starts
     last_byte = data[np.maximum(ends - 1, 0)] if len(blob) else np.zeros(len(ends), np.uint8)
     blank = (lengths == 0) | ((lengths == 1) & (last_byte == _CR))
     numbers = np.arange(first_line, first_line + len(ends), dtype=np.int64)
     records = np.flatnonzero(~blank)
-    chunk = CellChunk(blob=blob, starts=starts[records], ends=ends[records], line_numbers=numbers[records],
-                      blank_lines=int(blank.sum()))
+    chunk = CellChunk(blob=blob, records=len(records), first_line=first_line, blank_lines=int(blank.sum()),
+                      _bounds=(starts[records], ends[records], numbers[records]))
     if len(records) == 0:
         chunk.cells = {name: pa.array([], pa.string()) for name in header.positions}
         return chunk
@@ -280,18 +338,9 @@ def split_cells(blob: bytes, first_line: int, header: Header,
         # quotes, or a bare carriage return the C++ parser would take for a line break
         return _split_by_line(chunk, header)
     longest = int(lengths.max())
-    if column_types and (b"x" in blob or b"X" in blob):  # pyarrow reads 0x10 as 16 in int columns, Python does not
-        column_types = {name: kind for name, kind in column_types.items() if not pa.types.is_integer(kind)}
     if column_types and not chunk.problems and len(records) == len(ends):
-        # the usual chunk: the typed parse of the whole blob succeeds only if every line has
-        # exactly the header's cells and every typed cell converts; else the general path
-        cells = _arrow_cells(blob, header, len(ends), longest, column_types)
-        if cells is not None:
-            chunk.parsed = np.arange(len(ends))
-            chunk.typed = {name: cells.pop(name) for name in column_types}
-            chunk.cells, chunk.body, chunk.header = cells, blob, header
-            return chunk
-        column_types = None  # it failed on this blob: the general path parses text only
+        # no blank line after all: the fast path's typed parse of this very blob failed on a cell
+        column_types = None
         chunk.typed_failed = True
     # cells per line = delimiters + 1, counted on the blob reduced to delimiters and newlines
     reduced = np.frombuffer(blob.translate(None, _all_but(header.delimiter)), np.uint8)
@@ -328,6 +377,25 @@ def split_cells(blob: bytes, first_line: int, header: Header,
     return chunk
 
 
+def _plain_lines(blob: bytes) -> bool:
+    """No quote, no carriage return but in CRLF line ends, valid UTF-8: the C++ parser sees the
+    lines as they are."""
+    if b'"' in blob:
+        return False
+    if b"\r" in blob:
+        data = np.frombuffer(blob, np.uint8)
+        carriage_returns = data == _CR
+        if np.count_nonzero(carriage_returns) != np.count_nonzero(carriage_returns[:-1] & (data[1:] == _NEWLINE)):
+            return False
+    if blob.isascii():
+        return True
+    try:
+        blob.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 def _join_lines(blob: bytes, chunk: CellChunk, usable: np.ndarray) -> bytes:
     """The usable records only, each ending with a newline: slices of runs of usable records."""
     edges = np.flatnonzero(np.diff(np.concatenate([[False], usable, [False]]).astype(np.int8)))
@@ -338,11 +406,14 @@ def _join_lines(blob: bytes, chunk: CellChunk, usable: np.ndarray) -> bytes:
 
 
 def _arrow_cells(body: bytes, header: Header, expected_rows: int, longest_line: int,
-                 column_types: dict[str, pa.DataType] | None = None) -> dict[str, pa.Array] | None:
+                 column_types: dict[str, pa.DataType] | None = None, skip_blank_lines: bool = False
+                 ) -> dict[str, pa.Array] | None:
     """Split clean, quote-free, rectangular lines with pyarrow's C++ parser.
 
     Cells are strings, except the columns of ``column_types`` (empty cells become nulls there);
-    None when the parser fails (a cell that does not convert, or lines it sees differently).
+    None when the parser fails (a cell that does not convert, or lines it sees differently) or
+    gives other than ``expected_rows`` rows (a blank line is a row of nulls, or with
+    ``skip_blank_lines`` no row).
     """
     generated = [f"c{i}" for i in range(header.width)]
     wanted = {name: generated[pos] for name, pos in header.positions.items()}
@@ -354,7 +425,8 @@ def _arrow_cells(body: bytes, header: Header, expected_rows: int, longest_line: 
             pa.py_buffer(body),
             read_options=pacsv.ReadOptions(column_names=generated, use_threads=True,
                                            block_size=max(ARROW_BLOCK_BYTES, 2 * longest_line + 2)),
-            parse_options=pacsv.ParseOptions(delimiter=header.delimiter, quote_char=False, ignore_empty_lines=False),
+            parse_options=pacsv.ParseOptions(delimiter=header.delimiter, quote_char=False,
+                                             ignore_empty_lines=skip_blank_lines),
             convert_options=pacsv.ConvertOptions(column_types=types, include_columns=list(wanted.values()),
                                                  null_values=[""], true_values=[], false_values=[],
                                                  strings_can_be_null=False, check_utf8=False),

@@ -189,3 +189,26 @@ def test_long_raw_text_is_truncated(tmp_path):
     [item] = ingest(path, tmp_path / "out", spec=spec).rejects()
     assert len(item["raw"]) == 1000
     assert item["raw"].startswith("1,2,3,purple,ttt")
+
+
+@pytest.mark.parametrize("ending", ["\n", "\r\n"])
+@pytest.mark.parametrize("chunk_rows", [3, 1000])
+def test_blank_lines_in_quote_free_data_are_skipped_and_later_line_numbers_stay_exact(tmp_path, chunk_rows, ending):
+    """No quote and no bare CR: the chunks go to the typed whole-chunk parse first, which must not
+    take a blank line for a row of missing values."""
+    spec = spec_from_dict(VALUES_SPEC)
+    text = ("x,n,k,color,tag,y\n"
+            "1,2,3,red,a,1\n"          # line 2
+            "\n"                       # line 3: blank
+            "2,2,3,green,b,2\n"        # line 4
+            "\n\n"                     # lines 5-6: blank
+            "3,2,3,red,c,3\n"          # line 7
+            "4,2,3,purple,d,4\n"       # line 8: rejected (not a color of the spec)
+            "5,2,3,red,e,5\n")         # line 9
+    (tmp_path / "b.csv").write_text(text.replace("\n", ending), encoding="utf-8", newline="")
+    run = ingest(tmp_path / "b.csv", tmp_path / "out", spec=spec, chunk_rows=chunk_rows)
+    result = run.result
+    assert (result.rows_read, result.rows_ok, result.rows_rejected, result.blank_lines) == (5, 4, 1, 3)
+    assert [item["row"] for item in run.rejects()] == [8]
+    tags = {row["tag"] for split in ("train", "eval", "test") for row in run.split_table(split).to_pylist()}
+    assert tags == {"a", "b", "c", "e"}
