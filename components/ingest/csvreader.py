@@ -100,18 +100,18 @@ class CellChunk:
 
     @property
     def starts(self) -> np.ndarray:
-        return self._line_bounds()[0]
+        return self._located()[0]
 
     @property
     def ends(self) -> np.ndarray:
-        return self._line_bounds()[1]
+        return self._located()[1]
 
     @property
     def line_numbers(self) -> np.ndarray:
         """The 1-based line number of every record."""
-        return self._line_bounds()[2]
+        return self._located()[2]
 
-    def _line_bounds(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _located(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if self._bounds is None:
             starts, ends = _line_bounds(self.blob, np.frombuffer(self.blob, np.uint8))
             self._bounds = starts, ends, np.arange(self.first_line, self.first_line + len(ends), dtype=np.int64)
@@ -332,10 +332,7 @@ def split_cells(blob: bytes, first_line: int, header: Header,
                 except UnicodeDecodeError as err:
                     chunk.problems[record] = (KIND_UTF8, "undecodable bytes: invalid UTF-8 at byte "
                                                          f"{err.start + 1} of the line")
-    # every "\r\n" is a line ending with a carriage return and followed by a newline
-    crlf = np.count_nonzero((lengths > 0) & (ends < len(blob)) & (last_byte == _CR))
-    if b'"' in blob or (b"\r" in blob and blob.count(b"\r") != crlf):
-        # quotes, or a bare carriage return the C++ parser would take for a line break
+    if b'"' in blob or _bare_carriage_return(blob):
         return _split_by_line(chunk, header)
     longest = int(lengths.max())
     if column_types and not chunk.problems and len(records) == len(ends):
@@ -380,13 +377,8 @@ def split_cells(blob: bytes, first_line: int, header: Header,
 def _plain_lines(blob: bytes) -> bool:
     """No quote, no carriage return but in CRLF line ends, valid UTF-8: the C++ parser sees the
     lines as they are."""
-    if b'"' in blob:
+    if b'"' in blob or _bare_carriage_return(blob):
         return False
-    if b"\r" in blob:
-        data = np.frombuffer(blob, np.uint8)
-        carriage_returns = data == _CR
-        if np.count_nonzero(carriage_returns) != np.count_nonzero(carriage_returns[:-1] & (data[1:] == _NEWLINE)):
-            return False
     if blob.isascii():
         return True
     try:
@@ -394,6 +386,15 @@ def _plain_lines(blob: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return True
+
+
+def _bare_carriage_return(blob: bytes) -> bool:
+    """A carriage return not followed by a newline: the C++ parser would take it for a line break."""
+    if b"\r" not in blob:
+        return False
+    data = np.frombuffer(blob, np.uint8)
+    carriage_returns = data == _CR
+    return np.count_nonzero(carriage_returns) != np.count_nonzero(carriage_returns[:-1] & (data[1:] == _NEWLINE))
 
 
 def _join_lines(blob: bytes, chunk: CellChunk, usable: np.ndarray) -> bytes:
