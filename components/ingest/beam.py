@@ -96,13 +96,13 @@ class _ColumnStatistics(ColumnAccumulator):
         if self.sketch is not None:
             self.sketch.merge(other.sketch)
 
-    def _quantiles(self, sample: None) -> dict[str, float | None]:
+    def _quantiles(self, ordered: None) -> dict[str, float | None]:
         if self.count == 0:
             return dict.fromkeys(QUANTILE_LEVELS)
         quantiles = self.sketch.quantiles(list(QUANTILE_LEVELS.values()))
         return {name: float(q) for name, q in zip(QUANTILE_LEVELS, quantiles, strict=True)}
 
-    def _histogram(self, sample: None) -> dict[str, Any]:
+    def _histogram(self, ordered: None) -> dict[str, Any]:
         integer = self.col.type == "int"
         if self.count == 0:
             return {"edges": [], "counts": [], "underflow": 0, "overflow": 0, "integer": integer, "source": "sketch"}

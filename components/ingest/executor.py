@@ -159,9 +159,10 @@ class _SplitWriter:
         self._buffer.append(table)
         self._buffered += table.num_rows
         if self._buffered >= ROW_GROUP_ROWS:
-            self._flush()
+            self.flush()
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """Hand the buffered rows to the writer (as a background job when there is a writer thread)."""
         if not self._buffer:
             return
         tables = self._buffer
@@ -184,7 +185,7 @@ class _SplitWriter:
             self._writer, self._part_rows = None, 0
 
     def close(self) -> list[str]:
-        self._flush()
+        self.flush()
         if self.background is not None:
             self.background.wait()
         if self._writer is not None:
@@ -280,9 +281,8 @@ class _Ingestor:
 
     # --- finish ----------------------------------------------------------------------------------
     def finish(self) -> None:
-        for split, writer in self.writers.items():
-            self.result.parts[split] = writer.close()
-        self.background.shutdown()
+        for writer in self.writers.values():  # the last row groups are written while the statistics are built
+            writer.flush()
         self.result.reject_reasons = dict(self.reasons)
         self.statistics_dir.mkdir(parents=True, exist_ok=True)
         summary = {key: value for key, value in self.result.to_dict().items()
@@ -294,6 +294,9 @@ class _Ingestor:
         stats_path.write_text(json.dumps(stats, indent=1, ensure_ascii=False), encoding="utf-8")
         self.spec.save(self.statistics_dir / SPEC_FILE)
         self.result.statistics_path = str(stats_path)
+        for split, writer in self.writers.items():
+            self.result.parts[split] = writer.close()
+        self.background.shutdown()
 
     def abort(self) -> None:
         for writer in self.writers.values():

@@ -109,3 +109,16 @@ def test_integer_columns_get_integer_bins_and_labels():
     assert len(wide["counts"]) <= 20
     assert all(label.replace("-", "").replace("<", "").replace(">", "").strip().isdigit()
                for label, _ in histogram_rows(wide))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(-6, 6), min_size=1, max_size=300), st.booleans())
+def test_histogram_by_binary_search_counts_exactly_as_np_histogram(cells, integer):
+    # values on the edges themselves (quarter steps hit linspace's edges) test [a, b) and the closed last bin
+    values = np.asarray(cells, np.float64) if integer else np.asarray(cells, np.float64) / 4.0
+    entry = histogram(values, integer)
+    edges = np.asarray(entry["edges"])
+    reference, _ = np.histogram(values, bins=edges)
+    assert entry["counts"] == reference.tolist()
+    assert entry["underflow"] == int(np.count_nonzero(values < edges[0]))
+    assert entry["overflow"] == int(np.count_nonzero(values > edges[-1]))
