@@ -620,6 +620,9 @@ def write_readme_section(results: dict, command: str, repeat: int = 1,
 
 def main(argv: list[str] | None = None) -> int:
     global CLIENT
+    from mlengine.components.shared.processes import exit_on_sigterm
+
+    exit_on_sigterm()  # the servers it started are stopped by its finally blocks
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="model directory (default: train a tiny one in a temp dir)")
     parser.add_argument("--quick", action="store_true", help="fewer requests (a smoke run)")

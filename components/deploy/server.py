@@ -18,6 +18,10 @@ and, with ``hardened=True`` (our server), adds what a public endpoint needs:
   directory the cluster stages); other versions are 404 naming ``model_version``, never 501;
 - v2 bodies without a Content-Type and without the binary header are JSON (as Triton reads
   them), so ``tritonclient`` JSON requests work; binary tensor requests work as before;
+- request bodies with ``Content-Encoding: gzip`` or ``deflate`` (what ``tritonclient``'s
+  ``request_compression_algorithm`` sends) are inflated before anything reads them, the body
+  limit counting the decoded bytes (413 for a zip bomb, 400 for corrupt data, 415 for other
+  encodings);
 - every response carries ``x-request-id`` (the client's, when it sent a sane one); a server fault
   is a 500 ``{"error", "request_id"}`` with the traceback in the log under that id, never in the
   response;
@@ -36,6 +40,7 @@ import re
 import sys
 import uuid
 import warnings
+import zlib
 from dataclasses import dataclass
 from typing import Any, Union
 
@@ -283,6 +288,82 @@ class RequestGuardMiddleware:
             await _server_fault(scope, send_with_id, started, request_id, err)
 
 
+class RequestDecodingMiddleware:
+    """Request bodies sent with ``Content-Encoding: gzip`` or ``deflate`` decoded before any handler.
+
+    ``tritonclient`` compresses request bodies on request (``request_compression_algorithm``) and
+    Triton reads them; kserve's handlers would parse the compressed bytes as JSON (400). The body
+    is inflated in bounded steps: more than ``max_body_bytes`` once inflated is 413 (a small
+    compressed body must not become gigabytes), corrupt data is 400 and any other encoding 415,
+    each a JSON answer naming the encoding. The handlers then see the decoded body with its own
+    Content-Length and no Content-Encoding. Responses are sent uncompressed.
+    """
+
+    def __init__(self, app, limits: ServerLimits | None = None):
+        self.app = app
+        self.max_body_bytes = (limits or ServerLimits()).max_body_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        encodings = [token.strip().lower() for key, value in scope["headers"] if key == b"content-encoding"
+                     for token in value.decode("latin-1").split(",")]
+        encodings = [token for token in encodings if token not in ("", "identity")]
+        if not encodings:
+            return await self.app(scope, receive, send)
+        unknown = [token for token in encodings if token not in REQUEST_ENCODINGS]
+        if unknown:
+            return await _send_json(send, 415, {
+                "error": f"Content-Encoding {unknown[0]!r} is not supported (the server reads "
+                         f"{', '.join(sorted(set(REQUEST_ENCODINGS) - {'x-gzip'}))})", "field": None, "index": None})
+        try:
+            body = await _read_body(receive, limit=self.max_body_bytes)
+            for token in reversed(encodings):  # listed in the order they were applied
+                body = _inflate(body, token, self.max_body_bytes)
+        except _BodyTooLarge:
+            return await _send_json(send, 413, {
+                "error": f"request body larger than the limit of {self.max_body_bytes} bytes once decoded "
+                         f"({', '.join(encodings)})", "field": None, "index": None})
+        except zlib.error as err:
+            return await _send_json(send, 400, {"error": f"the body is not valid {token} data ({err})",
+                                                "field": None, "index": None})
+        headers = [(key, value) for key, value in scope["headers"]
+                   if key not in (b"content-encoding", b"content-length", b"transfer-encoding")]
+        scope = {**scope, "headers": [*headers, (b"content-length", str(len(body)).encode())]}
+        return await self.app(scope, _replay(body, receive), send)
+
+
+REQUEST_ENCODINGS = {"gzip": zlib.MAX_WBITS | 16, "x-gzip": zlib.MAX_WBITS | 16, "deflate": zlib.MAX_WBITS}
+INFLATE_STEP_BYTES = 1 << 20  # output produced per decompress call, so an oversized body stops early
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def _inflate(data: bytes, encoding: str, limit: int) -> bytes:
+    """``data`` decoded from ``encoding`` (HTTP's deflate is the zlib format; raw deflate is read too).
+
+    Raises _BodyTooLarge past ``limit`` decoded bytes, zlib.error on corrupt or truncated data."""
+    wbits = REQUEST_ENCODINGS[encoding]
+    if encoding == "deflate" and data[:1] and (data[0] & 0x0F != 8 or int.from_bytes(data[:2], "big") % 31):
+        wbits = -zlib.MAX_WBITS  # no zlib header: raw deflate, as some clients send it
+    inflater = zlib.decompressobj(wbits)
+    pieces, size, pending = [], 0, data
+    while pending:
+        piece = inflater.decompress(pending, INFLATE_STEP_BYTES)
+        size += len(piece)
+        if size > limit:
+            raise _BodyTooLarge
+        pieces.append(piece)
+        pending = inflater.unconsumed_tail
+        if inflater.eof:
+            break
+    if not inflater.eof:
+        raise zlib.error("the compressed data ends early")
+    return b"".join(pieces)
+
+
 class FastInferMiddleware:
     """The served model's v1 predict and v2 infer requests decoded straight into numpy columns.
 
@@ -342,13 +423,18 @@ class FastInferMiddleware:
         await send({"type": "http.response.body", "body": answer})
 
 
-async def _read_body(receive) -> bytes:
-    chunks = []
+async def _read_body(receive, limit: int | None = None) -> bytes:
+    """The whole request body (_BodyTooLarge past ``limit`` bytes: one sent without Content-Length)."""
+    chunks, size = [], 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             raise ClientDisconnect()
-        chunks.append(message.get("body", b""))
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if limit is not None and size > limit:
+            raise _BodyTooLarge
+        chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
 
@@ -643,6 +729,7 @@ class MlengineRESTServer(RESTServer):
         app.add_middleware(RequestBodyLimitMiddleware, max_body_size=self.limits.max_body_bytes)
         if os.environ.get(FAST_PATH_ENV, "1") != "0":
             app.add_middleware(FastInferMiddleware, registry=self.dataplane.model_registry)
+        app.add_middleware(RequestDecodingMiddleware, limits=self.limits)
         app.add_middleware(RequestGuardMiddleware, limits=self.limits)
 
 

@@ -63,6 +63,16 @@ def die_with_parent(parent_pid: int | str | None, sig: int = signal.SIGTERM) -> 
         os._exit(EXIT_CRASH)
 
 
+def exit_on_sigterm() -> None:
+    """SIGTERM raises SystemExit(143) in the main thread, so ``finally`` blocks stop the children.
+
+    (Python's default SIGTERM ends the process at once and leaves detached servers running.)"""
+    def _exit(signum, _frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _exit)
+
+
 def exit_hard(code: int) -> None:
     """Flush and ``os._exit``: a ParameterServerStrategy coordinator keeps threads that block a normal exit."""
     sys.stdout.flush()

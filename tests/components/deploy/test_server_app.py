@@ -8,8 +8,11 @@ cover what needs a model that misbehaves on purpose or the switch turned on.
 from __future__ import annotations
 
 import asyncio
+import gzip
+import json
 import logging
 import sys
+import zlib
 
 import pytest
 from starlette.testclient import TestClient
@@ -45,6 +48,8 @@ class StandInModel(kserve.Model):
             raise NotImplementedError("secret missing branch")
         if self.behaviour == "slow":
             await asyncio.sleep(5)
+        if self.behaviour == "echo":
+            return {"predictions": payload["instances"]}
         return {"predictions": [1.0]}
 
 
@@ -89,3 +94,48 @@ def test_a_response_that_does_not_start_in_time_is_a_503():
     answer = client.post(f"/v1/models/{NAME}:predict", json={"instances": [1]})
     assert answer.status_code == 503
     assert "longer than 0.2 s" in answer.json()["error"] and answer.json()["request_id"]
+
+
+def _compressed(body: bytes, encoding: str) -> bytes:
+    if encoding == "gzip":
+        return gzip.compress(body)
+    if encoding == "deflate":
+        return zlib.compress(body)
+    raw = zlib.compressobj(wbits=-zlib.MAX_WBITS)  # raw deflate, without the zlib header
+    return raw.compress(body) + raw.flush()
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "raw-deflate"])
+def test_compressed_request_bodies_are_decoded_before_the_handlers(encoding):
+    client = client_for(StandInModel("echo"))
+    instances = [[float(i), i * 2.5] for i in range(300)]
+    body = _compressed(json.dumps({"instances": instances}).encode(), encoding)
+    header = "deflate" if encoding == "raw-deflate" else encoding
+    answer = client.post(f"/v1/models/{NAME}:predict", content=body, headers={"content-encoding": header})
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"predictions": instances}
+    twice = gzip.compress(zlib.compress(json.dumps({"instances": [[1.0]]}).encode()))  # applied in header order
+    answer = client.post(f"/v1/models/{NAME}:predict", content=twice, headers={"content-encoding": "deflate, gzip"})
+    assert answer.json() == {"predictions": [[1.0]]}
+
+
+def test_a_small_body_that_inflates_past_the_limit_is_a_413_not_memory():
+    client = client_for(StandInModel("echo"), limits=ServerLimits(max_body_bytes=100_000))
+    bomb = gzip.compress(b"[" + b"0," * 1_000_000 + b"0]")  # 2 MB decoded from about 2 KB
+    assert len(bomb) < 100_000
+    answer = client.post(f"/v1/models/{NAME}:predict", content=bomb, headers={"content-encoding": "gzip"})
+    assert answer.status_code == 413
+    assert "100000 bytes once decoded (gzip)" in answer.json()["error"]
+
+
+def test_corrupt_and_unknown_encodings_get_one_line_json_errors():
+    client = client_for(StandInModel("echo"))
+    truncated = gzip.compress(json.dumps({"instances": [[1.0]] * 50}).encode())[:-12]
+    answer = client.post(f"/v1/models/{NAME}:predict", content=truncated, headers={"content-encoding": "gzip"})
+    assert answer.status_code == 400 and answer.json()["error"].startswith("the body is not valid gzip data")
+    answer = client.post(f"/v1/models/{NAME}:predict", content=b"{}", headers={"content-encoding": "br"})
+    assert answer.status_code == 415
+    assert answer.json()["error"] == "Content-Encoding 'br' is not supported (the server reads deflate, gzip)"
+    plain = client.post(f"/v1/models/{NAME}:predict", json={"instances": [[2.0]]},
+                        headers={"content-encoding": "identity"})
+    assert plain.json() == {"predictions": [[2.0]]}

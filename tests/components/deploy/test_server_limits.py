@@ -55,6 +55,9 @@ def trickle(port: int, head: bytes, drip: bytes = b" ", count: int = TRICKLE_BYT
                 received += chunk
             except BlockingIOError:
                 pass
+            except ConnectionResetError:
+                # a drip sent after the server's close comes back as a reset: closed all the same
+                return sent, received
             try:
                 sock.sendall(drip)
                 sent += 1

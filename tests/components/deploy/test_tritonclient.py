@@ -91,3 +91,12 @@ def test_tritonclient_sees_4xx_for_bad_input_and_unknown_versions(client, live_s
     with pytest.raises(InferenceServerException) as caught:
         client.infer(name, triton_inputs(client, name, rows[:2], True), model_version="7")
     assert caught.value.status() == "404" and "model_version" in caught.value.message()
+
+
+@pytest.mark.parametrize("algorithm", ["gzip", "deflate"])
+def test_tritonclient_compressed_requests_get_the_same_predictions(client, live_server, rows, expected, algorithm):
+    # tritonclient's request_compression_algorithm: Content-Encoding on the body, as Triton reads it
+    name = live_server["name"]
+    for binary in (False, True):
+        result = client.infer(name, triton_inputs(client, name, rows, binary), request_compression_algorithm=algorithm)
+        np.testing.assert_allclose(result.as_numpy("predictions"), expected, rtol=1e-5, atol=1e-4)
