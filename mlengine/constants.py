@@ -101,6 +101,7 @@ CONTAINER_PASSTHROUGH_ENV = (ENV_S3_ENDPOINT, ENV_S3_ACCESS_KEY, ENV_S3_SECRET_K
 
 # --- Kubernetes --------------------------------------------------------------------------------
 K8S_NAMESPACE = "kubeflow-user"
+PART_OF_LABEL = {"app.kubernetes.io/part-of": "mlengine"}  # on every resource we render, to list or clean them up
 K8S_SERVICE_ACCOUNT = "mlengine-pipeline"
 K8S_S3_SECRET = "mlengine-minio-credentials"
 K8S_SERVING_SERVICE_ACCOUNT = "mlengine-serving"

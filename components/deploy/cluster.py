@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlengine.constants import K8S_NAMESPACE, K8S_SERVING_SERVICE_ACCOUNT, SERVING_MODEL_SUBDIR
+from mlengine.constants import K8S_NAMESPACE, K8S_SERVING_SERVICE_ACCOUNT, PART_OF_LABEL, SERVING_MODEL_SUBDIR
 from mlengine.errors import MlengineError
 
 ISVC_GROUP = "serving.kserve.io"
@@ -52,7 +52,7 @@ OUR_MODEL_FORMAT = "mlengine"
 RUNTIMES = {"ours": (OUR_RUNTIME, OUR_MODEL_FORMAT), "tfserving": (SERVING_RUNTIME, MODEL_FORMAT)}
 DEFAULT_RUNTIME = "ours"
 PREDICTOR_CONTAINER = "kserve-container"
-SERVING_LABELS = {"app.kubernetes.io/part-of": "mlengine", "app.kubernetes.io/component": "serving"}
+SERVING_LABELS = {**PART_OF_LABEL, "app.kubernetes.io/component": "serving"}
 READINESS_PATH = "/v2/health/ready"
 ANNOTATION_DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
 DEPLOYMENT_MODE = "Serverless"  # minReplicas 0 and canary traffic need Knative (kserve#4074)
@@ -227,7 +227,7 @@ def render_serving_runtime(*, namespace: str = K8S_NAMESPACE, image: str | None 
     }
     return {"apiVersion": f"{ISVC_GROUP}/v1alpha1", "kind": "ServingRuntime",
             "metadata": {"name": OUR_RUNTIME, "namespace": namespace,
-                         "labels": {"app.kubernetes.io/part-of": "mlengine"}},
+                         "labels": dict(PART_OF_LABEL)},
             "spec": {"supportedModelFormats": [{"name": OUR_MODEL_FORMAT, "version": "1", "autoSelect": True}],
                      "protocolVersions": ["v1", "v2"], "containers": [container]}}
 

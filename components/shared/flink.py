@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlengine.constants import K8S_NAMESPACE, image_for
+from mlengine.constants import K8S_NAMESPACE, PART_OF_LABEL, image_for
 
 FLINK_VERSION = "1.19"  # a Flink release both the operator (v1_19) and Beam's Flink runner support
 FLINK_IMAGE = f"flink:{FLINK_VERSION}"
@@ -30,7 +30,6 @@ JOB_SERVER_PORTS = {"job": 8099, "artifact": 8098, "expansion": 8097}
 FLINK_REST_PORT = 8081
 SHARED_MOUNT = "/mnt/shared"  # where the splits live for the launcher and every worker
 FLINK_SERVICE_ACCOUNT = "flink"  # the account the operator's Helm chart creates in watched namespaces
-PART_OF_LABEL = {"app.kubernetes.io/part-of": "mlengine"}
 
 
 def beam_options_for_flink(name: str = "mlengine-beam", namespace: str = K8S_NAMESPACE) -> list[str]:

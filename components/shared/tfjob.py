@@ -22,6 +22,7 @@ from mlengine.constants import (
     K8S_NAMESPACE,
     K8S_S3_SECRET,
     K8S_SERVICE_ACCOUNT,
+    PART_OF_LABEL,
     TRAINER_IMAGE,
 )
 from mlengine.errors import MlengineError
@@ -144,7 +145,7 @@ def render_tfjob(name: str, train_args: list[str], topology, *, namespace: str =
     # (found by `mlengine rehearse`): with a shared claim the scratch folders live on it
     scratch = f"{SHARED_MOUNT}/scratch" if shared_claim else SCRATCH_MOUNT
     args = [*train_args, "--strategy", topology.resolved_strategy, "--scratch-dir", scratch]
-    job_labels = {"app.kubernetes.io/name": "mlengine", "app.kubernetes.io/component": "trainer",
+    job_labels = {**PART_OF_LABEL, "app.kubernetes.io/name": "mlengine", "app.kubernetes.io/component": "trainer",
                   **(labels or {})}
     replica_specs = {}
     for task_type, count in topology.task_counts().items():

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mlengine.components.tune.search_space import Parameter, SearchSpace, katib_string
-from mlengine.constants import K8S_NAMESPACE, K8S_SERVICE_ACCOUNT, TRAINER_IMAGE
+from mlengine.constants import K8S_NAMESPACE, K8S_SERVICE_ACCOUNT, PART_OF_LABEL, TRAINER_IMAGE
 from mlengine.errors import MlengineError
 
 GROUP = "kubeflow.org"
@@ -148,7 +148,7 @@ def render_experiment(name: str, space: SearchSpace, *, namespace: str = K8S_NAM
     if early is not None:
         spec["earlyStopping"] = early
     metadata: dict[str, Any] = {"name": name, "namespace": namespace,
-                                "labels": {"app.kubernetes.io/part-of": "mlengine", **(labels or {})}}
+                                "labels": {**PART_OF_LABEL, **(labels or {})}}
     return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Experiment", "metadata": metadata, "spec": spec}
 
 
