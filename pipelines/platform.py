@@ -10,10 +10,13 @@ compile time:
 - ``cluster``: ``mode=cluster`` and cluster-sized defaults; the MinIO credentials reach every step
   through ``kubernetes.use_secret_as_env`` (a Secret name, never a value); the parameter-server
   shared volume is a ReadWriteMany PVC the run creates (``kubernetes.CreatePVC``), mounts in the
-  steps that launch TFJobs (``mount_pvc``), hands them by name, and deletes after training
-  (``DeletePVC``). All of it lands in the YAML's platform spec, which KFP's backend reads.
+  steps that launch TFJobs (``mount_pvc``) and hands them by name; it is named after the run's
+  UUID, so the ``DeletePVC`` of an exit handler (``dsl.ExitHandler``: it runs when the run ends,
+  failed or not) can name it without depending on a task. All of it lands in the YAML's
+  platform spec, which KFP's backend reads.
 
-A pipeline body asks for its target through :func:`shared_volume` and :func:`finish`; the
+A pipeline body asks for its target through :func:`shared_volume` (a ``with`` block around the
+steps) and :func:`finish`; the
 decorated module-level pipelines are the local target, :func:`build` re-creates one for another.
 """
 
@@ -39,7 +42,9 @@ from mlengine.errors import MlengineError
 TARGETS = ("cluster", "local")
 DEFAULT_SHARED_VOLUME_SIZE = "10Gi"
 SHARED_VOLUME_ACCESS_MODES = ["ReadWriteMany"]  # the chief writes, every worker of the TFJob reads
-SHARED_VOLUME_SUFFIX = "-mlengine-shared"  # the PVC is "<run's workflow name>-mlengine-shared"
+# the PVC's name: KFP's driver puts the run's UUID in place of this placeholder, but only when it
+# is a parameter's whole value (backend/src/v2/driver/resolve.go), so there is no prefix
+SHARED_VOLUME_NAME = "{{$.pipeline_job_uuid}}"
 SHARED_VOLUME_MOUNT = "/shared"  # where the launcher steps see it (the TFJob pods mount it there too)
 # pipeline defaults a cluster YAML gets in place of the local ones (the DAG's own defaults)
 CLUSTER_DEFAULTS: dict[str, Any] = {"mode": "cluster", "workers": 2, "ps": 1}
@@ -115,6 +120,7 @@ class _Build:
     def __init__(self, target: Target):
         self.target = target
         self.claim = None
+        self.create_task = None  # the CreatePVC task the volume users run after
 
 
 _current: contextvars.ContextVar[_Build | None] = contextvars.ContextVar("mlengine_pipeline_build", default=None)
@@ -140,32 +146,61 @@ def current() -> Target:
     return _build_state().target
 
 
-def build(pipeline, target: Target):
-    """The pipeline re-created for ``target`` (a new GraphComponent; the module-level one is untouched)."""
+def build(pipeline, target: Target, outputs: bool = True):
+    """The pipeline re-created for ``target`` (a new GraphComponent; the module-level one is untouched).
+
+    ``outputs=False`` drops the pipeline-level outputs (the tasks keep theirs).
+    """
     from kfp import dsl
 
     spec = pipeline.component_spec
+    func = pipeline.pipeline_func if outputs else _without_outputs(pipeline.pipeline_func)
     with building(target):
-        return dsl.pipeline(name=spec.name, description=spec.description)(pipeline.pipeline_func)
+        return dsl.pipeline(name=spec.name, description=spec.description)(func)
+
+
+def _without_outputs(func):
+    """``func`` with the same parameters and docstring, returning nothing (kfp reads the signature)."""
+    import functools
+    import inspect
+
+    @functools.wraps(func)
+    def body(*args, **kwargs) -> None:
+        func(*args, **kwargs)
+
+    body.__signature__ = inspect.signature(func).replace(return_annotation=None)
+    body.__annotations__ = {k: v for k, v in func.__annotations__.items() if k != "return"}
+    return body
 
 
 # --- called from inside pipeline bodies --------------------------------------------------------
+@contextlib.contextmanager
 def shared_volume():
-    """The claim name parameter-server TFJobs share: "" locally, on a cluster a PVC this run creates."""
+    """A block around the pipeline's steps; yields the claim name parameter-server TFJobs share.
+
+    Locally "" and nothing else. On a cluster the block is an exit handler: the PVC this run
+    creates (named after the run's UUID) is deleted when the steps inside end, whether they
+    succeeded or failed, so a failed run does not leave its claim behind.
+    """
     state = _build_state()
     target = state.target
     if not target.is_cluster:
-        return ""
-    from kfp import kubernetes
+        yield ""
+        return
+    from kfp import dsl, kubernetes
 
-    # no storage_class_name: the cluster's default StorageClass
-    extra = {"storage_class_name": target.storage_class} if target.storage_class else {}
-    pvc = kubernetes.CreatePVC(pvc_name_suffix=SHARED_VOLUME_SUFFIX, access_modes=SHARED_VOLUME_ACCESS_MODES,
-                               size=target.shared_volume_size, **extra)
-    pvc.set_display_name("shared volume for parameter-server training")
-    pvc.set_caching_options(enable_caching=False)  # a cached result would name a PVC an earlier run deleted
-    state.claim = pvc.outputs["name"]
-    return state.claim
+    delete = kubernetes.DeletePVC(pvc_name=SHARED_VOLUME_NAME)
+    delete.set_display_name("delete the shared volume")
+    delete.set_caching_options(enable_caching=False)
+    with dsl.ExitHandler(delete, name="steps-using-the-shared-volume"):
+        # no storage_class_name: the cluster's default StorageClass
+        extra = {"storage_class_name": target.storage_class} if target.storage_class else {}
+        pvc = kubernetes.CreatePVC(pvc_name=SHARED_VOLUME_NAME, access_modes=SHARED_VOLUME_ACCESS_MODES,
+                                   size=target.shared_volume_size, **extra)
+        pvc.set_display_name("shared volume for parameter-server training")
+        pvc.set_caching_options(enable_caching=False)  # a cached run would skip creating its own claim
+        state.claim, state.create_task = SHARED_VOLUME_NAME, pvc
+        yield state.claim
 
 
 def finish(volume_users=()) -> None:
@@ -173,7 +208,7 @@ def finish(volume_users=()) -> None:
 
     Args:
         volume_users: the tasks that were handed :func:`shared_volume`'s claim; on a cluster they
-            mount it, and the claim is deleted once they are done.
+            mount it and run after it is created (its exit handler deletes it).
     """
     from kfp.dsl import pipeline_context
 
@@ -200,9 +235,7 @@ def finish(volume_users=()) -> None:
             raise MlengineError("platform.finish: volume users given but shared_volume() was not called")
         for task in volume_users:
             kubernetes.mount_pvc(task, pvc_name=claim, mount_path=SHARED_VOLUME_MOUNT)
-        delete = kubernetes.DeletePVC(pvc_name=claim).after(*volume_users)
-        delete.set_display_name("delete the shared volume")
-        delete.set_caching_options(enable_caching=False)
+            task.after(state.create_task)
 
 
 # --- compiling ---------------------------------------------------------------------------------
@@ -218,7 +251,9 @@ def pipelines_for(target: Target) -> dict[str, Any]:
     """{kind: the pipeline re-created for ``target``} for the training and the monitoring pipeline."""
     from mlengine.pipelines import monitoring, training
 
-    return {"training": build(training.training_pipeline, target),
+    # on a cluster the training steps run inside shared_volume()'s exit handler, and KFP takes
+    # pipeline outputs only from the top level: the steps' artifacts are the run's outputs there
+    return {"training": build(training.training_pipeline, target, outputs=not target.is_cluster),
             "monitoring": build(monitoring.monitoring_pipeline, target)}
 
 

@@ -109,73 +109,74 @@ def training_pipeline(
         beam_options: with runner beam, Beam pipeline options separated by spaces (default: Beam's
             in-process runner; e.g. --runner=PortableRunner --job_endpoint=HOST:8099 for Flink).
     """
-    ingest_task = ingest(data_uri=data_uri, spec_uri=spec_uri, split_seed=split_seed,
-                         runner=runner, beam_options=beam_options)
-    ingest_task.set_display_name("ingest raw CSV")
+    # shared_claim: "" on this machine; on a cluster a ReadWriteMany PVC this run creates for the TFJob
+    # pods, deleted when the steps end, failed or not (pipelines/platform.py)
+    with platform.shared_volume() as shared_claim:
+        ingest_task = ingest(data_uri=data_uri, spec_uri=spec_uri, split_seed=split_seed,
+                             runner=runner, beam_options=beam_options)
+        ingest_task.set_display_name("ingest raw CSV")
 
-    # "" on this machine; on a cluster a ReadWriteMany PVC this run creates for the TFJob pods (pipelines/platform.py)
-    shared_claim = platform.shared_volume()
-    tune_task = tune(
-        train_data=ingest_task.outputs[ART_TRAIN_DATA],
-        eval_data=ingest_task.outputs[ART_EVAL_DATA],
-        statistics=ingest_task.outputs[ART_STATISTICS],
-        fixed_hyperparameters=hyperparameters,
-        trials=trials,
-        parallel=parallel_trials,
-        algorithm=tune_algorithm,
-        epochs=tune_epochs,
-        mode=mode,
-        shared_claim=shared_claim,
-    )
-    tune_task.set_display_name("tune hyperparameters (Katib)")
+        tune_task = tune(
+            train_data=ingest_task.outputs[ART_TRAIN_DATA],
+            eval_data=ingest_task.outputs[ART_EVAL_DATA],
+            statistics=ingest_task.outputs[ART_STATISTICS],
+            fixed_hyperparameters=hyperparameters,
+            trials=trials,
+            parallel=parallel_trials,
+            algorithm=tune_algorithm,
+            epochs=tune_epochs,
+            mode=mode,
+            shared_claim=shared_claim,
+        )
+        tune_task.set_display_name("tune hyperparameters (Katib)")
 
-    transform_task = transform(
-        train_data=ingest_task.outputs[ART_TRAIN_DATA],
-        statistics=ingest_task.outputs[ART_STATISTICS],
-        hyperparameters=tune_task.outputs[ART_HYPERPARAMETERS],
-        runner=runner,
-        beam_options=beam_options,
-    )
-    transform_task.set_display_name("analyze: buckets, scaling, vocabularies")
+        transform_task = transform(
+            train_data=ingest_task.outputs[ART_TRAIN_DATA],
+            statistics=ingest_task.outputs[ART_STATISTICS],
+            hyperparameters=tune_task.outputs[ART_HYPERPARAMETERS],
+            runner=runner,
+            beam_options=beam_options,
+        )
+        transform_task.set_display_name("analyze: buckets, scaling, vocabularies")
 
-    train_task = train(
-        train_data=ingest_task.outputs[ART_TRAIN_DATA],
-        eval_data=ingest_task.outputs[ART_EVAL_DATA],
-        transform_fn=transform_task.outputs[ART_TRANSFORM],
-        hyperparameters=tune_task.outputs[ART_HYPERPARAMETERS],
-        study=tune_task.outputs["study"],
-        epochs=epochs,
-        workers=workers,
-        ps=ps,
-        strategy=strategy,
-        mode=mode,
-        shared_claim=shared_claim,
-    )
-    train_task.set_display_name("train wide-and-deep (TFJob)")
+        train_task = train(
+            train_data=ingest_task.outputs[ART_TRAIN_DATA],
+            eval_data=ingest_task.outputs[ART_EVAL_DATA],
+            transform_fn=transform_task.outputs[ART_TRANSFORM],
+            hyperparameters=tune_task.outputs[ART_HYPERPARAMETERS],
+            study=tune_task.outputs["study"],
+            epochs=epochs,
+            workers=workers,
+            ps=ps,
+            strategy=strategy,
+            mode=mode,
+            shared_claim=shared_claim,
+        )
+        train_task.set_display_name("train wide-and-deep (TFJob)")
 
-    evaluate_task = evaluate(
-        model=train_task.outputs[ART_MODEL],
-        test_data=ingest_task.outputs[ART_TEST_DATA],
-        margin=blessing_margin,
-        baseline_model_uri=baseline_model_uri,
-        baseline_tolerance=baseline_tolerance,
-        model_name=model_name,
-        mode=mode,
-    )
-    evaluate_task.set_display_name("evaluate vs benchmark and the served model")
+        evaluate_task = evaluate(
+            model=train_task.outputs[ART_MODEL],
+            test_data=ingest_task.outputs[ART_TEST_DATA],
+            margin=blessing_margin,
+            baseline_model_uri=baseline_model_uri,
+            baseline_tolerance=baseline_tolerance,
+            model_name=model_name,
+            mode=mode,
+        )
+        evaluate_task.set_display_name("evaluate vs benchmark and the served model")
 
-    # kfp.local resolves a condition on a task's single "Output" (not on named NamedTuple fields)
-    def deploy_step(blessed: bool, display_name: str) -> None:
-        task = deploy(model=train_task.outputs[ART_MODEL], blessed=blessed, mode=mode, model_name=model_name,
-                      canary_traffic_percent=canary_traffic_percent, keep_serving=keep_serving)
-        task.set_display_name(display_name)
-        task.set_caching_options(enable_caching=False)  # a rollout acts on the world: never replayed
+        # kfp.local resolves a condition on a task's single "Output" (not on named NamedTuple fields)
+        def deploy_step(blessed: bool, display_name: str) -> None:
+            task = deploy(model=train_task.outputs[ART_MODEL], blessed=blessed, mode=mode, model_name=model_name,
+                          canary_traffic_percent=canary_traffic_percent, keep_serving=keep_serving)
+            task.set_display_name(display_name)
+            task.set_caching_options(enable_caching=False)  # a rollout acts on the world: never replayed
 
-    # this run's verdict also settles a canary in flight: blessed promotes it, unblessed rolls it back
-    with dsl.If(evaluate_task.outputs["Output"] == True, name="model-is-blessed"):  # noqa: E712 (a DSL expression)
-        deploy_step(True, "deploy (KServe canary)")
-    with dsl.Else(name="model-not-blessed"):
-        deploy_step(False, "roll back a canary in flight")
+        # this run's verdict also settles a canary in flight: blessed promotes it, unblessed rolls it back
+        with dsl.If(evaluate_task.outputs["Output"] == True, name="model-is-blessed"):  # noqa: E712 (a DSL expression)
+            deploy_step(True, "deploy (KServe canary)")
+        with dsl.Else(name="model-not-blessed"):
+            deploy_step(False, "roll back a canary in flight")
 
     # the target's wiring of every step: image registry; on a cluster the MinIO Secret and the PVC's mounts
     platform.finish(volume_users=(tune_task, train_task))

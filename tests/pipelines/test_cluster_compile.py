@@ -7,11 +7,18 @@ import json
 import pytest
 import yaml
 from google.protobuf import json_format
+from kfp import dsl
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from mlengine.constants import ENV_IMAGE_REGISTRY, IMAGE_REGISTRY, K8S_S3_SECRET, image_for
 from mlengine.errors import MlengineError
-from mlengine.pipelines.platform import CLUSTER_DEFAULTS, SHARED_VOLUME_MOUNT, Target, compile_for
+from mlengine.pipelines.platform import (
+    CLUSTER_DEFAULTS,
+    SHARED_VOLUME_MOUNT,
+    SHARED_VOLUME_NAME,
+    Target,
+    compile_for,
+)
 from mlengine.version import __version__
 
 S3_KEYS = {"MLENGINE_S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
@@ -36,7 +43,8 @@ def test_cluster_yaml_is_a_strict_pipeline_spec_and_platform_spec_with_mode_clus
     assert defaults["mode"]["defaultValue"] == "cluster"
     for name, value in CLUSTER_DEFAULTS.items():
         assert defaults[name]["defaultValue"] == value, name
-    assert {"createpvc", "deletepvc", "ingest", "tune", "transform", "train", "evaluate"} <= set(spec.root.dag.tasks)
+    assert {"createpvc", "ingest", "tune", "transform", "train", "evaluate"} <= set(_steps(spec_doc))
+    assert "deletepvc" in spec.root.dag.tasks
 
 
 def test_kfp_loads_the_cluster_yaml_back_with_its_platform_spec(tmp_path):
@@ -66,24 +74,47 @@ def test_every_step_gets_the_minio_secret_as_env_and_never_a_value(cluster):
             assert not {e["name"] for e in body.get("container", {}).get("env", [])} & S3_KEYS
 
 
-def test_the_shared_volume_is_created_per_run_mounted_in_tune_and_train_handed_by_name_and_deleted(cluster):
+def _steps(spec_doc: dict) -> dict:
+    """The tasks inside the training pipeline's exit handler (every step but the PVC's deletion)."""
+    (handler,) = [task for task in spec_doc["root"]["dag"]["tasks"].values()
+                  if task["componentRef"]["name"].startswith("comp-exit-handler")]
+    return spec_doc["components"][handler["componentRef"]["name"]]["dag"]["tasks"]
+
+
+def test_the_shared_volume_is_created_per_run_mounted_in_tune_and_train_and_deleted_even_on_failure(cluster):
     spec_doc, platform_doc = cluster["mlengine-training"]
-    tasks = spec_doc["root"]["dag"]["tasks"]
-    create = tasks["createpvc"]["inputs"]["parameters"]
+    root, steps = spec_doc["root"]["dag"]["tasks"], _steps(spec_doc)
+    assert len(root) == 2 and "deletepvc" in root  # the exit handler's group and its exit task
+    create = steps["createpvc"]["inputs"]["parameters"]
     assert create["access_modes"]["runtimeValue"]["constant"] == ["ReadWriteMany"]
     assert create["size"]["runtimeValue"]["constant"] == "10Gi"
-    assert tasks["createpvc"]["cachingOptions"].get("enableCache") is not True  # a cached name would be stale
+    # the run's UUID names the claim: KFP's driver resolves the placeholder only as a whole value
+    assert create["pvc_name"]["runtimeValue"]["constant"] == SHARED_VOLUME_NAME == dsl.PIPELINE_JOB_ID_PLACEHOLDER
+    assert steps["createpvc"]["cachingOptions"].get("enableCache") is not True  # a cached step creates no claim
     executors = platform_doc["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     for step in ("tune", "train"):
-        claim = tasks[step]["inputs"]["parameters"]["shared_claim"]["taskOutputParameter"]
-        assert claim == {"producerTask": "createpvc", "outputParameterKey": "name"}
+        assert steps[step]["inputs"]["parameters"]["shared_claim"]["runtimeValue"]["constant"] == SHARED_VOLUME_NAME
+        assert "createpvc" in steps[step]["dependentTasks"]  # mounted only once it exists
         (mount,) = executors[f"exec-{step}"]["pvcMount"]
         assert mount["mountPath"] == SHARED_VOLUME_MOUNT
-        assert mount["pvcNameParameter"]["taskOutputParameter"]["producerTask"] == "createpvc"
-    delete = tasks["deletepvc"]
-    assert {"tune", "train"} <= set(delete["dependentTasks"])
-    assert delete["inputs"]["parameters"]["pvc_name"]["taskOutputParameter"]["producerTask"] == "createpvc"
+        assert mount["pvcNameParameter"]["runtimeValue"]["constant"] == SHARED_VOLUME_NAME
+    # deleted by the exit handler: after every step, whether they succeeded or failed
+    delete = root["deletepvc"]
+    assert delete["triggerPolicy"]["strategy"] == "ALL_UPSTREAM_TASKS_COMPLETED"
+    assert delete["dependentTasks"] == [name for name in root if name != "deletepvc"]
+    assert delete["inputs"]["parameters"]["pvc_name"]["runtimeValue"]["constant"] == SHARED_VOLUME_NAME
+    assert delete["cachingOptions"].get("enableCache") is not True
     assert "pvcMount" not in json.dumps({k: v for k, v in executors.items() if k not in ("exec-tune", "exec-train")})
+
+
+def test_the_cluster_training_pipeline_has_the_local_parameters_and_no_pipeline_outputs(cluster, tmp_path):
+    local_doc = _compile(tmp_path, name="local")["mlengine-training"][0]
+    spec_doc = cluster["mlengine-training"][0]
+    parameters = spec_doc["root"]["inputDefinitions"]["parameters"]
+    assert set(parameters) == set(local_doc["root"]["inputDefinitions"]["parameters"])
+    assert local_doc["root"]["outputDefinitions"]  # locally the summary reads them
+    assert "outputDefinitions" not in spec_doc["root"]  # KFP takes none from inside an exit handler
+    assert {"ingest", "tune", "transform", "train", "evaluate"} <= set(_steps(spec_doc))
 
 
 def test_secret_name_volume_size_and_storage_class_are_compile_options(tmp_path):
@@ -92,7 +123,7 @@ def test_secret_name_volume_size_and_storage_class_are_compile_options(tmp_path)
     spec_doc, platform_doc = docs
     assert "mlengine-minio-credentials" not in json.dumps(platform_doc)
     assert json.dumps(platform_doc).count('"secretName": "team-minio"') >= 14  # 7 steps, required + optional
-    create = spec_doc["root"]["dag"]["tasks"]["createpvc"]["inputs"]["parameters"]
+    create = _steps(spec_doc)["createpvc"]["inputs"]["parameters"]
     assert create["size"]["runtimeValue"]["constant"] == "50Gi"
     assert create["storage_class_name"]["runtimeValue"]["constant"] == "nfs-client"
     for bad in ({"s3_secret": "Bad_Name"}, {"shared_volume_size": "lots"}, {"image_registry": "https://x.io/a"}):
