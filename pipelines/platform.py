@@ -16,8 +16,8 @@ compile time:
   platform spec, which KFP's backend reads.
 
 A pipeline body asks for its target through :func:`shared_volume` (a ``with`` block around the
-steps) and :func:`finish`; the
-decorated module-level pipelines are the local target, :func:`build` re-creates one for another.
+steps) and :func:`finish`; the decorated module-level pipelines are the local target,
+:func:`build` re-creates one for another.
 """
 
 from __future__ import annotations
