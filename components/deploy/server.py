@@ -215,7 +215,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         """Answer raw and close: uvicorn has no answer path for a request whose head or body is unread."""
         if not self._head_open and self.cycle is not None and not self.cycle.response_complete:
             self.cycle.disconnected = True  # a handler still reading the body sees a disconnect
-        body = orjson.dumps({"error": message, "field": None, "index": None})
+        body = orjson.dumps(_problem(message))
         self.transport.write(STATUS_LINE[status] + b"content-type: application/json\r\nconnection: close\r\n"
                              b"content-length: %d\r\n\r\n%s" % (len(body), body))
         self.transport.close()
@@ -253,7 +253,7 @@ class RequestGuardMiddleware:
         if refusal is not None:
             status, message = refusal
             logger.info("rejected request %s: %s", request_id, message)
-            return await _send_json(send, status, {"error": message, "field": None, "index": None},
+            return await _send_json(send, status, _problem(message),
                                     [(REQUEST_ID_HEADER, request_id.encode()), (b"connection", b"close")])
         if (scope["method"] == "POST" and _V2_INFER_NAME.match(scope["path"])
                 and not any(key in (b"content-type", BINARY_HEADER) for key, _ in headers)):
@@ -313,20 +313,19 @@ class RequestDecodingMiddleware:
             return await self.app(scope, receive, send)
         unknown = [token for token in encodings if token not in REQUEST_ENCODINGS]
         if unknown:
-            return await _send_json(send, 415, {
-                "error": f"Content-Encoding {unknown[0]!r} is not supported (the server reads "
-                         f"{', '.join(sorted(set(REQUEST_ENCODINGS) - {'x-gzip'}))})", "field": None, "index": None})
+            readable = ", ".join(sorted(set(REQUEST_ENCODINGS) - {"x-gzip"}))
+            return await _send_problem(scope, send, 415, f"Content-Encoding {unknown[0]!r} is not supported "
+                                                         f"(the server reads {readable})")
         try:
             body = await _read_body(receive, limit=self.max_body_bytes)
             for token in reversed(encodings):  # listed in the order they were applied
                 body = _inflate(body, token, self.max_body_bytes)
         except _BodyTooLarge:
-            return await _send_json(send, 413, {
-                "error": f"request body larger than the limit of {self.max_body_bytes} bytes once decoded "
-                         f"({', '.join(encodings)})", "field": None, "index": None})
+            limit = self.max_body_bytes
+            return await _send_problem(scope, send, 413, f"request body larger than the limit of {limit} bytes "
+                                                         f"once decoded ({', '.join(encodings)})")
         except zlib.error as err:
-            return await _send_json(send, 400, {"error": f"the body is not valid {token} data ({err})",
-                                                "field": None, "index": None})
+            return await _send_problem(scope, send, 400, f"the body is not valid {token} data ({err})")
         headers = [(key, value) for key, value in scope["headers"]
                    if key not in (b"content-encoding", b"content-length", b"transfer-encoding")]
         scope = {**scope, "headers": [*headers, (b"content-length", str(len(body)).encode())]}
@@ -350,17 +349,16 @@ def _inflate(data: bytes, encoding: str, limit: int) -> bytes:
         wbits = -zlib.MAX_WBITS  # no zlib header: raw deflate, as some clients send it
     inflater = zlib.decompressobj(wbits)
     pieces, size, pending = [], 0, data
-    while pending:
+    while not inflater.eof:
+        # with all input consumed, a call without input still returns what zlib holds back
         piece = inflater.decompress(pending, INFLATE_STEP_BYTES)
+        if not piece and not pending:
+            raise zlib.error("the compressed data ends early")
         size += len(piece)
         if size > limit:
             raise _BodyTooLarge
         pieces.append(piece)
         pending = inflater.unconsumed_tail
-        if inflater.eof:
-            break
-    if not inflater.eof:
-        raise zlib.error("the compressed data ends early")
     return b"".join(pieces)
 
 
@@ -484,6 +482,17 @@ def _fault_body(request_id: str) -> dict[str, Any]:
             "field": None, "index": None}
 
 
+def _problem(message: str) -> dict[str, Any]:
+    """The JSON body of every 4xx answer: the message, and the field / instance it names (none here)."""
+    return {"error": message, "field": None, "index": None}
+
+
+async def _send_problem(scope, send, status: int, message: str) -> None:
+    """A 4xx answer from a middleware, logged as one line under the request id."""
+    logger.info("rejected request %s: %s", scope.get("state", {}).get("request_id", "-"), message)
+    await _send_json(send, status, _problem(message))
+
+
 async def _send_json(send, status: int, content: dict, headers: list | None = None) -> None:
     body = orjson.dumps(content)
     await send({"type": "http.response.start", "status": status,
@@ -501,14 +510,14 @@ async def _invalid_request_handler(_request, exc: InvalidRequest):
 async def _invalid_input_handler(_request, exc: InvalidInput):
     message = " ".join(str(exc).split())
     logger.info("rejected request: %s", message)
-    return ORJSONResponse(status_code=400, content={"error": message, "field": None, "index": None})
+    return ORJSONResponse(status_code=400, content=_problem(message))
 
 
 async def _http_exception_handler(request, exc: StarletteHTTPException):
     message = " ".join(str(exc.detail).split())
     if exc.status_code == 413 and request.scope.get(MAX_BODY_SIZE_SCOPE_KEY):
         message = f"request body larger than the limit of {request.scope[MAX_BODY_SIZE_SCOPE_KEY]} bytes"
-    return ORJSONResponse(status_code=exc.status_code, content={"error": message, "field": None, "index": None},
+    return ORJSONResponse(status_code=exc.status_code, content=_problem(message),
                           headers=getattr(exc, "headers", None))
 
 
