@@ -115,12 +115,11 @@ class Target:
 
 
 class _Build:
-    """One pipeline body being run for a target; remembers the claim it created."""
+    """One pipeline body being run for a target; remembers the CreatePVC task of its claim."""
 
     def __init__(self, target: Target):
         self.target = target
-        self.claim = None
-        self.create_task = None  # the CreatePVC task the volume users run after
+        self.create_task = None  # the volume users run after it
 
 
 _current: contextvars.ContextVar[_Build | None] = contextvars.ContextVar("mlengine_pipeline_build", default=None)
@@ -169,7 +168,6 @@ def _without_outputs(func):
         func(*args, **kwargs)
 
     body.__signature__ = inspect.signature(func).replace(return_annotation=None)
-    body.__annotations__ = {k: v for k, v in func.__annotations__.items() if k != "return"}
     return body
 
 
@@ -199,8 +197,8 @@ def shared_volume():
                                    size=target.shared_volume_size, **extra)
         pvc.set_display_name("shared volume for parameter-server training")
         pvc.set_caching_options(enable_caching=False)  # a cached run would skip creating its own claim
-        state.claim, state.create_task = SHARED_VOLUME_NAME, pvc
-        yield state.claim
+        state.create_task = pvc
+        yield SHARED_VOLUME_NAME
 
 
 def finish(volume_users=()) -> None:
@@ -230,11 +228,10 @@ def finish(volume_users=()) -> None:
         kubernetes.use_secret_as_env(task, target.s3_secret, {key: key for key in OPTIONAL_SECRET_ENV},
                                      optional=True)
     if volume_users:
-        claim = state.claim
-        if claim is None:
+        if state.create_task is None:
             raise MlengineError("platform.finish: volume users given but shared_volume() was not called")
         for task in volume_users:
-            kubernetes.mount_pvc(task, pvc_name=claim, mount_path=SHARED_VOLUME_MOUNT)
+            kubernetes.mount_pvc(task, pvc_name=SHARED_VOLUME_NAME, mount_path=SHARED_VOLUME_MOUNT)
             task.after(state.create_task)
 
 
