@@ -49,11 +49,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 # --- (b) the straightforward server -------------------------------------------------------------------------
-_argv, sys.argv = sys.argv, sys.argv[:1]  # kserve.model_server parses sys.argv when it is imported
-try:
+from mlengine.components.deploy.kserve_compat import kserve_argv  # noqa: E402
+
+with kserve_argv():
     import kserve
-finally:
-    sys.argv = _argv
 
 
 class PlainModel(kserve.Model):
@@ -92,8 +91,10 @@ class PlainModel(kserve.Model):
 
 
 def serve_plain(model_dir: str, name: str, port: int, workers: int) -> None:
-    sys.argv = sys.argv[:1]
-    from mlengine.components.deploy.server import LocalModelServer
+    from mlengine.components.deploy.kserve_compat import hide_argv_from_kserve
+
+    hide_argv_from_kserve()
+    from mlengine.components.deploy.http.server import LocalModelServer
 
     model = PlainModel(name, model_dir)
     model.load()

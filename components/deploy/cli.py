@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from mlengine.components.shared.processes import check_ports_free
 from mlengine.errors import MlengineError
@@ -90,8 +89,10 @@ def _serve(args: argparse.Namespace) -> int:
         from mlengine.components.shared.serving_log import ENV_SERVING_LOG_DIR
 
         os.environ[ENV_SERVING_LOG_DIR] = args.serving_log  # read in load(), also by spawned workers
-    sys.argv = sys.argv[:1]  # kserve parses sys.argv on import, in this process and in spawned workers
-    from mlengine.components.deploy.server import ServerLimits, serve
+    from mlengine.components.deploy.kserve_compat import hide_argv_from_kserve
+
+    hide_argv_from_kserve()  # for good: spawned workers import kserve with this process's sys.argv
+    from mlengine.components.deploy.http.server import ServerLimits, serve
 
     given = {"max_body_bytes": args.max_body_bytes, "max_header_bytes": args.max_header_bytes,
              "read_timeout_s": args.read_timeout, "request_timeout_s": args.request_timeout,

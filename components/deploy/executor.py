@@ -64,7 +64,7 @@ def deploy_model(model_dir: str, *, model_uri: str, blessed: bool = True, mode: 
     if mode not in RUN_MODES:
         raise MlengineError(f"mode {mode!r}: expected one of {list(RUN_MODES)}")
     if not name:  # the same default as `mlengine serve`: from the feature spec's name
-        from mlengine.components.deploy.server import default_model_name
+        from mlengine.components.deploy.http.server import default_model_name
         from mlengine.components.shared.featurespec import load_spec
 
         name = default_model_name(load_spec(Path(model_dir) / SPEC_FILE).name)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import sys
 import uuid
 from typing import Any
 
@@ -29,17 +28,15 @@ import numpy as np
 import orjson
 
 from mlengine.components.deploy.batching import MicroBatcher
+from mlengine.components.deploy.kserve_compat import kserve_argv
 from mlengine.components.deploy.validation import DEFAULT_MAX_INSTANCES, RequestError, RequestValidator
 from mlengine.components.shared.savedmodel import OUTPUT_KEY, load_model_dir
 from mlengine.components.shared.serving_log import serving_log_from_env
 
-_argv, sys.argv = sys.argv, sys.argv[:1]  # kserve.model_server parses sys.argv when it is imported
-try:
+with kserve_argv():
     import kserve
     from kserve.errors import InvalidInput
     from kserve.protocol.infer_type import InferOutput, InferRequest, InferResponse, RequestedOutput
-finally:
-    sys.argv = _argv
 
 DEFAULT_MAX_BATCH_ROWS = 2048
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY

@@ -60,8 +60,10 @@ def main() -> int:
         from mlengine.components.shared.serving_log import ENV_SERVING_LOG_DIR
 
         os.environ[ENV_SERVING_LOG_DIR] = args.serving_log
-    sys.argv = sys.argv[:1]  # kserve parses sys.argv on import
-    from mlengine.components.deploy.server import ServerLimits, serve
+    from mlengine.components.deploy.kserve_compat import hide_argv_from_kserve
+
+    hide_argv_from_kserve()
+    from mlengine.components.deploy.http.server import ServerLimits, serve
 
     limits = ServerLimits(**({"request_timeout_s": args.request_timeout} if args.request_timeout else {}))
     serve(args.model, name=args.name, port=args.port, limits=limits, workers=args.workers,

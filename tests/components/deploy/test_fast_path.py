@@ -9,21 +9,19 @@ requests are left to kserve's handlers, so their 400 answers are the same bytes.
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import pytest
 
+from mlengine.components.deploy.kserve_compat import kserve_argv
 from tests.serving_fixtures import sample_rows, tiny_model_dir
 
-_argv, sys.argv = sys.argv, sys.argv[:1]  # kserve.model_server parses sys.argv when it is imported
-try:
+with kserve_argv():
     from starlette.testclient import TestClient
 
+    from mlengine.components.deploy.http.limits import BINARY_HEADER, FAST_PATH_ENV
+    from mlengine.components.deploy.http.server import LocalModelServer
     from mlengine.components.deploy.predictor import RawFeaturePredictor, _plain_v2
-    from mlengine.components.deploy.server import BINARY_HEADER, FAST_PATH_ENV, LocalModelServer
-finally:
-    sys.argv = _argv
 
 NAME = "taxi"
 BINARY = BINARY_HEADER.decode()

@@ -87,7 +87,7 @@ def test_metadata_lists_the_raw_columns(predictor):
 def test_pickled_into_a_worker_it_loads_the_model_again(predictor, model_dir, rows):
     from kserve.model_repository import ModelRepository
 
-    from mlengine.components.deploy.server import load_pending_models
+    from mlengine.components.deploy.http.server import load_pending_models
 
     clone = pickle.loads(pickle.dumps(predictor))  # what kserve does for --workers > 1
     assert clone is not predictor and not clone.ready and clone.load_pending  # the SavedModel is not pickled
@@ -226,8 +226,8 @@ class _Stop(Exception):
 @pytest.mark.parametrize(("workers", "asked", "expected"), [(2, None, None), (1, None, None), (2, 1, 1)])
 def test_serve_leaves_tensorflow_its_own_threads_whatever_the_worker_count(model_dir, workers, asked, expected):
     """One TF thread per worker halved 2-worker throughput on 2 cores (bench/README.md): set only when asked."""
+    from mlengine.components.deploy.http.server import serve
     from mlengine.components.deploy.predictor import RawFeaturePredictor
-    from mlengine.components.deploy.server import serve
 
     seen = {}
 

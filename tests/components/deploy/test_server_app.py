@@ -11,20 +11,18 @@ import asyncio
 import gzip
 import json
 import logging
-import sys
 import zlib
 
 import pytest
 from starlette.testclient import TestClient
 
-_argv, sys.argv = sys.argv, sys.argv[:1]  # kserve.model_server parses sys.argv when it is imported
-try:
+from mlengine.components.deploy.kserve_compat import kserve_argv
+
+with kserve_argv():
     import kserve
     from kserve.errors import InferenceError
-finally:
-    sys.argv = _argv
 
-from mlengine.components.deploy.server import LocalModelServer, ServerLimits  # noqa: E402
+from mlengine.components.deploy.http.server import LocalModelServer, ServerLimits
 
 NAME = "echo"
 # kserve's ORJSONResponse and Starlette's httpx-based TestClient are deprecated upstream, not here

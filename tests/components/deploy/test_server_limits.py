@@ -170,7 +170,8 @@ def test_kept_alive_connections_are_not_cut_by_the_read_deadline(live_server, ro
 
 
 def test_the_limits_are_uvicorns_own_options():
-    from mlengine.components.deploy.server import GuardedHttpToolsProtocol, LocalModelServer, ServerLimits
+    from mlengine.components.deploy.http.protocol import GuardedHttpToolsProtocol
+    from mlengine.components.deploy.http.server import LocalModelServer, ServerLimits
 
     limits = ServerLimits(max_header_bytes=1234, max_connections=17, shutdown_grace_s=7, read_timeout_s=3)
     config = LocalModelServer(http_port=1, limits=limits)._rest_server_for_workers().config

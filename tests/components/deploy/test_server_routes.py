@@ -80,7 +80,7 @@ def test_server_metadata_does_not_advertise_the_repository_extension(live_server
 def test_model_repository_routes_only_with_the_explicit_switch():
     from fastapi import FastAPI
 
-    from mlengine.components.deploy.server import LocalModelServer
+    from mlengine.components.deploy.http.server import LocalModelServer
 
     def paths(**options):
         app = FastAPI()
@@ -94,7 +94,7 @@ def test_model_repository_routes_only_with_the_explicit_switch():
 
 
 def test_the_cli_passes_the_repository_switch_and_the_limits(monkeypatch, tmp_path):
-    import mlengine.components.deploy.server as server_module
+    import mlengine.components.deploy.http.server as server_module
     from mlengine.cli import main
 
     calls = []
@@ -109,7 +109,7 @@ def test_the_cli_passes_the_repository_switch_and_the_limits(monkeypatch, tmp_pa
 
 
 def test_server_limits_reject_non_positive_values():
-    from mlengine.components.deploy.server import ServerLimits
+    from mlengine.components.deploy.http.server import ServerLimits
 
     with pytest.raises(ValueError, match="read_timeout_s"):
         ServerLimits(read_timeout_s=0)
