@@ -28,17 +28,16 @@ def deploy(
         keep_serving: locally, leave the server running after the step.
         deploy_report: what was deployed, where, and the test prediction.
     """
-    import sys
     from pathlib import Path
 
-    from mlengine.components.deploy.executor import deploy_model
+    from mlengine.components.deploy.executor import run
+    from mlengine.components.shared.logs import setup_logging
 
-    url, markdown = deploy_model(
+    setup_logging()
+    result = run(
         model.path, model_uri=model.uri, blessed=blessed, mode=mode, name=model_name,
-        canary_traffic_percent=canary_traffic_percent,
-        keep_serving=keep_serving, state_dir=str(Path(deploy_report.path).parent / "serving-state"),
-        log=lambda line: print(line, file=sys.stderr, flush=True),
+        canary_traffic_percent=canary_traffic_percent, keep_serving=keep_serving,
+        state_dir=str(Path(deploy_report.path).parent / "serving-state"), report_path=deploy_report.path,
     )
-    Path(deploy_report.path).write_text(markdown, encoding="utf-8")
-    deploy_report.metadata.update({"url": url, "mode": mode})
-    return url
+    deploy_report.metadata.update({"url": result.url, "mode": result.mode})
+    return result.url

@@ -1,12 +1,12 @@
-"""Deploy logic without kfp: the local server process, and the rollout report.
+"""Deploy logic without kfp: the local server process.
 
 Local: ``deploy_local`` starts (or restarts) ``mlengine serve`` for the blessed model as a
 background process on 127.0.0.1, waits (bounded) until the model answers ready, and records pid,
 port and URL in ``<state_dir>/serving.json``; ``stop_local`` stops it again (the whole process
 group: with ``--workers`` the server spawns worker processes).
 
-Cluster: see ``cluster.py`` (render, plan_rollout, apply); ``render_deploy_markdown``
-turns a rollout decision into the Markdown artifact the Kubeflow UI shows.
+Cluster: see ``cluster.py`` (render, apply), ``rollout.py`` (the canary policy) and ``report.py``
+(the Markdown artifact the Kubeflow UI shows).
 """
 
 from __future__ import annotations
@@ -18,22 +18,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mlengine.components.deploy.cluster import (  # re-exported: the component imports logic only
-    RolloutDecision,
-    apply_inference_service,
-    deploy_to_cluster,
-    plan_rollout,
-    render_inference_service,
-    stage_for_tf_serving,
-)
 from mlengine.components.shared.processes import free_ports, stop_process_tree
 from mlengine.constants import SERVING_MODEL_SUBDIR, SPEC_FILE
 from mlengine.errors import MlengineError
-
-__all__ = [
-    "RolloutDecision", "apply_inference_service", "deploy_local", "deploy_to_cluster", "plan_rollout",
-    "render_deploy_markdown", "render_inference_service", "stage_for_tf_serving", "stop_local",
-]
 
 STATE_FILE = "serving.json"
 LOG_FILE = "serving.log"
@@ -181,30 +168,3 @@ def _create_time(pid: int) -> float | None:
         return psutil.Process(pid).create_time()
     except psutil.NoSuchProcess:
         return None
-
-
-# --- the report ---------------------------------------------------------------------------------------------
-def render_deploy_markdown(decision: RolloutDecision, result: dict | None = None) -> str:
-    """The rollout as Markdown: action, reason, traffic split, steps and the endpoint."""
-    from mlengine.components.shared.reports import markdown_table
-
-    lines = [f"# Deployment of `{decision.name}`", "",
-             f"**Action: {decision.action}** ({'blessed' if decision.blessed else 'not blessed'} model)", "",
-             decision.reason, ""]
-    rows = [("namespace", decision.namespace), ("new model", decision.new_storage_uri),
-            ("previously serving", decision.previous_storage_uri or "-")]
-    lines += [markdown_table(["", ""], rows), ""]
-    if decision.traffic:
-        lines += ["## Traffic after this run", "",
-                  markdown_table(["model", "role", "traffic %"], [
-                      (uri, "canary" if uri == decision.canary_storage_uri and len(decision.traffic) > 1 else "stable",
-                       percent) for uri, percent in decision.traffic.items()]), ""]
-    if decision.steps:
-        lines += ["## Steps", ""] + [f"{i}. **{s.action}**: {s.description}" for i, s in enumerate(decision.steps, 1)]
-        lines.append("")
-    else:
-        lines += ["No change was made to the cluster.", ""]
-    if result:
-        lines += ["## Result", "", markdown_table(["", ""], [
-            ("ready", result.get("ready")), ("url", result.get("url") or "-")]), ""]
-    return "\n".join(lines)

@@ -332,7 +332,7 @@ def served_model_dir(*, baseline_uri: str, mode: str, model_name: str, namespace
 
     uri = baseline_uri
     if not uri and mode == "cluster":
-        if not model_name:  # deploy's default: the spec name made URL-safe (deploy/http/server.py default_model_name)
+        if not model_name:  # deploy's default: the spec name made URL-safe (deploy/http/limits.py default_model_name)
             import re
 
             from mlengine.components.shared.featurespec import load_spec

@@ -51,3 +51,9 @@ class ServerLimits:
                      "max_connections", "shutdown_grace_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
+
+
+def default_model_name(spec_name: str) -> str:
+    """A URL-safe model name from the spec name ("nyc-taxi-fare")."""
+    cleaned = re.sub(r"[^a-z0-9-]+", "-", spec_name.lower()).strip("-")
+    return cleaned or "model"

@@ -36,13 +36,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import sys
 import warnings
 from typing import Any
 
 from mlengine.components.deploy.http.errors import install_error_handlers
-from mlengine.components.deploy.http.limits import DEFAULT_HOST, FAST_PATH_ENV, ServerLimits
+from mlengine.components.deploy.http.limits import DEFAULT_HOST, FAST_PATH_ENV, ServerLimits, default_model_name
 from mlengine.components.deploy.http.middleware import (
     FastInferMiddleware,
     RequestDecodingMiddleware,
@@ -256,9 +255,3 @@ def serve(model_dir: str, *, name: str | None = None, port: int = 8080, host: st
     print(f"mlengine serve: model {model.name!r} from {model_dir} on http://{host}:{port} "
           f"({workers} worker{'s' if workers > 1 else ''})", file=sys.stderr, flush=True)
     server.start([model])
-
-
-def default_model_name(spec_name: str) -> str:
-    """A URL-safe model name from the spec name ("nyc-taxi-fare")."""
-    cleaned = re.sub(r"[^a-z0-9-]+", "-", spec_name.lower()).strip("-")
-    return cleaned or "model"

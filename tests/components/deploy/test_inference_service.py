@@ -9,8 +9,6 @@ import pytest
 import yaml
 
 from mlengine.components.deploy.cluster import (
-    ANNOTATION_CANARY,
-    ANNOTATION_STABLE,
     ISVC_PLURAL,
     OUR_RUNTIME,
     SERVING_RUNTIME,
@@ -18,12 +16,12 @@ from mlengine.components.deploy.cluster import (
     apply_inference_service,
     deploy_to_cluster,
     inference_service_done,
-    plan_rollout,
     render_inference_service,
     render_serving_runtime,
     stage_for_tf_serving,
 )
-from mlengine.components.deploy.local import render_deploy_markdown
+from mlengine.components.deploy.report import render_deploy_markdown
+from mlengine.components.deploy.rollout import ANNOTATION_CANARY, ANNOTATION_STABLE, plan_rollout
 from mlengine.constants import K8S_NAMESPACE, K8S_S3_SECRET, K8S_SERVING_SERVICE_ACCOUNT
 from mlengine.errors import MlengineError
 from tests.k8s_fake import FakeKubeAPI, merge_patch
