@@ -47,7 +47,13 @@ def add_cli(subparsers) -> None:
     serve.add_argument("--request-timeout", type=float, default=None,
                        help="seconds from the request head to the response (default 60; longer: 503)")
     serve.add_argument("--max-connections", type=int, default=None,
-                       help="open connections per worker before new requests get 503 (default 256)")
+                       help="connections per worker with a complete request head before new requests get 503 "
+                            "(default 256; connections still reading their head do not count)")
+    serve.add_argument("--head-timeout", type=float, default=None,
+                       help="seconds for the request line and headers to arrive (default 5; slower: 408, closed)")
+    serve.add_argument("--max-pending-connections", type=int, default=None,
+                       help="connections per worker still reading their request head (default 2048; "
+                            "past it the oldest is closed)")
     serve.add_argument("--enable-model-repository", action="store_true",
                        help="DANGEROUS on a reachable port: register KServe's model repository extension "
                             "(POST /v2/repository/models/NAME/load|unload) with no authentication; "
@@ -96,7 +102,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     given = {"max_body_bytes": args.max_body_bytes, "max_header_bytes": args.max_header_bytes,
              "read_timeout_s": args.read_timeout, "request_timeout_s": args.request_timeout,
-             "max_connections": args.max_connections}
+             "max_connections": args.max_connections, "head_timeout_s": args.head_timeout,
+             "max_pending_connections": args.max_pending_connections}
     limits = ServerLimits(**{key: value for key, value in given.items() if value is not None})
     serve(args.model, name=args.name, port=args.port, host=args.host, workers=args.workers,
           max_instances=args.max_instances, max_batch_rows=args.max_batch_rows, batching=not args.no_batching,

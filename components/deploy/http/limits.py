@@ -11,6 +11,8 @@ DEFAULT_HOST = "127.0.0.1"
 MODEL_VERSION = "1"  # one model directory = one version; the cluster stages it as <storageUri>/1 (TF Serving)
 DEFAULT_MAX_HEADER_BYTES = 16 * 1024  # request line + headers (h11's default; nginx allows 8-32 KiB)
 DEFAULT_READ_TIMEOUT_S = 30.0  # head + body of one request, from its first byte
+DEFAULT_HEAD_TIMEOUT_S = 5.0  # the request line + headers (a head is a few hundred bytes: one round trip)
+DEFAULT_MAX_PENDING_CONNECTIONS = 2048  # per worker, still reading their head (<= 2 x 16 KiB buffered each)
 DEFAULT_REQUEST_TIMEOUT_S = 60.0  # from the head until the response starts (covers the model)
 DEFAULT_MAX_CONNECTIONS = 256  # per worker; uvicorn answers 503 beyond it
 DEFAULT_SHUTDOWN_GRACE_S = 15  # drain in-flight requests; below deploy's 20 s before SIGKILL
@@ -35,7 +37,13 @@ class ServerLimits:
         read_timeout_s: the whole request (head and body) must arrive within this many seconds
             of its first byte, or the client gets 408 and the connection is closed.
         request_timeout_s: seconds from the request head to the start of the response (503).
-        max_connections: open connections per worker before new requests get 503.
+        max_connections: connections per worker with a complete request head before new requests get
+            503 (connections still reading their head do not count).
+        head_timeout_s: the request head (line and headers) must arrive within this many seconds of
+            the connection's opening (or of the first byte of a next request on a kept-alive one);
+            else 408 (or a plain close when nothing came) and the connection is closed.
+        max_pending_connections: connections per worker still reading their head; past it the
+            oldest is closed.
         shutdown_grace_s: on SIGTERM, seconds to finish in-flight requests before they are cancelled.
     """
 
@@ -45,10 +53,12 @@ class ServerLimits:
     request_timeout_s: float = DEFAULT_REQUEST_TIMEOUT_S
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     shutdown_grace_s: int = DEFAULT_SHUTDOWN_GRACE_S
+    head_timeout_s: float = DEFAULT_HEAD_TIMEOUT_S
+    max_pending_connections: int = DEFAULT_MAX_PENDING_CONNECTIONS
 
     def __post_init__(self) -> None:
         for name in ("max_body_bytes", "max_header_bytes", "read_timeout_s", "request_timeout_s",
-                     "max_connections", "shutdown_grace_s"):
+                     "max_connections", "shutdown_grace_s", "head_timeout_s", "max_pending_connections"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
 

@@ -104,6 +104,8 @@ class MlengineRESTServer(RESTServer):
             self.config.max_head_bytes = 2 * limits.max_header_bytes
             self.config.limit_concurrency = limits.max_connections
             self.config.read_timeout_s = limits.read_timeout_s
+            self.config.head_timeout_s = limits.head_timeout_s
+            self.config.max_pending_heads = limits.max_pending_connections
 
     def _add_middlewares(self, app) -> None:
         if not self.hardened:

@@ -101,11 +101,14 @@ def test_the_cli_passes_the_repository_switch_and_the_limits(monkeypatch, tmp_pa
     monkeypatch.setattr(server_module, "serve", lambda *args, **kwargs: calls.append((args, kwargs)))
     monkeypatch.setattr(sys, "argv", list(sys.argv))  # the serve handler trims sys.argv for kserve
     assert main(["serve", "--model", str(tmp_path), "--read-timeout", "3", "--max-header-bytes", "4096"]) == 0
-    assert main(["serve", "--model", str(tmp_path), "--enable-model-repository", "--request-timeout", "9"]) == 0
+    assert main(["serve", "--model", str(tmp_path), "--enable-model-repository", "--request-timeout", "9",
+                 "--head-timeout", "2.5", "--max-pending-connections", "100"]) == 0
     (_, first), (_, second) = calls
     assert first["enable_model_repository"] is False and second["enable_model_repository"] is True
     assert first["limits"].read_timeout_s == 3 and first["limits"].max_header_bytes == 4096
     assert second["limits"].request_timeout_s == 9 and second["limits"].read_timeout_s == 30
+    assert first["limits"].head_timeout_s == 5 and first["limits"].max_pending_connections == 2048
+    assert second["limits"].head_timeout_s == 2.5 and second["limits"].max_pending_connections == 100
 
 
 def test_server_limits_reject_non_positive_values():
