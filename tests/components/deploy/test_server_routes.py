@@ -283,3 +283,27 @@ def test_v2_json_without_content_type_is_json_and_binary_still_needs_its_header(
                            timeout=30)
     assert binary.status_code == 200, binary.text
     np.testing.assert_allclose(binary.json()["outputs"][0]["data"], expected, rtol=1e-5, atol=1e-4)
+
+
+def test_the_server_image_entrypoint_gets_the_slow_client_protection(monkeypatch, tmp_path):
+    import json as json_module
+    import re
+    from pathlib import Path
+
+    import mlengine.components.deploy.http.server as server_module
+    from mlengine.cli import main
+
+    dockerfile = (Path(__file__).resolve().parents[3] / "images" / "Dockerfile").read_text()
+    stage = dockerfile[dockerfile.index("AS server"):]
+    entrypoint = json_module.loads(re.search(r"^ENTRYPOINT (\[.*\])$", stage, re.M).group(1))
+    assert entrypoint[:4] == ["python", "-m", "mlengine.cli", "serve"]  # the same server code and defaults
+    calls = []
+    monkeypatch.setattr(server_module, "serve", lambda *args, **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(sys, "argv", list(sys.argv))
+    args = [a if a != "/mnt/models" else str(tmp_path) for a in entrypoint[3:]]
+    args = [a if a != "0.0.0.0" else "127.0.0.1" for a in args]  # the test binds loopback only
+    from tests.components.deploy.serving_helpers import free_port
+
+    assert main([*args, "--model_name=taxi", f"--http_port={free_port()}"]) == 0  # what the ServingRuntime appends
+    (limits,) = [call["limits"] for call in calls]
+    assert limits.head_timeout_s == 5 and limits.max_connections == 256 and limits.max_pending_connections == 2048
