@@ -935,7 +935,7 @@ def rehearse(options: Options, progress=None) -> dict:
     import botocore.exceptions
     import docker
 
-    from mlengine.pipelines.manifests import render_cluster_manifests, write_manifests
+    from mlengine.kubeflow.manifests import render_cluster_manifests, write_manifests
 
     progress = progress or (lambda message: print(f"rehearse: {message}", file=sys.stderr, flush=True))
     out = Path(options.out)

@@ -6,7 +6,7 @@ import json
 
 from mlengine.components.deploy.cluster import render_inference_service
 from mlengine.constants import ENV_S3_ACCESS_KEY, ENV_S3_ENDPOINT, ENV_S3_SECRET_KEY, K8S_S3_SECRET
-from mlengine.pipelines.manifests import render_cluster_manifests
+from mlengine.kubeflow.manifests import render_cluster_manifests
 from mlengine.pipelines.rehearse import DATA_ROOT, MODEL_URI, predictor_serving_log, resolve_env
 
 

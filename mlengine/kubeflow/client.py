@@ -9,7 +9,7 @@ credential is ever logged: errors name the URL, the HTTP status and the auth opt
 header or a request body.
 
 Bad input fails before any request: parameters are checked against the pipeline's own inputs,
-cron expressions field by field (pipelines/cron.py). An existing pipeline gets a new VERSION
+cron expressions field by field (mlengine/kubeflow/cron.py). An existing pipeline gets a new VERSION
 (named from the package version and a hash of the compiled YAML) when its spec changed; an
 unchanged spec re-uses the version that has it; nothing is overwritten.
 """
@@ -530,7 +530,7 @@ def schedule(conn: Connection, *, cron: str, name: str | None = None, version: s
              max_concurrency: int = 1, no_catchup: bool = False, monitoring: bool = False,
              summary: str | Path | None = None, service_account: str | None = None) -> dict[str, Any]:
     """Create one recurring run of the uploaded version; returns what was sent (for the console)."""
-    from mlengine.pipelines.cron import to_kfp_cron
+    from mlengine.kubeflow.cron import to_kfp_cron
 
     kfp_cron = to_kfp_cron(cron)  # before any request
     if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or not 1 <= max_concurrency <= 10:
