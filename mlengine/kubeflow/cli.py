@@ -155,7 +155,7 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 def _schedule(args: argparse.Namespace) -> int:
-    from mlengine.kubeflow import client as kubeflow
+    from mlengine.kubeflow import schedules as kubeflow
 
     _setup_logging()
     if args.cron is not None:
@@ -178,7 +178,7 @@ def _schedule(args: argparse.Namespace) -> int:
 
 
 def _runs(args: argparse.Namespace) -> int:
-    from mlengine.kubeflow.client import runs_table
+    from mlengine.kubeflow.schedules import runs_table
 
     _setup_logging()
     print(runs_table(_connection(args), experiment=args.experiment, limit=args.limit))
