@@ -87,7 +87,7 @@ def add_cli(subparsers) -> None:
     add_registry_flag(man)
     man.set_defaults(handler=_manifests)
 
-    from mlengine.pipelines.rehearse import add_cli as add_rehearse_cli
+    from mlengine.rehearsal.rehearse import add_cli as add_rehearse_cli
 
     add_rehearse_cli(subparsers)
 
