@@ -91,6 +91,6 @@ done
 # downloaded now, so `mlengine rehearse` fetches nothing while it runs
 if [[ " ${roles[*]} " == *" pipeline "* ]]; then
     started=$SECONDS
-    "$PYTHON" -m mlengine.pipelines.rehearse
+    "$PYTHON" -m mlengine.rehearsal.rehearse
     echo "images: rehearsal tools image in $((SECONDS - started)) s"
 fi

@@ -20,7 +20,7 @@ from mlengine.errors import MlengineError
 # modules that add their own sub-commands: each has add_cli(subparsers) and imports nothing heavy
 CLI_EXTENSIONS = (
     "mlengine.pipelines.cli",
-    "mlengine.pipelines.kubeflow_cli",
+    "mlengine.kubeflow.cli",
     "mlengine.components.train.cli",
     "mlengine.components.tune.cli",
     "mlengine.components.deploy.cli",

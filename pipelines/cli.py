@@ -19,7 +19,7 @@ from mlengine.constants import (
 
 
 def add_cli(subparsers) -> None:
-    from mlengine.pipelines.kubeflow_cli import add_registry_flag, add_target_flags
+    from mlengine.kubeflow.cli import add_registry_flag, add_target_flags
 
     comp = subparsers.add_parser("compile", help="write the pipeline YAMLs (cluster target: the ones to upload)")
     comp.add_argument("--out", required=True, help="folder for the YAML files")
@@ -87,7 +87,7 @@ def add_cli(subparsers) -> None:
     add_registry_flag(man)
     man.set_defaults(handler=_manifests)
 
-    from mlengine.pipelines.rehearse import add_cli as add_rehearse_cli
+    from mlengine.rehearsal.rehearse import add_cli as add_rehearse_cli
 
     add_rehearse_cli(subparsers)
 
@@ -119,7 +119,7 @@ def _run_params(args: argparse.Namespace) -> dict:
 
 
 def _compile(args: argparse.Namespace) -> int:
-    from mlengine.pipelines.kubeflow_cli import target_from_args
+    from mlengine.kubeflow.cli import target_from_args
     from mlengine.pipelines.platform import compile_for
 
     print(json.dumps(compile_for(target_from_args(args), args.out), indent=2))
@@ -149,7 +149,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _manifests(args: argparse.Namespace) -> int:
     from mlengine.constants import K8S_NAMESPACE, image_for
-    from mlengine.pipelines.manifests import render_cluster_manifests, write_manifests
+    from mlengine.kubeflow.manifests import render_cluster_manifests, write_manifests
     from mlengine.pipelines.platform import check_registry
 
     manifests = render_cluster_manifests(

@@ -48,7 +48,7 @@ def _files_text(folder: Path) -> str:
 @pytest.fixture
 def rehearse_in_process(built_images, docker_client, tmp_path):
     """Run ``rehearse`` in this process (tests change the rendered manifests); checks the cleanup after."""
-    from mlengine.pipelines.rehearse import Options, rehearse
+    from mlengine.rehearsal.rehearse import Options, rehearse
 
     def run(**kwargs):
         options = Options(out=tmp_path / "out", env_file=str(_env_file(tmp_path / "minio.env")), **kwargs)
@@ -109,7 +109,7 @@ def _replace_in_every_replica(change):
 
 
 def test_a_wrong_module_fails_with_the_replicas_own_error(rehearse_in_process, tmp_path):
-    from mlengine.pipelines.rehearse import RehearsalError
+    from mlengine.rehearsal.rehearse import RehearsalError
 
     def wrong_module(container):
         container["command"] = ["python", "-m", "mlengine.components.train.tsk"]
@@ -122,7 +122,7 @@ def test_a_wrong_module_fails_with_the_replicas_own_error(rehearse_in_process, t
 
 
 def test_a_missing_env_var_fails_with_the_replicas_own_error(rehearse_in_process, tmp_path):
-    from mlengine.pipelines.rehearse import RehearsalError
+    from mlengine.rehearsal.rehearse import RehearsalError
 
     def no_endpoint(container):
         container["env"] = [e for e in container["env"] if e["name"] != "MLENGINE_S3_ENDPOINT"]
@@ -133,7 +133,7 @@ def test_a_missing_env_var_fails_with_the_replicas_own_error(rehearse_in_process
 
 
 def test_wrong_credentials_are_a_403_naming_the_bucket(built_images, docker_client, tmp_path):
-    from mlengine.pipelines.rehearse import Options, RehearsalError, rehearse
+    from mlengine.rehearsal.rehearse import Options, RehearsalError, rehearse
 
     wrong = _env_file(tmp_path / "wrong.env", "AKIAWRONGKEY0000", "x" * 20)
     options = Options(out=tmp_path / "out", env_file=str(wrong),
@@ -144,7 +144,7 @@ def test_wrong_credentials_are_a_403_naming_the_bucket(built_images, docker_clie
 
 
 def test_a_busy_port_and_a_missing_image_end_in_one_line(rehearse_in_process):
-    from mlengine.pipelines.rehearse import RehearsalError
+    from mlengine.rehearsal.rehearse import RehearsalError
 
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -162,7 +162,7 @@ def test_a_busy_port_and_a_missing_image_end_in_one_line(rehearse_in_process):
 
 
 def test_a_trial_without_a_metric_line_fails(rehearse_in_process):
-    from mlengine.pipelines.rehearse import RehearsalError
+    from mlengine.rehearsal.rehearse import RehearsalError
 
     def silent_trial(manifests):
         trial = manifests["katib-experiment.yaml"]["spec"]["trialTemplate"]["trialSpec"]
@@ -201,7 +201,7 @@ def test_sigterm_removes_everything(built_images, docker_client, tmp_path):
 
 
 def test_a_replica_that_never_starts_ends_in_one_line(rehearse_in_process):
-    from mlengine.pipelines.rehearse import RehearsalError
+    from mlengine.rehearsal.rehearse import RehearsalError
 
     def no_binary(container):
         container["command"] = ["/opt/no-such-trainer"]
@@ -212,7 +212,7 @@ def test_a_replica_that_never_starts_ends_in_one_line(rehearse_in_process):
 
 
 def test_an_unreachable_bucket_fails_with_the_replicas_error_naming_it(rehearse_in_process, tmp_path):
-    from mlengine.pipelines.rehearse import RehearsalError
+    from mlengine.rehearsal.rehearse import RehearsalError
 
     def nothing_listens(container):  # inside the container: a port nothing listens on, refused at once
         for variable in container["env"]:

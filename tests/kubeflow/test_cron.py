@@ -2,7 +2,7 @@
 
 import pytest
 
-from mlengine.pipelines.cron import CronError, to_kfp_cron
+from mlengine.kubeflow.cron import CronError, to_kfp_cron
 
 
 @pytest.mark.parametrize(("given", "sent"), [

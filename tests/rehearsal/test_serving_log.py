@@ -6,8 +6,8 @@ import json
 
 from mlengine.components.deploy.cluster import render_inference_service
 from mlengine.constants import ENV_S3_ACCESS_KEY, ENV_S3_ENDPOINT, ENV_S3_SECRET_KEY, K8S_S3_SECRET
-from mlengine.pipelines.manifests import render_cluster_manifests
-from mlengine.pipelines.rehearse import DATA_ROOT, MODEL_URI, predictor_serving_log, resolve_env
+from mlengine.kubeflow.manifests import render_cluster_manifests
+from mlengine.rehearsal.rehearse import DATA_ROOT, MODEL_URI, predictor_serving_log, resolve_env
 
 
 def test_the_rendered_predictor_logs_to_the_bucket_with_the_secrets_credentials():
@@ -32,7 +32,7 @@ def test_image_registry_names_every_image_the_rehearsal_runs(tmp_path, monkeypat
     import yaml
 
     from mlengine import __version__
-    from mlengine.pipelines import rehearse as rehearse_module
+    from mlengine.rehearsal import rehearse as rehearse_module
 
     registry = "registry.example.com/ml"
     images = rehearse_module.rehearsal_images(registry)

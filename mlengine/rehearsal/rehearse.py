@@ -58,7 +58,7 @@ MOTO_REQUIREMENT = "moto[server]==5.2.5"
 # KServe's storage initializer's own download code (the package its storage-initializer image runs)
 KSERVE_STORAGE_REQUIREMENT = "kserve-storage==0.21.0"
 REHEARSAL_REQUIREMENTS = (MOTO_REQUIREMENT, KSERVE_STORAGE_REQUIREMENT)
-S3_SERVER_SCRIPT = Path(__file__).with_name("rehearse_s3server.py")
+S3_SERVER_SCRIPT = Path(__file__).with_name("s3server.py")
 S3_SOURCE_LABEL = "io.mlengine.rehearsal-s3-source"
 DATA_ROOT = "s3://mlpipeline/mlengine/run"
 MODEL_URI = "s3://mlpipeline/mlengine/models/v2"
@@ -935,7 +935,7 @@ def rehearse(options: Options, progress=None) -> dict:
     import botocore.exceptions
     import docker
 
-    from mlengine.pipelines.manifests import render_cluster_manifests, write_manifests
+    from mlengine.kubeflow.manifests import render_cluster_manifests, write_manifests
 
     progress = progress or (lambda message: print(f"rehearse: {message}", file=sys.stderr, flush=True))
     out = Path(options.out)

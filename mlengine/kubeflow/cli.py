@@ -1,4 +1,4 @@
-"""`mlengine upload`, `submit`, `schedule` and `runs`: Kubeflow Pipelines operations (pipelines/kubeflow.py)."""
+"""`mlengine upload`, `submit`, `schedule` and `runs`: Kubeflow Pipelines operations (mlengine/kubeflow/client.py)."""
 
 from __future__ import annotations
 
@@ -122,7 +122,7 @@ def add_cli(subparsers) -> None:
 
 
 def _connection(args: argparse.Namespace):
-    from mlengine.pipelines.kubeflow import Connection
+    from mlengine.kubeflow.client import Connection
 
     return Connection.from_args(args.host, args.namespace, args.existing_token, args.cookies)
 
@@ -134,7 +134,7 @@ def _setup_logging() -> None:
 
 
 def _upload(args: argparse.Namespace) -> int:
-    from mlengine.pipelines.kubeflow import upload
+    from mlengine.kubeflow.client import upload
 
     _setup_logging()
     conn = _connection(args)
@@ -146,7 +146,7 @@ def _upload(args: argparse.Namespace) -> int:
 
 
 def _submit(args: argparse.Namespace) -> int:
-    from mlengine.pipelines.kubeflow import submit
+    from mlengine.kubeflow.client import submit
 
     _setup_logging()
     return submit(_connection(args), name=args.name, version=args.version, experiment=args.experiment,
@@ -155,11 +155,11 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 def _schedule(args: argparse.Namespace) -> int:
-    from mlengine.pipelines import kubeflow
+    from mlengine.kubeflow import schedules as kubeflow
 
     _setup_logging()
     if args.cron is not None:
-        from mlengine.pipelines.cron import to_kfp_cron
+        from mlengine.kubeflow.cron import to_kfp_cron
 
         to_kfp_cron(args.cron)  # a bad cron fails before the host is even looked at
     conn = _connection(args)
@@ -178,7 +178,7 @@ def _schedule(args: argparse.Namespace) -> int:
 
 
 def _runs(args: argparse.Namespace) -> int:
-    from mlengine.pipelines.kubeflow import runs_table
+    from mlengine.kubeflow.schedules import runs_table
 
     _setup_logging()
     print(runs_table(_connection(args), experiment=args.experiment, limit=args.limit))

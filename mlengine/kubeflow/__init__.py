@@ -1,0 +1,1 @@
+"""Kubeflow Pipelines REST client, cron translation and cluster-resource rendering."""

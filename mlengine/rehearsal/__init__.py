@@ -1,0 +1,1 @@
+"""`mlengine rehearse`: the cluster run rehearsed on the local Docker engine."""
