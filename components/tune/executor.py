@@ -24,10 +24,9 @@ from typing import Any
 
 from mlengine.components.shared.hyperparameters import HyperParameters, explicit_values
 from mlengine.components.shared.logs import component_logger
-from mlengine.constants import RUN_MODES
+from mlengine.constants import RUN_MODES, TRIALS_FILE
 from mlengine.errors import MlengineError
 
-TRIALS_FILE = "trials.json"
 log = component_logger("tune")
 
 

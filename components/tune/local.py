@@ -36,11 +36,16 @@ from typing import Any
 from mlengine.components.shared.processes import die_with_parent
 from mlengine.components.tune.search_space import SearchSpace
 from mlengine.components.tune.trial import TrialContext, load_spec_dict, transform_and_train
-from mlengine.constants import PARAM_BATCH_SIZE, PARAM_HIDDEN_UNITS, PARAM_LEARNING_RATE, PARAM_NBUCKETS
+from mlengine.constants import (
+    PARAM_BATCH_SIZE,
+    PARAM_HIDDEN_UNITS,
+    PARAM_LEARNING_RATE,
+    PARAM_NBUCKETS,
+    TRIALS_FILE,
+)
 from mlengine.errors import MlengineError
 
 STUDY_DB = "study.db"
-TRIALS_FILE = "trials.json"
 TRIALS_SUBDIR = "trials"
 LOCK_FILE = ".tune.lock"
 STUDY_NAME = "mlengine-tune"

@@ -15,6 +15,7 @@ from mlengine.components.shared.distributed import Topology
 from mlengine.components.tune import cluster as katib
 from mlengine.components.tune.search_space import katib_string, load_search_space, space_from_dict
 from mlengine.components.tune.trial import build_parser as trial_parser
+from mlengine.constants import TRIALS_FILE
 from mlengine.errors import MlengineError
 from tests.k8s_fake import FakeKubeAPI
 from tests.schema_utils import errors, katib_experiment_schema, tfjob_schema
@@ -276,7 +277,7 @@ def test_launch_in_cluster_mode_maps_kfp_paths_to_uris_and_returns_the_best(tmp_
     assert "--spec=s3://mlpipeline/v2/artifacts/run-7/ingest/statistics" in args
     assert "--out=s3://mlpipeline/v2/artifacts/run-7/tune/study/trials/${trialParameters.trialName}" in args
     assert (tmp_path / "study" / "experiment-name").read_text() == experiment["metadata"]["name"]
-    assert json.loads((tmp_path / "study" / "trials.json").read_text())["best_rmse"] == pytest.approx(1.047)
+    assert json.loads((tmp_path / "study" / TRIALS_FILE).read_text())["best_rmse"] == pytest.approx(1.047)
     assert "1.0470" in markdown and page.count("data:image/png;base64,") == 2
 
 

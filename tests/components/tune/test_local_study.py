@@ -15,9 +15,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from mlengine.components.tune.local import STUDY_DB, TRIALS_FILE, load_trials, run_local_study
+from mlengine.components.tune.local import STUDY_DB, load_trials, run_local_study
 from mlengine.components.tune.report import render_tuning_html, render_tuning_markdown
 from mlengine.components.tune.search_space import space_from_dict
+from mlengine.constants import TRIALS_FILE
 from mlengine.errors import MlengineError
 from tests import tune_fixtures
 from tests.tune_fixtures import calls_made
