@@ -64,9 +64,12 @@ def best_so_far(result: dict) -> list[float | None]:
 
 
 def run(args: argparse.Namespace) -> dict:
+    from mlengine.components.shared.logs import setup_logging
     from mlengine.components.tune.local import run_local_study
     from mlengine.components.tune.search_space import load_search_space
     from mlengine.constants import TAXI_NOISE_STD
+
+    setup_logging()  # the study's progress lines
 
     work = Path(tempfile.mkdtemp(prefix="mlengine-bench-tuning-"))
     try:
@@ -89,7 +92,7 @@ def run(args: argparse.Namespace) -> dict:
             _log(f"bench: {algorithm}: {args.trials} trials x {args.epochs} epoch(s), {args.parallel} in parallel")
             began = time.monotonic()
             result = run_local_study(train_dir, eval_dir, None, space, str(work / algorithm), epochs=args.epochs,
-                                     progress=_log, seed=0)
+                                     seed=0)
             seconds = time.monotonic() - began
             curve = best_so_far(result)
             runs[algorithm] = {

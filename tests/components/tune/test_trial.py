@@ -36,9 +36,7 @@ def test_real_trial_retransforms_with_its_nbuckets_and_reports_each_epoch(tmp_pa
                        "hidden_units": {"type": "categorical", "values": ["16"]},
                        "learning_rate": {"type": "double", "min": 0.005, "max": 0.01, "log": True}},
     })
-    lines: list[str] = []
-    result = run_local_study(train_dir, eval_dir, None, space, str(tmp_path / "study"), epochs=2,
-                             progress=lines.append)
+    result = run_local_study(train_dir, eval_dir, None, space, str(tmp_path / "study"), epochs=2)
     [trial] = result["trials"]
     assert trial["state"] == "COMPLETE", trial
     assert math.isfinite(trial["rmse"]) and 0.5 < trial["rmse"] < 50
