@@ -43,7 +43,7 @@ def add_cli(subparsers) -> None:
 
 
 def _tune(args: argparse.Namespace) -> int:
-    from mlengine.components.tune.search_space import load_search_space
+    from mlengine.components.tune.space_loader import load_search_space
     from mlengine.errors import MlengineError
 
     fixed = explicit_values({name: getattr(args, name) for name in HyperParameters.names()})

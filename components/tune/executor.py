@@ -75,7 +75,7 @@ def run(train_dir: str, eval_dir: str, spec_dir: str, out_dir: str, *, fixed: di
     receives the chosen HyperParameters, ``markdown_path`` / ``html_path`` the reports.
     """
     from mlengine.components.tune.report import render_tuning_html, render_tuning_markdown
-    from mlengine.components.tune.search_space import load_search_space
+    from mlengine.components.tune.space_loader import load_search_space
 
     if mode not in RUN_MODES:
         raise MlengineError(f"tune mode {mode!r}: expected one of {list(RUN_MODES)}")

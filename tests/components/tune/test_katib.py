@@ -14,7 +14,8 @@ import yaml
 
 from mlengine.components.shared.distributed import Topology
 from mlengine.components.tune import cluster as katib
-from mlengine.components.tune.search_space import katib_string, load_search_space, space_from_dict
+from mlengine.components.tune.search_space import katib_string
+from mlengine.components.tune.space_loader import load_search_space, space_from_dict
 from mlengine.components.tune.trial import build_parser as trial_parser
 from mlengine.constants import TRIALS_FILE
 from mlengine.errors import MlengineError

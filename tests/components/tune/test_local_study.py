@@ -19,7 +19,7 @@ import pytest
 
 from mlengine.components.tune.local import STUDY_DB, load_trials, run_local_study
 from mlengine.components.tune.report import NO_PLOTS, render_tuning_html, render_tuning_markdown
-from mlengine.components.tune.search_space import space_from_dict
+from mlengine.components.tune.space_loader import space_from_dict
 from mlengine.constants import TRIALS_FILE
 from mlengine.errors import MlengineError
 from tests import tune_fixtures
@@ -167,7 +167,7 @@ STUDY_SCRIPT = textwrap.dedent("""
     import sys
     from mlengine.components.shared.logs import setup_logging
     from mlengine.components.tune.local import run_local_study
-    from mlengine.components.tune.search_space import space_from_dict
+    from mlengine.components.tune.space_loader import space_from_dict
     from tests import tune_fixtures
 
     space = space_from_dict({"algorithm": "random", "algorithm_settings": {"random_state": 3}, "max_trials": 4,

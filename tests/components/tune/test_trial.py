@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from mlengine.components.tune.local import run_local_study
-from mlengine.components.tune.search_space import space_from_dict
+from mlengine.components.tune.space_loader import space_from_dict
 from mlengine.constants import TRANSFORM_FILE
 from tests.tune_fixtures import write_taxi_splits
 
