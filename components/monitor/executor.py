@@ -32,6 +32,9 @@ sampling noise of ``n`` serving rows, so a few hundred rows do not raise false a
   ``2 / (n_train + 1)`` allows, and a share above the threshold.
 
 Fewer than ``min_rows`` serving rows give the status ``not_enough_data``, never a drift alarm.
+
+The statistics themselves (quantiles, PSI, JS distance, bins, one column's comparison) are in
+``drift.py``; this module loads the inputs, applies them to every column and writes the reports.
 """
 
 from __future__ import annotations
