@@ -64,9 +64,12 @@ def best_so_far(result: dict) -> list[float | None]:
 
 
 def run(args: argparse.Namespace) -> dict:
+    from mlengine.components.shared.logs import setup_logging
     from mlengine.components.tune.local import run_local_study
-    from mlengine.components.tune.search_space import load_search_space
+    from mlengine.components.tune.space_loader import load_search_space
     from mlengine.constants import TAXI_NOISE_STD
+
+    setup_logging()  # the study's progress lines
 
     work = Path(tempfile.mkdtemp(prefix="mlengine-bench-tuning-"))
     try:
@@ -78,7 +81,7 @@ def run(args: argparse.Namespace) -> dict:
         raw.pop("early_stopping", None)  # same budget for both: every trial runs all its epochs
         runs = {}
         for algorithm in args.algorithms:
-            from mlengine.components.tune.search_space import space_from_dict
+            from mlengine.components.tune.space_loader import space_from_dict
 
             settings = {"random_state": SEED}
             if algorithm in ("tpe", "multivariate-tpe"):
@@ -89,7 +92,7 @@ def run(args: argparse.Namespace) -> dict:
             _log(f"bench: {algorithm}: {args.trials} trials x {args.epochs} epoch(s), {args.parallel} in parallel")
             began = time.monotonic()
             result = run_local_study(train_dir, eval_dir, None, space, str(work / algorithm), epochs=args.epochs,
-                                     progress=_log, seed=0)
+                                     seed=0)
             seconds = time.monotonic() - began
             curve = best_so_far(result)
             runs[algorithm] = {

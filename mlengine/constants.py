@@ -58,6 +58,7 @@ SPEC_FILE = "feature_spec.yaml"
 SERVING_MODEL_SUBDIR = "serving"  # SavedModel with the raw-feature signature
 CHECKPOINT_SUBDIR = "checkpoints"
 HISTORY_FILE = "history.json"
+TRIALS_FILE = "trials.json"  # a tuning study's trials, written by tune, read by train and the local runner
 CSV_CHUNK_ROWS = 65_536
 SPEC_SAMPLE_ROWS = 20_000  # rows `mlengine spec` drafts a feature spec from
 REPORTS_SUBDIR = "reports"  # browser-openable copies of a run's reports, under its --out

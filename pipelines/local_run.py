@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from mlengine.components.shared.serving_log import ENV_SERVING_LOG_DIR, ENV_SERVING_LOG_URI
-from mlengine.constants import DEFAULT_SEED, PARAM_SPEC_URI, TAXI_NOISE_STD
+from mlengine.constants import DEFAULT_SEED, PARAM_SPEC_URI, TAXI_NOISE_STD, TRIALS_FILE
 from mlengine.errors import MlengineError
 from mlengine.pipelines.run_outputs import CacheHits, copy_reports, reset_task_cache, step_error
 
@@ -301,7 +301,7 @@ def _hyperparameters_summary(artifact) -> dict[str, Any] | None:
 def _tuning_summary(study_artifact) -> dict[str, Any] | None:
     if study_artifact is None:
         return None
-    trials_file = Path(_local_path(study_artifact.uri)) / "trials.json"
+    trials_file = Path(_local_path(study_artifact.uri)) / TRIALS_FILE
     if not trials_file.is_file():
         return None
     return json.loads(trials_file.read_text(encoding="utf-8"))

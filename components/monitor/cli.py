@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from mlengine.errors import MlengineError
 
@@ -40,17 +39,17 @@ def add_cli(subparsers) -> None:
 
 
 def _monitor(args: argparse.Namespace) -> int:
-    from mlengine.components.monitor.executor import parse_thresholds, run_monitor
+    from mlengine.components.monitor.executor import parse_thresholds, run
+    from mlengine.components.shared.logs import setup_logging
 
     if args.limit is not None and args.limit < 1:
         raise MlengineError(f"--limit {args.limit}: expected at least 1")
     thresholds = parse_thresholds(args.thresholds)
-    result = run_monitor(args.statistics, args.serving_log, args.out, thresholds=thresholds, spec_path=args.spec,
-                         limit=args.limit, html=not args.no_html,
-                         progress=lambda line: print(line, file=sys.stderr, flush=True))
-    summary = {key: result[key] for key in ("status", "drift_detected", "columns_drifted", "max_psi",
-                                            "max_mean_shift", "serving_rows", "message")}
-    summary["malformed_lines"] = result["serving_log"]["malformed"]
-    summary["outputs"] = result["outputs"]
+    setup_logging()
+    result = run(args.statistics, args.serving_log, args.out, thresholds=thresholds, spec_path=args.spec,
+                 limit=args.limit, html=not args.no_html)
+    summary = {key: getattr(result, key) for key in ("status", "drift_detected", "columns_drifted", "max_psi",
+                                                     "max_mean_shift", "serving_rows", "message",
+                                                     "malformed_lines", "outputs")}
     print(json.dumps(summary))
-    return EXIT_DRIFT if args.fail_on_drift and result["drift_detected"] else 0
+    return EXIT_DRIFT if args.fail_on_drift and result.drift_detected else 0

@@ -28,22 +28,13 @@ def monitor(
         drift_report_html: training vs serving histograms per column.
         metrics: the largest distances and the number of drifted columns.
     """
-    import shutil
-    import sys
-    from pathlib import Path
-
-    from mlengine.components.monitor.executor import (
-        REPORT_HTML_FILE,
-        REPORT_MARKDOWN_FILE,
-        metrics_summary,
-        run_monitor,
-    )
+    from mlengine.components.monitor.executor import run
+    from mlengine.components.shared.logs import setup_logging
     from mlengine.components.shared.reports import log_metrics
 
-    result = run_monitor(statistics.path, serving_log_uri, drift.path, thresholds=thresholds,
-                         progress=lambda line: print(line, file=sys.stderr, flush=True))
-    shutil.copyfile(Path(drift.path) / REPORT_MARKDOWN_FILE, drift_report.path)
-    shutil.copyfile(Path(drift.path) / REPORT_HTML_FILE, drift_report_html.path)
-    log_metrics(metrics, metrics_summary(result))
-    drift.metadata.update({"status": result["status"], "columns_drifted": result["columns_drifted"]})
-    return bool(result["drift_detected"])
+    setup_logging()
+    result = run(statistics.path, serving_log_uri, drift.path, thresholds=thresholds,
+                 markdown_path=drift_report.path, html_path=drift_report_html.path)
+    log_metrics(metrics, result.metrics)
+    drift.metadata.update({"status": result.status, "columns_drifted": result.columns_drifted})
+    return result.drift_detected

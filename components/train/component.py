@@ -57,7 +57,7 @@ def train(
     from mlengine.components.train.executor import default_trial_of, guard_against_default, run
     from mlengine.components.train.report import loss_curves_html
     from mlengine.components.train.trainer import TrainConfig
-    from mlengine.constants import HISTORY_FILE
+    from mlengine.constants import HISTORY_FILE, TRIALS_FILE
 
     setup_logging()
     if shared_claim:  # read by the TFJob launcher (components/train/cluster.py)
@@ -73,7 +73,7 @@ def train(
         epochs=epochs,
     )
     result = run(config, workers=workers, ps=ps, strategy=strategy, mode=mode, model_uri=model.uri)
-    default = default_trial_of(Path(study.path) / "trials.json")
+    default = default_trial_of(Path(study.path) / TRIALS_FILE)
     if mode == "local" and workers <= 1 and ps == 0:
         guard = guard_against_default(config, result, hparams.to_dict(), default)
         result = guard.pop("result", result)

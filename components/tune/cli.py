@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from mlengine.components.shared.hyperparameters import HyperParameters, add_hyperparameter_flags, explicit_values
@@ -44,7 +43,7 @@ def add_cli(subparsers) -> None:
 
 
 def _tune(args: argparse.Namespace) -> int:
-    from mlengine.components.tune.search_space import load_search_space
+    from mlengine.components.tune.space_loader import load_search_space
     from mlengine.errors import MlengineError
 
     fixed = explicit_values({name: getattr(args, name) for name in HyperParameters.names()})
@@ -60,12 +59,13 @@ def _tune(args: argparse.Namespace) -> int:
     if args.katib_manifest:
         return _write_manifest(args, space, fixed)
 
+    from mlengine.components.shared.logs import setup_logging
     from mlengine.components.tune.local import run_local_study
     from mlengine.components.tune.report import render_tuning_html, render_tuning_markdown
 
+    setup_logging()
     result = run_local_study(args.train_dir, args.eval_dir, args.spec_dir or None, space, args.out,
-                             epochs=args.epochs, seed=args.seed, defaults=fixed,
-                             progress=lambda line: print(line, file=sys.stderr, flush=True))
+                             epochs=args.epochs, seed=args.seed, defaults=fixed)
     out = Path(args.out)
     (out / "tuning.md").write_text(render_tuning_markdown(result), encoding="utf-8")
     (out / "tuning.html").write_text(render_tuning_html(result), encoding="utf-8")

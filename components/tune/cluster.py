@@ -15,9 +15,9 @@ through the search space.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import re
-from collections.abc import Callable
 from typing import Any
 
 from mlengine.components.tune.search_space import Parameter, SearchSpace, katib_string
@@ -50,6 +50,8 @@ DESCRIPTIONS = {
     "learning_rate": "learning rate of the optimizer",
     "batch_size": "training batch size",
 }
+
+log = logging.getLogger(__name__)
 
 
 def experiment_name_for(key: str, prefix: str = "mlengine-tune") -> str:
@@ -84,13 +86,11 @@ def _trial_tfjob(*, image: str, args: list[str], topology, namespace: str, servi
                  resources: dict | None, shared_claim: str | None) -> dict:
     """The TFJob every trial runs, rendered by the training launcher (same replicas, env, secrets, scratch
     volume), with the trial program as the command and without name and namespace: Katib sets those."""
-    import os
-
-    from mlengine.components.shared.tfjob import ENV_SHARED_CLAIM, render_tfjob
+    from mlengine.components.shared.tfjob import render_tfjob
 
     extra = {"service_account": service_account} if service_account else {}
     tfjob = render_tfjob("katib-trial", args, topology, namespace=namespace, image=image, resources=resources,
-                         shared_claim=shared_claim or os.environ.get(ENV_SHARED_CLAIM) or None, **extra)
+                         shared_claim=shared_claim or None, **extra)
     for replica in tfjob["spec"]["tfReplicaSpecs"].values():
         for container in replica["template"]["spec"]["containers"]:
             if container["name"] == PRIMARY_CONTAINER:
@@ -349,7 +349,7 @@ def list_trials(api, namespace: str, experiment: str) -> list[dict]:
 
 def run_experiment(name: str, space: SearchSpace, *, namespace: str = K8S_NAMESPACE, api=None,
                    name_file: str | None = None, timeout: float = 24 * 3600.0, poll_interval: float = 10.0,
-                   progress: Callable[[str], None] | None = None, **render_args) -> dict:
+                   **render_args) -> dict:
     """Create (or re-attach to) the Experiment, wait for it, return the best parameters and the trials."""
     from mlengine.components.shared.k8s import CustomResource
 
@@ -360,12 +360,11 @@ def run_experiment(name: str, space: SearchSpace, *, namespace: str = K8S_NAMESP
     experiments = CustomResource(GROUP, VERSION, EXPERIMENT_PLURAL, namespace, api=api)
     created = experiments.create_or_attach(manifest, name_file=name_file)
     actual = (created.get("metadata") or {}).get("name", name)
-    emit = progress or (lambda _line: None)
-    emit(f"tune: Katib Experiment {namespace}/{actual}: {space.algorithm.katib_name}, {space.max_trials} trials, "
-         f"{space.parallel_trials} in parallel")
+    log.info("tune: Katib Experiment %s/%s: %s, %d trials, %d in parallel", namespace, actual,
+             space.algorithm.katib_name, space.max_trials, space.parallel_trials)
     final = experiments.wait(actual, experiment_done, timeout=timeout, poll_interval=poll_interval,
-                             progress=lambda reason: emit(f"tune: Experiment {actual}: {reason}"))
+                             progress=lambda reason: log.info("tune: Experiment %s: %s", actual, reason))
     trials = list_trials(experiments.api, namespace, actual)
     result = experiment_result(final, space, fixed_params=render_args.get("fixed_params"), trials=trials)
-    emit(f"tune: best rmse={result['best_rmse']} with {result['best_params']} (trial {result['best_trial']})")
+    log.info("tune: best rmse=%s with %s (trial %s)", result["best_rmse"], result["best_params"], result["best_trial"])
     return result

@@ -43,25 +43,16 @@ def tune(
         shared_claim: cluster mode: the ReadWriteMany PVC parameter-server trial TFJobs share
             (the cluster pipeline creates one per run); "" for none.
     """
-    from pathlib import Path
-
     from mlengine.components.shared.logs import setup_logging
     from mlengine.components.tune.executor import run
 
     setup_logging()
-    if shared_claim:  # read by the Katib trial renderer (components/tune/cluster.py)
-        import os
-
-        from mlengine.components.shared.tfjob import ENV_SHARED_CLAIM
-
-        os.environ[ENV_SHARED_CLAIM] = shared_claim
     result = run(train_data.path, eval_data.path, statistics.path, study.path, fixed=fixed_hyperparameters,
                  trials=trials, parallel=parallel, algorithm=algorithm, epochs=epochs, mode=mode,
-                 output_uri=study.uri.rstrip("/") + "/trials")
-    result.hyperparameters.save(hyperparameters.path, fixed=list(result.fixed), source="tune")
+                 output_uri=study.uri.rstrip("/") + "/trials", shared_claim=shared_claim,
+                 hyperparameters_path=hyperparameters.path, markdown_path=tuning_table.path,
+                 html_path=tuning_report.path)
     hyperparameters.metadata.update({**result.hyperparameters.to_dict(), "fixed": sorted(result.fixed),
                                      "searched": result.searched})
-    Path(tuning_table.path).write_text(result.markdown, encoding="utf-8")
-    Path(tuning_report.path).write_text(result.html, encoding="utf-8")
     study.metadata.update({"trials": trials, "algorithm": algorithm, "best": result.hyperparameters.to_dict(),
                            "fixed": result.fixed, "searched": result.searched})

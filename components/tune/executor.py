@@ -18,30 +18,41 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mlengine.components.shared.hyperparameters import HyperParameters, explicit_values
 from mlengine.components.shared.logs import component_logger
-from mlengine.constants import RUN_MODES
+from mlengine.constants import RUN_MODES, TRIALS_FILE
 from mlengine.errors import MlengineError
 
-TRIALS_FILE = "trials.json"
 log = component_logger("tune")
 
 
-@dataclass
+@dataclass(frozen=True)
 class TuneResult:
-    """What the tune step hands on: the chosen hyperparameters, and the study behind them."""
+    """What the tune step hands on: the chosen hyperparameters, and the study behind them.
+
+    Attributes:
+        hyperparameters: the chosen values (the given ones when tuning was skipped).
+        fixed: the hyperparameters the user set (not searched).
+        searched: the hyperparameters the study searched ([] when skipped).
+        skipped: True when no tuning ran (0 trials, or nothing left to search).
+        study: the trials.json document.
+        markdown: the Markdown report's text.
+        html: the HTML report's text.
+        trials_file: where trials.json was written.
+    """
 
     hyperparameters: HyperParameters
     fixed: dict[str, Any]
     searched: list[str]
+    skipped: bool
     study: dict[str, Any]
     markdown: str
     html: str
-    trials_file: str = field(default="")
+    trials_file: str
 
 
 def skipped_result(values: HyperParameters, algorithm: str, reason: str) -> dict:
@@ -52,15 +63,19 @@ def skipped_result(values: HyperParameters, algorithm: str, reason: str) -> dict
 def run(train_dir: str, eval_dir: str, spec_dir: str, out_dir: str, *, fixed: dict[str, Any] | None = None,
         trials: int, parallel: int = 1, algorithm: str | None = None, epochs: int, mode: str = "local",
         space_path: str | None = None, namespace: str | None = None, timeout: float = 24 * 3600.0, api=None,
-        trial_runner: Callable | None = None, output_uri: str | None = None) -> TuneResult:
-    """Tune and write ``out_dir/trials.json``; see the module docstring.
+        trial_runner: Callable | None = None, output_uri: str | None = None, shared_claim: str | None = None,
+        hyperparameters_path: str | None = None, markdown_path: str | None = None,
+        html_path: str | None = None) -> TuneResult:
+    """Tune and write ``out_dir/trials.json`` and the given report files; see the module docstring.
 
     ``fixed`` holds the hyperparameters the user set (they are not searched); ``trial_runner``
     replaces the local trial (tests). In cluster mode the trial pods write under ``output_uri``
-    (default: the object-store URI of ``out_dir/trials``).
+    (default: the object-store URI of ``out_dir/trials``); ``shared_claim`` is the ReadWriteMany
+    PVC parameter-server trial TFJobs share (None or "" for none). ``hyperparameters_path``
+    receives the chosen HyperParameters, ``markdown_path`` / ``html_path`` the reports.
     """
     from mlengine.components.tune.report import render_tuning_html, render_tuning_markdown
-    from mlengine.components.tune.search_space import load_search_space
+    from mlengine.components.tune.space_loader import load_search_space
 
     if mode not in RUN_MODES:
         raise MlengineError(f"tune mode {mode!r}: expected one of {list(RUN_MODES)}")
@@ -86,7 +101,7 @@ def run(train_dir: str, eval_dir: str, spec_dir: str, out_dir: str, *, fixed: di
             from mlengine.components.tune.local import run_local_study
 
             result = run_local_study(train_dir, eval_dir, spec_dir, space, str(out), epochs=epochs,
-                                     progress=log.info, defaults=given.to_dict(), trial_runner=trial_runner)
+                                     defaults=given.to_dict(), trial_runner=trial_runner)
         else:
             from mlengine.components.shared.staging import artifact_uri
             from mlengine.components.tune import cluster as katib
@@ -98,11 +113,17 @@ def run(train_dir: str, eval_dir: str, spec_dir: str, out_dir: str, *, fixed: di
                 train_uri=artifact_uri(train_dir), eval_uri=artifact_uri(eval_dir), spec_uri=artifact_uri(spec_dir),
                 output_uri=output_uri or artifact_uri(str(out / "trials")), epochs=epochs,
                 fixed_params=given.to_dict(), name_file=str(out / "experiment-name"), timeout=timeout,
-                progress=log.info, api=api)
+                shared_claim=shared_claim or None, api=api)
     result = {**result, "fixed": fixed, "searched": searched}
     best = given.with_values(result.get("best_params") or {})
     trials_file = out / TRIALS_FILE
     trials_file.write_text(json.dumps(result, indent=1, default=str), encoding="utf-8")
-    return TuneResult(hyperparameters=best, fixed=fixed, searched=searched, study=result,
-                      markdown=render_tuning_markdown(result), html=render_tuning_html(result),
-                      trials_file=str(trials_file))
+    markdown, page = render_tuning_markdown(result), render_tuning_html(result)
+    if hyperparameters_path:
+        best.save(hyperparameters_path, fixed=list(fixed), source="tune")
+    if markdown_path:
+        Path(markdown_path).write_text(markdown, encoding="utf-8")
+    if html_path:
+        Path(html_path).write_text(page, encoding="utf-8")
+    return TuneResult(hyperparameters=best, fixed=fixed, searched=searched, skipped=bool(result.get("skipped")),
+                      study=result, markdown=markdown, html=page, trials_file=str(trials_file))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import multiprocessing
 import os
@@ -36,11 +37,16 @@ from typing import Any
 from mlengine.components.shared.processes import die_with_parent
 from mlengine.components.tune.search_space import SearchSpace
 from mlengine.components.tune.trial import TrialContext, load_spec_dict, transform_and_train
-from mlengine.constants import PARAM_BATCH_SIZE, PARAM_HIDDEN_UNITS, PARAM_LEARNING_RATE, PARAM_NBUCKETS
+from mlengine.constants import (
+    PARAM_BATCH_SIZE,
+    PARAM_HIDDEN_UNITS,
+    PARAM_LEARNING_RATE,
+    PARAM_NBUCKETS,
+    TRIALS_FILE,
+)
 from mlengine.errors import MlengineError
 
 STUDY_DB = "study.db"
-TRIALS_FILE = "trials.json"
 TRIALS_SUBDIR = "trials"
 LOCK_FILE = ".tune.lock"
 STUDY_NAME = "mlengine-tune"
@@ -51,11 +57,8 @@ KILL_WAIT_SECONDS = 10.0
 SHORT_NAMES = {PARAM_NBUCKETS: "nbuckets", PARAM_HIDDEN_UNITS: "hidden", PARAM_LEARNING_RATE: "lr",
                PARAM_BATCH_SIZE: "bs"}
 
+log = logging.getLogger(__name__)  # progress: one line per trial started / finished
 TrialRunner = Callable[[dict, TrialContext, Callable[[int, float], None]], float]
-
-
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def format_params(params: dict[str, Any]) -> str:
@@ -147,7 +150,7 @@ class _StudyLock:
 
 # --- the study ---------------------------------------------------------------------------------------
 def run_local_study(train_dir: str, eval_dir: str, spec_dir_or_spec, space: SearchSpace, out_dir: str, *,
-                    epochs: int, progress: Callable[[str], None] | None = _stderr,
+                    epochs: int,
                     trial_runner: TrialRunner | None = None, seed: int = 0, steps_per_epoch: int | None = None,
                     keep_models: bool = False, defaults: dict[str, Any] | None = None) -> dict:
     """Run (or resume) a tuning study; return and write ``out_dir/trials.json``.
@@ -161,7 +164,6 @@ def run_local_study(train_dir: str, eval_dir: str, spec_dir_or_spec, space: Sear
     """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise MlengineError(f"epochs must be a positive integer, got {epochs!r}")
-    emit = progress or (lambda _message: None)
     runner = trial_runner or transform_and_train
     if trial_runner is None:  # a missing split fails here once, not in every trial
         from mlengine.components.shared.parquet import list_parquet_files
@@ -176,7 +178,7 @@ def run_local_study(train_dir: str, eval_dir: str, spec_dir_or_spec, space: Sear
         fingerprint = _fingerprint(space, train_dir, eval_dir, spec, epochs, steps_per_epoch, untuned)
         study, binding = _open_study(space, out, fingerprint, seed=dataset_seed(space, spec, train_dir),
                                      max_resource=epochs)
-        session = _Session(study, binding, space, out, emit, runner, defaults or {},
+        session = _Session(study, binding, space, out, runner, defaults or {},
                            TrialContext(number=-1, train_dir=str(train_dir), eval_dir=str(eval_dir), spec=spec,
                                         epochs=epochs, trial_dir="", seed=seed, keep_models=keep_models,
                                         steps_per_epoch=steps_per_epoch))
@@ -236,14 +238,13 @@ def _open_study(space: SearchSpace, out: Path, fingerprint: str, *, seed: int | 
 
 
 class _Session:
-    def __init__(self, study, binding, space: SearchSpace, out: Path, emit, runner: TrialRunner,
+    def __init__(self, study, binding, space: SearchSpace, out: Path, runner: TrialRunner,
                  defaults: dict[str, Any], base_context: TrialContext):
         self.defaults = defaults
         self.study = study
         self.binding = binding
         self.space = space
         self.out = out
-        self.emit = emit
         self.runner = runner
         self.base = base_context
         self.budget = space.trial_budget()
@@ -287,7 +288,7 @@ class _Session:
             marked.add(number)
             if params:
                 self.study.enqueue_trial(params, user_attrs={"requeued_from": number})
-            self.emit(f"tune: trial #{number} {reason}; it will run again when the study resumes")
+            log.info(f"tune: trial #{number} {reason}; it will run again when the study resumes")
         self.study.set_user_attr(INTERRUPTED_ATTR, sorted(marked))
 
     def recover(self) -> None:
@@ -309,19 +310,19 @@ class _Session:
         default = {p.name: self.defaults[p.name] for p in self.space.parameters if p.name in self.defaults}
         outside = [name for name, value in default.items() if not self.space.parameter(name).contains(value)]
         if len(default) != len(self.space.parameters) or outside:
-            self.emit(f"tune: the default {', '.join(outside) or 'values'} lie outside the search space: "
+            log.info(f"tune: the default {', '.join(outside) or 'values'} lie outside the search space: "
                       "no default trial")
             return
         self.study.enqueue_trial(default, user_attrs={"default": True})
-        self.emit(f"tune: trial 0 is the default configuration {format_params(default)}")
+        log.info(f"tune: trial 0 is the default configuration {format_params(default)}")
 
     def run(self) -> dict:
         self.recover()
         self.enqueue_default()
         previously = len(self.counted_trials())
         if previously:
-            self.emit(f"tune: resuming the study in {self.out / STUDY_DB}: {previously} trial(s) already finished")
-        self.emit(f"tune: {self.space.algorithm.name} search, {self.budget} trials, "
+            log.info(f"tune: resuming the study in {self.out / STUDY_DB}: {previously} trial(s) already finished")
+        log.info(f"tune: {self.space.algorithm.name} search, {self.budget} trials, "
                   f"{self.space.parallel_trials} in parallel, {self.base.epochs} epoch(s) each")
         study_failed = None
         try:
@@ -347,7 +348,7 @@ class _Session:
             counted = [t for t in result["trials"] if t["state"] != "INTERRUPTED"]
             raise MlengineError(f"tuning study failed: all {len(counted)} trial(s) failed; "
                                 f"first error: {_first_error(result)} (logs in {self.out / TRIALS_SUBDIR})")
-        self.emit(f"tune: best rmse={result['best_rmse']:.4g} with {format_params(result['best_params'])} "
+        log.info(f"tune: best rmse={result['best_rmse']:.4g} with {format_params(result['best_params'])} "
                   f"({len(result['trials'])} trials, {self.out / TRIALS_FILE})")
         return result
 
@@ -382,7 +383,7 @@ class _Session:
                 raise
             sender.close()  # the child holds the only write end: EOF means it is gone
             self.running[trial.number] = _Running(trial, full_params, ordinal, process, receiver, log_path)
-            self.emit(f"tune: trial {trial.number} ({ordinal}/{self.budget}) started {format_params(full_params)}")
+            log.info(f"tune: trial {trial.number} ({ordinal}/{self.budget}) started {format_params(full_params)}")
 
     def _wait_and_collect(self) -> None:
         from multiprocessing.connection import wait
@@ -432,7 +433,7 @@ class _Session:
         entry.conn.close()
         del self.running[entry.trial.number]
         self._tell(entry.trial.number, state=TrialState.PRUNED)
-        self.emit(f"tune: trial {self._label(entry)} {format_params(entry.params)} -> stopped early at "
+        log.info(f"tune: trial {self._label(entry)} {format_params(entry.params)} -> stopped early at "
                   f"epoch {step} (rmse={value:.4g}, {self._prune_rule()}){self._best_suffix()}")
         self._write(self.result())
 
@@ -450,13 +451,13 @@ class _Session:
         entry.trial.set_user_attr("seconds", round(seconds, 3))
         if kind == "result" and math.isfinite(payload):
             self._tell(number, values=payload)
-            self.emit(f"tune: trial {self._label(entry)} {format_params(entry.params)} -> "
+            log.info(f"tune: trial {self._label(entry)} {format_params(entry.params)} -> "
                       f"rmse={payload:.4g}{self._best_suffix()}")
         else:
             error = payload if kind == "error" else f"objective is {payload} (training diverged?)"
             entry.trial.set_user_attr("error", f"{error} (log: {entry.log_path})")
             self._tell(number, state=TrialState.FAIL)
-            self.emit(f"tune: trial {self._label(entry)} {format_params(entry.params)} -> FAILED: {error}")
+            log.info(f"tune: trial {self._label(entry)} {format_params(entry.params)} -> FAILED: {error}")
         self._write(self.result())
 
     def _label(self, entry: _Running) -> str:

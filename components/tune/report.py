@@ -14,6 +14,7 @@ from mlengine.components.shared import reports
 from mlengine.constants import PARAM_NBUCKETS
 
 STATE_MARKERS = {"COMPLETE": "o", "PRUNED": "x"}
+NO_PLOTS = "No trial reported an eval RMSE, so there is nothing to plot."
 
 
 def _rows(result: dict) -> list[list[Any]]:
@@ -136,11 +137,18 @@ def plot_rmse_by_nbuckets(result: dict) -> str:
 
 
 def render_tuning_html(result: dict) -> str:
-    """A self-contained HTML page: summary, the two plots, the results table."""
+    """A self-contained HTML page: summary, the two plots, the results table.
+
+    Without any RMSE (tuning skipped, or every trial failed) there is nothing to plot: the page
+    says so instead of showing two empty axes.
+    """
     summary = html.escape(_summary(result).replace("**", "").replace("`", ""))
     fixed = html.escape(_fixed_and_searched(result).replace("`", ""))
-    body = [f"<p>{summary}</p>", f"<p>{fixed}</p>" if fixed else "",
-            reports.html_image(plot_rmse_by_trial(result), "eval RMSE by trial with the running best"),
-            reports.html_image(plot_rmse_by_nbuckets(result), "eval RMSE by nbuckets"),
+    if _points(result) or result.get("best_rmse") is not None:  # Katib may report a best without trials
+        plots = [reports.html_image(plot_rmse_by_trial(result), "eval RMSE by trial with the running best"),
+                 reports.html_image(plot_rmse_by_nbuckets(result), "eval RMSE by nbuckets")]
+    else:
+        plots = [f"<p>{NO_PLOTS}</p>"]
+    body = [f"<p>{summary}</p>", f"<p>{fixed}</p>" if fixed else "", *plots,
             reports.html_table(_headers(result), _rows(result))]
     return reports.html_page("Hyperparameter tuning", "".join(body))

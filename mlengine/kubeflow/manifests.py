@@ -45,7 +45,7 @@ def render_cluster_manifests(
     from mlengine.components.train.cluster import training_args
     from mlengine.components.train.trainer import TrainConfig
     from mlengine.components.tune.cluster import render_experiment
-    from mlengine.components.tune.search_space import load_search_space
+    from mlengine.components.tune.space_loader import load_search_space
 
     root = data_root.rstrip("/")
     topology = Topology(workers=workers, ps=ps)

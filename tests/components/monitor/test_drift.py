@@ -4,6 +4,7 @@ No ``from __future__ import annotations``: kfp reads the in-test pipeline's anno
 """
 
 import json
+import logging
 import math
 
 import numpy as np
@@ -15,15 +16,11 @@ from mlengine.components.monitor.executor import (
     STATUS_DRIFT,
     STATUS_NOT_ENOUGH_DATA,
     STATUS_OK,
-    chi2_quantile,
     compare,
-    jensen_shannon_distance,
     load_statistics,
     metrics_summary,
     parse_thresholds,
-    poisson_quantile,
-    population_stability_index,
-    run_monitor,
+    run,
 )
 from mlengine.components.shared.featurespec import load_spec, spec_from_dict
 from mlengine.components.shared.serving_log import ServingInputLog
@@ -164,23 +161,6 @@ def _normal_cdf(points: np.ndarray) -> np.ndarray:
     return np.array([0.5 * (1 + math.erf(p / math.sqrt(2))) for p in points])
 
 
-def test_distance_functions():
-    p = np.array([10, 20, 30, 40])
-    assert population_stability_index(p, p) == pytest.approx(0.0, abs=1e-12)
-    assert population_stability_index(p, 30 * p) < 1e-3  # counts are normalised (the pseudocount aside)
-    q = np.array([40, 30, 20, 10])
-    assert population_stability_index(p, q) == pytest.approx(population_stability_index(q, p))
-    assert population_stability_index(p, q) > 0.5
-    assert math.isfinite(population_stability_index([5, 5, 0], [0, 5, 5]))  # empty bins stay finite
-    assert jensen_shannon_distance(p, p) == pytest.approx(0.0, abs=1e-9)
-    assert jensen_shannon_distance([1, 0], [0, 1]) == pytest.approx(1.0)
-    assert 0 < jensen_shannon_distance(p, q) < 1
-    assert chi2_quantile(0.999, 20) == pytest.approx(45.315, rel=0.01)
-    assert chi2_quantile(0.95, 10) == pytest.approx(18.307, rel=0.01)
-    assert poisson_quantile(0.05, 1.0) == 3  # P(X > 2) = 0.080, P(X > 3) = 0.019
-    assert poisson_quantile(0.5, 0.0) == 0
-
-
 def test_parse_thresholds():
     assert parse_thresholds(None) == DEFAULT_THRESHOLDS
     parsed = parse_thresholds("psi=0.3, mean_shift=none,min_rows=500")
@@ -193,21 +173,24 @@ def test_parse_thresholds():
             parse_thresholds(bad)
 
 
-def test_run_monitor_writes_reports_from_a_logged_shifted_population(stats_dir, tmp_path):
+def test_run_writes_reports_from_a_logged_shifted_population(stats_dir, tmp_path, caplog):
     log_dir = tmp_path / "serving-log"
     with ServingInputLog(log_dir, max_lines_per_file=700) as log:
         shifted = serving(1500, 1.0, seed=105)
         for start in range(0, 1500, 250):
             log.log_columns({name: values[start:start + 250] for name, values in shifted.items()}, 250)
     (log_dir / "serving-99999999999999999999-1-000001.jsonl").write_text("{torn\n", encoding="utf-8")
-    messages: list[str] = []
-    result = run_monitor(stats_dir, log_dir, tmp_path / "out", progress=messages.append)
-    assert result["status"] == STATUS_DRIFT
-    assert result["serving_log"]["malformed"] == 1 and result["serving_rows"] == 1500
-    assert any("1,500 serving rows from 4 file(s) (1 malformed" in line for line in messages)
+    caplog.set_level(logging.INFO, logger="mlengine.components.monitor.executor")
+    result = run(stats_dir, log_dir, tmp_path / "out", markdown_path=tmp_path / "copy.md")
+    assert result.status == STATUS_DRIFT
+    assert result.malformed_lines == 1 and result.serving_rows == 1500
+    assert result.drift["serving_log"]["malformed"] == 1
+    assert any("1,500 serving rows from 4 file(s) (1 malformed" in r.getMessage() for r in caplog.records)
     out = tmp_path / "out"
     saved = json.loads((out / "drift.json").read_text(encoding="utf-8"))
-    assert saved["columns_drifted"] == result["columns_drifted"]
+    assert saved["columns_drifted"] == result.columns_drifted
+    assert (tmp_path / "copy.md").read_text(encoding="utf-8") == (out / "drift_report.md").read_text(encoding="utf-8")
+    assert json.loads((out / "metrics.json").read_text(encoding="utf-8")) == result.metrics
     markdown = (out / "drift_report.md").read_text(encoding="utf-8")
     assert "**DRIFT**" in markdown and "| column | status | flags |" in markdown
     assert markdown.count("\n| ") == len(SPEC.column_names) + 1  # header + one row per column

@@ -1,6 +1,6 @@
 """Serving inputs flow from the live KServe server into the skew monitor.
 
-`mlengine serve --serving-log DIR` keeps every validated request's raw features; `run_monitor`
+`mlengine serve --serving-log DIR` keeps every validated request's raw features; `run`
 compares the most recent ones with the ingest statistics: a population like the training one
 passes, a shifted one (longer trips, more night rides) is flagged.
 """
@@ -13,7 +13,7 @@ import requests
 
 from mlengine.components.deploy.local import start_server_process, stop_process_group, wait_until_ready
 from mlengine.components.ingest.executor import run_ingest
-from mlengine.components.monitor.executor import run_monitor
+from mlengine.components.monitor.executor import run
 from mlengine.components.shared.featurespec import load_spec
 from mlengine.components.shared.processes import free_port
 from mlengine.constants import SPLITS
@@ -76,15 +76,15 @@ def _serve_population(server, shift: float, seed: int) -> None:
 def test_serving_log_feeds_the_monitor_same_population_passes_shifted_one_drifts(logging_server,
                                                                                  training_statistics):
     _serve_population(logging_server, shift=0.0, seed=31)
-    same = run_monitor(training_statistics, logging_server["log_dir"], logging_server["work"] / "same",
-                       limit=ROWS_PER_PHASE, html=False)
-    assert same["status"] == "ok", same["columns_drifted"]
-    assert same["drift_detected"] is False
+    same = run(training_statistics, logging_server["log_dir"], logging_server["work"] / "same",
+                limit=ROWS_PER_PHASE, html=False)
+    assert same.status == "ok", same.columns_drifted
+    assert same.drift_detected is False
 
     _serve_population(logging_server, shift=1.0, seed=32)
-    shifted = run_monitor(training_statistics, logging_server["log_dir"], logging_server["work"] / "shifted",
-                          limit=ROWS_PER_PHASE, html=True)
-    assert shifted["drift_detected"] is True
-    assert "hourofday" in shifted["columns_drifted"]
-    assert shifted["max_psi"] > 0.2 > same["max_psi"]
+    shifted = run(training_statistics, logging_server["log_dir"], logging_server["work"] / "shifted",
+                   limit=ROWS_PER_PHASE, html=True)
+    assert shifted.drift_detected is True
+    assert "hourofday" in shifted.columns_drifted
+    assert shifted.max_psi > 0.2 > same.max_psi
     assert (logging_server["work"] / "shifted" / "drift_report.html").is_file()

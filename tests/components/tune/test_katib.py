@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import re
 
 import optuna
@@ -13,8 +14,10 @@ import yaml
 
 from mlengine.components.shared.distributed import Topology
 from mlengine.components.tune import cluster as katib
-from mlengine.components.tune.search_space import katib_string, load_search_space, space_from_dict
+from mlengine.components.tune.search_space import katib_string
+from mlengine.components.tune.space_loader import load_search_space, space_from_dict
 from mlengine.components.tune.trial import build_parser as trial_parser
+from mlengine.constants import TRIALS_FILE
 from mlengine.errors import MlengineError
 from tests.k8s_fake import FakeKubeAPI
 from tests.schema_utils import errors, katib_experiment_schema, tfjob_schema
@@ -189,11 +192,11 @@ def katib_trial(name: str, assignments: dict[str, str], rmse: str | None, condit
             "status": status}
 
 
-def test_run_experiment_against_a_fake_api_returns_the_optimal_trial_typed(tmp_path):
+def test_run_experiment_against_a_fake_api_returns_the_optimal_trial_typed(tmp_path, caplog):
     space = load_search_space()
     best = {"nbuckets": "18", "hidden_units": "64,32", "learning_rate": "0.0031", "batch_size": "512"}
     other = {"nbuckets": "6", "hidden_units": "32", "learning_rate": "0.02", "batch_size": "1024"}
-    lines: list[str] = []
+    caplog.set_level(logging.INFO, logger="mlengine.components.tune.cluster")
     with FakeKubeAPI() as fake:
         def controller(created: dict) -> None:
             if created.get("kind") != "Experiment":
@@ -209,7 +212,7 @@ def test_run_experiment_against_a_fake_api_returns_the_optimal_trial_typed(tmp_p
         name_file = tmp_path / "experiment-name"
         result = katib.run_experiment("taxi-tune", space, namespace=NAMESPACE, api=fake.custom_objects_api(),
                                       name_file=str(name_file), timeout=30, poll_interval=0.2,
-                                      progress=lines.append, **DATA)
+                                      **DATA)
         stored = fake.find("experiments", "taxi-tune")
         assert errors(stored, katib_experiment_schema()) == []  # the status we played is Katib-shaped too
         # a restarted launcher re-attaches by the name it wrote first: no second Experiment
@@ -223,7 +226,7 @@ def test_run_experiment_against_a_fake_api_returns_the_optimal_trial_typed(tmp_p
     assert name_file.read_text() == "taxi-tune"
     states = {t["name"]: (t["state"], t["rmse"]) for t in result["trials"]}
     assert states == {"taxi-tune-x7k2": ("COMPLETE", pytest.approx(1.0612)), "taxi-tune-p9q1": ("FAIL", None)}
-    assert any("Katib Experiment kubeflow-user/taxi-tune" in line for line in lines)
+    assert any("Katib Experiment kubeflow-user/taxi-tune" in r.getMessage() for r in caplog.records)
 
 
 def test_a_failed_experiment_is_a_one_line_error():
@@ -254,7 +257,7 @@ def test_cli_writes_a_katib_manifest(tmp_path):
     assert errors(manifest, katib_experiment_schema()) == []
 
 
-def test_launch_in_cluster_mode_maps_kfp_paths_to_uris_and_returns_the_best(tmp_path):
+def test_launch_in_cluster_mode_maps_kfp_paths_to_uris_and_returns_the_best(tmp_path, monkeypatch):
     from mlengine.components.tune.executor import run
 
     best = {"nbuckets": "22", "hidden_units": "128,64", "learning_rate": "0.0012", "batch_size": "256"}
@@ -266,7 +269,7 @@ def test_launch_in_cluster_mode_maps_kfp_paths_to_uris_and_returns_the_best(tmp_
             f"{kfp}/train_data", f"{kfp}/eval", f"{kfp}/statistics", str(tmp_path / "study"),
             trials=4, parallel=2, algorithm="random", epochs=2, mode="cluster",
             namespace=NAMESPACE, api=fake.custom_objects_api(), timeout=30,
-            output_uri="s3://mlpipeline/v2/artifacts/run-7/tune/study/trials")
+            output_uri="s3://mlpipeline/v2/artifacts/run-7/tune/study/trials", shared_claim="run-7-shared")
         chosen, markdown, page = result.hyperparameters.to_dict(), result.markdown, result.html
         [experiment] = [o for (_, _, plural, _), o in fake.objects.items() if plural == "experiments"]
     assert chosen == {"nbuckets": 22, "hidden_units": "128,64", "learning_rate": 0.0012, "batch_size": 256}
@@ -276,8 +279,16 @@ def test_launch_in_cluster_mode_maps_kfp_paths_to_uris_and_returns_the_best(tmp_
     assert "--spec=s3://mlpipeline/v2/artifacts/run-7/ingest/statistics" in args
     assert "--out=s3://mlpipeline/v2/artifacts/run-7/tune/study/trials/${trialParameters.trialName}" in args
     assert (tmp_path / "study" / "experiment-name").read_text() == experiment["metadata"]["name"]
-    assert json.loads((tmp_path / "study" / "trials.json").read_text())["best_rmse"] == pytest.approx(1.047)
+    assert json.loads((tmp_path / "study" / TRIALS_FILE).read_text())["best_rmse"] == pytest.approx(1.047)
     assert "1.0470" in markdown and page.count("data:image/png;base64,") == 2
+    # the shared PVC is the argument the component passes down, never read from the environment
+    worker = experiment["spec"]["trialTemplate"]["trialSpec"]["spec"]["tfReplicaSpecs"]["Worker"]
+    claims = [v["persistentVolumeClaim"]["claimName"] for v in worker["template"]["spec"]["volumes"]
+              if "persistentVolumeClaim" in v]
+    assert claims == ["run-7-shared"]
+    monkeypatch.setenv("MLENGINE_SHARED_CLAIM", "from-the-environment")
+    manifest = katib.render_experiment("taxi-env", load_search_space(), namespace=NAMESPACE, **DATA)
+    assert "from-the-environment" not in json.dumps(manifest)
 
 
 def test_grid_experiment_budget_fits_the_grid_katib_enumerates():

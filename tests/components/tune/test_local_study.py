@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import math
 import os
 import signal
@@ -15,9 +17,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from mlengine.components.tune.local import STUDY_DB, TRIALS_FILE, load_trials, run_local_study
-from mlengine.components.tune.report import render_tuning_html, render_tuning_markdown
-from mlengine.components.tune.search_space import space_from_dict
+from mlengine.components.tune.local import STUDY_DB, load_trials, run_local_study
+from mlengine.components.tune.report import NO_PLOTS, render_tuning_html, render_tuning_markdown
+from mlengine.components.tune.space_loader import space_from_dict
+from mlengine.constants import TRIALS_FILE
 from mlengine.errors import MlengineError
 from tests import tune_fixtures
 from tests.tune_fixtures import calls_made
@@ -49,10 +52,27 @@ def nbuckets_grid(values: tuple[int, int, int], **overrides):
                       parameters={"nbuckets": {"type": "int", "min": low, "max": high, "step": step}}, **overrides)
 
 
+@contextlib.contextmanager
+def logged_lines(lines: list[str] | None):
+    """The study's progress lines (its INFO log records) appended to ``lines`` while the block runs."""
+    logger = logging.getLogger("mlengine.components.tune.local")
+    handler = logging.Handler(logging.INFO)
+    handler.emit = lambda record: lines.append(record.getMessage())
+    previous = logger.level
+    if lines is not None:
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
+
+
 def study(tmp_path, space, runner, *, epochs=3, lines=None, out="study", defaults=None):
-    sink = lines.append if lines is not None else None
-    return run_local_study(str(tmp_path / "train"), str(tmp_path / "eval"), None, space, str(tmp_path / out),
-                           epochs=epochs, progress=sink, trial_runner=runner, defaults=defaults)
+    with logged_lines(lines):
+        return run_local_study(str(tmp_path / "train"), str(tmp_path / "eval"), None, space,
+                               str(tmp_path / out), epochs=epochs, trial_runner=runner, defaults=defaults)
 
 
 def test_study_improves_on_its_first_trial_and_stops_bad_trials_early(tmp_path):
@@ -145,8 +165,9 @@ def test_resume_runs_only_the_missing_trials(tmp_path):
 
 STUDY_SCRIPT = textwrap.dedent("""
     import sys
+    from mlengine.components.shared.logs import setup_logging
     from mlengine.components.tune.local import run_local_study
-    from mlengine.components.tune.search_space import space_from_dict
+    from mlengine.components.tune.space_loader import space_from_dict
     from tests import tune_fixtures
 
     space = space_from_dict({"algorithm": "random", "algorithm_settings": {"random_state": 3}, "max_trials": 4,
@@ -154,8 +175,9 @@ STUDY_SCRIPT = textwrap.dedent("""
                              "parameters": {"nbuckets": {"type": "int", "min": 4, "max": 32, "step": 2},
                                             "learning_rate": {"type": "double", "min": 0.0001, "max": 0.1,
                                                               "log": True}}})
+    setup_logging()
     run_local_study(sys.argv[1] + "/train", sys.argv[1] + "/eval", None, space, sys.argv[1] + "/study", epochs=1,
-                    trial_runner=tune_fixtures.sleepy_runner, progress=print)
+                    trial_runner=tune_fixtures.sleepy_runner)
 """)
 
 
@@ -213,7 +235,7 @@ def test_stopping_the_study_kills_its_trials_and_a_rerun_repeats_them(tmp_path, 
                                             "learning_rate": {"type": "double", "min": 0.0001, "max": 0.1,
                                                               "log": True}}})
     result = run_local_study(str(tmp_path / "train"), str(tmp_path / "eval"), None, space, str(tmp_path / "study"),
-                             epochs=1, trial_runner=tune_fixtures.bowl_runner, progress=None)
+                             epochs=1, trial_runner=tune_fixtures.bowl_runner)
     states = [t["state"] for t in result["trials"]]
     assert states.count("INTERRUPTED") == 2 and states.count("COMPLETE") == 4
     interrupted_params = sorted(json.dumps(t["params"], sort_keys=True) for t in result["trials"]
@@ -236,6 +258,20 @@ def test_report_has_table_and_plots(tmp_path):
     assert page.count("data:image/png;base64,") == 2
     assert page.count("<tr>") == 1 + 5
     assert page.startswith("<!doctype html>")
+    assert NO_PLOTS not in page
+
+
+def test_report_without_trials_draws_no_plots_and_says_so():
+    skipped = {"algorithm": "tpe", "trials": [], "best_params": {"nbuckets": 8}, "best_rmse": None,
+               "skipped": True, "skip_reason": "0 trials"}
+    page = render_tuning_html(skipped)
+    assert "data:image/png;base64," not in page
+    assert NO_PLOTS in page and "Tuning skipped (0 trials)" in page
+    failed = {"algorithm": "tpe", "best_params": {}, "best_rmse": None,
+              "trials": [{"number": 0, "params": {"nbuckets": 8}, "rmse": None, "state": "FAIL", "error": "boom"}]}
+    page = render_tuning_html(failed)
+    assert "data:image/png;base64," not in page and NO_PLOTS in page
+    assert page.count("<tr>") == 1 + 1  # the table still lists the failed trial
 
 
 def test_executor_searches_only_what_is_not_fixed_and_zero_trials_skips(tmp_path):
@@ -263,9 +299,15 @@ def test_executor_searches_only_what_is_not_fixed_and_zero_trials_skips(tmp_path
     assert "| 16,8 |" in result.markdown and result.html.count("data:image/png;base64,") == 2
 
     skipped = run(str(tmp_path / "train"), str(tmp_path / "eval"), "", str(tmp_path / "skip"), fixed=fixed,
-                  trials=0, parallel=1, algorithm="tpe", epochs=1)
+                  trials=0, parallel=1, algorithm="tpe", epochs=1, hyperparameters_path=str(tmp_path / "hp.json"),
+                  markdown_path=str(tmp_path / "tuning.md"), html_path=str(tmp_path / "tuning.html"))
+    assert isinstance(skipped, type(result)) and skipped.skipped and not result.skipped
     assert skipped.hyperparameters == HyperParameters(**{**HyperParameters().to_dict(), **fixed})
     assert "skipped" in skipped.markdown
+    assert (tmp_path / "tuning.md").read_text(encoding="utf-8") == skipped.markdown
+    assert (tmp_path / "tuning.html").read_text(encoding="utf-8") == skipped.html
+    assert "data:image/png;base64," not in skipped.html and NO_PLOTS in skipped.html
+    assert HyperParameters.load(tmp_path / "hp.json") == skipped.hyperparameters
     everything = run(str(tmp_path / "train"), str(tmp_path / "eval"), "", str(tmp_path / "all"),
                      fixed={**fixed, "learning_rate": 0.01}, trials=3, epochs=1, space_path=str(space_file))
     assert everything.study["skipped"] and everything.hyperparameters.learning_rate == 0.01

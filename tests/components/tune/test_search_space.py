@@ -15,9 +15,8 @@ from mlengine.components.tune.search_space import (
     DEFAULT_SPACE_PATH,
     SearchSpaceError,
     katib_string,
-    load_search_space,
-    space_from_dict,
 )
+from mlengine.components.tune.space_loader import load_search_space, space_from_dict
 from mlengine.errors import MlengineError
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from mlengine.components.tune.local import run_local_study
-from mlengine.components.tune.search_space import space_from_dict
+from mlengine.components.tune.space_loader import space_from_dict
 from mlengine.constants import TRANSFORM_FILE
 from tests.tune_fixtures import write_taxi_splits
 
@@ -36,9 +36,7 @@ def test_real_trial_retransforms_with_its_nbuckets_and_reports_each_epoch(tmp_pa
                        "hidden_units": {"type": "categorical", "values": ["16"]},
                        "learning_rate": {"type": "double", "min": 0.005, "max": 0.01, "log": True}},
     })
-    lines: list[str] = []
-    result = run_local_study(train_dir, eval_dir, None, space, str(tmp_path / "study"), epochs=2,
-                             progress=lines.append)
+    result = run_local_study(train_dir, eval_dir, None, space, str(tmp_path / "study"), epochs=2)
     [trial] = result["trials"]
     assert trial["state"] == "COMPLETE", trial
     assert math.isfinite(trial["rmse"]) and 0.5 < trial["rmse"] < 50

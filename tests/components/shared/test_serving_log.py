@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mlengine.components.shared import serving_log as serving_log_module
 from mlengine.components.shared.featurespec import load_spec
 from mlengine.components.shared.serving_log import (
     ENV_SERVING_LOG_DIR,
@@ -22,6 +21,7 @@ from mlengine.components.shared.serving_log import (
     resolve_log_files,
     serving_log_from_env,
 )
+from mlengine.components.shared.serving_log import format as log_format
 from mlengine.errors import DataError
 from mlengine.synthetic import generate_columns
 
@@ -253,9 +253,9 @@ def test_serving_log_from_env(tmp_path):
 @pytest.mark.parametrize("backend", ["orjson", "json"])
 def test_both_json_backends_round_trip(tmp_path, monkeypatch, backend):
     if backend == "json":
-        monkeypatch.setattr(serving_log_module, "_orjson", None)
+        monkeypatch.setattr(log_format, "_orjson", None)
     else:
-        assert serving_log_module._orjson is not None  # kserve installs orjson; the fast path is real
+        assert log_format._orjson is not None  # kserve installs orjson; the fast path is real
     instances = _instances(20)
     broken = {**instances[0], "pickup_latitude": float("nan")}
     with ServingInputLog(tmp_path / "log") as log:
@@ -271,3 +271,17 @@ def test_both_json_backends_round_trip(tmp_path, monkeypatch, backend):
     assert data.columns["hourofday"].tolist() == [instance["hourofday"] for instance in instances]
     last = _log_lines(tmp_path / "log")[-1]["instance"]
     assert last == {"pickup_latitude": pytest.approx(40.7, abs=1e-5), "city": "nyc"}
+
+
+def test_format_round_trips_a_record_and_names_files_in_order():
+    [line] = log_format.encode_lines([{"x": np.float32(1.5), "city": b"nyc", "n": np.int64(3)}], 1718000000.12345)
+    assert line.endswith(b"}\n") and line.count(b"\n") == 1
+    instance, ts = log_format.decode_record(line)
+    assert instance == {"x": 1.5, "city": "nyc", "n": 3} and ts == 1718000000.123
+    with pytest.raises(ValueError, match="no 'instance' object"):
+        log_format.decode_record(b'{"ts": 1}\n')
+    first, second = log_format.log_file_name(7, 1), log_format.log_file_name(7, 2)
+    assert first < second and log_format.is_log_file_name(first)
+    assert first.startswith("serving-") and first.endswith("-7-000001.jsonl")
+    assert not log_format.is_log_file_name("serving-1.jsonl.gz") and not log_format.is_log_file_name("other.jsonl")
+    assert log_format.s3_prefix("s3://bucket/some/prefix") == "s3://bucket/some/prefix/"
