@@ -97,3 +97,76 @@ def test_every_component_has_the_same_shape():
             if any(m.split(".")[0] == "kfp" for m in modules):
                 problems.append(f"{directory.name}/executor.py imports kfp")
     assert problems == []
+
+
+CONTROL_FLOW = (ast.If, ast.For, ast.AsyncFor, ast.While, ast.Try, ast.With, ast.AsyncWith, ast.Match,
+                ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp, ast.Lambda, ast.IfExp,
+                ast.FunctionDef, ast.AsyncFunctionDef)
+COMPONENT_DECORATORS = {"component", "container_component"}
+
+
+def _decorator_name(node: ast.expr) -> str | None:
+    node = node.func if isinstance(node, ast.Call) else node
+    return node.attr if isinstance(node, ast.Attribute) else getattr(node, "id", None)
+
+
+def _executor_problems(name: str, source: str) -> list[str]:
+    """``run`` at top level whose return annotation names a dataclass defined in the same module."""
+    tree = ast.parse(source)
+    dataclasses = {node.name for node in tree.body if isinstance(node, ast.ClassDef)
+                   and any(_decorator_name(d) == "dataclass" for d in node.decorator_list)}
+    runs = [node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == "run"]
+    if not runs:
+        return [f"{name}/executor.py: no top-level run"]
+    returns = runs[0].returns
+    annotation = returns.value if isinstance(returns, ast.Constant) else getattr(returns, "id", None)
+    if annotation not in dataclasses:
+        return [f"{name}/executor.py: run returns {annotation!r}, not a dataclass defined there"]
+    return []
+
+
+def _component_problems(name: str, source: str) -> list[str]:
+    """Every KFP component function: no control flow, exactly one call of ``run``."""
+    problems = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.FunctionDef):
+            continue
+        if not any(_decorator_name(d) in COMPONENT_DECORATORS for d in node.decorator_list):
+            continue
+        for inner in (n for stmt in node.body for n in ast.walk(stmt)):
+            if isinstance(inner, CONTROL_FLOW):
+                problems.append(f"{name}/component.py:{inner.lineno} {node.name} has {type(inner).__name__}")
+        calls = [n for stmt in node.body for n in ast.walk(stmt)
+                 if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "run"]
+        if len(calls) != 1:
+            problems.append(f"{name}/component.py: {node.name} calls run {len(calls)} time(s)")
+    return problems
+
+
+def test_every_component_follows_the_executor_contract():
+    problems = []
+    for directory in _component_dirs():
+        if directory.name == "shared":
+            continue
+        for filename, check in (("executor.py", _executor_problems), ("component.py", _component_problems)):
+            path = directory / filename
+            if path.is_file():
+                problems += check(directory.name, path.read_text(encoding="utf-8"))
+    assert problems == []
+
+
+def test_the_contract_checker_flags_a_bad_component_and_executor():
+    executor = "def run(x) -> dict:\n    return {}\n"
+    component = (
+        "@dsl.component(base_image='x')\n"
+        "def step(a: str):\n"
+        "    from x.executor import run\n"
+        "    if a:\n"
+        "        run(a)\n"
+        "    values = [v for v in a]\n"
+    )
+    assert _executor_problems("x", executor) == ["x/executor.py: run returns 'dict', not a dataclass defined there"]
+    found = _component_problems("x", component)
+    assert any("If" in p for p in found) and any("ListComp" in p for p in found)
+    good = "@dataclass(frozen=True)\nclass R:\n    n: int\n\ndef run() -> R:\n    return R(1)\n"
+    assert _executor_problems("x", good) == []

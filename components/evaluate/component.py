@@ -40,32 +40,13 @@ def evaluate(
         eval_html: the same with a predicted-vs-actual and a residual plot.
         evaluation: evaluation.json: every figure, the reasons and the slices.
     """
-    import json
-    import tempfile
-    from pathlib import Path
-
-    from mlengine.components.evaluate.executor import evaluate as evaluate_model
-    from mlengine.components.evaluate.executor import (
-        render_evaluation_html,
-        render_evaluation_markdown,
-        served_model_dir,
-        summary_of,
-    )
+    from mlengine.components.evaluate.executor import run
     from mlengine.components.shared.logs import setup_logging
     from mlengine.components.shared.reports import log_metrics
-    from mlengine.constants import SPEC_FILE
 
     setup_logging()
-    scratch = tempfile.mkdtemp(prefix="mlengine-baseline-")
-    baseline_dir, source = served_model_dir(baseline_uri=baseline_model_uri, mode=mode, model_name=model_name,
-                                            namespace=None, scratch=scratch, spec_file=Path(model.path) / SPEC_FILE)
-    result = evaluate_model(model.path, test_data.path, margin=margin, baseline_dir=baseline_dir,
-                            baseline_source=source, tolerance=baseline_tolerance)
-    values = {key: float(result[key]) for key in ("rmse", "mae", "benchmark_rmse", "benchmark_mae")}
-    if result["baseline_rmse"] is not None:
-        values["baseline_rmse"] = float(result["baseline_rmse"])
-    log_metrics(metrics, {**values, "blessed": int(bool(result["blessed"])), "test_rows": int(result["rows"])})
-    Path(eval_report.path).write_text(render_evaluation_markdown(result), encoding="utf-8")
-    Path(eval_html.path).write_text(render_evaluation_html(result), encoding="utf-8")
-    Path(evaluation.path).write_text(json.dumps(summary_of(result), indent=1, default=str), encoding="utf-8")
-    return bool(result["blessed"])
+    result = run(model_dir=model.path, test_dir=test_data.path, margin=margin, baseline_model_uri=baseline_model_uri,
+                 baseline_tolerance=baseline_tolerance, model_name=model_name, mode=mode,
+                 report_md=eval_report.path, report_html=eval_html.path, evaluation_json=evaluation.path)
+    log_metrics(metrics, result.metrics)
+    return result.blessed

@@ -18,13 +18,16 @@ the benchmark feature, and a predicted-vs-actual and a residual plot in the HTML
 
 from __future__ import annotations
 
+import json
 import math
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from mlengine.components.evaluate.report import render_evaluation_html, render_evaluation_markdown, summary_of
 from mlengine.components.shared import derived as derived_ops
-from mlengine.components.shared import reports
 from mlengine.components.shared.logs import component_logger
 from mlengine.components.shared.parquet import iter_record_batches, list_parquet_files
 from mlengine.components.shared.savedmodel import load_model_dir
@@ -36,13 +39,6 @@ log = component_logger("evaluate")
 PLOT_ROWS = 5000  # rows kept for the plots (the first ones: the hash split already shuffles rows)
 SLICE_BINS = 4  # quantile bins of the benchmark feature
 MAX_SLICE_VALUES = 50  # values of one categorical shown (the most frequent)
-
-
-def _emit(progress, message: str) -> None:
-    if progress is None:
-        log.info(message)
-    elif progress:
-        progress(message)
 
 
 class _Errors:
@@ -151,9 +147,9 @@ def load_baseline(baseline_dir: str | None, spec) -> tuple[object | None, str]:
     return runner, ""
 
 
-def evaluate(model_dir: str, test_dir: str, *, margin: float = DEFAULT_BLESSING_MARGIN,
+def score(model_dir: str, test_dir: str, *, margin: float = DEFAULT_BLESSING_MARGIN,
              baseline_dir: str | None = None, baseline_source: str = "",
-             tolerance: float = DEFAULT_BASELINE_TOLERANCE, batch_size: int = 4096, progress=None) -> dict:
+             tolerance: float = DEFAULT_BASELINE_TOLERANCE, batch_size: int = 4096) -> dict:
     """Metrics of the model, the benchmark and the baseline on the test split; the blessing and its reasons."""
     if not 0.0 <= margin < 1.0:
         raise MlengineError(f"margin must be in [0, 1), got {margin}")
@@ -191,7 +187,7 @@ def evaluate(model_dir: str, test_dir: str, *, margin: float = DEFAULT_BLESSING_
             plot["label"] += label[:room].tolist()
             plot["prediction"] += predicted[:room].tolist()
         if index % 50 == 49:
-            _emit(progress, f"evaluate: {model_errors.count:,} rows")
+            log.info(f"evaluate: {model_errors.count:,} rows")
     if model_errors.count == 0:
         raise MlengineError(f"{test_dir}: the test split has no rows")
     rmse, benchmark_rmse = model_errors.rmse, bench_errors.rmse
@@ -200,11 +196,11 @@ def evaluate(model_dir: str, test_dir: str, *, margin: float = DEFAULT_BLESSING_
     sliced = {name: s.rows() for name, s in slices.items()}
     if feature and edges is not None:
         sliced[f"{feature} (quantile bins)"] = bins.rows(_bin_labels(feature, edges))
-    _emit(progress, f"evaluate: {model_errors.count:,} rows, rmse={rmse:.4f}, benchmark_rmse={benchmark_rmse:.4f}"
+    log.info(f"evaluate: {model_errors.count:,} rows, rmse={rmse:.4f}, benchmark_rmse={benchmark_rmse:.4f}"
                     + (f", baseline_rmse={baseline_rmse:.4f}" if baseline_rmse is not None else "")
                     + f", blessed={verdict['blessed']}")
     for reason in verdict["reasons"]:
-        _emit(progress, f"evaluate: {reason}")
+        log.info(f"evaluate: {reason}")
     return {
         "rows": model_errors.count,
         "rmse": rmse,
@@ -251,73 +247,6 @@ def blessing(rmse: float, benchmark_rmse: float, margin: float, baseline_rmse: f
             "reasons": reasons, "reason": "; ".join(reasons)}
 
 
-def _slice_table_rows(rows: list[dict], with_baseline: bool) -> list[list]:
-    return [[r["value"], r["rows"], r["rmse"], r["mae"], *([r.get("baseline_rmse", "-")] if with_baseline else [])]
-            for r in rows]
-
-
-def render_evaluation_markdown(result: dict) -> str:
-    """A short Markdown report: the metrics table, the verdict with its reasons, the sliced metrics."""
-    feature = result.get("benchmark_feature")
-    benchmark_name = f"least-squares line on `{feature}`" if feature else "the mean label"
-    verdict = "**BLESSED**" if result["blessed"] else "**NOT blessed**"
-    rows = [["model", result["rmse"], result["mae"]],
-            [f"benchmark ({benchmark_name})", result["benchmark_rmse"], result["benchmark_mae"]]]
-    if result.get("baseline_rmse") is not None:
-        rows.append([f"served model ({result.get('baseline_model')})", result["baseline_rmse"], result["baseline_mae"]])
-    lines = ["# Model evaluation", "", f"Test rows: {result['rows']:,}", "",
-             reports.markdown_table(["", "RMSE", "MAE"], rows), "", f"{verdict}:", ""]
-    lines += [f"- {reason}" for reason in result["reasons"][:-1]]
-    with_baseline = result.get("baseline_rmse") is not None
-    for name, slice_rows in (result.get("slices") or {}).items():
-        headers = [name, "rows", "RMSE", "MAE", *(["served RMSE"] if with_baseline else [])]
-        table = reports.markdown_table(headers, _slice_table_rows(slice_rows, with_baseline))
-        lines += ["", f"## By {name}", "", table]
-    return "\n".join(lines) + "\n"
-
-
-def render_evaluation_html(result: dict) -> str:
-    """The same report as HTML with a predicted-vs-actual and a residual plot."""
-    import html
-
-    sample = result.get("plot_sample") or {}
-    label = np.asarray(sample.get("label") or [], np.float64)
-    predicted = np.asarray(sample.get("prediction") or [], np.float64)
-    parts = [f"<p><b>{'BLESSED' if result['blessed'] else 'NOT blessed'}</b></p><ul>"
-             + "".join(f"<li>{html.escape(r)}</li>" for r in result["reasons"][:-1]) + "</ul>"]
-    if label.size:
-        figure, axis = reports.new_figure(5.5, 5.0)
-        axis.scatter(label, predicted, s=4, alpha=0.4)
-        low, high = float(min(label.min(), predicted.min())), float(max(label.max(), predicted.max()))
-        axis.plot([low, high], [low, high], color="black", linewidth=1)
-        axis.set_xlabel("actual")
-        axis.set_ylabel("predicted")
-        axis.set_title(f"predicted vs actual ({label.size:,} test rows)")
-        parts.append(reports.html_image(reports.figure_png_base64(figure), "predicted vs actual"))
-        figure, axis = reports.new_figure(5.5, 5.0)
-        axis.scatter(predicted, predicted - label, s=4, alpha=0.4)
-        axis.axhline(0.0, color="black", linewidth=1)
-        axis.set_xlabel("predicted")
-        axis.set_ylabel("residual (predicted - actual)")
-        axis.set_title("residuals")
-        parts.append(reports.html_image(reports.figure_png_base64(figure), "residuals"))
-    with_baseline = result.get("baseline_rmse") is not None
-    rows = [["model", result["rmse"], result["mae"]], ["benchmark", result["benchmark_rmse"], result["benchmark_mae"]]]
-    if with_baseline:
-        rows.append(["served model", result["baseline_rmse"], result["baseline_mae"]])
-    parts.append(reports.html_table(["", "RMSE", "MAE"], rows))
-    for name, slice_rows in (result.get("slices") or {}).items():
-        headers = [name, "rows", "RMSE", "MAE", *(["served RMSE"] if with_baseline else [])]
-        parts.append(f"<h3>By {html.escape(name)}</h3>" + reports.html_table(headers, _slice_table_rows(slice_rows,
-                                                                                                        with_baseline)))
-    return reports.html_page("Model evaluation", "".join(parts))
-
-
-def summary_of(result: dict) -> dict:
-    """What goes into evaluation.json (and summary.json): everything but the plot sample."""
-    return {key: value for key, value in result.items() if key != "plot_sample"}
-
-
 def served_model_dir(*, baseline_uri: str, mode: str, model_name: str, namespace: str | None, scratch: str | Path,
                      spec_file: str | Path, api=None) -> tuple[str | None, str]:
     """Where the baseline model is (a local directory), and where it came from.
@@ -355,3 +284,54 @@ def served_model_dir(*, baseline_uri: str, mode: str, model_name: str, namespace
     download_prefix(uri.rstrip("/") + "/1", target / SERVING_MODEL_SUBDIR, required=False)
     shutil.copy(spec_file, target / SPEC_FILE)
     return str(target), uri
+
+
+@dataclass(frozen=True)
+class EvaluateResult:
+    """The evaluation: every figure (``details``), the blessing and the metrics logged for the UI."""
+
+    blessed: bool
+    metrics: dict
+    details: dict
+
+
+def run(*, model_dir: str, test_dir: str, margin: float, baseline_model_uri: str, baseline_tolerance: float,
+        model_name: str, mode: str, report_md: str | Path, report_html: str | Path, evaluation_json: str | Path,
+        namespace: str | None = None, api=None) -> EvaluateResult:
+    """Find the baseline, score the model, bless it or not, and write the three reports.
+
+    Args:
+        model_dir: the trained model directory.
+        test_dir: the test split.
+        margin: how much the model's RMSE must beat the benchmark's by.
+        baseline_model_uri: the served model to compare with (directory or storage URI); empty: see
+            ``served_model_dir``.
+        baseline_tolerance: how much worse than the served model the candidate may be.
+        model_name: the InferenceService whose storageUri is the baseline on a cluster.
+        mode: local or cluster.
+        report_md: where the Markdown report is written.
+        report_html: where the HTML report is written.
+        evaluation_json: where evaluation.json is written.
+        namespace: the cluster namespace (default: the package's).
+        api: a Kubernetes API client (tests).
+
+    Returns:
+        The EvaluateResult.
+    """
+    from mlengine.constants import SPEC_FILE
+
+    scratch = tempfile.mkdtemp(prefix="mlengine-baseline-")
+    baseline_dir, source = served_model_dir(baseline_uri=baseline_model_uri, mode=mode, model_name=model_name,
+                                            namespace=namespace, scratch=scratch,
+                                            spec_file=Path(model_dir) / SPEC_FILE, api=api)
+    result = score(model_dir, test_dir, margin=margin, baseline_dir=baseline_dir, baseline_source=source,
+                   tolerance=baseline_tolerance)
+    values = {key: float(result[key]) for key in ("rmse", "mae", "benchmark_rmse", "benchmark_mae")}
+    if result["baseline_rmse"] is not None:
+        values["baseline_rmse"] = float(result["baseline_rmse"])
+    blessed = bool(result["blessed"])
+    metrics = {**values, "blessed": int(blessed), "test_rows": int(result["rows"])}
+    Path(report_md).write_text(render_evaluation_markdown(result), encoding="utf-8")
+    Path(report_html).write_text(render_evaluation_html(result), encoding="utf-8")
+    Path(evaluation_json).write_text(json.dumps(summary_of(result), indent=1, default=str), encoding="utf-8")
+    return EvaluateResult(blessed=blessed, metrics=metrics, details=summary_of(result))

@@ -16,7 +16,6 @@ from mlengine.components.shared.k8s import CustomResource, find_condition
 from mlengine.components.shared.staging import artifact_uri
 from mlengine.components.shared.tfjob import (
     DEFAULT_TIMEOUT_SECONDS,
-    ENV_SHARED_CLAIM,
     TFJOB_GROUP,
     TFJOB_PLURAL,
     TFJOB_VERSION,
@@ -117,7 +116,6 @@ def run_tfjob_for_config(config, topology, *, model_uri: str | None = None, log:
     and KFP uploads it as the Model artifact.
     """
     import dataclasses
-    import os
 
     from mlengine.components.shared import staging
 
@@ -127,7 +125,7 @@ def run_tfjob_for_config(config, topology, *, model_uri: str | None = None, log:
                                  transform_dir=artifact_uri(config.transform_dir), model_dir=remote_model)
     job_name = name or tfjob_name_for(remote_model)
     manifest = render_tfjob(job_name, training_args(remote), topology, namespace=namespace, image=image,
-                            resources=resources, shared_claim=shared_claim or os.environ.get(ENV_SHARED_CLAIM) or None)
+                            resources=resources, shared_claim=shared_claim or None)
     started = time.monotonic()
     run_tfjob(manifest, name_file=name_file, timeout=timeout, api=api, progress=log)
     log(f"tfjob {job_name}: succeeded after {time.monotonic() - started:.0f} s; fetching the model")

@@ -47,48 +47,21 @@ def train(
         shared_claim: cluster mode: the ReadWriteMany PVC the parameter-server TFJob pods share
             (the cluster pipeline creates one per run); "" for none.
     """
-    import json
     from collections import namedtuple
     from pathlib import Path
 
     from mlengine.components.shared.hyperparameters import HyperParameters
     from mlengine.components.shared.logs import setup_logging
     from mlengine.components.shared.reports import log_metrics
-    from mlengine.components.train.executor import default_trial_of, guard_against_default, run
-    from mlengine.components.train.report import loss_curves_html
-    from mlengine.components.train.trainer import TrainConfig
-    from mlengine.constants import HISTORY_FILE, TRIALS_FILE
+    from mlengine.components.train.executor import run
 
     setup_logging()
-    if shared_claim:  # read by the TFJob launcher (components/train/cluster.py)
-        import os
-
-        from mlengine.components.shared.tfjob import ENV_SHARED_CLAIM
-
-        os.environ[ENV_SHARED_CLAIM] = shared_claim
-    hparams = HyperParameters.load(hyperparameters.path)
-    config = TrainConfig(
-        train_dir=train_data.path, eval_dir=eval_data.path, transform_dir=transform_fn.path, model_dir=model.path,
-        hidden_units=hparams.hidden_units, learning_rate=hparams.learning_rate, batch_size=hparams.batch_size,
-        epochs=epochs,
-    )
-    result = run(config, workers=workers, ps=ps, strategy=strategy, mode=mode, model_uri=model.uri)
-    default = default_trial_of(Path(study.path) / TRIALS_FILE)
-    if mode == "local" and workers <= 1 and ps == 0:
-        guard = guard_against_default(config, result, hparams.to_dict(), default)
-        result = guard.pop("result", result)
-    else:  # on a cluster the model already lives in object storage: compare and report only
-        guard = {"kept": "tuned", "reason": "cluster run: no retraining of the default configuration",
-                 "default_trial_rmse": default and default["rmse"], "final_rmse": result.get("eval_rmse")}
-    (Path(model.path) / "model_choice.json").write_text(json.dumps(guard, indent=1), encoding="utf-8")
-    history = json.loads((Path(model.path) / HISTORY_FILE).read_text(encoding="utf-8"))
-    Path(loss_curves.path).write_text(loss_curves_html(history), encoding="utf-8")
-    log_metrics(metrics, {"eval_rmse": float(result["eval_rmse"]),
-                          "examples_per_second": float(result["examples_per_second"]),
-                          "best_epoch": int(result.get("best_epoch") or 0),
-                          "epochs_run": int(result.get("epochs_run") or 0)})
-    model.metadata["model_choice"] = guard["reason"]
-    model.metadata.update({"framework": "tensorflow", "signature": "serving_default (raw features)",
-                           **hparams.to_dict(), "epochs": epochs, "workers": workers, "ps": ps, "strategy": strategy})
+    result = run(train_dir=train_data.path, eval_dir=eval_data.path, transform_dir=transform_fn.path,
+                 model_dir=model.path, hyperparameters=HyperParameters.load(hyperparameters.path), epochs=epochs,
+                 workers=workers, ps=ps, strategy=strategy, mode=mode, model_uri=model.uri,
+                 study_file=Path(study.path) / "trials.json", shared_claim=shared_claim,
+                 loss_curves_file=loss_curves.path)
+    log_metrics(metrics, result.metrics)
+    model.metadata.update(result.model_metadata)
     outputs = namedtuple("TrainOutputs", ["eval_rmse", "examples_per_second"])
-    return outputs(float(result["eval_rmse"]), float(result["examples_per_second"]))
+    return outputs(result.eval_rmse, result.examples_per_second)

@@ -6,6 +6,8 @@ Kubeflow; every topology runs the same training program (``task.py``).
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +15,84 @@ from mlengine.components.shared.logs import component_logger
 from mlengine.constants import RUN_MODES
 from mlengine.errors import MlengineError
 
+MODEL_CHOICE_FILE = "model_choice.json"  # which of tuned/default was kept, and why
 TFJOB_NAME_FILE = "tfjob-name"  # written first in the model dir: a restarted step re-attaches to its TFJob
 log = component_logger("train")
 
 
-def run(config, *, workers: int = 1, ps: int = 0, strategy: str = "auto", mode: str = "local",
-        model_uri: str | None = None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class TrainResult:
+    """A finished training step: the figures, which model was kept and why, and the model's lineage facts."""
+
+    eval_rmse: float
+    examples_per_second: float
+    best_epoch: int
+    epochs_run: int
+    model_choice: str
+    model_choice_reason: str
+    metrics: dict = field(default_factory=dict)
+    model_metadata: dict = field(default_factory=dict)
+    details: dict = field(default_factory=dict)
+
+
+def run(*, train_dir: str, eval_dir: str, transform_dir: str, model_dir: str, hyperparameters,
+        epochs: int, workers: int = 1, ps: int = 0, strategy: str = "auto", mode: str = "local",
+        model_uri: str | None = None, study_file: str | Path | None = None, shared_claim: str = "",
+        loss_curves_file: str | Path | None = None) -> TrainResult:
+    """Train, compare with the tuning study's default trial, and write model_choice.json and the loss curves.
+
+    Args:
+        train_dir: the training split.
+        eval_dir: the eval split.
+        transform_dir: the transform artifact (transform.json).
+        model_dir: where the model is exported (model_choice.json is written there too).
+        hyperparameters: the HyperParameters to train with.
+        epochs: maximum passes over the training split.
+        workers: training workers.
+        ps: parameter servers.
+        strategy: auto, parameter_server, all_reduce or none.
+        mode: local (processes here) or cluster (a TFJob).
+        model_uri: the model's storage URI (names the TFJob in cluster mode).
+        study_file: the tuning study's trials.json (absent or None: no comparison).
+        shared_claim: cluster mode: the ReadWriteMany PVC the parameter-server TFJob pods share; "" for none.
+        loss_curves_file: where the loss-curves HTML is written (None: not written).
+
+    Returns:
+        The TrainResult.
+    """
+    from mlengine.components.train.report import loss_curves_html
+    from mlengine.components.train.trainer import TrainConfig
+    from mlengine.constants import HISTORY_FILE
+
+    hparams = hyperparameters
+    config = TrainConfig(train_dir=train_dir, eval_dir=eval_dir, transform_dir=transform_dir, model_dir=model_dir,
+                         hidden_units=hparams.hidden_units, learning_rate=hparams.learning_rate,
+                         batch_size=hparams.batch_size, epochs=epochs)
+    result = _train_on(config, workers=workers, ps=ps, strategy=strategy, mode=mode, model_uri=model_uri,
+                       shared_claim=shared_claim)
+    default = default_trial_of(study_file) if study_file else None
+    if mode == "local" and workers <= 1 and ps == 0:
+        guard = guard_against_default(config, result, hparams.to_dict(), default)
+        result = guard.pop("result", result)
+    else:  # on a cluster the model already lives in object storage: compare and report only
+        guard = {"kept": "tuned", "reason": "cluster run: no retraining of the default configuration",
+                 "default_trial_rmse": default and default["rmse"], "final_rmse": result.get("eval_rmse")}
+    (Path(model_dir) / MODEL_CHOICE_FILE).write_text(json.dumps(guard, indent=1), encoding="utf-8")
+    if loss_curves_file is not None:
+        history = json.loads((Path(model_dir) / HISTORY_FILE).read_text(encoding="utf-8"))
+        Path(loss_curves_file).write_text(loss_curves_html(history), encoding="utf-8")
+    metrics = {"eval_rmse": float(result["eval_rmse"]), "examples_per_second": float(result["examples_per_second"]),
+               "best_epoch": int(result.get("best_epoch") or 0), "epochs_run": int(result.get("epochs_run") or 0)}
+    metadata = {"model_choice": guard["reason"], "framework": "tensorflow",
+                "signature": "serving_default (raw features)", **hparams.to_dict(), "epochs": epochs,
+                "workers": workers, "ps": ps, "strategy": strategy}
+    return TrainResult(eval_rmse=metrics["eval_rmse"], examples_per_second=metrics["examples_per_second"],
+                       best_epoch=metrics["best_epoch"], epochs_run=metrics["epochs_run"], model_choice=guard["kept"],
+                       model_choice_reason=guard["reason"], metrics=metrics, model_metadata=metadata, details=result)
+
+
+def _train_on(config, *, workers: int = 1, ps: int = 0, strategy: str = "auto", mode: str = "local",
+              model_uri: str | None = None, shared_claim: str = "") -> dict[str, Any]:
     """Train with ``config`` (a TrainConfig) on the requested topology; returns the trainer's result dict."""
     from mlengine.components.shared.distributed import Topology
 
@@ -31,7 +105,8 @@ def run(config, *, workers: int = 1, ps: int = 0, strategy: str = "auto", mode: 
 
         name_file = Path(config.model_dir) / TFJOB_NAME_FILE
         name_file.parent.mkdir(parents=True, exist_ok=True)
-        return run_tfjob_for_config(config, topology, model_uri=model_uri, log=log.info, name_file=str(name_file))
+        return run_tfjob_for_config(config, topology, model_uri=model_uri, log=log.info, name_file=str(name_file),
+                                    shared_claim=shared_claim or None)
     if topology.is_single_process:
         from mlengine.components.train.trainer import train
 

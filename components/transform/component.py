@@ -35,7 +35,7 @@ def transform(
     from mlengine.constants import SPEC_FILE
 
     setup_logging()
-    spec = load_spec(Path(statistics.path) / SPEC_FILE)
-    nbuckets = HyperParameters.load(hyperparameters.path).nbuckets
-    state = run(train_data.path, spec, nbuckets, transform_fn.path, runner=runner, beam_options=beam_options)
-    transform_fn.metadata.update({"nbuckets": nbuckets, "rows": state.rows, "spec": spec.name, "runner": runner})
+    result = run(train_data.path, load_spec(Path(statistics.path) / SPEC_FILE),
+                 HyperParameters.load(hyperparameters.path).nbuckets, transform_fn.path, runner=runner,
+                 beam_options=beam_options)
+    transform_fn.metadata.update(result.metadata)

@@ -9,7 +9,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from mlengine.components.evaluate.executor import evaluate, render_evaluation_markdown
+from mlengine.components.evaluate.executor import score as evaluate
+from mlengine.components.evaluate.report import render_evaluation_markdown
 from mlengine.components.shared.derived import haversine_km_np
 from mlengine.components.shared.savedmodel import load_model_dir
 from mlengine.errors import MlengineError
@@ -29,7 +30,7 @@ def _test_columns(workdir) -> dict[str, np.ndarray]:
 
 def test_metrics_match_a_numpy_computation(tiny):
     workdir, model_dir = tiny
-    result = evaluate(str(model_dir), str(workdir / "data" / "test"), batch_size=64, progress=False)
+    result = evaluate(str(model_dir), str(workdir / "data" / "test"), batch_size=64)
     columns = _test_columns(workdir)
     label = columns["fare_amount"]
     transform = json.loads((model_dir / "transform.json").read_text())
@@ -52,7 +53,7 @@ def test_blessing_both_ways(tiny, tmp_path):
     workdir, model_dir = tiny
     test_dir = str(workdir / "data" / "test")
     # a margin no model can meet
-    strict = evaluate(str(model_dir), test_dir, margin=0.99, progress=False)
+    strict = evaluate(str(model_dir), test_dir, margin=0.99)
     assert strict["blessed"] is False
     assert "**NOT blessed**" in render_evaluation_markdown(strict)
 
@@ -62,7 +63,7 @@ def test_blessing_both_ways(tiny, tmp_path):
     transform = json.loads((weak / "transform.json").read_text())
     transform["benchmark"] = {"feature": None, "slope": 0.0, "intercept": 500.0}
     (weak / "transform.json").write_text(json.dumps(transform))
-    result = evaluate(str(weak), test_dir, margin=0.05, progress=False)
+    result = evaluate(str(weak), test_dir, margin=0.05)
     label = _test_columns(workdir)["fare_amount"]
     assert result["benchmark_rmse"] == pytest.approx(np.sqrt(np.mean((500.0 - label) ** 2)), rel=1e-9)
     assert result["benchmark_feature"] is None
@@ -74,10 +75,10 @@ def test_blessing_both_ways(tiny, tmp_path):
 def test_bad_margin_and_missing_model(tiny, tmp_path):
     workdir, model_dir = tiny
     with pytest.raises(MlengineError, match="margin"):
-        evaluate(str(model_dir), str(workdir / "data" / "test"), margin=1.5, progress=False)
+        evaluate(str(model_dir), str(workdir / "data" / "test"), margin=1.5)
     (tmp_path / "transform.json").write_text((model_dir / "transform.json").read_text())
     with pytest.raises(MlengineError, match="no SavedModel"):
-        evaluate(str(tmp_path), str(workdir / "data" / "test"), progress=False)
+        evaluate(str(tmp_path), str(workdir / "data" / "test"))
 
 
 # --- the served baseline, the reasons, the slices --------------------------------------------------
@@ -91,11 +92,11 @@ def test_baseline_comparison_blesses_only_when_not_worse(tiny, tmp_path):
     transform["benchmark"] = {"feature": None, "slope": 0.0, "intercept": 500.0}
     (weak / "transform.json").write_text(json.dumps(transform))
 
-    alone = evaluate(str(weak), test_dir, progress=False)
+    alone = evaluate(str(weak), test_dir)
     assert alone["baseline_rmse"] is None and alone["blessed"] is True
     assert alone["reasons"][1] == "no baseline comparison: no model is in service yet"
 
-    same = evaluate(str(weak), test_dir, baseline_dir=str(model_dir), tolerance=0.0, progress=False)
+    same = evaluate(str(weak), test_dir, baseline_dir=str(model_dir), tolerance=0.0)
     assert same["baseline_rmse"] == pytest.approx(same["rmse"], rel=1e-6) and same["blessed"] is True
     assert same["not_worse_than_baseline"] is True
 
@@ -103,7 +104,7 @@ def test_baseline_comparison_blesses_only_when_not_worse(tiny, tmp_path):
     from tests.model_fixtures import train_tiny_model
 
     better_dir = train_tiny_model(tmp_path / "better", rows=2000, epochs=8)
-    versus = evaluate(str(weak), test_dir, baseline_dir=str(better_dir), tolerance=0.01, progress=False)
+    versus = evaluate(str(weak), test_dir, baseline_dir=str(better_dir), tolerance=0.01)
     label = _test_columns(workdir)["fare_amount"]
     served = load_model_dir(str(better_dir))(_test_columns(workdir)).astype(np.float64)
     assert versus["baseline_rmse"] == pytest.approx(np.sqrt(np.mean((served - label) ** 2)), rel=1e-6)
@@ -130,7 +131,7 @@ def test_blessing_rule_words():
 
 def test_slices_match_numpy_and_the_html_has_both_plots(tiny):
     workdir, model_dir = tiny
-    result = evaluate(str(model_dir), str(workdir / "data" / "test"), batch_size=64, progress=False)
+    result = evaluate(str(model_dir), str(workdir / "data" / "test"), batch_size=64)
     columns = _test_columns(workdir)
     error = load_model_dir(str(model_dir))(columns).astype(np.float64) - columns["fare_amount"]
     by_hour = {row["value"]: row for row in result["slices"]["hourofday"]}
@@ -140,7 +141,7 @@ def test_slices_match_numpy_and_the_html_has_both_plots(tiny):
         assert by_hour[int(hour)]["rmse"] == pytest.approx(np.sqrt(np.mean(error[rows] ** 2)), rel=1e-6)
     bins = result["slices"]["distance_km (quantile bins)"]
     assert sum(row["rows"] for row in bins) == result["rows"] and 2 <= len(bins) <= 4
-    from mlengine.components.evaluate.executor import render_evaluation_html, summary_of
+    from mlengine.components.evaluate.report import render_evaluation_html, summary_of
 
     page = render_evaluation_html(result)
     assert page.count("data:image/png;base64,") == 2

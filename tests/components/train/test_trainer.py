@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from mlengine.components.evaluate.executor import evaluate
+from mlengine.components.evaluate.executor import score as evaluate
 from mlengine.components.shared import analyze as logic
 from mlengine.components.shared.featurespec import load_spec
 from mlengine.components.shared.savedmodel import load_model_dir
@@ -103,7 +103,7 @@ def test_another_dataset_trains_end_to_end_without_code_change(tmp_path):
            "condition": [5, 5], "style": ["modern", "modern"]}
     predictions = predict(raw)
     assert predictions.shape == (2,) and np.all(np.isfinite(predictions))
-    result = evaluate(str(tmp_path / "model"), str(splits["test"]), progress=False)
+    result = evaluate(str(tmp_path / "model"), str(splits["test"]))
     # label std is about 100 (prices in thousands); the model must have learned the size effect
     assert result["rmse"] < 0.5 * float(np.std(house_columns(2500)["price"]))
 
@@ -129,7 +129,7 @@ def test_early_stopping_restores_the_best_epoch_and_the_rate_halves(taxi, tmp_pa
     assert result["best_epoch"] == history["epoch"][best] and result["eval_rmse"] == pytest.approx(val[best])
     assert result["epochs_run"] - result["best_epoch"] == 2  # the patience
     # the exported model is the best epoch's, not the last one's: its RMSE on the eval split is the best
-    exported = evaluate(str(tmp_path / "model"), str(splits["eval"]), progress=False)
+    exported = evaluate(str(tmp_path / "model"), str(splits["eval"]))
     assert exported["rmse"] == pytest.approx(val[best], rel=1e-3)
     assert exported["rmse"] < val[-1]
     rates = history["lr"]
@@ -177,7 +177,7 @@ def test_a_tuned_model_worse_than_the_default_trial_is_replaced_by_the_default(t
     guard = guard_against_default(tuned, tuned_result, chosen, default)
     assert guard["kept"] == "default" and guard["default_final_rmse"] < guard["final_rmse"]
     assert "the default model is kept" in guard["reason"]
-    kept = evaluate(str(tmp_path / "model"), str(splits["eval"]), progress=False)
+    kept = evaluate(str(tmp_path / "model"), str(splits["eval"]))
     assert kept["rmse"] == pytest.approx(guard["default_final_rmse"], rel=1e-3)
     assert not (tmp_path / "model-default").exists()
 
