@@ -59,7 +59,7 @@ def child_main(csv_path: str, out_dir: str, chunk_rows: int) -> None:
     import psutil
 
     from mlengine import synthetic
-    from mlengine.components.ingest.executor import run_ingest
+    from mlengine.components.ingest.executor import run as run_ingest
     from mlengine.components.shared.analyze import analyze
     from mlengine.components.shared.featurespec import load_spec
     from mlengine.components.shared.hyperparameters import HyperParameters

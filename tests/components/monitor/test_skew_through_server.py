@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from mlengine.components.deploy.local import start_server_process, stop_process_group, wait_until_ready
-from mlengine.components.ingest.executor import run_ingest
+from mlengine.components.ingest.executor import run as run_ingest
 from mlengine.components.monitor.executor import run_monitor
 from mlengine.components.shared.featurespec import load_spec
 from mlengine.components.shared.processes import free_port
