@@ -125,7 +125,8 @@ def _backend(runner: str):
 
 def run(data_uri: str, spec: FeatureSpec, output_dirs: dict[str, str], rejects_path: str, statistics_dir: str,
         *, statistics_view_path: str = "", runner: str = RUNNER_LOCAL, beam_options: list[str] | str | None = None,
-        chunk_rows: int = CSV_CHUNK_ROWS, split_seed: int = 0) -> IngestResult:
+        chunk_rows: int = CSV_CHUNK_ROWS, split_seed: int = 0, workers: int = 0, piece_bytes: int = 0
+        ) -> IngestResult:
     """Validate and split the CSV data at ``data_uri`` into typed Parquet parts per split.
 
     Args:
@@ -139,6 +140,10 @@ def run(data_uri: str, spec: FeatureSpec, output_dirs: dict[str, str], rejects_p
         beam_options: Beam pipeline options (``runner="beam"`` only).
         chunk_rows: lines read and validated at a time (bounds memory).
         split_seed: salt of the row hash that picks each row's split.
+        workers: processes of the local engine (0: one per core this process may use); the
+            output does not depend on it (``local.py``).
+        piece_bytes: the byte ranges a large file is cut into for the workers (0: from the input
+            size and ``workers``; tests set it small).
 
     Returns:
         The counts, the files written and the seconds taken.
@@ -159,7 +164,8 @@ def run(data_uri: str, spec: FeatureSpec, output_dirs: dict[str, str], rejects_p
     rejects_file = resolve_rejects_path(rejects_path)
     rejects_file.parent.mkdir(parents=True, exist_ok=True)
     Path(statistics_dir).mkdir(parents=True, exist_ok=True)
-    options: dict[str, Any] = {"beam_options": beam_options} if runner == RUNNER_BEAM else {}
+    options: dict[str, Any] = ({"beam_options": beam_options} if runner == RUNNER_BEAM
+                               else {"workers": workers, "piece_bytes": piece_bytes})
     result, stats = engine(files, spec, output_dirs, rejects_file, Path(statistics_dir), chunk_rows=chunk_rows,
                            split_seed=split_seed, **options)
     if result.rows_read != result.rows_ok + result.rows_rejected:  # the contract; a bug if it breaks

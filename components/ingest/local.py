@@ -1,14 +1,38 @@
-"""The local engine of ingest: this process reads, validates, splits and writes (``executor.run`` calls it).
+"""The local engine of ingest: every core of this machine, the same output whatever their number.
 
-Vectorised throughout: numeric columns are typed by pyarrow's C++ CSV parser and checked on
-the arrays (``convert.parse_typed_column``); only a chunk with a bad cell goes through the
-string-cell path, which names every bad cell exactly, so the rejects do not depend on which path
-ran. Three threads overlap (pyarrow and numpy release the GIL): a reader thread reads the next
-chunks and splits them into cells (the C++ parse), the main thread validates and hashes them
-(``chunks.validate_chunk``, shared with the Beam path) and updates the statistics of the train
-split and of the other rows ("all" is their merge at the end), a writer thread writes the
-Parquet row groups; each hand-off queue is bounded, so memory stays flat. (Validating on the
-reader thread instead left the parse thread the longest: 8% slower on 2 cores.)
+``executor.run`` calls ``ingest_local``, which
+
+1. cuts the input into pieces (``pieces.py``: files, and byte ranges of large uncompressed local
+   files cut at line ends; gzip and S3 files whole) and groups them into tasks;
+2. runs the tasks on ``workers`` processes: this one and ``workers - 1`` pool processes
+   (``worker.run_task``: read, validate, hash, split, write the task's own Parquet parts and
+   reject lines to temporary files, keep mergeable statistics). One worker runs everything here,
+   without a pool;
+3. merges the outcomes as if they had come in task order (``_Merger``), so the output does not
+   depend on which process ran what: Parquet parts renamed ``part-00000.parquet``, ... in task
+   order (read in name order, each split's rows come in file order, as with one worker; only the
+   cut into parts and row groups depends on the worker count), reject lines appended in file and
+   line order with absolute line numbers, counts summed, statistics merged (moments by Chan et
+   al.'s update, in task order; the bottom-k hash sample behind the quantiles and histograms
+   merges exactly, so they do not depend on the worker count at all; value counts are exact up
+   to ``MAX_TRACKED_VALUES`` distinct values, past that approximate and flagged so whatever the
+   worker count, but not the same approximation).
+
+A process's reader and writer threads (``worker.py``) only pay when it has cores to spare: with
+as many workers as cores each task runs on one thread.
+
+Memory: each process holds one task's bounded working set (see ``worker.py``: a few chunks, the
+row groups being written, two statistics samples). The engine merges each outcome's statistics
+as it arrives and keeps of it, until the tasks before it are in, only file names, line counts
+and per-column moments (a few numbers); no task waits queued behind a busy worker.
+Total: about ``workers`` times one worker's memory, whatever the input size.
+
+Workers are started with ``START_METHOD`` (no ``fork``: the parent may hold threads, Arrow's
+pools or TensorFlow; the fork server imports worker.py and pandas once, then forks each worker,
+about as fast as ``spawn`` for one ingest and faster for many workers), die with this process
+(``worker.init_worker``) and are killed when ingest fails or is interrupted (Ctrl-C reaches
+this process; the workers ignore it). A script that calls ``executor.run`` with more than one
+worker needs the ``if __name__ == "__main__":`` guard, as any user of these start methods does.
 """
 
 from __future__ import annotations
@@ -17,214 +41,270 @@ import ctypes
 import ctypes.util
 import json
 import logging
-import queue
+import multiprocessing
+import os
+import shutil
 import threading
 from collections import Counter, deque
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from json.encoder import encode_basestring as _json_string
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mlengine.components.ingest.chunks import ValidatedChunk, take, validate_chunk
-from mlengine.components.ingest.convert import ARROW_TYPES, typed_default
-from mlengine.components.ingest.csvreader import iter_cell_chunks, read_header
+from mlengine.components.ingest import worker
 from mlengine.components.ingest.executor import IngestResult, arrow_schema, split_thresholds
+from mlengine.components.ingest.pieces import Task, plan_tasks
 from mlengine.components.ingest.statistics import SAMPLE_SIZE, SCOPES, StatisticsAccumulator, build_statistics
+from mlengine.components.ingest.worker import (
+    TEMP_PART_GLOB,
+    TEMP_REJECTS_GLOB,
+    TaskContext,
+    TaskOutcome,
+    init_worker,
+    run_task,
+)
 from mlengine.components.shared import storage
+from mlengine.components.shared.accumulators import Moments
 from mlengine.components.shared.featurespec import FeatureSpec
 from mlengine.constants import PARQUET_PART_PATTERN, SPEC_FILE, SPLITS, STATISTICS_FILE
+from mlengine.errors import MlengineError
 
 log = logging.getLogger("mlengine.ingest")
-PART_MAX_ROWS = 1_000_000  # a new Parquet part after this many rows, so readers can parallelise by file
-ROW_GROUP_ROWS = 65_536  # rows buffered per split before a row group is written
-TYPED_PARSE = True  # numeric columns typed by the C++ CSV parser (False: string cells, then cast; tests)
-PREFETCH_CHUNKS = 1  # chunks parsed ahead by the reader thread besides the one it parses (2: 20 MB more, no faster)
-PENDING_WRITES = 2  # row groups waiting for the Parquet writer thread (bounds memory)
+START_METHOD = "forkserver"  # workers fork from a server that imported worker.py once: fast, thread-safe
 
 
-class _WriterThread:
-    """Runs Parquet work on one background thread, in submission order (pyarrow releases the GIL).
+def default_workers() -> int:
+    """The cores this process may run on (its CPU affinity, e.g. under ``taskset``)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
-    At most ``PENDING_WRITES`` jobs wait; an error in a job is raised by the next submit or ``wait``.
+
+def ingest_local(files: list[str], spec: FeatureSpec, output_dirs: dict[str, str], rejects_file: Path,
+                 statistics_dir: Path, *, chunk_rows: int, split_seed: int, workers: int = 0,
+                 piece_bytes: int = 0) -> tuple[IngestResult, dict[str, Any]]:
+    """Ingest ``files`` (headers already checked) on ``workers`` processes (0: ``default_workers()``).
+
+    Returns the result and the statistics.json document it wrote. ``piece_bytes`` (0: from the
+    input size and the worker count) is the size of the byte ranges a large file is cut into.
+    """
+    if workers < 0:
+        raise ValueError(f"workers must be 0 (every core) or more, got {workers}")
+    wanted = workers or default_workers()
+    tasks = plan_tasks(files, [col.name for col in spec.all_columns], spec.delimiter, wanted, piece_bytes)
+    workers = max(1, min(wanted, len(tasks)))
+    _prepare(output_dirs, rejects_file)
+    # a process's reader and writer threads pay only on spare cores; else they just contend
+    context = TaskContext(spec, dict(output_dirs), str(rejects_file), chunk_rows, split_seed, split_thresholds(),
+                          worker.TYPED_PARSE, overlap=default_workers() > workers)
+    log.info("ingest: %d task(s) from %d file(s) on %d worker process(es)", len(tasks), len(files), workers)
+    try:
+        with rejects_file.open("wb") as rejects:
+            merger = _Merger(spec, output_dirs, rejects, files)
+            _run_tasks(tasks, context, workers, merger.add)
+        merger.result.rejects_path = str(rejects_file)
+        merger.result.workers = workers
+        stats = merger.finish(statistics_dir)
+    except BaseException:
+        _remove_temporaries(output_dirs, rejects_file)
+        raise
+    finally:
+        release_memory()
+    return merger.result, stats
+
+
+def _prepare(output_dirs: dict[str, str], rejects_file: Path) -> None:
+    """The split folders, without the parts of an earlier run (a re-run must not mix old parts in)."""
+    for split in SPLITS:
+        folder = Path(output_dirs[split])
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob("part-*.parquet"):
+            stale.unlink()
+    _remove_temporaries(output_dirs, rejects_file)
+
+
+def _remove_temporaries(output_dirs: dict[str, str], rejects_file: Path) -> None:
+    for split in SPLITS:
+        for temp in Path(output_dirs[split]).glob(TEMP_PART_GLOB):
+            temp.unlink(missing_ok=True)
+    for temp in rejects_file.parent.glob(TEMP_REJECTS_GLOB.format(name=rejects_file.name)):
+        temp.unlink(missing_ok=True)
+
+
+# --- running the tasks ---------------------------------------------------------------------------
+def _run_tasks(tasks: list[Task], context: TaskContext, workers: int,
+               merge: Callable[[Task, TaskOutcome], None]) -> None:
+    """Run every task (here, and on ``workers - 1`` pool processes); ``merge`` each outcome in task order."""
+    if workers == 1:
+        for task in tasks:
+            merge(task, run_task(task, context))
+        return
+    threads = max(1, default_workers() // workers)  # Arrow's threads per process: the cores are shared
+    mp_context = multiprocessing.get_context(START_METHOD)
+    if START_METHOD == "forkserver":
+        mp_context.set_forkserver_preload([worker.__name__, "pandas"])  # pyarrow imports pandas on first use
+    pool = ProcessPoolExecutor(workers - 1, mp_context=mp_context, initializer=init_worker,
+                               initargs=(os.getpid(), threads))
+    saved_threads = pa.cpu_count()
+    pa.set_cpu_count(threads)
+    finished = False
+    try:
+        _schedule(tasks, context, workers, pool, merge)
+        finished = True
+    finally:
+        pa.set_cpu_count(saved_threads)
+        _shut_down(pool, kill=not finished)
+
+
+def _schedule(tasks: list[Task], context: TaskContext, workers: int, pool: ProcessPoolExecutor,
+              merge: Callable[[Task, TaskOutcome], None]) -> None:
+    """One task at a time on each pool process and on a thread here; the next one as soon as one ends.
+
+    No task waits in a queue behind a busy worker (the last ones would go to whichever was
+    given them, not to the first free), and this thread only schedules and merges, so a worker
+    that finishes gets its next task at once. The local task starts first: it works while the
+    pool processes start.
+    """
+    pending = deque(tasks)
+    running: dict[Future, int] = {}
+    stop = threading.Event()
+    here = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-task")
+    try:
+        while pending or running:
+            if pending and not any(index < 0 for index in running.values()):
+                task = pending.popleft()
+                # a negative key marks the local task: the same outcome, merged the same way
+                running[here.submit(run_task, task, context, stop)] = -1 - task.index
+            while pending and sum(index >= 0 for index in running.values()) < workers - 1:
+                task = pending.popleft()
+                running[pool.submit(run_task, task, context)] = task.index
+            wait(running, return_when=FIRST_COMPLETED)
+            for future in [future for future in running if future.done()]:
+                index = running.pop(future)
+                try:
+                    outcome = future.result()
+                except BrokenProcessPool:
+                    raise MlengineError("ingest: a worker process died (killed, or out of memory?); "
+                                        "try fewer workers (--workers)") from None
+                merge(tasks[index if index >= 0 else -1 - index], outcome)
+    finally:
+        stop.set()  # an error or Ctrl-C: the local task stops at its next chunk
+        here.shutdown(wait=True)
+
+
+def _shut_down(pool: ProcessPoolExecutor, kill: bool) -> None:
+    """Wait for the idle pool, or (on an error or Ctrl-C) kill its workers mid-task."""
+    if not kill:
+        pool.shutdown(wait=True)
+        return
+    # the executor has no public way to stop a running task (Python 3.14 adds kill_workers)
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.kill()
+    for process in processes:
+        process.join(timeout=10)
+
+
+# --- merging ---------------------------------------------------------------------------------------
+class _Merger:
+    """Adds task outcomes, in any order, to one result as if they had come in task order.
+
+    Counts add up and the statistics merge as they come (the bottom-k sample and value counts do
+    not depend on the order); what does is held, small, until the tasks before it are in: the
+    moments (floating-point sums, merged in task order at the end), the Parquet parts (renamed to
+    their final numbers) and the rejects (appended to the file with absolute line numbers).
     """
 
-    def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-parquet")
-        self._pending: deque[Future] = deque()
-
-    def submit(self, job: Callable[[], None]) -> None:
-        while len(self._pending) >= PENDING_WRITES:
-            self._pending.popleft().result()
-        self._pending.append(self._pool.submit(job))
-
-    def wait(self) -> None:
-        while self._pending:
-            self._pending.popleft().result()
-
-    def shutdown(self) -> None:
-        for future in self._pending:
-            future.cancel()
-        self._pool.shutdown(wait=True)
-        self._pending.clear()
-
-
-class _SplitWriter:
-    """Writes one split as numbered Parquet parts, buffering rows into decent row groups."""
-
-    def __init__(self, folder: Path, schema: pa.Schema, background: _WriterThread | None = None):
-        self.background = background
-        self.folder = folder
-        self.schema = schema
-        # dictionary-encoding float columns costs 5x the write time for little gain
-        self.dictionary_columns = [f.name for f in schema if not pa.types.is_floating(f.type)]
-        folder.mkdir(parents=True, exist_ok=True)
-        for stale in folder.glob("part-*.parquet"):  # a re-run must not mix old parts in
-            stale.unlink()
-        self.paths: list[str] = []
-        self._writer: pq.ParquetWriter | None = None
-        self._part_rows = 0
-        self._buffer: list[pa.Table] = []
-        self._buffered = 0
-
-    def write(self, table: pa.Table) -> None:
-        if table.num_rows == 0:
-            return
-        self._buffer.append(table)
-        self._buffered += table.num_rows
-        if self._buffered >= ROW_GROUP_ROWS:
-            self.flush()
-
-    def flush(self) -> None:
-        """Hand the buffered rows to the writer (as a background job when there is a writer thread)."""
-        if not self._buffer:
-            return
-        tables = self._buffer
-        self._buffer, self._buffered = [], 0
-        if self.background is None:
-            self._write(tables)
-        else:
-            self.background.submit(lambda: self._write(tables))
-
-    def _write(self, tables: list[pa.Table]) -> None:
-        table = pa.concat_tables(tables)
-        if self._writer is None:
-            path = self.folder / PARQUET_PART_PATTERN.format(index=len(self.paths))
-            self._writer = pq.ParquetWriter(path, self.schema, use_dictionary=self.dictionary_columns)
-            self.paths.append(str(path))
-        self._writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
-        self._part_rows += table.num_rows
-        if self._part_rows >= PART_MAX_ROWS:
-            self._writer.close()
-            self._writer, self._part_rows = None, 0
-
-    def close(self) -> list[str]:
-        self.flush()
-        if self.background is not None:
-            self.background.wait()
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-        if not self.paths:  # an empty split is still a readable dataset
-            path = self.folder / PARQUET_PART_PATTERN.format(index=0)
-            pq.write_table(self.schema.empty_table(), path)
-            self.paths.append(str(path))
-        return self.paths
-
-    def abort(self) -> None:
-        if self.background is not None:
-            self.background.shutdown()
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-
-
-class _Ingestor:
-    def __init__(self, spec: FeatureSpec, output_dirs: dict[str, str], statistics_dir: Path, chunk_rows: int,
-                 split_seed: int):
+    def __init__(self, spec: FeatureSpec, output_dirs: dict[str, str], rejects, files: list[str]):
         self.spec = spec
-        self.columns = spec.all_columns
-        self.names = [col.name for col in self.columns]
-        self.defaults = {col.name: typed_default(col, spec.source) for col in self.columns}
-        self.column_types = {col.name: ARROW_TYPES[col.type] for col in self.columns if col.is_numeric}
-        self.schema = arrow_schema(spec)
-        self.chunk_rows = chunk_rows
-        self.split_seed = split_seed
-        self.thresholds = split_thresholds()
-        self.result = IngestResult()
+        self.output_dirs = output_dirs
+        self.rejects = rejects
+        self.result = IngestResult(files=list(files), parts={split: [] for split in SPLITS})
         self.reasons: Counter[str] = Counter()
-        self.statistics_dir = statistics_dir
-        # the train split and the other ok rows; "all" is their merge at the end, so each row
-        # is added to one accumulator, not two
-        self.train_statistics = StatisticsAccumulator(spec, SAMPLE_SIZE)
-        self.other_statistics = StatisticsAccumulator(spec, SAMPLE_SIZE)
-        self.background = _WriterThread()
-        self.writers = {name: _SplitWriter(Path(output_dirs[name]), self.schema, self.background) for name in SPLITS}
+        # the train split and the other ok rows; "all" is their merge at the end
+        self.train = StatisticsAccumulator(spec, SAMPLE_SIZE)
+        self.other = StatisticsAccumulator(spec, SAMPLE_SIZE)
+        self.moments: dict[int, tuple[dict[str, Moments], dict[str, Moments]]] = {}  # task -> (train, other)
+        self.waiting: dict[int, tuple[Task, TaskOutcome]] = {}  # outcomes whose files wait for earlier tasks
+        self.next_task = 0
+        self.next_line: dict[str, int] = {}  # file -> line number of the line after the pieces placed so far
 
-    # --- per file ------------------------------------------------------------------------------
-    def ingest_file(self, uri: str, rejects) -> None:
-        with storage.open_binary(uri) as stream:
-            header = read_header(stream, uri, self.names, self.spec.delimiter)
-            name = storage.display_name(uri)
-            types = self.column_types if TYPED_PARSE else None
-            # the reader thread reads and splits into cells; this thread validates, keeps the
-            # counts and statistics and hands the splits to the writer thread
-            chunks = _prefetched(iter_cell_chunks(stream, header, self.chunk_rows, uri, column_types=types))
-            try:
-                for chunk in chunks:
-                    done = validate_chunk(self.columns, self.defaults, uri, chunk, self.split_seed, self.thresholds)
-                    self._add_chunk(done, rejects)
-                    log.info("ingest: %s rows read (%s rejected) from %s", f"{self.result.rows_read:,}",
-                             f"{self.result.rows_rejected:,}", name)
-            finally:
-                chunks.close()  # stops the reader thread before the stream closes
-
-    def _add_chunk(self, done: ValidatedChunk, rejects) -> None:
+    def add(self, task: Task, outcome: TaskOutcome) -> None:
         result = self.result
-        result.rows_read += done.rows_read
-        result.blank_lines += done.blank_lines
-        result.rows_rejected += done.rows_rejected
-        result.rows_ok += done.rows_ok
-        self.reasons.update(done.reasons)
-        if done.rejects:
-            rejects.write("\n".join(done.rejects) + "\n")
-        for split, rows in done.splits.items():
-            if len(rows) == 0:
-                continue
-            # the rows gathered once, for the statistics and the Parquet table
-            values = {name: take(done.values[name], rows) for name in self.names}
-            statistics = self.train_statistics if split == "train" else self.other_statistics
-            statistics.update(values, {name: done.missing[name][rows] for name in self.names}, done.keys[rows])
-            result.rows_per_split[split] += len(rows)
-            self.writers[split].write(pa.table(values, schema=self.schema))
+        result.rows_read += outcome.rows_read
+        result.rows_ok += outcome.rows_ok
+        result.rows_rejected += outcome.rows_rejected
+        result.blank_lines += outcome.blank_lines
+        self.reasons.update(outcome.reasons)
+        for split in SPLITS:
+            result.rows_per_split[split] += outcome.rows_per_split[split]
+        self.moments[task.index] = (outcome.train.detach_moments(), outcome.other.detach_moments())
+        self.train.merge(outcome.train)
+        self.other.merge(outcome.other)
+        outcome.train = outcome.other = None  # the samples are merged: do not hold them while waiting
+        self.waiting[task.index] = (task, outcome)
+        while self.next_task in self.waiting:
+            self._place(*self.waiting.pop(self.next_task))
+            self.next_task += 1
+        log.info("ingest: %s rows read (%s rejected) from %s", f"{result.rows_read:,}", f"{result.rows_rejected:,}",
+                 storage.display_name(task.pieces[-1].uri))
 
-    # --- finish ----------------------------------------------------------------------------------
-    def finish(self) -> dict[str, Any]:
-        for writer in self.writers.values():  # the last row groups are written while the statistics are built
-            writer.flush()
-        self.result.reject_reasons = dict(self.reasons)
-        self.statistics_dir.mkdir(parents=True, exist_ok=True)
-        summary = self.result.summary()
-        everything = StatisticsAccumulator(self.spec, SAMPLE_SIZE).merge(self.train_statistics)
-        scopes = {"all": everything.merge(self.other_statistics), "train": self.train_statistics}
-        stats = build_statistics(self.spec, {scope: scopes[scope] for scope in SCOPES}, summary)
-        stats_path = self.statistics_dir / STATISTICS_FILE
+    def _place(self, task: Task, outcome: TaskOutcome) -> None:
+        """The task's parts under their final names and its rejects in the file, after the earlier tasks'."""
+        parts = self.result.parts
+        for split in SPLITS:
+            for temp in outcome.parts.get(split, []):
+                path = Path(self.output_dirs[split]) / PARQUET_PART_PATTERN.format(index=len(parts[split]))
+                os.replace(temp, path)
+                parts[split].append(str(path))
+        for piece, lines, temp in zip(task.pieces, outcome.lines, outcome.rejects, strict=True):
+            first = piece.first_line or self.next_line[piece.uri]
+            self.next_line[piece.uri] = first + lines
+            if temp is not None:
+                self._append_rejects(Path(temp), piece.uri, 0 if piece.first_line else first)
+
+    def _append_rejects(self, temp: Path, uri: str, offset: int) -> None:
+        """A piece's reject lines, their line numbers moved by ``offset`` (0: already absolute)."""
+        with temp.open("rb") as source:
+            if not offset:
+                shutil.copyfileobj(source, self.rejects)
+            else:
+                # the worker wrote `{"file": ..., "row": N, ...}` with N counted from the piece's first line
+                prefix = f'{{"file": {_json_string(uri)}, "row": '.encode()
+                for line in source:
+                    number, rest = line[len(prefix):].split(b",", 1)
+                    self.rejects.write(b"%s%d,%s" % (prefix, int(number) + offset, rest))
+        temp.unlink()
+
+    def finish(self, statistics_dir: Path) -> dict[str, Any]:
+        """The empty splits' parts, statistics.json and the spec; returns the statistics."""
+        result = self.result
+        for index in sorted(self.moments):
+            train, other = self.moments[index]
+            self.train.attach_moments(train)
+            self.other.attach_moments(other)
+        schema = arrow_schema(self.spec)
+        for split, parts in result.parts.items():
+            if not parts:  # an empty split is still a readable dataset
+                path = Path(self.output_dirs[split]) / PARQUET_PART_PATTERN.format(index=0)
+                pq.write_table(schema.empty_table(), path)
+                parts.append(str(path))
+        result.reject_reasons = dict(self.reasons)
+        everything = StatisticsAccumulator(self.spec, SAMPLE_SIZE).merge(self.train)
+        scopes = {"all": everything.merge(self.other), "train": self.train}
+        stats = build_statistics(self.spec, {scope: scopes[scope] for scope in SCOPES}, result.summary())
+        stats_path = statistics_dir / STATISTICS_FILE
         stats_path.write_text(json.dumps(stats, indent=1, ensure_ascii=False), encoding="utf-8")
-        self.spec.save(self.statistics_dir / SPEC_FILE)
-        self.result.statistics_path = str(stats_path)
-        for split, writer in self.writers.items():
-            self.result.parts[split] = writer.close()
-        self.background.shutdown()
+        self.spec.save(statistics_dir / SPEC_FILE)
+        result.statistics_path = str(stats_path)
         return stats
-
-    def abort(self) -> None:
-        for writer in self.writers.values():
-            writer.abort()
-
-
-_DONE = object()
 
 
 def _libc_malloc_trim() -> Callable[[int], int] | None:
@@ -248,64 +328,3 @@ def release_memory() -> None:
     pa.default_memory_pool().release_unused()
     if _MALLOC_TRIM is not None:
         _MALLOC_TRIM(0)
-
-
-def _prefetched(chunks: Iterator[ValidatedChunk]) -> Iterator[ValidatedChunk]:
-    """The same chunks in the same order, read, split and validated by a second thread.
-
-    That work (pyarrow, numpy: the GIL is mostly released) overlaps the statistics and Parquet
-    writes of the previous chunk; at most ``PREFETCH_CHUNKS`` wait.
-    """
-    handoff: queue.Queue = queue.Queue(maxsize=PREFETCH_CHUNKS)
-    stop = threading.Event()
-
-    def put(item: Any) -> bool:
-        while not stop.is_set():
-            try:
-                handoff.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for chunk in chunks:
-                if not put((chunk, None)):
-                    return
-            put((_DONE, None))
-        except BaseException as err:  # handed to the consumer, raised there
-            put((None, err))
-
-    reader = threading.Thread(target=produce, name="ingest-reader", daemon=True)
-    reader.start()
-    try:
-        while True:
-            chunk, error = handoff.get()
-            if error is not None:
-                raise error
-            if chunk is _DONE:
-                return
-            yield chunk
-    finally:
-        stop.set()
-        reader.join()
-
-
-def ingest_local(files: list[str], spec: FeatureSpec, output_dirs: dict[str, str], rejects_file: Path,
-                 statistics_dir: Path, *, chunk_rows: int, split_seed: int) -> tuple[IngestResult, dict[str, Any]]:
-    """Ingest ``files`` (headers already checked) in this process; returns the result and statistics.json."""
-    ingestor = _Ingestor(spec, output_dirs, statistics_dir, chunk_rows, split_seed)
-    ingestor.result.files = list(files)
-    ingestor.result.rejects_path = str(rejects_file)
-    try:
-        with rejects_file.open("w", encoding="utf-8") as rejects:
-            for uri in files:
-                ingestor.ingest_file(uri, rejects)
-        stats = ingestor.finish()
-    except BaseException:
-        ingestor.abort()
-        raise
-    finally:
-        release_memory()
-    return ingestor.result, stats

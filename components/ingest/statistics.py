@@ -254,6 +254,26 @@ class StatisticsAccumulator:
             self._compact()
         return self
 
+    def detach_moments(self) -> dict[str, Moments]:
+        """Take the numeric columns' moments out, leaving empty ones; for ``attach_moments``.
+
+        Floating-point sums depend on their order: a merger that takes accumulators in whatever
+        order they come merges the rest at once and the moments later in a fixed order, so the
+        means and deviations do not depend on which accumulator came first.
+        """
+        moments = {}
+        for name, column in self.columns.items():
+            if column.col.is_numeric:
+                moments[name], column.moments = column.moments, Moments()
+        return moments
+
+    def attach_moments(self, moments: dict[str, Moments]) -> None:
+        """Merge moments taken out of other rows' accumulator by ``detach_moments``."""
+        for name, other in moments.items():
+            column = self.columns[name]
+            column.moments.merge(other)
+            column.count = column.moments.count
+
     def _compact(self) -> None:
         if not self._pending_rows:
             return
