@@ -41,6 +41,7 @@ import ctypes
 import ctypes.util
 import json
 import logging
+import math
 import multiprocessing
 import os
 import shutil
@@ -75,15 +76,40 @@ from mlengine.constants import PARQUET_PART_PATTERN, SPEC_FILE, SPLITS, STATISTI
 from mlengine.errors import MlengineError
 
 log = logging.getLogger("mlengine.ingest")
+CGROUP_V2_CPU_MAX = "/sys/fs/cgroup/cpu.max"
+CGROUP_V1_CPU = (("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu/cpu.cfs_period_us"),)
 START_METHOD = "forkserver"  # workers fork from a server that imported worker.py once: fast, thread-safe
 
 
 def default_workers() -> int:
-    """The cores this process may run on (its CPU affinity, e.g. under ``taskset``)."""
+    """The cores this process may use: its CPU affinity (``taskset``), capped by a cgroup CPU quota.
+
+    A Kubernetes CPU limit is a quota, not an affinity: a pod limited to 2 CPUs on a 64-core node
+    still sees 64 cores, and 64 workers there would only share 2 CPUs' time and 64 times the memory.
+    """
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    quota = _cgroup_cpu_quota()
+    return max(1, min(cores, math.ceil(quota))) if quota else cores
+
+
+def _cgroup_cpu_quota() -> float | None:
+    """CPUs' worth of time the cgroup allows (cgroup v2 ``cpu.max``, or v1's CFS files); None: no limit."""
+    for quota_file, period_file in ((CGROUP_V2_CPU_MAX, None), *CGROUP_V1_CPU):
+        try:
+            if period_file is None:
+                quota, period = Path(quota_file).read_text(encoding="ascii").split()[:2]
+            else:
+                quota = Path(quota_file).read_text(encoding="ascii").strip()
+                period = Path(period_file).read_text(encoding="ascii").strip()
+        except (OSError, ValueError):
+            continue
+        if quota in ("max", "-1") or float(period) <= 0:
+            return None
+        return float(quota) / float(period)
+    return None
 
 
 def ingest_local(files: list[str], spec: FeatureSpec, output_dirs: dict[str, str], rejects_file: Path,

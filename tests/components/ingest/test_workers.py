@@ -199,3 +199,62 @@ def _alive(pid: int) -> bool:
             return handle.read().split(")")[-1].split()[0] != "Z"  # a zombie has exited
     except FileNotFoundError:
         return False
+
+
+def test_ctrl_c_stops_the_workers_and_leaves_no_temporary_file(tmp_path):
+    """SIGINT to the engine's process mid-ingest: it exits, its workers are gone, no temporary file stays."""
+    import psutil
+
+    synthetic.write_csv(tmp_path / "data.csv", 100_000, seed=9)
+    script = textwrap.dedent(f"""
+        from mlengine.components.ingest.executor import run
+        from mlengine.components.shared.featurespec import load_spec
+
+        if __name__ == "__main__":
+            out = {str(tmp_path / "out")!r}
+            # tiny chunks and pieces: many slow tasks, so the run is still going when SIGINT comes
+            run({str(tmp_path / "data.csv")!r}, load_spec(), {{s: out + "/" + s for s in ("train", "eval", "test")}},
+                out + "/rejects", out + "/stats", workers=3, chunk_rows=16, piece_bytes=100_000)
+            print("finished", flush=True)
+    """)
+    (tmp_path / "engine.py").write_text(script, encoding="utf-8")
+    engine = subprocess.Popen([sys.executable, str(tmp_path / "engine.py")], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        process = psutil.Process(engine.pid)
+        deadline = time.monotonic() + 30
+        workers = []
+        while time.monotonic() < deadline and len(workers) < 2 and engine.poll() is None:
+            # the pool's processes are forked by the fork server, a child of the engine's process
+            servers = [p for p in process.children() if "forkserver" in " ".join(p.cmdline())]
+            workers = [child for server in servers for child in server.children()]
+            time.sleep(0.05)
+        assert len(workers) >= 2, "the pool did not start"
+        time.sleep(0.3)  # the workers are busy with tasks now
+        engine.send_signal(signal.SIGINT)
+        stdout, stderr = engine.communicate(timeout=30)
+        assert engine.returncode != 0 and "finished" not in stdout
+        assert "KeyboardInterrupt" in stderr
+        deadline = time.monotonic() + 10
+        while any(_alive(p.pid) for p in workers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not any(_alive(p.pid) for p in workers)
+        assert [p.name for p in (tmp_path / "out").rglob(".*")] == []
+    finally:
+        engine.kill()
+        engine.wait(timeout=10)
+
+
+def test_default_workers_respect_a_cgroup_cpu_quota(tmp_path, monkeypatch):
+    from mlengine.components.ingest import local
+
+    cpu_max = tmp_path / "cpu.max"
+    monkeypatch.setattr(local, "CGROUP_V2_CPU_MAX", str(cpu_max))
+    monkeypatch.setattr(local, "CGROUP_V1_CPU", ())
+    cores = len(os.sched_getaffinity(0))
+    cpu_max.write_text("max 100000\n", encoding="ascii")
+    assert local.default_workers() == cores
+    cpu_max.write_text("50000 100000\n", encoding="ascii")  # half a CPU: still one worker
+    assert local.default_workers() == 1
+    cpu_max.write_text(f"{100000 * cores + 1} 100000\n", encoding="ascii")  # more than the affinity
+    assert local.default_workers() == cores
