@@ -10,6 +10,7 @@ import gzip
 import itertools
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -258,3 +259,14 @@ def test_default_workers_respect_a_cgroup_cpu_quota(tmp_path, monkeypatch):
     assert local.default_workers() == 1
     cpu_max.write_text(f"{100000 * cores + 1} 100000\n", encoding="ascii")  # more than the affinity
     assert local.default_workers() == cores
+
+
+def test_an_error_in_a_worker_is_raised_naming_the_file_and_cleans_up(tmp_path):
+    from mlengine.errors import DataError
+
+    synthetic.write_csv(tmp_path / "data" / "a.csv", 2000, seed=1)
+    good = gzip.compress((tmp_path / "data" / "a.csv").read_bytes())
+    (tmp_path / "data" / "b.csv.gz").write_bytes(good[: len(good) // 2])  # the header reads, the rest breaks
+    with pytest.raises(DataError, match=re.escape("b.csv.gz: not a valid gzip file")):
+        ingest(tmp_path / "data", tmp_path / "out", workers=3, piece_bytes=4096)
+    assert [p.name for p in (tmp_path / "out").rglob(".*")] == []
