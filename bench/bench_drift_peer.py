@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import pyarrow.parquet as pq
 
-    from mlengine.components.ingest.executor import run_ingest
+    from mlengine.components.ingest.executor import run as run_ingest
     from mlengine.components.monitor.executor import compare, load_statistics
     from mlengine.components.shared.featurespec import load_spec
     from mlengine.constants import SPLITS

@@ -59,7 +59,7 @@ def child_main(csv_path: str, out_dir: str, chunk_rows: int) -> None:
     import psutil
 
     from mlengine import synthetic
-    from mlengine.components.ingest.executor import run_ingest
+    from mlengine.components.ingest.executor import run as run_ingest
     from mlengine.components.shared.analyze import analyze
     from mlengine.components.shared.featurespec import load_spec
     from mlengine.components.shared.hyperparameters import HyperParameters
@@ -72,12 +72,12 @@ def child_main(csv_path: str, out_dir: str, chunk_rows: int) -> None:
     # thread pools), so the baseline is the fixed cost and the rest is the data-driven part
     synthetic.write_csv(out / "warmup.csv", 100, seed=1)
     run_ingest(str(out / "warmup.csv"), spec, {name: str(out / "warmup" / name) for name in SPLITS},
-               str(out / "warmup"), str(out / "warmup" / "stats"), chunk_rows=chunk_rows)
+               str(out / "warmup"), str(out / "warmup" / "stats"), chunk_rows=chunk_rows, workers=1)
     analyze(str(out / "warmup" / "train"), spec, nbuckets, progress=False)
     baseline_mb = psutil.Process().memory_info().rss / 2**20
     started = time.perf_counter()
     result = run_ingest(csv_path, spec, {name: str(out / name) for name in SPLITS}, str(out / "rejects"),
-                        str(out / "stats"), chunk_rows=chunk_rows)
+                        str(out / "stats"), chunk_rows=chunk_rows, workers=1)  # this process's RSS only
     seconds = time.perf_counter() - started
     ingest_peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
     started = time.perf_counter()

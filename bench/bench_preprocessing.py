@@ -6,9 +6,9 @@ On the same generated taxi CSV (cached under bench/results/.cache), interleaved 
 machine load hits every method alike, median of ``--repeats`` runs each:
 
 - ``pyarrow.csv.read_csv`` of the file (typed, multi-threaded): the parser alone;
-- our ingest, single process (validate, split, Parquet, statistics): ``run_ingest``;
+- our ingest, single process (validate, split, Parquet, statistics): ``executor.run``;
 - the same ingest as an Apache Beam pipeline on the in-process FnApiRunner (the DirectRunner's
-  batch engine; Prism is not used, it downloads a binary): ``run_ingest_beam``;
+  batch engine; Prism is not used, it downloads a binary): ``executor.run(runner="beam")``;
 - the analyze pass over the training split, single process and on Beam.
 
 Beam's fixed cost (pipeline construction and start-up) is measured on a 1,000-row file and
@@ -84,7 +84,7 @@ def tft_side_by_side(tft_rows: int, repeats: int, nbuckets: int, work: Path) -> 
     Both read the CSV and compute moments and quantile boundaries of every column; tft on Beam's
     DirectRunner in its own venv (process start and TF import excluded: tft_analyze.py times from
     after its imports)."""
-    from mlengine.components.ingest.executor import run_ingest
+    from mlengine.components.ingest.executor import run as run_ingest
     from mlengine.components.shared.analyze import analyze
     from mlengine.components.shared.featurespec import load_spec
 
@@ -94,7 +94,7 @@ def tft_side_by_side(tft_rows: int, repeats: int, nbuckets: int, work: Path) -> 
     for repeat in range(repeats):
         _log(f"bench: tensorflow-transform side by side {repeat + 1}/{repeats} ({tft_rows:,} rows)")
         started = time.perf_counter()
-        run_ingest(str(csv_path), spec, *_outputs(work / "tft-local"), progress=None)
+        run_ingest(str(csv_path), spec, *_outputs(work / "tft-local"))
         analyze(str(work / "tft-local" / "train"), spec, nbuckets, progress=False)
         ours.append(time.perf_counter() - started)
         info = run_tft(csv_path, nbuckets)
@@ -111,8 +111,7 @@ def tft_side_by_side(tft_rows: int, repeats: int, nbuckets: int, work: Path) -> 
 def run(rows: int, repeats: int, nbuckets: int, work: Path) -> dict:
     import pyarrow.csv as pacsv
 
-    from mlengine.components.ingest.beam import run_ingest_beam
-    from mlengine.components.ingest.executor import run_ingest
+    from mlengine.components.ingest.executor import run as run_ingest
     from mlengine.components.shared.analyze import analyze
     from mlengine.components.shared.featurespec import load_spec
     from mlengine.components.shared.sketches import kll_rank_error
@@ -123,10 +122,10 @@ def run(rows: int, repeats: int, nbuckets: int, work: Path) -> dict:
     small_path = ensure_csv(FIXED_COST_ROWS, 0.0, CACHE_DIR)
 
     def local_ingest(path, root):
-        return run_ingest(str(path), spec, *_outputs(root), progress=None)
+        return run_ingest(str(path), spec, *_outputs(root))
 
     def beam_ingest(path, root):
-        return run_ingest_beam(str(path), spec, *_outputs(root))
+        return run_ingest(str(path), spec, *_outputs(root), runner="beam")
 
     # warm-up: imports, the Beam SDK's first pipeline, file cache
     local_ingest(small_path, work / "warm-local")

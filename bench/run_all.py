@@ -13,6 +13,8 @@ import time
 
 BENCHMARKS = {
     "ingest_memory": ["bench.bench_ingest_memory"],
+    # mlengine ingest beside the bare parser at 1..all cores (taskset), best of 5 interleaved rounds
+    "scaling": ["bench.bench_scaling", "--readme"],
     # issue 13: ingest vs the bare parser vs the Beam path, analyze single-process vs Beam
     "preprocessing": ["bench.bench_preprocessing"],
     "training": ["bench.bench_training"],

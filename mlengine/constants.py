@@ -53,6 +53,7 @@ SPLIT_FRACTIONS = {"train": 0.8, "eval": 0.1, "test": 0.1}
 PARQUET_PART_PATTERN = "part-{index:05d}.parquet"
 REJECTS_FILE = "rejects.jsonl"
 STATISTICS_FILE = "statistics.json"
+STATISTICS_VIEW_FILE = "statistics.md"  # the Markdown view `mlengine ingest` writes beside statistics.json
 TRANSFORM_FILE = "transform.json"
 SPEC_FILE = "feature_spec.yaml"
 SERVING_MODEL_SUBDIR = "serving"  # SavedModel with the raw-feature signature

@@ -10,7 +10,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mlengine.components.ingest.executor import IngestResult, run_ingest
+from mlengine.components.ingest.executor import IngestResult, run
 from mlengine.components.shared.featurespec import FeatureSpec, load_spec
 from mlengine.constants import REJECTS_FILE, SPLITS, STATISTICS_FILE
 
@@ -19,7 +19,6 @@ from mlengine.constants import REJECTS_FILE, SPLITS, STATISTICS_FILE
 class IngestRun:
     result: IngestResult
     out: Path
-    progress: list[str]
 
     def split_dir(self, split: str) -> Path:
         return self.out / split
@@ -41,12 +40,11 @@ class IngestRun:
 
 
 def ingest(data_uri: str | Path, out: Path, spec: FeatureSpec | None = None, **kwargs) -> IngestRun:
-    """run_ingest with every output under ``out`` (splits, rejects/, stats/)."""
+    """The ingest executor's ``run`` with every output under ``out`` (splits, rejects/, stats/)."""
     spec = spec or load_spec()
-    messages: list[str] = []
-    result = run_ingest(str(data_uri), spec, {name: str(out / name) for name in SPLITS}, str(out / "rejects"),
-                        str(out / "stats"), progress=messages.append, **kwargs)
-    return IngestRun(result=result, out=out, progress=messages)
+    result = run(str(data_uri), spec, {name: str(out / name) for name in SPLITS}, str(out / "rejects"),
+                 str(out / "stats"), **kwargs)
+    return IngestRun(result=result, out=out)
 
 
 def write_csv_rows(path: Path, header: list[str], rows: list[list[str]]) -> Path:

@@ -2,7 +2,7 @@
 
 One element per input file (files are the unit of parallelism, as shards are for any engine):
 
-1. headers are checked here, before the pipeline starts, with the single-process path's own
+1. headers are checked before the pipeline starts, by ``executor.run``'s own
    check (``check_inputs``): a shard with a different header fails naming it, nothing written;
 2. per chunk of a file, the single-process path's own ``chunks.validate_chunk`` (the row-level
    validation of ``convert.py`` and the stable row hash) decides reject / train / eval / test, so
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import json
-import time
+import logging
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -31,14 +31,7 @@ import numpy as np
 from mlengine.components.ingest.chunks import ValidatedChunk, take, validate_chunk
 from mlengine.components.ingest.convert import typed_default
 from mlengine.components.ingest.csvreader import iter_cell_chunks, read_header
-from mlengine.components.ingest.executor import (
-    IngestResult,
-    _check_rejects,
-    _split_thresholds,
-    arrow_schema,
-    check_inputs,
-    resolve_rejects_path,
-)
+from mlengine.components.ingest.executor import IngestResult, arrow_schema, split_thresholds
 from mlengine.components.ingest.statistics import (
     QUANTILE_LEVELS,
     SCOPES,
@@ -51,13 +44,12 @@ from mlengine.components.ingest.statistics import (
 from mlengine.components.shared import storage
 from mlengine.components.shared.beam_runner import beam_pipeline, import_beam, merge_accumulators
 from mlengine.components.shared.featurespec import Column, FeatureSpec, spec_from_dict
-from mlengine.components.shared.logs import component_logger
 from mlengine.components.shared.sketches import KLL_K, KllSketch
 from mlengine.constants import CSV_CHUNK_ROWS, SPEC_FILE, SPLITS, STATISTICS_FILE
 
-__all__ = ["ScopeStatistics", "chunk_summary", "run_ingest_beam"]
+__all__ = ["ScopeStatistics", "chunk_summary", "ingest_beam"]
 
-log = component_logger("ingest")
+log = logging.getLogger("mlengine.ingest")
 SUMMARY_KEYS = ("rows_read", "rows_ok", "rows_rejected", "blank_lines")
 PART_PREFIX = "part"  # Beam names parts part-00000.parquet, as the single-process writer does
 PART_SHARD_TEMPLATE = "-SSSSS"
@@ -207,7 +199,7 @@ def _ingest_file_fn_class():
             self.names = [col.name for col in self.spec.all_columns]
             self.defaults = {col.name: typed_default(col, self.spec.source) for col in self.spec.all_columns}
             self.schema = arrow_schema(self.spec)
-            self.thresholds = _split_thresholds()
+            self.thresholds = split_thresholds()
 
         def process(self, uri: str):
             from apache_beam import pvalue
@@ -268,34 +260,28 @@ def _summary_dict(summary: dict[str, int], files: list[str]) -> dict[str, Any]:
     return out
 
 
-def run_ingest_beam(data_uri: str, spec: FeatureSpec, output_dirs: dict[str, str], rejects_path: str,
-                    statistics_dir: str, *, chunk_rows: int = CSV_CHUNK_ROWS, split_seed: int = 0,
-                    beam_options: list[str] | str | None = None) -> IngestResult:
-    """``run_ingest`` as a Beam pipeline: same arguments and outputs, plus Beam pipeline options."""
+def ingest_beam(files: list[str], spec: FeatureSpec, output_dirs: dict[str, str], rejects_file: Path,
+                statistics_dir: Path, *, chunk_rows: int = CSV_CHUNK_ROWS, split_seed: int = 0,
+                beam_options: list[str] | str | None = None) -> tuple[IngestResult, dict[str, Any]]:
+    """The Beam engine of ``executor.run``: ``files`` (headers checked) through a Beam pipeline.
 
-    started = time.monotonic()
-    absent = [name for name in SPLITS if name not in output_dirs]
-    if absent:
-        raise ValueError(f"output_dirs needs a folder for every split; missing {absent}")
-    files = check_inputs(data_uri, spec)
-    log.info("ingest (beam): %d file(s) from %s", len(files), data_uri)
-    rejects_file = resolve_rejects_path(rejects_path)
-    rejects_file.parent.mkdir(parents=True, exist_ok=True)
+    Returns the result and the statistics.json document, as the local engine does.
+    """
+    log.info("ingest (beam): %d file(s)", len(files))
     rejects_file.unlink(missing_ok=True)  # replaced whole, as on the local path
     for split in SPLITS:
         folder = Path(output_dirs[split])
         folder.mkdir(parents=True, exist_ok=True)
         for stale in folder.glob(f"{PART_PREFIX}-*{PART_SUFFIX}"):  # a re-run must not mix old parts in
             stale.unlink()
-    Path(statistics_dir).mkdir(parents=True, exist_ok=True)
     spec_dict = spec.to_dict()
     schema = arrow_schema(spec)
-    _run_pipeline(beam_options, spec_dict, files, output_dirs, str(rejects_file), statistics_dir, schema,
+    _run_pipeline(beam_options, spec_dict, files, output_dirs, str(rejects_file), str(statistics_dir), schema,
                   chunk_rows, split_seed)
-    spec.save(Path(statistics_dir) / SPEC_FILE)
-    stats_path = Path(statistics_dir) / STATISTICS_FILE
-    summary = json.loads(stats_path.read_text(encoding="utf-8"))["ingest"]
-    result = IngestResult(**summary)
+    spec.save(statistics_dir / SPEC_FILE)
+    stats_path = statistics_dir / STATISTICS_FILE
+    stats = json.loads(stats_path.read_text(encoding="utf-8"))
+    result = IngestResult(**stats["ingest"])
     result.parts = {split: sorted(str(p) for p in Path(output_dirs[split]).glob(f"{PART_PREFIX}-*{PART_SUFFIX}"))
                     for split in SPLITS}
     for split, parts in result.parts.items():
@@ -307,13 +293,7 @@ def run_ingest_beam(data_uri: str, spec: FeatureSpec, output_dirs: dict[str, str
             result.parts[split] = [str(path)]
     result.rejects_path = str(rejects_file)
     result.statistics_path = str(stats_path)
-    result.seconds = round(time.monotonic() - started, 3)
-    if result.rows_read != result.rows_ok + result.rows_rejected:  # the contract; a bug if it breaks
-        raise AssertionError(f"row accounting broken: {result.rows_read} != {result.rows_ok} + {result.rows_rejected}")
-    log.info("ingest (beam): done: %s rows read, %s ok, %s rejected in %.1fs", f"{result.rows_read:,}",
-             f"{result.rows_ok:,}", f"{result.rows_rejected:,}", result.seconds)
-    _check_rejects(data_uri, spec, result)
-    return result
+    return result, stats
 
 
 def _run_pipeline(beam_options, spec_dict, files, output_dirs, rejects_file, statistics_dir, schema, chunk_rows,

@@ -32,7 +32,11 @@ def add_cli(subparsers) -> None:
     ingest.add_argument("--out", required=True, help="folder for train/, eval/, test/, rejects/ and statistics/")
     ingest.add_argument("--spec", default=None, help="feature spec YAML (default: the built-in taxi spec)")
     ingest.add_argument("--split-seed", type=int, default=0, help="seed of the hash split (default %(default)s)")
-    ingest.add_argument("--runner", default="local", help="local (this process, default) or beam")
+    ingest.add_argument("--runner", default="local",
+                        help="local (this machine's cores, default) or beam (an Apache Beam pipeline)")
+    ingest.add_argument("--workers", type=int, default=0,
+                        help="processes of the local runner (default: one per core this process may use, "
+                             "e.g. under taskset); the output does not depend on it")
     ingest.add_argument("--beam-option", action="append", default=[], metavar="OPTION",
                         help="a Beam pipeline option, repeatable, e.g. --beam-option=--runner=FlinkRunner "
                              "(default: Beam's in-process runner)")
@@ -65,19 +69,19 @@ def _spec(args: argparse.Namespace) -> int:
 def _ingest(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from mlengine.components.ingest.runner import ingest_on
+    from mlengine.components.ingest.executor import run
     from mlengine.components.shared.beam_runner import check_runner
     from mlengine.components.shared.featurespec import load_spec
     from mlengine.components.shared.logs import setup_logging
-    from mlengine.constants import REJECTS_FILE, SPLITS
+    from mlengine.constants import REJECTS_FILE, SPLITS, STATISTICS_VIEW_FILE
 
     setup_logging()
     check_runner(args.runner)
     spec = load_spec(args.spec)
     out = Path(args.out)
-    result = ingest_on(args.runner, args.data, spec, {split: str(out / split) for split in SPLITS},
-                       str(out / "rejects" / REJECTS_FILE), str(out / "statistics"), split_seed=args.split_seed,
-                       beam_options=args.beam_option, progress=print_progress)
+    result = run(args.data, spec, {split: str(out / split) for split in SPLITS}, str(out / "rejects" / REJECTS_FILE),
+                 str(out / "statistics"), statistics_view_path=str(out / "statistics" / STATISTICS_VIEW_FILE),
+                 runner=args.runner, beam_options=args.beam_option, split_seed=args.split_seed, workers=args.workers)
     print(json.dumps({key: value for key, value in result.to_dict().items() if key != "parts"}))
     return 0
 
@@ -102,9 +106,3 @@ def _flink_manifests(args: argparse.Namespace) -> int:
         written.append(str(out / file_name))
     print(json.dumps({"written": written, "beam_options": beam_options_for_flink(args.name, namespace)}, indent=2))
     return 0
-
-
-def print_progress(line: str) -> None:
-    import sys
-
-    print(line, file=sys.stderr, flush=True)

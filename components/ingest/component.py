@@ -41,36 +41,31 @@ def ingest(
         beam_options: with runner beam, Beam pipeline options separated by spaces (default: Beam's
             in-process runner; e.g. --runner=PortableRunner --job_endpoint=HOST:8099 for Flink).
     """
-    import json
-    import sys
     from collections import namedtuple
     from pathlib import Path
 
-    from mlengine.components.ingest.runner import ingest_on
-    from mlengine.components.ingest.statistics import render_statistics_markdown
+    from mlengine.components.ingest.executor import run
     from mlengine.components.shared.featurespec import load_spec
     from mlengine.components.shared.logs import setup_logging
     from mlengine.components.shared.reports import log_metrics
-    from mlengine.constants import REJECTS_FILE, STATISTICS_FILE
+    from mlengine.constants import REJECTS_FILE
 
     setup_logging()
-    spec = load_spec(spec_uri or None)
-    Path(rejects.path).mkdir(parents=True, exist_ok=True)
-    result = ingest_on(
-        runner,
+    spec = load_spec(spec_uri)
+    result = run(
         data_uri,
         spec,
         {"train": train_data.path, "eval": eval_data.path, "test": test_data.path},
         str(Path(rejects.path) / REJECTS_FILE),
         statistics.path,
-        split_seed=split_seed,
+        statistics_view_path=statistics_view.path,
+        runner=runner,
         beam_options=beam_options,
-        progress=lambda line: print(line, file=sys.stderr, flush=True),
+        split_seed=split_seed,
     )
-    stats = json.loads((Path(statistics.path) / STATISTICS_FILE).read_text(encoding="utf-8"))
-    Path(statistics_view.path).write_text(render_statistics_markdown(stats, result), encoding="utf-8")
-    for split, rows in result.rows_per_split.items():
-        {"train": train_data, "eval": eval_data, "test": test_data}[split].metadata["rows"] = rows
+    train_data.metadata["rows"] = result.rows_per_split["train"]
+    eval_data.metadata["rows"] = result.rows_per_split["eval"]
+    test_data.metadata["rows"] = result.rows_per_split["test"]
     rejects.metadata["rows"] = result.rows_rejected
     statistics.metadata.update({"spec": spec.name, "source": data_uri})
     log_metrics(metrics, {"rows_read": result.rows_read, "rows_rejected": result.rows_rejected})

@@ -1,105 +1,48 @@
 """The ingest component's logic: CSV files in, validated typed Parquet splits + statistics out.
 
-``run_ingest`` streams every input file chunk by chunk (memory does not grow with the data):
+``run`` checks every input file's header (fatal, before any output is written), hands the files
+to the engine the caller names (``_backend``: ``local.py`` in this process and its worker
+processes, or ``beam.py``, an Apache Beam pipeline), and writes the reports: statistics.json and
+feature_spec.yaml (by the engine), the Markdown statistics view (``report.py``). Both engines
+validate, hash and split rows with the same code (``chunks.validate_chunk``):
 
-1. header check per file (fatal, before any output is written): empty file, no header, a spec
-   column missing, a duplicate column;
+1. header check per file: empty file, no header, a spec column missing, a duplicate column;
 2. per row: decodable, the right number of cells, every spec column typed and inside its range
    / vocabulary (a missing cell takes the column default, or rejects the row). Bad rows go to
    the rejects JSONL file with the file, 1-based line number, reason and original text;
 3. a stable hash of each row's typed values (salted with ``split_seed``) picks its split, so a
-   row lands in the same split whatever the chunking or file order;
-4. typed Parquet parts per split, and streamed statistics over all ok rows and the train split.
-
-Vectorised throughout: numeric columns are typed by pyarrow's C++ CSV parser and checked on
-the arrays (``convert.parse_typed_column``); only a chunk with a bad cell goes through the
-string-cell path, which names every bad cell exactly, so the rejects do not depend on which path
-ran. Three threads overlap (pyarrow and numpy release the GIL): a reader thread reads the next
-chunks and splits them into cells (the C++ parse), the main thread validates and hashes them
-(``chunks.validate_chunk``, shared with the Beam path) and updates the statistics of the train
-split and of the other rows ("all" is their merge at the end), a writer thread writes the
-Parquet row groups; each hand-off queue is bounded, so memory stays flat. (Validating on the
-reader thread instead left the parse thread the longest: 8% slower on 2 cores.)
+   row lands in the same split whatever the chunking, file order, engine or worker count;
+4. typed Parquet parts per split, and statistics over all ok rows and the train split.
 
 Invariant: ``rows_read == rows_ok + rows_rejected``.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import json
-import queue
-import threading
+import logging
 import time
-from collections import Counter, deque
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from mlengine.components.ingest.chunks import ValidatedChunk, take, validate_chunk
-from mlengine.components.ingest.convert import ARROW_TYPES, typed_default
-from mlengine.components.ingest.csvreader import iter_cell_chunks, read_header
-from mlengine.components.ingest.statistics import (
-    SAMPLE_SIZE,
-    SCOPES,
-    StatisticsAccumulator,
-    build_statistics,
-    render_statistics_markdown,
-)
+from mlengine.components.ingest.convert import ARROW_TYPES
+from mlengine.components.ingest.csvreader import read_header
+from mlengine.components.ingest.report import render_statistics_markdown
 from mlengine.components.shared import storage
+from mlengine.components.shared.beam_runner import RUNNER_BEAM, RUNNER_LOCAL, check_runner, import_beam
 from mlengine.components.shared.featurespec import FeatureSpec
-from mlengine.components.shared.logs import component_logger
-from mlengine.constants import (
-    CSV_CHUNK_ROWS,
-    PARQUET_PART_PATTERN,
-    REJECTS_FILE,
-    SPEC_FILE,
-    SPLIT_FRACTIONS,
-    SPLITS,
-    STATISTICS_FILE,
-)
+from mlengine.constants import CSV_CHUNK_ROWS, REJECTS_FILE, SPLIT_FRACTIONS, SPLITS
 from mlengine.errors import DataError
 
-__all__ = ["IngestResult", "arrow_schema", "render_statistics_markdown", "resolve_rejects_path", "run_ingest"]
+__all__ = ["IngestResult", "arrow_schema", "check_inputs", "resolve_rejects_path", "run"]
 
+log = logging.getLogger("mlengine.ingest")
 TOP_REASONS = 3  # reject reasons named in the error when no row passes
-PART_MAX_ROWS = 1_000_000  # a new Parquet part after this many rows, so readers can parallelise by file
-ROW_GROUP_ROWS = 65_536  # rows buffered per split before a row group is written
-TYPED_PARSE = True  # numeric columns typed by the C++ CSV parser (False: string cells, then cast; tests)
-PREFETCH_CHUNKS = 1  # chunks parsed ahead by the reader thread besides the one it parses (2: 20 MB more, no faster)
-PENDING_WRITES = 2  # row groups waiting for the Parquet writer thread (bounds memory)
-
-
-class _WriterThread:
-    """Runs Parquet work on one background thread, in submission order (pyarrow releases the GIL).
-
-    At most ``PENDING_WRITES`` jobs wait; an error in a job is raised by the next submit or ``wait``.
-    """
-
-    def __init__(self) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-parquet")
-        self._pending: deque[Future] = deque()
-
-    def submit(self, job: Callable[[], None]) -> None:
-        while len(self._pending) >= PENDING_WRITES:
-            self._pending.popleft().result()
-        self._pending.append(self._pool.submit(job))
-
-    def wait(self) -> None:
-        while self._pending:
-            self._pending.popleft().result()
-
-    def shutdown(self) -> None:
-        for future in self._pending:
-            future.cancel()
-        self._pool.shutdown(wait=True)
-        self._pending.clear()
+# IngestResult fields that describe this run's outputs and machine, not the data: left out of
+# the summary in statistics.json (which must not depend on where or how fast ingest ran)
+RUN_FIELDS = ("parts", "rejects_path", "statistics_path", "statistics_view_path", "seconds", "workers")
 
 
 @dataclass
@@ -114,12 +57,18 @@ class IngestResult:
     parts: dict[str, list[str]] = field(default_factory=dict)  # split -> Parquet files written
     rejects_path: str = ""
     statistics_path: str = ""
+    statistics_view_path: str = ""
     seconds: float = 0.0
+    workers: int = 1  # processes that ingested (the local engine; 1 on Beam, whose runner decides)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["reject_reasons"] = dict(sorted(self.reject_reasons.items(), key=lambda item: (-item[1], item[0])))
         return out
+
+    def summary(self) -> dict[str, Any]:
+        """The data's figures only (what statistics.json records under ``ingest``)."""
+        return {key: value for key, value in self.to_dict().items() if key not in RUN_FIELDS}
 
 
 def arrow_schema(spec: FeatureSpec) -> pa.Schema:
@@ -135,77 +84,7 @@ def resolve_rejects_path(rejects_path: str | Path) -> Path:
     return path
 
 
-class _SplitWriter:
-    """Writes one split as numbered Parquet parts, buffering rows into decent row groups."""
-
-    def __init__(self, folder: Path, schema: pa.Schema, background: _WriterThread | None = None):
-        self.background = background
-        self.folder = folder
-        self.schema = schema
-        # dictionary-encoding float columns costs 5x the write time for little gain
-        self.dictionary_columns = [f.name for f in schema if not pa.types.is_floating(f.type)]
-        folder.mkdir(parents=True, exist_ok=True)
-        for stale in folder.glob("part-*.parquet"):  # a re-run must not mix old parts in
-            stale.unlink()
-        self.paths: list[str] = []
-        self._writer: pq.ParquetWriter | None = None
-        self._part_rows = 0
-        self._buffer: list[pa.Table] = []
-        self._buffered = 0
-
-    def write(self, table: pa.Table) -> None:
-        if table.num_rows == 0:
-            return
-        self._buffer.append(table)
-        self._buffered += table.num_rows
-        if self._buffered >= ROW_GROUP_ROWS:
-            self.flush()
-
-    def flush(self) -> None:
-        """Hand the buffered rows to the writer (as a background job when there is a writer thread)."""
-        if not self._buffer:
-            return
-        tables = self._buffer
-        self._buffer, self._buffered = [], 0
-        if self.background is None:
-            self._write(tables)
-        else:
-            self.background.submit(lambda: self._write(tables))
-
-    def _write(self, tables: list[pa.Table]) -> None:
-        table = pa.concat_tables(tables)
-        if self._writer is None:
-            path = self.folder / PARQUET_PART_PATTERN.format(index=len(self.paths))
-            self._writer = pq.ParquetWriter(path, self.schema, use_dictionary=self.dictionary_columns)
-            self.paths.append(str(path))
-        self._writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
-        self._part_rows += table.num_rows
-        if self._part_rows >= PART_MAX_ROWS:
-            self._writer.close()
-            self._writer, self._part_rows = None, 0
-
-    def close(self) -> list[str]:
-        self.flush()
-        if self.background is not None:
-            self.background.wait()
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-        if not self.paths:  # an empty split is still a readable dataset
-            path = self.folder / PARQUET_PART_PATTERN.format(index=0)
-            pq.write_table(self.schema.empty_table(), path)
-            self.paths.append(str(path))
-        return self.paths
-
-    def abort(self) -> None:
-        if self.background is not None:
-            self.background.shutdown()
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-
-
-def _split_thresholds() -> list[tuple[str, float]]:
+def split_thresholds() -> list[tuple[str, float]]:
     """Cumulative upper bounds of each split on the unit interval, in SPLITS order."""
     total = sum(SPLIT_FRACTIONS[name] for name in SPLITS)
     bounds, running = [], 0.0
@@ -214,161 +93,6 @@ def _split_thresholds() -> list[tuple[str, float]]:
         bounds.append((name, running))
     bounds[-1] = (bounds[-1][0], 1.0 + 1e-9)
     return bounds
-
-
-class _Ingestor:
-    def __init__(self, spec: FeatureSpec, output_dirs: dict[str, str], rejects_file: Path,
-                 statistics_dir: Path, chunk_rows: int, split_seed: int,
-                 progress: Callable[[str], None] | None):
-        self.spec = spec
-        self.columns = spec.all_columns
-        self.names = [col.name for col in self.columns]
-        self.defaults = {col.name: typed_default(col, spec.source) for col in self.columns}
-        self.column_types = {col.name: ARROW_TYPES[col.type] for col in self.columns if col.is_numeric}
-        self.schema = arrow_schema(spec)
-        self.chunk_rows = chunk_rows
-        self.split_seed = split_seed
-        self.progress = progress
-        self.thresholds = _split_thresholds()
-        self.result = IngestResult()
-        self.reasons: Counter[str] = Counter()
-        self.statistics_dir = statistics_dir
-        self.rejects_file = rejects_file
-        # the train split and the other ok rows; "all" is their merge at the end, so each row
-        # is added to one accumulator, not two
-        self.train_statistics = StatisticsAccumulator(spec, SAMPLE_SIZE)
-        self.other_statistics = StatisticsAccumulator(spec, SAMPLE_SIZE)
-        self.background = _WriterThread()
-        self.writers = {name: _SplitWriter(Path(output_dirs[name]), self.schema, self.background) for name in SPLITS}
-
-    # --- per file ------------------------------------------------------------------------------
-    def ingest_file(self, uri: str, rejects) -> None:
-        with storage.open_binary(uri) as stream:
-            header = read_header(stream, uri, self.names, self.spec.delimiter)
-            name = storage.display_name(uri)
-            types = self.column_types if TYPED_PARSE else None
-            # the reader thread reads and splits into cells; this thread validates, keeps the
-            # counts and statistics and hands the splits to the writer thread
-            chunks = _prefetched(iter_cell_chunks(stream, header, self.chunk_rows, uri, column_types=types))
-            try:
-                for chunk in chunks:
-                    done = validate_chunk(self.columns, self.defaults, uri, chunk, self.split_seed, self.thresholds)
-                    self._add_chunk(done, rejects)
-                    if self.progress:
-                        self.progress(f"ingest: {self.result.rows_read:,} rows read "
-                                      f"({self.result.rows_rejected:,} rejected) from {name}")
-            finally:
-                chunks.close()  # stops the reader thread before the stream closes
-
-    def _add_chunk(self, done: ValidatedChunk, rejects) -> None:
-        result = self.result
-        result.rows_read += done.rows_read
-        result.blank_lines += done.blank_lines
-        result.rows_rejected += done.rows_rejected
-        result.rows_ok += done.rows_ok
-        self.reasons.update(done.reasons)
-        if done.rejects:
-            rejects.write("\n".join(done.rejects) + "\n")
-        for split, rows in done.splits.items():
-            if len(rows) == 0:
-                continue
-            # the rows gathered once, for the statistics and the Parquet table
-            values = {name: take(done.values[name], rows) for name in self.names}
-            statistics = self.train_statistics if split == "train" else self.other_statistics
-            statistics.update(values, {name: done.missing[name][rows] for name in self.names}, done.keys[rows])
-            result.rows_per_split[split] += len(rows)
-            self.writers[split].write(pa.table(values, schema=self.schema))
-
-    # --- finish ----------------------------------------------------------------------------------
-    def finish(self) -> None:
-        for writer in self.writers.values():  # the last row groups are written while the statistics are built
-            writer.flush()
-        self.result.reject_reasons = dict(self.reasons)
-        self.statistics_dir.mkdir(parents=True, exist_ok=True)
-        summary = {key: value for key, value in self.result.to_dict().items()
-                   if key not in ("parts", "rejects_path", "statistics_path", "seconds")}
-        everything = StatisticsAccumulator(self.spec, SAMPLE_SIZE).merge(self.train_statistics)
-        scopes = {"all": everything.merge(self.other_statistics), "train": self.train_statistics}
-        stats = build_statistics(self.spec, {scope: scopes[scope] for scope in SCOPES}, summary)
-        stats_path = self.statistics_dir / STATISTICS_FILE
-        stats_path.write_text(json.dumps(stats, indent=1, ensure_ascii=False), encoding="utf-8")
-        self.spec.save(self.statistics_dir / SPEC_FILE)
-        self.result.statistics_path = str(stats_path)
-        for split, writer in self.writers.items():
-            self.result.parts[split] = writer.close()
-        self.background.shutdown()
-
-    def abort(self) -> None:
-        for writer in self.writers.values():
-            writer.abort()
-
-
-_DONE = object()
-
-
-def _libc_malloc_trim() -> Callable[[int], int] | None:
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return libc.malloc_trim
-    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
-        return None
-
-
-_MALLOC_TRIM = _libc_malloc_trim()
-
-
-def release_memory() -> None:
-    """Hand the memory freed by the ingest threads back to the OS before the next step runs.
-
-    The reader and writer threads allocate from their own glibc malloc arenas and Arrow's
-    allocator keeps freed pages cached; once they are done that memory is free but still
-    resident, and whatever runs next in the process (the analyze pass) would add its own on top.
-    """
-    pa.default_memory_pool().release_unused()
-    if _MALLOC_TRIM is not None:
-        _MALLOC_TRIM(0)
-
-
-def _prefetched(chunks: Iterator[ValidatedChunk]) -> Iterator[ValidatedChunk]:
-    """The same chunks in the same order, read, split and validated by a second thread.
-
-    That work (pyarrow, numpy: the GIL is mostly released) overlaps the statistics and Parquet
-    writes of the previous chunk; at most ``PREFETCH_CHUNKS`` wait.
-    """
-    handoff: queue.Queue = queue.Queue(maxsize=PREFETCH_CHUNKS)
-    stop = threading.Event()
-
-    def put(item: Any) -> bool:
-        while not stop.is_set():
-            try:
-                handoff.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for chunk in chunks:
-                if not put((chunk, None)):
-                    return
-            put((_DONE, None))
-        except BaseException as err:  # handed to the consumer, raised there
-            put((None, err))
-
-    reader = threading.Thread(target=produce, name="ingest-reader", daemon=True)
-    reader.start()
-    try:
-        while True:
-            chunk, error = handoff.get()
-            if error is not None:
-                raise error
-            if chunk is _DONE:
-                return
-            yield chunk
-    finally:
-        stop.set()
-        reader.join()
 
 
 def check_inputs(data_uri: str, spec: FeatureSpec) -> list[str]:
@@ -385,49 +109,76 @@ def check_inputs(data_uri: str, spec: FeatureSpec) -> list[str]:
     return files
 
 
-def run_ingest(data_uri: str, spec: FeatureSpec, output_dirs: dict[str, str],
-               rejects_path: str, statistics_dir: str, *, chunk_rows: int = CSV_CHUNK_ROWS,
-               split_seed: int = 0, progress: Callable[[str], None] | None = None) -> IngestResult:
+def _backend(runner: str):
+    """The engine function of ``runner``: ``local.ingest_local`` or ``beam.ingest_beam``."""
+    if check_runner(runner) == RUNNER_BEAM:
+        from mlengine.components.ingest.beam import ingest_beam
+
+        import_beam()  # not installed: one line naming the extra, before anything is written
+
+        return ingest_beam
+    assert runner == RUNNER_LOCAL
+    from mlengine.components.ingest.local import ingest_local
+
+    return ingest_local
+
+
+def run(data_uri: str, spec: FeatureSpec, output_dirs: dict[str, str], rejects_path: str, statistics_dir: str,
+        *, statistics_view_path: str = "", runner: str = RUNNER_LOCAL, beam_options: list[str] | str | None = None,
+        chunk_rows: int = CSV_CHUNK_ROWS, split_seed: int = 0, workers: int = 0, piece_bytes: int = 0
+        ) -> IngestResult:
     """Validate and split the CSV data at ``data_uri`` into typed Parquet parts per split.
 
-    ``output_dirs`` maps every split name (constants.SPLITS) to a folder for its Parquet parts;
-    ``rejects_path`` is a ``.jsonl`` file or a folder (that gets rejects.jsonl);
-    ``statistics_dir`` receives statistics.json and feature_spec.yaml. Unreadable input (missing
-    file, bad header...) raises DataError before any output is written; bad rows are rejected
-    one by one.
+    Args:
+        data_uri: a CSV file, a folder of CSV shards, a glob or an s3:// URI (``.gz`` read as gzip).
+        spec: the feature spec the rows are checked against.
+        output_dirs: a folder for the Parquet parts of every split (constants.SPLITS).
+        rejects_path: a ``.jsonl`` file, or a folder that gets rejects.jsonl.
+        statistics_dir: receives statistics.json and feature_spec.yaml.
+        statistics_view_path: where the Markdown view of the statistics goes (empty: not written).
+        runner: ``local`` (this process) or ``beam`` (an Apache Beam pipeline).
+        beam_options: Beam pipeline options (``runner="beam"`` only).
+        chunk_rows: lines read and validated at a time (bounds memory).
+        split_seed: salt of the row hash that picks each row's split.
+        workers: processes of the local engine (0: one per core this process may use); the
+            output does not depend on it (``local.py``).
+        piece_bytes: the byte ranges a large file is cut into for the workers (0: from the input
+            size and ``workers``; tests set it small).
+
+    Returns:
+        The counts, the files written and the seconds taken.
+
+    Raises:
+        DataError: unreadable input (missing file, bad header...) before any output is written;
+            no row passing validation after. Bad rows are rejected one by one, not raised.
     """
     started = time.monotonic()
+    engine = _backend(runner)
     absent = [name for name in SPLITS if name not in output_dirs]
     if absent:
         raise ValueError(f"output_dirs needs a folder for every split; missing {absent}")
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
     files = check_inputs(data_uri, spec)
-    if progress:
-        progress(f"ingest: {len(files)} file(s) from {data_uri}")
+    log.info("ingest: %d file(s) from %s", len(files), data_uri)
     rejects_file = resolve_rejects_path(rejects_path)
     rejects_file.parent.mkdir(parents=True, exist_ok=True)
-    ingestor = _Ingestor(spec, output_dirs, rejects_file, Path(statistics_dir), chunk_rows, split_seed, progress)
-    ingestor.result.files = list(files)
-    ingestor.result.rejects_path = str(rejects_file)
-    try:
-        with rejects_file.open("w", encoding="utf-8") as rejects:
-            for uri in files:
-                ingestor.ingest_file(uri, rejects)
-        ingestor.finish()
-    except BaseException:
-        ingestor.abort()
-        raise
-    finally:
-        release_memory()
-    result = ingestor.result
-    result.seconds = round(time.monotonic() - started, 3)
+    Path(statistics_dir).mkdir(parents=True, exist_ok=True)
+    options: dict[str, Any] = ({"beam_options": beam_options} if runner == RUNNER_BEAM
+                               else {"workers": workers, "piece_bytes": piece_bytes})
+    result, stats = engine(files, spec, output_dirs, rejects_file, Path(statistics_dir), chunk_rows=chunk_rows,
+                           split_seed=split_seed, **options)
     if result.rows_read != result.rows_ok + result.rows_rejected:  # the contract; a bug if it breaks
         raise AssertionError(f"row accounting broken: {result.rows_read} != {result.rows_ok} + {result.rows_rejected}")
-    if progress:
-        split_text = ", ".join(f"{name} {count:,}" for name, count in result.rows_per_split.items())
-        progress(f"ingest: done: {result.rows_read:,} rows read, {result.rows_ok:,} ok, "
-                 f"{result.rows_rejected:,} rejected ({split_text}) in {result.seconds:.1f}s")
+    if statistics_view_path:
+        view = Path(statistics_view_path)
+        view.parent.mkdir(parents=True, exist_ok=True)
+        view.write_text(render_statistics_markdown(stats, result), encoding="utf-8")
+        result.statistics_view_path = str(view)
+    result.seconds = round(time.monotonic() - started, 3)
+    split_text = ", ".join(f"{name} {count:,}" for name, count in result.rows_per_split.items())
+    log.info("ingest: done: %s rows read, %s ok, %s rejected (%s) in %.1fs", f"{result.rows_read:,}",
+             f"{result.rows_ok:,}", f"{result.rows_rejected:,}", split_text, result.seconds)
     _check_rejects(data_uri, spec, result)
     return result
 
@@ -449,7 +200,7 @@ def _check_rejects(data_uri: str, spec: FeatureSpec, result: IngestResult) -> No
                         f"{reject_summary(result.reject_reasons)}; every row with its reason: {result.rejects_path}")
     share = result.rows_rejected / result.rows_read
     if share > spec.reject_warning_share:
-        component_logger("ingest").warning(
+        log.warning(
             "ingest: warning: %.1f%% of %s rows rejected (more than reject_warning_share %.3g of %s); "
             "top reasons: %s; see %s", 100 * share, f"{result.rows_read:,}", spec.reject_warning_share, spec.source,
             reject_summary(result.reject_reasons), result.rejects_path)

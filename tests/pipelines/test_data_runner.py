@@ -134,7 +134,7 @@ def _check_statistics(beam: dict, local: dict, csv_files: list[Path]) -> None:
 def _single_process_artifacts(csv_file: Path, statistics_uri: str, nbuckets: int, work: Path) -> tuple[dict, dict]:
     """What `mlengine run`'s local ingest and transform steps write, computed here by the very executors
     those steps call (the pipeline's default split seed 0): no second pipeline run for the comparison."""
-    from mlengine.components.ingest.executor import run_ingest
+    from mlengine.components.ingest.executor import run as run_ingest
     from mlengine.components.shared.featurespec import load_spec
     from mlengine.components.transform.executor import run as run_transform
     from mlengine.constants import SPEC_FILE, SPLITS

@@ -17,9 +17,7 @@ import pytest
 
 from mlengine import synthetic
 from mlengine.cli import main
-from mlengine.components.ingest.beam import run_ingest_beam
-from mlengine.components.ingest.executor import run_ingest
-from mlengine.components.ingest.runner import ingest_on
+from mlengine.components.ingest.executor import run
 from mlengine.components.shared import beam_runner
 from mlengine.components.shared.featurespec import load_spec
 from mlengine.components.shared.sketches import kll_rank_error
@@ -43,10 +41,10 @@ def shards(tmp_path_factory):
     return folder
 
 
-def _run(function, data, out, **kwargs):
+def _run(runner, data, out, **kwargs):
     spec = load_spec(None)
-    result = function(str(data), spec, {split: str(out / split) for split in SPLITS},
-                      str(out / "rejects" / REJECTS_FILE), str(out / "statistics"), **kwargs)
+    result = run(str(data), spec, {split: str(out / split) for split in SPLITS},
+                 str(out / "rejects" / REJECTS_FILE), str(out / "statistics"), runner=runner, **kwargs)
     stats = json.loads((out / "statistics" / STATISTICS_FILE).read_text(encoding="utf-8"))
     return result, stats
 
@@ -54,8 +52,8 @@ def _run(function, data, out, **kwargs):
 @pytest.fixture(scope="module")
 def both(shards, tmp_path_factory):
     out = tmp_path_factory.mktemp("out")
-    local = _run(run_ingest, shards, out / "local", progress=None)
-    beam = _run(run_ingest_beam, shards, out / "beam")
+    local = _run("local", shards, out / "local")
+    beam = _run("beam", shards, out / "beam")
     return out, local, beam
 
 
@@ -120,13 +118,13 @@ def _ok_rows(out):
     return {name: np.concatenate([t.column(name).to_numpy() for t in tables]) for name in tables[0].column_names}
 
 
-@pytest.mark.parametrize("function", [run_ingest, run_ingest_beam], ids=["local", "beam"])
-def test_shard_with_a_different_header_is_rejected_naming_it(function, shards, tmp_path):
+@pytest.mark.parametrize("runner", ["local", "beam"])
+def test_shard_with_a_different_header_is_rejected_naming_it(runner, shards, tmp_path):
     folder = tmp_path / "data"
     shutil.copytree(shards, folder)
     (folder / "c.csv").write_text("pickup_longitude,fare\n-73.9,5.0\n", encoding="utf-8")
     with pytest.raises(DataError) as err:
-        _run(function, folder, tmp_path / "out")
+        _run(runner, folder, tmp_path / "out")
     message = str(err.value)
     assert message.startswith(f"{folder / 'c.csv'}: header is missing columns")
     assert "\n" not in message
@@ -135,8 +133,8 @@ def test_shard_with_a_different_header_is_rejected_naming_it(function, shards, t
 
 def test_unknown_runner_is_one_line_naming_the_runners(tmp_path, shards, capsys):
     with pytest.raises(MlengineError) as err:
-        ingest_on("spark", str(shards), load_spec(None), {s: str(tmp_path / s) for s in SPLITS},
-                  str(tmp_path / "rejects"), str(tmp_path / "statistics"))
+        run(str(shards), load_spec(None), {s: str(tmp_path / s) for s in SPLITS}, str(tmp_path / "rejects"),
+            str(tmp_path / "statistics"), runner="spark")
     assert "unknown runner 'spark'; the runners that exist: local, beam" in str(err.value)
     assert main(["ingest", "--data", str(shards), "--out", str(tmp_path / "cli"), "--runner", "flink"]) == 2
     error = capsys.readouterr().err.strip().splitlines()
@@ -147,7 +145,7 @@ def test_unknown_runner_is_one_line_naming_the_runners(tmp_path, shards, capsys)
 def test_beam_not_installed_is_one_line_naming_the_extra(monkeypatch, tmp_path, shards):
     monkeypatch.setitem(sys.modules, "apache_beam", None)  # what an install without the extra looks like
     with pytest.raises(MlengineError) as err:
-        _run(run_ingest_beam, shards, tmp_path / "out")
+        _run("beam", shards, tmp_path / "out")
     message = str(err.value)
     assert message == ("runner 'beam' needs Apache Beam (apache_beam is not importable): "
                        "pip install 'kfp-mlengine[beam]'")

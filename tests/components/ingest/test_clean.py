@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from mlengine import synthetic
-from mlengine.components.ingest.executor import run_ingest
-from mlengine.components.ingest.statistics import QUANTILE_LEVELS, render_statistics_markdown
+from mlengine.components.ingest.executor import run as run_ingest
+from mlengine.components.ingest.report import render_statistics_markdown
+from mlengine.components.ingest.statistics import QUANTILE_LEVELS
 from mlengine.components.shared.featurespec import load_spec
 from mlengine.constants import SPEC_FILE, SPLIT_FRACTIONS, SPLITS
 from tests.ingest_fixtures import ingest, read_csv_rows
@@ -137,12 +140,19 @@ def test_statistics_dir_carries_the_spec(clean_run):
     assert saved == load_spec()
 
 
-def test_markdown_and_progress(clean_run):
-    text = render_statistics_markdown(clean_run.statistics(), clean_run.result)
+def test_run_writes_the_markdown_view_and_logs_progress(taxi_csv, tmp_path, caplog):
+    view = tmp_path / "view" / "statistics.md"
+    with caplog.at_level(logging.INFO, logger="mlengine.ingest"):
+        done = ingest(taxi_csv, tmp_path / "out", statistics_view_path=str(view))
+    assert done.result.statistics_view_path == str(view)
+    text = view.read_text(encoding="utf-8")
+    assert text == render_statistics_markdown(done.statistics(), done.result)
     assert f"rows read: **{ROWS:,}**" in text
     for name in synthetic.COLUMNS:
         assert f"| {name} |" in text and f"### {name}" in text
-    assert any(f"{ROWS:,} rows read (0 rejected) from taxi.csv" in line for line in clean_run.progress)
+    lines = [record.getMessage() for record in caplog.records]
+    assert any(f"{ROWS:,} rows read (0 rejected) from taxi.csv" in line for line in lines)
+    assert any(line.startswith(f"ingest: done: {ROWS:,} rows read") for line in lines)
 
 
 def test_rerun_replaces_old_parts(taxi_csv, tmp_path):

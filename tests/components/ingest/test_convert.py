@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mlengine.components.ingest.convert import parse_column, row_hashes, unit_interval
-from mlengine.components.ingest.statistics import histogram, histogram_rows
+from mlengine.components.ingest.report import histogram_rows
+from mlengine.components.ingest.statistics import histogram
 from mlengine.components.shared.featurespec import Column
 
 CELL_TEXT = st.text(alphabet="0123456789.-+eExXnaif_ ", max_size=8)

@@ -13,7 +13,7 @@ import random
 
 import pytest
 
-from mlengine.components.ingest import chunks, executor
+from mlengine.components.ingest import chunks, worker
 from mlengine.components.shared.featurespec import spec_from_dict
 from mlengine.constants import SPLITS
 from tests.components.ingest.test_dirty import VALUE_CASES, VALUES_SPEC
@@ -139,8 +139,8 @@ def test_vectorised_ingest_equals_the_per_row_reference(tmp_path, chunk_rows, mo
     monkeypatch.setattr(chunks, "parse_typed_column", counted)
     runs = {}
     for typed in (True, False):  # False: the string-cell path (every numeric column cast from text)
-        monkeypatch.setattr(executor, "TYPED_PARSE", typed)
-        runs[typed] = ingest(path, tmp_path / f"out-{typed}", spec=spec, chunk_rows=chunk_rows)
+        monkeypatch.setattr(worker, "TYPED_PARSE", typed)
+        runs[typed] = ingest(path, tmp_path / f"out-{typed}", spec=spec, chunk_rows=chunk_rows, workers=1)
     for typed, run in runs.items():
         rejects = run.rejects()
         assert {item["row"]: item["reason"] for item in rejects} == expected_rejects, typed

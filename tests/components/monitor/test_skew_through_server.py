@@ -12,8 +12,8 @@ import pytest
 import requests
 
 from mlengine.components.deploy.local import start_server_process, stop_process_group, wait_until_ready
-from mlengine.components.ingest.executor import run_ingest
-from mlengine.components.monitor.executor import run
+from mlengine.components.ingest.executor import run as run_ingest
+from mlengine.components.monitor.executor import run as run_monitor
 from mlengine.components.shared.featurespec import load_spec
 from mlengine.components.shared.processes import free_port
 from mlengine.constants import SPLITS
@@ -76,13 +76,13 @@ def _serve_population(server, shift: float, seed: int) -> None:
 def test_serving_log_feeds_the_monitor_same_population_passes_shifted_one_drifts(logging_server,
                                                                                  training_statistics):
     _serve_population(logging_server, shift=0.0, seed=31)
-    same = run(training_statistics, logging_server["log_dir"], logging_server["work"] / "same",
+    same = run_monitor(training_statistics, logging_server["log_dir"], logging_server["work"] / "same",
                 limit=ROWS_PER_PHASE, html=False)
     assert same.status == "ok", same.columns_drifted
     assert same.drift_detected is False
 
     _serve_population(logging_server, shift=1.0, seed=32)
-    shifted = run(training_statistics, logging_server["log_dir"], logging_server["work"] / "shifted",
+    shifted = run_monitor(training_statistics, logging_server["log_dir"], logging_server["work"] / "shifted",
                    limit=ROWS_PER_PHASE, html=True)
     assert shifted.drift_detected is True
     assert "hourofday" in shifted.columns_drifted
