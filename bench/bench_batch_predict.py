@@ -28,8 +28,8 @@ DIRTY_FRACTION = 0.001
 
 _CHILD = """
 import json, resource, sys
-from mlengine.components.batch_predict.executor import batch_predict
-summary = batch_predict(sys.argv[1], sys.argv[2], sys.argv[3], batch_rows=int(sys.argv[4]), progress=False)
+from mlengine.components.batch_predict.executor import run
+summary = run(sys.argv[1], sys.argv[2], sys.argv[3], batch_rows=int(sys.argv[4])).as_dict()
 summary["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps(summary))
 """
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             counts = write_csv(csv_path, rows, seed=5, dirty_fraction=DIRTY_FRACTION)
             _log(f"bench: {rows:,} rows ({counts['dirty_rows']:,} dirty) -> batch-predict")
             summary = run_batch(model_dir, csv_path, work / f"out-{rows}")
-            rate_batch = summary["rows_read"] / (summary["seconds"] - summary["load_seconds"])
+            rate_batch = summary["rows_per_second"]
             entry = {"rows": rows, "dirty_rows": counts["dirty_rows"], **{k: summary[k] for k in (
                 "rows_read", "rows_predicted", "rows_rejected", "seconds", "load_seconds", "model_seconds",
                 "peak_rss_mb")}, "batch_rows_per_second": rate_batch}
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         parquet_path = work / "rows.parquet"
         pq.write_table(pa.table(columns), parquet_path, row_group_size=BATCH_ROWS)
         summary = run_batch(model_dir, parquet_path, work / "out-parquet")
-        rate_batch = summary["rows_read"] / (summary["seconds"] - summary["load_seconds"])
+        rate_batch = summary["rows_per_second"]
         from mlengine.components.shared.savedmodel import load_model_dir
 
         model = load_model_dir(model_dir)

@@ -22,13 +22,14 @@ def add_cli(subparsers) -> None:
 
 
 def _batch_predict(args: argparse.Namespace) -> int:
-    from mlengine.components.batch_predict.executor import BATCH_ROWS, batch_predict
+    from mlengine.components.batch_predict.executor import BATCH_ROWS, run
     from mlengine.components.shared.logs import setup_logging
 
     setup_logging()
-    keep = [name.strip() for name in args.keep.split(",") if name.strip()]
-    summary = batch_predict(args.model, args.data, args.out, keep=keep, batch_rows=args.batch_rows or BATCH_ROWS,
-                            csv_output=args.csv)
+    result = run(args.model, args.data, args.out, keep=args.keep, batch_rows=args.batch_rows or BATCH_ROWS,
+                 csv_output=args.csv)
+    summary = result.as_dict()
     print(json.dumps({key: summary[key] for key in ("rows_read", "rows_predicted", "rows_rejected", "seconds",
-                                                    "rows_per_second", "out_dir")}))
+                                                    "load_seconds", "predict_seconds", "rows_per_second",
+                                                    "out_dir")}))
     return 0
