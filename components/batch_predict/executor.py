@@ -35,6 +35,7 @@ SUMMARY_FILE = "batch_prediction.json"
 ROW_COLUMN = "row"
 PREDICTION_COLUMN = "prediction"
 PROGRESS_EVERY_ROWS = 500_000
+PREFETCH_BATCHES = 2  # batches read and validated ahead of the model call
 _clock = time.monotonic  # one clock for every timing (a test moves it)
 
 
@@ -77,6 +78,16 @@ def keep_list(keep: str | Sequence[str]) -> list[str]:
     """``"id, hour"`` or ``["id", "hour"]`` -> ``["id", "hour"]`` (blanks dropped, order and duplicates kept once)."""
     names = keep.split(",") if isinstance(keep, str) else list(keep or [])
     return list(dict.fromkeys(name.strip() for name in names if name and name.strip()))
+
+
+def available_cores() -> int:
+    """Cores this process may run on (``taskset`` / cgroup cpusets respected)."""
+    import os
+
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 def resolve_files(data_uri: str) -> list[str]:
@@ -272,7 +283,8 @@ def validate(table, spec) -> tuple[dict[str, np.ndarray], np.ndarray, list[str |
 
 
 def run(model_dir: str, data_uri: str, out_dir: str, *, keep: str | Sequence[str] = (),
-        batch_rows: int = BATCH_ROWS, csv_output: bool = False) -> BatchPredictResult:
+        batch_rows: int = BATCH_ROWS, csv_output: bool = False, threads: int | None = None,
+        prefetch: int = PREFETCH_BATCHES) -> BatchPredictResult:
     """Predict every row of ``data_uri`` with the model in ``model_dir`` and write ``out_dir``.
 
     Args:
@@ -283,6 +295,10 @@ def run(model_dir: str, data_uri: str, out_dir: str, *, keep: str | Sequence[str
             feature spec keep the spec's type (int64 / float32), others keep the input's.
         batch_rows: rows per model call and per output row group.
         csv_output: also write predictions-00000.csv.
+        threads: cores to use (default: every core this process may run on): the validation
+            threads and TensorFlow's intra-/inter-op pools are sized from it.
+        prefetch: batches read and validated ahead of the model (bounds the memory: each is
+            ``batch_rows`` rows).
 
     Returns:
         The counts, paths and timings (also written to ``batch_prediction.json``).
@@ -293,14 +309,17 @@ def run(model_dir: str, data_uri: str, out_dir: str, *, keep: str | Sequence[str
     from mlengine.components.batch_predict import report
     from mlengine.components.shared.savedmodel import load_model_dir
 
-    if batch_rows < 1:
-        raise MlengineError(f"batch_rows must be positive, got {batch_rows}")
+    if batch_rows < 1 or prefetch < 1:
+        raise MlengineError(f"batch_rows and prefetch must be positive, got {batch_rows} and {prefetch}")
+    threads = threads or available_cores()
     keep = keep_list(keep)
     for name in keep:
         if name in (ROW_COLUMN, PREDICTION_COLUMN):
             raise MlengineError(f"--keep {name!r}: that name is the output's own column")
     started = _clock()
-    model = load_model_dir(model_dir)
+    # the model call is one big matmul chain per batch: intra-op threads on every core; the reader and
+    # validators mostly wait on the same cores in C++ (GIL released), so the pools overlap, not split
+    model = load_model_dir(model_dir, tf_threads=threads)
     load_seconds = _clock() - started
     spec = model.spec
     names = list(spec.column_names)
@@ -319,8 +338,9 @@ def run(model_dir: str, data_uri: str, out_dir: str, *, keep: str | Sequence[str
     try:
         rejects = (out / REJECTS_FILE).open("w", encoding="utf-8")
         with rejects:
-            for item in _prefetched(_validated_batches(files, list(dict.fromkeys([*names, *keep])), spec,
-                                                       batch_rows)):
+            batches = _validated_batches(files, list(dict.fromkeys([*names, *keep])), spec, batch_rows,
+                                         workers=max(1, threads - 1), prefetch=prefetch)
+            for item in _prefetched(batches, depth=prefetch):
                 uri, offset = item["uri"], item["offset"]
                 for index, reason in item["ragged"]:
                     rejects.write(json.dumps({"file": uri, "row": offset + index, "file_row": index,
@@ -397,13 +417,34 @@ def _read_batches(files: list[str], names: list[str], batch_rows: int) -> Iterat
         offset += batches.rows
 
 
-def _validated_batches(files: list[str], names: list[str], spec, batch_rows: int) -> Iterator[dict]:
-    """Read (in one thread) and validate (in this one) every file's batches: reading, validating and
-    predicting then run at the same time, each in C++ code that releases the GIL."""
-    for item in _prefetched(_read_batches(files, names, batch_rows)):
-        if item["table"] is not None:
-            item["columns"], item["ok"], item["reasons"] = validate(item["table"], spec)
-        yield item
+def _validated_batches(files: list[str], names: list[str], spec, batch_rows: int, workers: int,
+                       prefetch: int) -> Iterator[dict]:
+    """Read (one thread: CSV line numbers need a sequential parser) and validate (``workers`` threads)
+    every file's batches, in input order, at most ``prefetch`` batches ahead of the consumer: reading,
+    validating and predicting then overlap, each in C++ code that releases the GIL."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    pending: deque = deque()
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="batch-predict-validate") as pool:
+        try:
+            for item in _prefetched(_read_batches(files, names, batch_rows), depth=prefetch):
+                work = pool.submit(validate, item["table"], spec) if item["table"] is not None else None
+                pending.append((item, work))
+                while len(pending) > prefetch:  # bounded: in order, the oldest first
+                    yield _validated(*pending.popleft())
+            while pending:
+                yield _validated(*pending.popleft())
+        finally:
+            for _item, work in pending:
+                if work is not None:
+                    work.cancel()
+
+
+def _validated(item: dict, work) -> dict:
+    if work is not None:
+        item["columns"], item["ok"], item["reasons"] = work.result()
+    return item
 
 
 def _prefetched(items: Iterator[dict], depth: int = 2) -> Iterator[dict]:

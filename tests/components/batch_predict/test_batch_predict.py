@@ -163,8 +163,8 @@ def test_rows_per_second_counts_prediction_time_not_the_model_load(tiny_model, t
 
     real_load = load_model_dir
 
-    def slow_load(model_dir):  # the clock jumps 1000 s during the load: rows/s must not see it
-        model = real_load(model_dir)
+    def slow_load(model_dir, *args, **kwargs):  # the clock jumps 1000 s during the load: rows/s must not see it
+        model = real_load(model_dir, *args, **kwargs)
         clock[0] += 1000.0
         return model
 
@@ -194,3 +194,19 @@ def test_keep_columns_typed_from_parquet_and_csv_strings_for_non_features(tiny_m
     written = pacsv.read_csv(data)
     np.testing.assert_allclose(table.column("pickup_latitude").to_numpy(),
                                written.column("pickup_latitude").to_numpy().astype(np.float32))
+
+
+@pytest.mark.parametrize(("threads", "prefetch"), [(1, 1), (2, 1), (4, 3)])
+def test_same_predictions_and_row_order_at_any_thread_and_prefetch_setting(tiny_model, tmp_path, threads, prefetch):
+    data = tmp_path / "dirty.csv"
+    write_csv(data, 700, 11, dirty_fraction=0.05)
+    baseline = run(str(tiny_model), str(data), str(tmp_path / "base"), batch_rows=64, threads=1, prefetch=1)
+    result = run(str(tiny_model), str(data), str(tmp_path / "out"), batch_rows=64, threads=threads,
+                 prefetch=prefetch)
+    assert (result.rows_read, result.rows_rejected) == (baseline.rows_read, baseline.rows_rejected)
+    assert result.rows_rejected > 0
+    want, got = _read(tmp_path / "base"), _read(tmp_path / "out")
+    rows = got.column("row").to_numpy()
+    assert (np.diff(rows) > 0).all() and rows.tolist() == want.column("row").to_pylist()
+    np.testing.assert_array_equal(got.column("prediction").to_numpy(), want.column("prediction").to_numpy())
+    assert (tmp_path / "out" / "rejects.jsonl").read_text() == (tmp_path / "base" / "rejects.jsonl").read_text()
