@@ -8,7 +8,10 @@ already in memory (no reading, validating or writing). Checks: every valid row's
 equals the in-process one to float tolerance, every dirty row is in rejects.jsonl with a reason,
 ``rows_read = rows_predicted + rows_rejected``. Writes bench/results/batch_predict.json.
 
-``python -m bench.bench_batch_predict [--rows 1000000]``
+``--cores 1,2`` also runs the CSV batch prediction under ``taskset`` on that many cores (a scaling
+view); ``--readme`` writes the table into bench/README.md.
+
+``python -m bench.bench_batch_predict [--rows 1000000] [--cores 1,2] [--readme]``
 """
 
 from __future__ import annotations
@@ -28,8 +31,8 @@ DIRTY_FRACTION = 0.001
 
 _CHILD = """
 import json, resource, sys
-from mlengine.components.batch_predict.executor import batch_predict
-summary = batch_predict(sys.argv[1], sys.argv[2], sys.argv[3], batch_rows=int(sys.argv[4]), progress=False)
+from mlengine.components.batch_predict.executor import run
+summary = run(sys.argv[1], sys.argv[2], sys.argv[3], batch_rows=int(sys.argv[4])).as_dict()
 summary["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps(summary))
 """
@@ -96,16 +99,21 @@ def train_default_model(workdir: Path) -> Path:
     return workdir / "model"
 
 
-def run_batch(model_dir: Path, csv_path: Path, out: Path) -> dict:
-    output = subprocess.run([sys.executable, "-c", _CHILD, str(model_dir), str(csv_path), str(out), str(BATCH_ROWS)],
-                            check=True, capture_output=True, text=True).stdout
+def run_batch(model_dir: Path, csv_path: Path, out: Path, cores: int | None = None) -> dict:
+    """One batch prediction in a fresh process; on the first ``cores`` cores when given (taskset)."""
+    pin = ["taskset", "-c", f"0-{cores - 1}"] if cores else []
+    output = subprocess.run([*pin, sys.executable, "-c", _CHILD, str(model_dir), str(csv_path), str(out),
+                             str(BATCH_ROWS)], check=True, capture_output=True, text=True).stdout
     return json.loads(output.strip().splitlines()[-1])
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--cores", default="", help="comma-separated core counts for a taskset scaling view, e.g. 1,2")
+    parser.add_argument("--readme", action="store_true", help="write the table into bench/README.md")
     args = parser.parse_args(argv)
+    raw = list(sys.argv[1:] if argv is None else argv)
 
     import numpy as np
     import pyarrow.parquet as pq
@@ -121,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             counts = write_csv(csv_path, rows, seed=5, dirty_fraction=DIRTY_FRACTION)
             _log(f"bench: {rows:,} rows ({counts['dirty_rows']:,} dirty) -> batch-predict")
             summary = run_batch(model_dir, csv_path, work / f"out-{rows}")
-            rate_batch = summary["rows_read"] / (summary["seconds"] - summary["load_seconds"])
+            rate_batch = summary["rows_per_second"]
             entry = {"rows": rows, "dirty_rows": counts["dirty_rows"], **{k: summary[k] for k in (
                 "rows_read", "rows_predicted", "rows_rejected", "seconds", "load_seconds", "model_seconds",
                 "peak_rss_mb")}, "batch_rows_per_second": rate_batch}
@@ -154,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         parquet_path = work / "rows.parquet"
         pq.write_table(pa.table(columns), parquet_path, row_group_size=BATCH_ROWS)
         summary = run_batch(model_dir, parquet_path, work / "out-parquet")
-        rate_batch = summary["rows_read"] / (summary["seconds"] - summary["load_seconds"])
+        rate_batch = summary["rows_per_second"]
         from mlengine.components.shared.savedmodel import load_model_dir
 
         model = load_model_dir(model_dir)
@@ -164,6 +172,10 @@ def main(argv: list[str] | None = None) -> int:
         for start in range(0, args.rows, BATCH_ROWS):
             model({n: v[start:start + BATCH_ROWS] for n, v in typed.items()})
         rate_model = args.rows / (time.perf_counter() - started)
+        for cores in [int(c) for c in args.cores.split(",") if c.strip()]:
+            scaled = run_batch(model_dir, work / f"rows-{args.rows}.csv", work / f"out-cores-{cores}", cores)
+            results.setdefault("cores", {})[str(cores)] = {"batch_rows_per_second": scaled["rows_per_second"]}
+            _log(f"bench: CSV on {cores} core(s): {scaled['rows_per_second']:,.0f} rows/s")
         results["parquet"] = {"rows": args.rows, "rows_rejected": summary["rows_rejected"],
                               "batch_rows_per_second": rate_batch, "in_process_rows_per_second": rate_model,
                               "throughput_ratio": rate_batch / rate_model, "peak_rss_mb": summary["peak_rss_mb"]}
@@ -174,11 +186,12 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=1), encoding="utf-8")
     print(json.dumps(results, indent=1))
-    write_readme(results)
+    if args.readme:
+        write_readme(results, " ".join(["python -m bench.bench_batch_predict", *raw]))
     return 0
 
 
-def write_readme(results: dict) -> None:
+def write_readme(results: dict, command: str) -> None:
     """The batch-prediction section of bench/README.md: the component vs in-process predict, same run."""
     import os
 
@@ -194,14 +207,18 @@ def write_readme(results: dict) -> None:
              f"{parquet['peak_rss_mb']:.0f}"]]
     memory = results.get("memory_ratio_large_to_small")
     write_section("batch_predict", "\n".join([
-        "## Batch prediction vs in-process predict (issue 13)",
+        "## Batch prediction vs in-process predict",
         "",
         f"batches of {results['batch_rows']:,} rows, load average at the end {os.getloadavg()[0]:.2f}"
         + (f"; peak RSS ratio 5x rows / 1x rows {memory:.2f}" if memory else "")
-        + "; `python -m bench.bench_batch_predict`:",
+        + f"; {os.cpu_count()} cores; `{command}`:",
         "",
         markdown_table(["input", "in-process rows/s (baseline)", "batch-predict rows/s", "ratio", "peak RSS MB"],
                        rows),
+        *(["", "CSV batch prediction pinned with `taskset` (a scaling view):", "",
+           markdown_table(["cores", "batch-predict rows/s"],
+                          [[c, f"{e['batch_rows_per_second']:,.0f}"] for c, e in results["cores"].items()])]
+          if results.get("cores") else []),
     ]))
 
 

@@ -23,7 +23,7 @@ BENCHMARKS = {
                 "plain-2,mlengine:base-1,mlengine-1,mlengine:base-2,mlengine-2,mlengine:model-thread-2",
                 "--repeat", "2", "--profile", "--readme"],
     "tuning": ["bench.bench_tuning", "--trials", "12"],
-    "batch_predict": ["bench.bench_batch_predict"],
+    "batch_predict": ["bench.bench_batch_predict", "--readme"],
     "real_dataset": ["bench.bench_real_dataset", "--second-run"],
     # issue 13: `mlengine run` wall time, orchestration overhead vs work
     "end_to_end": ["bench.bench_end_to_end"],

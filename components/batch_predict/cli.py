@@ -17,18 +17,22 @@ def add_cli(subparsers) -> None:
     cmd.add_argument("--out", required=True, help="output folder")
     cmd.add_argument("--keep", default="", help="comma-separated input columns to copy to the output, e.g. an id")
     cmd.add_argument("--batch-rows", type=int, default=None, help="rows per model call (default 65536)")
+    cmd.add_argument("--threads", type=int, default=None,
+                     help="cores to use (default: every core this process may run on)")
+    cmd.add_argument("--prefetch", type=int, default=None, help="batches read and validated ahead (default 2)")
     cmd.add_argument("--csv", action="store_true", help="also write predictions-00000.csv")
     cmd.set_defaults(handler=_batch_predict)
 
 
 def _batch_predict(args: argparse.Namespace) -> int:
-    from mlengine.components.batch_predict.executor import BATCH_ROWS, batch_predict
+    from mlengine.components.batch_predict.executor import BATCH_ROWS, PREFETCH_BATCHES, run
     from mlengine.components.shared.logs import setup_logging
 
     setup_logging()
-    keep = [name.strip() for name in args.keep.split(",") if name.strip()]
-    summary = batch_predict(args.model, args.data, args.out, keep=keep, batch_rows=args.batch_rows or BATCH_ROWS,
-                            csv_output=args.csv)
+    result = run(args.model, args.data, args.out, keep=args.keep, batch_rows=args.batch_rows or BATCH_ROWS,
+                 csv_output=args.csv, threads=args.threads, prefetch=args.prefetch or PREFETCH_BATCHES)
+    summary = result.as_dict()
     print(json.dumps({key: summary[key] for key in ("rows_read", "rows_predicted", "rows_rejected", "seconds",
-                                                    "rows_per_second", "out_dir")}))
+                                                    "load_seconds", "predict_seconds", "rows_per_second",
+                                                    "out_dir")}))
     return 0

@@ -29,13 +29,11 @@ def batch_predict(
         predictions: predictions-*.parquet, rejects.jsonl and batch_prediction.json (the counts).
         metrics: rows read, predicted and rejected, rows per second.
     """
-    from mlengine.components.batch_predict.executor import batch_predict as run
+    from mlengine.components.batch_predict.executor import run
     from mlengine.components.shared.logs import setup_logging
     from mlengine.components.shared.reports import log_metrics
 
     setup_logging()
-    keep = [name.strip() for name in keep_columns.split(",") if name.strip()]
-    summary = run(model.path, data_uri, predictions.path, keep=keep, csv_output=csv_output)
-    log_metrics(metrics, {key: summary[key] for key in ("rows_read", "rows_predicted", "rows_rejected")}
-                | {"rows_per_second": float(summary["rows_per_second"] or 0.0)})
-    return int(summary["rows_rejected"])
+    result = run(model.path, data_uri, predictions.path, keep=keep_columns, csv_output=csv_output)
+    log_metrics(metrics, result.metrics)
+    return result.rows_rejected

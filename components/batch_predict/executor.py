@@ -8,13 +8,17 @@ in one call, and the output is written as Parquet parts as it goes (CSV too on r
 input row number (0-based over all input files in order), the kept columns and ``prediction``.
 Rows that fail go to ``rejects.jsonl`` with file, row and reason; ``rows_read = rows_predicted +
 rows_rejected`` always holds and is written to ``batch_prediction.json``.
+
+``run`` is the entry point: it returns a :class:`BatchPredictResult`; progress goes to the
+``mlengine.batch_predict`` logger.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +35,59 @@ SUMMARY_FILE = "batch_prediction.json"
 ROW_COLUMN = "row"
 PREDICTION_COLUMN = "prediction"
 PROGRESS_EVERY_ROWS = 500_000
+PREFETCH_BATCHES = 2  # batches read and validated ahead of the model call
+_clock = time.monotonic  # one clock for every timing (a test moves it)
+
+
+@dataclass(frozen=True)
+class BatchPredictResult:
+    """What one batch prediction did.
+
+    ``rows_per_second`` is ``rows_read / predict_seconds``: the time from the first batch to the
+    last written row, without the model load (``load_seconds``); ``seconds`` is the whole run.
+    """
+
+    rows_read: int
+    rows_predicted: int
+    rows_rejected: int
+    files: list[str]
+    model_dir: str
+    out_dir: str
+    outputs: list[str]
+    rejects: str
+    summary: str
+    kept_columns: list[str]
+    batch_rows: int
+    seconds: float
+    load_seconds: float
+    predict_seconds: float
+    model_seconds: float
+    rows_per_second: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def metrics(self) -> dict:
+        """The scalars a pipeline step logs."""
+        return {"rows_read": self.rows_read, "rows_predicted": self.rows_predicted,
+                "rows_rejected": self.rows_rejected, "rows_per_second": float(self.rows_per_second)}
+
+
+def keep_list(keep: str | Sequence[str]) -> list[str]:
+    """``"id, hour"`` or ``["id", "hour"]`` -> ``["id", "hour"]`` (blanks dropped, order and duplicates kept once)."""
+    names = keep.split(",") if isinstance(keep, str) else list(keep or [])
+    return list(dict.fromkeys(name.strip() for name in names if name and name.strip()))
+
+
+def available_cores() -> int:
+    """Cores this process may run on (``taskset`` / cgroup cpusets respected)."""
+    import os
+
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 def resolve_files(data_uri: str) -> list[str]:
@@ -225,27 +282,48 @@ def validate(table, spec) -> tuple[dict[str, np.ndarray], np.ndarray, list[str |
     return columns, ok, reasons
 
 
-def batch_predict(model_dir: str, data_uri: str, out_dir: str, *, keep: list[str] | tuple[str, ...] = (),
-                  batch_rows: int = BATCH_ROWS, csv_output: bool = False, progress=None) -> dict:
-    """Predict every row of ``data_uri`` with the model in ``model_dir``; write ``out_dir``; return the summary."""
+def run(model_dir: str, data_uri: str, out_dir: str, *, keep: str | Sequence[str] = (),
+        batch_rows: int = BATCH_ROWS, csv_output: bool = False, threads: int | None = None,
+        prefetch: int = PREFETCH_BATCHES) -> BatchPredictResult:
+    """Predict every row of ``data_uri`` with the model in ``model_dir`` and write ``out_dir``.
+
+    Args:
+        model_dir: the trained model directory (serving/ SavedModel + feature_spec.yaml).
+        data_uri: CSV or Parquet file, folder, glob, or s3:// URI.
+        out_dir: output folder: predictions-*.parquet (CSV on request), rejects.jsonl, batch_prediction.json.
+        keep: input columns copied to the output (a list or a comma-separated string); columns of the
+            feature spec keep the spec's type (int64 / float32), others keep the input's.
+        batch_rows: rows per model call and per output row group.
+        csv_output: also write predictions-00000.csv.
+        threads: cores to use (default: every core this process may run on): the validation
+            threads and TensorFlow's intra-/inter-op pools are sized from it.
+        prefetch: batches read and validated ahead of the model (bounds the memory: each is
+            ``batch_rows`` rows).
+
+    Returns:
+        The counts, paths and timings (also written to ``batch_prediction.json``).
+    """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from mlengine.components.batch_predict import report
     from mlengine.components.shared.savedmodel import load_model_dir
 
-    emit = log.info if progress is None else (progress or (lambda _message: None))  # False: silent
-    if batch_rows < 1:
-        raise MlengineError(f"batch_rows must be positive, got {batch_rows}")
-    started = time.monotonic()
-    model = load_model_dir(model_dir)
-    load_seconds = time.monotonic() - started
-    spec = model.spec
-    names = list(spec.column_names)
-    keep = [k for k in (keep or []) if k]
-    files = resolve_files(data_uri)
+    if batch_rows < 1 or prefetch < 1:
+        raise MlengineError(f"batch_rows and prefetch must be positive, got {batch_rows} and {prefetch}")
+    threads = threads or available_cores()
+    keep = keep_list(keep)
     for name in keep:
         if name in (ROW_COLUMN, PREDICTION_COLUMN):
             raise MlengineError(f"--keep {name!r}: that name is the output's own column")
+    started = _clock()
+    # the model call is one big matmul chain per batch: intra-op threads on every core; the reader and
+    # validators mostly wait on the same cores in C++ (GIL released), so the pools overlap, not split
+    model = load_model_dir(model_dir, tf_threads=threads)
+    load_seconds = _clock() - started
+    spec = model.spec
+    names = list(spec.column_names)
+    files = resolve_files(data_uri)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("predictions-*"):
@@ -256,11 +334,13 @@ def batch_predict(model_dir: str, data_uri: str, out_dir: str, *, keep: list[str
     next_progress = PROGRESS_EVERY_ROWS
     model_seconds = 0.0
     offset = 0  # rows of the earlier files: row numbers run on across files
+    predict_started = _clock()  # rows/s counts from here: the model load is not prediction
     try:
         rejects = (out / REJECTS_FILE).open("w", encoding="utf-8")
         with rejects:
-            for item in _prefetched(_validated_batches(files, list(dict.fromkeys([*names, *keep])), spec,
-                                                       batch_rows)):
+            batches = _validated_batches(files, list(dict.fromkeys([*names, *keep])), spec, batch_rows,
+                                         workers=max(1, threads - 1), prefetch=prefetch)
+            for item in _prefetched(batches, depth=prefetch):
                 uri, offset = item["uri"], item["offset"]
                 for index, reason in item["ragged"]:
                     rejects.write(json.dumps({"file": uri, "row": offset + index, "file_row": index,
@@ -277,14 +357,17 @@ def batch_predict(model_dir: str, data_uri: str, out_dir: str, *, keep: list[str
                     rejects.write(json.dumps({"file": uri, "row": int(row_numbers[index]),
                                               "file_row": int(file_index[index]), "reason": reasons[index]}) + "\n")
                 if ok.any():
-                    valid = {name: values[ok] for name, values in columns.items()} if not ok.all() else columns
+                    every = bool(ok.all())
+                    valid = columns if every else {name: values[ok] for name, values in columns.items()}
                     tick = time.perf_counter()
-                    predictions = np.asarray(model(valid), np.float32)
+                    predictions = np.asarray(model({n: valid[n] for n in names}), np.float32)
                     model_seconds += time.perf_counter() - tick
-                    output = {ROW_COLUMN: pa.array(row_numbers[ok])}
-                    mask = pa.array(ok)
+                    output = {ROW_COLUMN: pa.array(row_numbers if every else row_numbers[ok])}
                     for name in keep:
-                        output[name] = table.column(name).filter(mask) if not ok.all() else table.column(name)
+                        if name in valid:  # a feature: the validated, typed values
+                            output[name] = pa.array(valid[name])
+                        else:
+                            output[name] = table.column(name) if every else table.column(name).filter(pa.array(ok))
                     output[PREDICTION_COLUMN] = pa.array(predictions)
                     result = pa.table(output)
                     if writer is None:
@@ -299,8 +382,7 @@ def batch_predict(model_dir: str, data_uri: str, out_dir: str, *, keep: list[str
                 counts["rows_read"] = counts["rows_predicted"] + counts["rows_rejected"]
                 if counts["rows_read"] >= next_progress:
                     next_progress += PROGRESS_EVERY_ROWS
-                    emit(f"batch-predict: {counts['rows_read']:,} rows read, {counts['rows_predicted']:,} "
-                         f"predicted, {counts['rows_rejected']:,} rejected")
+                    log.info(report.progress_line(counts))
     finally:
         if writer is not None:
             writer.close()
@@ -308,16 +390,18 @@ def batch_predict(model_dir: str, data_uri: str, out_dir: str, *, keep: list[str
             csv_handle.close()
     if offset != counts["rows_read"]:  # an invariant, never a user error
         raise MlengineError(f"batch prediction lost rows: {offset} data rows, {counts['rows_read']} accounted for")
-    seconds = time.monotonic() - started
-    summary = {**counts, "files": files, "model_dir": str(model_dir), "out_dir": str(out),
-               "outputs": sorted(str(p) for p in out.glob("predictions-*")), "rejects": str(out / REJECTS_FILE),
-               "kept_columns": keep, "batch_rows": batch_rows, "seconds": round(seconds, 3),
-               "model_seconds": round(model_seconds, 3), "load_seconds": round(load_seconds, 3),
-               "rows_per_second": counts["rows_read"] / seconds if seconds > 0 else None}
-    (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=1), encoding="utf-8")
-    emit(f"batch-predict: {counts['rows_read']:,} rows read = {counts['rows_predicted']:,} predicted + "
-         f"{counts['rows_rejected']:,} rejected ({out / REJECTS_FILE}) in {seconds:.1f}s -> {out}")
-    return summary
+    finished = _clock()
+    predict_seconds = finished - predict_started
+    result = BatchPredictResult(
+        **counts, files=files, model_dir=str(model_dir), out_dir=str(out),
+        outputs=sorted(str(p) for p in out.glob("predictions-*")), rejects=str(out / REJECTS_FILE),
+        summary=str(out / SUMMARY_FILE), kept_columns=keep, batch_rows=batch_rows,
+        seconds=round(finished - started, 3), load_seconds=round(load_seconds, 3),
+        predict_seconds=round(predict_seconds, 6), model_seconds=round(model_seconds, 3),
+        rows_per_second=counts["rows_read"] / predict_seconds if predict_seconds > 0 else 0.0)
+    (out / SUMMARY_FILE).write_text(report.summary_json(result.as_dict()), encoding="utf-8")
+    log.info(report.done_line(result.as_dict()))
+    return result
 
 
 def _read_batches(files: list[str], names: list[str], batch_rows: int) -> Iterator[dict]:
@@ -333,13 +417,34 @@ def _read_batches(files: list[str], names: list[str], batch_rows: int) -> Iterat
         offset += batches.rows
 
 
-def _validated_batches(files: list[str], names: list[str], spec, batch_rows: int) -> Iterator[dict]:
-    """Read (in one thread) and validate (in this one) every file's batches: reading, validating and
-    predicting then run at the same time, each in C++ code that releases the GIL."""
-    for item in _prefetched(_read_batches(files, names, batch_rows)):
-        if item["table"] is not None:
-            item["columns"], item["ok"], item["reasons"] = validate(item["table"], spec)
-        yield item
+def _validated_batches(files: list[str], names: list[str], spec, batch_rows: int, workers: int,
+                       prefetch: int) -> Iterator[dict]:
+    """Read (one thread: CSV line numbers need a sequential parser) and validate (``workers`` threads)
+    every file's batches, in input order, at most ``prefetch`` batches ahead of the consumer: reading,
+    validating and predicting then overlap, each in C++ code that releases the GIL."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    pending: deque = deque()
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="batch-predict-validate") as pool:
+        try:
+            for item in _prefetched(_read_batches(files, names, batch_rows), depth=prefetch):
+                work = pool.submit(validate, item["table"], spec) if item["table"] is not None else None
+                pending.append((item, work))
+                while len(pending) > prefetch:  # bounded: in order, the oldest first
+                    yield _validated(*pending.popleft())
+            while pending:
+                yield _validated(*pending.popleft())
+        finally:
+            for _item, work in pending:
+                if work is not None:
+                    work.cancel()
+
+
+def _validated(item: dict, work) -> dict:
+    if work is not None:
+        item["columns"], item["ok"], item["reasons"] = work.result()
+    return item
 
 
 def _prefetched(items: Iterator[dict], depth: int = 2) -> Iterator[dict]:

@@ -10,7 +10,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import pytest
 
-from mlengine.components.batch_predict.executor import batch_predict
+from mlengine.components.batch_predict.executor import run
 from mlengine.components.shared.savedmodel import load_model_dir
 from mlengine.errors import DataError, MlengineError
 from mlengine.synthetic import generate_columns, write_csv
@@ -29,9 +29,9 @@ def _read(out_dir):
 def test_csv_predictions_equal_in_process_predict_across_batches(tiny_model, tmp_path):
     data = tmp_path / "rows.csv"
     write_csv(data, 1000, 7)
-    summary = batch_predict(str(tiny_model), str(data), str(tmp_path / "out"), keep=["hourofday"], batch_rows=300,
-                            csv_output=True, progress=False)
-    assert summary["rows_read"] == 1000 == summary["rows_predicted"] and summary["rows_rejected"] == 0
+    result = run(str(tiny_model), str(data), str(tmp_path / "out"), keep=["hourofday"], batch_rows=300,
+                            csv_output=True)
+    assert result.rows_read == 1000 == result.rows_predicted and result.rows_rejected == 0
     table = _read(tmp_path / "out")
     assert table.column_names == ["row", "hourofday", "prediction"]
     assert table.column("row").to_pylist() == list(range(1000))
@@ -39,11 +39,14 @@ def test_csv_predictions_equal_in_process_predict_across_batches(tiny_model, tmp
     columns = {name: written.column(name).to_numpy() for name in written.column_names}
     expected = load_model_dir(tiny_model)(columns)
     np.testing.assert_allclose(table.column("prediction").to_numpy(), expected, rtol=1e-5, atol=1e-4)
-    assert table.column("hourofday").to_pylist() == [str(v) for v in columns["hourofday"]]
+    # a kept feature column comes back typed as the spec says (hourofday: int), not as CSV text
+    assert table.schema.field("hourofday").type == pa.int64()
+    assert table.column("hourofday").to_pylist() == columns["hourofday"].tolist()
     csv_lines = (tmp_path / "out" / "predictions-00000.csv").read_text().splitlines()
     assert len(csv_lines) == 1001 and csv_lines[0] == '"row","hourofday","prediction"'
     saved = json.loads((tmp_path / "out" / "batch_prediction.json").read_text())
     assert saved["rows_read"] == saved["rows_predicted"] + saved["rows_rejected"]
+    assert saved == result.as_dict()
 
 
 def test_bad_rows_are_rejected_with_reasons_and_counted(tiny_model, tmp_path):
@@ -62,8 +65,8 @@ def test_bad_rows_are_rejected_with_reasons_and_counted(tiny_model, tmp_path):
     lines[15] = broken(lines[15], "hourofday", "nan")  # row 14
     lines[18] = "1,2,3"  # row 17: ragged
     data.write_text("\n".join(lines) + "\n")
-    summary = batch_predict(str(tiny_model), str(data), str(tmp_path / "out"), batch_rows=8, progress=False)
-    assert (summary["rows_read"], summary["rows_predicted"], summary["rows_rejected"]) == (50, 44, 6)
+    result = run(str(tiny_model), str(data), str(tmp_path / "out"), batch_rows=8)
+    assert (result.rows_read, result.rows_predicted, result.rows_rejected) == (50, 44, 6)
     rejects = [json.loads(line) for line in (tmp_path / "out" / "rejects.jsonl").read_text().splitlines()]
     rejects.sort(key=lambda r: r["row"])
     assert [r["row"] for r in rejects] == [2, 5, 8, 11, 14, 17]
@@ -91,9 +94,8 @@ def test_parquet_folder_input_and_errors(tiny_model, tmp_path):
     for index in range(2):
         columns = generate_columns(120, 20 + index)
         pq.write_table(pa.table(columns), folder / f"part-{index}.parquet")
-    summary = batch_predict(str(tiny_model), str(folder), str(tmp_path / "out"), keep=["passenger_count"],
-                            progress=False)
-    assert summary["rows_read"] == 240 and summary["rows_rejected"] == 0
+    result = run(str(tiny_model), str(folder), str(tmp_path / "out"), keep=["passenger_count"],)
+    assert result.rows_read == 240 and result.rows_rejected == 0
     table = _read(tmp_path / "out")
     expected = np.concatenate([load_model_dir(tiny_model)(generate_columns(120, 20 + i)) for i in range(2)])
     np.testing.assert_allclose(table.column("prediction").to_numpy(), expected, rtol=1e-5, atol=1e-4)
@@ -101,9 +103,9 @@ def test_parquet_folder_input_and_errors(tiny_model, tmp_path):
     no_column = tmp_path / "short.parquet"
     pq.write_table(pa.table({"pickup_latitude": [40.7]}), no_column)
     with pytest.raises(DataError, match=r"short.parquet: has no column 'pickup_longitude'"):
-        batch_predict(str(tiny_model), str(no_column), str(tmp_path / "x"), progress=False)
+        run(str(tiny_model), str(no_column), str(tmp_path / "x"))
     with pytest.raises(MlengineError, match="'row'"):
-        batch_predict(str(tiny_model), str(folder), str(tmp_path / "y"), keep=["row"], progress=False)
+        run(str(tiny_model), str(folder), str(tmp_path / "y"), keep=["row"])
 
 
 def test_cli_runs_batch_predict_and_refuses_abbreviations(tiny_model, tmp_path, capsys):
@@ -145,10 +147,66 @@ def test_s3_prefix_of_csv_shards_streams_like_local_files(tiny_model, tmp_path, 
     for index, rows in enumerate((lines[1:25], lines[25:])):
         body = b"\n".join([lines[0], *rows]) + b"\n"
         client.put_object("batch", f"in/part-{index}.csv", io.BytesIO(body), len(body))
-    summary = batch_predict(str(tiny_model), "s3://batch/in/", str(tmp_path / "out"), progress=False)
-    assert summary["rows_read"] == 60 and summary["rows_rejected"] == 0 and len(summary["files"]) == 2
+    result = run(str(tiny_model), "s3://batch/in/", str(tmp_path / "out"))
+    assert result.rows_read == 60 and result.rows_rejected == 0 and len(result.files) == 2
     table = _read(tmp_path / "out")
     assert table.column("row").to_pylist() == list(range(60))  # numbered on across the two objects
     written = pacsv.read_csv(tmp_path / "all.csv")
     expected = load_model_dir(tiny_model)({n: written.column(n).to_numpy() for n in written.column_names})
     np.testing.assert_allclose(table.column("prediction").to_numpy(), expected, rtol=1e-5, atol=1e-4)
+
+
+def test_rows_per_second_counts_prediction_time_not_the_model_load(tiny_model, tmp_path, monkeypatch):
+    import time
+
+    from mlengine.components.batch_predict import executor
+
+    real_load = load_model_dir
+
+    def slow_load(model_dir, *args, **kwargs):  # the clock jumps 1000 s during the load: rows/s must not see it
+        model = real_load(model_dir, *args, **kwargs)
+        clock[0] += 1000.0
+        return model
+
+    clock = [0.0]
+    monkeypatch.setattr("mlengine.components.shared.savedmodel.load_model_dir", slow_load)
+    monkeypatch.setattr(executor, "_clock", lambda: time.perf_counter() + clock[0])
+    data = tmp_path / "rows.csv"
+    write_csv(data, 200, 4)
+    result = run(str(tiny_model), str(data), str(tmp_path / "out"))
+    assert result.load_seconds >= 1000.0 and result.seconds >= 1000.0
+    assert result.predict_seconds < 1000.0
+    assert result.rows_per_second == pytest.approx(200 / result.predict_seconds, rel=0.01)
+
+
+def test_keep_columns_typed_from_parquet_and_csv_strings_for_non_features(tiny_model, tmp_path):
+    data = tmp_path / "rows.csv"
+    write_csv(data, 30, 2)
+    text = data.read_text().splitlines()
+    text = [text[0] + ",id"] + [f"{line},k{i:03d}" for i, line in enumerate(text[1:])]
+    data.write_text("\n".join(text) + "\n")
+    result = run(str(tiny_model), str(data), str(tmp_path / "out"), keep="id, pickup_latitude,passenger_count")
+    assert result.kept_columns == ["id", "pickup_latitude", "passenger_count"]
+    table = _read(tmp_path / "out")
+    assert table.schema.field("id").type == pa.string() and table.column("id").to_pylist()[:2] == ["k000", "k001"]
+    assert table.schema.field("pickup_latitude").type == pa.float32()
+    assert table.schema.field("passenger_count").type == pa.int64()
+    written = pacsv.read_csv(data)
+    np.testing.assert_allclose(table.column("pickup_latitude").to_numpy(),
+                               written.column("pickup_latitude").to_numpy().astype(np.float32))
+
+
+@pytest.mark.parametrize(("threads", "prefetch"), [(1, 1), (2, 1), (4, 3)])
+def test_same_predictions_and_row_order_at_any_thread_and_prefetch_setting(tiny_model, tmp_path, threads, prefetch):
+    data = tmp_path / "dirty.csv"
+    write_csv(data, 700, 11, dirty_fraction=0.05)
+    baseline = run(str(tiny_model), str(data), str(tmp_path / "base"), batch_rows=64, threads=1, prefetch=1)
+    result = run(str(tiny_model), str(data), str(tmp_path / "out"), batch_rows=64, threads=threads,
+                 prefetch=prefetch)
+    assert (result.rows_read, result.rows_rejected) == (baseline.rows_read, baseline.rows_rejected)
+    assert result.rows_rejected > 0
+    want, got = _read(tmp_path / "base"), _read(tmp_path / "out")
+    rows = got.column("row").to_numpy()
+    assert (np.diff(rows) > 0).all() and rows.tolist() == want.column("row").to_pylist()
+    np.testing.assert_array_equal(got.column("prediction").to_numpy(), want.column("prediction").to_numpy())
+    assert (tmp_path / "out" / "rejects.jsonl").read_text() == (tmp_path / "base" / "rejects.jsonl").read_text()
