@@ -119,3 +119,8 @@ REHEARSAL_S3_IMAGE = f"mlengine-rehearsal-s3:{__version__}"  # moto's S3 server,
 REHEARSAL_S3_HOST = "minio"  # the stand-in's name on the rehearsal network, as the cluster's MinIO Service
 REHEARSAL_S3_PORT = 9000
 REHEARSAL_TFJOB_PORT = 2222  # the Training Operator's default port of every replica
+
+# --- limits on user files (YAML/JSON read before parsing) ---------------------------------------
+# feature specs, search spaces and configs are a few KB; 4 MB leaves room and stops a runaway file
+MAX_USER_FILE_BYTES = 4 * 1024 * 1024
+MAX_JSON_DEPTH = 64

@@ -138,6 +138,10 @@ def _run(args: argparse.Namespace) -> int:
         raise MlengineError("--beam-option needs --data-runner beam")
     if args.data is None and args.rows < 100:
         raise MlengineError(f"--rows {args.rows}: need at least 100 rows to split into train/eval/test")
+    if args.spec and "://" not in args.spec:
+        from mlengine.components.shared.featurespec import load_spec
+
+        load_spec(args.spec)  # a bad spec is one line here, not a failed pipeline step
     summary = run_training_locally(
         args.out, data=args.data, rows=args.rows, seed=args.seed, params=_run_params(args), resume=args.resume,
         runner=args.runner,
