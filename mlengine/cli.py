@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -45,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "from raw CSV to a live KServe endpoint.",
     )
     parser.add_argument("--version", action="version", version=f"mlengine {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="print the traceback of an unexpected error (also MLENGINE_DEBUG=1)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
 
     gen = subparsers.add_parser("generate", help="write a synthetic NYC taxi-fare CSV with a known noise floor")
@@ -95,6 +98,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"mlengine {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:
+        if args.debug or os.environ.get("MLENGINE_DEBUG") == "1":
+            raise
+        first = (str(err).strip().splitlines() or [""])[0][:300]
+        print(f"mlengine {args.command}: unexpected error: {type(err).__name__}: {first!r} "
+              "(--debug or MLENGINE_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -23,12 +23,17 @@ def add_cli(subparsers) -> None:
 
 def _batch_predict(args: argparse.Namespace) -> int:
     from mlengine.components.batch_predict.executor import BATCH_ROWS, batch_predict
+    from mlengine.components.shared.datafiles import sniff_data_path
     from mlengine.components.shared.logs import setup_logging
+    from mlengine.errors import MlengineError
 
     setup_logging()
+    sniff_data_path(args.data)
     keep = [name.strip() for name in args.keep.split(",") if name.strip()]
     summary = batch_predict(args.model, args.data, args.out, keep=keep, batch_rows=args.batch_rows or BATCH_ROWS,
                             csv_output=args.csv)
+    if not summary.get("rows_read"):
+        raise MlengineError(f"{args.data}: no rows to predict")
     print(json.dumps({key: summary[key] for key in ("rows_read", "rows_predicted", "rows_rejected", "seconds",
                                                     "rows_per_second", "out_dir")}))
     return 0
