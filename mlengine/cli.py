@@ -29,6 +29,8 @@ CLI_EXTENSIONS = (
     "mlengine.components.ingest.cli",
     "mlengine.components.batch_predict.cli",
 )
+# a model server a run starts with --keep-serving outlives the run: it does not watch it
+DETACHED_COMMANDS = ("serve",)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -89,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from mlengine.components.shared.logs import setup_logging
 
+    if args.command in DETACHED_COMMANDS:
+        from mlengine.components.shared.runguard import leave_run
+
+        leave_run()
     setup_logging()  # every step's progress lines (the mlengine.* loggers) on stderr
     try:
         return int(args.handler(args) or 0)

@@ -124,3 +124,9 @@ REHEARSAL_TFJOB_PORT = 2222  # the Training Operator's default port of every rep
 # feature specs, search spaces and configs are a few KB; 4 MB leaves room and stops a runaway file
 MAX_USER_FILE_BYTES = 4 * 1024 * 1024
 MAX_JSON_DEPTH = 64
+# set by `mlengine run` for every process it starts (kfp.local's executors inherit it): a component
+# whose run is gone kills its own children and exits; pid and start time, so a reused pid is not taken for it
+ENV_RUN_PID = "MLENGINE_RUN_PID"
+ENV_RUN_STARTED = "MLENGINE_RUN_STARTED"
+RUN_LOCK_FILE = ".lock"
+RUN_WATCHDOG_SECONDS = 0.5

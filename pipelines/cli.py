@@ -146,11 +146,14 @@ def _run(args: argparse.Namespace) -> int:
         spec = load_spec(args.spec if args.spec and "://" not in args.spec else None)
         if args.data:
             sniff_data_path(args.data, spec.column_names)
-    summary = run_training_locally(
-        args.out, data=args.data, rows=args.rows, seed=args.seed, params=_run_params(args), resume=args.resume,
-        runner=args.runner,
-        log=lambda line: print(line, file=sys.stderr, flush=True),
-    )
+    from mlengine.components.shared.runguard import owning_run
+
+    with owning_run(args.out):  # one run per --out; every process this run starts ends when it does
+        summary = run_training_locally(
+            args.out, data=args.data, rows=args.rows, seed=args.seed, params=_run_params(args), resume=args.resume,
+            runner=args.runner,
+            log=lambda line: print(line, file=sys.stderr, flush=True),
+        )
     print(format_summary_table(summary, Path(args.out).resolve() / SUMMARY_FILE))
     return 0
 
