@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -28,6 +29,8 @@ CLI_EXTENSIONS = (
     "mlengine.components.ingest.cli",
     "mlengine.components.batch_predict.cli",
 )
+# a model server a run starts with --keep-serving outlives the run: it does not watch it
+DETACHED_COMMANDS = ("serve",)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -45,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "from raw CSV to a live KServe endpoint.",
     )
     parser.add_argument("--version", action="version", version=f"mlengine {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="print the traceback of an unexpected error (also MLENGINE_DEBUG=1)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
 
     gen = subparsers.add_parser("generate", help="write a synthetic NYC taxi-fare CSV with a known noise floor")
@@ -86,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from mlengine.components.shared.logs import setup_logging
 
+    if args.command in DETACHED_COMMANDS:
+        from mlengine.components.shared.runguard import leave_run
+
+        leave_run()
     setup_logging()  # every step's progress lines (the mlengine.* loggers) on stderr
     try:
         return int(args.handler(args) or 0)
@@ -95,6 +104,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"mlengine {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:
+        if args.debug or os.environ.get("MLENGINE_DEBUG") == "1":
+            raise
+        first = (str(err).strip().splitlines() or [""])[0][:300]
+        print(f"mlengine {args.command}: unexpected error: {type(err).__name__}: {first!r} "
+              "(--debug or MLENGINE_DEBUG=1 shows the traceback)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -121,3 +121,14 @@ REHEARSAL_S3_IMAGE = f"mlengine-rehearsal-s3:{__version__}"  # moto's S3 server,
 REHEARSAL_S3_HOST = "minio"  # the stand-in's name on the rehearsal network, as the cluster's MinIO Service
 REHEARSAL_S3_PORT = 9000
 REHEARSAL_TFJOB_PORT = 2222  # the Training Operator's default port of every replica
+
+# --- limits on user files (YAML/JSON read before parsing) ---------------------------------------
+# feature specs, search spaces and configs are a few KB; 4 MB leaves room and stops a runaway file
+MAX_USER_FILE_BYTES = 4 * 1024 * 1024
+MAX_JSON_DEPTH = 64
+# set by `mlengine run` for every process it starts (kfp.local's executors inherit it): a component
+# whose run is gone kills its own children and exits; pid and start time, so a reused pid is not taken for it
+ENV_RUN_PID = "MLENGINE_RUN_PID"
+ENV_RUN_STARTED = "MLENGINE_RUN_STARTED"
+RUN_LOCK_FILE = ".lock"
+RUN_WATCHDOG_SECONDS = 0.5

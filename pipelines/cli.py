@@ -138,11 +138,22 @@ def _run(args: argparse.Namespace) -> int:
         raise MlengineError("--beam-option needs --data-runner beam")
     if args.data is None and args.rows < 100:
         raise MlengineError(f"--rows {args.rows}: need at least 100 rows to split into train/eval/test")
-    summary = run_training_locally(
-        args.out, data=args.data, rows=args.rows, seed=args.seed, params=_run_params(args), resume=args.resume,
-        runner=args.runner,
-        log=lambda line: print(line, file=sys.stderr, flush=True),
-    )
+    if (args.spec and "://" not in args.spec) or args.data:
+        from mlengine.components.shared.datafiles import sniff_data_path
+        from mlengine.components.shared.featurespec import load_spec
+
+        # a bad spec or data file is one line here, not a traceback from a failed pipeline step
+        spec = load_spec(args.spec if args.spec and "://" not in args.spec else None)
+        if args.data:
+            sniff_data_path(args.data, spec.column_names)
+    from mlengine.components.shared.runguard import owning_run
+
+    with owning_run(args.out):  # one run per --out; every process this run starts ends when it does
+        summary = run_training_locally(
+            args.out, data=args.data, rows=args.rows, seed=args.seed, params=_run_params(args), resume=args.resume,
+            runner=args.runner,
+            log=lambda line: print(line, file=sys.stderr, flush=True),
+        )
     print(format_summary_table(summary, Path(args.out).resolve() / SUMMARY_FILE))
     return 0
 

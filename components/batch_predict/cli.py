@@ -26,12 +26,17 @@ def add_cli(subparsers) -> None:
 
 def _batch_predict(args: argparse.Namespace) -> int:
     from mlengine.components.batch_predict.executor import BATCH_ROWS, PREFETCH_BATCHES, run
+    from mlengine.components.shared.datafiles import sniff_data_path
     from mlengine.components.shared.logs import setup_logging
+    from mlengine.errors import MlengineError
 
     setup_logging()
+    sniff_data_path(args.data)
     result = run(args.model, args.data, args.out, keep=args.keep, batch_rows=args.batch_rows or BATCH_ROWS,
                  csv_output=args.csv, threads=args.threads, prefetch=args.prefetch or PREFETCH_BATCHES)
     summary = result.as_dict()
+    if not summary.get("rows_read"):
+        raise MlengineError(f"{args.data}: no rows to predict")
     print(json.dumps({key: summary[key] for key in ("rows_read", "rows_predicted", "rows_rejected", "seconds",
                                                     "load_seconds", "predict_seconds", "rows_per_second",
                                                     "out_dir")}))

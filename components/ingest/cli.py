@@ -58,9 +58,11 @@ def add_cli(subparsers) -> None:
 
 def _spec(args: argparse.Namespace) -> int:
     from mlengine.components.ingest.draft_spec import write_draft
+    from mlengine.components.shared.datafiles import sniff_data_path
     from mlengine.components.shared.logs import setup_logging
 
     setup_logging()
+    sniff_data_path(args.data)
     summary = write_draft(args.data, args.out, label=args.label, sample_rows=args.rows, force=args.force)
     print(json.dumps(summary))
     return 0
@@ -78,6 +80,9 @@ def _ingest(args: argparse.Namespace) -> int:
     setup_logging()
     check_runner(args.runner)
     spec = load_spec(args.spec)
+    from mlengine.components.shared.datafiles import sniff_data_path
+
+    sniff_data_path(args.data, spec.column_names)
     out = Path(args.out)
     result = run(args.data, spec, {split: str(out / split) for split in SPLITS}, str(out / "rejects" / REJECTS_FILE),
                  str(out / "statistics"), statistics_view_path=str(out / "statistics" / STATISTICS_VIEW_FILE),

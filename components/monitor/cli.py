@@ -44,6 +44,9 @@ def _monitor(args: argparse.Namespace) -> int:
 
     if args.limit is not None and args.limit < 1:
         raise MlengineError(f"--limit {args.limit}: expected at least 1")
+    from mlengine.components.shared.datafiles import sniff_jsonl_path
+
+    sniff_jsonl_path(args.serving_log)
     thresholds = parse_thresholds(args.thresholds)
     setup_logging()
     result = run(args.statistics, args.serving_log, args.out, thresholds=thresholds, spec_path=args.spec,

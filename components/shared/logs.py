@@ -16,7 +16,14 @@ _HANDLER_NAME = "mlengine-stderr"
 
 
 def setup_logging(level: int = logging.INFO) -> logging.Logger:
-    """One stderr handler on the ``mlengine`` logger (idempotent); returns that logger."""
+    """One stderr handler on the ``mlengine`` logger (idempotent); returns that logger.
+
+    In a process a local run started (every component body calls this first) it also starts the
+    watchdog that ends the process when the run is gone (:mod:`runguard`).
+    """
+    from mlengine.components.shared.runguard import watch_run
+
+    watch_run()
     root = logging.getLogger(ROOT_LOGGER)
     root.setLevel(level)
     if not any(h.get_name() == _HANDLER_NAME for h in root.handlers):

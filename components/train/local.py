@@ -178,7 +178,7 @@ def run_local_cluster(config, topology: Topology, *, max_restarts: int = 2, conn
 
         log("local cluster: one process (workers=1, ps=0): training in this process")
         result = train(config, None, is_chief=True, progress=log)
-        return {**result, "topology": topology.to_dict(), "restarts": {}}
+        return {**result, "topology": topology.to_dict(), "restarts": {}, "restarts_by_role": {}}
     counts = topology.task_counts()
     total = sum(counts.values())
     if total > MAX_LOCAL_TASKS:
@@ -328,5 +328,8 @@ def _result(result_file: Path, topology: Topology, tasks: list[Task], fail) -> d
         result = json.loads(result_file.read_text(encoding="utf-8"))
     except (FileNotFoundError, json.JSONDecodeError) as err:
         raise fail(f"the chief exited 0 but wrote no readable result ({err})") from None
+    by_role: dict[str, int] = {}
+    for task in tasks:  # every role present, zero included: "no restart" is a fact worth reporting
+        by_role[task.task_type] = by_role.get(task.task_type, 0) + task.restarts
     return {**result, "topology": topology.to_dict(),
-            "restarts": {t.name: t.restarts for t in tasks if t.restarts}}
+            "restarts": {t.name: t.restarts for t in tasks if t.restarts}, "restarts_by_role": by_role}

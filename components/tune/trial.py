@@ -138,8 +138,6 @@ def load_spec_dict(spec_dir_or_file: str | Path | Any | None) -> dict:
 
 
 def _remote_spec(uri: str) -> dict:
-    import yaml
-
     from mlengine.components.shared import storage
     from mlengine.components.shared.featurespec import spec_from_dict
     from mlengine.components.shared.staging import normalize_uri
@@ -147,11 +145,12 @@ def _remote_spec(uri: str) -> dict:
     uri = normalize_uri(uri)
     if not uri.endswith((".yaml", ".yml")):
         uri = uri.rstrip("/") + "/" + SPEC_FILE
+    from mlengine.components.shared.userfiles import safe_yaml_load
+    from mlengine.constants import MAX_USER_FILE_BYTES
+
     with storage.open_text(uri) as handle:
-        try:
-            raw = yaml.safe_load(handle.read())
-        except yaml.YAMLError as err:
-            raise MlengineError(f"{uri}: not valid YAML: {str(err).splitlines()[0]}") from None
+        text = handle.read(MAX_USER_FILE_BYTES + 1)
+    raw = safe_yaml_load(text, uri, MlengineError)
     return spec_from_dict(raw, source=uri).to_dict()
 
 

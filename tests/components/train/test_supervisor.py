@@ -59,6 +59,7 @@ def test_ps_topology_runs_every_task_with_operator_style_tf_config(toy):
     assert all(address.startswith("127.0.0.1:") for addresses in cluster.values() for address in addresses)
     assert result["topology"]["resolved_strategy"] == "parameter_server"
     assert result["restarts"] == {}
+    assert result["restarts_by_role"] == {"ps": 0, "worker": 0, "chief": 0}
     assert any(line.startswith("[worker-1] ") for line in toy.lines)
     assert "[chief-0] rmse=1.5" in toy.lines
     assert child_processes() == []
@@ -67,6 +68,7 @@ def test_ps_topology_runs_every_task_with_operator_style_tf_config(toy):
 def test_crashed_worker_is_restarted_and_the_job_finishes(toy):
     result = toy("crash_once_worker", Topology(workers=2, ps=1))
     assert result["restarts"] == {"worker-0": 1}
+    assert result["restarts_by_role"] == {"ps": 0, "worker": 1, "chief": 0}
     assert (toy.state / "worker-0.starts").read_text() == "2"
     assert any("worker-0 failed (exit code 1); restart 1/2" in line for line in toy.lines)
     assert child_processes() == []
