@@ -40,7 +40,6 @@ SCRATCH_VOLUME = "scratch"
 SCRATCH_MOUNT = "/scratch"
 SHARED_VOLUME = "shared"
 SHARED_MOUNT = "/shared"
-ENV_SHARED_CLAIM = "MLENGINE_SHARED_CLAIM"  # default ReadWriteMany PVC for parameter_server TFJobs
 DEFAULT_TIMEOUT_SECONDS = 24 * 3600
 DEFAULT_RESOURCES = {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": {"memory": "4Gi"}}
 # the Secret's keys are the variable names; the endpoint and TLS switch may be absent from it
@@ -139,7 +138,7 @@ def render_tfjob(name: str, train_args: list[str], topology, *, namespace: str =
         raise MlengineError("train_args: every argument must be a string")
     if topology.resolved_strategy == "parameter_server" and not shared_claim:
         raise MlengineError("parameter_server TFJob: the workers read the input the chief prepares, so every pod "
-                            f"needs a shared ReadWriteMany volume: pass shared_claim (or set {ENV_SHARED_CLAIM})")
+                            "needs a shared ReadWriteMany volume: pass shared_claim")
     per_replica = replica_resources(resources)
     # under parameter_server the ps tasks write the checkpoint shards into the chief's model folder
     # (found by `mlengine rehearse`): with a shared claim the scratch folders live on it

@@ -54,12 +54,13 @@ def train(
     from mlengine.components.shared.logs import setup_logging
     from mlengine.components.shared.reports import log_metrics
     from mlengine.components.train.executor import run
+    from mlengine.constants import TRIALS_FILE
 
     setup_logging()
     result = run(train_dir=train_data.path, eval_dir=eval_data.path, transform_dir=transform_fn.path,
                  model_dir=model.path, hyperparameters=HyperParameters.load(hyperparameters.path), epochs=epochs,
                  workers=workers, ps=ps, strategy=strategy, mode=mode, model_uri=model.uri,
-                 study_file=Path(study.path) / "trials.json", shared_claim=shared_claim,
+                 study_file=Path(study.path) / TRIALS_FILE, shared_claim=shared_claim,
                  loss_curves_file=loss_curves.path)
     log_metrics(metrics, result.metrics)
     model.metadata.update(result.model_metadata)
