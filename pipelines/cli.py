@@ -145,7 +145,7 @@ def _run(args: argparse.Namespace) -> int:
         # a bad spec or data file is one line here, not a traceback from a failed pipeline step
         spec = load_spec(args.spec if args.spec and "://" not in args.spec else None)
         if args.data:
-            sniff_data_path(args.data, spec.column_names)
+            sniff_data_path(args.data, spec.column_names, spec.delimiter)
     from mlengine.components.shared.runguard import owning_run
 
     with owning_run(args.out):  # one run per --out; every process this run starts ends when it does

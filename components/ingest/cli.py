@@ -82,7 +82,7 @@ def _ingest(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     from mlengine.components.shared.datafiles import sniff_data_path
 
-    sniff_data_path(args.data, spec.column_names)
+    sniff_data_path(args.data, spec.column_names, spec.delimiter)
     out = Path(args.out)
     result = run(args.data, spec, {split: str(out / split) for split in SPLITS}, str(out / "rejects" / REJECTS_FILE),
                  str(out / "statistics"), statistics_view_path=str(out / "statistics" / STATISTICS_VIEW_FILE),

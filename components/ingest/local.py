@@ -72,7 +72,7 @@ from mlengine.components.ingest.worker import (
 from mlengine.components.shared import storage
 from mlengine.components.shared.accumulators import Moments
 from mlengine.components.shared.featurespec import FeatureSpec
-from mlengine.constants import PARQUET_PART_PATTERN, SPEC_FILE, SPLITS, STATISTICS_FILE
+from mlengine.constants import CONTAINER_PASSTHROUGH_ENV, PARQUET_PART_PATTERN, SPEC_FILE, SPLITS, STATISTICS_FILE
 from mlengine.errors import MlengineError
 
 log = logging.getLogger("mlengine.ingest")
@@ -128,7 +128,8 @@ def ingest_local(files: list[str], spec: FeatureSpec, output_dirs: dict[str, str
     _prepare(output_dirs, rejects_file)
     # a process's reader and writer threads pay only on spare cores; else they just contend
     context = TaskContext(spec, dict(output_dirs), str(rejects_file), chunk_rows, split_seed, split_thresholds(),
-                          worker.TYPED_PARSE, overlap=default_workers() > workers)
+                          worker.TYPED_PARSE, overlap=default_workers() > workers,
+                          storage_env={key: os.environ[key] for key in CONTAINER_PASSTHROUGH_ENV if key in os.environ})
     log.info("ingest: %d task(s) from %d file(s) on %d worker process(es)", len(tasks), len(files), workers)
     try:
         with rejects_file.open("wb") as rejects:

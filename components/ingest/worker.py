@@ -64,6 +64,9 @@ class TaskContext:
     thresholds: list[tuple[str, float]]
     typed_parse: bool = True
     overlap: bool = True  # reader and writer threads beside the validating one (False: one thread)
+    # the S3/MinIO settings as the engine's process has them now: a pool started earlier (forkserver)
+    # has the environment of its start, not of this ingest
+    storage_env: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -328,6 +331,7 @@ def run_task(task: Task, context: TaskContext, stop: threading.Event | None = No
     ``stop`` (a task on a thread of the engine's process) is checked before every chunk.
     """
     started = time.monotonic()
+    os.environ.update(context.storage_env)
     ingestor = _TaskIngestor(task, context, stop)
     try:
         outcome = ingestor.run()

@@ -15,14 +15,14 @@ SNIFF_BYTES = 64 * 1024
 _OTHER_DELIMITERS = (";", "\t", "|")
 
 
-def sniff_data_path(uri: str, expected_columns: Iterable[str] | None = None) -> None:
+def sniff_data_path(uri: str, expected_columns: Iterable[str] | None = None, delimiter: str = ",") -> None:
     """Check ``uri`` when it is one local CSV file (folders, globs, URIs and Parquet are left to their readers)."""
     if "://" in uri or any(ch in uri for ch in "*?["):
         return
     path = Path(uri)
     if not path.is_file() or path.suffix.lower() in (".parquet", ".gz"):
         return
-    sniff_csv_file(path, expected_columns)
+    sniff_csv_file(path, expected_columns, delimiter)
 
 
 def sniff_jsonl_path(uri: str) -> None:
@@ -49,7 +49,7 @@ def _check_text(path: Path, chunk: bytes, whole: bool) -> str:
         return chunk[:err.start].decode("utf-8")
 
 
-def sniff_csv_file(path: Path, expected_columns: Iterable[str] | None = None) -> None:
+def sniff_csv_file(path: Path, expected_columns: Iterable[str] | None = None, delimiter: str = ",") -> None:
     """Raise ``DataError`` when ``path`` is empty, binary, header-only or split by another delimiter."""
     with path.open("rb") as handle:
         head = handle.read(SNIFF_BYTES + 1)
@@ -63,8 +63,8 @@ def sniff_csv_file(path: Path, expected_columns: Iterable[str] | None = None) ->
         raise DataError(f"{path}: header only, no data rows")
     header = lines[0]
     expected = list(expected_columns or [])
-    if expected and "," not in header and len(expected) > 1:
-        found = next((d for d in _OTHER_DELIMITERS if d in header), None)
+    if expected and delimiter not in header and len(expected) > 1:
+        found = next((d for d in (",", *_OTHER_DELIMITERS) if d != delimiter and d in header), None)
         if found is not None:
-            raise DataError(f"{path}: the header is split by {found!r}, not ','; expected columns such as "
+            raise DataError(f"{path}: the header is split by {found!r}, not {delimiter!r}; expected columns such as "
                             f"{expected[0]!r}")
