@@ -2,7 +2,11 @@
 
 A spec is YAML, validated when it is loaded; every problem is reported as one line that names
 the file and the field (``spec.yaml: features.crosses[0].inputs: 'pickup_lat' is not ...``).
-The taxi spec ships as the default; any tabular regression CSV works with its own spec.
+The taxi spec ships as the default; any tabular CSV works with its own spec.
+
+The task comes from the label: a label with a ``vocabulary`` is a class label (two classes:
+``binary``, more: ``multiclass``, in the vocabulary's order everywhere); a float or int label
+without one is a ``regression`` label. An optional top-level ``task:`` states it and is checked.
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ LABEL_TRANSFORMS = ("standardize", "log1p", "none")
 DEFAULT_LABEL_TRANSFORM = "standardize"
 DEFAULT_DELIMITER = ","
 DEFAULT_REJECT_WARNING_SHARE = 0.05  # ingest warns above this share of rejected rows
+TASKS = ("regression", "binary", "multiclass")
+CLASSIFICATION_TASKS = ("binary", "multiclass")
 # the spec's JSON Schema (shape, types, enums); cross-references are checked in spec_from_dict
 SPEC_SCHEMA_PATH = Path(__file__).with_name("featurespec.schema.json")
 
@@ -122,7 +128,23 @@ class FeatureSpec:
     label_transform: str = DEFAULT_LABEL_TRANSFORM
     delimiter: str = DEFAULT_DELIMITER
     reject_warning_share: float = DEFAULT_REJECT_WARNING_SHARE
+    task: str = "regression"
     source: str = field(default="<dict>", compare=False)
+
+    # --- the task -------------------------------------------------------------------------
+    @property
+    def is_classification(self) -> bool:
+        return self.task in CLASSIFICATION_TASKS
+
+    @property
+    def classes(self) -> tuple[Any, ...]:
+        """The class labels in vocabulary order (empty for regression)."""
+        return tuple(self.label.vocabulary or ()) if self.is_classification else ()
+
+    @property
+    def num_classes(self) -> int:
+        """Classes of a classification label; 0 for regression."""
+        return len(self.classes)
 
     # --- lookups --------------------------------------------------------------------------
     @property
@@ -180,6 +202,7 @@ class FeatureSpec:
             "label_transform": self.label_transform,
             "delimiter": self.delimiter,
             "reject_warning_share": self.reject_warning_share,
+            "task": self.task,
         }
 
     def to_yaml(self) -> str:
@@ -202,8 +225,7 @@ def spec_from_dict(raw: Any, source: str = "<dict>") -> FeatureSpec:
     check = _Checker(source)
     _check_schema(check, raw)
     label = _column(check, "label", raw["label"])
-    if not label.is_numeric:
-        check.fail("label.type", "a regression label must be float or int")
+    task = _task(check, label, raw.get("task"))
     columns = tuple(_column(check, f"columns[{i}]", c) for i, c in enumerate(raw["columns"]))
     names = [c.name for c in columns] + [label.name]
     _no_duplicates(check, "columns", names)
@@ -269,8 +291,34 @@ def spec_from_dict(raw: Any, source: str = "<dict>") -> FeatureSpec:
         label_transform=raw.get("label_transform", DEFAULT_LABEL_TRANSFORM),
         delimiter=delimiter,
         reject_warning_share=float(raw.get("reject_warning_share", DEFAULT_REJECT_WARNING_SHARE)),
+        task=task,
         source=source,
     )
+
+
+def _task(check: _Checker, label: Column, declared: str | None) -> str:
+    """The task the label implies, checked against a declared ``task:``."""
+    if label.vocabulary is None:
+        if declared in CLASSIFICATION_TASKS:
+            check.fail("label.vocabulary", f"task {declared!r} needs the label's classes as a vocabulary "
+                                           f"(for example vocabulary: [0, 1])")
+        if not label.is_numeric:
+            check.fail("label.type", "a regression label must be float or int; a class label needs a vocabulary")
+        return "regression"
+    classes = label.vocabulary
+    if label.type == "float":
+        check.fail("label.type", "a class label (one with a vocabulary) must be string or int")
+    if len(classes) < 2:
+        check.fail("label.vocabulary", f"a class label needs at least 2 classes, got {len(classes)}")
+    _no_duplicates(check, "label.vocabulary", [str(c) for c in classes])
+    implied = "binary" if len(classes) == 2 else "multiclass"
+    if declared == "regression":
+        check.fail("task", f"'regression' contradicts the label's vocabulary of {len(classes)} classes "
+                           f"(remove the vocabulary, or say task: {implied})")
+    if declared is not None and declared != implied:
+        check.fail("task", f"{declared!r} contradicts the label's vocabulary of {len(classes)} classes "
+                           f"(that is {implied!r})")
+    return implied
 
 
 def _column(check: _Checker, where: str, item: dict[str, Any]) -> Column:

@@ -75,7 +75,8 @@ def _broken(mutate):
          "'area_per_room' is not a bucketized or categorical feature"),
         (lambda r: r["columns"].append({"name": "price", "type": "float"}), "name 'price' is used twice"),
         (lambda r: r.update(benchmark_feature="city"), "benchmark_feature: 'city' is not a numeric"),
-        (lambda r: r["label"].update(type="string", range=None), "label.type: a regression label must be float or int"),
+        (lambda r: r["label"].update(type="string", range=None),
+         "label.type: a regression label must be float or int; a class label needs a vocabulary"),
         (lambda r: r.update(features={}), "features: declares no feature at all"),
     ],
 )
@@ -99,3 +100,50 @@ def test_missing_and_unparsable_spec_files_name_the_file(tmp_path):
 
 def test_default_spec_file_is_packaged():
     assert DEFAULT_SPEC_PATH.is_file()
+
+
+@pytest.mark.parametrize(
+    ("label", "task", "classes"),
+    [
+        ({"name": "price", "type": "float"}, "regression", ()),
+        ({"name": "price", "type": "int"}, "regression", ()),
+        ({"name": "sold", "type": "string", "vocabulary": ["no", "yes"]}, "binary", ("no", "yes")),
+        ({"name": "sold", "type": "int", "vocabulary": [0, 1]}, "binary", (0, 1)),
+        ({"name": "band", "type": "string", "vocabulary": ["low", "mid", "high"]}, "multiclass",
+         ("low", "mid", "high")),
+    ],
+)
+def test_the_label_says_the_task_and_the_class_order(label, task, classes):
+    raw = copy.deepcopy(HOUSE_SPEC)
+    raw["label"] = label
+    spec = spec_from_dict(raw)
+    assert (spec.task, spec.classes, spec.num_classes) == (task, classes, len(classes))
+    assert spec.is_classification == (task != "regression")
+    again = spec_from_dict(spec.to_dict())  # the saved spec keeps the task and the class order
+    assert (again.task, again.classes) == (task, classes)
+    assert spec_from_dict({**raw, "task": task}).task == task  # an explicit task that agrees is accepted
+
+
+@pytest.mark.parametrize(
+    ("label", "task", "expected"),
+    [
+        ({"name": "sold", "type": "string", "vocabulary": ["no", "yes"]}, "multiclass",
+         "task: 'multiclass' contradicts the label's vocabulary of 2 classes (that is 'binary')"),
+        ({"name": "sold", "type": "string", "vocabulary": ["no", "yes"]}, "regression",
+         "task: 'regression' contradicts the label's vocabulary of 2 classes"),
+        ({"name": "price", "type": "float"}, "binary", "label.vocabulary: task 'binary' needs the label's classes"),
+        ({"name": "sold", "type": "float", "vocabulary": [0, 1]}, None, "label.type: a class label"),
+        ({"name": "sold", "type": "string", "vocabulary": ["yes"]}, None,
+         "label.vocabulary: a class label needs at least 2"),
+        ({"name": "sold", "type": "string", "vocabulary": ["no", "yes"]}, "ordinal", "task: unknown task 'ordinal'"),
+    ],
+)
+def test_a_task_that_contradicts_the_label_is_one_line_naming_the_field(label, task, expected):
+    raw = copy.deepcopy(HOUSE_SPEC)
+    raw["label"] = label
+    if task is not None:
+        raw["task"] = task
+    with pytest.raises(FeatureSpecError) as err:
+        spec_from_dict(raw, source="house.yaml")
+    message = str(err.value)
+    assert message.startswith("house.yaml: ") and expected in message and "\n" not in message
