@@ -57,6 +57,12 @@ STATISTICS_VIEW_FILE = "statistics.md"  # the Markdown view `mlengine ingest` wr
 TRANSFORM_FILE = "transform.json"
 SPEC_FILE = "feature_spec.yaml"
 SERVING_MODEL_SUBDIR = "serving"  # SavedModel with the raw-feature signature
+# the serving signature's outputs: a regression model returns PREDICTIONS (float32 [batch], label unit);
+# a classification model returns CLASS (the vocabulary's type, [batch]) and PROBABILITIES (float32
+# [batch, C], in the vocabulary's order; binary models too, C = 2)
+OUTPUT_PREDICTIONS = "predictions"
+OUTPUT_CLASS = "label"
+OUTPUT_PROBABILITIES = "probabilities"
 CHECKPOINT_SUBDIR = "checkpoints"
 HISTORY_FILE = "history.json"
 TRIALS_FILE = "trials.json"  # a tuning study's trials, written by tune, read by train and the local runner

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import re
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mlengine.components.shared.hyperparameters import parse_hidden_units
 from mlengine.components.shared.transform_state import NUMERIC_KEY, TransformState
@@ -40,6 +42,50 @@ def _layer_name(key: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", key)
 
 
+@dataclass(frozen=True)
+class ModelFeatures:
+    """What a model body sees: the transformed features, as the model-module contract names them."""
+
+    numeric: Any  # float tensor [batch, n] of the z-scored numeric and derived features; None without any
+    ids: dict[str, Any]  # name -> int tensor [batch] of every bucketized, categorical and crossed feature
+    cardinality: dict[str, int]  # name -> number of ids (ids are in [0, cardinality))
+    keras: Any  # the Keras module the model is built with
+    embedding_dim: dict[str, int] = field(default_factory=dict)  # name -> the spec's embedding size (0: none)
+
+
+def model_features(state: TransformState, processed: dict, keras) -> ModelFeatures:
+    """The preprocessing layer's outputs as a :class:`ModelFeatures`."""
+    sparse = state.sparse_features()
+    return ModelFeatures(
+        numeric=processed.get(NUMERIC_KEY),
+        ids={feature["key"]: processed[feature["key"]] for feature in sparse},
+        cardinality={feature["key"]: int(feature["cardinality"]) for feature in sparse},
+        keras=keras,
+        embedding_dim={feature["key"]: int(feature["dim"] or 0) for feature in sparse},
+    )
+
+
+def wide_and_deep_outputs(features: ModelFeatures, hidden_units: list[int], units: int, start: float = 0.0):
+    """The built-in network: a wide linear part over the ids plus a deep part, ``units`` outputs."""
+    keras = features.keras
+    wide_terms = []
+    deep_parts = [features.numeric] if features.numeric is not None else []
+    for key, ids in features.ids.items():
+        name = _layer_name(key)
+        wide_terms.append(keras.layers.Embedding(features.cardinality[key], units, embeddings_initializer="zeros",
+                                                 name=f"wide_{name}")(ids))
+        if features.embedding_dim.get(key):
+            deep_parts.append(keras.layers.Embedding(features.cardinality[key], features.embedding_dim[key],
+                                                     name=f"deep_{name}")(ids))
+    deep = deep_parts[0] if len(deep_parts) == 1 else keras.layers.Concatenate(name="deep_inputs")(deep_parts)
+    for index, units_here in enumerate(hidden_units):
+        deep = keras.layers.Dense(units_here, activation="relu", name=f"hidden_{index}")(deep)
+    output = keras.layers.Dense(units, bias_initializer=keras.initializers.Constant(start), name="deep_out")(deep)
+    if wide_terms:
+        output = keras.layers.Add(name="wide_and_deep")([output, *wide_terms])
+    return output
+
+
 def build_model(state: TransformState, hidden_units: list[int], learning_rate: float, *, steps_per_execution: int = 1):
     """A compiled tf-keras wide-and-deep network over raw inputs whose output is the standardised label."""
     from mlengine.components.shared.tf import import_tf
@@ -50,27 +96,11 @@ def build_model(state: TransformState, hidden_units: list[int], learning_rate: f
     hidden_units = parse_hidden_units(hidden_units)
     spec = state.spec
     inputs = {col.name: keras.Input(shape=(), dtype=col.dtypes.tf, name=col.name) for col in spec.columns}
-    processed = state.build_preprocessing()(inputs)
-
-    wide_terms = []
-    deep_parts = [processed[NUMERIC_KEY]] if NUMERIC_KEY in processed else []
-    for feature in state.sparse_features():
-        ids = processed[feature["key"]]
-        name = _layer_name(feature["key"])
-        wide_terms.append(keras.layers.Embedding(feature["cardinality"], 1, embeddings_initializer="zeros",
-                                                 name=f"wide_{name}")(ids))
-        if feature["dim"]:
-            deep_parts.append(keras.layers.Embedding(feature["cardinality"], feature["dim"],
-                                                     name=f"deep_{name}")(ids))
+    features = model_features(state, state.build_preprocessing()(inputs), keras)
     # the target is standardised (mean 0, std 1), so the head starts at 0 -- unless the label is
     # used as it is ("none"): then it starts at the label mean so the first steps fit the signal
     start = state.label_mean if state.label_transform == "none" else 0.0
-    deep = deep_parts[0] if len(deep_parts) == 1 else keras.layers.Concatenate(name="deep_inputs")(deep_parts)
-    for index, units in enumerate(hidden_units):
-        deep = keras.layers.Dense(units, activation="relu", name=f"hidden_{index}")(deep)
-    output = keras.layers.Dense(1, bias_initializer=keras.initializers.Constant(start), name="deep_out")(deep)
-    if wide_terms:
-        output = keras.layers.Add(name="wide_and_deep")([output, *wide_terms])
+    output = wide_and_deep_outputs(features, hidden_units, 1, start)
     model = keras.Model(inputs=inputs, outputs=output, name="wide_and_deep")
 
     def standardized_mse(y_true, y_pred):
