@@ -2,7 +2,8 @@
 
 A model directory (the train component's output) holds ``serving/`` (a SavedModel whose
 ``serving_default`` signature takes the RAW columns: one 1-D tensor per column, float32 / int64
-/ string, and returns ``{"predictions": float32 [batch]}``) and ``feature_spec.yaml``. Anything
+/ string, and returns ``{"predictions": float32 [batch]}`` for a regression spec, ``{"label": [batch],
+"probabilities": float32 [batch, C]}`` for a classification one) and ``feature_spec.yaml``. Anything
 else -- no directory, no SavedModel, a signature whose inputs do not match the spec -- is a
 one-line :class:`MlengineError` at startup instead of a traceback on the first request.
 """
@@ -13,15 +14,31 @@ from pathlib import Path
 
 import numpy as np
 
-from mlengine.constants import SERVING_MODEL_SUBDIR, SPEC_FILE
+from mlengine.constants import (
+    OUTPUT_CLASS,
+    OUTPUT_PREDICTIONS,
+    OUTPUT_PROBABILITIES,
+    SERVING_MODEL_SUBDIR,
+    SPEC_FILE,
+)
 from mlengine.errors import MlengineError
 
 SIGNATURE_KEY = "serving_default"
-OUTPUT_KEY = "predictions"
+OUTPUT_KEY = OUTPUT_PREDICTIONS
+
+
+def task_outputs(spec) -> tuple[str, ...]:
+    """The signature outputs a model of this spec's task returns; the first is what ``runner(...)`` gives."""
+    return (OUTPUT_PROBABILITIES, OUTPUT_CLASS) if spec.is_classification else (OUTPUT_PREDICTIONS,)
 
 
 class SavedModelRunner:
-    """The loaded ``serving_default`` signature: numpy columns in, float32 predictions out."""
+    """The loaded ``serving_default`` signature: numpy columns in, the task's outputs out.
+
+    ``runner(columns)`` gives the main output (regression: float32 predictions [rows];
+    classification: float32 probabilities [rows, C]); ``runner.outputs(columns)`` gives every output
+    of the task by name (a class label comes back in the vocabulary's type: str or int64).
+    """
 
     def __init__(self, model_dir: str | Path, *, fast_path: bool = True):
         from mlengine.components.shared.featurespec import load_spec
@@ -39,6 +56,7 @@ class SavedModelRunner:
             raise MlengineError(f"{directory}: not a model directory: {SPEC_FILE} is missing")
         self.model_dir = directory
         self.spec = load_spec(spec_path)
+        self.output_names = task_outputs(self.spec)
         tf, _ = import_tf()
         self._tf = tf
         try:
@@ -75,13 +93,18 @@ class SavedModelRunner:
         if extra:
             raise MlengineError(f"{where}: input {extra[0]!r} is not a raw column of the spec")
         outputs = self._signature.structured_outputs
-        if not isinstance(outputs, dict) or OUTPUT_KEY not in outputs:
-            names = sorted(outputs) if isinstance(outputs, dict) else outputs
-            raise MlengineError(f"{where}: no {OUTPUT_KEY!r} output (outputs: {names})")
+        for name in self.output_names:
+            if not isinstance(outputs, dict) or name not in outputs:
+                names = sorted(outputs) if isinstance(outputs, dict) else outputs
+                raise MlengineError(f"{where}: no {name!r} output for a {self.spec.task} model (outputs: {names})")
         return {name: spec.dtype for name, spec in inputs.items()}
 
     def __call__(self, columns: dict[str, np.ndarray]) -> np.ndarray:
-        """Predictions (float32 [rows]) for columns of the spec (any numeric dtype is cast)."""
+        """The main output for columns of the spec (any numeric dtype is cast): see the class docstring."""
+        return self.outputs(columns)[self.output_names[0]]
+
+    def outputs(self, columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Every output of the task by name, as numpy arrays (regression predictions are 1-D)."""
         tf = self._tf
         missing = [name for name in self.columns if name not in columns]
         if missing:
@@ -90,9 +113,22 @@ class SavedModelRunner:
         columns = {name: _as_dtype(name, columns[name], self._dtypes[name]) for name in self.columns}
         if self._flat_call is not None:
             order, call = self._flat_call
-            return call([tf.constant(columns[name], dtype=self._dtypes[name]) for name in order])
-        tensors = {name: tf.constant(columns[name], dtype=dtype) for name, dtype in self._dtypes.items()}
-        return self._signature(**tensors)[OUTPUT_KEY].numpy().reshape(-1)
+            raw = call([tf.constant(columns[name], dtype=self._dtypes[name]) for name in order])
+        else:
+            tensors = {name: tf.constant(columns[name], dtype=dtype) for name, dtype in self._dtypes.items()}
+            result = self._signature(**tensors)
+            raw = {name: result[name].numpy() for name in self.output_names}
+        return self._as_outputs(raw)
+
+    def _as_outputs(self, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        out = {}
+        for name, value in raw.items():
+            if name == OUTPUT_PREDICTIONS:
+                value = value.reshape(-1)
+            elif name == OUTPUT_CLASS and value.dtype == object:  # TF strings come back as bytes
+                value = np.array([v.decode("utf-8") for v in value], dtype=object)
+            out[name] = value
+        return out
 
     def _direct_call(self):
         """The signature's graph function called with flat tensors, skipping the keyword binding.
@@ -111,15 +147,18 @@ class SavedModelRunner:
             if sorted(order) != sorted(self._dtypes):
                 return None
             outputs = signature.structured_outputs
-            position = tf.nest.flatten(outputs).index(outputs[OUTPUT_KEY]) if isinstance(outputs, dict) else 0
+            flat_outputs = tf.nest.flatten(outputs)
+            positions = {name: next(i for i, t in enumerate(flat_outputs) if t is outputs[name])
+                         for name in self.output_names}
 
-            def call(flat: list) -> np.ndarray:
-                return atomic.call_flat(*flat, *captured)[position].numpy().reshape(-1)
+            def call(flat: list) -> dict[str, np.ndarray]:
+                results = atomic.call_flat(*flat, *captured)
+                return {name: results[index].numpy() for name, index in positions.items()}
 
             probe = _probe_columns(self.spec)
             expected = self._signature(**{n: tf.constant(probe[n], dtype=d) for n, d in self._dtypes.items()})
             got = call([tf.constant(probe[name], dtype=self._dtypes[name]) for name in order])
-            if not np.array_equal(expected[OUTPUT_KEY].numpy().reshape(-1), got):
+            if any(not np.array_equal(expected[name].numpy(), got[name]) for name in self.output_names):
                 return None
             return order, call
         except Exception:  # any TF internals that differ from 2.21: keep the public path
