@@ -44,6 +44,7 @@ The statistics themselves (quantiles, PSI, JS distance, bins, one column's compa
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -186,7 +187,9 @@ def training_class_counts(train_stats: Mapping[str, Any], spec: FeatureSpec) -> 
 
     Read, first found: ``class_counts`` of the top-level ``label`` entry (when it is an object),
     of the scope's ``label`` entry, or of the label column's entry; else the label column's
-    ``top_values`` (complete for a vocabulary of at most 20 classes).
+    ``top_values`` (complete for a vocabulary of at most 20 classes); else, for an int label, its
+    histogram when every bin holds one integer and no row fell outside it (the statistics'
+    sample: the shares are right, the count is the sample's).
     """
     try:
         _, scope = _training_scope(train_stats)
@@ -198,7 +201,21 @@ def training_class_counts(train_stats: Mapping[str, Any], spec: FeatureSpec) -> 
             found = _counts(holder.get("class_counts"))
             if found:
                 return found
-    return _counts(column.get("top_values"))
+    found = _counts(column.get("top_values"))
+    return found if found else _integer_histogram_counts(column.get("histogram"))
+
+
+def _integer_histogram_counts(histogram: Any) -> dict[Any, int] | None:
+    """``{integer: count}`` of an integer histogram whose bins are one integer wide, else None."""
+    if not isinstance(histogram, Mapping) or not histogram.get("integer"):
+        return None
+    edges, counts = histogram.get("edges") or [], histogram.get("counts") or []
+    if len(edges) != len(counts) + 1 or histogram.get("underflow") or histogram.get("overflow"):
+        return None
+    if any(abs(b - a - 1.0) > 1e-9 for a, b in itertools.pairwise(edges)):
+        return None
+    found = {round(edge + 0.5): int(count) for edge, count in zip(edges, counts, strict=False) if count}
+    return found or None
 
 
 def compare(train_stats: Mapping[str, Any], serving_columns: Mapping[str, np.ndarray], spec: FeatureSpec,

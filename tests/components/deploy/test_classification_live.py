@@ -109,3 +109,16 @@ def test_tritonclient_json_and_binary_modes(live, rows, batch, binary):
     assert result.as_numpy("probabilities").shape == (ROWS, len(raw_spec["label"]["vocabulary"]))
     np.testing.assert_allclose(result.as_numpy("probabilities"), probabilities, rtol=1e-6)
     assert result.get_response()["id"] == "t-1"
+
+
+def test_the_deploy_smoke_test_accepts_a_class_with_probabilities(live):
+    from mlengine.components.deploy.executor import example_instance, smoke_test
+    from mlengine.components.deploy.report import prediction_text
+    from mlengine.components.shared.featurespec import spec_from_dict
+
+    raw_spec, _, server = live
+    answer = smoke_test(f"{server['url']}/v1/models/{NAME}:predict", example_instance(spec_from_dict(raw_spec)))
+    assert answer["label"] in raw_spec["label"]["vocabulary"]
+    assert len(answer["probabilities"]) == len(raw_spec["label"]["vocabulary"])
+    assert prediction_text(answer).startswith(f"class `{answer['label']}` (probability ")
+    assert prediction_text(12.345678) == "12.3457"

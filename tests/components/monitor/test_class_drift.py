@@ -78,6 +78,23 @@ def test_training_class_counts_come_from_the_label_statistics(stats_dir):
     assert training_class_counts({"train": {"rows": 5, "columns": {}}}, SPEC) is None
 
 
+def test_an_int_label_without_top_values_is_counted_from_its_one_integer_bins():
+    spec = spec_from_dict(BINARY_SPEC)
+    accumulator = StatisticsAccumulator(spec)
+    rng = np.random.default_rng(4)
+    columns = {"petal_length": rng.uniform(0, 10, 3000).astype(np.float32),
+               "colour": rng.choice(["red", "blue"], 3000).astype(object),
+               "sold": rng.choice([0, 1], 3000, p=[0.7, 0.3]).astype(np.int64)}
+    accumulator.update(columns, {name: np.zeros(3000, bool) for name in columns},
+                       rng.integers(0, 2**63, 3000, dtype=np.uint64))
+    doc = build_statistics(spec, {"train": accumulator}, {})
+    label = doc["train"]["columns"]["sold"]
+    counts = training_class_counts(doc, spec)
+    if "top_values" not in label:  # an int label is numeric in ingest's statistics: its histogram counts
+        assert label["histogram"]["integer"]
+    assert counts == {0: int((columns["sold"] == 0).sum()), 1: int((columns["sold"] == 1).sum())}
+
+
 def test_class_distance_fires_on_a_shift_and_not_without_one():
     train = {"setosa": 5000, "versicolor": 3000, "virginica": 2000}
     alpha = DEFAULT_THRESHOLDS["significance"] / 9
