@@ -234,3 +234,21 @@ def test_serving_log_keeps_the_predicted_class(served, rows, tmp_path):
     assert [p["label"] for p in data.predictions] == labels
     np.testing.assert_allclose([p["probability"] for p in data.predictions], probabilities.max(axis=1), atol=1e-5)
     np.testing.assert_allclose(data.columns["petal_length"], [r["petal_length"] for r in rows])
+
+
+def test_a_worker_process_copy_serves_the_classes_again(served, rows):
+    import pickle
+
+    from kserve.model_repository import ModelRepository
+
+    from mlengine.components.deploy.http.server import load_pending_models
+
+    raw_spec, model, _, _ = served
+    clone = pickle.loads(pickle.dumps(model))  # what kserve does for --workers > 1
+    assert not clone.ready and clone.describe() == {}  # nothing loaded yet: no task, no classes
+    registry = ModelRepository()
+    registry.update(clone)
+    load_pending_models(registry)
+    assert clone.describe()["classes"] == raw_spec["label"]["vocabulary"]
+    answer, _ = asyncio.run(clone({"instances": rows[:4]}))
+    assert [p["label"] for p in answer["predictions"]] == expected_answer(raw_spec, rows[:4])[0]
