@@ -22,6 +22,8 @@ BENCHMARKS = {
     "serving": ["bench.bench_serving", "--servers",
                 "plain-2,mlengine:base-1,mlengine-1,mlengine:base-2,mlengine-2,mlengine:model-thread-2",
                 "--repeat", "2", "--profile", "--readme"],
+    # a classifier's bulk path against kserve's handlers (answers checked against the in-process classes)
+    "serving_classification": ["bench.bench_serving_classification", "--readme"],
     "tuning": ["bench.bench_tuning", "--trials", "12"],
     "batch_predict": ["bench.bench_batch_predict", "--readme"],
     "real_dataset": ["bench.bench_real_dataset", "--second-run"],

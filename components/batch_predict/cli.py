@@ -11,7 +11,9 @@ def add_cli(subparsers) -> None:
         "batch-predict", help="predict a CSV/Parquet file, folder, glob or s3:// prefix with a trained model",
         description="Streams the input through the model's SavedModel in large batches and writes "
                     "predictions-*.parquet (input row number, kept columns, prediction), rejects.jsonl "
-                    "(rows that fail validation, with reasons) and batch_prediction.json (the counts).")
+                    "(rows that fail validation, with reasons) and batch_prediction.json (the counts). "
+                    "For a classification model, prediction is the class (the label vocabulary's type) and "
+                    "probabilities a list<float32> column, one entry per class in the vocabulary's order.")
     cmd.add_argument("--model", required=True, help="model directory (the train step's output)")
     cmd.add_argument("--data", required=True, help="CSV or Parquet file, folder, glob or s3:// URI")
     cmd.add_argument("--out", required=True, help="output folder")
@@ -20,7 +22,9 @@ def add_cli(subparsers) -> None:
     cmd.add_argument("--threads", type=int, default=None,
                      help="cores to use (default: every core this process may run on)")
     cmd.add_argument("--prefetch", type=int, default=None, help="batches read and validated ahead (default 2)")
-    cmd.add_argument("--csv", action="store_true", help="also write predictions-00000.csv")
+    cmd.add_argument("--csv", action="store_true",
+                     help="also write predictions-00000.csv (a classifier's probabilities as one column "
+                          "per class, probability_<class>, in the vocabulary's order)")
     cmd.set_defaults(handler=_batch_predict)
 
 

@@ -5,7 +5,8 @@ streamed in large record batches (never a whole file in memory); every batch is 
 against the model's feature spec (missing cells, non-numbers, non-integers, NaN/inf, values out
 of the declared range), the valid rows go through the SavedModel's ``serving_default`` signature
 in one call, and the output is written as Parquet parts as it goes (CSV too on request): the
-input row number (0-based over all input files in order), the kept columns and ``prediction``.
+input row number (0-based over all input files in order), the kept columns and ``prediction``
+(a classifier's class, with ``probabilities`` next to it: ``outputs.py``).
 Rows that fail go to ``rejects.jsonl`` with file, row and reason; ``rows_read = rows_predicted +
 rows_rejected`` always holds and is written to ``batch_prediction.json``.
 
@@ -306,6 +307,7 @@ def run(model_dir: str, data_uri: str, out_dir: str, *, keep: str | Sequence[str
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from mlengine.components.batch_predict import outputs as prediction_outputs
     from mlengine.components.batch_predict import report
     from mlengine.components.shared.savedmodel import load_model_dir
 
@@ -314,7 +316,7 @@ def run(model_dir: str, data_uri: str, out_dir: str, *, keep: str | Sequence[str
     threads = threads or available_cores()
     keep = keep_list(keep)
     for name in keep:
-        if name in (ROW_COLUMN, PREDICTION_COLUMN):
+        if name in (ROW_COLUMN, PREDICTION_COLUMN, prediction_outputs.PROBABILITIES_COLUMN):
             raise MlengineError(f"--keep {name!r}: that name is the output's own column")
     started = _clock()
     # the model call is one big matmul chain per batch: intra-op threads on every core; the reader and
@@ -360,7 +362,7 @@ def run(model_dir: str, data_uri: str, out_dir: str, *, keep: str | Sequence[str
                     every = bool(ok.all())
                     valid = columns if every else {name: values[ok] for name, values in columns.items()}
                     tick = time.perf_counter()
-                    predictions = np.asarray(model({n: valid[n] for n in names}), np.float32)
+                    predictions = prediction_outputs.predict(model, spec, {n: valid[n] for n in names})
                     model_seconds += time.perf_counter() - tick
                     output = {ROW_COLUMN: pa.array(row_numbers if every else row_numbers[ok])}
                     for name in keep:
@@ -368,7 +370,7 @@ def run(model_dir: str, data_uri: str, out_dir: str, *, keep: str | Sequence[str
                             output[name] = pa.array(valid[name])
                         else:
                             output[name] = table.column(name) if every else table.column(name).filter(pa.array(ok))
-                    output[PREDICTION_COLUMN] = pa.array(predictions)
+                    output.update(predictions)
                     result = pa.table(output)
                     if writer is None:
                         # row numbers and predictions are nearly all distinct: dictionaries only cost time
@@ -376,7 +378,7 @@ def run(model_dir: str, data_uri: str, out_dir: str, *, keep: str | Sequence[str
                                                   use_dictionary=False, write_statistics=False)
                     writer.write_table(result)
                     if csv_output:
-                        csv_handle = _write_csv(out, result, csv_handle)
+                        csv_handle = _write_csv(out, prediction_outputs.csv_table(result, spec), csv_handle)
                 counts["rows_predicted"] += int(ok.sum())
                 counts["rows_rejected"] += int(table.num_rows - ok.sum())
                 counts["rows_read"] = counts["rows_predicted"] + counts["rows_rejected"]

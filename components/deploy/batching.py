@@ -31,16 +31,17 @@ class _Pending:
 
 
 class MicroBatcher:
-    """``await batcher.submit(columns, rows)`` -> that request's predictions (numpy [rows]).
+    """``await batcher.submit(columns, rows)`` -> that request's rows of the model's result.
 
-    ``run_batch(columns) -> np.ndarray`` is called one call at a time, in a dedicated thread or,
-    with ``inline``, on the loop thread.
+    ``run_batch(columns)`` returns one array (rows first) or a dict of them (a classifier's
+    ``label`` and ``probabilities``: each request gets its own rows of every array). It is
+    called one call at a time, in a dedicated thread or, with ``inline``, on the loop thread.
     Bind one batcher to one event loop (the server creates one per worker process).
     """
 
-    def __init__(self, run_batch: Callable[[Columns], np.ndarray], max_batch_rows: int = 1024,
-                 max_wait_s: float = 0.0, executor: concurrent.futures.Executor | None = None,
-                 inline: bool = False):
+    def __init__(self, run_batch: Callable[[Columns], np.ndarray | dict[str, np.ndarray]],
+                 max_batch_rows: int = 1024, max_wait_s: float = 0.0,
+                 executor: concurrent.futures.Executor | None = None, inline: bool = False):
         if max_batch_rows < 1:
             raise ValueError("max_batch_rows must be at least 1")
         self._run_batch = run_batch
@@ -54,7 +55,7 @@ class MicroBatcher:
         self.calls = 0  # model calls made (tests and benchmarks read these)
         self.requests = 0
 
-    async def submit(self, columns: Columns, rows: int) -> np.ndarray:
+    async def submit(self, columns: Columns, rows: int) -> np.ndarray | dict[str, np.ndarray]:
         loop = asyncio.get_running_loop()
         pending = _Pending(columns, rows, loop.create_future())
         self._queue.append(pending)
@@ -88,7 +89,7 @@ class MicroBatcher:
             for pending in batch:
                 stop = start + pending.rows
                 if not pending.future.done():  # the client may have gone away
-                    pending.future.set_result(outputs[start:stop])
+                    pending.future.set_result(_rows(outputs, start, stop))
                 start = stop
 
     async def run_alone(self, columns: Columns) -> np.ndarray:
@@ -112,6 +113,13 @@ class MicroBatcher:
     def close(self) -> None:
         if self._own_executor:
             self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _rows(result, start: int, stop: int):
+    """Rows ``start:stop`` of a model result: one array, or each array of a dict of outputs."""
+    if isinstance(result, dict):
+        return {name: values[start:stop] for name, values in result.items()}
+    return result[start:stop]
 
 
 def _merge(parts: list[Columns]) -> Columns:

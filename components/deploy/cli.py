@@ -66,7 +66,8 @@ def add_cli(subparsers) -> None:
 
     predict = subparsers.add_parser(
         "predict", help="send rows (JSON Lines of raw features) to a served model, print predictions",
-        description="Print one JSON object per input row: {\"prediction\": value}.")
+        description="Print one JSON object per input row: {\"prediction\": value}; for a classification model "
+                    "{\"prediction\": class, \"probabilities\": [one per class, in the label vocabulary's order]}.")
     predict.add_argument("--url", required=True, help="server base URL, e.g. http://127.0.0.1:8080")
     predict.add_argument("--file", required=True, help="JSON Lines file, one object of raw features per line")
     predict.add_argument("--protocol", choices=("v1", "v2"), default="v1", help="inference protocol (default v1)")
@@ -123,13 +124,13 @@ def _predict(args: argparse.Namespace) -> int:
 
         def flush() -> None:
             try:
-                predictions = client.predict([row for _, row in batch])
+                predictions = client.predict_rows([row for _, row in batch])
             except ServerError as err:
                 if err.index is not None and 0 <= err.index < len(batch):
                     raise MlengineError(f"{args.file}:{batch[err.index][0]}: {err}") from None
                 raise
             for prediction in predictions:
-                print(json.dumps({"prediction": prediction}))
+                print(json.dumps(prediction))
             batch.clear()
 
         for line_number, row in read_rows(args.file):

@@ -110,7 +110,38 @@ class PredictionClient:
             return False
 
     # --- predictions --------------------------------------------------------------------------------
+    def predict_rows(self, rows: list[dict]) -> list[dict]:
+        """One object per row: ``{"prediction": float}`` from a regression model, ``{"prediction": class,
+        "probabilities": [one per class, in the vocabulary's order]}`` from a classifier."""
+        if self.protocol == "v1":
+            answer = self._request("POST", f"/v1/models/{self.name}:predict", {"instances": rows})
+            predictions = answer.get("predictions")
+            self._check_count(predictions, rows)
+            if all(isinstance(p, dict) for p in predictions):
+                return [{"prediction": p.get("label"), "probabilities": p.get("probabilities")} for p in predictions]
+            return [{"prediction": float(p)} for p in predictions]
+        answer = self._request("POST", f"/v2/models/{self.name}/infer", self.v2_body(rows))
+        outputs = {o.get("name"): o for o in answer.get("outputs") or []}
+        if "label" not in outputs:
+            predictions = (outputs.get("predictions") or {}).get("data")
+            self._check_count(predictions, rows)
+            return [{"prediction": float(p)} for p in predictions]
+        labels = outputs["label"].get("data")
+        self._check_count(labels, rows)
+        flat = (outputs.get("probabilities") or {}).get("data") or []
+        width = len(flat) // len(rows) if rows else 0
+        if width * len(rows) != len(flat):
+            raise MlengineError(f"{self.url}: the server answered {len(flat)} probabilities for {len(rows)} rows")
+        return [{"prediction": label, "probabilities": flat[i * width:(i + 1) * width]}
+                for i, label in enumerate(labels)]
+
+    def _check_count(self, predictions: Any, rows: list[dict]) -> None:
+        if not isinstance(predictions, list) or len(predictions) != len(rows):
+            raise MlengineError(f"{self.url}: the server answered {len(predictions or [])} predictions "
+                                f"for {len(rows)} rows")
+
     def predict(self, rows: list[dict]) -> list[float]:
+        """A regression model's predictions, one float per row (:meth:`predict_rows` answers any task)."""
         if self.protocol == "v1":
             answer = self._request("POST", f"/v1/models/{self.name}:predict", {"instances": rows})
             predictions = answer.get("predictions")

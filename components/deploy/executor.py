@@ -7,6 +7,7 @@ report (rendered by ``report.py``) and logs its progress through ``logging``.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import tempfile
@@ -67,8 +68,9 @@ def _decimals(value: float) -> int:
     return len(text.partition(".")[2].rstrip("0"))
 
 
-def smoke_test(predict_url: str, instance: dict[str, Any]) -> float:
-    """POST one instance over the v1 protocol and return its prediction; MlengineError if it fails."""
+def smoke_test(predict_url: str, instance: dict[str, Any]) -> float | dict[str, Any]:
+    """POST one instance over the v1 protocol and return its prediction (a classifier's: ``{"label",
+    "probabilities"}``); MlengineError if it fails."""
     import requests
 
     try:
@@ -77,7 +79,15 @@ def smoke_test(predict_url: str, instance: dict[str, Any]) -> float:
         raise MlengineError(f"{predict_url}: no answer to a test prediction: {err}") from None
     if response.status_code != 200:
         raise MlengineError(f"{predict_url}: test prediction answered {response.status_code}: {response.text[:300]}")
-    prediction = float(response.json()["predictions"][0])
+    answer = response.json()["predictions"][0]
+    if isinstance(answer, dict):  # a classifier: its class and one finite probability per class
+        probabilities = answer.get("probabilities")
+        if "label" not in answer or not isinstance(probabilities, list) or not probabilities or not all(
+                isinstance(p, int | float) and math.isfinite(p) for p in probabilities):
+            raise MlengineError(f"{predict_url}: test prediction is not a class with probabilities: "
+                                f"{json.dumps(answer)[:300]}")
+        return answer
+    prediction = float(answer)
     if not math.isfinite(prediction):
         raise MlengineError(f"{predict_url}: test prediction is not a finite number: {prediction}")
     return prediction
@@ -129,7 +139,7 @@ def run(model_dir: str, *, model_uri: str, blessed: bool = True, mode: str, name
 
 def _deploy_locally(model_dir: str, *, name: str, keep_serving: bool, state_dir: str) -> tuple[str, str]:
     from mlengine.components.deploy.local import deploy_local, stop_local
-    from mlengine.components.deploy.report import render_local_report
+    from mlengine.components.deploy.report import prediction_text, render_local_report
     from mlengine.components.shared.featurespec import load_spec
 
     instance = example_instance(load_spec(Path(model_dir) / SPEC_FILE))
@@ -137,7 +147,7 @@ def _deploy_locally(model_dir: str, *, name: str, keep_serving: bool, state_dir:
     logger.info("deploy: KServe ModelServer ready at %s (pid %s)", state["url"], state["pid"])
     try:
         prediction = smoke_test(state["predict_url"], instance)
-        logger.info("deploy: test prediction %.3f for %s", prediction, instance)
+        logger.info("deploy: test prediction %s for %s", prediction_text(prediction), instance)
     finally:
         if not keep_serving:
             stop_local(state_dir)

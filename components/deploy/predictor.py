@@ -14,6 +14,10 @@ Protocols (KServe's ModelServer routes both to this class):
   ``shape`` [N], ``datatype`` FP32/FP64 | INT64/INT32 | BYTES, flat ``data``) -> one output
   ``predictions`` (FP32, shape [N]).
 
+A classification model answers its class and the class probabilities instead (``outputs.py``):
+v1 ``{"predictions": [{"label": ..., "probabilities": [...]}, ...]}``, v2 the outputs ``label``
+(BYTES or INT64, [N]) and ``probabilities`` (FP32, [N, C]); the classes are in the metadata.
+
 This module imports kserve (only the serving code path imports it); TensorFlow loads in ``load()``.
 """
 
@@ -29,6 +33,7 @@ import orjson
 
 from mlengine.components.deploy.batching import MicroBatcher
 from mlengine.components.deploy.kserve_compat import kserve_argv
+from mlengine.components.deploy.outputs import ServedTask, log_outputs
 from mlengine.components.deploy.validation import DEFAULT_MAX_INSTANCES, RequestError, RequestValidator
 from mlengine.components.shared.savedmodel import OUTPUT_KEY, load_model_dir
 from mlengine.components.shared.serving_log import serving_log_from_env
@@ -107,11 +112,13 @@ class RawFeaturePredictor(kserve.Model):
         self._batcher: MicroBatcher | None = None
         self._batcher_loop = None
         self._serving_log = None
+        self._task: ServedTask | None = None
 
     # --- lifecycle ------------------------------------------------------------------------------
     def load(self) -> bool:
         self._runner = load_model_dir(self.model_dir, tf_threads=self.tf_threads)
         self._validator = RequestValidator(self._runner.spec, self.max_instances)
+        self._task = ServedTask(self._runner.spec)
         # serving inputs kept for the skew monitor when MLENGINE_SERVING_LOG_DIR is set (bounded, never raises)
         self._serving_log = serving_log_from_env()
         self.load_pending = False
@@ -120,7 +127,7 @@ class RawFeaturePredictor(kserve.Model):
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
-        state.update(_runner=None, _validator=None, _batcher=None, _batcher_loop=None, _serving_log=None,
+        state.update(_runner=None, _validator=None, _batcher=None, _batcher_loop=None, _serving_log=None, _task=None,
                      ready=False, load_pending=self.ready or self.__dict__.get("load_pending", False))
         return state
 
@@ -149,7 +156,17 @@ class RawFeaturePredictor(kserve.Model):
         return [{"name": c.name, "datatype": c.dtypes.v2[0], "shape": [-1]} for c in self._runner.spec.columns]
 
     def get_output_types(self) -> list[dict]:
-        return [{"name": OUTPUT_KEY, "datatype": "FP32", "shape": [-1]}]
+        if self._task is None:
+            return [{"name": OUTPUT_KEY, "datatype": "FP32", "shape": [-1]}]
+        return self._task.output_types()
+
+    def describe(self) -> dict[str, Any]:
+        """The task and the classes in order for the metadata answers (empty for a regression model)."""
+        return {} if self._task is None else self._task.describe()
+
+    @property
+    def classification(self) -> bool:
+        return self._task is not None and self._task.classification
 
     # --- the request path -------------------------------------------------------------------------
     async def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> _Batch:
@@ -170,14 +187,21 @@ class RawFeaturePredictor(kserve.Model):
             raise InvalidRequest(err) from None
 
     def _log_inputs(self, columns: dict[str, np.ndarray], rows: int) -> None:
-        if self._serving_log is not None:
+        # a classifier's inputs are logged with the predicted class, once it is known (_log_outputs)
+        if self._serving_log is not None and not self.classification:
             self._serving_log.log_columns(columns, rows)
+
+    def _log_outputs(self, columns: dict[str, np.ndarray], rows: int, result) -> None:
+        if self._serving_log is not None and self.classification:
+            self._serving_log.log_columns(columns, rows, predictions=log_outputs(result))
 
     def validate(self, payload: Any) -> Any:
         return payload if isinstance(payload, _Batch) else super().validate(payload)
 
     async def predict(self, payload: _Batch, headers: dict[str, str] | None = None) -> dict | InferResponse:
         predictions = await self.predict_batch(payload.columns, payload.rows)
+        if self.classification:
+            return self._classifier_answer(payload, predictions)
         request = payload.request
         if request is None:
             return {"outputs" if payload.columnar else "predictions": predictions.tolist()}
@@ -186,13 +210,26 @@ class RawFeaturePredictor(kserve.Model):
                              infer_outputs=[output], use_binary_outputs=request.use_binary_outputs,
                              requested_outputs=request.request_outputs)
 
-    async def predict_batch(self, columns: dict[str, np.ndarray], rows: int) -> np.ndarray:
-        """Predictions for validated columns: through the micro-batcher, or one call per request."""
+    def _classifier_answer(self, payload: _Batch, result: dict[str, np.ndarray]) -> dict | InferResponse:
+        self._log_outputs(payload.columns, payload.rows, result)
+        request = payload.request
+        if request is None:
+            return self._task.v1_answer(result, payload.columnar)
+        outputs = [InferOutput(name=name, shape=shape, datatype=datatype, data=array)
+                   for name, shape, datatype, array in self._task.v2_tensors(result)]
+        return InferResponse(response_id=request.id or str(uuid.uuid4()), model_name=self.name,
+                             infer_outputs=outputs, use_binary_outputs=request.use_binary_outputs,
+                             requested_outputs=request.request_outputs)
+
+    async def predict_batch(self, columns: dict[str, np.ndarray], rows: int) -> np.ndarray | dict[str, np.ndarray]:
+        """The model's result for validated columns (a classifier's: every output by name), through
+        the micro-batcher, or one call per request."""
         loop = asyncio.get_running_loop()
+        call = self._task.model_call(self._runner)
         if not self.batching:
-            return await loop.run_in_executor(None, self._runner, columns)
+            return await loop.run_in_executor(None, call, columns)
         if self._batcher is None or self._batcher_loop is not loop:
-            self._batcher = MicroBatcher(self._runner, self.max_batch_rows, self.max_wait_s,
+            self._batcher = MicroBatcher(call, self.max_batch_rows, self.max_wait_s,
                                          inline=not self.model_thread)
             self._batcher_loop = loop
         if rows > self.max_batch_rows:  # a big request alone is already a batch
@@ -219,6 +256,9 @@ class RawFeaturePredictor(kserve.Model):
             columnar = "inputs" in payload
         self._log_inputs(columns, rows)
         predictions = await self.predict_batch(columns, rows)
+        if self.classification:
+            self._log_outputs(columns, rows, predictions)
+            return self._task.v1_bytes(predictions, columnar)
         key = "outputs" if columnar else "predictions"
         return orjson.dumps({key: predictions.astype(np.float64)}, option=_NUMPY)  # the floats tolist() gives
 
@@ -252,11 +292,18 @@ class RawFeaturePredictor(kserve.Model):
                                    parameters=header.get("parameters"), infer_inputs=[],
                                    request_outputs=requested)
             wanted = request.request_outputs or []
-            if len(wanted) > 1 or any(output.name != OUTPUT_KEY for output in wanted):
+            if self.classification:
+                binary_output = self._fast_binary_choice(request, wanted)
+                if binary_output is None:
+                    return None
+            elif len(wanted) > 1 or any(output.name != OUTPUT_KEY for output in wanted):
                 return None  # kserve's handler answers (or refuses) other output lists
-            binary_output = wanted[0].binary_data if wanted else request.use_binary_outputs
+            else:
+                binary_output = wanted[0].binary_data if wanted else request.use_binary_outputs
         except Exception:  # anything kserve's request objects refuse: its own handler answers
             return None
+        if self.classification:
+            return await self._fast_v2_classifier(request, columns, rows, bool(binary_output))
         self._log_inputs(columns, rows)
         predictions = await self.predict_batch(columns, rows)
         # JSON data is written by orjson from the array below, not as one Python float per row by kserve
@@ -271,6 +318,37 @@ class RawFeaturePredictor(kserve.Model):
         for item in answer.get("outputs", ()):  # pydantic's InferenceResponse fills these in kserve's handler
             item.setdefault("parameters", None)
             item["data"] = predictions.astype(np.float64)  # the floats kserve's tolist() gives
+        answer = {"model_name": answer.get("model_name"), "model_version": answer.get("model_version"),
+                  "id": answer.get("id"), "parameters": answer.get("parameters"), "outputs": answer.get("outputs")}
+        return orjson.dumps(answer, option=_NUMPY), None
+
+    def _fast_binary_choice(self, request: InferRequest, wanted: list) -> bool | None:
+        """Whether every answered output is binary, for the outputs the bulk path answers; None
+        (kserve's handler answers or refuses) for unknown or repeated names and a binary/JSON mix."""
+        names = [output.name for output in wanted]
+        if len(set(names)) != len(names) or any(name not in self._task.output_names for name in names):
+            return None
+        choices = {bool(output.binary_data) for output in wanted} if wanted else {bool(request.use_binary_outputs)}
+        return choices.pop() if len(choices) == 1 else None
+
+    async def _fast_v2_classifier(self, request: InferRequest, columns: dict[str, np.ndarray], rows: int,
+                                  binary_output: bool) -> tuple[bytes, int | None]:
+        """A classifier's v2 answer on the bulk path: what kserve's handler writes, JSON data by orjson."""
+        result = await self.predict_batch(columns, rows)
+        self._log_outputs(columns, rows, result)
+        tensors = self._task.v2_tensors(result)
+        outputs = [InferOutput(name=name, shape=shape, datatype=datatype, data=array if binary_output else [])
+                   for name, shape, datatype, array in tensors]
+        response = InferResponse(response_id=request.id or str(uuid.uuid4()), model_name=self.name,
+                                 infer_outputs=outputs, use_binary_outputs=request.use_binary_outputs,
+                                 requested_outputs=request.request_outputs)
+        answer, json_size = response.to_rest()
+        if isinstance(answer, bytes):
+            return answer, json_size
+        arrays = {name: array for name, _, _, array in tensors}
+        for item in answer.get("outputs", ()):  # pydantic's InferenceResponse fills these in kserve's handler
+            item.setdefault("parameters", None)
+            item["data"] = self._task.v2_json_data(item["name"], arrays[item["name"]])
         answer = {"model_name": answer.get("model_name"), "model_version": answer.get("model_version"),
                   "id": answer.get("id"), "parameters": answer.get("parameters"), "outputs": answer.get("outputs")}
         return orjson.dumps(answer, option=_NUMPY), None

@@ -40,8 +40,16 @@ def render_not_blessed(name: str) -> str:
     return f"# Deployment of `{name}`\n\nThe model is not blessed (it does not beat the benchmark): not served.\n"
 
 
+def prediction_text(prediction: float | dict[str, Any]) -> str:
+    """A regression prediction to 4 decimals; a classifier's class and its probability."""
+    if isinstance(prediction, dict):
+        top = max(prediction.get("probabilities") or [0.0])
+        return f"class `{prediction.get('label')}` (probability {top:.3f})"
+    return f"{prediction:.4f}"
+
+
 def render_local_report(*, name: str, predict_url: str, url: str, pid: int, kept: bool, model_dir: str,
-                        instance: dict[str, Any], prediction: float) -> str:
+                        instance: dict[str, Any], prediction: float | dict[str, Any]) -> str:
     """The report of a local deployment: where it serves, and the test prediction."""
     status = "running" if kept else "checked, then stopped"
     return "\n".join([
@@ -53,7 +61,7 @@ def render_local_report(*, name: str, predict_url: str, url: str, pid: int, kept
         f"| server | `{url}`, pid {pid}, {status} |",
         f"| model | `{model_dir}` |",
         f"| test instance | `{json.dumps(instance)}` |",
-        f"| test prediction | {prediction:.4f} |",
+        f"| test prediction | {prediction_text(prediction)} |",
         "",
         f"Serve it again with `mlengine serve --model {model_dir} --name {name}`.",
     ])

@@ -19,6 +19,8 @@ def add_cli(subparsers) -> None:
         description="Read the serving input log (JSON Lines written by the predictor) and the ingest statistics, "
                     "compare per column (mean shift, variance ratio, PSI, Jensen-Shannon distance, out-of-range "
                     "share) and write drift.json, drift_report.md, drift_report.html and metrics.json to OUT. "
+                    "For a classification model the predicted classes the log holds are compared with the "
+                    "training label's class counts too (PSI, Jensen-Shannon distance). "
                     "Prints one JSON summary line.")
     monitor.add_argument("--statistics", required=True,
                          help="ingest statistics folder (statistics.json + feature_spec.yaml) or the JSON file")

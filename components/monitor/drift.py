@@ -322,3 +322,73 @@ def json_safe(value: Any) -> Any:
     if isinstance(value, np.integer):
         return int(value)
     return value
+
+
+# --- predicted classes against the training labels -----------------------------------------------------
+def _class_key(value: Any) -> str:
+    """A class as the key both sides agree on (JSON object keys are strings: ``1`` and ``"1"`` match)."""
+    return str(value)
+
+
+def compare_classes(train_counts: Mapping[Any, int] | None, serving_counts: Mapping[Any, int],
+                    classes: list[Any], thresholds: Mapping[str, Any], alpha: float) -> dict[str, Any]:
+    """The predicted classes of the serving log against the training label's class counts.
+
+    Both are ``{class: count}``; classes outside the vocabulary go to an "(other)" bucket. PSI and
+    the Jensen-Shannon distance over the class shares, with the same noise-aware limits as a
+    categorical column (``psi`` and ``js_distance`` thresholds, ``min_rows`` serving rows).
+    """
+    keys = [_class_key(c) for c in classes]
+    serving = {key: 0 for key in keys}
+    other_serving = 0
+    for value, count in serving_counts.items():
+        if _class_key(value) in serving:
+            serving[_class_key(value)] += int(count)
+        else:
+            other_serving += int(count)
+    n_s = sum(serving.values()) + other_serving
+    entry: dict[str, Any] = {"classes": list(classes), "serving_count": n_s, "flags": []}
+    if not train_counts:
+        entry["status"] = STATUS_NO_DATA
+        return entry
+    train = {key: 0 for key in keys}
+    other_train = 0
+    for value, count in train_counts.items():
+        if _class_key(value) in train:
+            train[_class_key(value)] += int(count)
+        else:
+            other_train += int(count)
+    n_t = sum(train.values()) + other_train
+    entry["training_count"] = n_t
+    labels = [str(c) for c in classes]
+    train_list, serving_list = [train[k] for k in keys], [serving[k] for k in keys]
+    if other_train or other_serving:
+        labels.append("(other)")
+        train_list.append(other_train)
+        serving_list.append(other_serving)
+    entry["distribution"] = {"kind": "classes", "labels": labels, "train_counts": train_list,
+                             "serving_counts": serving_list, "train_rows": n_t}
+    entry["train_shares"] = (_normalise(np.asarray(train_list, np.float64))).tolist()
+    entry["serving_shares"] = (_normalise(np.asarray(serving_list, np.float64))).tolist()
+    if n_t == 0:
+        entry["status"] = STATUS_NO_DATA
+        return entry
+    if n_s < thresholds["min_rows"]:
+        entry["status"] = STATUS_NOT_ENOUGH_DATA
+        return entry
+    train_array, serving_array = np.asarray(train_list, np.float64), np.asarray(serving_list, np.float64)
+    entry["psi"] = population_stability_index(train_array, serving_array)
+    entry["js_distance"] = jensen_shannon_distance(train_array, serving_array)
+    dof = max(int(np.count_nonzero((train_array > 0) | (serving_array > 0))) - 1, 1)
+    n_eff = 1.0 / (1.0 / n_s + 1.0 / n_t)
+    psi_bias, psi_noise = dof / n_eff, chi2_quantile(1.0 - alpha, dof) / n_eff
+    entry["psi_bias"] = psi_bias
+    if thresholds["psi"] is not None:
+        entry["psi_limit"] = max(thresholds["psi"] + psi_bias, psi_noise)
+    if thresholds["js_distance"] is not None:
+        to_js = 8 * math.log(2)
+        entry["js_distance_limit"] = max(math.sqrt(thresholds["js_distance"] ** 2 + psi_bias / to_js),
+                                         math.sqrt(psi_noise / to_js))
+    entry["flags"] = _flags(entry)
+    entry["status"] = STATUS_DRIFT if entry["flags"] else STATUS_OK
+    return entry

@@ -33,12 +33,18 @@ sampling noise of ``n`` serving rows, so a few hundred rows do not raise false a
 
 Fewer than ``min_rows`` serving rows give the status ``not_enough_data``, never a drift alarm.
 
+For a classification model, the classes it predicted (the serving log's ``prediction.label``)
+are compared with the training label's class counts (:func:`training_class_counts`) by PSI and
+Jensen-Shannon distance over the class shares, with the limits of a categorical column; a flag
+there is drift too (``predictions`` in drift.json, a bar chart in the HTML report).
+
 The statistics themselves (quantiles, PSI, JS distance, bins, one column's comparison) are in
 ``drift.py``; this module loads the inputs, applies them to every column and writes the reports.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -55,6 +61,7 @@ from mlengine.components.monitor.drift import (
     STATUS_NO_DATA,
     STATUS_NOT_ENOUGH_DATA,
     STATUS_OK,
+    compare_classes,
     compare_column,
     json_safe,
 )
@@ -165,8 +172,55 @@ def _training_scope(train_stats: Mapping[str, Any]) -> tuple[str, Mapping[str, A
     raise DataError("training statistics have no rows (no non-empty 'train' or 'all' section)")
 
 
+def _counts(value: Any) -> dict[Any, int] | None:
+    """``{class: count}`` from a mapping or a ``[{"value", "count"}, ...]`` list, else None."""
+    if isinstance(value, Mapping) and value and all(isinstance(c, int | float) for c in value.values()):
+        return {key: int(count) for key, count in value.items()}
+    if isinstance(value, list) and value and all(isinstance(i, Mapping) and "value" in i and "count" in i
+                                                 for i in value):
+        return {item["value"]: int(item["count"]) for item in value}
+    return None
+
+
+def training_class_counts(train_stats: Mapping[str, Any], spec: FeatureSpec) -> dict[Any, int] | None:
+    """The label's class counts in the training statistics, or None where they are not there.
+
+    Read, first found: ``class_counts`` of the top-level ``label`` entry (when it is an object),
+    of the scope's ``label`` entry, or of the label column's entry; else the label column's
+    ``top_values`` (complete for a vocabulary of at most 20 classes); else, for an int label, its
+    histogram when every bin holds one integer and no row fell outside it (the statistics'
+    sample: the shares are right, the count is the sample's).
+    """
+    try:
+        _, scope = _training_scope(train_stats)
+    except DataError:
+        scope = {}
+    column = (scope.get("columns") or {}).get(spec.label.name) or {}
+    for holder in (train_stats.get("label"), scope.get("label"), column):
+        if isinstance(holder, Mapping):
+            found = _counts(holder.get("class_counts"))
+            if found:
+                return found
+    found = _counts(column.get("top_values"))
+    return found if found else _integer_histogram_counts(column.get("histogram"))
+
+
+def _integer_histogram_counts(histogram: Any) -> dict[Any, int] | None:
+    """``{integer: count}`` of an integer histogram whose bins are one integer wide, else None."""
+    if not isinstance(histogram, Mapping) or not histogram.get("integer"):
+        return None
+    edges, counts = histogram.get("edges") or [], histogram.get("counts") or []
+    if len(edges) != len(counts) + 1 or histogram.get("underflow") or histogram.get("overflow"):
+        return None
+    if any(abs(b - a - 1.0) > 1e-9 for a, b in itertools.pairwise(edges)):
+        return None
+    found = {round(edge + 0.5): int(count) for edge, count in zip(edges, counts, strict=False) if count}
+    return found or None
+
+
 def compare(train_stats: Mapping[str, Any], serving_columns: Mapping[str, np.ndarray], spec: FeatureSpec,
-            thresholds: Mapping[str, Any] | str | None = None) -> dict[str, Any]:
+            thresholds: Mapping[str, Any] | str | None = None,
+            predicted_classes: Mapping[Any, int] | None = None) -> dict[str, Any]:
     """Compare serving columns with the training statistics; returns the drift result (JSON-safe).
 
     ``train_stats`` is a whole statistics.json document (its ``train`` scope is used) or one
@@ -174,12 +228,15 @@ def compare(train_stats: Mapping[str, Any], serving_columns: Mapping[str, np.nda
     Result keys: status (ok | drift | not_enough_data), drift_detected, message, serving_rows,
     training_rows, training_scope, thresholds, columns_drifted, max_psi, max_mean_shift,
     columns (per column: counts, moments, mean_shift, variance_ratio, psi, js_distance,
-    out_of_range_fraction, their limits, flags, status, distribution).
+    out_of_range_fraction, their limits, flags, status, distribution); for a classification
+    spec also ``predictions``: ``predicted_classes`` (``{class: count}`` of the served
+    predictions) against the training label's class counts (:func:`compare_classes`).
     """
     limits = parse_thresholds(thresholds) if not isinstance(thresholds, Mapping) else \
         parse_thresholds(dict(thresholds))
     scope_name, scope = _training_scope(train_stats)
-    alpha = limits["significance"] / (CHECKS_PER_COLUMN * len(spec.columns))
+    checks = CHECKS_PER_COLUMN * len(spec.columns) + (1 if spec.is_classification else 0)
+    alpha = limits["significance"] / checks
     lengths = {len(np.asarray(serving_columns[c.name])) for c in spec.columns if c.name in serving_columns}
     if len(lengths) > 1:
         raise ValueError(f"serving columns have different lengths: {sorted(lengths)}")
@@ -193,16 +250,25 @@ def compare(train_stats: Mapping[str, Any], serving_columns: Mapping[str, np.nda
     drifted = [name for name, entry in columns.items() if entry["status"] == STATUS_DRIFT]
     psis = [entry["psi"] for entry in columns.values() if entry.get("psi") is not None]
     shifts = [entry["mean_shift"] for entry in columns.values() if entry.get("mean_shift") is not None]
+    classes = None
+    if spec.is_classification:
+        classes = compare_classes(training_class_counts(train_stats, spec), predicted_classes or {},
+                                  list(spec.classes), limits, alpha)
+    classes_drifted = classes is not None and classes["status"] == STATUS_DRIFT
     if serving_rows < limits["min_rows"]:
         status = STATUS_NOT_ENOUGH_DATA
         message = (f"not enough serving data: {serving_rows} rows, at least {limits['min_rows']} needed "
                    "for a drift verdict")
-    elif drifted:
+    elif drifted or classes_drifted:
         status = STATUS_DRIFT
-        message = f"drift in {len(drifted)} of {len(columns)} columns: {', '.join(drifted)}"
+        parts = [f"drift in {len(drifted)} of {len(columns)} columns: {', '.join(drifted)}"] if drifted else []
+        if classes_drifted:
+            parts.append(f"predicted classes differ from the training labels (PSI {classes['psi']:.3g})")
+        message = "; ".join(parts)
     else:
         status = STATUS_OK
         message = f"no drift in {len(columns)} columns over {serving_rows} serving rows"
+    extra = {} if classes is None else {"predictions": classes}
     return json_safe({
         "status": status,
         "drift_detected": status == STATUS_DRIFT,
@@ -215,6 +281,7 @@ def compare(train_stats: Mapping[str, Any], serving_columns: Mapping[str, np.nda
         "max_psi": max(psis) if psis else None,
         "max_mean_shift": max(shifts) if shifts else None,
         "columns": columns,
+        **extra,
     })
 
 
@@ -227,7 +294,28 @@ def metrics_summary(result: Mapping[str, Any]) -> dict[str, float | int]:
         "max_psi": float(result["max_psi"]) if result.get("max_psi") is not None else 0.0,
         "max_mean_shift": float(result["max_mean_shift"]) if result.get("max_mean_shift") is not None else 0.0,
         "serving_rows": int(result["serving_rows"]),
+        **_class_metrics(result.get("predictions")),
     }
+
+
+def _class_metrics(classes: Mapping[str, Any] | None) -> dict[str, float | int]:
+    """A classifier's predicted-class numbers for the Metrics artifact (none for regression)."""
+    if classes is None:
+        return {}
+    return {"predicted_classes_drift": int(classes["status"] == STATUS_DRIFT),
+            "predicted_classes_psi": float(classes.get("psi") or 0.0)}
+
+
+def serving_class_counts(predictions: list[Mapping[str, Any] | None]) -> dict[Any, int]:
+    """``{class: count}`` of the serving log's predicted classes (lines with a ``prediction.label``)."""
+    from collections import Counter
+
+    counts: Counter = Counter()
+    for prediction in predictions:
+        if prediction is not None and isinstance(prediction.get("label"), str | int) and \
+                not isinstance(prediction.get("label"), bool):
+            counts[prediction["label"]] += 1
+    return dict(counts)
 
 
 # --- the whole job --------------------------------------------------------------------------------
@@ -292,7 +380,8 @@ def run(statistics: str | Path, serving_log: str | Path, out: str | Path, *,
     served = read_serving_log(serving_log, spec, limit=limit)
     log.info("monitor: %s serving rows from %d file(s) (%s malformed, %s incomplete lines skipped)",
              f"{served.rows:,}", len(served.files), f"{served.malformed:,}", f"{served.incomplete:,}")
-    result = compare(doc, served.columns, spec, limits)
+    predicted = serving_class_counts(served.predictions) if spec.is_classification else None
+    result = compare(doc, served.columns, spec, limits, predicted_classes=predicted)
     result["serving_log"] = json_safe(served.summary())
     result["statistics"] = str(stats_file)
     out_dir = Path(out)

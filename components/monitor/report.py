@@ -19,6 +19,7 @@ from mlengine.components.shared.reports import (
 
 TABLE_HEADERS = ("column", "status", "flags", "serving n", "train mean", "serving mean", "mean shift (std)",
                  "variance ratio", "PSI", "JS distance", "out of range")
+CLASS_HEADERS = ("class", "training share", "serving share")
 MAX_PLOT_LABELS = 30
 
 
@@ -79,10 +80,35 @@ def _summary_lines(result: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def class_lines(classes: Mapping[str, Any]) -> list[str]:
+    """A classifier's predicted classes against the training labels: the verdict in words."""
+    status = classes["status"]
+    if status in ("no_training_data",):
+        return [f"**{status.upper()}**: the training statistics have no class counts of the label"]
+    line = f"**{status.upper()}**: {classes.get('serving_count', 0):,} predictions"
+    if classes.get("psi") is not None:
+        line += (f"; PSI {_with_limit(classes['psi'], classes.get('psi_limit'))}, JS distance "
+                 f"{_with_limit(classes['js_distance'], classes.get('js_distance_limit'))}")
+    return [line]
+
+
+def class_rows(classes: Mapping[str, Any]) -> list[list[Any]]:
+    distribution = classes.get("distribution")
+    if not distribution:
+        return []
+    return [[label, f"{100 * t:.1f}%", f"{100 * s:.1f}%"] for label, t, s in
+            zip(distribution["labels"], classes["train_shares"], classes["serving_shares"], strict=True)]
+
+
 def render_markdown(result: Mapping[str, Any]) -> str:
-    """The drift verdict, the accounting and one table row per column."""
+    """The drift verdict, the accounting and one table row per column (and per class for a classifier)."""
     lines = ["# Training/serving skew", "", *_summary_lines(result), "",
              markdown_table(TABLE_HEADERS, table_rows(result)), ""]
+    classes = result.get("predictions")
+    if classes is not None:
+        lines += ["## Predicted classes vs training labels", "", *class_lines(classes), ""]
+        if class_rows(classes):
+            lines += [markdown_table(CLASS_HEADERS, class_rows(classes)), ""]
     return "\n".join(lines)
 
 
@@ -120,6 +146,15 @@ def render_html(result: Mapping[str, Any]) -> str:
     summary = "".join(f"<p>{html.escape(line.lstrip('- ').replace('**', ''))}</p>"
                       for line in _summary_lines(result) if line)
     parts = [summary, html_table(TABLE_HEADERS, table_rows(result))]
+    classes = result.get("predictions")
+    if classes is not None:
+        parts.append("<h2>Predicted classes vs training labels</h2>" + "".join(
+            f"<p>{html.escape(line.replace('**', ''))}</p>" for line in class_lines(classes)))
+        if class_rows(classes):
+            parts.append(html_table(CLASS_HEADERS, class_rows(classes)))
+        png = _plot("predicted class", classes)
+        if png is not None:
+            parts.append(html_image(png, "predicted classes: training labels vs serving predictions"))
     for name, entry in result["columns"].items():
         png = _plot(name, entry)
         if png is not None:

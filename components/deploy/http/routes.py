@@ -16,13 +16,31 @@ from mlengine.components.deploy.kserve_compat import kserve_argv
 
 with kserve_argv():
     from fastapi.requests import Request
-    from fastapi.responses import Response
+    from fastapi.responses import ORJSONResponse, Response
     from fastapi.routing import APIRoute
     from kserve.errors import InvalidInput, ModelNotFound
     from kserve.protocol.infer_type import InferRequest
     from kserve.protocol.model_repository_extension import ModelRepositoryExtension
+    from kserve.protocol.rest.v1_endpoints import V1Endpoints
     from kserve.protocol.rest.v2_datamodels import InferenceRequest
     from kserve.protocol.rest.v2_endpoints import V2Endpoints
+
+
+def _described(dataplane, model_name: str) -> dict[str, Any]:
+    """The served model's task and classes (``describe()``), empty for a regression model."""
+    model = dataplane.model_registry.get_model(model_name)
+    describe = getattr(model, "describe", None)
+    return describe() if callable(describe) else {}
+
+
+class DescribedV1Endpoints(V1Endpoints):
+    """kserve's v1 handlers where ``GET /v1/models/<name>`` also names a classifier's task and classes."""
+
+    async def model_ready(self, model_name: str):
+        answer = await super().model_ready(model_name)
+        described = _described(self.dataplane, model_name)
+        # a Response: the route's response model (kserve's annotation) allows str and bool values only
+        return ORJSONResponse({**answer, **described}) if described else answer
 
 
 class VersionedV2Endpoints(V2Endpoints):
@@ -45,6 +63,9 @@ class VersionedV2Endpoints(V2Endpoints):
         self._check_version(model_name, model_version)
         answer = await super().model_metadata(model_name)
         answer.versions = [MODEL_VERSION]
+        described = _described(self.dataplane, model_name)
+        if described:  # the v2 metadata has no field for it: "parameters", as in its inference answers
+            return ORJSONResponse({**answer.model_dump(), "parameters": described})
         return answer
 
     async def model_ready(self, model_name: str, model_version: str | None = None):
@@ -93,8 +114,9 @@ class GuardedModelRepositoryExtension(ModelRepositoryExtension):
 
 
 def register_routes(app, routes: list[APIRoute], v2: VersionedV2Endpoints | None,
-                     enable_model_repository: bool) -> None:
-    """Register kserve's routes without the repository extension (unless asked) or ``:explain``; version v2."""
+                     enable_model_repository: bool, v1: DescribedV1Endpoints | None = None) -> None:
+    """Register kserve's routes without the repository extension (unless asked) or ``:explain``; version v2;
+    ``v1`` answers ``GET /v1/models/<name>``."""
     for route in routes:
         if route.path.startswith(REPOSITORY_PREFIX) and not enable_model_repository:
             continue  # 404 like any unknown route
@@ -105,5 +127,8 @@ def register_routes(app, routes: list[APIRoute], v2: VersionedV2Endpoints | None
             name = getattr(endpoint, "__name__", "")
             if isinstance(getattr(endpoint, "__self__", None), V2Endpoints) and name in REPLACED_V2_HANDLERS:
                 endpoint = getattr(v2, name)
+        if v1 is not None and isinstance(getattr(endpoint, "__self__", None), V1Endpoints) and \
+                getattr(endpoint, "__name__", "") == "model_ready":
+            endpoint = v1.model_ready
         app.add_api_route(route.path, endpoint, methods=sorted(route.methods), response_model=route.response_model,
                           tags=route.tags, include_in_schema=route.include_in_schema, name=route.name)

@@ -49,6 +49,7 @@ from mlengine.components.deploy.http.middleware import (
 )
 from mlengine.components.deploy.http.protocol import GuardedHttpToolsProtocol
 from mlengine.components.deploy.http.routes import (
+    DescribedV1Endpoints,
     GuardedModelRepositoryExtension,
     VersionedV2Endpoints,
     register_routes,
@@ -114,7 +115,8 @@ class MlengineRESTServer(RESTServer):
     def _register_endpoints(self, app) -> None:
         v2 = VersionedV2Endpoints(self.dataplane, self.model_repository_extension,
                                   repository_enabled=self.enable_model_repository) if self.hardened else None
-        register_routes(app, kserve_routes(self), v2, self.enable_model_repository)
+        v1 = DescribedV1Endpoints(self.dataplane, self.model_repository_extension) if self.hardened else None
+        register_routes(app, kserve_routes(self), v2, self.enable_model_repository, v1)
 
     def create_application(self) -> None:
         load_pending_models(self.dataplane.model_registry)

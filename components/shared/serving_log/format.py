@@ -4,6 +4,11 @@ One JSON object per line, one line per logged instance::
 
     {"ts": 1718000000.123, "instance": {"pickup_longitude": -73.98, ...}}
 
+A classifier's lines also carry what it predicted (the class and its probability), so the monitor
+can compare the predicted classes with the training labels; regression lines stay as above::
+
+    {"ts": 1718000000.123, "instance": {...}, "prediction": {"label": "setosa", "probability": 0.97}}
+
 in files (or objects) named ``serving-<start ns>-<pid>-<seq>.jsonl`` (``.jsonl.gz`` is read
 too), so names sort oldest first and concurrent writers never share a file.
 """
@@ -62,17 +67,30 @@ def _encoder():
     return lambda instance: encode(instance).encode("ascii")
 
 
-def encode_lines(instances: Sequence[Mapping[str, Any]], ts: float) -> list[bytes]:
-    """One record line (newline-terminated bytes) per instance, all stamped ``ts`` (seconds, ms precision)."""
+def encode_lines(instances: Sequence[Mapping[str, Any]], ts: float,
+                 predictions: Sequence[Mapping[str, Any]] | None = None) -> list[bytes]:
+    """One record line (newline-terminated bytes) per instance, all stamped ``ts`` (seconds, ms precision);
+    with ``predictions`` (one object per instance) each line also carries its ``prediction``."""
     prefix = f'{{"ts":{round(ts, 3)},"instance":'.encode("ascii")
     dumps = _encoder()
-    return [prefix + dumps(instance) + b"}\n" for instance in instances]
+    if predictions is None:
+        return [prefix + dumps(instance) + b"}\n" for instance in instances]
+    return [prefix + dumps(instance) + b',"prediction":' + dumps(prediction) + b"}\n"
+            for instance, prediction in zip(instances, predictions, strict=True)]
 
 
 def decode_record(raw: bytes) -> tuple[dict[str, Any], float | None]:
     """(instance, ts or None) of one line; ValueError (JSON or layout) says why not."""
+    instance, ts, _ = decode_record_with_prediction(raw)
+    return instance, ts
+
+
+def decode_record_with_prediction(raw: bytes) -> tuple[dict[str, Any], float | None, dict[str, Any] | None]:
+    """(instance, ts or None, prediction object or None) of one line; ValueError says why not."""
     record = _orjson.loads(raw) if _orjson is not None else json.loads(raw)
     if not isinstance(record, dict) or not isinstance(record.get("instance"), dict):
         raise ValueError("no 'instance' object")
     ts = record.get("ts")
-    return record["instance"], float(ts) if isinstance(ts, int | float) and not isinstance(ts, bool) else None
+    prediction = record.get("prediction")
+    return (record["instance"], float(ts) if isinstance(ts, int | float) and not isinstance(ts, bool) else None,
+            prediction if isinstance(prediction, dict) else None)

@@ -17,7 +17,12 @@ from typing import Any
 import numpy as np
 
 from mlengine.components.shared.featurespec import DTYPES
-from mlengine.components.shared.serving_log.format import LOG_FILE_SUFFIXES, S3_PREFIX, decode_record, s3_prefix
+from mlengine.components.shared.serving_log.format import (
+    LOG_FILE_SUFFIXES,
+    S3_PREFIX,
+    decode_record_with_prediction,
+    s3_prefix,
+)
 from mlengine.components.shared.staging import is_remote, normalize_uri
 from mlengine.errors import DataError
 
@@ -28,6 +33,8 @@ class ServingLogData:
 
     columns: dict[str, np.ndarray]
     rows: int = 0
+    # per row, the line's "prediction" object (a classifier's class and probability), None without one
+    predictions: list[dict[str, Any] | None] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     lines: int = 0  # non-blank lines looked at (rows + malformed + incomplete)
     malformed: int = 0
@@ -38,7 +45,8 @@ class ServingLogData:
     last_ts: float | None = None
 
     def summary(self) -> dict[str, Any]:
-        out = {key: value for key, value in self.__dict__.items() if key != "columns"}
+        out = {key: value for key, value in self.__dict__.items() if key not in ("columns", "predictions")}
+        out["rows_with_prediction"] = sum(prediction is not None for prediction in self.predictions)
         out["files"] = len(self.files)
         return out
 
@@ -98,8 +106,8 @@ def _typed_value(kind: str, value: Any) -> Any:
 
 
 def _parse_line(raw: bytes, kinds: list[tuple[str, str]]) -> tuple:
-    """One log line as (typed value per spec column..., ts or None); ValueError says why not."""
-    instance, ts = decode_record(raw)
+    """One log line as (typed value per spec column..., prediction or None, ts or None); ValueError says why not."""
+    instance, ts, prediction = decode_record_with_prediction(raw)
     row = []
     for name, kind in kinds:
         if name not in instance:
@@ -108,6 +116,7 @@ def _parse_line(raw: bytes, kinds: list[tuple[str, str]]) -> tuple:
             row.append(_typed_value(kind, instance[name]))
         except ValueError as err:
             raise ValueError(f"column {name!r}: {err}") from None
+    row.append(prediction)
     row.append(ts)
     return tuple(row)
 
@@ -164,6 +173,7 @@ def read_serving_log(path: str | os.PathLike, spec, limit: int | None = None) ->
         ordered = ordered[-limit:]
     data.rows = len(ordered)
     data.reasons = dict(reasons.most_common())
+    data.predictions = [row[-2] for row in ordered]
     timestamps = [row[-1] for row in ordered if row[-1] is not None]
     if timestamps:
         data.first_ts, data.last_ts = min(timestamps), max(timestamps)

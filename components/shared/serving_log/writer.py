@@ -132,11 +132,13 @@ class ServingInputLog:
             self._record_error(err)
             return 0
 
-    def log_columns(self, columns: Mapping[str, Any], rows: int | None = None) -> int:
+    def log_columns(self, columns: Mapping[str, Any], rows: int | None = None,
+                    predictions: Mapping[str, Sequence[Any]] | None = None) -> int:
         """Log validated columns (name -> 1-D array, all of length ``rows``); returns rows written.
 
         This is what the predictor has after validation for both v1 and v2 requests.
-        Never raises.
+        ``predictions`` (name -> one value per row, e.g. a classifier's ``label`` and
+        ``probability``) is kept on each line as its ``prediction`` object. Never raises.
         """
         try:
             if rows is None:
@@ -151,7 +153,12 @@ class ServingInputLog:
                 as_lists[name] = (array if everything else array[keep]).tolist()
             names = list(as_lists)
             instances = [dict(zip(names, row, strict=True)) for row in zip(*as_lists.values(), strict=True)]
-            return self._write_instances(instances, rows)
+            per_row = None
+            if predictions is not None:
+                kept = {name: (list(values) if everything else [values[i] for i in keep])
+                        for name, values in predictions.items()}
+                per_row = [dict(zip(kept, row, strict=True)) for row in zip(*kept.values(), strict=True)]
+            return self._write_instances(instances, rows, per_row)
         except Exception as err:
             self._record_error(err)
             return 0
@@ -162,8 +169,9 @@ class ServingInputLog:
         draw = self._rng.random  # a C call: atomic under the GIL, no lock needed
         return [i for i in range(rows) if draw() < self.sample_rate]
 
-    def _write_instances(self, instances: Sequence[Mapping[str, Any]], rows_seen: int) -> int:
-        lines = encode_lines(instances, time.time())
+    def _write_instances(self, instances: Sequence[Mapping[str, Any]], rows_seen: int,
+                         predictions: Sequence[Mapping[str, Any]] | None = None) -> int:
+        lines = encode_lines(instances, time.time(), predictions)
         if os.getpid() != self._pid:  # forked without pickling: never share the parent's file or lock
             self._init_runtime()
         with self._lock:
