@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     from bench.tables import write_section
 
     write_section("ingest_memory", "\n".join([
-        "## Ingest memory: peak RSS flat in input size (issue 13)",
+        "## Ingest memory: peak RSS flat in input size",
         "",
         f"{small['rows_read']:,} vs {large['rows_read']:,} rows ({args.dirty_fraction:g} of them dirty in both), "
         f"chunks of {chunk_rows:,}, each in a fresh process, load average at the end "

@@ -233,7 +233,7 @@ def table(report: dict) -> str:
 
 def write_readme(text: str) -> None:
     """Replace this benchmark's section of bench/README.md (other sections are left as they are)."""
-    write_section("preprocessing", f"## Preprocessing (issue 13)\n\n{text}\n")
+    write_section("preprocessing", f"## Preprocessing\n\n{text}\n")
 
 
 def main(argv: list[str] | None = None) -> int:

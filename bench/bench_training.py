@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
 
     load = __import__("os").getloadavg()[0]
     write_section("training", "\n".join([
-        "## Training: our trainer vs raw Keras `fit` (issue 13)",
+        "## Training: our trainer vs raw Keras `fit`",
         "",
         f"{args.rows:,} rows, {args.epochs} epoch(s), batch {args.batch_size}, hidden {hidden}, "
         f"{results['cpu_count']} cores (load average at the end {load:.2f}); `python -m bench.bench_training`:",

@@ -1,4 +1,4 @@
-"""Issue 12: the README's own-data walk-through, run top to bottom as a user would.
+"""The README's own-data walk-through, run top to bottom as a user would.
 
 The commands are read from the README's code block and run in order, with a small CSV of our own
 (semicolon-delimited, with an identifier column) in place of ``data/houses.csv``: the spec is
