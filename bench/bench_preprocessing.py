@@ -95,7 +95,7 @@ def tft_side_by_side(tft_rows: int, repeats: int, nbuckets: int, work: Path) -> 
         _log(f"bench: tensorflow-transform side by side {repeat + 1}/{repeats} ({tft_rows:,} rows)")
         started = time.perf_counter()
         run_ingest(str(csv_path), spec, *_outputs(work / "tft-local"))
-        analyze(str(work / "tft-local" / "train"), spec, nbuckets, progress=False)
+        analyze(str(work / "tft-local" / "train"), spec, nbuckets)
         ours.append(time.perf_counter() - started)
         info = run_tft(csv_path, nbuckets)
         if "error" in info:

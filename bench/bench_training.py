@@ -40,7 +40,7 @@ def prepare(workdir: Path, rows: int, nbuckets: int) -> dict[str, str]:
 
     spec = load_spec(None)
     splits = write_splits(generate_columns(rows, seed=11), spec, workdir / "data", train_parts=4)
-    state = analyze(str(splits["train"]), spec, nbuckets, progress=False)
+    state = analyze(str(splits["train"]), spec, nbuckets)
     state.save(workdir / "transform")
     return {"train_dir": str(splits["train"]), "eval_dir": str(splits["eval"]),
             "transform_dir": str(workdir / "transform")}

@@ -23,7 +23,7 @@ import pytest
 from mlengine import cli as mlengine_cli
 from mlengine.components.shared.featurespec import load_spec
 from mlengine.pipelines.local_run import SUMMARY_FILE
-from tests.components.deploy.serving_helpers import free_port, running_server
+from tests.helpers import free_port, running_server
 from tests.model_fixtures import house_columns
 
 pytestmark = pytest.mark.e2e
