@@ -149,7 +149,7 @@ def run(rows: int, repeats: int, nbuckets: int, work: Path) -> dict:
         seconds, _ = _timed(beam_ingest, small_path, work / "small")
         times["beam_fixed_cost"].append(seconds)
         train_dir = str(work / "local" / "train")
-        seconds, state_local = _timed(analyze, train_dir, spec, nbuckets, progress=False)
+        seconds, state_local = _timed(analyze, train_dir, spec, nbuckets)
         times["analyze_local"].append(seconds)
         seconds, state_beam = _timed(analyze_beam, train_dir, spec, nbuckets, work / "state-beam")
         times["analyze_beam"].append(seconds)

@@ -135,7 +135,9 @@ def render_readme_block(public_name: str) -> str:
     lines += ["", "## Outputs", "", "| name | type | description |", "| --- | --- | --- |"]
     returned = _one_line(doc.returns.description) if doc.returns else ""
     for name, item in (spec.outputs or {}).items():
-        text = _one_line(described.get(name)) or (returned if name == "Output" else "") or "a returned value"
+        # a ``Returns:`` section describes the single return value; NamedTuple fields have no docstring entry
+        text = (_one_line(described.get(name)) or (returned if name == "Output" else "")
+                or "returned by the component (see the description above)")
         lines.append(f"| `{name}` | {_type_name(item.type)} | {text} |")
     lines.append(END)
     return "\n".join(lines) + "\n"

@@ -31,15 +31,6 @@ def compose():
     return _load("pipelines/compose.py")
 
 
-@pytest.fixture(scope="module")
-def taxi_csv(tmp_path_factory):
-    from mlengine.synthetic import write_csv
-
-    path = tmp_path_factory.mktemp("data") / "taxi.csv"
-    write_csv(path, 1500, seed=3)
-    return path
-
-
 def test_compose_compiles_for_the_cluster_with_the_suite_and_the_user_components(compose, tmp_path):
     path = compose.compile_pipeline(tmp_path, "cluster", image_registry="registry.example.com/ml")
     assert path.name == "compose_pipeline.cluster.yaml"
@@ -64,30 +55,30 @@ def _version() -> str:
 
 
 @pytest.mark.e2e
-def test_compose_runs_under_kfp_local(compose, taxi_csv, tmp_path):
-    message = compose.run_locally(str(taxi_csv), tmp_path, epochs=1, min_rows=100)
+def test_compose_runs_under_kfp_local(compose, small_taxi_csv, tmp_path):
+    message = compose.run_locally(str(small_taxi_csv), tmp_path, epochs=1, min_rows=100)
     assert message.startswith("model trained on ") and " rows is " in message
     rows = int(message.split()[3].replace(",", ""))
-    assert 1000 < rows < 1500  # the train split of 1,500 clean rows (80%)
+    assert 2000 < rows < 3000  # the train split of 3,000 clean rows (80%)
     notes = list((tmp_path / "pipeline-root").rglob("note"))
     assert len(notes) == 1 and message in notes[0].read_text(encoding="utf-8")
 
 
 @pytest.mark.e2e
-def test_compose_stops_at_the_users_row_check(compose, taxi_csv, tmp_path):
+def test_compose_stops_at_the_users_row_check(compose, small_taxi_csv, tmp_path):
     with pytest.raises(RuntimeError, match="check-rows"):
-        compose.run_locally(str(taxi_csv), tmp_path, epochs=1, min_rows=10**6)
+        compose.run_locally(str(small_taxi_csv), tmp_path, epochs=1, min_rows=10**6)
     assert not list((tmp_path / "pipeline-root").rglob("transform_fn"))  # nothing after the check ran
 
 
 @pytest.mark.e2e
-def test_python_walk_through_runs_every_step(taxi_csv, tmp_path, capsys):
+def test_python_walk_through_runs_every_step(small_taxi_csv, tmp_path, capsys):
     walk = _load("python_api.py")
-    assert walk.main(["--out", str(tmp_path), "--data", str(taxi_csv), "--epochs", "1"]) == 0
+    assert walk.main(["--out", str(tmp_path), "--data", str(small_taxi_csv), "--epochs", "1"]) == 0
     printed = capsys.readouterr().out
     summary = json.loads(printed[printed.index("\n{\n") + 1:])  # the JSON summary printed last
-    assert summary["rows_read"] == 1500 and summary["rows_rejected"] == 0
-    assert summary["rows_predicted"] == 1500
+    assert summary["rows_read"] == 3000 and summary["rows_rejected"] == 0
+    assert summary["rows_predicted"] == 3000
     assert summary["eval_rmse"] > 0 and isinstance(summary["blessed"], bool)
     assert all((tmp_path / "data" / split).is_dir() for split in SPLITS)
     assert (Path(summary["model_dir"]) / "serving").is_dir()
