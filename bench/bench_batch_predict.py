@@ -91,7 +91,7 @@ def train_default_model(workdir: Path) -> Path:
 
     params = HyperParameters()
     splits = write_taxi_splits(workdir, rows=20_000)
-    analyze(str(splits["train"]), load_spec(None), params.nbuckets, progress=False).save(workdir / "transform")
+    analyze(str(splits["train"]), load_spec(None), params.nbuckets).save(workdir / "transform")
     train(TrainConfig(train_dir=str(splits["train"]), eval_dir=str(splits["eval"]),
                       transform_dir=str(workdir / "transform"), model_dir=str(workdir / "model"),
                       hidden_units=params.layers, learning_rate=params.learning_rate, batch_size=params.batch_size,

@@ -94,7 +94,7 @@ def table(report: dict) -> str:
               f"{t['span'] / runs[-1]['wall']:.2f}"] for name, t in last.items()]
     machine = report["machine"]
     return "\n".join([
-        "## End to end: `mlengine run` wall time, orchestration vs work (issue 13)",
+        "## End to end: `mlengine run` wall time, orchestration vs work",
         "",
         f"{report['rows']:,}-row taxi CSV, `--epochs {report['epochs']} --trials {report['trials']}`, median of "
         f"{len(runs)} run(s) (per-task rows: the last run), {machine['cpus']} cores (load "

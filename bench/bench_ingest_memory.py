@@ -73,7 +73,7 @@ def child_main(csv_path: str, out_dir: str, chunk_rows: int) -> None:
     synthetic.write_csv(out / "warmup.csv", 100, seed=1)
     run_ingest(str(out / "warmup.csv"), spec, {name: str(out / "warmup" / name) for name in SPLITS},
                str(out / "warmup"), str(out / "warmup" / "stats"), chunk_rows=chunk_rows, workers=1)
-    analyze(str(out / "warmup" / "train"), spec, nbuckets, progress=False)
+    analyze(str(out / "warmup" / "train"), spec, nbuckets)
     baseline_mb = psutil.Process().memory_info().rss / 2**20
     started = time.perf_counter()
     result = run_ingest(csv_path, spec, {name: str(out / name) for name in SPLITS}, str(out / "rejects"),
@@ -81,7 +81,7 @@ def child_main(csv_path: str, out_dir: str, chunk_rows: int) -> None:
     seconds = time.perf_counter() - started
     ingest_peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
     started = time.perf_counter()
-    state = analyze(str(out / "train"), spec, nbuckets, progress=False)  # the transform's analyze pass
+    state = analyze(str(out / "train"), spec, nbuckets)  # the transform's analyze pass
     analyze_seconds = time.perf_counter() - started
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     from bench.tables import write_section
 
     write_section("ingest_memory", "\n".join([
-        "## Ingest memory: peak RSS flat in input size (issue 13)",
+        "## Ingest memory: peak RSS flat in input size",
         "",
         f"{small['rows_read']:,} vs {large['rows_read']:,} rows ({args.dirty_fraction:g} of them dirty in both), "
         f"chunks of {chunk_rows:,}, each in a fresh process, load average at the end "

@@ -95,7 +95,7 @@ def tft_side_by_side(tft_rows: int, repeats: int, nbuckets: int, work: Path) -> 
         _log(f"bench: tensorflow-transform side by side {repeat + 1}/{repeats} ({tft_rows:,} rows)")
         started = time.perf_counter()
         run_ingest(str(csv_path), spec, *_outputs(work / "tft-local"))
-        analyze(str(work / "tft-local" / "train"), spec, nbuckets, progress=False)
+        analyze(str(work / "tft-local" / "train"), spec, nbuckets)
         ours.append(time.perf_counter() - started)
         info = run_tft(csv_path, nbuckets)
         if "error" in info:
@@ -149,7 +149,7 @@ def run(rows: int, repeats: int, nbuckets: int, work: Path) -> dict:
         seconds, _ = _timed(beam_ingest, small_path, work / "small")
         times["beam_fixed_cost"].append(seconds)
         train_dir = str(work / "local" / "train")
-        seconds, state_local = _timed(analyze, train_dir, spec, nbuckets, progress=False)
+        seconds, state_local = _timed(analyze, train_dir, spec, nbuckets)
         times["analyze_local"].append(seconds)
         seconds, state_beam = _timed(analyze_beam, train_dir, spec, nbuckets, work / "state-beam")
         times["analyze_beam"].append(seconds)
@@ -233,7 +233,7 @@ def table(report: dict) -> str:
 
 def write_readme(text: str) -> None:
     """Replace this benchmark's section of bench/README.md (other sections are left as they are)."""
-    write_section("preprocessing", f"## Preprocessing (issue 13)\n\n{text}\n")
+    write_section("preprocessing", f"## Preprocessing\n\n{text}\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     from bench.tables import markdown_table, write_section
 
     write_section("real_dataset", "\n".join([
-        "## Real dataset (diamonds): our RMSE vs HistGradientBoosting on the same splits (issue 13)",
+        "## Real dataset (diamonds): our RMSE vs HistGradientBoosting on the same splits",
         "",
         "`python -m bench.bench_real_dataset --second-run` (second run: baseline check; third: one epoch, "
         "must not be blessed):",

@@ -7,7 +7,7 @@ All on the same SavedModel and the same rows, in one run, loopback only:
     model once per request, as KServe's custom-model docs show, stock ModelServer settings,
     with 1 and 2 workers (the model is loaded in each worker: a loaded SavedModel cannot be pickled);
 (c) ``mlengine serve`` (validation + micro-batching), with 1 and 2 workers; ``mlengine:base-N`` is
-    the request path as before issue 13: bulk path off (``MLENGINE_SERVE_FAST_PATH=0``: every
+    the old request path: bulk path off (``MLENGINE_SERVE_FAST_PATH=0``: every
     request through kserve's handlers) and the model on its own thread (``--model-thread``), so
     before and after are measured in one run (its HTTP stack is today's, httptools and uvloop,
     which helps it too); ``mlengine:model-thread-N`` is today's server with a model thread (what
@@ -505,7 +505,7 @@ def serve_profiled(stats_path: str, serve_args: list[str]) -> int:
 
 
 # --- report ------------------------------------------------------------------------------------------------
-TARGETS = {"b256_rows_ratio": 0.5}  # of the in-process public-API call (issue 13)
+TARGETS = {"b256_rows_ratio": 0.5}  # of the in-process public-API call
 
 
 def median_of(runs: list):
@@ -611,7 +611,7 @@ def write_readme_section(results: dict, command: str, repeat: int = 1,
         f"generator: the {CLIENT} client on the same cores). Rows/s at batch 256 as a ratio of the "
         f"in-process call through the public SavedModel API in the same run ({ip['rows_per_s_b256']:,.0f} rows/s, "
         "one caller); one client at a time unless the column says 2; "
-        "`mlengine:base` is the request path as before issue 13: bulk path off (`MLENGINE_SERVE_FAST_PATH=0`) "
+        "`mlengine:base` is the old request path: bulk path off (`MLENGINE_SERVE_FAST_PATH=0`) "
         "and the model on its own thread (`--model-thread`), on today's HTTP stack (httptools, uvloop); "
         "`mlengine:model-thread` is today's server with a model thread.", "", *rows])
     from bench.tables import write_section
@@ -629,7 +629,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer requests (a smoke run)")
     parser.add_argument("--servers", default="plain-1,plain-2,mlengine:base-1,mlengine-1,mlengine:base-2,mlengine-2",
                         help="which servers to run, comma-separated kind-workers; kind is plain, mlengine, "
-                             "mlengine:base (the request path before issue 13: bulk path off, model thread) "
+                             "mlengine:base (the old request path: bulk path off, model thread) "
                              "or mlengine:<serve flag>")
     parser.add_argument("--profile", action="store_true",
                         help="also profile each one-worker mlengine server kind (cProfile, bulk phases)")

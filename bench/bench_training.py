@@ -40,7 +40,7 @@ def prepare(workdir: Path, rows: int, nbuckets: int) -> dict[str, str]:
 
     spec = load_spec(None)
     splits = write_splits(generate_columns(rows, seed=11), spec, workdir / "data", train_parts=4)
-    state = analyze(str(splits["train"]), spec, nbuckets, progress=False)
+    state = analyze(str(splits["train"]), spec, nbuckets)
     state.save(workdir / "transform")
     return {"train_dir": str(splits["train"]), "eval_dir": str(splits["eval"]),
             "transform_dir": str(workdir / "transform")}
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
 
     load = __import__("os").getloadavg()[0]
     write_section("training", "\n".join([
-        "## Training: our trainer vs raw Keras `fit` (issue 13)",
+        "## Training: our trainer vs raw Keras `fit`",
         "",
         f"{args.rows:,} rows, {args.epochs} epoch(s), batch {args.batch_size}, hidden {hidden}, "
         f"{results['cpu_count']} cores (load average at the end {load:.2f}); `python -m bench.bench_training`:",

@@ -152,7 +152,7 @@ def write_readme(report: dict) -> None:
                  for a in algorithms]
         rows.append([index + 1, *("-" if v is None else f"{v:.4f} ({v / report['noise_floor']:.3f})" for v in cells)])
     write_section("tuning", "\n".join([
-        "## Tuning: eval RMSE (best so far) vs trials (issue 13)",
+        "## Tuning: eval RMSE (best so far) vs trials",
         "",
         f"{report['train_rows']:,} train rows, {report['epochs']} epoch(s) per trial, noise floor "
         f"{report['noise_floor']} (in brackets: RMSE / noise floor), load average at the end "

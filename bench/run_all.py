@@ -15,7 +15,7 @@ BENCHMARKS = {
     "ingest_memory": ["bench.bench_ingest_memory"],
     # mlengine ingest beside the bare parser at 1..all cores (taskset), best of 5 interleaved rounds
     "scaling": ["bench.bench_scaling", "--readme"],
-    # issue 13: ingest vs the bare parser vs the Beam path, analyze single-process vs Beam
+    # ingest vs the bare parser vs the Beam path, analyze single-process vs Beam
     "preprocessing": ["bench.bench_preprocessing"],
     "training": ["bench.bench_training"],
     # before/after in one run (base: bulk path off, model thread), medians of 2
@@ -27,7 +27,7 @@ BENCHMARKS = {
     "tuning": ["bench.bench_tuning", "--trials", "12"],
     "batch_predict": ["bench.bench_batch_predict", "--readme"],
     "real_dataset": ["bench.bench_real_dataset", "--second-run"],
-    # issue 13: `mlengine run` wall time, orchestration overhead vs work
+    # `mlengine run` wall time, orchestration overhead vs work
     "end_to_end": ["bench.bench_end_to_end"],
 }
 

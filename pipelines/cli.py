@@ -21,8 +21,15 @@ from mlengine.constants import (
 def add_cli(subparsers) -> None:
     from mlengine.kubeflow.cli import add_registry_flag, add_target_flags
 
-    comp = subparsers.add_parser("compile", help="write the pipeline YAMLs (cluster target: the ones to upload)")
-    comp.add_argument("--out", required=True, help="folder for the YAML files")
+    comp = subparsers.add_parser("compile", help="write the pipeline YAMLs (cluster target: the ones to upload), "
+                                                 "or each component's YAML (--components)")
+    comp.add_argument("--out", help="folder for the pipeline YAML files")
+    comp.add_argument("--components", metavar="DIR",
+                      help="folder for one component YAML per component of mlengine.components, pinned to the "
+                           "versioned pipeline image (kfp.components.load_component_from_file loads each)")
+    comp.add_argument("--component-docs", action="store_true",
+                      help="rewrite each components/<name>/README.md's generated block from the component's "
+                           "docstring and signature (in a source checkout)")
     add_target_flags(comp, target=True)
     comp.set_defaults(handler=_compile)
 
@@ -119,10 +126,22 @@ def _run_params(args: argparse.Namespace) -> dict:
 
 
 def _compile(args: argparse.Namespace) -> int:
+    from mlengine.errors import MlengineError
     from mlengine.kubeflow.cli import target_from_args
+    from mlengine.pipelines import component_files
     from mlengine.pipelines.platform import compile_for
 
-    print(json.dumps(compile_for(target_from_args(args), args.out), indent=2))
+    if not (args.out or args.components or args.component_docs):
+        raise MlengineError("give --out DIR (the pipelines), --components DIR or --component-docs")
+    target = target_from_args(args)
+    written = {}
+    if args.out:
+        written.update(compile_for(target, args.out))
+    if args.components:
+        written.update(component_files.compile_components(args.components, target.registry))
+    if args.component_docs:
+        written.update({f"{name} README": path for name, path in component_files.write_readmes().items()})
+    print(json.dumps(written, indent=2))
     return 0
 
 

@@ -7,7 +7,7 @@ import warnings
 
 import pytest
 
-# tf-keras is the Keras whose distributed fit works (see DESIGN.md); quiet TF's C++ logs
+# tf-keras is the Keras whose distributed fit works (components/shared/tf.py); quiet TF's C++ logs
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

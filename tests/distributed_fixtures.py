@@ -62,7 +62,7 @@ def taxi_training_setup(workdir: Path, rows: int = 4000, nbuckets: int = 4) -> d
     from tests.model_fixtures import write_taxi_splits
 
     splits = write_taxi_splits(workdir, rows=rows)
-    state = analyze(str(splits["train"]), load_spec(None), nbuckets, progress=False)
+    state = analyze(str(splits["train"]), load_spec(None), nbuckets)
     state.save(workdir / "transform")
     return {"train_dir": str(splits["train"]), "eval_dir": str(splits["eval"]),
             "transform_dir": str(workdir / "transform"), "model_dir": str(workdir / "model")}

@@ -65,7 +65,7 @@ def train_tiny_model(workdir: Path, rows: int = 3000, epochs: int = 1, nbuckets:
 
     workdir = Path(workdir)
     splits = write_taxi_splits(workdir, rows=rows)
-    state = analyze(str(splits["train"]), load_spec(None), nbuckets, progress=False)
+    state = analyze(str(splits["train"]), load_spec(None), nbuckets)
     state.save(workdir / "transform")
     config = TrainConfig(train_dir=str(splits["train"]), eval_dir=str(splits["eval"]),
                          transform_dir=str(workdir / "transform"), model_dir=str(workdir / "model"),

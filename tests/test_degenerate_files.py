@@ -8,9 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from mlengine.components.shared.datafiles import sniff_csv_file
 from mlengine.components.shared.featurespec import load_spec
-from mlengine.errors import DataError
 
 BINARY = b"PK\x03\x04\x00\x00\xff\xfe\xc3\x28 secret\x07\x1b[31m"
 HEADER = ",".join(load_spec().column_names) + ",fare_amount\n"
@@ -61,15 +59,6 @@ def test_degenerate_file_is_one_line_exit_2(tmp_path: Path, command: str, kind: 
     assert "secret" not in stderr and "\x1b" not in stderr and "\ufffd" not in stderr
 
 
-def test_a_cut_multibyte_character_at_the_sniff_boundary_is_not_binary(tmp_path: Path) -> None:
-    from mlengine.components.shared.datafiles import SNIFF_BYTES
-
-    row = "é," * 10 + "1\n"
-    path = tmp_path / "big.csv"
-    path.write_text(HEADER + row * (SNIFF_BYTES // len(row.encode()) + 10), encoding="utf-8")
-    sniff_csv_file(path, load_spec().column_names)  # no error
-
-
 def test_unexpected_error_is_one_line_unless_debug(tmp_path: Path) -> None:
     # a folder where a file is expected makes the generator fail with an OSError that is not an MlengineError
     (tmp_path / "dir.csv").mkdir()
@@ -80,13 +69,6 @@ def test_unexpected_error_is_one_line_unless_debug(tmp_path: Path) -> None:
     assert "unexpected error" in quiet.stderr
     loud = subprocess.run([*args[:3], "--debug", *args[3:]], capture_output=True, text=True, timeout=60)
     assert "Traceback" in loud.stderr
-
-
-def test_sniff_names_the_problem_without_bytes(tmp_path: Path) -> None:
-    path = _files(tmp_path)["binary"]
-    with pytest.raises(DataError) as info:
-        sniff_csv_file(path)
-    assert str(info.value) == f"{path}: binary file (a NUL byte at byte 5), not text"
 
 
 def test_batch_predict_with_nothing_to_predict_is_an_error(tmp_path_factory, tmp_path: Path, capsys) -> None:

@@ -1,4 +1,4 @@
-"""Issue 12: building this package (wheel and editable) prints no setuptools warning."""
+"""Building this package (wheel and editable) prints no setuptools warning."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 12: the README's own-data walk-through, run top to bottom as a user would.
+"""The README's own-data walk-through, run top to bottom as a user would.
 
 The commands are read from the README's code block and run in order, with a small CSV of our own
 (semicolon-delimited, with an identifier column) in place of ``data/houses.csv``: the spec is
@@ -23,7 +23,7 @@ import pytest
 from mlengine import cli as mlengine_cli
 from mlengine.components.shared.featurespec import load_spec
 from mlengine.pipelines.local_run import SUMMARY_FILE
-from tests.components.deploy.serving_helpers import free_port, running_server
+from tests.helpers import free_port, running_server
 from tests.model_fixtures import house_columns
 
 pytestmark = pytest.mark.e2e

@@ -69,22 +69,3 @@ def sleepy_runner(params, context, report):
     time.sleep(120)
     return bowl(params)
 
-
-def write_taxi_splits(root: Path, rows: int, seed: int = 0) -> tuple[str, str]:
-    """Generated taxi rows as train/eval Parquet splits (the ingest contract); returns the two dirs."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from mlengine.constants import PARQUET_PART_PATTERN
-    from mlengine.synthetic import generate_columns
-
-    columns = generate_columns(rows, seed)
-    train_rows = int(rows * 0.8)
-    dirs = []
-    for split, part in (("train", slice(0, train_rows)), ("eval", slice(train_rows, rows))):
-        directory = Path(root) / split
-        directory.mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.table({name: values[part] for name, values in columns.items()}),
-                       directory / PARQUET_PART_PATTERN.format(index=0))
-        dirs.append(str(directory))
-    return dirs[0], dirs[1]

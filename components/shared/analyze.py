@@ -9,7 +9,7 @@ that runs inside the exported model (``components/shared/transform_state.py``).
 
 from __future__ import annotations
 
-import sys
+import logging
 from collections import Counter
 
 import numpy as np
@@ -29,11 +29,7 @@ COUNTER_LIMIT = 100_000  # distinct values counted before rare ones are pruned (
 CLIP_QUANTILES = (0.001, 0.999)
 
 
-def _emit(progress, message: str) -> None:
-    if progress is None:
-        print(message, file=sys.stderr, flush=True)
-    elif progress:
-        progress(message)
+logger = logging.getLogger(__name__)
 
 
 # --- streaming statistics -----------------------------------------------------------------------
@@ -116,9 +112,9 @@ def learned_vocabulary_names(spec: FeatureSpec) -> list[str]:
     return [n for n in spec.categorical if spec.column(n).vocabulary is None and spec.column(n).type == "string"]
 
 
-def analyze(train_dir: str, spec: FeatureSpec, nbuckets: int, *, sample_rows: int = 500_000, seed: int = 0,
-            progress=None) -> TransformState:
-    """Stream the training split once and return the transform state."""
+def analyze(train_dir: str, spec: FeatureSpec, nbuckets: int, *, sample_rows: int = 500_000,
+            seed: int = 0) -> TransformState:
+    """Stream the training split once and return the transform state (progress lines go to this module's logger)."""
     if isinstance(nbuckets, bool) or not isinstance(nbuckets, int) or nbuckets < 2:
         raise MlengineError(f"nbuckets must be an integer of at least 2, got {nbuckets!r}")
     if sample_rows < 1:
@@ -154,7 +150,7 @@ def analyze(train_dir: str, spec: FeatureSpec, nbuckets: int, *, sample_rows: in
             benchmark.update(values[spec.benchmark_feature], label)
         rows += len(label)
         if index % 16 == 15:
-            _emit(progress, f"transform: analyzed {rows:,} rows")
+            logger.info("transform: analyzed %s rows", f"{rows:,}")
     if rows == 0:
         raise DataError(f"{train_dir}: the training split has no rows")
 
@@ -168,7 +164,7 @@ def analyze(train_dir: str, spec: FeatureSpec, nbuckets: int, *, sample_rows: in
         slope, intercept = benchmark.line()
     else:
         slope, intercept = 0.0, label_moments.mean
-    _emit(progress, f"transform: analyzed {rows:,} rows from {len(files)} file(s)")
+    logger.info("transform: analyzed %s rows from %d file(s)", f"{rows:,}", len(files))
     return TransformState(
         spec=spec,
         nbuckets=nbuckets,

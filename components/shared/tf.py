@@ -1,7 +1,7 @@
 """Import TensorFlow with the Keras this project trains with (tf-keras), quietly.
 
 tf-keras is the Keras whose MultiWorkerMirroredStrategy and ParameterServerStrategy ``fit``
-work on TF 2.21 (DESIGN.md); the environment variable must be set before TensorFlow loads.
+work on TF 2.21; the environment variable must be set before TensorFlow loads.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Files are read Arrow record batch by record batch (never a whole split in memory) and cut into
 model batches with numpy, so Python runs once per batch, not once per row. Shuffling permutes
 rows inside each read chunk and then shuffles whole batches through a bounded buffer: shuffling
-single elements halves the throughput (DESIGN.md). With a ``tf.distribute.InputContext`` each
+single elements halves the throughput. With a ``tf.distribute.InputContext`` each
 input pipeline reads only its share of the files (or of the rows, when there are fewer files
 than pipelines).
 """

@@ -163,7 +163,7 @@ def guard_against_default(config, result: dict[str, Any], chosen: dict[str, Any]
     params = HyperParameters.from_dict(default["params"])
     work = Path(config.model_dir).parent / (Path(config.model_dir).name + "-default")
     state = TransformState.load(config.transform_dir)
-    analyze.analyze(config.train_dir, state.spec, params.nbuckets, progress=log.info).save(work / "transform")
+    analyze.analyze(config.train_dir, state.spec, params.nbuckets).save(work / "transform")
     default_config = replace(config, model_dir=str(work / "model"), transform_dir=str(work / "transform"),
                              hidden_units=params.layers, learning_rate=params.learning_rate,
                              batch_size=params.batch_size)

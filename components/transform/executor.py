@@ -42,7 +42,7 @@ def _backend(runner: str, train_dir: str, spec: FeatureSpec, nbuckets: int, out_
         from mlengine.components.transform.beam import analyze_beam
 
         return analyze_beam(train_dir, spec, nbuckets, out_dir, beam_options=beam_options)
-    return analyze(train_dir, spec, nbuckets, seed=seed, progress=log.info)
+    return analyze(train_dir, spec, nbuckets, seed=seed)
 
 
 def run(train_dir: str | Path, spec: FeatureSpec, nbuckets: int, out_dir: str | Path, *, seed: int = 0,

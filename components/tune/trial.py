@@ -86,7 +86,7 @@ def _run(params: dict[str, Any], *, train_dir: str, eval_dir: str, spec: dict, e
 
     hparams = HyperParameters.from_dict(params)
     feature_spec = spec_from_dict(spec, source="trial feature spec")
-    state = transform.analyze(train_dir, feature_spec, hparams.nbuckets, seed=seed, progress=_log)
+    state = transform.analyze(train_dir, feature_spec, hparams.nbuckets, seed=seed)
     state.save(transform_dir)
     config = TrainConfig(
         train_dir=train_dir, eval_dir=eval_dir, transform_dir=str(transform_dir), model_dir=str(model_dir),

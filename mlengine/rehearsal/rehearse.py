@@ -385,7 +385,7 @@ def prepare_data(workdir: Path, rows: int, seed: int = 5) -> Path:
                                              else columns[col.name][begin:end], type=types[col.type])
                           for col in spec.all_columns})
         pq.write_table(table, target / PARQUET_PART_PATTERN.format(index=0))
-    analyze(str(workdir / "train"), spec, 4, progress=False).save(workdir / "transform")
+    analyze(str(workdir / "train"), spec, 4).save(workdir / "transform")
     # the statistics artifact holds the feature spec the tuning trials read (--spec)
     import yaml
 

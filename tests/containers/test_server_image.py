@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -12,16 +11,11 @@ import time
 import pytest
 
 from mlengine.constants import IMAGE_MODEL_DIR, IMAGE_SERVER_PORT
+from tests.helpers import free_port
 
 pytestmark = pytest.mark.containers
 
 ARBITRARY_UID = 1000680000  # as OpenShift assigns: not the image's USER, group 0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _wait_ready(url: str, timeout: float, alive) -> None:
@@ -58,7 +52,7 @@ def rows(small_csv) -> list[dict]:
 
 def test_server_image_answers_like_mlengine_serve(docker_run, built_images, docker_client, rows):
     model_dir = docker_run["summary"]["model_dir"]
-    host_port, local_port = _free_port(), _free_port()
+    host_port, local_port = free_port(), free_port()
     container = docker_client.containers.run(
         built_images["server"], detach=True, user=f"{ARBITRARY_UID}:0",
         volumes={model_dir: {"bind": IMAGE_MODEL_DIR, "mode": "ro"}},

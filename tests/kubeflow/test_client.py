@@ -18,6 +18,7 @@ import yaml
 
 from mlengine.cli import main
 from mlengine.version import __version__
+from tests.helpers import free_port
 from tests.kfp_fake import FakeKfp, check_package, start
 
 MINIO_KEY = "test-access-key-3fa9c1"
@@ -339,11 +340,7 @@ def test_a_login_page_in_front_of_the_api_is_named_and_the_session_cookie_gets_t
 
 
 def test_unreachable_host_is_one_line_with_the_url_and_no_traceback(tmp_path):
-    import socket
-
-    with socket.socket() as sock:  # a port nobody listens on
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()  # nobody listens on it
     url = f"http://127.0.0.1:{port}"
     for args in (["runs", "--host", url], ["submit", "--host", url, "--param", "data_uri=s3://b/"]):
         proc = subprocess.run([sys.executable, "-m", "mlengine.cli", *args], capture_output=True, text=True,

@@ -1,4 +1,4 @@
-"""Issue 12: reports a browser opens, and which steps kfp.local's cache answered (no pipeline run)."""
+"""Reports a browser opens, and which steps kfp.local's cache answered (no pipeline run)."""
 
 from __future__ import annotations
 

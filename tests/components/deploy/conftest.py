@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.components.deploy.serving_helpers import free_port, running_server, serve_command
+from tests.helpers import free_port, running_server, serve_command
 from tests.serving_fixtures import tiny_model_dir
 
 LIVE_NAME = "taxi"

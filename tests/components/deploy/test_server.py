@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mlengine.components.shared.featurespec import load_spec
+from tests.helpers import free_port, running_server, serve_command
 from tests.serving_fixtures import in_process_predictions, sample_rows, tiny_model_dir
 
 pytestmark = pytest.mark.e2e  # a live server: not in the quick loop (-m "not e2e")
@@ -35,23 +36,13 @@ def model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(model_dir, tmp_path_factory):
-    import sys
-
-    from mlengine.components.deploy.local import start_server_process, stop_process_group, wait_until_ready
-    from mlengine.components.shared.processes import free_port
-
     port = free_port()
     log = tmp_path_factory.mktemp("serve") / "server.log"
-    command = [sys.executable, "-m", "mlengine.cli", "serve", "--model", str(model_dir), "--port", str(port),
-               "--name", NAME, "--max-instances", str(MAX_INSTANCES), "--max-body-bytes", str(MAX_BODY_BYTES)]
-    process = start_server_process(command, log)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_until_ready(url, NAME, process, log, timeout=240)
-        yield {"url": url, "log": log, "process": process}
-    finally:
-        stop_process_group(process.pid)
-    assert process.poll() is not None  # no orphan left behind
+    command = serve_command(model_dir, port, NAME, "--max-instances", str(MAX_INSTANCES),
+                            "--max-body-bytes", str(MAX_BODY_BYTES))
+    with running_server(command, log, NAME, port) as server:
+        yield server
+    assert server["process"].poll() is not None  # no orphan left behind
 
 
 @pytest.fixture(scope="module")
@@ -327,7 +318,6 @@ def test_mlengine_predict_shows_the_server_error_as_one_line_naming_the_file_lin
 
 def test_mlengine_predict_reports_an_unreachable_server(tmp_path, capsys, rows):
     from mlengine.cli import main
-    from mlengine.components.shared.processes import free_port
 
     rows_file = tmp_path / "rows.jsonl"
     rows_file.write_text(json.dumps(rows[0]) + "\n", encoding="utf-8")

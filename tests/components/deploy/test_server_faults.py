@@ -19,13 +19,8 @@ import requests
 
 from mlengine.components.shared.featurespec import load_spec
 from tests.components.deploy.faulty_server import RAISE_PASSENGERS, SECRET, SLOW_PASSENGERS
-from tests.components.deploy.serving_helpers import (
-    faulty_command,
-    free_port,
-    running_server,
-    serving_log_lines,
-    wait_for,
-)
+from tests.components.deploy.serving_helpers import faulty_command, serving_log_lines
+from tests.helpers import free_port, running_server, wait_for
 from tests.serving_fixtures import in_process_predictions, sample_rows
 
 NAME = "faulty"

@@ -20,7 +20,8 @@ import requests
 
 from mlengine.components.shared.featurespec import load_spec
 from tests.components.deploy.conftest import LIVE_LIMITS
-from tests.components.deploy.serving_helpers import HOST, raw_exchange, status_of, wait_for
+from tests.components.deploy.serving_helpers import raw_exchange, status_of
+from tests.helpers import HOST, wait_for
 from tests.serving_fixtures import sample_rows
 
 pytestmark = pytest.mark.e2e  # a live server: not in the quick loop (-m "not e2e")

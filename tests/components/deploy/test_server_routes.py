@@ -302,7 +302,7 @@ def test_the_server_image_entrypoint_gets_the_slow_client_protection(monkeypatch
     monkeypatch.setattr(sys, "argv", list(sys.argv))
     args = [a if a != "/mnt/models" else str(tmp_path) for a in entrypoint[3:]]
     args = [a if a != "0.0.0.0" else "127.0.0.1" for a in args]  # the test binds loopback only
-    from tests.components.deploy.serving_helpers import free_port
+    from tests.helpers import free_port
 
     assert main([*args, "--model_name=taxi", f"--http_port={free_port()}"]) == 0  # what the ServingRuntime appends
     (limits,) = [call["limits"] for call in calls]

@@ -18,7 +18,8 @@ import pytest
 import requests
 
 from mlengine.components.shared.featurespec import load_spec
-from tests.components.deploy.serving_helpers import HOST, free_port, running_server, serve_command, status_of
+from tests.components.deploy.serving_helpers import status_of
+from tests.helpers import HOST, free_port, running_server, serve_command
 from tests.serving_fixtures import sample_rows
 
 pytestmark = pytest.mark.e2e  # a live server under load: not in the quick loop

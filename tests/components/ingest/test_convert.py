@@ -85,7 +85,7 @@ def test_row_hash_is_stable_and_value_based():
 
 
 def test_histograms_span_the_data_not_the_declared_range():
-    # issue 12: a long-tailed fare declared as [0, 1000] put 199,911 of 200,000 rows in one bin
+    # a long-tailed fare declared as [0, 1000] put 199,911 of 200,000 rows in one bin
     rng = np.random.default_rng(0)
     fares = np.concatenate([rng.gamma(2.0, 6.0, 20_000), [950.0, 990.0]])
     entry = histogram(fares, integer=False)

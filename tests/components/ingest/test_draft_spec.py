@@ -1,4 +1,4 @@
-"""Issue 12: `mlengine spec` drafts a feature spec from a sample that loads and ingests its own data."""
+"""`mlengine spec` drafts a feature spec from a sample that loads and ingests its own data."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Issue 12: errors surface at ingest, the step that knows; delimiter hint and the ``delimiter:`` option."""
+"""Errors surface at ingest, the step that knows; delimiter hint and the ``delimiter:`` option."""
 
 from __future__ import annotations
 

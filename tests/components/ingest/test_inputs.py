@@ -73,7 +73,7 @@ def test_glob_matching_nothing(tmp_path, taxi_csv):
 
 
 def test_header_only_file_is_one_line_error_at_ingest(tmp_path):
-    # issue 12: it used to "succeed" here and fail in transform with an internal artifact path
+    # it used to "succeed" here and fail in transform with an internal artifact path
     (tmp_path / "header.csv").write_text(HEADER + "\n")
     with pytest.raises(DataError) as err:
         ingest(tmp_path / "header.csv", tmp_path / "out")

@@ -1,4 +1,4 @@
-"""Issue 12: the skew monitor compares in the precision the model saw (float32) and treats values
+"""The skew monitor compares in the precision the model saw (float32) and treats values
 equal to the training extremes as inside, so clipped data (point masses at both ends) and
 unshifted populations raise no flag, while shifted ones are still caught."""
 

@@ -5,19 +5,17 @@ compares the most recent ones with the ingest statistics: a population like the 
 passes, a shifted one (longer trips, more night rides) is flagged.
 """
 
-import sys
 
 import numpy as np
 import pytest
 import requests
 
-from mlengine.components.deploy.local import start_server_process, stop_process_group, wait_until_ready
 from mlengine.components.ingest.executor import run as run_ingest
 from mlengine.components.monitor.executor import run as run_monitor
 from mlengine.components.shared.featurespec import load_spec
-from mlengine.components.shared.processes import free_port
 from mlengine.constants import SPLITS
 from mlengine.synthetic import generate_columns, write_csv
+from tests.helpers import free_port, running_server, serve_command
 from tests.serving_fixtures import tiny_model_dir
 
 pytestmark = pytest.mark.e2e  # starts servers or processes: not in the quick loop (-m "not e2e")
@@ -40,16 +38,10 @@ def logging_server(tmp_path_factory):
     model_dir = tiny_model_dir(tmp_path_factory)
     work = tmp_path_factory.mktemp("skew-serve")
     port = free_port()
-    command = [sys.executable, "-m", "mlengine.cli", "serve", "--model", str(model_dir), "--port", str(port),
-               "--name", NAME, "--serving-log", str(work / "serving-log")]
-    process = start_server_process(command, work / "server.log")
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_until_ready(url, NAME, process, work / "server.log", timeout=240)
-        yield {"url": url, "log_dir": work / "serving-log", "work": work}
-    finally:
-        stop_process_group(process.pid)
-    assert process.poll() is not None
+    command = serve_command(model_dir, port, NAME, "--serving-log", str(work / "serving-log"))
+    with running_server(command, work / "server.log", NAME, port) as server:
+        yield {"url": server["url"], "log_dir": work / "serving-log", "work": work}
+    assert server["process"].poll() is not None
 
 
 def _in_range_instances(shift: float, seed: int) -> list[dict]:

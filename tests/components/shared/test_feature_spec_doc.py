@@ -1,4 +1,4 @@
-"""Issue 12: docs/feature-spec.md documents every key of the schema the loader validates with.
+"""Docs/feature-spec.md documents every key of the schema the loader validates with.
 
 The reference table (``## Every key``) must list exactly the schema's keys, each with the
 schema's type, required flag and default, an example that the key's own schema accepts, and a

@@ -1,4 +1,4 @@
-"""Issue 12: the JSON Schema's errors read like the hand-written checks they replaced: one line, file and field."""
+"""The JSON Schema's errors read like the hand-written checks they replaced: one line, file and field."""
 
 from __future__ import annotations
 

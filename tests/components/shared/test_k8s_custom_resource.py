@@ -12,6 +12,7 @@ from mlengine.components.shared.k8s import CustomResource, condition_status
 from mlengine.components.shared.tfjob import render_tfjob
 from mlengine.components.train.cluster import run_tfjob, tfjob_done
 from mlengine.errors import MlengineError
+from tests.helpers import free_port
 from tests.k8s_fake import FakeKubeAPI
 
 NS = "kubeflow-user"
@@ -157,13 +158,9 @@ def test_api_errors_are_one_line_mlengine_errors(fake):
 
 
 def _unreachable_api():
-    import socket
-
     from kubernetes import client
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]  # closed again: nothing listens there
+    port = free_port()  # nothing listens there
     configuration = client.Configuration(host=f"http://127.0.0.1:{port}")
     configuration.retries = 0
     return client.CustomObjectsApi(client.ApiClient(configuration))

@@ -3,19 +3,16 @@ it) uploads its own objects; every row sent is read back from the prefix (moto i
 
 from __future__ import annotations
 
-import os
-import sys
 import time
 
 import pytest
 
 from mlengine.components.deploy.client import PredictionClient
-from mlengine.components.deploy.local import start_server_process, stop_process_group, wait_until_ready
 from mlengine.components.shared import storage
 from mlengine.components.shared.featurespec import load_spec
-from mlengine.components.shared.processes import free_port
 from mlengine.components.shared.serving_log import ENV_SERVING_LOG_FLUSH_SECONDS, read_serving_log
 from mlengine.rehearsal.rehearse import sample_rows
+from tests.helpers import free_port, running_server, serve_command
 from tests.serving_fixtures import tiny_model_dir
 
 from .conftest import SECRET
@@ -30,12 +27,9 @@ def test_two_workers_log_every_row_to_the_bucket(s3_env, tmp_path_factory):
     work = tmp_path_factory.mktemp("s3-serve")
     port = free_port()
     uri = "s3://served/mlengine/serving-log/taxi/"
-    command = [sys.executable, "-m", "mlengine.cli", "serve", "--model", str(model_dir), "--port", str(port),
-               "--name", "taxi", "--workers", "2", "--serving-log", uri]
-    process = start_server_process(command, work / "server.log", env={**os.environ, ENV_SERVING_LOG_FLUSH_SECONDS: "1"})
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_until_ready(url, "taxi", process, work / "server.log", timeout=240)
+    command = serve_command(model_dir, port, "taxi", "--workers", "2", "--serving-log", uri)
+    with running_server(command, work / "server.log", "taxi", port, env={ENV_SERVING_LOG_FLUSH_SECONDS: "1"}) as server:
+        url = server["url"]
         rows = sample_rows(200, seed=3)
         for protocol, start in (("v1", 0), ("v2", 100)):
             with PredictionClient(url, protocol=protocol) as predictor:
@@ -49,6 +43,4 @@ def test_two_workers_log_every_row_to_the_bucket(s3_env, tmp_path_factory):
                 break
             time.sleep(0.5)
         assert data is not None and data.rows == 200 and data.malformed == 0
-    finally:
-        stop_process_group(process.pid)
     assert SECRET not in (work / "server.log").read_text(encoding="utf-8", errors="replace")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import socket
 
 import pytest
 
@@ -13,6 +12,7 @@ from mlengine.components.shared import storage
 from mlengine.constants import ENV_S3_ENDPOINT, ENV_S3_SECRET_KEY, SPLITS
 from mlengine.errors import DataError
 from tests.components.shared.conftest import SECRET
+from tests.helpers import free_port
 from tests.ingest_fixtures import ingest
 
 BUCKET = "mlengine-data"
@@ -98,9 +98,7 @@ def test_missing_credentials_are_named_not_printed(s3_env, monkeypatch):
 
 
 def test_connection_refused_names_the_endpoint(s3_env, monkeypatch):
-    with socket.socket() as probe:  # a port nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # nobody listens on it
     monkeypatch.setenv(ENV_S3_ENDPOINT, f"127.0.0.1:{port}")
     with pytest.raises(DataError) as info:
         storage.resolve_inputs(f"s3://{BUCKET}/taxi.csv")

@@ -19,7 +19,7 @@ from tests.model_fixtures import write_parquet_split, write_taxi_splits
 @pytest.fixture(scope="module")
 def taxi_state(tmp_path_factory):
     splits = write_taxi_splits(tmp_path_factory.mktemp("model"), rows=2000)
-    return splits, logic.analyze(str(splits["train"]), load_spec(None), 4, progress=False)
+    return splits, logic.analyze(str(splits["train"]), load_spec(None), 4)
 
 
 def _raw_batch(rows: int = 40, seed: int = 5) -> dict[str, np.ndarray]:

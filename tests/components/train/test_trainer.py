@@ -21,7 +21,7 @@ from tests.model_fixtures import house_columns, house_spec, write_splits, write_
 def taxi(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("trainer")
     splits = write_taxi_splits(workdir, rows=2000)
-    state = logic.analyze(str(splits["train"]), load_spec(None), 4, progress=False)
+    state = logic.analyze(str(splits["train"]), load_spec(None), 4)
     state.save(workdir / "transform")
     return workdir, splits
 
@@ -92,7 +92,7 @@ def test_a_strategy_trains_through_dataset_creators(taxi):
 def test_another_dataset_trains_end_to_end_without_code_change(tmp_path):
     spec = house_spec()
     splits = write_splits(house_columns(2500), spec, tmp_path / "data")
-    state = logic.analyze(str(splits["train"]), spec, 5, progress=False)
+    state = logic.analyze(str(splits["train"]), spec, 5)
     state.save(tmp_path / "transform")
     config = TrainConfig(str(splits["train"]), str(splits["eval"]), str(tmp_path / "transform"),
                          str(tmp_path / "model"), [16], 0.05, 32, 2)
@@ -148,7 +148,7 @@ def test_label_is_standardised_inside_the_model_for_a_large_unit(taxi, tmp_path)
     columns = generate_columns(2000, seed=4)
     columns["fare_amount"] = columns["fare_amount"] * 1000.0
     big = write_splits(columns, spec, tmp_path / "data")
-    logic.analyze(str(big["train"]), spec, 4, progress=False).save(tmp_path / "transform")
+    logic.analyze(str(big["train"]), spec, 4).save(tmp_path / "transform")
     config = TrainConfig(str(big["train"]), str(big["eval"]), str(tmp_path / "transform"), str(tmp_path / "model"),
                          [8], 0.02, 64, 6)
     result = train(config, progress=False)

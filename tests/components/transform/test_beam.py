@@ -41,7 +41,7 @@ def taxi(tmp_path_factory):
     spec = load_spec(None)
     columns = generate_columns(ROWS, seed=5)
     split_dir = write_parquet_split(columns, spec, tmp_path_factory.mktemp("taxi") / "train", parts=3)
-    local = local_analyze.analyze(str(split_dir), spec, 8, progress=False)
+    local = local_analyze.analyze(str(split_dir), spec, 8)
     beam = run(split_dir, spec, 8, tmp_path_factory.mktemp("state"), runner="beam").state
     return spec, columns, local, beam
 
@@ -89,7 +89,7 @@ def test_boundaries_and_clip_bounds_within_the_sketch_error(taxi):
 def test_vocabularies_exact_and_the_artifact_loads(tmp_path):
     spec = house_spec()
     split_dir = write_parquet_split(house_columns(ROWS, seed=8), spec, tmp_path / "train", parts=2)
-    local = local_analyze.analyze(str(split_dir), spec, 4, progress=False)
+    local = local_analyze.analyze(str(split_dir), spec, 4)
     beam = run(split_dir, spec, 4, tmp_path / "state", runner="beam").state
     assert beam.vocabularies == local.vocabularies
     assert beam.vocabularies["city"] and len(beam.vocabularies["city"]) == 4

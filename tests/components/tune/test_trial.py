@@ -15,7 +15,7 @@ import pytest
 from mlengine.components.tune.local import run_local_study
 from mlengine.components.tune.space_loader import space_from_dict
 from mlengine.constants import TRANSFORM_FILE
-from tests.tune_fixtures import write_taxi_splits
+from tests.model_fixtures import write_taxi_splits
 
 pytestmark = pytest.mark.e2e  # starts servers or processes: not in the quick loop (-m "not e2e")
 
@@ -25,7 +25,8 @@ REPO = Path(__file__).resolve().parents[3]
 @pytest.fixture(scope="module")
 def splits(tmp_path_factory):
     root = tmp_path_factory.mktemp("taxi")
-    return write_taxi_splits(root, rows=3000, seed=5)
+    written = write_taxi_splits(root, rows=3000, seed=5)
+    return str(written["train"]), str(written["eval"])
 
 
 def test_real_trial_retransforms_with_its_nbuckets_and_reports_each_epoch(tmp_path, splits):

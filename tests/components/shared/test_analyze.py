@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pyarrow as pa
@@ -26,9 +27,17 @@ def taxi_split(tmp_path_factory):
     return spec, columns, split_dir
 
 
+def test_analyze_logs_its_progress_through_logging(taxi_split, caplog):
+    spec, _, split_dir = taxi_split
+    with caplog.at_level(logging.INFO, logger=logic.__name__):
+        logic.analyze(str(split_dir), spec, 4)
+    assert caplog.records[-1].name == logic.__name__
+    assert caplog.records[-1].getMessage() == "transform: analyzed 5,000 rows from 3 file(s)"
+
+
 def test_analyze_matches_numpy_on_the_whole_split(taxi_split):
     spec, columns, split_dir = taxi_split
-    state = logic.analyze(str(split_dir), spec, 8, progress=False)
+    state = logic.analyze(str(split_dir), spec, 8)
     values = add_derived_np(spec, {k: np.asarray(v, np.float64) for k, v in columns.items()})
 
     assert state.rows == 5000
@@ -59,7 +68,7 @@ def test_analyze_matches_numpy_on_the_whole_split(taxi_split):
 
 def test_bounded_sample_gives_close_quantiles(taxi_split):
     spec, columns, split_dir = taxi_split
-    state = logic.analyze(str(split_dir), spec, 4, sample_rows=800, seed=5, progress=False)
+    state = logic.analyze(str(split_dir), spec, 4, sample_rows=800, seed=5)
     values = np.asarray(columns["pickup_longitude"])
     boundaries = state.boundaries["pickup_longitude"]
     # each of the 4 buckets holds about a quarter of all rows even though only 800 were sampled
@@ -68,7 +77,7 @@ def test_bounded_sample_gives_close_quantiles(taxi_split):
     # the exact boundaries are not what a sample gives
     assert boundaries != pytest.approx(list(np.quantile(values, [0.25, 0.5, 0.75])), rel=1e-9)
     # same seed, same sample
-    again = logic.analyze(str(split_dir), spec, 4, sample_rows=800, seed=5, progress=False)
+    again = logic.analyze(str(split_dir), spec, 4, sample_rows=800, seed=5)
     assert again.boundaries == state.boundaries
 
 
@@ -89,17 +98,17 @@ def test_equal_quantiles_are_deduplicated_and_nbuckets_checked(tmp_path):
     columns = house_columns(400)
     columns["sqft"] = np.where(np.arange(400) < 300, 1000.0, columns["sqft"])  # 75% the same value
     split_dir = write_parquet_split(columns, spec, tmp_path / "train")
-    state = logic.analyze(str(split_dir), spec, 10, progress=False)
+    state = logic.analyze(str(split_dir), spec, 10)
     edges = state.boundaries["sqft"]
     assert edges == sorted(set(edges)) and len(edges) < 9
     with pytest.raises(MlengineError, match="nbuckets"):
-        logic.analyze(str(split_dir), spec, 1, progress=False)
+        logic.analyze(str(split_dir), spec, 1)
 
 
 def test_vocabulary_is_learned_for_string_columns_only(tmp_path):
     spec = house_spec()
     split_dir = write_parquet_split(house_columns(2000), spec, tmp_path / "train")
-    state = logic.analyze(str(split_dir), spec, 4, progress=False)
+    state = logic.analyze(str(split_dir), spec, 4)
     # most frequent first: the generator draws cities with probabilities .4/.3/.2/.1
     assert state.vocabularies == {"city": ["springfield", "shelbyville", "ogdenville", "north haverbrook"]}
 
@@ -107,22 +116,22 @@ def test_vocabulary_is_learned_for_string_columns_only(tmp_path):
 def test_analyze_errors_name_the_file_and_column(tmp_path):
     spec = house_spec()
     with pytest.raises(DataError, match="no Parquet files"):
-        logic.analyze(str(tmp_path), spec, 4, progress=False)
+        logic.analyze(str(tmp_path), spec, 4)
     split_dir = tmp_path / "train"
     split_dir.mkdir()
     pq.write_table(pa.table({"sqft": [1.0, 2.0]}), split_dir / "part-00000.parquet")
     with pytest.raises(DataError, match=r"part-00000\.parquet: column 'rooms' is missing"):
-        logic.analyze(str(split_dir), spec, 4, progress=False)
+        logic.analyze(str(split_dir), spec, 4)
     columns = house_columns(10)
     table = pa.table({**{k: v.tolist() for k, v in columns.items()}, "price": [None, *columns["price"][1:].tolist()]})
     pq.write_table(table, split_dir / "part-00000.parquet")
     with pytest.raises(DataError, match="'price' has 1 missing values"):
-        logic.analyze(str(split_dir), spec, 4, progress=False)
+        logic.analyze(str(split_dir), spec, 4)
 
 
 def test_save_and_load_round_trip(tmp_path, taxi_split):
     spec, _, split_dir = taxi_split
-    state = logic.analyze(str(split_dir), spec, 4, progress=False)
+    state = logic.analyze(str(split_dir), spec, 4)
     state.save(tmp_path / "t")
     assert TransformState.load(tmp_path / "t") == state
     assert state.spec == spec
@@ -207,7 +216,7 @@ def test_log1p_label_moments_and_outliers_clipped_in_the_model(taxi_split, tmp_p
     raw = spec.to_dict()
     raw["label_transform"] = "log1p"
     log_spec = spec_from_dict(raw)
-    state = logic.analyze(str(split_dir), log_spec, 4, progress=False)
+    state = logic.analyze(str(split_dir), log_spec, 4)
     assert state.label["transform"] == "log1p"
     assert state.label["mean"] == pytest.approx(np.log1p(columns["fare_amount"]).mean(), rel=1e-9)
     tf, _ = import_tf()
@@ -233,4 +242,4 @@ def test_log1p_rejects_labels_at_or_below_minus_one(tmp_path):
     raw["label_transform"] = "log1p"
     split_dir = write_parquet_split(columns, spec, tmp_path / "train", parts=1)
     with pytest.raises(DataError, match=r"label 'fare_amount' has value -1 <= -1"):
-        logic.analyze(str(split_dir), spec_from_dict(raw), 4, progress=False)
+        logic.analyze(str(split_dir), spec_from_dict(raw), 4)
