@@ -18,7 +18,7 @@ from mlengine.cli import main
 from mlengine.components.batch_predict.executor import run as batch_predict
 from mlengine.components.deploy.client import PredictionClient
 from tests.classification_fixtures import BINARY_SPEC, IRIS_LIKE_SPEC, write_fake_classifier
-from tests.components.deploy.serving_helpers import free_port, running_server, serve_command
+from tests.helpers import free_port, running_server, serve_command
 
 pytestmark = pytest.mark.e2e  # a live server: not in the quick loop (-m "not e2e")
 
