@@ -60,6 +60,21 @@ def skipped_result(values: HyperParameters, algorithm: str, reason: str) -> dict
             "skipped": True, "skip_reason": reason}
 
 
+def _for_task(space, spec_dir: str):
+    """The space whose objective is the spec's: eval RMSE, or eval log loss for a class label.
+
+    Trials report that figure under that name (``rmse=`` / ``log_loss=`` lines for Katib); the
+    study keeps calling a trial's value ``rmse`` in trials.json, with ``metric`` naming it.
+    """
+    from dataclasses import replace
+
+    from mlengine.components.shared.featurespec import spec_from_dict
+    from mlengine.components.shared.labels import objective_metric
+    from mlengine.components.tune.trial import load_spec_dict
+
+    return replace(space, metric=objective_metric(spec_from_dict(load_spec_dict(spec_dir))))
+
+
 def run(train_dir: str, eval_dir: str, spec_dir: str, out_dir: str, *, fixed: dict[str, Any] | None = None,
         trials: int, parallel: int = 1, algorithm: str | None = None, epochs: int, mode: str = "local",
         space_path: str | None = None, namespace: str | None = None, timeout: float = 24 * 3600.0, api=None,
@@ -97,6 +112,7 @@ def run(train_dir: str, eval_dir: str, spec_dir: str, out_dir: str, *, fixed: di
     else:
         space = space.without(fixed).with_overrides(
             max_trials=trials, parallel_trials=max(1, min(parallel, trials)), algorithm=algorithm or None)
+        space = _for_task(space, spec_dir)
         if mode == "local":
             from mlengine.components.tune.local import run_local_study
 
