@@ -61,3 +61,20 @@ def class_counts(spec, values: Any) -> list[int]:
     """Rows per class, in vocabulary order (zeros included)."""
     indices = class_indices(spec, values)
     return [int(c) for c in np.bincount(indices, minlength=spec.num_classes)]
+
+
+MAX_CLASS_HINT = 10  # an int label without a vocabulary and at most this many values looks like classes
+
+
+def int_label_hint(spec, values: list) -> str | None:
+    """The one-line warning for an int regression label with a handful of distinct values (None otherwise).
+
+    ``values``: the label's distinct values seen in the data (or a sample of it).
+    """
+    if spec.is_classification or spec.label.type != "int" or not values or len(values) > MAX_CLASS_HINT:
+        return None
+    shown = sorted(int(v) for v in values)
+    vocabulary = ", ".join(str(v) for v in shown)
+    return (f"{spec.source}: label {spec.label.name!r} is an int with only {len(shown)} distinct value(s) "
+            f"({vocabulary}) and no vocabulary, so it is trained as a REGRESSION label; if these are classes, "
+            f"give the label `vocabulary: [{vocabulary}]`")
