@@ -254,3 +254,19 @@ def _trained_weights(model_dir, state):
     fresh = model.build_model(state, [8], 0.02)
     by_name = {v.name: v.numpy() for v in loaded.variables}
     return [by_name[w.name] for w in fresh.weights]
+
+
+def test_the_train_cli_and_the_task_program_take_the_class_weight(tmp_path):
+    from mlengine import cli as mlengine_cli
+    from mlengine.components.train import task
+    from mlengine.components.train.cluster import training_args
+
+    args = mlengine_cli.build_parser().parse_args(
+        ["train", "--train-dir", "a", "--eval-dir", "b", "--transform-dir", "c", "--model-dir", "d",
+         "--class-weight", "balanced"])
+    assert args.class_weight == "balanced"
+    config = TrainConfig(train_dir="a", eval_dir="b", transform_dir="c", model_dir="d", hidden_units=[4],
+                         learning_rate=0.1, batch_size=8, epochs=1, class_weight="balanced")
+    # a TFJob replica gets it as a flag of the task program, which rebuilds the same config
+    parsed = task.build_parser().parse_args(training_args(config))
+    assert task.config_from_args(parsed) == config
