@@ -232,6 +232,8 @@ def test_columns_named_like_keywords_and_with_punctuation_train_export_and_serve
                          hidden_units=[8], learning_rate=0.02, batch_size=32, epochs=1)
     train(config, progress=False)
     runner = load_model_dir(tmp_path / "model")
+    assert runner._flat_call is not None  # the fast path works with the mapped names too
+    assert runner.input_names["class"] == "class_"
     test = _columns_of(splits["test"], spec)
     served = runner.outputs({name: test[name] for name in spec.column_names})
     keras_model = model.build_model(state, [8], 0.02)

@@ -87,3 +87,17 @@ def test_the_trial_program_prints_log_loss_lines_for_katib(tmp_path, binary):
     assert len(lines) == 3 and all(pattern.fullmatch(line) for line in lines)
     history = json.loads((tmp_path / "trial" / "model" / "history.json").read_text())
     assert float(lines[-1].split("=")[1]) == pytest.approx(history["val_log_loss"][-1], rel=1e-5)
+
+
+def test_the_tuning_report_names_the_log_loss_of_a_classifier_study():
+    from mlengine.components.tune.report import render_tuning_html, render_tuning_markdown
+
+    trials = [{"number": 0, "params": {"nbuckets": 8}, "rmse": 0.41, "state": "COMPLETE", "default": True},
+              {"number": 1, "params": {"nbuckets": 4}, "rmse": 0.38, "state": "COMPLETE"}]
+    study = {"algorithm": "random", "trials": trials, "best_params": {"nbuckets": 4}, "best_rmse": 0.38,
+             "best_trial": 1, "default_rmse": 0.41, "default_trial": 0, "metric": "log_loss"}
+    markdown = render_tuning_markdown(study)
+    assert "Best eval log loss **0.3800**" in markdown and "| log_loss |" in markdown and "RMSE" not in markdown
+    assert "eval log loss by trial with the running best" in render_tuning_html(study)
+    regression = render_tuning_markdown({**study, "metric": "rmse"})
+    assert "Best eval RMSE **0.3800**" in regression and "| rmse |" in regression
