@@ -98,3 +98,14 @@ def test_an_int_label_with_two_values_and_no_vocabulary_gets_one_warning(tmp_pat
     with caplog.at_level(logging.WARNING, logger="mlengine.ingest"):
         ingest(many, tmp_path / "out2", spec=spec)
     assert not [r for r in caplog.records if "REGRESSION" in r.getMessage()]
+
+
+def test_the_beam_engine_counts_the_classes_as_the_local_one_does(tmp_path):
+    labels = ["no"] * 80 + ["yes"] * 50 + ["maybe"] * 30 + ["perhaps"] * 2
+    path = write_csv_rows(tmp_path / "churn.csv", HEADER, _rows(labels, seed=2))
+    local = ingest(path, tmp_path / "local", spec=spec_from_dict(SPEC)).statistics()
+    beam = ingest(path, tmp_path / "beam", spec=spec_from_dict(SPEC), runner="beam").statistics()
+    for scope in ("all", "train"):
+        assert (beam[scope]["columns"]["churned"]["class_counts"]
+                == local[scope]["columns"]["churned"]["class_counts"])
+    assert [c["count"] for c in beam["all"]["columns"]["churned"]["class_counts"]] == [80, 50, 30]
