@@ -272,3 +272,14 @@ def test_the_train_cli_and_the_task_program_take_the_class_weight(tmp_path):
     # a TFJob replica gets it as a flag of the task program, which rebuilds the same config
     parsed = task.build_parser().parse_args(training_args(config))
     assert task.config_from_args(parsed) == config
+
+
+def test_the_loss_curves_of_a_classifier_show_log_loss_and_accuracy():
+    from mlengine.components.train.report import loss_curves_html
+
+    history = {"epoch": [1, 2], "loss": [0.7, 0.5], "val_loss": [0.6, 0.55], "log_loss": [0.7, 0.5],
+               "val_log_loss": [0.6, 0.55], "accuracy": [0.6, 0.8], "val_accuracy": [0.65, 0.75],
+               "examples_per_second": [1000.0, 2000.0]}
+    page = loss_curves_html(history)
+    assert "training and eval log loss per epoch" in page and "val_accuracy" in page and "val_rmse" not in page
+    assert "training and eval RMSE per epoch" in loss_curves_html({"epoch": [1], "rmse": [2.0], "val_rmse": [2.5]})
