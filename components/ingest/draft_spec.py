@@ -13,11 +13,12 @@ for the rest:
 - vocabularies for strings with at most ``MAX_VOCABULARY`` distinct values; strings with nearly one
   value per row are treated as identifiers and left out of the features;
 - the label: ``--label``, else a column named like a target (``LABEL_WORDS`` with
-  ``OUTCOME_WORDS`` after its first two, then ``CLASS_WORDS``; strongest first), else the last numeric column (else the last string column
-  with few values). A string label with at most ``MAX_VOCABULARY`` values, or an int label with
-  at most ``MAX_INT_CLASSES``, is drafted as a class label: its vocabulary is every value of the
-  scanned rows, SORTED (strings alphabetically, ints by value), which is the class order of the
-  model's probabilities; the comment says so and gives the shares;
+  ``OUTCOME_WORDS`` after its first two, then ``CLASS_WORDS``; strongest first), else the last
+  numeric column (else the last string column with few values). A string label with at most
+  ``MAX_VOCABULARY`` values, or an int label with at most ``MAX_INT_CLASSES``, is drafted as a
+  class label: its vocabulary is every value of the scanned rows, SORTED (strings alphabetically,
+  ints by value), which is the class order of the model's probabilities; the comment says so and
+  gives the shares;
 - features: floats and wide ints numeric, strings and narrow ints (``MAX_CATEGORICAL_INT``
   values at most) categorical; bucketized and crossed features as commented suggestions;
 - ``benchmark_feature``: the numeric column most correlated with the label in the sample (a
