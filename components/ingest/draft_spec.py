@@ -12,11 +12,17 @@ for the rest:
   server refuses values outside the range;
 - vocabularies for strings with at most ``MAX_VOCABULARY`` distinct values; strings with nearly one
   value per row are treated as identifiers and left out of the features;
-- the label: ``--label``, else a column named like a target (``LABEL_WORDS``, strongest first),
-  else the last numeric column;
+- the label: ``--label``, else a column named like a target (``LABEL_WORDS`` with
+  ``OUTCOME_WORDS`` after its first two, then ``CLASS_WORDS``; strongest first), else the last
+  numeric column (else the last string column with few values). A string label with at most
+  ``MAX_VOCABULARY`` values, or an int label with at most ``MAX_INT_CLASSES``, is drafted as a
+  class label: its vocabulary is every value of the scanned rows, SORTED (strings alphabetically,
+  ints by value), which is the class order of the model's probabilities; the comment says so and
+  gives the shares;
 - features: floats and wide ints numeric, strings and narrow ints (``MAX_CATEGORICAL_INT``
   values at most) categorical; bucketized and crossed features as commented suggestions;
-- ``benchmark_feature``: the numeric column most correlated with the label in the sample.
+- ``benchmark_feature``: the numeric column most correlated with the label in the sample (a
+  binary label: with its class index; none for a multiclass label, whose benchmark is the prior).
 
 The YAML is checked with the spec loader before it is written, so a drafted spec always loads.
 """
@@ -35,6 +41,7 @@ from typing import Any
 
 from mlengine.components.shared import storage
 from mlengine.components.shared.featurespec import DEFAULT_DELIMITER, spec_from_dict
+from mlengine.components.shared.labels import MAX_CLASS_HINT
 from mlengine.components.shared.logs import component_logger
 from mlengine.constants import SPEC_SAMPLE_ROWS
 from mlengine.errors import DataError, MlengineError
@@ -49,6 +56,10 @@ MAX_CATEGORICAL_INT = 32  # int columns with at most this many distinct values a
 CANDIDATE_DELIMITERS = (",", ";", "\t", "|")
 # target-like names, strongest first: a column named "y" next to "x" and "z" is a coordinate before a price is
 LABEL_WORDS = ("label", "target", "price", "fare", "amount", "cost", "sales", "revenue", "value", "score", "y")
+# names of class labels: unmistakable ones are tried right after "label" and "target", looser ones after LABEL_WORDS
+OUTCOME_WORDS = ("outcome", "churn", "churned", "survived", "diagnosis")
+CLASS_WORDS = ("class", "species", "category", "default", "status")
+MAX_INT_CLASSES = MAX_CLASS_HINT  # an int label with at most this many values is drafted as classes
 MAX_BUCKETIZED_SUGGESTIONS = 4
 MISSING_VALUE = "missing"  # the drafted default of a string column with empty cells
 
@@ -261,15 +272,37 @@ def _nice(value: float, step: float) -> float | int:
     return int(value) if float(value).is_integer() else value
 
 
-def suggest_label(drafts: list[ColumnDraft]) -> ColumnDraft:
+def _class_like(draft: ColumnDraft, scan: Scan | None, index: int) -> bool:
+    """A string column with few values (every one of them known): it can be a class label."""
+    every = scan.values[index] if scan is not None else set(draft.distinct)
+    return draft.type == "string" and draft.count > 0 and not draft.identifier_like and every is not None \
+        and 2 <= len(every) <= MAX_VOCABULARY
+
+
+def suggest_label(drafts: list[ColumnDraft], scan: Scan | None = None) -> ColumnDraft:
+    candidates = [d for i, d in enumerate(drafts) if d.is_numeric or _class_like(d, scan, i)]
     numeric = [d for d in drafts if d.is_numeric]
-    if not numeric:
-        raise DataError("no numeric column in the sample: a regression label must be float or int")
-    for word in LABEL_WORDS:
-        named = [d for d in numeric if re.search(rf"(^|[_\W]){word}($|[_\W])", d.name, re.I)]
+    for word in (*LABEL_WORDS[:2], *OUTCOME_WORDS, *LABEL_WORDS[2:], *CLASS_WORDS):
+        named = [d for d in candidates if re.search(rf"(^|[_\W]){word}($|[_\W])", d.name, re.I)]
         if named:
             return named[-1]
-    return numeric[-1]
+    if numeric:
+        return numeric[-1]
+    if candidates:
+        return candidates[-1]
+    raise DataError("no numeric column and no string column with few values in the sample: nothing to predict")
+
+
+def class_vocabulary(draft: ColumnDraft, every: set[str] | None) -> list | None:
+    """The sorted classes of a label column that looks like classes (None: a regression label).
+
+    ``every``: the column's distinct cells in the scanned rows (None when there were too many).
+    """
+    if every is None or draft.type == "float" or len(every) < 2:
+        return None
+    if draft.type == "int":
+        return sorted(int(float(v)) for v in every) if len(every) <= MAX_INT_CLASSES else None
+    return sorted(every)
 
 
 def _correlation(x: list[float], y: list[float]) -> float:
@@ -284,14 +317,26 @@ def _correlation(x: list[float], y: list[float]) -> float:
     return sum((a - mean_x) * (b - mean_y) for a, b in zip(x, y, strict=True)) / math.sqrt(sxx * syy)
 
 
-def _paired(rows: list[list[str]], header: list[str], a: str, b: str) -> tuple[list[float], list[float]]:
+def _paired(rows: list[list[str]], header: list[str], a: str, b: str,
+            positive: set[str] | None = None) -> tuple[list[float], list[float]]:
+    """Numeric ``a`` against ``b`` (a binary label: 1.0 for a cell in ``positive``, else 0.0)."""
     ia, ib = header.index(a), header.index(b)
     xs, ys = [], []
     for row in rows:
         if row[ia] != "" and row[ib] != "":
             xs.append(float(row[ia]))
-            ys.append(float(row[ib]))
+            ys.append(float(row[ib] in positive) if positive is not None else float(row[ib]))
     return xs, ys
+
+
+def _class_note(draft: ColumnDraft, classes: list, note: str) -> str:
+    """The label's comment: the task, the class order and the classes' shares in the sample."""
+    total = sum(draft.distinct.values()) or 1
+    shares = ", ".join(f"{c} {100.0 * draft.distinct.get(str(c), 0) / total:.0f}%" for c in classes[:10])
+    more = f" and {len(classes) - 10} more" if len(classes) > 10 else ""
+    kind = "binary" if len(classes) == 2 else f"multiclass, {len(classes)} classes"
+    return (f"{note}; a class label ({kind}): vocabulary SORTED, the order of the predicted probabilities; "
+            f"in the sample {shares}{more}; other labels are rejected")
 
 
 def _q(value: Any) -> str:
@@ -313,13 +358,15 @@ def draft_spec(data_uri: str, label: str | None = None, sample_rows: int = DEFAU
         if label not in by_name:
             raise MlengineError(f"--label {label!r}: not a column of {uri} (columns: {', '.join(header)})")
         label_draft = by_name[label]
-        if not label_draft.is_numeric:
-            raise MlengineError(f"--label {label!r}: a regression label must be numeric; the sample has "
-                                f"non-numbers in it (e.g. {next(iter(label_draft.distinct))!r})")
         label_note = "the label you chose"
     else:
-        label_draft = suggest_label(drafts)
+        label_draft = suggest_label(drafts, scan)
         label_note = "suggested label (pass --label COLUMN to choose another)"
+    classes = class_vocabulary(label_draft, scan.values[header.index(label_draft.name)])
+    if classes is None and not label_draft.is_numeric:
+        raise MlengineError(f"--label {label_draft.name!r}: a string label is a class label, and this one has more "
+                            f"than {MAX_VOCABULARY} distinct values (e.g. {next(iter(label_draft.distinct), '')!r}): "
+                            "choose a numeric column or one with fewer values")
     spec_name = name or re.sub(r"[^A-Za-z0-9_-]+", "-", Path(storage.display_name(uri)).name.split(".")[0]) or "data"
 
     inputs = [d for d in drafts if d is not label_draft]
@@ -374,13 +421,26 @@ def draft_spec(data_uri: str, label: str | None = None, sample_rows: int = DEFAU
         column_lines.append(f"  - {{{', '.join(f'{k}: {_field(v)}' for k, v in entry.items())}}}  # {note}")
 
     best, best_r = None, 0.0
-    for column in numeric:
-        xs, ys = _paired(rows, header, column, label_draft.name)
-        r = _correlation(xs, ys)
-        if abs(r) > abs(best_r):
-            best, best_r = column, r
+    if classes is None or len(classes) == 2:  # a binary label correlates through its class index
+        positive = {str(c) for c in classes[1:]} if classes else set()
+        for column in numeric:
+            xs, ys = _paired(rows, header, column, label_draft.name, positive if classes else None)
+            r = _correlation(xs, ys)
+            if abs(r) > abs(best_r):
+                best, best_r = column, r
 
-    label_entry = {"name": label_draft.name, "type": label_draft.type, "range": widened_range(label_draft)}
+    if classes is None:
+        label_entry = {"name": label_draft.name, "type": label_draft.type, "range": widened_range(label_draft)}
+        label_note += f"; observed {label_draft.minimum:g} .. {label_draft.maximum:g}"
+        if label_draft.type == "int" and len(label_draft.distinct) <= MAX_CATEGORICAL_INT:
+            label_note += (f"; {len(label_draft.distinct)} distinct values: a regression label (give it a vocabulary "
+                           "of its values to predict classes)")
+    else:
+        label_entry = {"name": label_draft.name, "type": label_draft.type, "vocabulary": classes}
+        label_note = _class_note(label_draft, classes, label_note)
+        logger.info("spec: label %r drafted as a %s class label with classes %s (sorted; remove its vocabulary "
+                    "to train a regressor)", label_draft.name, "binary" if len(classes) == 2 else "multiclass",
+                    classes)
     if label_draft.empty:
         label_note += f"; {label_draft.empty} rows without a label in the sample are rejected"
     lines = [
@@ -390,8 +450,7 @@ def draft_spec(data_uri: str, label: str | None = None, sample_rows: int = DEFAU
         f"#   mlengine run --data {data_uri} --spec <this file> --out out/{spec_name}",
         "# Every key is described in docs/feature-spec.md.",
         f"name: {_field(spec_name)}",
-        f"label: {{{', '.join(f'{k}: {_field(v)}' for k, v in label_entry.items())}}}"
-        f"  # {label_note}; observed {label_draft.minimum:g} .. {label_draft.maximum:g}",
+        f"label: {{{', '.join(f'{k}: {_field(v)}' for k, v in label_entry.items())}}}  # {label_note}",
         "columns:",
         *column_lines,
     ]
@@ -417,6 +476,8 @@ def draft_spec(data_uri: str, label: str | None = None, sample_rows: int = DEFAU
     if best is not None:
         lines.append(f"benchmark_feature: {_field(best)}  # the most correlated with the label in the sample "
                      f"(r = {best_r:.2f})")
+    elif classes is not None:
+        lines.append("# benchmark_feature: none; the benchmark predicts the training class prior")
     else:
         lines.append("# benchmark_feature: none numeric; the benchmark predicts the mean label")
     for column, reason in skipped:
@@ -425,7 +486,8 @@ def draft_spec(data_uri: str, label: str | None = None, sample_rows: int = DEFAU
     import yaml
 
     spec = spec_from_dict(yaml.safe_load(text), source="drafted spec")  # a draft always loads
-    summary = {"file": uri, "rows": len(rows), "delimiter": delimiter, "label": label_draft.name,
+    summary = {"file": uri, "rows": len(rows), "delimiter": delimiter, "label": label_draft.name, "task": spec.task,
+               "classes": list(spec.classes),
                "columns": len(spec.columns), "numeric": numeric, "categorical": categorical,
                "benchmark_feature": best, "left_out": [c for c, _ in skipped]}
     return text, summary

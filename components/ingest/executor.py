@@ -33,6 +33,7 @@ from mlengine.components.ingest.report import render_statistics_markdown
 from mlengine.components.shared import storage
 from mlengine.components.shared.beam_runner import RUNNER_BEAM, RUNNER_LOCAL, check_runner, import_beam
 from mlengine.components.shared.featurespec import FeatureSpec
+from mlengine.components.shared.labels import int_label_hint
 from mlengine.constants import CSV_CHUNK_ROWS, REJECTS_FILE, SPLIT_FRACTIONS, SPLITS
 from mlengine.errors import DataError
 
@@ -40,6 +41,9 @@ __all__ = ["IngestResult", "arrow_schema", "check_inputs", "resolve_rejects_path
 
 log = logging.getLogger("mlengine.ingest")
 TOP_REASONS = 3  # reject reasons named in the error when no row passes
+LABEL_MISMATCH_SHARE = 0.5  # more rows than this rejected for a label outside the vocabulary: the vocabulary is wrong
+LABEL_EXAMPLES = 3  # unknown label values named in that error
+REJECT_LINES_SCANNED = 10_000  # rejects.jsonl lines read for those examples
 # IngestResult fields that describe this run's outputs and machine, not the data: left out of
 # the summary in statistics.json (which must not depend on where or how fast ingest ran)
 RUN_FIELDS = ("parts", "rejects_path", "statistics_path", "statistics_view_path", "seconds", "workers")
@@ -179,7 +183,9 @@ def run(data_uri: str, spec: FeatureSpec, output_dirs: dict[str, str], rejects_p
     split_text = ", ".join(f"{name} {count:,}" for name, count in result.rows_per_split.items())
     log.info("ingest: done: %s rows read, %s ok, %s rejected (%s) in %.1fs", f"{result.rows_read:,}",
              f"{result.rows_ok:,}", f"{result.rows_rejected:,}", split_text, result.seconds)
+    _check_label_vocabulary(data_uri, spec, result)
     _check_rejects(data_uri, spec, result)
+    _check_label(data_uri, spec, stats)
     return result
 
 
@@ -188,6 +194,65 @@ def reject_summary(reasons: dict[str, int], top: int = TOP_REASONS) -> str:
     ranked = sorted(reasons.items(), key=lambda item: (-item[1], item[0]))
     text = ", ".join(f"{reason} ({count:,})" for reason, count in ranked[:top])
     return text + (f" and {len(ranked) - top} more" if len(ranked) > top else "")
+
+
+def _check_label_vocabulary(data_uri: str, spec: FeatureSpec, result: IngestResult) -> None:
+    """A class label whose vocabulary misses most of the data's labels is a wrong spec, not bad rows."""
+    if not spec.is_classification or not result.rows_read:
+        return
+    outside = result.reject_reasons.get(f"column {spec.label.name!r}: not in vocabulary", 0)
+    if outside <= LABEL_MISMATCH_SHARE * result.rows_read:
+        return
+    seen = _unknown_labels(result.rejects_path, spec.label.name)
+    examples = f" (e.g. {', '.join(seen)})" if seen else ""
+    raise DataError(f"{spec.source}: label.vocabulary {list(spec.classes)} does not match the data: {outside:,} of "
+                    f"{result.rows_read:,} rows of {data_uri} have another label{examples}; every row with its "
+                    f"reason: {result.rejects_path}")
+
+
+def _unknown_labels(rejects_path: str, label: str) -> list[str]:
+    """A few label values the rejects file names as outside the vocabulary (best effort)."""
+    import json
+
+    prefix = f"column {label!r}: value "
+    seen: list[str] = []
+    try:
+        with open(rejects_path, encoding="utf-8") as handle:
+            for number, line in enumerate(handle):
+                if number >= REJECT_LINES_SCANNED or len(seen) >= LABEL_EXAMPLES:
+                    break
+                reason = json.loads(line).get("reason", "")
+                if reason.startswith(prefix) and reason.endswith(" is not in the vocabulary"):
+                    value = reason[len(prefix):-len(" is not in the vocabulary")]
+                    if value not in seen:
+                        seen.append(value)
+    except (OSError, ValueError):
+        return seen
+    return seen
+
+
+def _check_label(data_uri: str, spec: FeatureSpec, stats: dict[str, Any]) -> None:
+    """Every class needs training rows (refused here, before anything is trained); an int label with a
+    handful of values and no vocabulary gets a warning (it is trained as a regression label)."""
+    label = spec.label.name
+    if spec.is_classification:
+        counts = stats["train"]["columns"][label]["class_counts"]
+        rows = ", ".join(f"{c['value']}: {c['count']:,}" for c in counts)
+        present = [c["value"] for c in counts if c["count"]]
+        if len(present) < 2:
+            raise DataError(f"{data_uri}: the training split holds {'one class' if present else 'no class'} of label "
+                            f"{label!r} only ({rows}): a classifier needs rows of at least 2 classes; nothing trained")
+        empty = [c["value"] for c in counts if not c["count"]]
+        if empty:
+            raise DataError(f"{data_uri}: the training split has no row of class {empty[0]!r} of label {label!r} "
+                            f"({rows}): add rows of it, or remove it from label.vocabulary in {spec.source}; "
+                            "nothing trained")
+        return
+    entry = stats["all"]["columns"][label]
+    if entry.get("distinct") is not None:
+        hint = int_label_hint(spec, [item["value"] for item in entry.get("top_values") or []])
+        if hint:
+            log.warning("ingest: warning: %s", hint)
 
 
 def _check_rejects(data_uri: str, spec: FeatureSpec, result: IngestResult) -> None:

@@ -48,6 +48,7 @@ def render_statistics_markdown(stats: dict[str, Any], result: Any) -> str:
         for reason, count in sorted(reasons.items(), key=lambda item: -item[1]):
             lines.append(f"| {_escape(reason)} | {count:,} |")
         lines.append("")
+    lines += _class_lines(stats)
     scope = stats.get("all", {})
     columns = scope.get("columns", {})
     lines += [f"## Columns (all {scope.get('rows', 0):,} ok rows)", "",
@@ -81,6 +82,23 @@ def render_statistics_markdown(stats: dict[str, Any], result: Any) -> str:
                 lines.append(f"{label:>{width}} | {bar} {count:,}")
             lines += ["```", ""]
     return "\n".join(lines)
+
+
+def _class_lines(stats: dict[str, Any]) -> list[str]:
+    """A class label's rows per class, over all ok rows and in the training split (vocabulary order)."""
+    label = stats.get("label")
+    every = ((stats.get("all") or {}).get("columns") or {}).get(label) or {}
+    if "class_counts" not in every:
+        return []
+    train = {item["value"]: item["count"] for item in
+             (((stats.get("train") or {}).get("columns") or {}).get(label) or {}).get("class_counts", [])}
+    total = sum(item["count"] for item in every["class_counts"]) or 1
+    lines = [f"## Classes of the label `{_escape(label)}`", "", "| class | rows | share | training rows |",
+             "|---|---:|---:|---:|"]
+    for item in every["class_counts"]:
+        lines.append(f"| {_escape(_fmt(item['value']))} | {item['count']:,} | {100.0 * item['count'] / total:.1f}% | "
+                     f"{_fmt(train.get(item['value']))} |")
+    return [*lines, ""]
 
 
 def histogram_rows(histogram: dict[str, Any]) -> list[tuple[str, int]]:

@@ -2,8 +2,10 @@
 
 Per column (raw columns and the label), over one *scope* of rows (all ok rows, or the train
 split): count, missing (cells filled with the column default), mean, std (population), min,
-max, quantiles from a bounded sample, a histogram and, for categoricals (string columns and int
-columns listed in ``features.categorical``), the most frequent values.
+max, quantiles from a bounded sample, a histogram and, for categoricals (string columns, int
+columns listed in ``features.categorical``, and an int label), the most frequent values. A class
+label also gets ``class_counts``: the rows of every class of its vocabulary, in that order, zeros
+included (the label's distribution the training split must cover).
 
 Memory stays bounded whatever the data size:
 - moments are merged chunk by chunk (Chan et al.);
@@ -44,7 +46,14 @@ SCOPES = ("all", "train")
 
 
 def _is_categorical(spec: FeatureSpec, col: Column) -> bool:
-    return col.type == "string" or (col.type == "int" and col.name in spec.categorical)
+    # an int label is counted too: a handful of distinct values says "classes?" (ingest warns)
+    return col.type == "string" or (col.type == "int" and (col.name in spec.categorical or col.name == spec.label.name))
+
+
+def class_counts(spec: FeatureSpec, accumulator: Any) -> list[dict[str, Any]]:
+    """``[{"value": class, "count": rows}]`` in vocabulary order from one scope's label value counts."""
+    counts = accumulator.columns[spec.label.name].counts.counts
+    return [{"value": cls, "count": int(counts.get(cls, 0))} for cls in spec.classes]
 
 
 def _bound(pick: Any, mine: Any, theirs: Any) -> Any:
@@ -304,6 +313,10 @@ class StatisticsAccumulator:
 def build_statistics(spec: FeatureSpec, scopes: dict[str, StatisticsAccumulator],
                      summary: dict[str, Any]) -> dict[str, Any]:
     """The statistics.json document: settings, the ingest summary and one entry per scope."""
+    documents = {scope: accumulator.to_dict() for scope, accumulator in scopes.items()}
+    if spec.is_classification:
+        for scope, accumulator in scopes.items():
+            documents[scope]["columns"][spec.label.name]["class_counts"] = class_counts(spec, accumulator)
     return {
         "format_version": STATISTICS_FORMAT_VERSION,
         "spec_name": spec.name,
@@ -313,5 +326,5 @@ def build_statistics(spec: FeatureSpec, scopes: dict[str, StatisticsAccumulator]
         "histogram_bins": HISTOGRAM_BINS,
         "sample_size": next(iter(scopes.values())).sample_size if scopes else SAMPLE_SIZE,
         "ingest": summary,
-        **{scope: accumulator.to_dict() for scope, accumulator in scopes.items()},
+        **documents,
     }

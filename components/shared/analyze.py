@@ -17,6 +17,7 @@ import numpy as np
 from mlengine.components.shared import derived as derived_ops
 from mlengine.components.shared.accumulators import Moments
 from mlengine.components.shared.featurespec import FeatureSpec
+from mlengine.components.shared.labels import class_indices
 from mlengine.components.shared.parquet import iter_record_batches, list_parquet_files
 from mlengine.components.shared.sketches import CoMoments
 from mlengine.components.shared.transform_state import TransformState
@@ -112,6 +113,35 @@ def learned_vocabulary_names(spec: FeatureSpec) -> list[str]:
     return [n for n in spec.categorical if spec.column(n).vocabulary is None and spec.column(n).type == "string"]
 
 
+def label_values(spec: FeatureSpec, path: str, raw: np.ndarray) -> np.ndarray:
+    """One batch's label, checked: float64 values for regression, int64 class indices for a class label."""
+    if spec.is_classification:
+        return class_indices(spec, raw, source=path)
+    label = raw.astype(np.float64)
+    if not np.all(np.isfinite(label)):
+        raise DataError(f"{path}: label {spec.label.name!r} has non-finite values")
+    if spec.label_transform == "log1p" and label.size and label.min() <= -1.0:
+        raise DataError(f"{path}: label {spec.label.name!r} has value {label.min():g} <= -1; "
+                        "label_transform log1p needs labels above -1 (use standardize)")
+    return label
+
+
+def label_and_benchmark(spec: FeatureSpec, label_moments: Moments, class_counts: np.ndarray,
+                        slope: float, intercept: float) -> tuple[dict, dict]:
+    """The state's ``label`` and ``benchmark`` entries.
+
+    A class label is never scaled: its entry holds the training rows per class (the prior the
+    output bias starts at, and the benchmark's prediction); the benchmark line is regression's.
+    """
+    if spec.is_classification:
+        counts = [int(c) for c in class_counts]
+        total = sum(counts) or 1
+        return ({"class_counts": counts, "transform": "none"},
+                {"feature": None, "slope": 0.0, "intercept": 0.0, "class_prior": [c / total for c in counts]})
+    return ({"mean": label_moments.mean, "std": label_moments.std, "transform": spec.label_transform},
+            {"feature": spec.benchmark_feature, "slope": float(slope), "intercept": float(intercept)})
+
+
 def analyze(train_dir: str, spec: FeatureSpec, nbuckets: int, *, sample_rows: int = 500_000,
             seed: int = 0) -> TransformState:
     """Stream the training split once and return the transform state (progress lines go to this module's logger)."""
@@ -124,6 +154,7 @@ def analyze(train_dir: str, spec: FeatureSpec, nbuckets: int, *, sample_rows: in
     numerics = numeric_names(spec)
     moments = {name: Moments() for name in numerics}
     label_moments = Moments()
+    class_counts = np.zeros(spec.num_classes, np.int64)
     sampled = list(dict.fromkeys([*spec.bucketized, *spec.numeric]))
     reservoir = _Reservoir(sampled, sample_rows, seed)
     counters = {name: _CappedCounter() for name in learned_vocabulary_names(spec)}
@@ -132,21 +163,19 @@ def analyze(train_dir: str, spec: FeatureSpec, nbuckets: int, *, sample_rows: in
     for index, (path, columns) in enumerate(iter_record_batches(files, raw_names)):
         numeric_columns = {n: columns[n].astype(np.float64) for n in spec.column_names if spec.column(n).is_numeric}
         values = derived_ops.add_derived_np(spec, numeric_columns)
-        label = columns[spec.label.name].astype(np.float64)
         for name in numerics:
             if not np.all(np.isfinite(values[name])):
                 raise DataError(f"{path}: feature {name!r} has non-finite values; ingest must reject such rows")
             moments[name].update(values[name])
-        if not np.all(np.isfinite(label)):
-            raise DataError(f"{path}: label {spec.label.name!r} has non-finite values")
-        if spec.label_transform == "log1p" and label.size and label.min() <= -1.0:
-            raise DataError(f"{path}: label {spec.label.name!r} has value {label.min():g} <= -1; "
-                            "label_transform log1p needs labels above -1 (use standardize)")
-        label_moments.update(np.log1p(label) if spec.label_transform == "log1p" else label)
+        label = label_values(spec, path, columns[spec.label.name])
+        if spec.is_classification:
+            class_counts += np.bincount(label, minlength=spec.num_classes)
+        else:
+            label_moments.update(np.log1p(label) if spec.label_transform == "log1p" else label)
         reservoir.update({name: values[name] for name in sampled})
         for name, counter in counters.items():
             counter.update(columns[name])
-        if spec.benchmark_feature:
+        if spec.benchmark_feature and not spec.is_classification:
             benchmark.update(values[spec.benchmark_feature], label)
         rows += len(label)
         if index % 16 == 15:
@@ -160,18 +189,19 @@ def analyze(train_dir: str, spec: FeatureSpec, nbuckets: int, *, sample_rows: in
         # quantile edges of a discrete or skewed feature can coincide: equal edges make empty buckets
         edges = np.unique(np.quantile(reservoir.sample(name), quantiles))
         boundaries[name] = [float(v) for v in edges]
-    if spec.benchmark_feature:
+    if spec.benchmark_feature and not spec.is_classification:
         slope, intercept = benchmark.line()
     else:
         slope, intercept = 0.0, label_moments.mean
+    label_entry, benchmark_entry = label_and_benchmark(spec, label_moments, class_counts, slope, intercept)
     logger.info("transform: analyzed %s rows from %d file(s)", f"{rows:,}", len(files))
     return TransformState(
         spec=spec,
         nbuckets=nbuckets,
         rows=rows,
         numeric=_numeric_stats(moments, reservoir, spec),
-        label={"mean": label_moments.mean, "std": label_moments.std, "transform": spec.label_transform},
+        label=label_entry,
         boundaries=boundaries,
         vocabularies={name: counter.top(MAX_VOCABULARY_SIZE) for name, counter in counters.items()},
-        benchmark={"feature": spec.benchmark_feature, "slope": float(slope), "intercept": float(intercept)},
+        benchmark=benchmark_entry,
     )

@@ -324,6 +324,10 @@ def _task(check: _Checker, label: Column, declared: str | None) -> str:
 def _column(check: _Checker, where: str, item: dict[str, Any]) -> Column:
     """One column whose shape the schema checked: the checks that depend on its type."""
     col_type = item["type"]
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in item["name"]):
+        # any other name is served under a safe signature name (savedmodel.signature_input_names)
+        check.fail(f"{where}.name", f"{item['name']!r} cannot be served: a column name cannot hold a control "
+                                    "character (tab, newline...)")
     value_range = None
     if item.get("range") is not None:
         rng = item["range"]

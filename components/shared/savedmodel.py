@@ -10,6 +10,8 @@ one-line :class:`MlengineError` at startup instead of a traceback on the first r
 
 from __future__ import annotations
 
+import keyword
+import re
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +27,41 @@ from mlengine.errors import MlengineError
 
 SIGNATURE_KEY = "serving_default"
 OUTPUT_KEY = OUTPUT_PREDICTIONS
+
+
+# a signature input keeps its column's name when TensorFlow and Python both accept it as is
+_PLAIN_INPUT_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+
+
+def signature_input_names(spec) -> dict[str, str]:
+    """Column name -> the serving signature's input name, for every raw column of the spec.
+
+    A column whose name is a plain identifier (a letter, then letters, digits, ``_``; not a
+    Python keyword) keeps it. Any other (``class``, ``a.b``, ``trip-distance``, ``my col``,
+    ``_id``, ``1st``) gets a safe name: every other character becomes ``_``, a name not starting
+    with a letter gets a ``c`` in front, a keyword gets ``_`` behind (``class_``, ``a_b``,
+    ``c_id``); a safe name already taken gets ``_2``, ``_3``... Deterministic from the spec's
+    column order, so every consumer of the model directory (its feature_spec.yaml) computes the
+    same mapping: clients and files keep using the column names.
+    """
+    names = [col.name for col in spec.columns]
+    taken = {name for name in names if _PLAIN_INPUT_NAME.fullmatch(name) and not keyword.iskeyword(name)}
+    out = {}
+    for name in names:
+        if name in taken:
+            out[name] = name
+            continue
+        safe = re.sub(r"[^A-Za-z0-9_]", "_", name)
+        if not safe[:1].isascii() or not safe[:1].isalpha():
+            safe = "c" + safe
+        if keyword.iskeyword(safe):
+            safe += "_"
+        candidate, suffix = safe, 2
+        while candidate in taken:
+            candidate, suffix = f"{safe}_{suffix}", suffix + 1
+        taken.add(candidate)
+        out[name] = candidate
+    return out
 
 
 def task_outputs(spec) -> tuple[str, ...]:
@@ -70,26 +107,29 @@ class SavedModelRunner:
             raise MlengineError(f"{serving_dir}: the SavedModel has no {SIGNATURE_KEY!r} signature "
                                 f"(has: {', '.join(signatures) or 'none'})")
         self._signature = signatures[SIGNATURE_KEY]
+        self.input_names = signature_input_names(self.spec)  # column -> signature input name
         self._dtypes = self._check_signature(serving_dir)
         self.columns = tuple(col.name for col in self.spec.columns)
         self._flat_call = self._direct_call() if fast_path else None
 
     def _check_signature(self, serving_dir: Path) -> dict:
-        """The signature must take exactly the spec's raw columns, 1-D, with the contract's dtypes."""
+        """The signature must take exactly the spec's raw columns (by their signature names), 1-D, with the
+        contract's dtypes; returns signature input name -> dtype."""
         tf = self._tf
         inputs = dict(self._signature.structured_input_signature[1])
         where = f"{serving_dir}: signature {SIGNATURE_KEY!r} does not match {SPEC_FILE}"
         for col in self.spec.columns:
-            if col.name not in inputs:
-                raise MlengineError(f"{where}: input {col.name!r} is missing (inputs: {', '.join(sorted(inputs))})")
-            tensor_spec = inputs[col.name]
+            input_name = self.input_names[col.name]
+            if input_name not in inputs:
+                raise MlengineError(f"{where}: input {input_name!r} is missing (inputs: {', '.join(sorted(inputs))})")
+            tensor_spec = inputs[input_name]
             expected = getattr(tf, col.dtypes.tf)
             if tensor_spec.dtype != expected:
                 raise MlengineError(f"{where}: input {col.name!r} is {tensor_spec.dtype.name}, "
                                     f"the {col.type} column needs {expected.name}")
             if tensor_spec.shape.rank != 1:
                 raise MlengineError(f"{where}: input {col.name!r} has shape {tensor_spec.shape}, expected [batch]")
-        extra = sorted(set(inputs) - {col.name for col in self.spec.columns})
+        extra = sorted(set(inputs) - set(self.input_names.values()))
         if extra:
             raise MlengineError(f"{where}: input {extra[0]!r} is not a raw column of the spec")
         outputs = self._signature.structured_outputs
@@ -110,7 +150,8 @@ class SavedModelRunner:
         if missing:
             raise MlengineError(f"prediction input: column {missing[0]!r} is missing "
                                 f"(expected {', '.join(self.columns)})")
-        columns = {name: _as_dtype(name, columns[name], self._dtypes[name]) for name in self.columns}
+        columns = {self.input_names[name]: _as_dtype(name, columns[name], self._dtypes[self.input_names[name]])
+                   for name in self.columns}
         if self._flat_call is not None:
             order, call = self._flat_call
             raw = call([tf.constant(columns[name], dtype=self._dtypes[name]) for name in order])
@@ -155,7 +196,7 @@ class SavedModelRunner:
                 results = atomic.call_flat(*flat, *captured)
                 return {name: results[index].numpy() for name, index in positions.items()}
 
-            probe = _probe_columns(self.spec)
+            probe = {self.input_names[name]: values for name, values in _probe_columns(self.spec).items()}
             expected = self._signature(**{n: tf.constant(probe[n], dtype=d) for n, d in self._dtypes.items()})
             got = call([tf.constant(probe[name], dtype=self._dtypes[name]) for name in order])
             if any(not np.array_equal(expected[name].numpy(), got[name]) for name in self.output_names):

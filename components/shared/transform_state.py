@@ -36,7 +36,9 @@ class TransformState:
     boundaries: dict[str, list[float]]  # bucketized feature -> sorted edges
     vocabularies: dict[str, list]  # learned string vocabularies (declared ones stay in the spec)
     benchmark: dict[str, Any]  # {"feature", "slope", "intercept"}: the rule-based baseline
-    label: dict[str, float] = field(default_factory=dict)  # {"mean", "std"} of the label
+    # regression: {"mean", "std", "transform"} of the label; classification: {"class_counts"} (vocabulary
+    # order, the training split's rows per class) and "transform": "none" (class labels are never scaled)
+    label: dict[str, Any] = field(default_factory=dict)
 
     # --- (de)serialisation ------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -91,14 +93,32 @@ class TransformState:
         std = float(self.label["std"])
         return float(self.label["mean"]), std if std > 0 else 1.0
 
+    @property
+    def class_counts(self) -> list[int]:
+        """Training rows per class in vocabulary order (a classification state; [] otherwise)."""
+        return [int(c) for c in self.label.get("class_counts", [])]
+
+    @property
+    def class_prior(self) -> list[float]:
+        """The training split's class shares in vocabulary order: the benchmark's prediction ([] for regression)."""
+        counts = self.class_counts
+        total = sum(counts)
+        return [c / total for c in counts] if total else []
+
+    def _regression_only(self, what: str) -> None:
+        if self.spec.is_classification:
+            raise MlengineError(f"{what}: {self.spec.label.name!r} is a class label; only regression labels are scaled")
+
     def encode_label(self, label, tf):
         """Label (original unit) -> the standardised target the network is trained on (TF ops)."""
+        self._regression_only("encode_label")
         center, scale = self.label_scale
         value = tf.math.log1p(label) if self.label_transform == "log1p" else label
         return (value - center) / scale
 
     def decode_label(self, z, tf):
         """The network's standardised output -> a prediction in the label's unit (TF ops)."""
+        self._regression_only("decode_label")
         center, scale = self.label_scale
         value = z * scale + center
         return tf.math.expm1(value) if self.label_transform == "log1p" else value

@@ -42,6 +42,9 @@ def add_cli(subparsers) -> None:
     hparams.add_argument("--steps-per-epoch", type=int, default=None,
                          help="batches per epoch (default: one pass over the training split)")
     hparams.add_argument("--seed", type=int, default=0)
+    hparams.add_argument("--class-weight", choices=("none", "balanced"), default="none",
+                         help="class label only: 'balanced' weighs each class's rows by rows / (classes * rows of "
+                              "the class) in the training loss (default %(default)s)")
     parser.set_defaults(handler=_train)
 
 
@@ -55,13 +58,15 @@ def _train(args: argparse.Namespace) -> int:
     config = TrainConfig(train_dir=args.train_dir, eval_dir=args.eval_dir, transform_dir=args.transform_dir,
                          model_dir=args.model_dir, hidden_units=args.hidden_units, learning_rate=args.learning_rate,
                          batch_size=args.batch_size, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
-                         seed=args.seed)
+                         seed=args.seed, class_weight=args.class_weight)
     topology = Topology(workers=args.workers, ps=args.ps, chief={"auto": None, "yes": True, "no": False}[args.chief],
                         strategy=args.strategy)
     result = run_local_cluster(config, topology, max_restarts=args.max_restarts,
                                connect_timeout=args.connect_timeout, timeout=args.timeout,
                                log=lambda line: print(line, file=sys.stderr, flush=True))
-    summary = {key: result.get(key) for key in ("eval_rmse", "examples_per_second", "model_dir", "restarts")}
+    keys = ("eval_metric", "eval_objective", "eval_rmse", "eval_log_loss", "eval_accuracy", "examples_per_second",
+            "model_dir", "restarts")
+    summary = {key: result.get(key) for key in keys if key in result}
     summary["topology"] = topology.to_dict()
     print(json.dumps(summary))
     return 0

@@ -21,7 +21,7 @@ from mlengine.components.shared.tfjob import (
     TFJOB_VERSION,
     render_tfjob,
 )
-from mlengine.constants import HISTORY_FILE, K8S_NAMESPACE, TRAINER_IMAGE
+from mlengine.constants import HISTORY_FILE, K8S_NAMESPACE, SPEC_FILE, TRAINER_IMAGE
 
 
 def training_args(config) -> list[str]:
@@ -134,8 +134,12 @@ def run_tfjob_for_config(config, topology, *, model_uri: str | None = None, log:
     staging.download_prefix(remote_model, local)
     history_file = local / HISTORY_FILE
     history = json.loads(history_file.read_text(encoding="utf-8")) if history_file.is_file() else {}
-    val_rmse = [v for v in history.get("val_rmse", []) if v is not None]
     rates = [v for v in history.get("examples_per_second", []) if v]
-    return {"history": history, "eval_rmse": val_rmse[-1] if val_rmse else None,
+    from mlengine.components.shared.featurespec import load_spec
+    from mlengine.components.train.trainer import eval_figures
+
+    # the chief exported the best epoch's weights: its figures are the best recorded epoch's
+    figures = eval_figures(history, load_spec(local / SPEC_FILE)) if (local / SPEC_FILE).is_file() else {}
+    return {"history": history, **figures, "epochs_run": len(history.get("epoch", [])),
             "examples_per_second": sum(rates) / len(rates) if rates else None, "model_dir": str(local),
             "tfjob": job_name, "topology": topology.to_dict()}

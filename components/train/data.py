@@ -6,6 +6,12 @@ rows inside each read chunk and then shuffles whole batches through a bounded bu
 single elements halves the throughput. With a ``tf.distribute.InputContext`` each
 input pipeline reads only its share of the files (or of the rows, when there are fewer files
 than pipelines).
+
+The label comes out as the model's target: float32 for a regression label; for a class label the
+int64 index of its class in the vocabulary (``labels.class_indices``). The mapping is done here,
+in numpy once per read chunk, rather than by a lookup table inside the model's loss: the exported
+model never sees a label, a parameter-server worker then needs no table resource of its own, and
+evaluation maps its labels with the same function.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from mlengine.components.shared.featurespec import DTYPES
+from mlengine.components.shared.labels import class_indices
 from mlengine.components.shared.parquet import iter_record_batches
 from mlengine.errors import DataError
 
@@ -59,7 +66,7 @@ class _BatchGenerator:
         for name, values in columns.items():
             kind = self.types[name]
             if name == self.spec.label.name:
-                out[name] = values.astype(np.float32)
+                out[name] = label_target(self.spec, values)
             elif kind == "string":
                 out[name] = values.astype(object)
             else:
@@ -107,9 +114,21 @@ class _BatchGenerator:
             yield stacked, target
 
 
+def label_target(spec, values: np.ndarray) -> np.ndarray:
+    """Raw label values -> the training target: float32, or int64 class indices for a class label."""
+    if spec.is_classification:
+        return class_indices(spec, values)
+    return values.astype(np.float32)
+
+
+def label_dtype(spec, tf):
+    """The target's TensorFlow dtype (see ``label_target``)."""
+    return tf.int64 if spec.is_classification else tf.float32
+
+
 def make_dataset(files: list[str], spec, batch_size: int, *, shuffle: bool, repeat: bool,
                  input_context=None, seed: int = 0):
-    """A tf.data.Dataset of ``({column: [B] tensor}, label [B] float32)`` batches.
+    """A tf.data.Dataset of ``({column: [B] tensor}, label [B])`` batches (the target: see ``label_target``).
 
     ``batch_size`` is the global batch size: with an ``input_context`` each pipeline batches
     ``input_context.get_per_replica_batch_size(batch_size)`` rows and reads only its shard.
@@ -136,7 +155,7 @@ def make_dataset(files: list[str], spec, batch_size: int, *, shuffle: bool, repe
     signature = (
         {col.name: tf.TensorSpec([None, None], getattr(tf, col.dtypes.tf), name=col.name)
          for col in spec.columns},
-        tf.TensorSpec([None, None], tf.float32, name=spec.label.name),
+        tf.TensorSpec([None, None], label_dtype(spec, tf), name=spec.label.name),
     )
     # Python runs once per read chunk (READ_CHUNK_BATCHES batches), tf.data splits it
     dataset = tf.data.Dataset.from_generator(generator, output_signature=signature).unbatch()
@@ -195,7 +214,7 @@ def prepare_graph_input(files: list[str], spec, out_dir: str | Path | None = Non
                 for name in names:
                     values = chunk[name][order]
                     if name == spec.label.name:
-                        tensor = tf.constant(values.astype(np.float32))
+                        tensor = tf.constant(label_target(spec, values))
                     elif types[name] == "string":
                         tensor = tf.constant(values.astype(object), tf.string)
                     else:
@@ -210,7 +229,7 @@ def prepare_graph_input(files: list[str], spec, out_dir: str | Path | None = Non
 
 def _graph_dataset(tf, files, row_shard, spec, batch_size, *, shuffle, repeat, seed):
     dtypes = {col.name: getattr(tf, col.dtypes.tf) for col in spec.columns}
-    dtypes[spec.label.name] = tf.float32
+    dtypes[spec.label.name] = label_dtype(spec, tf)
     description = {name: tf.io.FixedLenFeature([], tf.string) for name in dtypes}
     label = spec.label.name
 

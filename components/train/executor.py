@@ -22,7 +22,11 @@ log = component_logger("train")
 
 @dataclass(frozen=True)
 class TrainResult:
-    """A finished training step: the figures, which model was kept and why, and the model's lineage facts."""
+    """A finished training step: the figures, which model was kept and why, and the model's lineage facts.
+
+    ``eval_rmse`` is the eval objective of the best epoch: the RMSE of a regression model, the log
+    loss of a classifier (``eval_metric`` names it; the pipeline output keeps the field's name).
+    """
 
     eval_rmse: float
     examples_per_second: float
@@ -33,12 +37,13 @@ class TrainResult:
     metrics: dict = field(default_factory=dict)
     model_metadata: dict = field(default_factory=dict)
     details: dict = field(default_factory=dict)
+    eval_metric: str = "rmse"
 
 
 def run(*, train_dir: str, eval_dir: str, transform_dir: str, model_dir: str, hyperparameters,
         epochs: int, workers: int = 1, ps: int = 0, strategy: str = "auto", mode: str = "local",
         model_uri: str | None = None, study_file: str | Path | None = None, shared_claim: str = "",
-        loss_curves_file: str | Path | None = None) -> TrainResult:
+        loss_curves_file: str | Path | None = None, class_weight: str = "none") -> TrainResult:
     """Train, compare with the tuning study's default trial, and write model_choice.json and the loss curves.
 
     Args:
@@ -56,6 +61,7 @@ def run(*, train_dir: str, eval_dir: str, transform_dir: str, model_dir: str, hy
         study_file: the tuning study's trials.json (absent or None: no comparison).
         shared_claim: cluster mode: the ReadWriteMany PVC the parameter-server TFJob pods share; "" for none.
         loss_curves_file: where the loss-curves HTML is written (None: not written).
+        class_weight: class label only: "none" or "balanced" (rows weighted by rows / (classes * class rows)).
 
     Returns:
         The TrainResult.
@@ -67,7 +73,7 @@ def run(*, train_dir: str, eval_dir: str, transform_dir: str, model_dir: str, hy
     hparams = hyperparameters
     config = TrainConfig(train_dir=train_dir, eval_dir=eval_dir, transform_dir=transform_dir, model_dir=model_dir,
                          hidden_units=hparams.hidden_units, learning_rate=hparams.learning_rate,
-                         batch_size=hparams.batch_size, epochs=epochs)
+                         batch_size=hparams.batch_size, epochs=epochs, class_weight=class_weight)
     result = _train_on(config, workers=workers, ps=ps, strategy=strategy, mode=mode, model_uri=model_uri,
                        shared_claim=shared_claim)
     default = default_trial_of(study_file) if study_file else None
@@ -76,19 +82,30 @@ def run(*, train_dir: str, eval_dir: str, transform_dir: str, model_dir: str, hy
         result = guard.pop("result", result)
     else:  # on a cluster the model already lives in object storage: compare and report only
         guard = {"kept": "tuned", "reason": "cluster run: no retraining of the default configuration",
-                 "default_trial_rmse": default and default["rmse"], "final_rmse": result.get("eval_rmse")}
+                 "default_trial_rmse": default and default["rmse"], "final_rmse": _objective(result)}
     (Path(model_dir) / MODEL_CHOICE_FILE).write_text(json.dumps(guard, indent=1), encoding="utf-8")
     if loss_curves_file is not None:
         history = json.loads((Path(model_dir) / HISTORY_FILE).read_text(encoding="utf-8"))
         Path(loss_curves_file).write_text(loss_curves_html(history), encoding="utf-8")
-    metrics = {"eval_rmse": float(result["eval_rmse"]), "examples_per_second": float(result["examples_per_second"]),
+    metric = result.get("eval_metric") or "rmse"
+    figures = ({"eval_log_loss": float(result["eval_log_loss"]), "eval_accuracy": float(result["eval_accuracy"])}
+               if metric != "rmse" else {"eval_rmse": float(result["eval_rmse"])})
+    metrics = {**figures, "examples_per_second": float(result["examples_per_second"]),
                "best_epoch": int(result.get("best_epoch") or 0), "epochs_run": int(result.get("epochs_run") or 0)}
     metadata = {"model_choice": guard["reason"], "framework": "tensorflow",
                 "signature": "serving_default (raw features)", **hparams.to_dict(), "epochs": epochs,
-                "workers": workers, "ps": ps, "strategy": strategy}
-    return TrainResult(eval_rmse=metrics["eval_rmse"], examples_per_second=metrics["examples_per_second"],
+                "workers": workers, "ps": ps, "strategy": strategy, "eval_metric": metric,
+                "class_weight": class_weight}
+    return TrainResult(eval_rmse=float(_objective(result)), examples_per_second=metrics["examples_per_second"],
                        best_epoch=metrics["best_epoch"], epochs_run=metrics["epochs_run"], model_choice=guard["kept"],
-                       model_choice_reason=guard["reason"], metrics=metrics, model_metadata=metadata, details=result)
+                       model_choice_reason=guard["reason"], metrics=metrics, model_metadata=metadata, details=result,
+                       eval_metric=metric)
+
+
+def _objective(result: dict[str, Any]) -> float | None:
+    """The trainer result's eval objective (RMSE or log loss; ``eval_rmse`` in results from before the task)."""
+    value = result.get("eval_objective")
+    return result.get("eval_rmse") if value is None else value
 
 
 def _train_on(config, *, workers: int = 1, ps: int = 0, strategy: str = "auto", mode: str = "local",
@@ -135,15 +152,17 @@ def guard_against_default(config, result: dict[str, Any], chosen: dict[str, Any]
     """Keep the tuned model only when it is not worse on eval than the default configuration.
 
     ``chosen`` are the tuned hyperparameters the model was trained with; ``default`` the default
-    trial of the study (its params and eval RMSE, trained for the tuning epochs). When the final
-    model's eval RMSE is worse than that trial's, the default configuration is trained the same
+    trial of the study (its params and eval objective -- RMSE, or log loss for a class label --
+    trained for the tuning epochs; the study names it ``rmse`` either way). When the final
+    model's eval objective is worse than that trial's, the default configuration is trained the same
     way (same maximum epochs) and the better of the two is kept in ``config.model_dir``. Returns
     ``{"kept", "reason", ...}`` for the report.
     """
     import shutil
     from dataclasses import replace
 
-    final_rmse = result.get("eval_rmse")
+    final_rmse = _objective(result)
+    metric = result.get("eval_metric") or "rmse"
     if default is None:
         return {"kept": "trained", "reason": "no tuning study with a default trial: nothing to compare"}
     same = all(chosen.get(k) == v for k, v in default["params"].items() if k in chosen)
@@ -152,14 +171,14 @@ def guard_against_default(config, result: dict[str, Any], chosen: dict[str, Any]
                 "default_trial_rmse": default["rmse"]}
     if final_rmse is not None and final_rmse <= default["rmse"]:
         return {"kept": "tuned", "final_rmse": final_rmse, "default_trial_rmse": default["rmse"],
-                "reason": f"the tuned model's eval RMSE {final_rmse:.4g} is not worse than the default "
+                "reason": f"the tuned model's eval {metric} {final_rmse:.4g} is not worse than the default "
                           f"configuration's trial ({default['rmse']:.4g})"}
     from mlengine.components.shared import analyze
     from mlengine.components.shared.hyperparameters import HyperParameters
     from mlengine.components.shared.transform_state import TransformState
 
-    log.info("train: the tuned model's eval RMSE %.4g is worse than the default trial's %.4g: training the default "
-             "configuration too", final_rmse, default["rmse"])
+    log.info("train: the tuned model's eval %s %.4g is worse than the default trial's %.4g: training the default "
+             "configuration too", metric, final_rmse, default["rmse"])
     params = HyperParameters.from_dict(default["params"])
     work = Path(config.model_dir).parent / (Path(config.model_dir).name + "-default")
     state = TransformState.load(config.transform_dir)
@@ -170,16 +189,16 @@ def guard_against_default(config, result: dict[str, Any], chosen: dict[str, Any]
     if train_fn is None:
         from mlengine.components.train.trainer import train as train_fn
     default_result = train_fn(default_config, progress=log.info)
-    default_rmse = default_result.get("eval_rmse")
+    default_rmse = _objective(default_result)
     outcome = {"final_rmse": final_rmse, "default_trial_rmse": default["rmse"], "default_final_rmse": default_rmse}
     if default_rmse is not None and (final_rmse is None or default_rmse < final_rmse):
         shutil.rmtree(config.model_dir)
         shutil.copytree(work / "model", config.model_dir)
         shutil.rmtree(work, ignore_errors=True)
         return {**outcome, "kept": "default", "result": default_result,
-                "reason": f"the default configuration trained to eval RMSE {default_rmse:.4g}, better than the "
+                "reason": f"the default configuration trained to eval {metric} {default_rmse:.4g}, better than the "
                           f"tuned one's {final_rmse:.4g}: the default model is kept"}
     shutil.rmtree(work, ignore_errors=True)
     return {**outcome, "kept": "tuned",
-            "reason": f"the tuned model's eval RMSE {final_rmse:.4g} is better than the default configuration "
+            "reason": f"the tuned model's eval {metric} {final_rmse:.4g} is better than the default configuration "
                       f"trained the same way ({default_rmse:.4g})"}

@@ -39,7 +39,7 @@ from mlengine.components.shared.userfiles import read_json_object
 from mlengine.errors import MlengineError
 
 READY_MARKER = "mlengine-task: ready"  # the local supervisor waits for this line from every task
-METRIC_KEYS = ("eval_rmse", "examples_per_second")
+METRIC_KEYS = ("eval_rmse", "eval_log_loss", "eval_accuracy", "examples_per_second")
 ENV_PARENT_PID = "MLENGINE_SUPERVISOR_PID"  # set by the local supervisor (local.py): die with it
 
 
@@ -136,8 +136,9 @@ def _port_in_use(err: BaseException) -> bool:
 def print_metrics(result: dict) -> None:
     """``name=value`` lines on stdout, for Katib's stdout metrics collector (and humans)."""
     lines = []
-    rmse = result.get("eval_rmse")
-    for key, value in (("rmse", rmse), *((k, result.get(k)) for k in METRIC_KEYS)):
+    # the objective first under its own name (rmse= or log_loss=): what a Katib objective reads
+    objective = (result.get("eval_metric") or "rmse", result.get("eval_objective", result.get("eval_rmse")))
+    for key, value in (objective, *((k, result.get(k)) for k in METRIC_KEYS)):
         if isinstance(value, int | float) and math.isfinite(value):
             lines.append(f"{key}={value:.6g}")
     if lines:

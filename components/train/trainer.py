@@ -6,9 +6,10 @@ fits on plain datasets, one full pass over the training split per epoch. With a 
 model is built inside ``strategy.scope()`` and fits on ``DatasetCreator`` inputs, so every worker
 builds its own input pipeline over its shard of the files, with a fixed ``steps_per_epoch``.
 
-``epochs`` is a maximum: training stops once the eval RMSE has not improved for ``patience``
-epochs, and the weights of the BEST epoch are restored before export (also when it ran to the
-maximum). The learning rate halves when the eval RMSE stalls for ``lr_patience`` epochs.
+``epochs`` is a maximum: training stops once the eval objective (RMSE for a regression label, log
+loss for a class label: ``labels.objective_metric``) has not improved for ``patience`` epochs, and
+the weights of the BEST epoch are restored before export (also when it ran to the maximum). The
+learning rate halves when the eval objective stalls for ``lr_patience`` epochs.
 
 ``BackupAndRestore`` keeps a checkpoint per epoch under ``model_dir/checkpoints``: a restarted job
 (a TFJob pod rescheduled, or the same command run again with more epochs) continues where it
@@ -27,17 +28,19 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from mlengine.components.shared.hyperparameters import parse_hidden_units
+from mlengine.components.shared.labels import OBJECTIVE_CLASSIFICATION, objective_metric
 from mlengine.components.shared.parquet import count_rows, list_parquet_files
 from mlengine.components.shared.transform_state import TransformState
 from mlengine.components.shared.userfiles import parse_json_object, read_json_object
 from mlengine.components.train import data as train_data
 from mlengine.components.train import model as model_lib
 from mlengine.constants import CHECKPOINT_SUBDIR, DEFAULT_LR_PATIENCE, DEFAULT_PATIENCE, HISTORY_FILE
-from mlengine.errors import MlengineError
+from mlengine.errors import DataError, MlengineError
 
 TRAIN_CONFIG_FILE = "train_config.json"
 PS_STEPS_PER_EXECUTION = 10
-HISTORY_KEYS = ("loss", "val_loss", "rmse", "val_rmse", "lr")
+HISTORY_KEYS = ("loss", "val_loss", "rmse", "val_rmse", "lr")  # a regression model's
+CLASSIFICATION_HISTORY_KEYS = ("loss", "val_loss", "log_loss", "val_log_loss", "accuracy", "val_accuracy", "lr")
 LR_FACTOR = 0.5  # learning rate multiplier on a plateau
 MIN_LR_FRACTION = 0.01  # never below 1% of the starting rate
 MIN_IMPROVEMENT = 1e-4  # a relative eval RMSE gain smaller than this is no improvement
@@ -57,6 +60,7 @@ class TrainConfig:
     seed: int = 0
     patience: int = DEFAULT_PATIENCE  # epochs without eval improvement before stopping; 0: never stop early
     lr_patience: int = DEFAULT_LR_PATIENCE  # epochs without improvement before the learning rate halves
+    class_weight: str = "none"  # class label only: "balanced" weighs rows by rows / (classes * rows of their class)
 
     def __post_init__(self):
         self.hidden_units = parse_hidden_units(self.hidden_units)
@@ -73,6 +77,9 @@ class TrainConfig:
         if not isinstance(self.learning_rate, int | float) or not self.learning_rate > 0:
             raise MlengineError(f"learning_rate must be a positive number, got {self.learning_rate!r}")
         self.learning_rate = float(self.learning_rate)
+        if self.class_weight not in model_lib.CLASS_WEIGHTS:
+            raise MlengineError(f"class_weight must be one of {list(model_lib.CLASS_WEIGHTS)}, "
+                                f"got {self.class_weight!r}")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -108,7 +115,33 @@ def load_history(model_dir: str | Path) -> dict:
     return read_json_object(path, what="history")
 
 
-def _merge_history(previous: dict, new_rows: list[dict]) -> dict:
+def history_keys(spec) -> tuple[str, ...]:
+    """The figures history.json records per epoch for this spec's task (besides epoch, rate and seconds)."""
+    return CLASSIFICATION_HISTORY_KEYS if spec.is_classification else HISTORY_KEYS
+
+
+def eval_figures(history: dict, spec) -> dict:
+    """The best recorded epoch by the eval objective, and its figures (``train``'s result fields).
+
+    ``eval_metric`` names the objective (rmse or log_loss), ``eval_objective`` is its value;
+    regression also gives ``eval_rmse``, classification ``eval_log_loss`` and ``eval_accuracy``.
+    """
+    objective = objective_metric(spec)
+    values = history.get(f"val_{objective}") or []
+    recorded = [(value, index) for index, value in enumerate(values) if value is not None and math.isfinite(value)]
+    out = {"eval_metric": objective, "eval_objective": None, "best_epoch": None}
+    if recorded:
+        value, index = min(recorded)
+        out.update(eval_objective=value, best_epoch=history["epoch"][index])
+        if spec.is_classification:
+            accuracy = history.get("val_accuracy") or []
+            out.update(eval_log_loss=value, eval_accuracy=accuracy[index] if index < len(accuracy) else None)
+    if not spec.is_classification:
+        out["eval_rmse"] = out["eval_objective"]
+    return out
+
+
+def _merge_history(previous: dict, new_rows: list[dict], keys: tuple[str, ...] = HISTORY_KEYS) -> dict:
     """Column-wise history: earlier epochs from ``previous``, then the epochs of this run."""
     first_new = new_rows[0]["epoch"] if new_rows else math.inf
     rows = []
@@ -116,7 +149,7 @@ def _merge_history(previous: dict, new_rows: list[dict]) -> dict:
         if epoch < first_new:
             rows.append({key: values[index] for key, values in previous.items() if index < len(values)})
     rows += new_rows
-    keys = ["epoch", *HISTORY_KEYS, "examples_per_second", "seconds"]
+    keys = ["epoch", *keys, "examples_per_second", "seconds"]
     return {key: [row.get(key) for row in rows] for key in keys}
 
 
@@ -139,7 +172,20 @@ def _model_fingerprint(config: TrainConfig, state: TransformState) -> str:
 
     shape = {"hidden_units": config.hidden_units, "features": state.sparse_features(),
              "numeric": list(state.spec.numeric)}
+    if state.spec.is_classification:  # a regression fingerprint stays what it was
+        shape["classes"] = list(state.spec.classes)
     return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _check_classes(state: TransformState, source: str) -> None:
+    """A class label needs training rows of every class (ingest checks it first; a hand-made split may not)."""
+    spec = state.spec
+    if not spec.is_classification or not state.class_counts:
+        return
+    empty = [cls for cls, count in zip(spec.classes, state.class_counts, strict=True) if count == 0]
+    if empty:
+        raise DataError(f"{source}: the training split has no row of class {empty[0]!r} of label {spec.label.name!r} "
+                        f"(classes {list(spec.classes)}, rows {state.class_counts}): nothing trained")
 
 
 def train(config: TrainConfig, strategy=None, *, is_chief: bool = True, progress=None) -> dict:
@@ -149,6 +195,10 @@ def train(config: TrainConfig, strategy=None, *, is_chief: bool = True, progress
     tf, keras = import_tf()
     state = TransformState.load(config.transform_dir)
     spec = state.spec
+    _check_classes(state, config.transform_dir)
+    objective = objective_metric(spec)
+    monitor = f"val_{objective}"
+    keys = history_keys(spec)
     train_files = list_parquet_files(config.train_dir)
     eval_files = list_parquet_files(config.eval_dir)
     train_rows = count_rows(train_files)
@@ -167,7 +217,7 @@ def train(config: TrainConfig, strategy=None, *, is_chief: bool = True, progress
     steps_per_execution = PS_STEPS_PER_EXECUTION if is_parameter_server_strategy(strategy) else 1
     with strategy.scope():
         model = model_lib.build_model(state, config.hidden_units, config.learning_rate,
-                                      steps_per_execution=steps_per_execution)
+                                      steps_per_execution=steps_per_execution, class_weight=config.class_weight)
 
     fit_args: dict = {}
     graph_dirs: list[Path] = []
@@ -228,26 +278,30 @@ def train(config: TrainConfig, strategy=None, *, is_chief: bool = True, progress
             logs = logs or {}
             seconds = (self.train_ended or time.perf_counter()) - self.started
             logs = {**logs, "lr": float(keras.backend.get_value(self.model.optimizer.learning_rate))}
-            row = {"epoch": epoch + 1, **{k: float(logs[k]) for k in HISTORY_KEYS if k in logs},
+            row = {"epoch": epoch + 1, **{k: float(logs[k]) for k in keys if k in logs},
                    "examples_per_second": examples_per_epoch / seconds if seconds > 0 else None,
                    "seconds": seconds}
             new_rows.append(row)
             if not is_chief:
                 return
-            (model_dir / HISTORY_FILE).write_text(json.dumps(_merge_history(previous_history, new_rows), indent=1),
-                                                  encoding="utf-8")
+            (model_dir / HISTORY_FILE).write_text(
+                json.dumps(_merge_history(previous_history, new_rows, keys), indent=1), encoding="utf-8")
+            # tuning trials read the objective off this line ("val_rmse=" / "val_log_loss=")
+            extra = (f" val_accuracy={row.get('val_accuracy', math.nan):.4g}"
+                     if objective == OBJECTIVE_CLASSIFICATION else "")
             _emit(progress, f"train: epoch {epoch + 1}/{config.epochs} loss={row.get('loss', math.nan):.4g} "
-                            f"val_rmse={row.get('val_rmse', math.nan):.4g} {row['examples_per_second'] or 0:,.0f} ex/s")
+                            f"{monitor}={row.get(monitor, math.nan):.4g}{extra} "
+                            f"{row['examples_per_second'] or 0:,.0f} ex/s")
 
     class BestEpoch(keras.callbacks.Callback):
-        """Early stopping on the eval RMSE that always restores the best epoch's weights at the end."""
+        """Early stopping on the eval objective that always restores the best epoch's weights at the end."""
 
         def __init__(self):
             super().__init__()
             self.best, self.best_epoch, self.best_weights, self.wait = math.inf, None, None, 0
 
         def on_epoch_end(self, epoch, logs=None):
-            value = (logs or {}).get("val_rmse")
+            value = (logs or {}).get(monitor)
             if value is None or not math.isfinite(value):
                 return
             if value < self.best * (1.0 - MIN_IMPROVEMENT):
@@ -271,7 +325,7 @@ def train(config: TrainConfig, strategy=None, *, is_chief: bool = True, progress
     if config.lr_patience:
         # EpochLog runs first, so the history shows the rate each epoch was trained with
         callbacks.append(keras.callbacks.ReduceLROnPlateau(
-            monitor="val_rmse", factor=LR_FACTOR, patience=config.lr_patience, min_delta=0.0,
+            monitor=monitor, factor=LR_FACTOR, patience=config.lr_patience, min_delta=0.0,
             min_lr=config.learning_rate * MIN_LR_FRACTION, verbose=0))
     if is_chief:
         _emit(progress, f"train: {train_rows:,} training rows, {eval_rows:,} eval rows, batch {config.batch_size}, "
@@ -283,13 +337,14 @@ def train(config: TrainConfig, strategy=None, *, is_chief: bool = True, progress
         for directory in graph_dirs:
             shutil.rmtree(directory, ignore_errors=True)
 
-    history = _merge_history(previous_history, new_rows) if is_chief else _merge_history({}, new_rows)
+    history = _merge_history(previous_history if is_chief else {}, new_rows, keys)
     if is_chief:
         (model_dir / HISTORY_FILE).write_text(json.dumps(history, indent=1), encoding="utf-8")
         export_model = model
         if is_parameter_server_strategy(strategy):
             # the variables live on the ps tasks and saving them from there hangs: export a local copy
-            export_model = model_lib.build_model(state, config.hidden_units, config.learning_rate)
+            export_model = model_lib.build_model(state, config.hidden_units, config.learning_rate,
+                                                 class_weight=config.class_weight)
             export_model.set_weights(model.get_weights())
         export_path = model_lib.export_serving_model(export_model, state, str(model_dir))
         _emit(progress, f"train: exported the serving model to {export_path}")
@@ -301,19 +356,23 @@ def train(config: TrainConfig, strategy=None, *, is_chief: bool = True, progress
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
     rates = [r["examples_per_second"] for r in new_rows if r.get("examples_per_second")]
-    val_rmse = [v for v in history.get("val_rmse", []) if v is not None]
-    if best_epoch.best_epoch is not None:
-        eval_rmse, best = best_epoch.best, best_epoch.best_epoch
-    else:  # resumed after the last epoch, or no eval figure: the best recorded epoch
-        eval_rmse = min(val_rmse) if val_rmse else None
-        best = history["epoch"][history["val_rmse"].index(eval_rmse)] if val_rmse else None
+    figures = eval_figures(history, spec)
+    if best_epoch.best_epoch is not None:  # this run's best (the history may hold a resumed run's)
+        run_best = [i for i, e in enumerate(history["epoch"]) if e == best_epoch.best_epoch]
+        figures = {**figures, "eval_objective": best_epoch.best, "best_epoch": best_epoch.best_epoch}
+        if spec.is_classification:
+            accuracy = history.get("val_accuracy") or []
+            figures.update(eval_log_loss=best_epoch.best,
+                           eval_accuracy=accuracy[run_best[0]] if run_best and run_best[0] < len(accuracy) else None)
+        else:
+            figures["eval_rmse"] = best_epoch.best
+    best, value = figures["best_epoch"], figures["eval_objective"]
     if is_chief and best is not None:
-        _emit(progress, f"train: best epoch {best} of {len(history.get('epoch', []))} (eval rmse {eval_rmse:.4g}); "
-                        "its weights are the exported model's")
+        _emit(progress, f"train: best epoch {best} of {len(history.get('epoch', []))} (eval {objective} "
+                        f"{value:.4g}); its weights are the exported model's")
     return {
         "history": history,
-        "eval_rmse": eval_rmse,
-        "best_epoch": best,
+        **figures,
         "epochs_run": len(history.get("epoch", [])),
         "examples_per_second": sum(rates) / len(rates) if rates else None,
         "model_dir": str(model_dir),

@@ -30,6 +30,8 @@ from mlengine.components.shared.analyze import (
     CLIP_QUANTILES,
     COUNTER_LIMIT,
     MAX_VOCABULARY_SIZE,
+    label_and_benchmark,
+    label_values,
     learned_vocabulary_names,
     numeric_names,
 )
@@ -59,15 +61,10 @@ def batch_features(spec: FeatureSpec, path: str, columns: dict[str, np.ndarray])
     """
     numeric_columns = {n: columns[n].astype(np.float64) for n in spec.column_names if spec.column(n).is_numeric}
     values = derived_ops.add_derived_np(spec, numeric_columns)
-    label = columns[spec.label.name].astype(np.float64)
     for name in numeric_names(spec):
         if not np.all(np.isfinite(values[name])):
             raise DataError(f"{path}: feature {name!r} has non-finite values; ingest must reject such rows")
-    if not np.all(np.isfinite(label)):
-        raise DataError(f"{path}: label {spec.label.name!r} has non-finite values")
-    if spec.label_transform == "log1p" and label.size and label.min() <= -1.0:
-        raise DataError(f"{path}: label {spec.label.name!r} has value {label.min():g} <= -1; "
-                        "label_transform log1p needs labels above -1 (use standardize)")
+    label = label_values(spec, path, columns[spec.label.name])  # class indices for a class label
     return {"values": {name: values[name] for name in numeric_names(spec)}, "label": label,
             "vocabulary": {name: columns[name] for name in learned_vocabulary_names(spec)}}
 
@@ -79,6 +76,8 @@ class AnalyzeAccumulator:
         self.rows = 0
         self.moments = {name: Moments() for name in numeric_names(spec)}
         self.label = Moments()
+        self.classification = spec.is_classification
+        self.class_counts = np.zeros(spec.num_classes, np.int64)
         self.sketches = {name: KllSketch(k) for name in sampled_names(spec)}
         self.counters = {name: CappedCounts(COUNTER_LIMIT) for name in learned_vocabulary_names(spec)}
         self.benchmark = CoMoments()
@@ -92,12 +91,15 @@ class AnalyzeAccumulator:
         self.rows += len(label)
         for name, moments in self.moments.items():
             moments.update(values[name])
-        self.label.update(np.log1p(label) if self.log1p else label)
+        if self.classification:
+            self.class_counts += np.bincount(label, minlength=len(self.class_counts))
+        else:
+            self.label.update(np.log1p(label) if self.log1p else label)
         for name, sketch in self.sketches.items():
             sketch.update(values[name])
         for name, counter in self.counters.items():
             counter.update(features["vocabulary"][name])
-        if self.benchmark_feature:
+        if self.benchmark_feature and not self.classification:
             self.benchmark.update(values[self.benchmark_feature], label)
         return self
 
@@ -106,6 +108,7 @@ class AnalyzeAccumulator:
         for name, moments in self.moments.items():
             moments.merge(other.moments[name])
         self.label.merge(other.label)
+        self.class_counts += other.class_counts
         for name, sketch in self.sketches.items():
             sketch.merge(other.sketches[name])
         for name, counter in self.counters.items():
@@ -134,16 +137,15 @@ def build_state(spec: FeatureSpec, nbuckets: int, analysis: AnalyzeAccumulator,
             stats = {"mean": clipped[name].mean, "std": clipped[name].std, "clip": bounds[name],
                      "raw_mean": moments.mean, "raw_std": moments.std}
         numeric[name] = stats
-    if spec.benchmark_feature:
+    if spec.benchmark_feature and not spec.is_classification:
         slope, intercept = analysis.benchmark.line()
     else:
         slope, intercept = 0.0, analysis.label.mean
+    label, benchmark = label_and_benchmark(spec, analysis.label, analysis.class_counts, slope, intercept)
     return TransformState(
-        spec=spec, nbuckets=nbuckets, rows=analysis.rows, numeric=numeric,
-        label={"mean": analysis.label.mean, "std": analysis.label.std, "transform": spec.label_transform},
-        boundaries=boundaries,
+        spec=spec, nbuckets=nbuckets, rows=analysis.rows, numeric=numeric, label=label, boundaries=boundaries,
         vocabularies={name: counter.top(MAX_VOCABULARY_SIZE) for name, counter in analysis.counters.items()},
-        benchmark={"feature": spec.benchmark_feature, "slope": float(slope), "intercept": float(intercept)},
+        benchmark=benchmark,
     )
 
 

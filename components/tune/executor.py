@@ -60,6 +60,30 @@ def skipped_result(values: HyperParameters, algorithm: str, reason: str) -> dict
             "skipped": True, "skip_reason": reason}
 
 
+def _for_task(space, spec_dir: str, mode: str = "local"):
+    """The space whose objective is the spec's: eval RMSE, or eval log loss for a class label.
+
+    Trials report that figure under that name (``rmse=`` / ``log_loss=`` lines for Katib); the
+    study keeps calling a trial's value ``rmse`` in trials.json, with ``metric`` naming it. In
+    cluster mode a spec that cannot be read in this step (only the trial pods read it) keeps the
+    space's objective, with a warning.
+    """
+    from dataclasses import replace
+
+    from mlengine.components.shared.featurespec import spec_from_dict
+    from mlengine.components.shared.labels import objective_metric
+    from mlengine.components.tune.trial import load_spec_dict
+
+    try:
+        spec = spec_from_dict(load_spec_dict(spec_dir))
+    except MlengineError as err:
+        if mode == "local":
+            raise
+        log.warning("tune: the feature spec is not readable here (%s): the objective stays %s", err, space.metric)
+        return space
+    return replace(space, metric=objective_metric(spec))
+
+
 def run(train_dir: str, eval_dir: str, spec_dir: str, out_dir: str, *, fixed: dict[str, Any] | None = None,
         trials: int, parallel: int = 1, algorithm: str | None = None, epochs: int, mode: str = "local",
         space_path: str | None = None, namespace: str | None = None, timeout: float = 24 * 3600.0, api=None,
@@ -97,6 +121,7 @@ def run(train_dir: str, eval_dir: str, spec_dir: str, out_dir: str, *, fixed: di
     else:
         space = space.without(fixed).with_overrides(
             max_trials=trials, parallel_trials=max(1, min(parallel, trials)), algorithm=algorithm or None)
+        space = _for_task(space, spec_dir, mode)
         if mode == "local":
             from mlengine.components.tune.local import run_local_study
 
@@ -114,7 +139,7 @@ def run(train_dir: str, eval_dir: str, spec_dir: str, out_dir: str, *, fixed: di
                 output_uri=output_uri or artifact_uri(str(out / "trials")), epochs=epochs,
                 fixed_params=given.to_dict(), name_file=str(out / "experiment-name"), timeout=timeout,
                 shared_claim=shared_claim or None, api=api)
-    result = {**result, "fixed": fixed, "searched": searched}
+    result = {**result, "fixed": fixed, "searched": searched, "metric": space.metric}
     best = given.with_values(result.get("best_params") or {})
     trials_file = out / TRIALS_FILE
     trials_file.write_text(json.dumps(result, indent=1, default=str), encoding="utf-8")

@@ -1,7 +1,8 @@
 """The tuning report: a results table (Markdown) and an HTML page with the study's plots.
 
 Plots (embedded PNG): eval RMSE of each trial against its number with the running best, and
-RMSE against ``nbuckets``, the preprocessing hyperparameter the study tunes.
+RMSE against ``nbuckets``, the preprocessing hyperparameter the study tunes. A classifier's study
+(``metric: log_loss``) shows its eval log loss instead; the trials still keep it under ``rmse``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,11 @@ from mlengine.constants import PARAM_NBUCKETS
 
 STATE_MARKERS = {"COMPLETE": "o", "PRUNED": "x"}
 NO_PLOTS = "No trial reported an eval RMSE, so there is nothing to plot."
+
+
+def _figure(result: dict) -> str:
+    """What the trials' figure is, in words: RMSE, or log loss for a classifier's study."""
+    return "log loss" if result.get("metric") == "log_loss" else "RMSE"
 
 
 def _rows(result: dict) -> list[list[Any]]:
@@ -38,7 +44,7 @@ def _param_names(result: dict) -> list[str]:
 
 
 def _headers(result: dict) -> list[str]:
-    return ["trial", *_param_names(result), "rmse", "state", "error"]
+    return ["trial", *_param_names(result), result.get("metric") or "rmse", "state", "error"]
 
 
 def _summary(result: dict) -> str:
@@ -53,10 +59,11 @@ def _summary(result: dict) -> str:
     if result.get("best_params") and result.get("best_rmse") is not None:
         best = ", ".join(f"{k}={v}" for k, v in result["best_params"].items())
         text = (f"Algorithm `{result['algorithm']}`, {len(result['trials'])} trials ({states}). "
-                f"Best eval RMSE **{result['best_rmse']:.4f}** (trial {result.get('best_trial')}): {best}.")
+                f"Best eval {_figure(result)} **{result['best_rmse']:.4f}** "
+                f"(trial {result.get('best_trial')}): {best}.")
         if result.get("default_rmse") is not None:
             same = result.get("best_trial") == result.get("default_trial")
-            text += (f" Trial {result['default_trial']} is the default configuration (eval RMSE "
+            text += (f" Trial {result['default_trial']} is the default configuration (eval {_figure(result)} "
                      f"{result['default_rmse']:.4f})" + (": no trial beat it, the defaults are kept." if same else
                                                          "; the best trial beat it."))
         return text
@@ -109,8 +116,8 @@ def plot_rmse_by_trial(result: dict) -> str:
             best_y.append(best_y[-1])
         axes.step(best_x, best_y, where="post", color="black", label="best so far")
     axes.set_xlabel("trial")
-    axes.set_ylabel("eval RMSE")
-    axes.set_title("RMSE by trial")
+    axes.set_ylabel(f"eval {_figure(result)}")
+    axes.set_title(f"{_figure(result)} by trial")
     if points:
         axes.legend()
     return reports.figure_png_base64(figure)
@@ -129,8 +136,8 @@ def plot_rmse_by_nbuckets(result: dict) -> str:
     if best.get(PARAM_NBUCKETS) is not None and result.get("best_rmse") is not None:
         axes.scatter([best[PARAM_NBUCKETS]], [result["best_rmse"]], marker="*", s=200, color="red", label="best")
     axes.set_xlabel("nbuckets")
-    axes.set_ylabel("eval RMSE")
-    axes.set_title("RMSE by number of buckets")
+    axes.set_ylabel(f"eval {_figure(result)}")
+    axes.set_title(f"{_figure(result)} by number of buckets")
     if points:
         axes.legend()
     return reports.figure_png_base64(figure)
@@ -145,8 +152,9 @@ def render_tuning_html(result: dict) -> str:
     summary = html.escape(_summary(result).replace("**", "").replace("`", ""))
     fixed = html.escape(_fixed_and_searched(result).replace("`", ""))
     if _points(result) or result.get("best_rmse") is not None:  # Katib may report a best without trials
-        plots = [reports.html_image(plot_rmse_by_trial(result), "eval RMSE by trial with the running best"),
-                 reports.html_image(plot_rmse_by_nbuckets(result), "eval RMSE by nbuckets")]
+        name = _figure(result)
+        plots = [reports.html_image(plot_rmse_by_trial(result), f"eval {name} by trial with the running best"),
+                 reports.html_image(plot_rmse_by_nbuckets(result), f"eval {name} by nbuckets")]
     else:
         plots = [f"<p>{NO_PLOTS}</p>"]
     body = [f"<p>{summary}</p>", f"<p>{fixed}</p>" if fixed else "", *plots,

@@ -6,9 +6,10 @@ trial's TFJob (``python -m mlengine.components.tune.trial``). It reads its role 
 ``TF_CONFIG`` like the training task (components/train/task.py): parameter servers and workers
 of a parameter-server job only serve; every training replica stages its ``s3://`` inputs in,
 analyzes the training split with the trial's ``nbuckets`` (deterministic, so every replica gets
-the same boundaries) and trains. The chief uploads the model and prints ``rmse=<value>`` after
-every epoch and once at the end: the lines Katib's StdOut metrics collector reads (the per-epoch
-ones drive medianstop; the objective uses the latest value).
+the same boundaries) and trains. The chief uploads the model and prints ``rmse=<value>`` (a class
+label: ``log_loss=<value>``, ``labels.objective_metric``) after every epoch and once at the end:
+the lines Katib's StdOut metrics collector reads (the per-epoch ones drive medianstop; the
+objective uses the latest value).
 """
 
 from __future__ import annotations
@@ -30,11 +31,12 @@ from mlengine.components.shared.processes import EXIT_DIVERGED, EXIT_OK, exit_ha
 from mlengine.constants import CHECKPOINT_SUBDIR, DEFAULT_TUNE_EPOCHS, HISTORY_FILE, SERVING_MODEL_SUBDIR, SPEC_FILE
 from mlengine.errors import MlengineError
 
-METRIC_LINE = "rmse={value:.6f}"
+METRIC_LINE = "{metric}={value:.6f}"
 TRANSFORM_SUBDIR = "transform"
 MODEL_SUBDIR = "model"
-# the trainer's per-epoch progress line carries the eval RMSE: "train: epoch 2/4 loss=... val_rmse=1.08 ..."
-_EPOCH_LINE = re.compile(r"epoch (\d+)/\d+ .*val_rmse=([-+0-9.eE]+|nan|inf)")
+# the trainer's per-epoch progress line carries the eval objective: "train: epoch 2/4 loss=... val_rmse=1.08 ..."
+# ("val_log_loss=0.31" for a class label)
+_EPOCH_LINE = re.compile(r"epoch (\d+)/\d+ .*val_(rmse|log_loss)=([-+0-9.eE]+|nan|inf)")
 
 Report = Callable[[int, float], None]
 
@@ -55,18 +57,19 @@ class TrialContext:
 
 
 def epoch_rmse_from_line(line: str) -> tuple[int, float] | None:
-    """``(epoch, val_rmse)`` from a trainer progress line, or None for other lines."""
+    """``(epoch, eval objective)`` from a trainer progress line (val_rmse or val_log_loss), or None for other lines."""
     match = _EPOCH_LINE.search(line)
     if not match:
         return None
-    return int(match.group(1)), float(match.group(2))
+    return int(match.group(1)), float(match.group(3))
 
 
 def _exact_epoch_rmse(model_dir: Path, epoch: int, shown: float) -> float:
-    """The epoch's eval RMSE at full precision from history.json (written before the progress line)."""
+    """The epoch's eval objective at full precision from history.json (written before the progress line)."""
     try:
         history = json.loads((model_dir / HISTORY_FILE).read_text(encoding="utf-8"))
-        value = history["val_rmse"][history["epoch"].index(epoch)]
+        key = "val_log_loss" if "val_log_loss" in history else "val_rmse"
+        value = history[key][history["epoch"].index(epoch)]
     except (OSError, ValueError, KeyError, IndexError, TypeError):
         return shown
     return float(value) if value is not None else shown
@@ -101,7 +104,7 @@ def _run(params: dict[str, Any], *, train_dir: str, eval_dir: str, spec: dict, e
             report(parsed[0], _exact_epoch_rmse(model_dir, *parsed))
 
     metrics = train(config, strategy, is_chief=is_chief, progress=progress)
-    return metrics.get("eval_rmse")
+    return metrics.get("eval_objective", metrics.get("eval_rmse"))  # RMSE, or log loss for a class label
 
 
 def transform_and_train(params: dict[str, Any], context: TrialContext, report: Report) -> float:
@@ -181,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
 def run(argv: list[str] | None = None) -> int:
     """Run this replica's part of one trial; returns the exit code."""
     from mlengine.components.shared import distributed, staging
+    from mlengine.components.shared.featurespec import spec_from_dict
+    from mlengine.components.shared.labels import objective_metric
     from mlengine.components.train.public import TrainConfig
 
     args = build_parser().parse_args(argv)
@@ -192,6 +197,7 @@ def run(argv: list[str] | None = None) -> int:
         server.join()
         return EXIT_OK
     spec = load_spec_dict(args.spec)
+    metric = objective_metric(spec_from_dict(spec))  # the Experiment's objectiveMetricName
     model_uri = args.out.rstrip("/") + "/" + MODEL_SUBDIR
     # every training replica builds the transform on its own disk (the stage copies only remote paths)
     scratch = Path(args.scratch_dir or os.environ.get("TMPDIR", "/tmp")) / f"mlengine-trial-{role.name}"
@@ -209,7 +215,7 @@ def run(argv: list[str] | None = None) -> int:
     strategy = distributed.build_strategy(role)
 
     def report(epoch: int, value: float) -> None:  # per-epoch lines: Katib's medianstop reads them
-        print(METRIC_LINE.format(value=value), flush=True)
+        print(METRIC_LINE.format(metric=metric, value=value), flush=True)
 
     rmse = _run(params, train_dir=local.train_dir, eval_dir=local.eval_dir, spec=spec, epochs=args.epochs,
                 transform_dir=transform_dir, model_dir=Path(local.model_dir), seed=args.seed,
@@ -218,9 +224,9 @@ def run(argv: list[str] | None = None) -> int:
         return EXIT_OK
     stage.stage_out()
     if rmse is None or not math.isfinite(rmse):
-        _log(f"trial: error: eval RMSE is {rmse} (training diverged)")
+        _log(f"trial: error: eval {metric} is {rmse} (training diverged)")
         return EXIT_DIVERGED
-    print(METRIC_LINE.format(value=rmse), flush=True)
+    print(METRIC_LINE.format(metric=metric, value=rmse), flush=True)
     return EXIT_OK
 
 

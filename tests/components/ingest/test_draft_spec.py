@@ -79,13 +79,63 @@ def test_house_draft_detects_delimiter_identifier_vocabulary_and_defaults(house_
     assert (run.result.rows_ok, run.result.rows_rejected) == (600, 0)
 
 
-def test_the_label_can_be_chosen_and_must_be_a_numeric_column(house_csv):
+def test_the_label_can_be_chosen_and_a_string_label_is_a_class_label(house_csv):
     _, summary = draft_spec(str(house_csv), label="area")
-    assert summary["label"] == "area"
-    with pytest.raises(MlengineError, match=r"--label 'city': a regression label must be numeric"):
-        draft_spec(str(house_csv), label="city")
+    assert summary["label"] == "area" and summary["task"] == "regression"
+    text, summary = draft_spec(str(house_csv), label="city")
+    assert summary["task"] == "multiclass" and summary["classes"] == ["lille", "lyon", "paris"]  # sorted
+    label_line = next(line for line in text.splitlines() if line.startswith("label:"))
+    assert "a class label (multiclass, 3 classes): vocabulary SORTED" in label_line
+    with pytest.raises(MlengineError, match=r"--label 'id': a string label is a class label, and this one has more"):
+        draft_spec(str(house_csv), label="id")
     with pytest.raises(MlengineError, match=r"--label 'nope': not a column of .*houses\.csv"):
         draft_spec(str(house_csv), label="nope")
+
+
+def _survival_csv(path, label_values=("0", "1")):
+    rng = random.Random(3)
+    lines = ["passenger_id,age,fare,sex,survived"]
+    for i in range(300):
+        sex = rng.choice(["male", "female"])
+        fare = round(rng.uniform(5, 100), 2)
+        alive = (sex == "female") != (rng.random() < 0.2)
+        lines.append(f"p{i:04d},{rng.randint(1, 80)},{fare},{sex},{label_values[int(alive)]}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_an_int_label_with_two_values_is_drafted_as_a_binary_class_label_and_trains_as_one(tmp_path):
+    path = _survival_csv(tmp_path / "titanic.csv")
+    text, summary = draft_spec(str(path))
+    assert summary["label"] == "survived" and summary["task"] == "binary" and summary["classes"] == [0, 1]
+    raw = yaml.safe_load(text)
+    assert raw["label"] == {"name": "survived", "type": "int", "vocabulary": [0, 1]}
+    label_line = next(line for line in text.splitlines() if line.startswith("label:"))
+    assert "a class label (binary): vocabulary SORTED" in label_line and "other labels are rejected" in label_line
+    out = tmp_path / "spec.yaml"
+    out.write_text(text)
+    spec = load_spec(out)
+    assert spec.is_classification and spec.classes == (0, 1)
+    run = ingest(path, tmp_path / "ingest", spec=spec)
+    assert run.result.rows_rejected == 0
+    assert sum(c["count"] for c in run.statistics()["all"]["columns"]["survived"]["class_counts"]) == 300
+
+
+def test_a_string_label_is_suggested_by_its_name_and_a_binary_one_gets_a_benchmark_feature(tmp_path):
+    path = _survival_csv(tmp_path / "t.csv", label_values=("no", "yes"))
+    text, summary = draft_spec(str(path))
+    assert summary["label"] == "survived" and summary["classes"] == ["no", "yes"]
+    raw = yaml.safe_load(text)
+    assert raw["label"]["vocabulary"] == ["no", "yes"] and raw["label"]["type"] == "string"
+    assert "sex" in raw["features"]["categorical"] and raw["benchmark_feature"] in ("age", "fare")
+
+
+def test_an_int_label_with_many_values_stays_a_regression_label(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("x,rooms\n" + "".join(f"{i},{i % 20}\n" for i in range(200)))
+    text, summary = draft_spec(str(path), label="rooms")
+    assert summary["task"] == "regression"
+    assert "20 distinct values: a regression label (give it a vocabulary" in text
 
 
 @pytest.mark.parametrize(("low", "high", "kind", "expected"), [
