@@ -47,11 +47,11 @@ def train_tiny_classifier(workdir: Path, raw_spec: dict | None = None, *, rows: 
     spec = spec_from_dict(raw_spec)
     workdir = Path(workdir)
     splits = write_splits(classification_columns(raw_spec, rows, seed), spec, workdir / "data")
-    analyze(str(splits["train"]), spec, 4, progress=False).save(workdir / "transform")
+    analyze(str(splits["train"]), spec, 4).save(workdir / "transform")
     values = {"hidden_units": [16, 8], "learning_rate": 0.03, "batch_size": 32, "epochs": epochs, **config}
     result = train(TrainConfig(train_dir=str(splits["train"]), eval_dir=str(splits["eval"]),
                                transform_dir=str(workdir / "transform"), model_dir=str(workdir / "model"),
-                               **values), progress=False)
+                               **values))
     return workdir / "model", result, splits
 
 

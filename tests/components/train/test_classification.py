@@ -69,7 +69,7 @@ def test_the_input_pipeline_gives_class_indices(tmp_path):
 def flower_state(tmp_path_factory):
     spec = spec_from_dict(IRIS_LIKE_SPEC)
     splits = write_splits(classification_columns(IRIS_LIKE_SPEC, 400), spec, tmp_path_factory.mktemp("head"))
-    return logic.analyze(str(splits["train"]), spec, 4, progress=False)
+    return logic.analyze(str(splits["train"]), spec, 4)
 
 
 def test_the_state_holds_class_counts_and_no_label_scaling(flower_state):
@@ -165,12 +165,12 @@ def test_training_refuses_a_class_with_no_training_row(tmp_path):
     columns = classification_columns(IRIS_LIKE_SPEC, 200)
     columns["species"] = np.where(columns["species"] == "setosa", "versicolor", columns["species"]).astype(object)
     splits = write_splits(columns, spec, tmp_path / "data")
-    logic.analyze(str(splits["train"]), spec, 4, progress=False).save(tmp_path / "transform")
+    logic.analyze(str(splits["train"]), spec, 4).save(tmp_path / "transform")
     config = TrainConfig(train_dir=str(splits["train"]), eval_dir=str(splits["eval"]),
                          transform_dir=str(tmp_path / "transform"), model_dir=str(tmp_path / "model"),
                          hidden_units=[4], learning_rate=0.01, batch_size=32, epochs=1)
     with pytest.raises(DataError, match="no row of class 'setosa'"):
-        train(config, progress=False)
+        train(config)
     assert not (tmp_path / "model" / "serving").exists()
 
 
@@ -225,12 +225,12 @@ def test_columns_named_like_keywords_and_with_punctuation_train_export_and_serve
                "my col": rng.uniform(0, 1, rows), "a_b": rng.uniform(0, 1, rows)}
     columns["ok"] = np.where(columns["trip-distance"] + 3 * columns["my col"] > 6, "yes", "no").astype(object)
     splits = write_splits(columns, spec, tmp_path / "data")
-    state = logic.analyze(str(splits["train"]), spec, 3, progress=False)
+    state = logic.analyze(str(splits["train"]), spec, 3)
     state.save(tmp_path / "transform")
     config = TrainConfig(train_dir=str(splits["train"]), eval_dir=str(splits["eval"]),
                          transform_dir=str(tmp_path / "transform"), model_dir=str(tmp_path / "model"),
                          hidden_units=[8], learning_rate=0.02, batch_size=32, epochs=1)
-    train(config, progress=False)
+    train(config)
     runner = load_model_dir(tmp_path / "model")
     assert runner._flat_call is not None  # the fast path works with the mapped names too
     assert runner.input_names["class"] == "class_"

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.e2e
 def test_a_binary_classifier_trains_on_the_parameter_server_cluster(tmp_path):
     spec = spec_from_dict(BINARY_SPEC)
     splits = write_splits(classification_columns(BINARY_SPEC, 1000, seed=4), spec, tmp_path / "data")
-    analyze(str(splits["train"]), spec, 4, progress=False).save(tmp_path / "transform")
+    analyze(str(splits["train"]), spec, 4).save(tmp_path / "transform")
     config = TrainConfig(train_dir=str(splits["train"]), eval_dir=str(splits["eval"]),
                          transform_dir=str(tmp_path / "transform"), model_dir=str(tmp_path / "model"),
                          hidden_units=[16, 8], learning_rate=0.03, batch_size=32, epochs=2, steps_per_epoch=30)

@@ -18,7 +18,7 @@ def test_both_engines_count_the_classes_in_vocabulary_order(tmp_path):
     columns = classification_columns(IRIS_LIKE_SPEC, 300, seed=3)
     split = write_parquet_split(columns, spec, tmp_path / "train", parts=2)
     expected = [int(np.sum(columns["species"] == c)) for c in spec.classes]
-    local = analyze(str(split), spec, 4, progress=False)
+    local = analyze(str(split), spec, 4)
     beam = analyze_beam(str(split), spec, 4, tmp_path / "state")
     for state in (local, beam):
         assert state.class_counts == expected and state.label == {"class_counts": expected, "transform": "none"}
@@ -31,4 +31,4 @@ def test_a_label_outside_the_vocabulary_names_the_file(tmp_path):
     columns["species"][3] = "rose"
     split = write_parquet_split(columns, spec, tmp_path / "train")
     with pytest.raises(DataError, match=r"part-00000\.parquet: label 'species': value 'rose' is not one of"):
-        analyze(str(split), spec, 4, progress=False)
+        analyze(str(split), spec, 4)
