@@ -48,17 +48,25 @@ def read_env_file(path: str | Path) -> dict[str, str]:
     return values
 
 
-def resolve_env(env: list[dict], secret: dict[str, str], secret_name: str, where: str) -> dict[str, str]:
-    """A container's ``env`` as the kubelet resolves it: literals and ``secretKeyRef`` from ``secret``."""
+def resolve_env(env: list[dict], secret: dict[str, str], secret_name: str, where: str,
+                fields: dict[str, str] | None = None) -> dict[str, str]:
+    """A container's ``env`` as the kubelet resolves it: literals, ``secretKeyRef`` from ``secret`` and
+    ``fieldRef`` (the downward API) from ``fields`` (fieldPath -> the pod's value)."""
     out: dict[str, str] = {}
     for item in env or []:
         name = item["name"]
         if "value" in item:
             out[name] = str(item["value"])
             continue
+        field_ref = (item.get("valueFrom") or {}).get("fieldRef")
+        if field_ref is not None and fields is not None:
+            if field_ref["fieldPath"] not in fields:
+                raise RehearsalError(f"{where}: env {name}: the pod has no {field_ref['fieldPath']}")
+            out[name] = fields[field_ref["fieldPath"]]
+            continue
         ref = (item.get("valueFrom") or {}).get("secretKeyRef")
         if ref is None:
-            raise RehearsalError(f"{where}: env {name}: only value and secretKeyRef are rehearsed")
+            raise RehearsalError(f"{where}: env {name}: only value, secretKeyRef and fieldRef are rehearsed")
         if ref.get("name") != secret_name:
             raise RehearsalError(f"{where}: env {name} refers to Secret {ref.get('name')!r}; the rehearsal has "
                                  f"only {secret_name!r} (the env file)")
@@ -111,6 +119,7 @@ class Engine:
         return vol.name
 
     def create(self, image: str, *, name: str, network: str, alias: str | None = None,
+               extra_aliases: list[str] | None = None,
                entrypoint: list[str] | None = None, command: list[str] | None = None,
                environment: dict[str, str] | None = None, binds: dict[str, str] | None = None,
                user: str | None = None, group_add: list[str] | None = None,
@@ -122,7 +131,8 @@ class Engine:
             network_mode=network, group_add=group_add,
             port_bindings={port: ("127.0.0.1", host) for port, host in (ports or {}).items()})
         networking = api.create_networking_config(
-            {network: api.create_endpoint_config(aliases=[alias] if alias else None)})
+            {network: api.create_endpoint_config(aliases=[*([alias] if alias else []), *(extra_aliases or [])]
+                                                 or None)})
         created = api.create_container(
             image, command=command, entrypoint=entrypoint, environment=environment, name=self.name(name),
             hostname=alias, user=user, labels=self.labels, host_config=host_config, networking_config=networking,

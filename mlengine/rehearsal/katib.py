@@ -8,6 +8,7 @@ import secrets
 
 from mlengine.rehearsal.engine import Engine, RehearsalError, Scrubber
 from mlengine.rehearsal.tfjob import primary_replica, run_tfjob, tfjob_replicas
+from mlengine.rehearsal.trainjob import jobset_pods, merged_jobset, primary_pod, run_trainjob
 
 
 def first_suggestion(experiment: dict) -> dict[str, str]:
@@ -23,8 +24,9 @@ def first_suggestion(experiment: dict) -> dict[str, str]:
     return out
 
 
-def trial_tfjob(experiment: dict, assignments: dict[str, str], trial_name: str) -> dict:
-    """The trial's TFJob: ``${trialParameters.x}`` replaced in the trialSpec text as Katib's trial controller does.
+def trial_job(experiment: dict, assignments: dict[str, str], trial_name: str) -> dict:
+    """The trial's job (TFJob or TrainJob): ``${trialParameters.x}`` replaced in the trialSpec text as Katib's
+    trial controller does.
 
     Each trialParameter's ``reference`` is a parameter name (its assignment) or a ``${trialSpec.*}``
     meta reference (the trial's name, namespace, kind, apiVersion).
@@ -71,17 +73,26 @@ def collect_metrics(stdout: str, experiment: dict) -> dict[str, float]:
 
 
 def run_trial(engine: Engine, experiment: dict, *, network: str, secret: dict[str, str], secret_name: str,
-              scrub: Scrubber, progress, timeout: float) -> dict:
-    """One trial of ``experiment``: substitute a suggestion, run its TFJob, read its metric from stdout."""
+              scrub: Scrubber, progress, timeout: float, runtimes: dict[str, dict] | None = None) -> dict:
+    """One trial of ``experiment``: substitute a suggestion, run its TFJob or TrainJob (``runtimes``: the
+    TrainingRuntimes by name), read its metric from the primary pod's stdout as the StdOut collector does."""
     assignments = first_suggestion(experiment)
     trial_name = f"{experiment['metadata']['name']}-{secrets.token_hex(4)}"
-    tfjob = trial_tfjob(experiment, assignments, trial_name)
-    result = run_tfjob(engine, tfjob, network=network, secret=secret, secret_name=secret_name, scrub=scrub,
-                       progress=progress, timeout=timeout)
-    out = {"name": trial_name, "assignments": assignments, "tfjob": result}
+    job = trial_job(experiment, assignments, trial_name)
+    if job["kind"] == "TrainJob":
+        template = experiment["spec"]["trialTemplate"]
+        result = run_trainjob(engine, job, runtimes or {}, network=network, secret=secret, secret_name=secret_name,
+                              scrub=scrub, progress=progress, timeout=timeout)
+        if result.get("passed"):
+            pods = jobset_pods(trial_name, merged_jobset(job, runtimes[job["spec"]["runtimeRef"]["name"]]))
+            primary = primary_pod(pods, template.get("primaryPodLabels"))
+    else:
+        result = run_tfjob(engine, job, network=network, secret=secret, secret_name=secret_name, scrub=scrub,
+                           progress=progress, timeout=timeout)
+        primary = primary_replica(tfjob_replicas(job))
+    out = {"name": trial_name, "kind": job["kind"], "assignments": assignments, job["kind"].lower(): result}
     if not result.get("passed"):
         return {**out, "passed": False, "reason": result["reason"]}
-    primary = primary_replica(tfjob_replicas(tfjob))
     stdout = engine.client.api.logs(engine.name(primary.service), stdout=True, stderr=False).decode("utf-8",
                                                                                                      "replace")
     metrics = collect_metrics(stdout, experiment)
@@ -90,4 +101,4 @@ def run_trial(engine: Engine, experiment: dict, *, network: str, secret: dict[st
         return {**out, "passed": False, "reason": f"trial {trial_name}: no {objective}=<value> line in "
                 f"{primary.service}'s stdout (the StdOut collector's filter found nothing)",
                 "logs": scrub(stdout[-3000:])}
-    return {**out, "passed": True, "metrics": metrics}
+    return {**out, "passed": True, "primary_pod": primary.service, "metrics": metrics}

@@ -10,7 +10,12 @@ path); this module only plays the controllers:
 - the Training Operator: one container per replica of the TFJob, from its pod template (image,
   command, args, env with ``secretKeyRef`` resolved from a Secret-like env file, emptyDir and the
   ReadWriteMany claim as Docker volumes), reachable as ``<job>-<type>-<index>:2222``, ``TF_CONFIG``
-  as the operator builds it, restartPolicy and backoffLimit honoured;
+  as the operator builds it, restartPolicy and backoffLimit honoured (``tfjob.py``);
+- Kubeflow Trainer v2 and JobSet: the TrainJob merged into the project's TrainingRuntime, one
+  container per pod JobSet would make, named and labelled as JobSet names them; no TF_CONFIG is
+  given, each container builds it from those labels as on a cluster (``trainjob.py``);
+- Katib: one trial of each Experiment (TFJob trials, TrainJob trials), its metric read from the
+  primary pod's stdout (``katib.py``);
 - KServe: the storage initializer (``storageUri`` copied into ``/mnt/models``), then the
   predictor container; its v1/v2 answers are compared with ``mlengine serve`` on the same model.
 
@@ -59,8 +64,22 @@ from mlengine.rehearsal.kserve import compare_predictions, run_inference_service
 from mlengine.rehearsal.monitor import run_monitor_step
 from mlengine.rehearsal.s3stage import ensure_s3_image, list_keys, s3_error, start_s3, upload_tree
 from mlengine.rehearsal.tfjob import run_tfjob
+from mlengine.rehearsal.trainjob import run_trainjob
 
 SERVING_LOG_FLUSH_SECONDS = 3  # the rendered predictor uploads its log this often here (60 s on a cluster)
+TRAINJOB_MODEL_URI = MODEL_URI + "-trainjob"
+TARGET_MODEL_URIS = {"tfjob": MODEL_URI, "trainjob": TRAINJOB_MODEL_URI}
+TARGET_EXPERIMENTS = {"tfjob": "katib-experiment.yaml", "trainjob": "katib-experiment-trainjob.yaml"}
+
+
+def _check_model(result: dict, s3, model_uri: str) -> None:
+    """A job that passed must have left the exported model under ``model_uri``."""
+    if not result.get("passed"):
+        return
+    keys = list_keys(s3.client(), model_uri)
+    result["model_objects"] = len(keys)
+    if not any(k.endswith("serving/saved_model.pb") for k in keys):
+        result.update(passed=False, reason=f"the job finished but {model_uri} holds no serving/saved_model.pb")
 
 
 @dataclass
@@ -77,6 +96,7 @@ class Options:
     crash_worker: bool = False
     skip_serving: bool = False
     skip_trial: bool = False
+    targets: tuple[str, ...] = ("tfjob", "trainjob")  # the training operators rehearsed, in this order
     image_registry: str | None = None  # images named <registry>/mlengine-<role>:<version> (default: the setting)
     manifest_hook: Any = None  # tests: change a rendered manifest (a broken command, a missing env var)
     timeout: float = JOB_TIMEOUT
@@ -96,7 +116,8 @@ def rehearsal_images(registry: str | None = None) -> dict[str, str]:
 
 
 def rehearse(options: Options, progress=None) -> dict:
-    """Run the rendered TFJob and InferenceService; write rehearsal.json and rehearsal.md; return the report."""
+    """Run the rendered TFJob, TrainJob, Katib trials and InferenceService; write rehearsal.json and
+    rehearsal.md; return the report."""
     import botocore.exceptions
     import docker
 
@@ -120,12 +141,19 @@ def rehearse(options: Options, progress=None) -> dict:
     pod_secret = {**secret, ENV_S3_ENDPOINT: f"{REHEARSAL_S3_HOST}:{REHEARSAL_S3_PORT}"}
 
     images = rehearsal_images(options.image_registry)
-    manifests = render_cluster_manifests(data_root=DATA_ROOT, model_uri=MODEL_URI,
-                                         image=images["trainer"], server_image=images["server"],
-                                         previous_model_uri=PREVIOUS_MODEL_URI, workers=options.workers,
-                                         ps=options.ps, trials=1, epochs=options.epochs,
-                                         tune_epochs=options.epochs,
-                                         serving_log_flush_seconds=SERVING_LOG_FLUSH_SECONDS)
+    for target in options.targets:
+        if target not in TARGET_MODEL_URIS:
+            raise RehearsalError(f"training target {target!r}: expected tfjob or trainjob")
+    render_args = {"data_root": DATA_ROOT, "model_uri": MODEL_URI, "image": images["trainer"],
+                   "server_image": images["server"], "previous_model_uri": PREVIOUS_MODEL_URI,
+                   "workers": options.workers, "ps": options.ps, "trials": 1, "epochs": options.epochs,
+                   "tune_epochs": options.epochs, "serving_log_flush_seconds": SERVING_LOG_FLUSH_SECONDS}
+    manifests = render_cluster_manifests(**render_args)
+    # the TrainJob writes its model under a prefix of its own: the two targets' models never mix
+    trainjob_manifests = render_cluster_manifests(**{**render_args, "model_uri": TRAINJOB_MODEL_URI})
+    manifests["trainjob.yaml"] = trainjob_manifests["trainjob.yaml"]
+    manifests["inferenceservice-canary-tfjob.yaml"] = manifests["inferenceservice-canary.yaml"]
+    manifests["inferenceservice-canary-trainjob.yaml"] = trainjob_manifests["inferenceservice-canary.yaml"]
     if options.manifest_hook:
         options.manifest_hook(manifests)
     write_manifests(out / "manifests", manifests)
@@ -151,37 +179,45 @@ def rehearse(options: Options, progress=None) -> dict:
             except botocore.exceptions.ClientError as err:
                 raise s3_error(err, bucket, "the S3 server", env_file) from None
             progress(f"s3://{bucket}: {uploaded} objects under {DATA_ROOT}")
-            tfjob = manifests["tfjob.yaml"]
-            result = run_tfjob(engine, tfjob, network=network, secret=pod_secret, secret_name=K8S_S3_SECRET,
-                               scrub=scrub, progress=progress, crash_worker=options.crash_worker,
-                               timeout=options.timeout)
-            if result.get("passed"):
-                keys = list_keys(s3.client(), MODEL_URI)
-                result["model_objects"] = len(keys)
-                if not any(k.endswith("serving/saved_model.pb") for k in keys):
-                    result.update(passed=False, reason=f"the Chief exited 0 but {MODEL_URI} holds no "
-                                  "serving/saved_model.pb")
-            report["resources"]["tfjob"] = {"name": tfjob["metadata"]["name"], **result}
-            if not result.get("passed"):
-                raise RehearsalError(f"TFJob {tfjob['metadata']['name']}: {result['reason']}")
-            progress(f"TFJob {tfjob['metadata']['name']}: Chief exited 0, {MODEL_URI} holds the model")
+            runtimes = {m["metadata"]["name"]: m for m in manifests.values() if m["kind"] == "TrainingRuntime"}
+            for target in options.targets:
+                job = manifests["tfjob.yaml" if target == "tfjob" else "trainjob.yaml"]
+                model_uri = TARGET_MODEL_URIS[target]
+                if target == "tfjob":
+                    result = run_tfjob(engine, job, network=network, secret=pod_secret, secret_name=K8S_S3_SECRET,
+                                       scrub=scrub, progress=progress, crash_worker=options.crash_worker,
+                                       timeout=options.timeout)
+                else:
+                    result = run_trainjob(engine, job, runtimes, network=network, secret=pod_secret,
+                                          secret_name=K8S_S3_SECRET, scrub=scrub, progress=progress,
+                                          timeout=options.timeout)
+                _check_model(result, s3, model_uri)
+                report["resources"][target] = {"name": job["metadata"]["name"], **result}
+                if not result.get("passed"):
+                    raise RehearsalError(f"{job['kind']} {job['metadata']['name']}: {result['reason']}")
+                progress(f"{job['kind']} {job['metadata']['name']}: finished, {model_uri} holds the model")
             if not options.skip_trial:
-                experiment = manifests["katib-experiment.yaml"]
-                trial = run_trial(engine, experiment, network=network, secret=pod_secret, secret_name=K8S_S3_SECRET,
-                                  scrub=scrub, progress=progress, timeout=options.timeout)
-                report["resources"]["katib_trial"] = {"experiment": experiment["metadata"]["name"], **trial}
-                if not trial["passed"]:
-                    raise RehearsalError(f"Katib trial: {trial['reason']}")
-                progress(f"Katib trial {trial['name']}: {trial['metrics']}")
+                for target in options.targets:
+                    experiment = manifests[TARGET_EXPERIMENTS[target]]
+                    trial = run_trial(engine, experiment, network=network, secret=pod_secret,
+                                      secret_name=K8S_S3_SECRET, scrub=scrub, progress=progress,
+                                      timeout=options.timeout, runtimes=runtimes)
+                    key = "katib_trial" if target == "tfjob" else "katib_trial_trainjob"
+                    report["resources"][key] = {"experiment": experiment["metadata"]["name"], **trial}
+                    if not trial["passed"]:
+                        raise RehearsalError(f"Katib trial ({trial['kind']}): {trial['reason']}")
+                    progress(f"Katib trial {trial['name']} ({trial['kind']}): {trial['metrics']}")
             if not options.skip_serving:
-                isvc = manifests["inferenceservice-canary.yaml"]
+                # the last target's model is served: the TrainJob's when both ran
+                served_uri = TARGET_MODEL_URIS[options.targets[-1]]
+                isvc = manifests[f"inferenceservice-canary-{options.targets[-1]}.yaml"]
                 runtimes = {m["metadata"]["name"]: m for m in manifests.values() if m["kind"] == "ServingRuntime"}
                 served, url = run_inference_service(engine, isvc, runtimes, network=network, secret=pod_secret, s3=s3,
                                                     scrub=scrub, port=predictor_port, progress=progress)
                 if url:
                     model_dir = Path(work) / "model"
-                    bucket_name, prefix = split_s3_uri(MODEL_URI)
-                    for key in list_keys(s3.client(), MODEL_URI):
+                    bucket_name, prefix = split_s3_uri(served_uri)
+                    for key in list_keys(s3.client(), served_uri):
                         if key.endswith("/"):  # a folder marker object
                             continue
                         target = model_dir / key[len(prefix) + 1:]
@@ -244,7 +280,8 @@ def cli(args) -> int:
     """The ``mlengine rehearse`` handler: 0 when every resource passed, 1 with one line otherwise."""
     options = Options(out=Path(args.out), env_file=args.env_file, workers=args.workers, ps=args.ps,
                       rows=args.rows, epochs=args.epochs, s3_port=args.s3_port, predictor_port=args.predictor_port,
-                      image_registry=args.image_registry)
+                      image_registry=args.image_registry,
+                      targets=("tfjob", "trainjob") if args.training_operator == "both" else (args.training_operator,))
     try:
         report = rehearse(options)
     except RehearsalError as err:
@@ -260,8 +297,9 @@ def cli(args) -> int:
 
 
 def add_cli(subparsers) -> None:
-    reh = subparsers.add_parser("rehearse", help="run the rendered TFJob and InferenceService on the local Docker "
-                                                 "engine, as the cluster's controllers would (needs make images)")
+    reh = subparsers.add_parser("rehearse", help="run the rendered TFJob, TrainJob, Katib trials and "
+                                                 "InferenceService on the local Docker engine, as the cluster's "
+                                                 "controllers would (needs make images)")
     reh.add_argument("--out", required=True, help="folder for rehearsal.json, rehearsal.md and the manifests")
     reh.add_argument("--env-file", help="the MinIO Secret as KEY=value lines (AWS_ACCESS_KEY_ID, "
                                         "AWS_SECRET_ACCESS_KEY); default: throw-away credentials")
@@ -269,6 +307,9 @@ def add_cli(subparsers) -> None:
     reh.add_argument("--ps", type=int, default=1)
     reh.add_argument("--rows", type=int, default=3000, help="synthetic taxi rows (default %(default)s)")
     reh.add_argument("--epochs", type=int, default=1)
+    reh.add_argument("--training-operator", choices=["both", "tfjob", "trainjob"], default="both",
+                     help="which training target's job and Katib trial to run: the TFJob's, the TrainJob's "
+                          "(Kubeflow Trainer v2 on JobSet) or both (default; the TrainJob's model is served)")
     reh.add_argument("--s3-port", type=int, default=0, help="host port of the S3 server (default: a free one)")
     reh.add_argument("--predictor-port", type=int, default=0, help="host port of the predictor (default: free)")
     reh.add_argument("--image-registry", default=None,

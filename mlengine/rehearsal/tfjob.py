@@ -30,7 +30,7 @@ RETRYABLE_EXIT_CODES = range(128, 256)  # restartPolicy ExitCode: signals (OOM, 
 @dataclass
 class Replica:
     job: str
-    kind: str  # Chief | PS | Worker
+    kind: str  # Chief | PS | Worker (a TFJob's); chief | ps | worker (a JobSet's replicatedJob)
     index: int
     restart_policy: str
     container: dict
@@ -38,11 +38,14 @@ class Replica:
     cid: str | None = None
     restarts: int = 0
     exit_code: int | None = None
+    pod_name: str | None = None  # a JobSet pod's own name (default: the TFJob replica's Service name)
+    aliases: tuple[str, ...] = ()  # more names the pod answers to (JobSet: <pod>.<subdomain>)
+    fields: dict[str, str] | None = None  # the downward API's values (fieldRef env): labels, annotations
 
     @property
     def service(self) -> str:
-        """The replica's Service name as the Training Operator names it."""
-        return f"{self.job}-{self.kind.lower()}-{self.index}"
+        """The replica's Service name as the Training Operator names it (or the JobSet pod's name)."""
+        return self.pod_name or f"{self.job}-{self.kind.lower()}-{self.index}"
 
 
 def tfjob_replicas(tfjob: dict) -> list[Replica]:
@@ -63,13 +66,16 @@ def primary_replica(replicas: list[Replica]) -> Replica:
 
 
 def tfjob_cluster(replicas: list[Replica]) -> dict[str, list[str]]:
-    """TF_CONFIG's cluster: lower-case replica type -> ``<service>:<port>`` (the operator's shape, no namespace)."""
-    cluster: dict[str, list[str]] = {}
+    """TF_CONFIG's cluster as the Training Operator writes it (no namespace), from the shared builder."""
+    from mlengine.components.shared.distributed import cluster_addresses
+    from mlengine.components.shared.tfjob import tfjob_address
+
+    counts: dict[str, int] = {}
     for replica in replicas:
-        port = next((p["containerPort"] for p in replica.container.get("ports", []) if p.get("name") == "tfjob-port"),
-                    REHEARSAL_TFJOB_PORT)
-        cluster.setdefault(replica.kind.lower(), []).append(f"{replica.service}:{port}")
-    return cluster
+        counts[replica.kind.lower()] = counts.get(replica.kind.lower(), 0) + 1
+    port = next((p["containerPort"] for p in replicas[0].container.get("ports", []) if p.get("name") == "tfjob-port"),
+                REHEARSAL_TFJOB_PORT)
+    return cluster_addresses(counts, lambda kind, index: tfjob_address(replicas[0].job, kind, index, port))
 
 
 def prepare_volumes(engine: Engine, replicas: list[Replica], image: str) -> dict[tuple, str]:
@@ -111,41 +117,61 @@ def prepare_volumes(engine: Engine, replicas: list[Replica], image: str) -> dict
 def run_tfjob(engine: Engine, tfjob: dict, *, network: str, secret: dict[str, str], secret_name: str,
               scrub: Scrubber, progress, crash_worker: bool = False, timeout: float = JOB_TIMEOUT) -> dict:
     """Run every replica of ``tfjob`` as a container; return the result (``passed``, restarts, logs)."""
-    import docker
-
     replicas = tfjob_replicas(tfjob)
-    for image in {r.container["image"] for r in replicas}:
-        require_image(engine.client, image, f"TFJob {tfjob['metadata']['name']}")
-    backoff = int(tfjob["spec"].get("runPolicy", {}).get("backoffLimit", 6))
+    what = f"TFJob {tfjob['metadata']['name']}"
     cluster = tfjob_cluster(replicas)
+    tf_configs = {r.service: json.dumps({"cluster": cluster, "task": {"type": r.kind.lower(), "index": r.index}})
+                  for r in replicas}
+    create_replicas(engine, replicas, what=what, network=network, secret=secret, secret_name=secret_name,
+                    scrub=scrub, progress=progress, extra_env=lambda r: {ENV_TF_CONFIG: tf_configs[r.service]})
+    chief = primary_replica(replicas)
+    result: dict[str, Any] = {"replicas": [r.service for r in replicas], "tf_config_cluster": cluster}
+    return supervise(engine, replicas, what=what, result=result,
+                     backoff=int(tfjob["spec"].get("runPolicy", {}).get("backoffLimit", 6)),
+                     done=lambda replica: replica is chief, primary=chief, scrub=scrub, progress=progress,
+                     crash_kind="Worker" if crash_worker else None, timeout=timeout)
+
+
+def create_replicas(engine: Engine, replicas: list[Replica], *, what: str, network: str, secret: dict[str, str],
+                    secret_name: str, scrub: Scrubber, progress, extra_env=None) -> None:
+    """Create and start one container per replica from its pod template (env, volumes, user, names)."""
+    for image in {r.container["image"] for r in replicas}:
+        require_image(engine.client, image, what)
     volumes = prepare_volumes(engine, replicas, replicas[0].container["image"])
     for replica in replicas:
-        env = resolve_env(replica.container.get("env", []), secret, secret_name, replica.service)
-        env[ENV_TF_CONFIG] = json.dumps({"cluster": cluster, "task": {"type": replica.kind.lower(),
-                                                                      "index": replica.index}})
+        env = resolve_env(replica.container.get("env", []), secret, secret_name, replica.service,
+                          fields=replica.fields)
+        env.update(extra_env(replica) if extra_env else {})
         security = replica.pod_spec.get("securityContext", {})
         binds = {volumes[(replica.service, m["name"])]: m["mountPath"]
                  for m in replica.container.get("volumeMounts", [])}
         replica.cid = engine.create(
             replica.container["image"], name=replica.service, network=network, alias=replica.service,
-            entrypoint=replica.container.get("command"), command=replica.container.get("args"), environment=env,
-            binds=binds, user=f"{security.get('runAsUser', IMAGE_DEFAULT_UID)}:0",
+            extra_aliases=list(replica.aliases), entrypoint=replica.container.get("command"),
+            command=replica.container.get("args"), environment=env, binds=binds,
+            user=f"{security.get('runAsUser', IMAGE_DEFAULT_UID)}:0",
             group_add=[str(security["fsGroup"])] if "fsGroup" in security else None)
     for replica in replicas:
         _start(engine, replica, scrub)
-    progress(f"TFJob {tfjob['metadata']['name']}: {len(replicas)} replicas started "
-             f"({', '.join(r.service for r in replicas)})")
-    chief = primary_replica(replicas)
-    crashed = not crash_worker
+    progress(f"{what}: {len(replicas)} replicas started ({', '.join(r.service for r in replicas)})")
+
+
+def supervise(engine: Engine, replicas: list[Replica], *, what: str, result: dict, backoff: int, done,
+              primary: Replica, scrub: Scrubber, progress, crash_kind: str | None = None,
+              timeout: float = JOB_TIMEOUT) -> dict:
+    """Watch the replicas as the controller does: restart per restartPolicy within ``backoff``; passed when
+    every replica ``done(replica)`` selects has exited 0 (the success policy), failed at a final failure."""
+    import docker
+
+    result["commands"] = {r.service: [*(r.container.get("command") or []), *(r.container.get("args") or [])]
+                          for r in replicas}
+    crashed = crash_kind is None
     total_restarts = 0
     deadline = time.monotonic() + timeout
-    result: dict[str, Any] = {"replicas": [r.service for r in replicas], "tf_config_cluster": cluster,
-                              "commands": {r.service: [*(r.container.get("command") or []),
-                                                       *(r.container.get("args") or [])] for r in replicas}}
     while True:
         for replica in replicas:
             state = engine.client.api.inspect_container(replica.cid)["State"]
-            if not crashed and replica.kind == "Worker" and state["Running"]:
+            if not crashed and replica.kind == crash_kind and state["Running"]:
                 engine.client.api.kill(replica.cid)  # the injected crash: SIGKILL, exit 137
                 crashed = True
                 progress(f"{replica.service}: injected crash (SIGKILL)")
@@ -153,12 +179,16 @@ def run_tfjob(engine: Engine, tfjob: dict, *, network: str, secret: dict[str, st
             if state["Running"] or state["Status"] == "created":
                 continue
             code = state["ExitCode"]
-            if replica is chief and code == 0:
-                replica.exit_code = 0
-                result.update(passed=True, chief_exit_code=0, restarts={r.service: r.restarts for r in replicas})
-                return result
             if code == 0:
-                continue  # a worker that finished (all_reduce) waits for the chief
+                replica.exit_code = 0
+                targets = [r for r in replicas if done(r)]
+                if all(r.exit_code == 0 for r in targets):
+                    result.update(passed=True, restarts={r.service: r.restarts for r in replicas},
+                                  succeeded=[r.service for r in targets])
+                    if primary in targets:
+                        result["chief_exit_code"] = 0
+                    return result
+                continue  # a worker that finished waits for the others the success policy names
             policy = replica.restart_policy
             retry = policy in ("Always", "OnFailure") or (policy == "ExitCode" and code in RETRYABLE_EXIT_CODES)
             if retry and total_restarts < backoff:
@@ -177,8 +207,8 @@ def run_tfjob(engine: Engine, tfjob: dict, *, network: str, secret: dict[str, st
                           reason=f"{replica.service} exited {code} ({why}): {last_error_line(logs)}")
             return result
         if time.monotonic() > deadline:
-            result.update(passed=False, reason=f"TFJob not finished after {timeout:.0f} s",
-                          logs=tail_logs(engine, chief.cid, scrub))
+            result.update(passed=False, reason=f"{what} not finished after {timeout:.0f} s",
+                          logs=tail_logs(engine, primary.cid, scrub))
             return result
         time.sleep(1.0)
 
