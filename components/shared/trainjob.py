@@ -63,11 +63,12 @@ JOBSET_NAME_LABEL = "jobset.sigs.k8s.io/jobset-name"
 REPLICATED_JOB_LABEL = "jobset.sigs.k8s.io/replicatedjob-name"
 JOB_INDEX_LABEL = "jobset.sigs.k8s.io/job-index"
 COMPLETION_INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
-# the pod's own coordinates, from the downward API (JOB_COMPLETION_INDEX is Kubernetes' own for Indexed Jobs)
+# the pod's own coordinates, from the downward API
 ENV_JOBSET_NAME = "MLENGINE_JOBSET_NAME"
 ENV_REPLICATED_JOB = "MLENGINE_REPLICATED_JOB"
 ENV_JOB_INDEX = "MLENGINE_JOB_INDEX"
-ENV_POD_INDEX = "JOB_COMPLETION_INDEX"
+ENV_POD_INDEX = "MLENGINE_POD_INDEX"
+ENV_K8S_COMPLETION_INDEX = "JOB_COMPLETION_INDEX"  # what Kubernetes itself sets in an Indexed Job's pods
 TRAINER_CONTAINER = "node"  # Trainer v2 applies a TrainJob's spec.trainer to this container of the ancestor job
 ROLE_CONTAINER = "tensorflow"
 ENTRY_COMMAND = ["python", "-m", "mlengine.components.shared.trainjob"]
@@ -120,7 +121,7 @@ def tf_config_from_jobset_env(environ: dict[str, str] | None = None) -> dict | N
                 for v in shape.values()):
             raise ValueError("expected {replicatedJob: [jobs, pods]}")
         job_index = int(environ.get(ENV_JOB_INDEX) or 0)
-        pod_index = int(environ.get(ENV_POD_INDEX) or 0)
+        pod_index = int(environ.get(ENV_POD_INDEX) or environ.get(ENV_K8S_COMPLETION_INDEX) or 0)
     except ValueError as err:
         raise TFConfigError(f"{where}: cannot build TF_CONFIG for a pod of JobSet {jobset} ({err})") from None
     return jobset_tf_config(jobset, shape, environ.get(ENV_REPLICATED_JOB, ""), job_index, pod_index)

@@ -302,3 +302,15 @@ def test_katib_trials_are_trainjobs_where_trainer_v2_is_served():
                                  **data)
         [created] = [o for (_, _, plural, _), o in fake.objects.items() if plural == "experiments"]
     assert created["spec"]["trialTemplate"]["trialSpec"]["kind"] == "TrainJob"
+
+
+def test_mlengine_tune_writes_an_experiment_with_trainjob_trials(tmp_path):
+    from mlengine.cli import main
+
+    path = tmp_path / "experiment.yaml"
+    assert main(["tune", "--train-dir", "s3://b/t", "--eval-dir", "s3://b/e", "--spec-dir", "s3://b/s", "--out",
+                 "s3://b/o", "--trials", "2", "--katib-manifest", str(path), "--trial-kind", "TrainJob"]) == 0
+    experiment = yaml.safe_load(path.read_text(encoding="utf-8"))
+    trial = experiment["spec"]["trialTemplate"]["trialSpec"]
+    assert trial["kind"] == "TrainJob" and trial["spec"]["runtimeRef"]["name"] == "mlengine-tensorflow-allreduce"
+    assert schema_utils.errors(experiment, schema_utils.katib_experiment_schema()) == []
