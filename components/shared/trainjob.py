@@ -328,14 +328,14 @@ def served_group_versions(api=None) -> set[str]:
     """The group/versions the API server serves (API discovery, ``GET /apis``), through ``api``'s client."""
     from kubernetes import client
 
-    from mlengine.components.shared.k8s import api_error_message, load_custom_objects_api
+    from mlengine.components.shared.k8s import _connection_errors, api_error_message, load_custom_objects_api
 
     api = api if api is not None else load_custom_objects_api()
     try:
         groups = client.ApisApi(api.api_client).get_api_versions()
     except client.exceptions.ApiException as err:
         raise MlengineError(f"API discovery (GET /apis) failed: {api_error_message(err)}") from None
-    except OSError as err:
+    except _connection_errors() as err:  # refused, DNS, TLS, retries exhausted
         raise MlengineError(f"API discovery (GET /apis) failed: cannot reach the API server ({err})") from None
     return {version.group_version for group in groups.groups or [] for version in group.versions or []}
 

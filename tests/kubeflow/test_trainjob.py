@@ -314,3 +314,15 @@ def test_mlengine_tune_writes_an_experiment_with_trainjob_trials(tmp_path):
     trial = experiment["spec"]["trialTemplate"]["trialSpec"]
     assert trial["kind"] == "TrainJob" and trial["spec"]["runtimeRef"]["name"] == "mlengine-tensorflow-allreduce"
     assert schema_utils.errors(experiment, schema_utils.katib_experiment_schema()) == []
+
+
+def test_discovery_against_an_unreachable_server_is_one_line():
+    from kubernetes import client
+
+    with FakeKubeAPI() as fake:
+        host = fake.host
+    configuration = client.Configuration(host=host)  # the server is stopped: nothing listens there
+    configuration.retries = 0
+    api = client.CustomObjectsApi(client.ApiClient(configuration))
+    with pytest.raises(MlengineError, match=r"API discovery \(GET /apis\) failed: cannot reach the API server"):
+        trainjob.served_group_versions(api)
