@@ -113,6 +113,12 @@ PART_OF_LABEL = {"app.kubernetes.io/part-of": "mlengine"}  # on every resource w
 K8S_SERVICE_ACCOUNT = "mlengine-pipeline"
 K8S_S3_SECRET = "mlengine-minio-credentials"
 K8S_SERVING_SERVICE_ACCOUNT = "mlengine-serving"
+# which operator runs training jobs and Katib trials: auto asks the cluster's API discovery (TrainJob preferred)
+TRAINING_OPERATORS = ("auto", "trainjob", "tfjob")
+DEFAULT_TRAINING_OPERATOR = "auto"
+# a TrainJob's pods (no TF_CONFIG from Trainer v2): the program to run and the cluster shape, set by the TrainJob
+ENV_TASK_ARGS = "MLENGINE_TASK_ARGS"  # JSON list: the module to run, then its arguments
+ENV_TF_REPLICAS = "MLENGINE_TF_REPLICAS"  # JSON {replicatedJob: [jobs, pods per job]}
 
 # --- Kubeflow Pipelines API (mlengine upload / submit / schedule / runs) --------------------------
 ENV_KFP_HOST = "KF_PIPELINES_ENDPOINT"  # kfp.Client's own variable for the API URL

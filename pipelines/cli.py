@@ -78,8 +78,8 @@ def add_cli(subparsers) -> None:
                           "--beam-option=--direct_num_workers=2 (default: Beam's in-process runner)")
     run.set_defaults(handler=_run)
 
-    man = subparsers.add_parser("manifests", help="render (not apply) the TFJob, Katib Experiment and InferenceService "
-                                                  "a cluster run creates")
+    man = subparsers.add_parser("manifests", help="render (not apply) what a cluster run creates: TrainJob and its "
+                                                  "runtimes, TFJob, both Katib Experiments, InferenceServices")
     man.add_argument("--out", required=True, help="folder for the YAML files")
     man.add_argument("--data-root", default="s3://mlpipeline/mlengine/run", help="where the run's splits live")
     man.add_argument("--model-uri", default="s3://mlpipeline/mlengine/models/v2", help="the new model version")
@@ -91,6 +91,9 @@ def add_cli(subparsers) -> None:
     man.add_argument("--ps", type=int, default=1)
     man.add_argument("--canary-traffic-percent", type=int, default=10)
     man.add_argument("--trials", type=int, default=12)
+    man.add_argument("--deployment-mode", choices=["Knative", "Standard"], default="Knative",
+                     help="KServe mode of the InferenceServices: Knative (scale to zero, canaryTrafficPercent) or "
+                          "Standard (HPA, the canary in spec.canary[])")
     add_registry_flag(man)
     man.set_defaults(handler=_manifests)
 
@@ -185,7 +188,7 @@ def _manifests(args: argparse.Namespace) -> int:
     manifests = render_cluster_manifests(
         data_root=args.data_root, model_uri=args.model_uri, previous_model_uri=args.previous_model_uri,
         name=args.name, namespace=args.namespace or K8S_NAMESPACE, workers=args.workers, ps=args.ps,
-        canary_traffic_percent=args.canary_traffic_percent, trials=args.trials,
+        canary_traffic_percent=args.canary_traffic_percent, trials=args.trials, deployment_mode=args.deployment_mode,
         image=image_for("trainer", check_registry(args.image_registry) if args.image_registry else None),
         server_image=image_for("server", check_registry(args.image_registry) if args.image_registry else None),
     )

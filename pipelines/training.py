@@ -29,6 +29,7 @@ from mlengine.constants import (
     DEFAULT_BASELINE_TOLERANCE,
     DEFAULT_BLESSING_MARGIN,
     DEFAULT_EPOCHS,
+    DEFAULT_TRAINING_OPERATOR,
     DEFAULT_TUNE_EPOCHS,
 )
 from mlengine.pipelines import platform
@@ -66,11 +67,13 @@ def training_pipeline(
     ps: int = 0,
     strategy: str = "auto",
     mode: str = "local",
+    training_operator: str = DEFAULT_TRAINING_OPERATOR,
     blessing_margin: float = DEFAULT_BLESSING_MARGIN,
     baseline_model_uri: str = "",
     baseline_tolerance: float = DEFAULT_BASELINE_TOLERANCE,
     model_name: str = "",
     canary_traffic_percent: int = 10,
+    deployment_mode: str = "Knative",
     keep_serving: bool = False,
     runner: str = "local",
     beam_options: str = "",
@@ -94,6 +97,9 @@ def training_pipeline(
         strategy: auto, parameter_server, all_reduce or none.
         mode: local (heavy steps as processes in the step) or cluster (TFJob, Katib Experiment,
             InferenceService).
+        training_operator: on a cluster, what runs the training job and the Katib trials: auto (API
+            discovery: a Kubeflow Trainer v2 TrainJob when trainer.kubeflow.org/v1alpha1 is served, else a
+            TFJob), trainjob or tfjob.
         blessing_margin: how much the model must beat the benchmark's RMSE by (0.05 = 5%).
         baseline_model_uri: the model in service to compare with; empty: locally none (mlengine run
             passes the model its last run in the same output folder deployed), on a cluster the
@@ -103,6 +109,8 @@ def training_pipeline(
         model_name: the served model's name (the InferenceService name on a cluster); empty: from
             the feature spec's name.
         canary_traffic_percent: traffic share of a new model version while it is a canary.
+        deployment_mode: on a cluster, KServe's Knative (scale to zero, canaryTrafficPercent) or Standard
+            (no Knative: HPA autoscaling, the canary in spec.canary[]).
         keep_serving: locally, leave the model server running after the run.
         runner: the engine of ingest and the analyze pass: local (the step's process) or beam (the
             same logic as an Apache Beam pipeline; needs the beam extra in the image).
@@ -127,6 +135,7 @@ def training_pipeline(
             epochs=tune_epochs,
             mode=mode,
             shared_claim=shared_claim,
+            training_operator=training_operator,
         )
         tune_task.set_display_name("tune hyperparameters (Katib)")
 
@@ -151,6 +160,7 @@ def training_pipeline(
             strategy=strategy,
             mode=mode,
             shared_claim=shared_claim,
+            training_operator=training_operator,
         )
         train_task.set_display_name("train wide-and-deep (TFJob)")
 
@@ -168,7 +178,8 @@ def training_pipeline(
         # kfp.local resolves a condition on a task's single "Output" (not on named NamedTuple fields)
         def deploy_step(blessed: bool, display_name: str) -> None:
             task = deploy(model=train_task.outputs[ART_MODEL], blessed=blessed, mode=mode, model_name=model_name,
-                          canary_traffic_percent=canary_traffic_percent, keep_serving=keep_serving)
+                          canary_traffic_percent=canary_traffic_percent, keep_serving=keep_serving,
+                          deployment_mode=deployment_mode)
             task.set_display_name(display_name)
             task.set_caching_options(enable_caching=False)  # a rollout acts on the world: never replayed
 

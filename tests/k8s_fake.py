@@ -55,6 +55,7 @@ class FakeKubeAPI:
         self.requests: list[tuple[str, str]] = []  # (method, path) of every request
         self.on_create: list[Callable[[dict], None]] = []  # controller hooks, called after a create
         self.watch_supported = True
+        self.served_group_versions: list[str] = []  # what GET /apis (API discovery) lists, e.g. "kubeflow.org/v1"
         self._lock = threading.RLock()
         self._watchers: list[tuple[tuple[str, str, str], str | None, queue.Queue]] = []
         self._resource_version = 0
@@ -165,6 +166,17 @@ class FakeKubeAPI:
             if (api_version, ns, plural) == key[:3] and (name is None or name == key[3]):
                 events.put({"type": kind, "object": copy.deepcopy(obj)})
 
+    def api_group_list(self) -> dict:
+        """The ``APIGroupList`` of API discovery (``GET /apis``) for ``served_group_versions``."""
+        groups: dict[str, list[str]] = {}
+        for group_version in self.served_group_versions:
+            group, version = group_version.split("/")
+            groups.setdefault(group, []).append(version)
+        return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
+            {"name": group, "versions": [{"groupVersion": f"{group}/{v}", "version": v} for v in versions],
+             "preferredVersion": {"groupVersion": f"{group}/{versions[0]}", "version": versions[0]}}
+            for group, versions in groups.items()]}
+
     # --- HTTP -----------------------------------------------------------------------------
     def _handler_class(self):
         fake = self
@@ -201,6 +213,9 @@ class FakeKubeAPI:
             def _handle(self, method: str) -> None:
                 with fake._lock:
                     fake.requests.append((method, self.path))
+                if method == "GET" and urlsplit(self.path).path.rstrip("/") == "/apis":
+                    self._send(200, fake.api_group_list())
+                    return
                 route = self._route()
                 if route is None:
                     self._send(404, status_body(404, "NotFound", f"the server could not find {self.path}"))

@@ -127,3 +127,31 @@ def check_strict(value, type_name: str, where: str = "") -> None:
     assert not unknown, f"{where or type_name}: unknown field(s) {unknown} for {type_name}"
     for key, item in value.items():
         check_strict(item, cls.openapi_types[by_json[key]], f"{where}.{key}")
+
+
+@functools.cache
+def trainjob_schema() -> dict:
+    return crd_schema("trainer-trainjobs-crd.yaml", "v1alpha1")
+
+
+@functools.cache
+def training_runtime_schema(kind: str = "TrainingRuntime") -> dict:
+    file_name = {"TrainingRuntime": "trainer-trainingruntimes-crd.yaml",
+                 "ClusterTrainingRuntime": "trainer-clustertrainingruntimes-crd.yaml"}[kind]
+    return crd_schema(file_name, "v1alpha1")
+
+
+def schema_for(manifest: dict) -> dict:
+    """The closed schema of a rendered manifest's kind (TFJob, TrainJob, runtimes, Experiment, InferenceService)."""
+    kind = manifest["kind"]
+    if kind == "TFJob":
+        return tfjob_schema()
+    if kind == "TrainJob":
+        return trainjob_schema()
+    if kind in ("TrainingRuntime", "ClusterTrainingRuntime"):
+        return training_runtime_schema(kind)
+    if kind == "Experiment":
+        return katib_experiment_schema()
+    if kind == "InferenceService":
+        return inference_service_schema()
+    raise KeyError(kind)

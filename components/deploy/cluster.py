@@ -17,12 +17,15 @@ inputs to ``s3://<bucket>/<top prefix>/serving-log/<name>/`` of the same (pipeli
 credentials through ``secretKeyRef`` of the MinIO Secret, never literal); the monitoring pipeline
 reads that prefix. TF Serving writes no such log.
 
-Scale to zero: ``minReplicas: 0`` (KServe serverless mode / Knative); ``scaleMetric`` and
-``scaleTarget`` set the Knative autoscaler (``concurrency`` 8 per pod by default).
+Deployment modes (KServe's names since 0.16): ``Knative`` (the default here): ``minReplicas: 0``
+scales to zero, ``scaleMetric`` and ``scaleTarget`` set the Knative autoscaler (``concurrency`` 8 per
+pod by default), and ``canaryTrafficPercent`` splits traffic between the previous rolled-out
+revision and the new one. ``Standard``: plain Deployments, no Knative; HPA or KEDA
+(``serving.kserve.io/autoscalerClass``) on CPU keep at least one replica, and a canary is a second
+predictor in ``spec.canary[]`` with its ``trafficPercent`` (KServe 0.20+).
 
-Canary rollouts change no application code: the InferenceService keeps one name and URL and
-``canaryTrafficPercent`` splits traffic between the previous rolled-out revision and the new
-one. Annotations remember which model is stable and which is the canary, so a later run can
+Canary rollouts change no application code: the InferenceService keeps one name and URL.
+Annotations remember which model is stable and which is the canary, so a later run can
 promote the canary (drop the split) or roll back (restore the stable storageUri).
 """
 
@@ -57,7 +60,14 @@ PREDICTOR_CONTAINER = "kserve-container"
 SERVING_LABELS = {**PART_OF_LABEL, "app.kubernetes.io/component": "serving"}
 READINESS_PATH = "/v2/health/ready"
 ANNOTATION_DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
-DEPLOYMENT_MODE = "Serverless"  # minReplicas 0 and canary traffic need Knative (kserve#4074)
+# KServe's mode names since 0.16: Knative (scale to zero, canaryTrafficPercent) is the default here; Standard
+# (plain Deployments, HPA or KEDA autoscaling, spec.canary[] since 0.20) needs no Knative but cannot scale from zero
+DEPLOYMENT_MODES = ("Knative", "Standard")
+DEPLOYMENT_MODE = "Knative"
+LEGACY_DEPLOYMENT_MODES = {"Serverless": "Knative", "RawDeployment": "Standard"}  # deprecated spellings
+ANNOTATION_AUTOSCALER_CLASS = "serving.kserve.io/autoscalerClass"
+AUTOSCALER_CLASSES = ("hpa", "keda")  # Standard mode's autoscalers
+STANDARD_SCALE_METRICS = ("cpu", "memory")  # what an HPA scales on (KEDA: the same resource triggers here)
 TF_SERVING_IMAGE = "tensorflow/serving:2.20.0"  # the TF Serving release nearest the training TF 2.21
 TF_SERVING_VERSION_DIR = "1"
 # TF Serving's gRPC port (9000 in manifests/base/serving-runtime.yaml) also serves its ModelService,
@@ -91,7 +101,8 @@ def render_inference_service(name: str, storage_uri: str, *, namespace: str = K8
                              runtime: str | None = DEFAULT_RUNTIME, model_format: str | None = None,
                              resources: dict | None = None, annotations: dict[str, str] | None = None,
                              serving_log_uri: str | None = "auto",
-                             serving_log_flush_seconds: int = SERVING_LOG_FLUSH_SECONDS) -> dict:
+                             serving_log_flush_seconds: int = SERVING_LOG_FLUSH_SECONDS,
+                             deployment_mode: str = DEPLOYMENT_MODE, autoscaler_class: str = "hpa") -> dict:
     """A ``serving.kserve.io/v1beta1`` InferenceService for the model at ``storage_uri``.
 
     ``runtime`` "ours" (default): the ServingRuntime of the server image (``render_serving_runtime``),
@@ -99,9 +110,24 @@ def render_inference_service(name: str, storage_uri: str, *, namespace: str = K8
     ``stage_for_tf_serving``; any other name is a ServingRuntime of yours, None lets KServe pick.
     ``serving_log_uri`` (runtime "ours" only): "auto" = ``serving_log_uri_for(storage_uri, name)``
     for an s3:// model, an ``s3://`` prefix of yours, or None for no serving log.
+    ``deployment_mode``: Knative (default; scale to zero, ``canaryTrafficPercent``) or Standard (no
+    Knative: at least one replica, ``autoscaler_class`` hpa or keda on cpu/memory, and a canary is a
+    ``spec.canary[]`` entry, see ``standard_canary``); the deprecated Serverless / RawDeployment
+    spellings are accepted and written in the current names.
     """
     check_name(name)
     check_storage_uri(storage_uri)
+    deployment_mode = check_deployment_mode(deployment_mode)
+    standard = deployment_mode == "Standard"
+    if standard:
+        if autoscaler_class not in AUTOSCALER_CLASSES:
+            raise MlengineError(f"autoscaler_class {autoscaler_class!r}: expected one of "
+                                f"{', '.join(AUTOSCALER_CLASSES)}")
+        # scale-from-zero on request needs Knative's activator: Standard keeps one replica up
+        min_replicas = max(1, min_replicas)
+        if scale_metric not in STANDARD_SCALE_METRICS:
+            scale_metric, scale_target = "cpu", 80  # percent of the CPU request
+
     if not isinstance(min_replicas, int) or min_replicas < 0:
         raise MlengineError(f"min_replicas {min_replicas!r}: must be an integer >= 0 (0 scales to zero)")
     if not isinstance(max_replicas, int) or max_replicas < max(1, min_replicas):
@@ -133,16 +159,46 @@ def render_inference_service(name: str, storage_uri: str, *, namespace: str = K8
         "scaleTarget": scale_target,
         "model": model,
     }
-    if canary_traffic_percent is not None:
+    if canary_traffic_percent is not None and not standard:
         predictor["canaryTrafficPercent"] = check_percent(canary_traffic_percent)
     if runtime == SERVING_RUNTIME:  # the pods render_tf_serving_network_policy selects
         predictor["labels"] = dict([TF_SERVING_POD_LABEL])
     metadata: dict[str, Any] = {"name": name, "namespace": namespace, "labels": dict(SERVING_LABELS),
-                                "annotations": {ANNOTATION_DEPLOYMENT_MODE: DEPLOYMENT_MODE}}
+                                "annotations": {ANNOTATION_DEPLOYMENT_MODE: deployment_mode}}
+    if standard:
+        metadata["annotations"][ANNOTATION_AUTOSCALER_CLASS] = autoscaler_class
     if annotations:
         metadata["annotations"].update({str(k): str(v) for k, v in annotations.items()})
     return {"apiVersion": ISVC_API_VERSION, "kind": "InferenceService", "metadata": metadata,
             "spec": {"predictor": predictor}}
+
+
+def check_deployment_mode(mode: str) -> str:
+    """Knative or Standard (the deprecated Serverless / RawDeployment read as those)."""
+    mode = LEGACY_DEPLOYMENT_MODES.get(mode, mode)
+    if mode not in DEPLOYMENT_MODES:
+        raise MlengineError(f"deployment_mode {mode!r}: expected Knative (scale to zero, the default) or Standard "
+                            "(plain Deployments with HPA/KEDA)")
+    return mode
+
+
+def deployment_mode_of(isvc: dict | None) -> str:
+    """The mode an existing InferenceService runs in (its annotation; KServe's own default is Standard)."""
+    annotations = ((isvc or {}).get("metadata") or {}).get("annotations") or {}
+    mode = annotations.get(ANNOTATION_DEPLOYMENT_MODE) or "Standard"
+    return LEGACY_DEPLOYMENT_MODES.get(mode, mode)
+
+
+def standard_canary(predictor: dict, storage_uri: str, percent: int) -> list[dict]:
+    """Standard mode's canary: ``spec.canary[]`` holds a whole predictor serving ``storage_uri`` with
+    ``percent`` of the traffic, next to ``spec.predictor`` (the stable model, the rest)."""
+    import copy
+
+    canary = copy.deepcopy(predictor)
+    canary.pop("canaryTrafficPercent", None)
+    canary.setdefault("model", {})["storageUri"] = check_storage_uri(storage_uri)
+    canary["model"].setdefault("name", PREDICTOR_CONTAINER)  # the CRD requires it here (a container's name)
+    return [{"predictor": canary, "trafficPercent": check_percent(percent)}]
 
 
 def render_tf_serving_network_policy(*, namespace: str = K8S_NAMESPACE) -> dict:

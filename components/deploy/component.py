@@ -15,6 +15,7 @@ def deploy(
     canary_traffic_percent: int,
     keep_serving: bool,
     deploy_report: Output[Markdown],
+    deployment_mode: str = "Knative",
 ) -> str:
     """Serve a blessed model over REST (or, for an unblessed one, roll back a canary); returns the URL.
 
@@ -27,6 +28,8 @@ def deploy(
         canary_traffic_percent: traffic share of the new version while it is a canary (cluster).
         keep_serving: locally, leave the server running after the step.
         deploy_report: what was deployed, where, and the test prediction.
+        deployment_mode: cluster: KServe's Knative (scale to zero, canaryTrafficPercent; the default) or
+            Standard (no Knative: HPA autoscaling, the canary in spec.canary[]).
     """
     from pathlib import Path
 
@@ -36,7 +39,7 @@ def deploy(
     setup_logging()
     result = run(
         model.path, model_uri=model.uri, blessed=blessed, mode=mode, name=model_name,
-        canary_traffic_percent=canary_traffic_percent, keep_serving=keep_serving,
+        canary_traffic_percent=canary_traffic_percent, keep_serving=keep_serving, deployment_mode=deployment_mode,
         state_dir=str(Path(deploy_report.path).parent / "serving-state"), report_path=deploy_report.path,
     )
     deploy_report.metadata.update({"url": result.url, "mode": result.mode})

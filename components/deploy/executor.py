@@ -94,7 +94,8 @@ def smoke_test(predict_url: str, instance: dict[str, Any]) -> float | dict[str, 
 
 
 def run(model_dir: str, *, model_uri: str, blessed: bool = True, mode: str, name: str,
-        canary_traffic_percent: int, keep_serving: bool, state_dir: str, report_path: str) -> DeployResult:
+        canary_traffic_percent: int, keep_serving: bool, state_dir: str, report_path: str,
+        deployment_mode: str = "Knative") -> DeployResult:
     """Serve ``model_dir`` and write the Markdown report of what was done to ``report_path``.
 
     This run's evaluation is the verdict on a canary already in flight: a blessed run promotes
@@ -108,6 +109,8 @@ def run(model_dir: str, *, model_uri: str, blessed: bool = True, mode: str, name
         mode: local or cluster.
         name: the served model's name ("" = from the feature spec, as ``mlengine serve`` does).
         canary_traffic_percent: traffic share of a new model while it is a canary (cluster).
+        deployment_mode: cluster: KServe's Knative (default) or Standard mode of a new InferenceService (an
+            existing one keeps its own).
         keep_serving: locally, leave the server running afterwards.
         state_dir: where the local server records its pid, port and URL.
         report_path: the Markdown report to write.
@@ -126,7 +129,8 @@ def run(model_dir: str, *, model_uri: str, blessed: bool = True, mode: str, name
         name = default_model_name(load_spec(Path(model_dir) / SPEC_FILE).name)
     if mode == "cluster":
         url, markdown = _deploy_to_cluster(model_dir, model_uri=model_uri, blessed=blessed, name=name,
-                                           canary_traffic_percent=canary_traffic_percent)
+                                           canary_traffic_percent=canary_traffic_percent,
+                                           deployment_mode=deployment_mode)
     elif not blessed:
         logger.info("deploy: the model is not blessed: nothing is served")
         url, markdown = "", render_not_blessed(name)
@@ -158,7 +162,7 @@ def _deploy_locally(model_dir: str, *, name: str, keep_serving: bool, state_dir:
 
 
 def _deploy_to_cluster(model_dir: str, *, model_uri: str, blessed: bool, name: str,
-                       canary_traffic_percent: int) -> tuple[str, str]:
+                       canary_traffic_percent: int, deployment_mode: str = "Knative") -> tuple[str, str]:
     from mlengine.components.deploy.cluster import DEFAULT_RUNTIME, deploy_to_cluster, stage_for_tf_serving
     from mlengine.components.deploy.report import render_deploy_markdown, render_serving_log_note
     from mlengine.components.shared.staging import normalize_uri, upload_dir
@@ -172,7 +176,8 @@ def _deploy_to_cluster(model_dir: str, *, model_uri: str, blessed: bool, name: s
             upload_dir(stage_for_tf_serving(model_dir, staging), storage_uri)
         logger.info("deploy: model staged for TF Serving at %s", storage_uri)
     decision, result = deploy_to_cluster(storage_uri, name=name, blessed=blessed, canary_percent=canary_traffic_percent,
-                                         previous_canary_ok=blessed, progress=logger.info)
+                                         previous_canary_ok=blessed, progress=logger.info,
+                                         deployment_mode=deployment_mode)
     url = (result or {}).get("url") or f"http://{name}/v1/models/{name}:predict"
     markdown = render_deploy_markdown(decision, result)
     if DEFAULT_RUNTIME == "ours":

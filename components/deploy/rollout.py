@@ -11,7 +11,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from mlengine.components.deploy.cluster import check_name, check_storage_uri, render_inference_service
+from mlengine.components.deploy.cluster import (
+    DEPLOYMENT_MODE,
+    check_deployment_mode,
+    check_name,
+    check_storage_uri,
+    deployment_mode_of,
+    render_inference_service,
+    standard_canary,
+)
 from mlengine.constants import K8S_NAMESPACE
 from mlengine.errors import MlengineError
 
@@ -68,7 +76,18 @@ class RolloutDecision:
 
 
 def read_rollout_state(isvc: dict) -> dict[str, Any]:
-    """Storage URI, canary percent and the stable/canary models recorded on an existing InferenceService."""
+    """Storage URI, canary percent and the stable/canary models recorded on an existing InferenceService.
+
+    Standard mode keeps its canary in ``spec.canary[]`` (the predictor stays the stable model);
+    Knative mode has the canary in ``spec.predictor`` with ``canaryTrafficPercent``.
+    """
+    canaries = (isvc.get("spec") or {}).get("canary") or []
+    if canaries:
+        stable_uri = (((isvc.get("spec") or {}).get("predictor") or {}).get("model") or {}).get("storageUri")
+        entry = canaries[0]
+        return {"storage_uri": stable_uri, "canary_percent": entry.get("trafficPercent"), "stable": stable_uri,
+                "canary": ((entry.get("predictor") or {}).get("model") or {}).get("storageUri"),
+                "canary_active": True}
     spec = (isvc.get("spec") or {}).get("predictor") or {}
     annotations = (isvc.get("metadata") or {}).get("annotations") or {}
     percent = spec.get("canaryTrafficPercent")
@@ -104,6 +123,11 @@ def plan_rollout(existing_isvc: dict | None, new_storage_uri: str, blessed: bool
         raise MlengineError("plan_rollout: an InferenceService name is needed for a first deployment")
     check_name(name)
     base = {"name": name, "namespace": namespace, "new_storage_uri": new_storage_uri, "blessed": blessed}
+    # the mode decides how a canary is written: Knative's canaryTrafficPercent or Standard's spec.canary[]
+    mode = deployment_mode_of(existing_isvc) if existing_isvc is not None else check_deployment_mode(
+        render_options.get("deployment_mode", DEPLOYMENT_MODE))
+    style = {"standard": mode == "Standard",
+             "predictor": ((existing_isvc or {}).get("spec") or {}).get("predictor") or {}}
 
     if existing_isvc is None:
         if not blessed:
@@ -137,28 +161,31 @@ def plan_rollout(existing_isvc: dict | None, new_storage_uri: str, blessed: bool
         if previous_canary_ok:
             action, stable = "promote", canary
             steps.append(RolloutStep("promote", f"promote the canary {canary} to 100%", _patch(
-                canary_percent=None, annotations={ANNOTATION_STABLE: canary, ANNOTATION_CANARY: None,
-                                                  ANNOTATION_ACTION: "promote"})))
+                storage_uri=canary if style["standard"] else None, canary_percent=None,
+                annotations={ANNOTATION_STABLE: canary, ANNOTATION_CANARY: None, ANNOTATION_ACTION: "promote"},
+                **style)))
             reason = f"the canary {canary} passed its evaluation: promoted to 100%"
         else:
             action = "rollback"
             if stable:
                 steps.append(RolloutStep("rollback", f"roll back to {stable}: remove the canary {canary}", _patch(
                     storage_uri=stable, canary_percent=None,
-                    annotations={ANNOTATION_STABLE: stable, ANNOTATION_CANARY: None, ANNOTATION_ACTION: "rollback"})))
+                    annotations={ANNOTATION_STABLE: stable, ANNOTATION_CANARY: None, ANNOTATION_ACTION: "rollback"},
+                    **style)))
             else:  # a split made outside mlengine: KServe sends 100% to the previous revision at 0%
                 steps.append(RolloutStep("rollback", f"send 0% to the canary {canary}", _patch(
-                    canary_percent=0, annotations={ANNOTATION_CANARY: canary, ANNOTATION_ACTION: "rollback"})))
+                    canary_percent=0, annotations={ANNOTATION_CANARY: canary, ANNOTATION_ACTION: "rollback"},
+                    **style)))
                 stable = None
             reason = f"the canary {canary} failed its evaluation: rolled back to {stable or 'the previous revision'}"
         if blessed and new_storage_uri not in (canary, stable) and canary_percent < 100 and stable:
-            steps.append(_canary_step(new_storage_uri, stable, canary_percent))
+            steps.append(_canary_step(new_storage_uri, stable, canary_percent, style))
             return RolloutDecision(action, reason=reason + f"; then the new model {new_storage_uri} starts a "
                                    f"{canary_percent}% canary", stable_storage_uri=stable,
                                    canary_storage_uri=new_storage_uri, canary_traffic_percent=canary_percent,
                                    steps=steps, **base)
         if blessed and new_storage_uri not in (canary, stable) and stable:
-            steps.append(_replace_step(new_storage_uri))
+            steps.append(_replace_step(new_storage_uri, style))
             return RolloutDecision(action, reason=reason + f"; then the new model {new_storage_uri} replaces it",
                                    stable_storage_uri=new_storage_uri, steps=steps, **base)
         return RolloutDecision(action, reason=reason, stable_storage_uri=stable, steps=steps,
@@ -173,37 +200,55 @@ def plan_rollout(existing_isvc: dict | None, new_storage_uri: str, blessed: bool
                                stable_storage_uri=current, **base)
     if canary_percent == 100:
         return RolloutDecision("replace", reason=f"canary percent 100: {new_storage_uri} replaces {current}",
-                               stable_storage_uri=new_storage_uri, steps=[_replace_step(new_storage_uri)], **base)
+                               stable_storage_uri=new_storage_uri, steps=[_replace_step(new_storage_uri, style)],
+                               **base)
     return RolloutDecision("canary", reason=f"new blessed model: {canary_percent}% of the traffic to "
                            f"{new_storage_uri}, {100 - canary_percent}% stays on {current}",
                            stable_storage_uri=current, canary_storage_uri=new_storage_uri,
                            canary_traffic_percent=canary_percent,
-                           steps=[_canary_step(new_storage_uri, current, canary_percent)], **base)
+                           steps=[_canary_step(new_storage_uri, current, canary_percent, style)], **base)
 
 
-def _canary_step(new_uri: str, stable_uri: str, percent: int) -> RolloutStep:
+def _canary_step(new_uri: str, stable_uri: str, percent: int, style: dict) -> RolloutStep:
     return RolloutStep("canary", f"start a {percent}% canary of {new_uri}", _patch(
         storage_uri=new_uri, canary_percent=percent,
-        annotations={ANNOTATION_STABLE: stable_uri, ANNOTATION_CANARY: new_uri, ANNOTATION_ACTION: "canary"}))
+        annotations={ANNOTATION_STABLE: stable_uri, ANNOTATION_CANARY: new_uri, ANNOTATION_ACTION: "canary"},
+        **style))
 
 
-def _replace_step(new_uri: str) -> RolloutStep:
+def _replace_step(new_uri: str, style: dict) -> RolloutStep:
     return RolloutStep("replace", f"serve {new_uri} with 100% of the traffic", _patch(
         storage_uri=new_uri, canary_percent=None,
-        annotations={ANNOTATION_STABLE: new_uri, ANNOTATION_CANARY: None, ANNOTATION_ACTION: "replace"}))
+        annotations={ANNOTATION_STABLE: new_uri, ANNOTATION_CANARY: None, ANNOTATION_ACTION: "replace"}, **style))
 
 
 _UNSET = object()
 
 
-def _patch(*, storage_uri: str | None = None, canary_percent: Any = _UNSET, annotations: dict | None = None) -> dict:
-    """A JSON merge patch (None deletes a field, RFC 7386)."""
-    predictor: dict[str, Any] = {}
-    if storage_uri is not None:
-        predictor["model"] = {"storageUri": storage_uri}
-    if canary_percent is not _UNSET:
-        predictor["canaryTrafficPercent"] = canary_percent
-    patch: dict[str, Any] = {"spec": {"predictor": predictor}}
+def _patch(*, storage_uri: str | None = None, canary_percent: Any = _UNSET, annotations: dict | None = None,
+           standard: bool = False, predictor: dict | None = None) -> dict:
+    """A JSON merge patch (None deletes a field, RFC 7386).
+
+    Knative: the predictor takes the new storageUri and ``canaryTrafficPercent`` splits revisions.
+    Standard: a canary is ``spec.canary[]`` (``predictor``, the current one, with the new storageUri);
+    promote, roll back and replace write ``spec.predictor`` and delete ``spec.canary``.
+    """
+    spec: dict[str, Any] = {}
+    if standard and storage_uri is not None and isinstance(canary_percent, int) and canary_percent > 0:
+        spec["canary"] = standard_canary(predictor or {}, storage_uri, canary_percent)
+    elif standard:
+        if storage_uri is not None:
+            spec["predictor"] = {"model": {"storageUri": storage_uri}}
+        if canary_percent is not _UNSET:
+            spec["canary"] = None
+    else:
+        predictor_patch: dict[str, Any] = {}
+        if storage_uri is not None:
+            predictor_patch["model"] = {"storageUri": storage_uri}
+        if canary_percent is not _UNSET:
+            predictor_patch["canaryTrafficPercent"] = canary_percent
+        spec["predictor"] = predictor_patch
+    patch: dict[str, Any] = {"spec": spec}
     if annotations:
         patch["metadata"] = {"annotations": annotations}
     return patch

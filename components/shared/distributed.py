@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -233,13 +234,36 @@ def resolve_role(tf_config: dict | None, strategy: str = "auto") -> Role:
 
 
 def role_from_env(strategy: str = "auto", environ: dict[str, str] | None = None) -> Role:
+    """The role from TF_CONFIG; in a TrainJob's pod (no TF_CONFIG: Trainer v2 writes none) it is built from
+    JobSet's labels first and put into the environment, where TensorFlow's cluster resolver reads it."""
     environ = os.environ if environ is None else environ
+    if not environ.get(ENV_TF_CONFIG):
+        from mlengine.components.shared.trainjob import tf_config_from_jobset_env
+
+        built = tf_config_from_jobset_env(environ)
+        if built is not None:
+            environ[ENV_TF_CONFIG] = json.dumps(built)
     return resolve_role(parse_tf_config(environ.get(ENV_TF_CONFIG)), strategy)
+
+
+def cluster_addresses(counts: dict[str, int], address: Callable[[str, int], str]) -> dict[str, list[str]]:
+    """TF_CONFIG's ``cluster`` for task counts (chief, ps, worker), each task's ``host:port`` from ``address``.
+
+    The one builder of both cluster paths: a TFJob's (the Training Operator's Service names) and a
+    TrainJob's (JobSet's stable pod host names); they differ only in ``address``.
+    """
+    return {task_type: [address(task_type, index) for index in range(counts[task_type])]
+            for task_type in ("chief", "ps", "worker") if counts.get(task_type)}
+
+
+def tf_config(cluster: dict[str, list[str]], task_type: str, index: int) -> dict:
+    """The TF_CONFIG object of one task, shaped exactly like the Training Operator's."""
+    return {"cluster": cluster, "task": {"type": task_type, "index": index}}
 
 
 def tf_config_json(cluster: dict[str, list[str]], task_type: str, index: int) -> str:
     """The TF_CONFIG of one task, shaped exactly like the Training Operator's."""
-    return json.dumps({"cluster": cluster, "task": {"type": task_type, "index": index}})
+    return json.dumps(tf_config(cluster, task_type, index))
 
 
 # --- TensorFlow side (imports inside) ---------------------------------------------------------

@@ -48,6 +48,20 @@ _NAME = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _QUANTITY = re.compile(r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|"
                        r"([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$")
 MAX_NAME_LENGTH = 40  # pod names add "-worker-NN" and must stay within 63 characters
+TF_PORT = 2222  # the Training Operator's default port, named tfjob-port
+
+
+def tfjob_address(job: str, task_type: str, index: int, port: int = TF_PORT) -> str:
+    """A replica's ``host:port`` in the TF_CONFIG the Training Operator writes: its Service ``<job>-<type>-<i>``."""
+    return f"{job}-{task_type}-{index}:{port}"
+
+
+def tfjob_tf_config(job: str, counts: dict[str, int], task_type: str, index: int, port: int = TF_PORT) -> dict:
+    """The TF_CONFIG the Training Operator gives the replica ``task_type``/``index`` of TFJob ``job``."""
+    from mlengine.components.shared.distributed import cluster_addresses, tf_config
+
+    cluster = cluster_addresses(counts, lambda kind, i: tfjob_address(job, kind, i, port))
+    return tf_config(cluster, task_type, index)
 
 
 # --- rendering ----------------------------------------------------------------------------------
@@ -100,7 +114,8 @@ def check_name(name: str) -> str:
     return name
 
 
-def _env() -> list[dict]:
+def container_env() -> list[dict]:
+    """The env of every training container: legacy Keras, unbuffered output, the MinIO Secret by reference."""
     env = [{"name": ENV_LEGACY_KERAS, "value": "1"}, {"name": "PYTHONUNBUFFERED", "value": "1"}]
     for key, optional in SECRET_ENV:
         ref = {"name": K8S_S3_SECRET, "key": key}
@@ -155,8 +170,8 @@ def render_tfjob(name: str, train_args: list[str], topology, *, namespace: str =
             "imagePullPolicy": "IfNotPresent",
             "command": list(TASK_COMMAND),
             "args": list(args),
-            "env": _env() + ([{"name": "TMPDIR", "value": f"{SHARED_MOUNT}/tmp"}] if shared_claim else []),
-            "ports": [{"name": "tfjob-port", "containerPort": 2222, "protocol": "TCP"}],
+            "env": container_env() + ([{"name": "TMPDIR", "value": f"{SHARED_MOUNT}/tmp"}] if shared_claim else []),
+            "ports": [{"name": "tfjob-port", "containerPort": TF_PORT, "protocol": "TCP"}],
             "resources": per_replica[kind],
             "volumeMounts": [{"name": SCRATCH_VOLUME, "mountPath": SCRATCH_MOUNT}]
             + ([{"name": SHARED_VOLUME, "mountPath": SHARED_MOUNT}] if shared_claim else []),

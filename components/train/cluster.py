@@ -1,4 +1,4 @@
-"""Training on Kubeflow: create (or re-attach to) the rendered TFJob, wait for it, fetch the model.
+"""Training on Kubeflow: create (or re-attach to) the rendered TrainJob or TFJob, wait for it, fetch the model.
 
 The job name is derived from the model output URI and written first (``name_file``), so a retried
 pipeline step re-attaches to its TFJob instead of creating a second one.
@@ -21,7 +21,18 @@ from mlengine.components.shared.tfjob import (
     TFJOB_VERSION,
     render_tfjob,
 )
-from mlengine.constants import HISTORY_FILE, K8S_NAMESPACE, SPEC_FILE, TRAINER_IMAGE
+from mlengine.components.shared.trainjob import (
+    TRAINER_GROUP,
+    TRAINER_VERSION,
+    TRAINJOB_PLURAL,
+    choose_training_operator,
+    render_trainjob,
+    served_group_versions,
+    trainjob_done,
+)
+from mlengine.constants import DEFAULT_TRAINING_OPERATOR, HISTORY_FILE, K8S_NAMESPACE, SPEC_FILE, TRAINER_IMAGE
+
+TASK_MODULE = "mlengine.components.train.task"  # what every pod of a TrainJob runs (a TFJob's command)
 
 
 def training_args(config) -> list[str]:
@@ -115,20 +126,74 @@ def run_tfjob_for_config(config, topology, *, model_uri: str | None = None, log:
     model directory is downloaded to ``config.model_dir`` so the component can read history.json
     and KFP uploads it as the Model artifact.
     """
-    import dataclasses
-
-    from mlengine.components.shared import staging
-
-    remote_model = artifact_uri(model_uri or config.model_dir)
-    remote = dataclasses.replace(config, train_dir=artifact_uri(config.train_dir),
-                                 eval_dir=artifact_uri(config.eval_dir),
-                                 transform_dir=artifact_uri(config.transform_dir), model_dir=remote_model)
+    remote, remote_model = _remote_config(config, model_uri)
     job_name = name or tfjob_name_for(remote_model)
     manifest = render_tfjob(job_name, training_args(remote), topology, namespace=namespace, image=image,
                             resources=resources, shared_claim=shared_claim or None)
     started = time.monotonic()
     run_tfjob(manifest, name_file=name_file, timeout=timeout, api=api, progress=log)
     log(f"tfjob {job_name}: succeeded after {time.monotonic() - started:.0f} s; fetching the model")
+    return {**_fetch_model(config, remote_model), "tfjob": job_name, "topology": topology.to_dict()}
+
+
+# --- Kubeflow Trainer v2 -------------------------------------------------------------------------
+def trainjobs(namespace: str = K8S_NAMESPACE, api=None) -> CustomResource:
+    return CustomResource(TRAINER_GROUP, TRAINER_VERSION, TRAINJOB_PLURAL, namespace, api=api)
+
+
+def run_trainjob(manifest: dict, *, name_file: str | None = None, timeout: float = DEFAULT_TIMEOUT_SECONDS,
+                 poll_interval: float = 10.0, api=None, progress: Callable[[str], None] | None = None) -> dict:
+    """Create (or re-attach to) the TrainJob and wait until it completes; returns the finished object."""
+    resource = trainjobs(manifest["metadata"].get("namespace", K8S_NAMESPACE), api=api)
+    created = resource.create_or_attach(manifest, name_file=name_file)
+    name = created["metadata"]["name"]
+    if progress:
+        progress(f"trainjob {resource.namespace}/{name}: submitted (runtime {manifest['spec']['runtimeRef']['name']})")
+    return resource.wait(name, trainjob_done, timeout=timeout, poll_interval=poll_interval,
+                         progress=(lambda reason: progress(f"trainjob {name}: {reason}")) if progress else None)
+
+
+def run_trainjob_for_config(config, topology, *, model_uri: str | None = None, log: Callable[[str], None] = print,
+                            namespace: str = K8S_NAMESPACE, timeout: float = DEFAULT_TIMEOUT_SECONDS,
+                            name: str | None = None, name_file: str | None = None, shared_claim: str | None = None,
+                            cluster_runtime: bool = False, api=None) -> dict:
+    """The TFJob path's twin on Kubeflow Trainer v2: a TrainJob against the project's runtime for ``topology``
+    (image, resources and service account are the runtime's), then the model fetched back."""
+    remote, remote_model = _remote_config(config, model_uri)
+    job_name = name or tfjob_name_for(remote_model)
+    manifest = render_trainjob(job_name, [TASK_MODULE, *training_args(remote)], topology, namespace=namespace,
+                               cluster_runtime=cluster_runtime, shared_claim=shared_claim or None)
+    started = time.monotonic()
+    run_trainjob(manifest, name_file=name_file, timeout=timeout, api=api, progress=log)
+    log(f"trainjob {job_name}: completed after {time.monotonic() - started:.0f} s; fetching the model")
+    return {**_fetch_model(config, remote_model), "trainjob": job_name, "topology": topology.to_dict()}
+
+
+def run_for_config(config, topology, *, training_operator: str = DEFAULT_TRAINING_OPERATOR,
+                   log: Callable[[str], None] = print, api=None, **kwargs) -> dict:
+    """Cluster mode: a TrainJob or a TFJob, as ``training_operator`` (auto: what the cluster serves) says."""
+    operator, why = choose_training_operator(training_operator, lambda: served_group_versions(api))
+    log(f"train: training operator {operator} ({why})")
+    if operator == "trainjob":
+        kwargs.pop("image", None)  # the runtime's
+        kwargs.pop("resources", None)
+        return run_trainjob_for_config(config, topology, log=log, api=api, **kwargs)
+    return run_tfjob_for_config(config, topology, log=log, api=api, **kwargs)
+
+
+def _remote_config(config, model_uri: str | None):
+    import dataclasses
+
+    remote_model = artifact_uri(model_uri or config.model_dir)
+    remote = dataclasses.replace(config, train_dir=artifact_uri(config.train_dir),
+                                 eval_dir=artifact_uri(config.eval_dir),
+                                 transform_dir=artifact_uri(config.transform_dir), model_dir=remote_model)
+    return remote, remote_model
+
+
+def _fetch_model(config, remote_model: str) -> dict:
+    from mlengine.components.shared import staging
+
     local = Path(config.model_dir)
     local.mkdir(parents=True, exist_ok=True)
     staging.download_prefix(remote_model, local)
@@ -141,5 +206,4 @@ def run_tfjob_for_config(config, topology, *, model_uri: str | None = None, log:
     # the chief exported the best epoch's weights: its figures are the best recorded epoch's
     figures = eval_figures(history, load_spec(local / SPEC_FILE)) if (local / SPEC_FILE).is_file() else {}
     return {"history": history, **figures, "epochs_run": len(history.get("epoch", [])),
-            "examples_per_second": sum(rates) / len(rates) if rates else None, "model_dir": str(local),
-            "tfjob": job_name, "topology": topology.to_dict()}
+            "examples_per_second": sum(rates) / len(rates) if rates else None, "model_dir": str(local)}

@@ -24,6 +24,7 @@ def train(
     metrics: Output[Metrics],
     loss_curves: Output[HTML],
     shared_claim: str = "",
+    training_operator: str = "auto",
 ) -> NamedTuple("TrainOutputs", eval_rmse=float, examples_per_second=float):
     """Train the wide-and-deep regressor on raw features (the transform runs inside the model).
 
@@ -39,13 +40,16 @@ def train(
         workers: training workers (local processes, or TFJob Worker replicas).
         ps: parameter servers; more than 0 trains with ParameterServerStrategy (a chief coordinates).
         strategy: auto, parameter_server, all_reduce or none; auto follows workers and ps.
-        mode: local (processes in this step, with the TF_CONFIG a TFJob injects) or cluster (a TFJob).
+        mode: local (processes in this step, with the TF_CONFIG a TFJob injects) or cluster (a TrainJob or
+            a TFJob).
         model: the exported model directory: serving/ (SavedModel over raw features), transform.json,
             feature_spec.yaml, history.json.
         metrics: eval RMSE and training throughput.
         loss_curves: training and eval loss per epoch.
         shared_claim: cluster mode: the ReadWriteMany PVC the parameter-server TFJob pods share
             (the cluster pipeline creates one per run); "" for none.
+        training_operator: cluster mode: auto (the cluster's API discovery: TrainJob when Kubeflow Trainer v2
+            is served, else TFJob), trainjob or tfjob.
     """
     from collections import namedtuple
     from pathlib import Path
@@ -61,7 +65,7 @@ def train(
                  model_dir=model.path, hyperparameters=HyperParameters.load(hyperparameters.path), epochs=epochs,
                  workers=workers, ps=ps, strategy=strategy, mode=mode, model_uri=model.uri,
                  study_file=Path(study.path) / TRIALS_FILE, shared_claim=shared_claim,
-                 loss_curves_file=loss_curves.path)
+                 loss_curves_file=loss_curves.path, training_operator=training_operator)
     log_metrics(metrics, result.metrics)
     model.metadata.update(result.model_metadata)
     outputs = namedtuple("TrainOutputs", ["eval_rmse", "examples_per_second"])

@@ -1,4 +1,5 @@
-"""The train step: one process here, a local TF_CONFIG cluster (``local.py``), or a TFJob (``cluster.py``).
+"""The train step: one process here, a local TF_CONFIG cluster (``local.py``), or a TrainJob / TFJob
+(``cluster.py``).
 
 The choice is data (``mode`` + topology), so the pipeline DAG is the same on a laptop and on
 Kubeflow; every topology runs the same training program (``task.py``).
@@ -12,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from mlengine.components.shared.logs import component_logger
-from mlengine.constants import RUN_MODES
+from mlengine.constants import DEFAULT_TRAINING_OPERATOR, RUN_MODES
 from mlengine.errors import MlengineError
 
 MODEL_CHOICE_FILE = "model_choice.json"  # which of tuned/default was kept, and why
-TFJOB_NAME_FILE = "tfjob-name"  # written first in the model dir: a restarted step re-attaches to its TFJob
+JOB_NAME_FILE = "job-name"  # written first in the model dir: a restarted step re-attaches to its TrainJob/TFJob
 log = component_logger("train")
 
 
@@ -43,7 +44,8 @@ class TrainResult:
 def run(*, train_dir: str, eval_dir: str, transform_dir: str, model_dir: str, hyperparameters,
         epochs: int, workers: int = 1, ps: int = 0, strategy: str = "auto", mode: str = "local",
         model_uri: str | None = None, study_file: str | Path | None = None, shared_claim: str = "",
-        loss_curves_file: str | Path | None = None, class_weight: str = "none") -> TrainResult:
+        loss_curves_file: str | Path | None = None, class_weight: str = "none",
+        training_operator: str = DEFAULT_TRAINING_OPERATOR) -> TrainResult:
     """Train, compare with the tuning study's default trial, and write model_choice.json and the loss curves.
 
     Args:
@@ -56,12 +58,14 @@ def run(*, train_dir: str, eval_dir: str, transform_dir: str, model_dir: str, hy
         workers: training workers.
         ps: parameter servers.
         strategy: auto, parameter_server, all_reduce or none.
-        mode: local (processes here) or cluster (a TFJob).
+        mode: local (processes here) or cluster (a TrainJob or a TFJob).
         model_uri: the model's storage URI (names the TFJob in cluster mode).
         study_file: the tuning study's trials.json (absent or None: no comparison).
         shared_claim: cluster mode: the ReadWriteMany PVC the parameter-server TFJob pods share; "" for none.
         loss_curves_file: where the loss-curves HTML is written (None: not written).
         class_weight: class label only: "none" or "balanced" (rows weighted by rows / (classes * class rows)).
+        training_operator: cluster mode: trainjob (Kubeflow Trainer v2), tfjob (Training Operator v1) or
+            auto (the one the cluster serves, TrainJob preferred).
 
     Returns:
         The TrainResult.
@@ -75,7 +79,7 @@ def run(*, train_dir: str, eval_dir: str, transform_dir: str, model_dir: str, hy
                          hidden_units=hparams.hidden_units, learning_rate=hparams.learning_rate,
                          batch_size=hparams.batch_size, epochs=epochs, class_weight=class_weight)
     result = _train_on(config, workers=workers, ps=ps, strategy=strategy, mode=mode, model_uri=model_uri,
-                       shared_claim=shared_claim)
+                       shared_claim=shared_claim, training_operator=training_operator)
     default = default_trial_of(study_file) if study_file else None
     if mode == "local" and workers <= 1 and ps == 0:
         guard = guard_against_default(config, result, hparams.to_dict(), default)
@@ -109,7 +113,8 @@ def _objective(result: dict[str, Any]) -> float | None:
 
 
 def _train_on(config, *, workers: int = 1, ps: int = 0, strategy: str = "auto", mode: str = "local",
-              model_uri: str | None = None, shared_claim: str = "") -> dict[str, Any]:
+              model_uri: str | None = None, shared_claim: str = "",
+              training_operator: str = DEFAULT_TRAINING_OPERATOR) -> dict[str, Any]:
     """Train with ``config`` (a TrainConfig) on the requested topology; returns the trainer's result dict."""
     from mlengine.components.shared.distributed import Topology
 
@@ -118,12 +123,13 @@ def _train_on(config, *, workers: int = 1, ps: int = 0, strategy: str = "auto", 
     topology = Topology(workers=workers, ps=ps, strategy=strategy)
     topology.validate()
     if mode == "cluster":
-        from mlengine.components.train.cluster import run_tfjob_for_config
+        from mlengine.components.train.cluster import run_for_config
 
-        name_file = Path(config.model_dir) / TFJOB_NAME_FILE
+        # auto asks the same cluster again after a restart: the same kind, so the name re-attaches
+        name_file = Path(config.model_dir) / JOB_NAME_FILE
         name_file.parent.mkdir(parents=True, exist_ok=True)
-        return run_tfjob_for_config(config, topology, model_uri=model_uri, log=log.info, name_file=str(name_file),
-                                    shared_claim=shared_claim or None)
+        return run_for_config(config, topology, training_operator=training_operator, model_uri=model_uri,
+                              log=log.info, name_file=str(name_file), shared_claim=shared_claim or None)
     if topology.is_single_process:
         from mlengine.components.train.trainer import train
 

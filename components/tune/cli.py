@@ -39,6 +39,9 @@ def add_cli(subparsers) -> None:
                              "(--train-dir/--eval-dir/--spec-dir/--out are then URIs the trial pods can read)")
     parser.add_argument("--experiment-name", default=None, help="Katib Experiment name (with --katib-manifest)")
     parser.add_argument("--namespace", default=None, help="Kubernetes namespace (with --katib-manifest)")
+    parser.add_argument("--trial-kind", choices=["TFJob", "TrainJob"], default="TFJob",
+                        help="with --katib-manifest: the trials' kind, a TFJob (Training Operator v1) or a TrainJob "
+                             "(Kubeflow Trainer v2, the project's TrainingRuntime); default %(default)s")
     parser.set_defaults(handler=_tune)
 
 
@@ -85,7 +88,7 @@ def _write_manifest(args: argparse.Namespace, space, fixed: dict) -> int:
     manifest = katib.render_experiment(name, space, namespace=args.namespace or K8S_NAMESPACE,
                                        train_uri=args.train_dir, eval_uri=args.eval_dir, spec_uri=args.spec_dir,
                                        output_uri=args.out, epochs=args.epochs, seed=args.seed,
-                                       fixed_params=fixed)
+                                       fixed_params=fixed, trial_kind=args.trial_kind)
     problems = katib.webhook_problems(manifest)
     if problems:
         raise MlengineError(f"Experiment {name} would be rejected by Katib: {problems[0]}")

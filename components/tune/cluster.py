@@ -1,4 +1,5 @@
-"""Cluster mode: the search space as a Katib ``kubeflow.org/v1beta1`` Experiment whose trials are TFJobs.
+"""Cluster mode: the search space as a Katib ``kubeflow.org/v1beta1`` Experiment whose trials are TFJobs
+or Kubeflow Trainer v2 TrainJobs.
 
 ``render_experiment`` builds the Experiment as a plain dict (validated in the tests against
 Katib's OpenAPI schema, its trial TFJob against the TFJob CRD): objective, algorithm, budget,
@@ -21,7 +22,13 @@ import re
 from typing import Any
 
 from mlengine.components.tune.search_space import Parameter, SearchSpace, katib_string
-from mlengine.constants import K8S_NAMESPACE, K8S_SERVICE_ACCOUNT, PART_OF_LABEL, TRAINER_IMAGE
+from mlengine.constants import (
+    DEFAULT_TRAINING_OPERATOR,
+    K8S_NAMESPACE,
+    K8S_SERVICE_ACCOUNT,
+    PART_OF_LABEL,
+    TRAINER_IMAGE,
+)
 from mlengine.errors import MlengineError
 
 GROUP = "kubeflow.org"
@@ -35,6 +42,12 @@ TRIAL_NAME_PARAMETER = "trialName"
 PRIMARY_POD_LABELS = {"training.kubeflow.org/job-role": "master"}
 TFJOB_SUCCESS = 'status.conditions.#(type=="Succeeded")#|#(status=="True")#'
 TFJOB_FAILURE = 'status.conditions.#(type=="Failed")#|#(status=="True")#'
+# a TrainJob ends Complete or Failed (Katib's own defaults for TrainJob trials, spelled out)
+TRAINJOB_SUCCESS = 'status.conditions.#(type=="Complete")#|#(status=="True")#'
+TRAINJOB_FAILURE = TFJOB_FAILURE
+TRIAL_KINDS = ("TFJob", "TrainJob")
+TRIAL_MODULE = "mlengine.components.tune.trial"
+COMPLETION_INDEX_LABEL = "batch.kubernetes.io/job-completion-index"  # an Indexed Job's pod label (Kubernetes 1.28+)
 # Katib's default StdOut filter, spelled out: "<name>=<number>" lines
 METRICS_FORMAT = r"([\w|-]+)\s*=\s*([+-]?\d*(\.\d+)?([Ee][+-]?\d+)?)"
 NAME_PATTERN = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
@@ -99,16 +112,43 @@ def _trial_tfjob(*, image: str, args: list[str], topology, namespace: str, servi
     return {**tfjob, "metadata": metadata}
 
 
+def _trial_trainjob(*, args: list[str], topology, shared_claim: str | None) -> dict:
+    """The TrainJob every trial runs (the project's runtime for ``topology``; Katib sets name and namespace)."""
+    from mlengine.components.shared.trainjob import render_trainjob
+
+    return render_trainjob("katib-trial", [TRIAL_MODULE, *args], topology, shared_claim=shared_claim or None,
+                           for_trial=True)
+
+
+def trainjob_trial_collection(topology) -> tuple[str, dict[str, str]]:
+    """(primaryContainerName, primaryPodLabels) of a TrainJob trial: the one pod that prints the metric.
+
+    Katib's StdOut collector must watch a pod that exits and prints ``rmse=``: the chief under
+    parameter servers (ps and workers only serve and never exit), else worker 0 (JobSet's
+    replicatedJob label plus the Indexed Job's completion-index label pick it).
+    """
+    from mlengine.components.shared.trainjob import REPLICATED_JOB_LABEL, container_name
+
+    if topology.resolved_strategy == "parameter_server":
+        return container_name("chief"), {REPLICATED_JOB_LABEL: "chief"}
+    return container_name("worker"), {REPLICATED_JOB_LABEL: "worker", COMPLETION_INDEX_LABEL: "0"}
+
+
 def render_experiment(name: str, space: SearchSpace, *, namespace: str = K8S_NAMESPACE, train_uri: str,
                       eval_uri: str, spec_uri: str, output_uri: str, epochs: int = 2, seed: int = 0,
                       image: str = TRAINER_IMAGE, trial_topology=None, fixed_params: dict[str, Any] | None = None,
                       service_account: str | None = K8S_SERVICE_ACCOUNT, resources: dict | None = None,
-                      labels: dict[str, str] | None = None, shared_claim: str | None = None) -> dict:
+                      labels: dict[str, str] | None = None, shared_claim: str | None = None,
+                      trial_kind: str = "TFJob") -> dict:
     """The Katib Experiment of ``space`` (a dict ready for the custom-objects API).
 
-    ``trial_topology`` (a ``distributed.Topology``; default one worker) is the TFJob shape of every
-    trial; a parameter-server topology needs ``shared_claim`` (a ReadWriteMany PVC), as in training.
+    ``trial_topology`` (a ``distributed.Topology``; default one worker) is the shape of every trial;
+    a parameter-server topology needs ``shared_claim`` (a ReadWriteMany PVC), as in training.
+    ``trial_kind`` is TFJob or TrainJob (the project's TrainingRuntime; image, resources and service
+    account are the runtime's). The Experiment goes through ``kubeflow-katib-api``'s typed model.
     """
+    if trial_kind not in TRIAL_KINDS:
+        raise MlengineError(f"trial kind {trial_kind!r}: expected one of {', '.join(TRIAL_KINDS)}")
     if not NAME_PATTERN.match(name) or len(name) > MAX_NAME_LENGTH:
         raise MlengineError(f"experiment name {name!r}: use at most {MAX_NAME_LENGTH} lower-case letters, digits "
                             "and '-', starting with a letter")
@@ -142,6 +182,13 @@ def render_experiment(name: str, space: SearchSpace, *, namespace: str = K8S_NAM
             "trialSpec": _trial_tfjob(image=image, args=args, topology=trial_topology, namespace=namespace,
                                       service_account=service_account, resources=resources,
                                       shared_claim=shared_claim),
+        } if trial_kind == "TFJob" else {
+            "primaryContainerName": trainjob_trial_collection(trial_topology)[0],
+            "primaryPodLabels": trainjob_trial_collection(trial_topology)[1],
+            "successCondition": TRAINJOB_SUCCESS,
+            "failureCondition": TRAINJOB_FAILURE,
+            "trialParameters": trial_parameters(space),
+            "trialSpec": _trial_trainjob(args=args, topology=trial_topology, shared_claim=shared_claim),
         },
     }
     early = space.to_katib_early_stopping()
@@ -149,7 +196,10 @@ def render_experiment(name: str, space: SearchSpace, *, namespace: str = K8S_NAM
         spec["earlyStopping"] = early
     metadata: dict[str, Any] = {"name": name, "namespace": namespace,
                                 "labels": {**PART_OF_LABEL, **(labels or {})}}
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Experiment", "metadata": metadata, "spec": spec}
+    from mlengine.components.shared.trainjob import typed
+
+    return typed("V1beta1Experiment", {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Experiment",
+                                       "metadata": metadata, "spec": spec}, f"Experiment {name}")
 
 
 # --- the rules Katib's admission webhook enforces (the OpenAPI schema cannot) ----------------------
@@ -349,10 +399,17 @@ def list_trials(api, namespace: str, experiment: str) -> list[dict]:
 
 def run_experiment(name: str, space: SearchSpace, *, namespace: str = K8S_NAMESPACE, api=None,
                    name_file: str | None = None, timeout: float = 24 * 3600.0, poll_interval: float = 10.0,
-                   **render_args) -> dict:
-    """Create (or re-attach to) the Experiment, wait for it, return the best parameters and the trials."""
-    from mlengine.components.shared.k8s import CustomResource
+                   training_operator: str = DEFAULT_TRAINING_OPERATOR, **render_args) -> dict:
+    """Create (or re-attach to) the Experiment, wait for it, return the best parameters and the trials.
 
+    Its trials are TrainJobs or TFJobs as ``training_operator`` says (auto: what the cluster serves).
+    """
+    from mlengine.components.shared.k8s import CustomResource
+    from mlengine.components.shared.trainjob import choose_training_operator, served_group_versions
+
+    operator, why = choose_training_operator(training_operator, lambda: served_group_versions(api))
+    log.info("tune: Katib trials run as %s (%s)", "TrainJobs" if operator == "trainjob" else "TFJobs", why)
+    render_args["trial_kind"] = "TrainJob" if operator == "trainjob" else "TFJob"
     manifest = render_experiment(name, space, namespace=namespace, **render_args)
     problems = webhook_problems(manifest)
     if problems:

@@ -22,6 +22,7 @@ def tune(
     tuning_report: Output[HTML],
     tuning_table: Output[Markdown],
     shared_claim: str = "",
+    training_operator: str = "auto",
 ):
     """Search the hyperparameters that are not fixed: nbuckets (preprocessing), layers, learning rate, batch size.
 
@@ -42,6 +43,8 @@ def tune(
         tuning_table: one row per trial, with fixed and searched parameters named.
         shared_claim: cluster mode: the ReadWriteMany PVC parameter-server trial TFJobs share
             (the cluster pipeline creates one per run); "" for none.
+        training_operator: cluster mode: auto (the cluster's API discovery: TrainJob when Kubeflow Trainer v2
+            is served, else TFJob), trainjob or tfjob.
     """
     from mlengine.components.shared.logs import setup_logging
     from mlengine.components.tune.executor import run
@@ -51,7 +54,7 @@ def tune(
                  trials=trials, parallel=parallel, algorithm=algorithm, epochs=epochs, mode=mode,
                  output_uri=study.uri.rstrip("/") + "/trials", shared_claim=shared_claim,
                  hyperparameters_path=hyperparameters.path, markdown_path=tuning_table.path,
-                 html_path=tuning_report.path)
+                 html_path=tuning_report.path, training_operator=training_operator)
     hyperparameters.metadata.update({**result.hyperparameters.to_dict(), "fixed": sorted(result.fixed),
                                      "searched": result.searched})
     study.metadata.update({"trials": trials, "algorithm": algorithm, "best": result.hyperparameters.to_dict(),

@@ -24,7 +24,7 @@ from typing import Any
 
 from mlengine.components.shared.hyperparameters import HyperParameters, explicit_values
 from mlengine.components.shared.logs import component_logger
-from mlengine.constants import RUN_MODES, TRIALS_FILE
+from mlengine.constants import DEFAULT_TRAINING_OPERATOR, RUN_MODES, TRIALS_FILE
 from mlengine.errors import MlengineError
 
 log = component_logger("tune")
@@ -89,7 +89,7 @@ def run(train_dir: str, eval_dir: str, spec_dir: str, out_dir: str, *, fixed: di
         space_path: str | None = None, namespace: str | None = None, timeout: float = 24 * 3600.0, api=None,
         trial_runner: Callable | None = None, output_uri: str | None = None, shared_claim: str | None = None,
         hyperparameters_path: str | None = None, markdown_path: str | None = None,
-        html_path: str | None = None) -> TuneResult:
+        html_path: str | None = None, training_operator: str = DEFAULT_TRAINING_OPERATOR) -> TuneResult:
     """Tune and write ``out_dir/trials.json`` and the given report files; see the module docstring.
 
     ``fixed`` holds the hyperparameters the user set (they are not searched); ``trial_runner``
@@ -97,6 +97,7 @@ def run(train_dir: str, eval_dir: str, spec_dir: str, out_dir: str, *, fixed: di
     (default: the object-store URI of ``out_dir/trials``); ``shared_claim`` is the ReadWriteMany
     PVC parameter-server trial TFJobs share (None or "" for none). ``hyperparameters_path``
     receives the chosen HyperParameters, ``markdown_path`` / ``html_path`` the reports.
+    ``training_operator`` (cluster mode): the trials' kind, trainjob, tfjob or auto (what the cluster serves).
     """
     from mlengine.components.tune.report import render_tuning_html, render_tuning_markdown
     from mlengine.components.tune.space_loader import load_search_space
@@ -138,7 +139,7 @@ def run(train_dir: str, eval_dir: str, spec_dir: str, out_dir: str, *, fixed: di
                 train_uri=artifact_uri(train_dir), eval_uri=artifact_uri(eval_dir), spec_uri=artifact_uri(spec_dir),
                 output_uri=output_uri or artifact_uri(str(out / "trials")), epochs=epochs,
                 fixed_params=given.to_dict(), name_file=str(out / "experiment-name"), timeout=timeout,
-                shared_claim=shared_claim or None, api=api)
+                shared_claim=shared_claim or None, api=api, training_operator=training_operator)
     result = {**result, "fixed": fixed, "searched": searched, "metric": space.metric}
     best = given.with_values(result.get("best_params") or {})
     trials_file = out / TRIALS_FILE

@@ -75,8 +75,18 @@ def test_rehearsal_trains_serves_and_leaves_nothing(built_images, docker_client,
     trial_args = trial["tfjob"]["commands"][f"{trial['name']}-worker-0"]
     assert not any("${trialParameters." in arg for arg in trial_args)
     assert f"--out=s3://mlpipeline/mlengine/run/tuning/{trial['name']}" in trial_args
+    # the TrainJob topology: the pods JobSet would make, each building TF_CONFIG from its labels
+    trainjob = report["resources"]["trainjob"]
+    assert trainjob["passed"] and trainjob["runtime"] == "mlengine-tensorflow-ps1" and trainjob["model_objects"] > 0
+    assert sorted(trainjob["pods"]) == ["taxi-fare-train-chief-0-0", "taxi-fare-train-ps-0-0",
+                                        "taxi-fare-train-worker-0-0", "taxi-fare-train-worker-0-1"]
+    assert trainjob["succeeded"] == ["taxi-fare-train-chief-0-0"]  # the success policy: ps never exit
+    trainjob_trial = report["resources"]["katib_trial_trainjob"]
+    assert trainjob_trial["passed"] and trainjob_trial["kind"] == "TrainJob" and trainjob_trial["metrics"]["rmse"] > 0
+    assert trainjob_trial["primary_pod"] == f"{trainjob_trial['name']}-worker-0-0"
     isvc = report["resources"]["inferenceservice"]
     assert isvc["passed"] and isvc["readiness"] == "/v2/health/ready"
+    assert isvc["storage_uri"] == "s3://mlpipeline/mlengine/models/v2-trainjob"  # the TrainJob's model serves
     assert "--model_name=taxi-fare" in isvc["command"] and "--http_port=8080" in isvc["command"]
     for protocol in ("v1", "v2"):
         assert isvc["predictions"][protocol]["equal"] and isvc["predictions"][protocol]["rows"] > 0
@@ -88,14 +98,15 @@ def test_rehearsal_trains_serves_and_leaves_nothing(built_images, docker_client,
     assert monitor["objects"] >= 1 and monitor["malformed_lines"] == 0
     assert monitor["drift_detected"] is False  # the traffic comes from the training distribution
     markdown = (out / "rehearsal.md").read_text(encoding="utf-8")
-    assert "## tfjob" in markdown and "## monitor" in markdown
+    assert "## tfjob" in markdown and "## trainjob" in markdown and "## monitor" in markdown
     # the rendered manifests, the report, the console and every container command line
-    _no_credentials(_files_text(out), result.stdout, result.stderr, json.dumps(tfjob["commands"]))
+    _no_credentials(_files_text(out), result.stdout, result.stderr, json.dumps(tfjob["commands"]),
+                    json.dumps(trainjob["commands"]))
     assert _leftovers(docker_client) == []
 
 
 def test_an_injected_worker_crash_is_restarted_by_the_restart_policy(rehearse_in_process):
-    report = rehearse_in_process(crash_worker=True, skip_serving=True, skip_trial=True)
+    report = rehearse_in_process(crash_worker=True, skip_serving=True, skip_trial=True, targets=("tfjob",))
     tfjob = report["resources"]["tfjob"]
     assert tfjob["passed"] and tfjob["restarts"]["taxi-fare-train-worker-0"] == 1  # OnFailure
 

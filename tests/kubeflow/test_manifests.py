@@ -15,14 +15,35 @@ def _render(tmp_path, *extra):
 
 def test_rendered_resources_validate_against_closed_schemas(tmp_path):
     docs = _render(tmp_path)
-    assert set(docs) == {"tfjob.yaml", "katib-experiment.yaml", "inferenceservice.yaml",
-                         "inferenceservice-canary.yaml", "servingruntime.yaml"}
-    assert schema_utils.errors(docs["tfjob.yaml"], schema_utils.tfjob_schema()) == []
-    assert schema_utils.errors(docs["katib-experiment.yaml"], schema_utils.katib_experiment_schema()) == []
+    assert set(docs) == {"tfjob.yaml", "trainjob.yaml", "katib-experiment.yaml", "katib-experiment-trainjob.yaml",
+                         "trainingruntime-mlengine-tensorflow-ps1.yaml",
+                         "trainingruntime-mlengine-tensorflow-allreduce.yaml",
+                         "clustertrainingruntime-mlengine-tensorflow-ps1.yaml",
+                         "clustertrainingruntime-mlengine-tensorflow-allreduce.yaml",
+                         "inferenceservice.yaml", "inferenceservice-canary.yaml", "servingruntime.yaml"}
+    for name, doc in docs.items():
+        if doc["kind"] != "ServingRuntime":  # tests/components/deploy/test_serving_runtime_schema.py
+            assert schema_utils.errors(doc, schema_utils.schema_for(doc)) == [], name
     trial_tfjob = docs["katib-experiment.yaml"]["spec"]["trialTemplate"]["trialSpec"]
     assert schema_utils.errors(trial_tfjob, schema_utils.tfjob_schema()) == []
+    # the TrainJob trials: valid TrainJobs against the runtime the manifests ship, watched by the StdOut collector
+    template = docs["katib-experiment-trainjob.yaml"]["spec"]["trialTemplate"]
+    assert template["trialSpec"]["kind"] == "TrainJob"
+    assert schema_utils.errors(template["trialSpec"], schema_utils.trainjob_schema()) == []
+    runtime = template["trialSpec"]["spec"]["runtimeRef"]["name"]
+    assert f"trainingruntime-{runtime}.yaml" in docs
+    assert template["successCondition"] == 'status.conditions.#(type=="Complete")#|#(status=="True")#'
+    assert template["primaryContainerName"] == "node"  # one worker: all-reduce runtime, worker 0 prints rmse=
+    assert template["primaryPodLabels"] == {"jobset.sigs.k8s.io/replicatedjob-name": "worker",
+                                            "batch.kubernetes.io/job-completion-index": "0"}
+    spec = docs["katib-experiment-trainjob.yaml"]["spec"]
+    assert spec["metricsCollectorSpec"]["collector"]["kind"] == "StdOut"
     for name in ("inferenceservice.yaml", "inferenceservice-canary.yaml"):
-        assert schema_utils.errors(docs[name], schema_utils.inference_service_schema()) == [], name
+        assert docs[name]["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Knative"
+    standard = _render(tmp_path / "standard", "--deployment-mode", "Standard")
+    canary = standard["inferenceservice-canary.yaml"]
+    assert canary["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] == "Standard"
+    assert schema_utils.errors(canary, schema_utils.inference_service_schema()) == []
 
 
 def test_webhook_only_rules_hold(tmp_path):

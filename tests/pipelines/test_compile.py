@@ -146,8 +146,10 @@ def test_every_pipeline_parameter_is_reachable_from_mlengine_run_and_flags_are_n
             "--data-runner", "beam", "--beam-option=--direct_num_workers=1"]
     params = _run_params(build_parser().parse_args(argv))
     pipeline_parameters = set(inspect.signature(training_pipeline.pipeline_func).parameters)
-    # data_uri comes from --data / the generated rows; mode is "local" for mlengine run by definition
-    assert pipeline_parameters - set(params) <= {"data_uri", "mode"}, pipeline_parameters - set(params)
+    # data_uri comes from --data / the generated rows; mode is "local" for mlengine run by definition, and
+    # the cluster-only choices (which training operator, KServe's mode) are `mlengine submit --param`s
+    cluster_only = {"mode", "training_operator", "deployment_mode"}
+    assert pipeline_parameters - set(params) <= {"data_uri", *cluster_only}, pipeline_parameters - set(params)
     assert params["tune_epochs"] == 5 and params["split_seed"] == 7 and params["model_name"] == "gems"
     assert params["blessing_margin"] == 0.1 and params["canary_traffic_percent"] == 20
     assert params["baseline_model_uri"] == "/m" and params["baseline_tolerance"] == 0.02

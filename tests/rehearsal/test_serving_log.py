@@ -7,7 +7,8 @@ import json
 from mlengine.components.deploy.cluster import render_inference_service
 from mlengine.constants import ENV_S3_ACCESS_KEY, ENV_S3_ENDPOINT, ENV_S3_SECRET_KEY, K8S_S3_SECRET
 from mlengine.kubeflow.manifests import render_cluster_manifests
-from mlengine.rehearsal.rehearse import DATA_ROOT, MODEL_URI, predictor_serving_log, resolve_env
+from mlengine.rehearsal.engine import DATA_ROOT, MODEL_URI, resolve_env
+from mlengine.rehearsal.monitor import predictor_serving_log
 
 
 def test_the_rendered_predictor_logs_to_the_bucket_with_the_secrets_credentials():

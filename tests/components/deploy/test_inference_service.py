@@ -49,7 +49,7 @@ def assert_valid(manifest: dict) -> None:
 def test_default_manifest_is_our_server_image_in_serverless_mode():
     manifest = render_inference_service("taxi-fare", OLD)
     assert_valid(manifest)
-    assert manifest["metadata"]["annotations"] == {"serving.kserve.io/deploymentMode": "Serverless"}
+    assert manifest["metadata"]["annotations"] == {"serving.kserve.io/deploymentMode": "Knative"}
     model = manifest["spec"]["predictor"]["model"]
     assert model["runtime"] == OUR_RUNTIME and model["modelFormat"] == {"name": "mlengine"}
     assert model["storageUri"] == OLD  # the model directory itself, no TF Serving layout
@@ -101,7 +101,7 @@ def test_options_render_valid_manifests_with_string_quantities():
     assert predictor["model"]["resources"] == {"requests": {"cpu": "0.5", "memory": "512Mi"}, "limits": {"cpu": "2"}}
     assert "runtime" not in predictor["model"]
     assert manifest["metadata"]["annotations"] == {ANNOTATION_STABLE: OLD,
-                                                   "serving.kserve.io/deploymentMode": "Serverless"}
+                                                   "serving.kserve.io/deploymentMode": "Knative"}
 
 
 def test_the_schema_check_catches_a_typo():

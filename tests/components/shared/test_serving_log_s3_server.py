@@ -11,7 +11,7 @@ from mlengine.components.deploy.client import PredictionClient
 from mlengine.components.shared import storage
 from mlengine.components.shared.featurespec import load_spec
 from mlengine.components.shared.serving_log import ENV_SERVING_LOG_FLUSH_SECONDS, read_serving_log
-from mlengine.rehearsal.rehearse import sample_rows
+from mlengine.rehearsal.data import sample_rows
 from tests.helpers import free_port, running_server, serve_command
 from tests.serving_fixtures import tiny_model_dir
 

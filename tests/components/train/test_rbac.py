@@ -17,6 +17,8 @@ def test_rbac_grants_the_launchers_their_resources_and_pod_access_to_the_pipelin
     rules = {(group, resource): set(rule["verbs"]) for rule in docs["Role"]["rules"]
              for group in rule["apiGroups"] for resource in rule["resources"]}
     assert rules[("kubeflow.org", "tfjobs")] == {"create", "get", "list", "watch", "patch", "delete"}
+    assert rules[("trainer.kubeflow.org", "trainjobs")] == {"create", "get", "list", "watch", "patch", "delete"}
+    assert rules[("trainer.kubeflow.org", "trainingruntimes")] == {"get", "list"}  # the runtime is installed
     assert rules[("kubeflow.org", "experiments")] == {"create", "get", "list", "watch", "delete"}
     assert rules[("kubeflow.org", "trials")] == {"get", "list", "watch"}  # the launcher reads trial results
     assert rules[("serving.kserve.io", "inferenceservices")] == {"create", "get", "list", "watch", "patch"}

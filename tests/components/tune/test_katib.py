@@ -198,6 +198,7 @@ def test_run_experiment_against_a_fake_api_returns_the_optimal_trial_typed(tmp_p
     other = {"nbuckets": "6", "hidden_units": "32", "learning_rate": "0.02", "batch_size": "1024"}
     caplog.set_level(logging.INFO, logger="mlengine.components.tune.cluster")
     with FakeKubeAPI() as fake:
+        fake.served_group_versions = ["kubeflow.org/v1"]  # a Training Operator v1 cluster: TFJob trials
         def controller(created: dict) -> None:
             if created.get("kind") != "Experiment":
                 return
@@ -231,6 +232,7 @@ def test_run_experiment_against_a_fake_api_returns_the_optimal_trial_typed(tmp_p
 
 def test_a_failed_experiment_is_a_one_line_error():
     with FakeKubeAPI() as fake:
+        fake.served_group_versions = ["kubeflow.org/v1"]  # a Training Operator v1 cluster: TFJob trials
         fake.on_create.append(lambda created: fake.script(
             "experiments", created["metadata"]["name"],
             [{"conditions": [{"type": "Failed", "status": "True", "reason": "ExperimentFailed",
@@ -262,13 +264,14 @@ def test_launch_in_cluster_mode_maps_kfp_paths_to_uris_and_returns_the_best(tmp_
 
     best = {"nbuckets": "22", "hidden_units": "128,64", "learning_rate": "0.0012", "batch_size": "256"}
     with FakeKubeAPI() as fake:
+        fake.served_group_versions = ["kubeflow.org/v1"]  # a Training Operator v1 cluster: TFJob trials
         fake.on_create.append(lambda created: fake.script(
             "experiments", created["metadata"]["name"], [optimal_status(best, "1.047")], interval=0.2))
         kfp = "/minio/mlpipeline/v2/artifacts/run-7/ingest"
         result = run(
             f"{kfp}/train_data", f"{kfp}/eval", f"{kfp}/statistics", str(tmp_path / "study"),
             trials=4, parallel=2, algorithm="random", epochs=2, mode="cluster",
-            namespace=NAMESPACE, api=fake.custom_objects_api(), timeout=30,
+            namespace=NAMESPACE, api=fake.custom_objects_api(), timeout=30, training_operator="tfjob",
             output_uri="s3://mlpipeline/v2/artifacts/run-7/tune/study/trials", shared_claim="run-7-shared")
         chosen, markdown, page = result.hyperparameters.to_dict(), result.markdown, result.html
         [experiment] = [o for (_, _, plural, _), o in fake.objects.items() if plural == "experiments"]
