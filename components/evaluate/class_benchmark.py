@@ -26,19 +26,35 @@ RIDGE = 1e-6  # per row: keeps the Hessian invertible when a class is (nearly) s
 BATCH_ROWS = 65_536
 
 
+def _derivation(spec, feature: str) -> list:
+    """The derived features ``feature`` is computed through, in the spec's order (empty for a raw column)."""
+    needed, pending = set(), [feature]
+    while pending:
+        name = pending.pop()
+        if spec.is_derived(name) and name not in needed:
+            needed.add(name)
+            pending += list(next(d for d in spec.derived if d.name == name).inputs)
+    return [d for d in spec.derived if d.name in needed]
+
+
 def _feature_inputs(spec, feature: str) -> list[str]:
     """The raw numeric columns a (possibly derived) feature is computed from."""
     if not spec.is_derived(feature):
         return [feature]
-    derived = next(d for d in spec.derived if d.name == feature)
-    return list(dict.fromkeys(name for source in derived.inputs for name in _feature_inputs(spec, source)))
+    sources = [name for d in _derivation(spec, feature) for name in d.inputs if not spec.is_derived(name)]
+    return list(dict.fromkeys(sources))
 
 
 def feature_values(spec, feature: str, columns: dict[str, np.ndarray]) -> np.ndarray:
-    """The benchmark feature of a batch (a raw numeric column or a derived one), as float64."""
-    numeric = {c.name: np.asarray(columns[c.name], np.float64) for c in spec.columns
-               if c.is_numeric and c.name in columns}
-    return np.asarray(derived_ops.add_derived_np(spec, numeric)[feature], np.float64)
+    """The benchmark feature of a batch (a raw numeric column or a derived one), as float64.
+
+    Only the columns the feature needs are read, so only its own derivation is computed.
+    """
+    from dataclasses import replace
+
+    numeric = {name: np.asarray(columns[name], np.float64) for name in _feature_inputs(spec, feature)}
+    chain = replace(spec, derived=tuple(_derivation(spec, feature)))
+    return np.asarray(derived_ops.add_derived_np(chain, numeric)[feature], np.float64)
 
 
 def _batches(files: list[str], spec, feature: str | None, batch_rows: int):

@@ -303,3 +303,25 @@ def test_binary_report_has_pr_auc_and_every_plot(tmp_path):
     assert lonely["roc_auc"] is None
     page = render_evaluation_html(lonely)
     assert "No ROC curve" in page and page.count("data:image/png;base64,") == 3  # PR, calibration, confusion
+
+
+@pytest.mark.parametrize("feature", ["petal_length", "petal_area"])
+def test_the_benchmark_reads_only_what_its_feature_needs_in_a_spec_with_derived_features(tmp_path, feature):
+    """A raw benchmark feature beside derived ones (their inputs unread), or a derived one itself."""
+    raw = {**IRIS_LIKE_SPEC, "benchmark_feature": feature,
+           "columns": [*IRIS_LIKE_SPEC["columns"], {"name": "petal_width", "type": "float", "range": [0, 10]},
+                       {"name": "sepal_length", "type": "float", "range": [0, 10]}],
+           "derived": [{"name": "petal_area", "op": "product", "inputs": ["petal_length", "petal_width"]},
+                       {"name": "log_sepal", "op": "log1p", "inputs": ["sepal_length"]}],
+           "features": {"numeric": ["petal_length", "petal_area", "log_sepal"], "categorical": ["colour"]}}
+    spec = spec_from_dict(raw)
+    columns = _flowers(2000, seed=9)
+    rng = np.random.default_rng(10)
+    columns["petal_width"] = rng.uniform(0.5, 1.5, 2000)
+    columns["sepal_length"] = rng.uniform(4, 8, 2000)
+    train = _write_split(tmp_path / "train", columns)
+    bench = fit_class_benchmark(train, spec)
+    x = columns["petal_length"] * (columns["petal_width"] if feature == "petal_area" else 1.0)
+    reference = LogisticRegression(C=1e12, max_iter=1000, tol=1e-10).fit(x[:, None], columns["species"])
+    got = benchmark_probabilities(bench, spec, columns, 2000)
+    np.testing.assert_allclose(got, reference.predict_proba(x[:, None]), atol=1e-3)
