@@ -27,6 +27,8 @@ BENCHMARKS = {
     "tuning": ["bench.bench_tuning", "--trials", "12"],
     "batch_predict": ["bench.bench_batch_predict", "--readme"],
     "real_dataset": ["bench.bench_real_dataset", "--second-run"],
+    # two package-shipped classification datasets vs HistGradientBoostingClassifier and a one-hot logistic regression
+    "classification": ["bench.bench_classification", "--readme"],
     # `mlengine run` wall time, orchestration overhead vs work
     "end_to_end": ["bench.bench_end_to_end"],
 }

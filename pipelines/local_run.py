@@ -218,6 +218,7 @@ def run_training_locally(
         "tuning": _tuning_summary(outputs.get("study")),
         "seconds": round(time.monotonic() - started, 1),
     }
+    summary.update(_classification_summary(evaluation))
     # what a later run in the same folder compares with: this model if it was deployed, else the earlier one
     summary["served_model_dir"] = summary["model_dir"] if summary["blessed"] else served
     summary["cached_steps"] = list(hits.tasks)
@@ -246,6 +247,18 @@ def _evaluation_summary(artifact) -> dict[str, Any]:
         return {}
     path = Path(_local_path(artifact.uri))
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+CLASSIFICATION_FIGURES = ("task", "classes", "log_loss", "accuracy", "roc_auc", "pr_auc", "per_class",
+                          "confusion_matrix", "benchmark_kind", "benchmark_log_loss", "benchmark_accuracy",
+                          "baseline_log_loss")
+
+
+def _classification_summary(evaluation: dict[str, Any]) -> dict[str, Any]:
+    """A classifier's test figures (evaluation.json) for summary.json; nothing for a regressor."""
+    if evaluation.get("task") not in ("binary", "multiclass"):
+        return {}
+    return {key: evaluation.get(key) for key in CLASSIFICATION_FIGURES}
 
 
 def _model_choice(model_artifact) -> dict[str, Any] | None:
@@ -324,6 +337,11 @@ def format_summary_table(summary: dict[str, Any], summary_path: str | Path | Non
         ("baseline RMSE (served model)", fmt(summary.get("baseline_rmse"))),
         ("blessed", fmt(summary["blessed"])),
     ]
+    if summary.get("task") in ("binary", "multiclass"):  # a classifier is judged on log loss
+        rows[2:6] = [("model log loss (test)", fmt(summary["log_loss"])),
+                     ("model accuracy / ROC AUC (test)", f"{fmt(summary['accuracy'])} / {fmt(summary['roc_auc'])}"),
+                     (f"benchmark log loss ({summary.get('benchmark_kind')})", fmt(summary["benchmark_log_loss"])),
+                     ("baseline log loss (served model)", fmt(summary.get("baseline_log_loss")))]
     rows += [("", reason) for reason in summary.get("blessing_reasons") or []]
     choice = summary.get("model_choice")
     if choice and choice.get("kept") in ("tuned", "default") and "final_rmse" in choice:

@@ -167,6 +167,7 @@ def training_pipeline(
         evaluate_task = evaluate(
             model=train_task.outputs[ART_MODEL],
             test_data=ingest_task.outputs[ART_TEST_DATA],
+            train_data=ingest_task.outputs[ART_TRAIN_DATA],
             margin=blessing_margin,
             baseline_model_uri=baseline_model_uri,
             baseline_tolerance=baseline_tolerance,

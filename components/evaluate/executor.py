@@ -14,6 +14,9 @@ with their reasons in plain words:
 
 Besides the totals: RMSE/MAE sliced per value of each categorical column and per quantile bin of
 the benchmark feature, and a predicted-vs-actual and a residual plot in the HTML report.
+
+A classifier (a spec whose label has a vocabulary) is scored by ``classify.py`` on log loss,
+against the class prior or a one-feature logistic regression fitted on the training split.
 """
 
 from __future__ import annotations
@@ -149,12 +152,22 @@ def load_baseline(baseline_dir: str | None, spec) -> tuple[object | None, str]:
 
 def score(model_dir: str, test_dir: str, *, margin: float = DEFAULT_BLESSING_MARGIN,
              baseline_dir: str | None = None, baseline_source: str = "",
-             tolerance: float = DEFAULT_BASELINE_TOLERANCE, batch_size: int = 4096) -> dict:
-    """Metrics of the model, the benchmark and the baseline on the test split; the blessing and its reasons."""
+             tolerance: float = DEFAULT_BASELINE_TOLERANCE, batch_size: int = 4096,
+             train_dir: str | None = None) -> dict:
+    """Metrics of the model, the benchmark and the baseline on the test split; the blessing and its reasons.
+
+    A classifier's benchmark is fitted on ``train_dir`` (the training split); a regressor's line is
+    in its transform state.
+    """
     if not 0.0 <= margin < 1.0:
         raise MlengineError(f"margin must be in [0, 1), got {margin}")
     if not 0.0 <= tolerance < 1.0:
         raise MlengineError(f"baseline tolerance must be in [0, 1), got {tolerance}")
+    if _is_classifier(model_dir):
+        from mlengine.components.evaluate.classify import score_classification
+
+        return score_classification(model_dir, test_dir, train_dir, margin=margin, baseline_dir=baseline_dir,
+                                    baseline_source=baseline_source, tolerance=tolerance, batch_size=batch_size)
     state = TransformState.load(model_dir)
     spec = state.spec
     model = load_model_dir(model_dir)
@@ -222,15 +235,27 @@ def score(model_dir: str, test_dir: str, *, margin: float = DEFAULT_BLESSING_MAR
     }
 
 
+def _is_classifier(model_dir: str) -> bool:
+    from mlengine.components.shared.featurespec import load_spec
+    from mlengine.constants import SPEC_FILE
+
+    path = Path(model_dir) / SPEC_FILE
+    return path.is_file() and load_spec(path).is_classification
+
+
 def blessing(rmse: float, benchmark_rmse: float, margin: float, baseline_rmse: float | None, tolerance: float,
-             no_baseline_reason: str = "no model is in service yet") -> dict:
-    """Both rules, each with its reason in plain words; blessed only when both pass."""
+             no_baseline_reason: str = "no model is in service yet", metric: str = "RMSE") -> dict:
+    """Both rules, each with its reason in plain words; blessed only when both pass.
+
+    ``rmse`` and the other figures are those of ``metric`` (lower is better): RMSE for a regressor,
+    log loss for a classifier.
+    """
     threshold = benchmark_rmse * (1.0 - margin)
     beats_benchmark = bool(rmse <= threshold)
     gain = 1.0 - rmse / benchmark_rmse if benchmark_rmse > 0 else 0.0
     reasons = [
-        f"RMSE {rmse:.4g} is {abs(gain):.1%} {'better' if gain >= 0 else 'worse'} than the benchmark's "
-        f"{benchmark_rmse:.4g} (needed: at least {margin:.0%} better, RMSE <= {threshold:.4g})"
+        f"{metric} {rmse:.4g} is {abs(gain):.1%} {'better' if gain >= 0 else 'worse'} than the benchmark's "
+        f"{benchmark_rmse:.4g} (needed: at least {margin:.0%} better, {metric} <= {threshold:.4g})"
         + (": passes" if beats_benchmark else ": fails")]
     if baseline_rmse is None:
         not_worse = True
@@ -239,7 +264,7 @@ def blessing(rmse: float, benchmark_rmse: float, margin: float, baseline_rmse: f
         not_worse = bool(rmse <= baseline_rmse * (1.0 + tolerance))
         change = rmse / baseline_rmse - 1.0 if baseline_rmse > 0 else 0.0
         reasons.append(
-            f"RMSE {rmse:.4g} is {abs(change):.1%} {'worse' if change > 0 else 'better'} than the served model's "
+            f"{metric} {rmse:.4g} is {abs(change):.1%} {'worse' if change > 0 else 'better'} than the served model's "
             f"{baseline_rmse:.4g} (allowed: at most {tolerance:.0%} worse)" + (": passes" if not_worse else ": fails"))
     blessed = beats_benchmark and not_worse
     reasons.append("blessed" if blessed else "not blessed")
@@ -288,22 +313,31 @@ def served_model_dir(*, baseline_uri: str, mode: str, model_name: str, namespace
 
 @dataclass(frozen=True)
 class EvaluateResult:
-    """The evaluation: every figure (``details``), the blessing and the metrics logged for the UI."""
+    """The evaluation: every figure (``details``), the blessing and the metrics logged for the UI.
+
+    ``classification``: for a classifier, what the Kubeflow ClassificationMetrics artifact draws
+    (categories, confusion matrix, one ROC curve); None for a regressor.
+    """
 
     blessed: bool
     metrics: dict
     details: dict
+    classification: dict | None = None
+
+
+CLASSIFICATION_METRICS = ("log_loss", "accuracy", "roc_auc", "pr_auc", "benchmark_log_loss", "benchmark_accuracy",
+                          "baseline_log_loss")
 
 
 def run(*, model_dir: str, test_dir: str, margin: float, baseline_model_uri: str, baseline_tolerance: float,
         model_name: str, mode: str, report_md: str | Path, report_html: str | Path, evaluation_json: str | Path,
-        namespace: str | None = None, api=None) -> EvaluateResult:
+        train_dir: str = "", namespace: str | None = None, api=None) -> EvaluateResult:
     """Find the baseline, score the model, bless it or not, and write the three reports.
 
     Args:
         model_dir: the trained model directory.
         test_dir: the test split.
-        margin: how much the model's RMSE must beat the benchmark's by.
+        margin: how much the model's RMSE (a classifier's log loss) must beat the benchmark's by.
         baseline_model_uri: the served model to compare with (directory or storage URI); empty: see
             ``served_model_dir``.
         baseline_tolerance: how much worse than the served model the candidate may be.
@@ -312,6 +346,8 @@ def run(*, model_dir: str, test_dir: str, margin: float, baseline_model_uri: str
         report_md: where the Markdown report is written.
         report_html: where the HTML report is written.
         evaluation_json: where evaluation.json is written.
+        train_dir: the training split: a classifier's benchmark is fitted on it (a regressor's is in
+            its transform state, and the split is not read).
         namespace: the cluster namespace (default: the package's).
         api: a Kubernetes API client (tests).
 
@@ -325,13 +361,20 @@ def run(*, model_dir: str, test_dir: str, margin: float, baseline_model_uri: str
                                             namespace=namespace, scratch=scratch,
                                             spec_file=Path(model_dir) / SPEC_FILE, api=api)
     result = score(model_dir, test_dir, margin=margin, baseline_dir=baseline_dir, baseline_source=source,
-                   tolerance=baseline_tolerance)
-    values = {key: float(result[key]) for key in ("rmse", "mae", "benchmark_rmse", "benchmark_mae")}
-    if result["baseline_rmse"] is not None:
-        values["baseline_rmse"] = float(result["baseline_rmse"])
+                   tolerance=baseline_tolerance, train_dir=train_dir or None)
     blessed = bool(result["blessed"])
+    classification = None
+    if result.get("task") in ("binary", "multiclass"):
+        from mlengine.components.evaluate.classify import ui_classification_metrics
+
+        values = {key: float(result[key]) for key in CLASSIFICATION_METRICS if result.get(key) is not None}
+        classification = ui_classification_metrics(result)
+    else:
+        values = {key: float(result[key]) for key in ("rmse", "mae", "benchmark_rmse", "benchmark_mae")}
+        if result["baseline_rmse"] is not None:
+            values["baseline_rmse"] = float(result["baseline_rmse"])
     metrics = {**values, "blessed": int(blessed), "test_rows": int(result["rows"])}
     Path(report_md).write_text(render_evaluation_markdown(result), encoding="utf-8")
     Path(report_html).write_text(render_evaluation_html(result), encoding="utf-8")
     Path(evaluation_json).write_text(json.dumps(summary_of(result), indent=1, default=str), encoding="utf-8")
-    return EvaluateResult(blessed=blessed, metrics=metrics, details=summary_of(result))
+    return EvaluateResult(blessed=blessed, metrics=metrics, details=summary_of(result), classification=classification)

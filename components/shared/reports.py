@@ -82,3 +82,21 @@ def log_metrics(metrics_artifact, values: dict) -> None:
     path = Path(metrics_artifact.path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(dict(metrics_artifact.metadata), sort_keys=True), encoding="utf-8")
+
+
+def log_classification_metrics(artifact, values: dict | None) -> None:
+    """Log a classifier's confusion matrix and ROC curve on a KFP ClassificationMetrics artifact.
+
+    The Kubeflow UI draws both from the artifact's metadata. ``values`` is None for a regressor:
+    the artifact then stays empty. Its file is written either way (kfp.local's cache needs it).
+    """
+    import json
+    from pathlib import Path
+
+    if values:
+        artifact.log_confusion_matrix(values["categories"], values["matrix"])
+        if values["fpr"]:
+            artifact.log_roc_curve(values["fpr"], values["tpr"], values["thresholds"])
+    path = Path(artifact.path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(dict(artifact.metadata), sort_keys=True), encoding="utf-8")

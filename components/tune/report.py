@@ -1,8 +1,8 @@
 """The tuning report: a results table (Markdown) and an HTML page with the study's plots.
 
-Plots (embedded PNG): eval RMSE of each trial against its number with the running best, and
-RMSE against ``nbuckets``, the preprocessing hyperparameter the study tunes. A classifier's study
-(``metric: log_loss``) shows its eval log loss instead; the trials still keep it under ``rmse``.
+Plots (embedded PNG): the objective of each trial (eval RMSE for a regressor, eval log loss for a
+classifier) against its number with the running best, and against ``nbuckets``, the
+preprocessing hyperparameter the study tunes.
 """
 
 from __future__ import annotations
@@ -15,19 +15,30 @@ from mlengine.components.shared import reports
 from mlengine.constants import PARAM_NBUCKETS
 
 STATE_MARKERS = {"COMPLETE": "o", "PRUNED": "x"}
-NO_PLOTS = "No trial reported an eval RMSE, so there is nothing to plot."
+NO_PLOTS_FOR = "No trial reported an {}, so there is nothing to plot."
+NO_PLOTS = NO_PLOTS_FOR.format("eval RMSE")
+LOG_LOSS_NAMES = ("log_loss", "logloss", "eval_log_loss", "binary_crossentropy", "categorical_crossentropy")
 
 
-def _figure(result: dict) -> str:
-    """What the trials' figure is, in words: RMSE, or log loss for a classifier's study."""
-    return "log loss" if result.get("metric") == "log_loss" else "RMSE"
+def objective(result: dict) -> tuple[str, str, str]:
+    """(trial field, axis label, short name) of the study's objective: log loss for a classifier, else RMSE."""
+    if result.get("task") in ("binary", "multiclass") or str(result.get("metric", "")).lower() in LOG_LOSS_NAMES:
+        return "log_loss", "eval log loss", "log loss"
+    return "rmse", "eval RMSE", "RMSE"
+
+
+def _value(record: dict, key: str, prefix: str = ""):
+    """A trial's (or the study's best/default) objective; a study that keeps it in the rmse slot works too."""
+    name = f"{prefix}{key}"
+    return record[name] if name in record else record.get(f"{prefix}rmse")
 
 
 def _rows(result: dict) -> list[list[Any]]:
     names = _param_names(result)
+    key = objective(result)[0]
     rows = []
     for trial in result["trials"]:
-        rmse = trial.get("rmse")
+        rmse = _value(trial, key)
         number = f"{trial['number']} (default)" if trial.get("default") else trial["number"]
         rows.append([number, *[trial["params"].get(n, "") for n in names],
                      "" if rmse is None else float(rmse), trial["state"], trial.get("error") or ""])
@@ -44,7 +55,7 @@ def _param_names(result: dict) -> list[str]:
 
 
 def _headers(result: dict) -> list[str]:
-    return ["trial", *_param_names(result), result.get("metric") or "rmse", "state", "error"]
+    return ["trial", *_param_names(result), objective(result)[0], "state", "error"]
 
 
 def _summary(result: dict) -> str:
@@ -56,16 +67,17 @@ def _summary(result: dict) -> str:
     for trial in result["trials"]:
         counts[trial["state"]] = counts.get(trial["state"], 0) + 1
     states = ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items()))
-    if result.get("best_params") and result.get("best_rmse") is not None:
+    key, label, _ = objective(result)
+    best_value, default_value = _value(result, key, "best_"), _value(result, key, "default_")
+    if result.get("best_params") and best_value is not None:
         best = ", ".join(f"{k}={v}" for k, v in result["best_params"].items())
         text = (f"Algorithm `{result['algorithm']}`, {len(result['trials'])} trials ({states}). "
-                f"Best eval {_figure(result)} **{result['best_rmse']:.4f}** "
-                f"(trial {result.get('best_trial')}): {best}.")
-        if result.get("default_rmse") is not None:
+                f"Best {label} **{best_value:.4f}** (trial {result.get('best_trial')}): {best}.")
+        if default_value is not None:
             same = result.get("best_trial") == result.get("default_trial")
-            text += (f" Trial {result['default_trial']} is the default configuration (eval {_figure(result)} "
-                     f"{result['default_rmse']:.4f})" + (": no trial beat it, the defaults are kept." if same else
-                                                         "; the best trial beat it."))
+            text += (f" Trial {result['default_trial']} is the default configuration ({label} "
+                     f"{default_value:.4f})" + (": no trial beat it, the defaults are kept." if same else
+                                                "; the best trial beat it."))
         return text
     return f"Algorithm `{result['algorithm']}`, {len(result['trials'])} trials ({states}). No trial completed."
 
@@ -90,12 +102,13 @@ def render_tuning_markdown(result: dict) -> str:
 
 
 def _points(result: dict) -> list[tuple[int, float, dict, str]]:
-    return [(t["number"], float(t["rmse"]), t["params"], t["state"]) for t in result["trials"]
-            if t.get("rmse") is not None and math.isfinite(float(t["rmse"])) and t["state"] in STATE_MARKERS]
+    key = objective(result)[0]
+    return [(t["number"], float(_value(t, key)), t["params"], t["state"]) for t in result["trials"]
+            if _value(t, key) is not None and math.isfinite(float(_value(t, key))) and t["state"] in STATE_MARKERS]
 
 
 def plot_rmse_by_trial(result: dict) -> str:
-    """PNG (base64): RMSE per trial and the running best."""
+    """PNG (base64): the objective (RMSE, a classifier's log loss) per trial and the running best."""
     figure, axes = reports.new_figure()
     points = sorted(_points(result))
     for state, marker in STATE_MARKERS.items():
@@ -115,16 +128,20 @@ def plot_rmse_by_trial(result: dict) -> str:
             best_x.append(last)
             best_y.append(best_y[-1])
         axes.step(best_x, best_y, where="post", color="black", label="best so far")
+    best_value = _value(result, objective(result)[0], "best_")
+    if not points and best_value is not None:  # a best without trial rows (Katib): the line, not empty axes
+        axes.axhline(best_value, color="black", label=f"best (trial {result.get('best_trial')})")
+    _, label, short = objective(result)
     axes.set_xlabel("trial")
-    axes.set_ylabel(f"eval {_figure(result)}")
-    axes.set_title(f"{_figure(result)} by trial")
-    if points:
+    axes.set_ylabel(label)
+    axes.set_title(f"{short} by trial")
+    if points or best_value is not None:
         axes.legend()
     return reports.figure_png_base64(figure)
 
 
 def plot_rmse_by_nbuckets(result: dict) -> str:
-    """PNG (base64): RMSE against the number of buckets of each trial."""
+    """PNG (base64): the objective against the number of buckets of each trial."""
     figure, axes = reports.new_figure()
     points = [(p.get(PARAM_NBUCKETS), r, s) for _, r, p, s in _points(result) if p.get(PARAM_NBUCKETS) is not None]
     for state, marker in STATE_MARKERS.items():
@@ -133,12 +150,14 @@ def plot_rmse_by_nbuckets(result: dict) -> str:
             axes.scatter([x for x, _ in chosen], [r for _, r in chosen], marker=marker,
                          label="stopped early" if state == "PRUNED" else "trial")
     best = result.get("best_params") or {}
-    if best.get(PARAM_NBUCKETS) is not None and result.get("best_rmse") is not None:
-        axes.scatter([best[PARAM_NBUCKETS]], [result["best_rmse"]], marker="*", s=200, color="red", label="best")
+    key, label, short = objective(result)
+    best_value = _value(result, key, "best_")
+    if best.get(PARAM_NBUCKETS) is not None and best_value is not None:
+        axes.scatter([best[PARAM_NBUCKETS]], [best_value], marker="*", s=200, color="red", label="best")
     axes.set_xlabel("nbuckets")
-    axes.set_ylabel(f"eval {_figure(result)}")
-    axes.set_title(f"{_figure(result)} by number of buckets")
-    if points:
+    axes.set_ylabel(label)
+    axes.set_title(f"{short} by number of buckets")
+    if points or (best.get(PARAM_NBUCKETS) is not None and best_value is not None):
         axes.legend()
     return reports.figure_png_base64(figure)
 
@@ -146,17 +165,17 @@ def plot_rmse_by_nbuckets(result: dict) -> str:
 def render_tuning_html(result: dict) -> str:
     """A self-contained HTML page: summary, the two plots, the results table.
 
-    Without any RMSE (tuning skipped, or every trial failed) there is nothing to plot: the page
-    says so instead of showing two empty axes.
+    Without any objective value (tuning skipped, or every trial failed) there is nothing to plot:
+    the page says so instead of showing two empty axes.
     """
     summary = html.escape(_summary(result).replace("**", "").replace("`", ""))
     fixed = html.escape(_fixed_and_searched(result).replace("`", ""))
-    if _points(result) or result.get("best_rmse") is not None:  # Katib may report a best without trials
-        name = _figure(result)
-        plots = [reports.html_image(plot_rmse_by_trial(result), f"eval {name} by trial with the running best"),
-                 reports.html_image(plot_rmse_by_nbuckets(result), f"eval {name} by nbuckets")]
+    key, label, _ = objective(result)
+    if _points(result) or _value(result, key, "best_") is not None:  # Katib may report a best without trials
+        plots = [reports.html_image(plot_rmse_by_trial(result), f"{label} by trial with the running best"),
+                 reports.html_image(plot_rmse_by_nbuckets(result), f"{label} by nbuckets")]
     else:
-        plots = [f"<p>{NO_PLOTS}</p>"]
+        plots = [f"<p>{NO_PLOTS_FOR.format(label)}</p>"]
     body = [f"<p>{summary}</p>", f"<p>{fixed}</p>" if fixed else "", *plots,
             reports.html_table(_headers(result), _rows(result))]
     return reports.html_page("Hyperparameter tuning", "".join(body))
