@@ -38,7 +38,8 @@ class TrainResult:
 def run(*, train_dir: str, eval_dir: str, transform_dir: str, model_dir: str, hyperparameters,
         epochs: int, workers: int = 1, ps: int = 0, strategy: str = "auto", mode: str = "local",
         model_uri: str | None = None, study_file: str | Path | None = None, shared_claim: str = "",
-        loss_curves_file: str | Path | None = None) -> TrainResult:
+        loss_curves_file: str | Path | None = None, model_module: str = "",
+        module_values: dict | None = None) -> TrainResult:
     """Train, compare with the tuning study's default trial, and write model_choice.json and the loss curves.
 
     Args:
@@ -56,6 +57,9 @@ def run(*, train_dir: str, eval_dir: str, transform_dir: str, model_dir: str, hy
         study_file: the tuning study's trials.json (absent or None: no comparison).
         shared_claim: cluster mode: the ReadWriteMany PVC the parameter-server TFJob pods share; "" for none.
         loss_curves_file: where the loss-curves HTML is written (None: not written).
+        model_module: the user's model module (a file or a module artifact folder); "" or a folder
+            without one: the built-in wide-and-deep network.
+        module_values: the module's hyperparameter values (from tune); its defaults fill the rest.
 
     Returns:
         The TrainResult.
@@ -65,14 +69,15 @@ def run(*, train_dir: str, eval_dir: str, transform_dir: str, model_dir: str, hy
     from mlengine.constants import HISTORY_FILE
 
     hparams = hyperparameters
+    module, module_values, module_name = _module_of(model_module, module_values, mode)
     config = TrainConfig(train_dir=train_dir, eval_dir=eval_dir, transform_dir=transform_dir, model_dir=model_dir,
                          hidden_units=hparams.hidden_units, learning_rate=hparams.learning_rate,
-                         batch_size=hparams.batch_size, epochs=epochs)
+                         batch_size=hparams.batch_size, epochs=epochs, model_module=module, model_hp=module_values)
     result = _train_on(config, workers=workers, ps=ps, strategy=strategy, mode=mode, model_uri=model_uri,
                        shared_claim=shared_claim)
     default = default_trial_of(study_file) if study_file else None
     if mode == "local" and workers <= 1 and ps == 0:
-        guard = guard_against_default(config, result, hparams.to_dict(), default)
+        guard = guard_against_default(config, result, {**hparams.to_dict(), **module_values}, default)
         result = guard.pop("result", result)
     else:  # on a cluster the model already lives in object storage: compare and report only
         guard = {"kept": "tuned", "reason": "cluster run: no retraining of the default configuration",
@@ -84,11 +89,30 @@ def run(*, train_dir: str, eval_dir: str, transform_dir: str, model_dir: str, hy
     metrics = {"eval_rmse": float(result["eval_rmse"]), "examples_per_second": float(result["examples_per_second"]),
                "best_epoch": int(result.get("best_epoch") or 0), "epochs_run": int(result.get("epochs_run") or 0)}
     metadata = {"model_choice": guard["reason"], "framework": "tensorflow",
-                "signature": "serving_default (raw features)", **hparams.to_dict(), "epochs": epochs,
+                "signature": "serving_default (raw features)", **hparams.to_dict(), "model_module": module_name,
+                "model_module_hyperparameters": module_values, "epochs": epochs,
                 "workers": workers, "ps": ps, "strategy": strategy}
     return TrainResult(eval_rmse=metrics["eval_rmse"], examples_per_second=metrics["examples_per_second"],
                        best_epoch=metrics["best_epoch"], epochs_run=metrics["epochs_run"], model_choice=guard["kept"],
                        model_choice_reason=guard["reason"], metrics=metrics, model_metadata=metadata, details=result)
+
+
+def _module_of(model_module: str, module_values: dict | None, mode: str) -> tuple[str, dict, str]:
+    """``(the module as the training tasks read it, its typed values, its file name)``; ``("", {}, "")``
+    without a module."""
+    from mlengine.components.shared.model_module import load_optional
+
+    loaded = load_optional(model_module)
+    if loaded is None:
+        if module_values:
+            raise MlengineError(f"hyperparameters {sorted(module_values)} belong to a model module; the run has none")
+        return "", {}, ""
+    values = loaded.values(module_values)
+    if mode == "cluster":  # the TFJob pods read the artifact folder from object storage
+        from mlengine.components.shared.staging import artifact_uri
+
+        return artifact_uri(str(model_module)), values, loaded.name
+    return str(model_module), values, loaded.name
 
 
 def _train_on(config, *, workers: int = 1, ps: int = 0, strategy: str = "auto", mode: str = "local",
@@ -160,13 +184,15 @@ def guard_against_default(config, result: dict[str, Any], chosen: dict[str, Any]
 
     log.info("train: the tuned model's eval RMSE %.4g is worse than the default trial's %.4g: training the default "
              "configuration too", final_rmse, default["rmse"])
-    params = HyperParameters.from_dict(default["params"])
+    builtin_params = {k: v for k, v in default["params"].items() if k in HyperParameters.names()}
+    params = HyperParameters.from_dict(builtin_params)
+    module_params = {k: v for k, v in default["params"].items() if k not in builtin_params}
     work = Path(config.model_dir).parent / (Path(config.model_dir).name + "-default")
     state = TransformState.load(config.transform_dir)
     analyze.analyze(config.train_dir, state.spec, params.nbuckets, progress=log.info).save(work / "transform")
     default_config = replace(config, model_dir=str(work / "model"), transform_dir=str(work / "transform"),
                              hidden_units=params.layers, learning_rate=params.learning_rate,
-                             batch_size=params.batch_size)
+                             batch_size=params.batch_size, model_hp=module_params)
     if train_fn is None:
         from mlengine.components.train.trainer import train as train_fn
     default_result = train_fn(default_config, progress=log.info)

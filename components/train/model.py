@@ -86,8 +86,13 @@ def wide_and_deep_outputs(features: ModelFeatures, hidden_units: list[int], unit
     return output
 
 
-def build_model(state: TransformState, hidden_units: list[int], learning_rate: float, *, steps_per_execution: int = 1):
-    """A compiled tf-keras wide-and-deep network over raw inputs whose output is the standardised label."""
+def build_model(state: TransformState, hidden_units: list[int], learning_rate: float, *, steps_per_execution: int = 1,
+                model_module=None, hp: dict | None = None):
+    """A compiled tf-keras network over raw inputs whose output is the standardised label.
+
+    The body is the built-in wide-and-deep network, or ``model_module``'s ``build_model(features, hp)``
+    (a loaded model module, see components/train/model_module.py) under mlengine's head.
+    """
     from mlengine.components.shared.tf import import_tf
 
     tf, keras = import_tf()
@@ -100,8 +105,14 @@ def build_model(state: TransformState, hidden_units: list[int], learning_rate: f
     # the target is standardised (mean 0, std 1), so the head starts at 0 -- unless the label is
     # used as it is ("none"): then it starts at the label mean so the first steps fit the signal
     start = state.label_mean if state.label_transform == "none" else 0.0
-    output = wide_and_deep_outputs(features, hidden_units, 1, start)
-    model = keras.Model(inputs=inputs, outputs=output, name="wide_and_deep")
+    if model_module is None:
+        output = wide_and_deep_outputs(features, hidden_units, 1, start)
+    else:  # the user's body, mlengine's head
+        from mlengine.components.train.model_module import module_body
+
+        body = module_body(model_module, features, hp or {})
+        output = keras.layers.Dense(1, bias_initializer=keras.initializers.Constant(start), name="head")(body)
+    model = keras.Model(inputs=inputs, outputs=output, name="wide_and_deep" if model_module is None else "model_module")
 
     def standardized_mse(y_true, y_pred):
         target = state.encode_label(tf.reshape(tf.cast(y_true, tf.float32), [-1]), tf)
