@@ -238,3 +238,36 @@ def test_load_module_reads_an_artifact_folder_and_a_run_without_a_module(tmp_pat
     assert load_optional(tmp_path / "none") is None
     with pytest.raises(ModelModuleError, match="missing.py: model module not found"):
         write_artifact(tmp_path / "missing.py", tmp_path / "x")
+
+
+def test_the_tfjob_of_a_cluster_train_step_carries_the_module_and_its_values(tmp_path):
+    """What the rehearsal and a cluster run rely on: the module's object-storage prefix and its values
+    reach every TFJob replica's task.py arguments, and task.py reads them back."""
+    import argparse
+
+    from mlengine.components.shared.distributed import Topology
+    from mlengine.components.shared.model_module import write_artifact
+    from mlengine.components.shared.tfjob import render_tfjob
+    from mlengine.components.train.cluster import training_args
+    from mlengine.components.train.executor import _module_of
+    from mlengine.components.train.task import add_config_arguments, config_from_args
+    from mlengine.components.train.trainer import TrainConfig
+
+    kfp_path = tmp_path / "minio" / "mlpipeline" / "v2" / "artifacts" / "run-1" / "tune" / "module"
+    write_artifact(EXAMPLES / "deep_cross.py", kfp_path)
+    with pytest.raises(ModelModuleError, match="cross_layers=9 is outside"):
+        _module_of(str(kfp_path), {"cross_layers": 9}, "local")
+    module, values, name = _module_of(str(kfp_path), {"cross_layers": 3.0}, "local")  # a KFP dict's 3.0
+    assert (module, name) == (str(kfp_path), "deep_cross.py") and values["cross_layers"] == 3
+    config = TrainConfig(train_dir="s3://b/train", eval_dir="s3://b/eval", transform_dir="s3://b/transform",
+                         model_dir="s3://b/model", hidden_units=[8], learning_rate=0.01, batch_size=64, epochs=1,
+                         model_module="s3://mlpipeline/v2/artifacts/run-1/tune/module", model_hp=values)
+    args = training_args(config)
+    manifest = render_tfjob("mlengine-train-abc", args, Topology(workers=2, ps=1), shared_claim="claim")
+    for replica in manifest["spec"]["tfReplicaSpecs"].values():
+        replica_args = replica["template"]["spec"]["containers"][0]["args"]
+        assert "--model-module" in replica_args and "s3://mlpipeline/v2/artifacts/run-1/tune/module" in replica_args
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    parsed = config_from_args(parser.parse_args(args))
+    assert parsed.model_module == config.model_module and parsed.module_values == values
