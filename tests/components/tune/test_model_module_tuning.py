@@ -198,10 +198,10 @@ def test_mlengine_tune_then_train_with_a_module_and_a_fixed_hp_reaches_every_tri
 
     hparams = HyperParameters.load(out / "hyperparameters.json")
     analyze(str(splits["train"]), load_spec(None), hparams.nbuckets, progress=False).save(tmp_path / "transform")
-    result = train(train_dir=str(splits["train"]), eval_dir=str(splits["eval"]), transform_dir=str(tmp_path / "transform"),
-                   model_dir=str(tmp_path / "model"), hyperparameters=hparams, epochs=1,
-                   model_module=str(out / "model_module"), module_values=module_values_of(out / "hyperparameters.json"),
-                   study_file=out / TRIALS_FILE)
+    result = train(train_dir=str(splits["train"]), eval_dir=str(splits["eval"]),
+                   transform_dir=str(tmp_path / "transform"), model_dir=str(tmp_path / "model"),
+                   hyperparameters=hparams, epochs=1, model_module=str(out / "model_module"),
+                   module_values=module_values_of(out / "hyperparameters.json"), study_file=out / TRIALS_FILE)
     assert result.model_metadata["model_module"] == "deep_cross.py"
     assert result.model_metadata["model_module_hyperparameters"]["cross_layers"] == 3
     names = {v.name for v in tf.saved_model.load(str(tmp_path / "model" / "serving")).variables}
