@@ -207,3 +207,26 @@ def test_mlengine_tune_then_train_with_a_module_and_a_fixed_hp_reaches_every_tri
     names = {v.name for v in tf.saved_model.load(str(tmp_path / "model" / "serving")).variables}
     assert any(n.startswith("dcn_cross_2/") for n in names) and not any(n.startswith("dcn_cross_3/") for n in names)
     assert any(n.startswith("dcn_deep_0/") for n in names)
+
+
+@pytest.mark.e2e
+def test_the_trial_program_of_a_katib_replica_trains_the_module_with_its_hp_arguments(tmp_path, capsys):
+    """``python -m mlengine.components.tune.trial`` as a Katib trial runs it, on a module artifact folder."""
+    import tensorflow as tf
+
+    from mlengine.components.shared.model_module import write_artifact
+    from mlengine.components.tune.trial import run as trial
+    from tests.model_fixtures import write_taxi_splits
+
+    splits = write_taxi_splits(tmp_path, rows=2000)
+    write_artifact(DEEP_CROSS, tmp_path / "module")
+    code = trial([f"--train-dir={splits['train']}", f"--eval-dir={splits['eval']}", f"--out={tmp_path / 'trial'}",
+                  "--epochs=1", "--nbuckets=5", f"--model-module={tmp_path / 'module'}", "--hp=cross_layers=1",
+                  "--hp=deep_units=32", "--hp=dropout=0.1"])
+    assert code == 0
+    assert "rmse=" in capsys.readouterr().out  # the line Katib's metrics collector reads
+    saved = tf.saved_model.load(str(tmp_path / "trial" / "model" / "serving"))
+    names = {v.name for v in saved.variables}
+    assert any(n.startswith("dcn_cross_0/") for n in names) and not any(n.startswith("dcn_cross_1/") for n in names)
+    record = json.loads((tmp_path / "trial" / "model" / "train_config.json").read_text())
+    assert json.loads(record["model_hp"]) == {"cross_layers": 1, "deep_units": 32, "dropout": 0.1}
