@@ -198,7 +198,7 @@ def _checked_module(args: argparse.Namespace):
     )
 
     if not args.model_module:
-        split_values({k: v for k, v in parse_assignments(args.hp).items()}, None, "--hp")
+        split_values(parse_assignments(args.hp), None, "--hp")  # a module's hyperparameter needs the module
         return None
     if "://" in args.model_module:  # read by the tune step; checked there, before any trial
         return None

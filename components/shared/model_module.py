@@ -147,6 +147,12 @@ def module_file(path_or_dir: str | Path | None) -> Path | None:
     return path
 
 
+def module_digest(path_or_dir: str | Path | None) -> str | None:
+    """The SHA-256 of the module file's content (None without a module)."""
+    path = module_file(path_or_dir)
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path is not None else None
+
+
 def read_manifest(directory: str | Path) -> dict[str, Any]:
     path = Path(directory) / MANIFEST_FILE
     if not path.is_file():

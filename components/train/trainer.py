@@ -66,8 +66,8 @@ class TrainConfig:
         if isinstance(self.model_hp, dict):  # a JSON string: one task.py flag, one TFJob argument
             self.model_hp = json.dumps(self.model_hp, sort_keys=True) if self.model_hp else ""
         self.model_hp = self.model_hp or ""
-        if self.model_hp and not isinstance(parse_json_object(self.model_hp, "model_hp"), dict):
-            raise MlengineError(f"model_hp must be a JSON object, got {self.model_hp!r}")
+        if self.model_hp:
+            parse_json_object(self.model_hp, "model_hp")  # a JSON object, or one line saying what it is not
         for name in ("batch_size", "epochs"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:

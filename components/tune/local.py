@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlengine.components.shared.model_module import module_digest
 from mlengine.components.shared.processes import die_with_parent
 from mlengine.components.tune.search_space import SearchSpace
 from mlengine.components.tune.trial import TrialContext, load_spec_dict, transform_and_train
@@ -179,7 +180,7 @@ def run_local_study(train_dir: str, eval_dir: str, spec_dir_or_spec, space: Sear
     with _StudyLock(out / LOCK_FILE):
         untuned = {k: v for k, v in space.complete({}, defaults).items() if k not in space.names}
         fingerprint = _fingerprint(space, train_dir, eval_dir, spec, epochs, steps_per_epoch, untuned,
-                                   _module_digest(model_module))
+                                   module_digest(model_module))
         study, binding = _open_study(space, out, fingerprint, seed=dataset_seed(space, spec, train_dir),
                                      max_resource=epochs)
         session = _Session(study, binding, space, out, runner, defaults or {},
@@ -187,16 +188,6 @@ def run_local_study(train_dir: str, eval_dir: str, spec_dir_or_spec, space: Sear
                                         epochs=epochs, trial_dir="", seed=seed, keep_models=keep_models,
                                         steps_per_epoch=steps_per_epoch, model_module=str(model_module or "")))
         return session.run()
-
-
-def _module_digest(model_module: str | None) -> str | None:
-    """The model module file's content digest (None without one): another module is another study."""
-    import hashlib
-
-    from mlengine.components.shared.model_module import module_file
-
-    path = module_file(model_module) if model_module else None
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path is not None else None
 
 
 def _fingerprint(space: SearchSpace, train_dir, eval_dir, spec: dict, epochs: int, steps_per_epoch,
