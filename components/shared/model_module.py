@@ -107,6 +107,7 @@ class LoadedModule:
     module: types.ModuleType
     parameters: dict[str, ModuleParameter]
     sha256: str
+    shown: str = ""  # how errors name the file: the user's path or URI (the copy in an artifact is read)
 
     @property
     def name(self) -> str:
@@ -120,7 +121,7 @@ class LoadedModule:
         return {**self.defaults(), **self.typed(given or {}, where)}
 
     def typed(self, given: dict[str, Any], where: str | None = None) -> dict[str, Any]:
-        where = where or str(self.path)
+        where = where or self.shown or str(self.path)
         unknown = sorted(set(given) - set(self.parameters))
         if unknown:
             declared = ", ".join(self.parameters) or "none"
@@ -192,24 +193,28 @@ def read_source(uri: str | Path) -> tuple[str, bytes]:
 
 
 # --- importing and checking -----------------------------------------------------------------------
-def load_module(path_or_dir: str | Path) -> LoadedModule:
+def load_module(path_or_dir: str | Path, shown: str | None = None) -> LoadedModule:
     """Import the module file (or the one in a module artifact folder) and check its contract.
 
-    Raises ``ModelModuleError`` naming the file for: a syntax error (with its line), an exception
-    while importing, a missing or non-callable ``build_model``, a malformed ``HYPERPARAMETERS``.
+    Raises ``ModelModuleError`` naming the file (``shown``, else the source an artifact folder
+    records, else the path) for: a syntax error (with its line), an exception while importing, a
+    missing or non-callable ``build_model``, a malformed ``HYPERPARAMETERS``.
     """
     path = module_file(path_or_dir)
     if path is None:
         raise ModelModuleError(f"{path_or_dir}: the run has no model module")
+    if shown is None and Path(path_or_dir).is_dir():
+        shown = read_manifest(path_or_dir).get("source")
+    shown = str(shown or path)
     data = path.read_bytes()
     if len(data) > MAX_USER_FILE_BYTES:
-        raise ModelModuleError(f"{path}: over the {MAX_USER_FILE_BYTES}-byte limit for a model module")
+        raise ModelModuleError(f"{shown}: over the {MAX_USER_FILE_BYTES}-byte limit for a model module")
     try:
         code = compile(data, str(path), "exec")
     except SyntaxError as err:
-        raise ModelModuleError(f"{path}:{err.lineno}: syntax error: {err.msg}") from None
+        raise ModelModuleError(f"{shown}:{err.lineno}: syntax error: {err.msg}") from None
     except ValueError as err:  # null bytes
-        raise ModelModuleError(f"{path}: not Python source ({err})") from None
+        raise ModelModuleError(f"{shown}: not Python source ({err})") from None
     digest = hashlib.sha256(data).hexdigest()
     name = f"mlengine_model_module_{re.sub(r'[^A-Za-z0-9_]', '_', path.stem)}_{digest[:12]}"
     spec = importlib.util.spec_from_file_location(name, path)
@@ -219,14 +224,14 @@ def load_module(path_or_dir: str | Path) -> LoadedModule:
         exec(code, module.__dict__)  # the compiled code: the lines in errors are the file's
     except Exception as err:
         sys.modules.pop(name, None)
-        raise ModelModuleError(f"{path}{_line_in(err, path)}: importing it raised {_describe(err)}") from err
+        raise ModelModuleError(f"{shown}{_line_in(err, path)}: importing it raised {_describe(err)}") from err
     entry = getattr(module, ENTRY_POINT, None)
     if entry is None:
-        raise ModelModuleError(f"{path}: defines no {ENTRY_POINT}(features, hp)")
+        raise ModelModuleError(f"{shown}: defines no {ENTRY_POINT}(features, hp)")
     if not callable(entry):
-        raise ModelModuleError(f"{path}: {ENTRY_POINT} is a {type(entry).__name__}, not a function")
-    parameters = parse_hyperparameters(getattr(module, DECLARATION, None), str(path))
-    return LoadedModule(path=path, module=module, parameters=parameters, sha256=digest)
+        raise ModelModuleError(f"{shown}: {ENTRY_POINT} is a {type(entry).__name__}, not a function")
+    parameters = parse_hyperparameters(getattr(module, DECLARATION, None), shown)
+    return LoadedModule(path=path, module=module, parameters=parameters, sha256=digest, shown=shown)
 
 
 def _describe(err: BaseException) -> str:
@@ -245,9 +250,9 @@ def _line_in(err: BaseException, path: Path) -> str:
     return f":{line}" if line else ""
 
 
-def call_error(err: BaseException, path: Path, what: str) -> ModelModuleError:
+def call_error(err: BaseException, loaded: LoadedModule, what: str) -> ModelModuleError:
     """The one line for an exception raised by the module's code (``what``: where it was called)."""
-    return ModelModuleError(f"{path}{_line_in(err, path)}: {what} raised {_describe(err)}")
+    return ModelModuleError(f"{loaded.shown}{_line_in(err, loaded.path)}: {what} raised {_describe(err)}")
 
 
 def parse_hyperparameters(raw: Any, source: str) -> dict[str, ModuleParameter]:
@@ -384,7 +389,7 @@ def write_artifact(source: str | Path | None, out_dir: str | Path) -> dict[str, 
             name, data = read_source(text)
         if name is not None:
             (out / name).write_bytes(data)
-            loaded = load_module(out / name)
+            loaded = load_module(out / name, shown=text)
             manifest = {"file": name, "source": text, "sha256": loaded.sha256,
                         "hyperparameters": {n: p.to_dict() for n, p in loaded.parameters.items()}}
     (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1), encoding="utf-8")

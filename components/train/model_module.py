@@ -31,16 +31,16 @@ def module_body(loaded: LoadedModule, features, hp: dict[str, Any]):
     try:
         body = loaded.module.build_model(features, dict(hp))
     except Exception as err:
-        raise call_error(err, loaded.path, "build_model") from err
+        raise call_error(err, loaded, "build_model") from err
     if not _is_symbolic(keras, body):
-        raise ModelModuleError(f"{loaded.path}: build_model returned {type(body).__name__}, expected the float "
+        raise ModelModuleError(f"{loaded.shown}: build_model returned {type(body).__name__}, expected the float "
                                "tensor [batch, k] its layers computed from features")
     rank = body.shape.rank
     if rank != 2:
-        raise ModelModuleError(f"{loaded.path}: build_model returned a tensor of shape {tuple(body.shape)}, "
+        raise ModelModuleError(f"{loaded.shown}: build_model returned a tensor of shape {tuple(body.shape)}, "
                                "expected rank 2: [batch, k]")
     if not body.dtype.is_floating:
-        raise ModelModuleError(f"{loaded.path}: build_model returned a {body.dtype.name} tensor, expected float")
+        raise ModelModuleError(f"{loaded.shown}: build_model returned a {body.dtype.name} tensor, expected float")
     return body
 
 
@@ -120,9 +120,9 @@ def check_model_module(path_or_dir: str | Path, *, spec=None, state=None, values
         try:
             output = model(batch, training=training)
         except Exception as err:
-            raise call_error(err, loaded.path, "the model on a tiny batch") from err
+            raise call_error(err, loaded, "the model on a tiny batch") from err
         if int(output.shape[0]) != TINY_BATCH_ROWS:
-            raise ModelModuleError(f"{loaded.path}: on a batch of {TINY_BATCH_ROWS} rows the model gave "
+            raise ModelModuleError(f"{loaded.shown}: on a batch of {TINY_BATCH_ROWS} rows the model gave "
                                    f"{int(output.shape[0])} outputs: build_model must keep the batch dimension")
     keras.backend.clear_session()
     return loaded

@@ -269,3 +269,24 @@ def test_the_tfjob_of_a_cluster_train_step_carries_the_module_and_its_values(tmp
     add_config_arguments(parser)
     parsed = config_from_args(parser.parse_args(args))
     assert parsed.model_module == config.model_module and parsed.module_values == values
+
+
+@pytest.mark.parametrize("command", ["train", "tune"])
+def test_mlengine_train_and_tune_refuse_a_broken_module_in_one_line_before_training(tmp_path, capsys, command):
+    from mlengine.cli import main
+    from tests.distributed_fixtures import taxi_training_setup
+
+    paths = taxi_training_setup(tmp_path, rows=600)
+    path = _write(tmp_path, BROKEN["returns rank 3"][0])
+    if command == "train":
+        argv = ["train", "--train-dir", paths["train_dir"], "--eval-dir", paths["eval_dir"], "--transform-dir",
+                paths["transform_dir"], "--model-dir", paths["model_dir"]]
+    else:
+        argv = ["tune", "--train-dir", paths["train_dir"], "--eval-dir", paths["eval_dir"], "--out",
+                str(tmp_path / "study"), "--trials", "2", "--epochs", "1"]
+    code = main([*argv, "--model-module", str(path)])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert lines[-1].startswith(f"mlengine {command}: error: {path}: build_model returned a tensor of shape")
+    assert "Traceback" not in "\n".join(lines)
+    assert not Path(paths["model_dir"]).exists() and not (tmp_path / "study" / "trials").exists()
