@@ -99,6 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except MlengineError as err:
+        if err.__cause__ is not None and (args.debug or os.environ.get("MLENGINE_DEBUG") == "1"):
+            import traceback  # e.g. the traceback inside a model module's build_model
+
+            traceback.print_exception(err.__cause__)
         print(f"mlengine {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

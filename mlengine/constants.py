@@ -86,6 +86,8 @@ PARAM_NBUCKETS = "nbuckets"
 PARAM_HIDDEN_UNITS = "hidden_units"
 PARAM_LEARNING_RATE = "learning_rate"
 PARAM_BATCH_SIZE = "batch_size"
+ART_MODEL_MODULE = "module"  # tune's output: the user's model module as read once and checked (train loads it)
+PARAM_MODEL_MODULE = "model_module"  # the pipeline parameter naming the user's model module file
 ART_HYPERPARAMETERS = "hyperparameters"  # tune's output: one HyperParameters value for transform and train
 
 # hyperparameter defaults live in components/shared/hyperparameters.py (HyperParameters)

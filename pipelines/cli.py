@@ -61,6 +61,13 @@ def add_cli(subparsers) -> None:
     run.add_argument("--workers", type=int, help="training workers (local processes / TFJob replicas)")
     run.add_argument("--ps", type=int, help="parameter servers")
     run.add_argument("--strategy", choices=["auto", "parameter_server", "all_reduce", "none"])
+    run.add_argument("--model-module", metavar="FILE",
+                     help="your own model: a Python file whose build_model(features, hp) is the network's body "
+                          "(checked on a tiny batch before anything runs); its HYPERPARAMETERS are tuned with the "
+                          "built-in ones. See docs/own-model.md")
+    run.add_argument("--hp", action="append", default=[], metavar="NAME=VALUE",
+                     help="fix any hyperparameter, the model module's or a built-in one, in every trial and the "
+                          "final model; repeatable")
     run.add_argument("--resume", action="store_true",
                      help="reuse the finished steps (ingest, tuning, training) of any earlier run in the same --out "
                           "with the same inputs; the console names the reused steps")
@@ -102,8 +109,27 @@ def add_cli(subparsers) -> None:
     add_rehearse_cli(subparsers)
 
 
-def _run_params(args: argparse.Namespace) -> dict:
+def _fixed_values(args: argparse.Namespace, module=None) -> dict:
+    """The hyperparameters fixed for the run: the built-in flags and every --hp NAME=VALUE (typed by the
+    model module's declaration when ``module``, a loaded module, is given)."""
+    from mlengine.components.shared.model_module import BUILTIN_NAMES, builtin_from_text, parse_assignments
+    from mlengine.errors import MlengineError
+
     fixed = explicit_values({name: getattr(args, name) for name in HyperParameters.names()})
+    for name, value in parse_assignments(getattr(args, "hp", None)).items():
+        if name in BUILTIN_NAMES:
+            typed = builtin_from_text(name, value)
+        else:
+            typed = module.typed({name: value}, "--hp")[name] if module is not None else value
+        if name in fixed and fixed[name] != typed:
+            raise MlengineError(f"--hp {name}={value} and --{name.replace('_', '-')} {fixed[name]} disagree")
+        fixed[name] = typed
+    explicit_values({k: v for k, v in fixed.items() if k in BUILTIN_NAMES})
+    return fixed
+
+
+def _run_params(args: argparse.Namespace, module=None) -> dict:
+    fixed = _fixed_values(args, module)
     params = {
         "spec_uri": args.spec,
         "hyperparameters": fixed or None,
@@ -124,6 +150,7 @@ def _run_params(args: argparse.Namespace) -> dict:
         "keep_serving": True if args.keep_serving else None,
         "runner": None if args.data_runner == "local" else args.data_runner,
         "beam_options": " ".join(args.beam_option),
+        "model_module": args.model_module,
     }
     return {key: value for key, value in params.items() if value not in (None, "")}
 
@@ -168,16 +195,43 @@ def _run(args: argparse.Namespace) -> int:
         spec = load_spec(args.spec if args.spec and "://" not in args.spec else None)
         if args.data:
             sniff_data_path(args.data, spec.column_names, spec.delimiter)
+    module = _checked_module(args)
+    params = _run_params(args, module)
     from mlengine.components.shared.runguard import owning_run
 
     with owning_run(args.out):  # one run per --out; every process this run starts ends when it does
         summary = run_training_locally(
-            args.out, data=args.data, rows=args.rows, seed=args.seed, params=_run_params(args), resume=args.resume,
+            args.out, data=args.data, rows=args.rows, seed=args.seed, params=params, resume=args.resume,
             runner=args.runner,
             log=lambda line: print(line, file=sys.stderr, flush=True),
         )
     print(format_summary_table(summary, Path(args.out).resolve() / SUMMARY_FILE))
     return 0
+
+
+def _checked_module(args: argparse.Namespace):
+    """The model module, imported and built on a tiny batch with the default (and fixed) hyperparameters
+    before anything runs; None without --model-module. Every problem is one line naming the file."""
+    from mlengine.components.shared.model_module import (
+        BUILTIN_NAMES,
+        load_module,
+        parse_assignments,
+        split_values,
+    )
+
+    if not args.model_module:
+        split_values(parse_assignments(args.hp), None, "--hp")  # a module's hyperparameter needs the module
+        return None
+    if "://" in args.model_module:  # read by the tune step; checked there, before any trial
+        return None
+    from mlengine.components.shared.featurespec import load_spec
+    from mlengine.components.train.model_module import check_model_module
+
+    fixed = _fixed_values(args, load_module(args.model_module))
+    spec = load_spec(args.spec if args.spec and "://" not in args.spec else None)
+    return check_model_module(args.model_module, spec=spec,
+                              values={k: v for k, v in fixed.items() if k not in BUILTIN_NAMES},
+                              builtin={k: v for k, v in fixed.items() if k in BUILTIN_NAMES})
 
 
 def _manifests(args: argparse.Namespace) -> int:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from mlengine.components.shared.serving_log import ENV_SERVING_LOG_DIR, ENV_SERVING_LOG_URI
-from mlengine.constants import DEFAULT_SEED, PARAM_SPEC_URI, TAXI_NOISE_STD, TRIALS_FILE
+from mlengine.constants import DEFAULT_SEED, PARAM_MODEL_MODULE, PARAM_SPEC_URI, TAXI_NOISE_STD, TRIALS_FILE
 from mlengine.errors import MlengineError
 from mlengine.pipelines.run_outputs import CacheHits, copy_reports, reset_task_cache, step_error
 
@@ -146,6 +146,8 @@ def run_training_locally(
     data_uri = str(ensure_generated_data(out / "data", rows, seed, log)) if generated else _kfp_safe_path(data, out)
     if params.get(PARAM_SPEC_URI):
         params[PARAM_SPEC_URI] = _spec_by_content(params[PARAM_SPEC_URI], out)
+    if params.get(PARAM_MODEL_MODULE):  # travels with the run: a copy in the run's output, named by content
+        params[PARAM_MODEL_MODULE] = _by_content(params[PARAM_MODEL_MODULE], out, "model-modules", keep_name=True)
     served = _served_model_dir(out)
     if served and "baseline_model_uri" not in params:
         log(f"run: the model the last run in {out} deployed is the baseline: {served}")
@@ -269,14 +271,20 @@ def _model_choice(model_artifact) -> dict[str, Any] | None:
 def _spec_by_content(spec_uri: str, out: Path) -> str:
     """A copy of a local spec named by its content hash: kfp.local's cache keys on the path string,
     so an edited spec under the same name would otherwise let --resume reuse steps that read the old one."""
+    return _by_content(spec_uri, out, "specs")
+
+
+def _by_content(uri: str, out: Path, folder: str, keep_name: bool = False) -> str:
+    """A copy of a local file under ``out/folder`` named by its content hash (URIs pass unchanged);
+    ``keep_name``: the file keeps its name in a folder named by the hash (errors name the user's file)."""
     import hashlib
     import shutil
 
-    path = Path(spec_uri)
-    if "://" in spec_uri or not path.is_file():
-        return spec_uri
+    path = Path(uri)
+    if "://" in uri or not path.is_file():
+        return uri
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
-    copy = out / "specs" / f"{path.stem}-{digest}{path.suffix}"
+    copy = out / folder / (f"{digest}/{path.name}" if keep_name else f"{path.stem}-{digest}{path.suffix}")
     if not copy.is_file():
         copy.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, copy)
@@ -308,7 +316,7 @@ def _hyperparameters_summary(artifact) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     payload = json.loads(path.read_text(encoding="utf-8"))
-    return {"values": payload["values"], "fixed": payload["fixed"]}
+    return {"values": {**payload["values"], **(payload.get("module") or {})}, "fixed": payload["fixed"]}
 
 
 def _tuning_summary(study_artifact) -> dict[str, Any] | None:

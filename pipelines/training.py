@@ -21,6 +21,7 @@ from mlengine.constants import (
     ART_HYPERPARAMETERS,
     ART_METRICS,
     ART_MODEL,
+    ART_MODEL_MODULE,
     ART_STATISTICS,
     ART_TEST_DATA,
     ART_TRAIN_DATA,
@@ -77,6 +78,7 @@ def training_pipeline(
     keep_serving: bool = False,
     runner: str = "local",
     beam_options: str = "",
+    model_module: str = "",
 ) -> TrainingOutputs:
     """Raw CSV to a served model: ingest, tune, transform, train, evaluate, deploy when blessed.
 
@@ -85,7 +87,8 @@ def training_pipeline(
         spec_uri: feature spec YAML; empty for the built-in taxi spec.
         split_seed: seed of the hash split into train/eval/test (80/10/10).
         hyperparameters: the hyperparameters you fix, e.g. {"nbuckets": 8, "learning_rate": 0.003};
-            they are not tuned. Keys: nbuckets, hidden_units, learning_rate, batch_size.
+            they are not tuned. Keys: nbuckets, hidden_units, learning_rate, batch_size, and the
+            names your model module declares.
         epochs: the final model's maximum training epochs (it stops early once the eval RMSE stalls
             and keeps the best epoch's weights).
         trials: tuning trials before the final training; 0 trains with the fixed values and defaults.
@@ -116,6 +119,10 @@ def training_pipeline(
             same logic as an Apache Beam pipeline; needs the beam extra in the image).
         beam_options: with runner beam, Beam pipeline options separated by spaces (default: Beam's
             in-process runner; e.g. --runner=PortableRunner --job_endpoint=HOST:8099 for Flink).
+        model_module: your own model: a Python file (a path here, an s3:// URI on a cluster) whose
+            build_model(features, hp) is the network's body and whose HYPERPARAMETERS are tuned with
+            the built-in ones; empty for the built-in wide-and-deep network. Tune reads it once,
+            checks it on a tiny batch and hands it on as an artifact; the served model does not need it.
     """
     # shared_claim: "" on this machine; on a cluster a ReadWriteMany PVC this run creates for the TFJob
     # pods, deleted when the steps end, failed or not (pipelines/platform.py)
@@ -136,6 +143,7 @@ def training_pipeline(
             mode=mode,
             shared_claim=shared_claim,
             training_operator=training_operator,
+            model_module=model_module,
         )
         tune_task.set_display_name("tune hyperparameters (Katib)")
 
@@ -161,6 +169,7 @@ def training_pipeline(
             mode=mode,
             shared_claim=shared_claim,
             training_operator=training_operator,
+            model_module=tune_task.outputs[ART_MODEL_MODULE],
         )
         train_task.set_display_name("train wide-and-deep (TFJob)")
 

@@ -97,13 +97,17 @@ class HyperParameters:
         return cls().with_values(values)
 
     # --- the artifact -----------------------------------------------------------------------
-    def save(self, path: str | Path, *, fixed: list[str] | tuple[str, ...] = (), source: str = "") -> Path:
-        """Write the artifact file: the values, which of them were fixed by the user, where they came from."""
+    def save(self, path: str | Path, *, fixed: list[str] | tuple[str, ...] = (), source: str = "",
+             module: dict[str, Any] | None = None) -> Path:
+        """Write the artifact file: the values, which of them were fixed by the user, where they came from,
+        and (``module``) the values of a model module's own hyperparameters."""
         target = Path(path)
         if target.is_dir():
             target = target / HYPERPARAMETERS_FILE
         target.parent.mkdir(parents=True, exist_ok=True)
         payload = {"values": self.to_dict(), "fixed": sorted(fixed), "source": source}
+        if module:
+            payload["module"] = dict(module)
         target.write_text(json.dumps(payload, indent=1, sort_keys=True), encoding="utf-8")
         return target
 
@@ -114,6 +118,15 @@ class HyperParameters:
         if not isinstance(payload.get("values"), dict):
             raise HyperParameterError(f"{path}: expected an object with a 'values' mapping")
         return cls.from_dict(payload["values"])
+
+
+def module_values_of(path: str | Path) -> dict[str, Any]:
+    """The model module's hyperparameter values in an artifact file ({} for a run without a module)."""
+    payload = read_json_object(path, HyperParameterError, "hyperparameters", HYPERPARAMETERS_FILE)
+    module = payload.get("module") or {}
+    if not isinstance(module, dict):
+        raise HyperParameterError(f"{path}: 'module' must be a mapping of name -> value")
+    return module
 
 
 def _as_declared_type(name: str, value: Any) -> Any:

@@ -21,7 +21,7 @@ from mlengine.errors import MlengineError
 
 URI_ALIASES = {"minio://": "s3://"}
 log = component_logger("staging")
-INPUT_FIELDS = ("train_dir", "eval_dir", "transform_dir")
+INPUT_FIELDS = ("train_dir", "eval_dir", "transform_dir", "model_module")  # model_module: a module artifact folder
 
 
 def normalize_uri(uri: str) -> str:
@@ -114,7 +114,7 @@ class Stage:
         self.task_name = task_name
         self.is_chief = is_chief
         self.remote_model = is_remote(config.model_dir)
-        self.needed = self.remote_model or any(is_remote(getattr(config, f)) for f in INPUT_FIELDS)
+        self.needed = self.remote_model or any(is_remote(getattr(config, f, "") or "") for f in INPUT_FIELDS)
         self.scratch = Path(scratch_dir or tempfile.gettempdir()) / f"mlengine-{task_name}"
         self.local_model_dir: Path | None = None
 
@@ -124,7 +124,7 @@ class Stage:
             return self.config
         changes = {}
         for name in INPUT_FIELDS:
-            uri = getattr(self.config, name)
+            uri = getattr(self.config, name, "") or ""
             if is_remote(uri):
                 target = self.scratch / "inputs" / name
                 if not target.is_dir():  # a restarted container of the same pod keeps its copy

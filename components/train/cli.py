@@ -45,6 +45,13 @@ def add_cli(subparsers) -> None:
     hparams.add_argument("--class-weight", choices=("none", "balanced"), default="none",
                          help="class label only: 'balanced' weighs each class's rows by rows / (classes * rows of "
                               "the class) in the training loss (default %(default)s)")
+    module = parser.add_argument_group("your own model")
+    module.add_argument("--model-module", default="", metavar="FILE",
+                        help="a Python file whose build_model(features, hp) is the network's body (checked on a tiny "
+                             "batch before training); mlengine adds preprocessing, head, loss and export")
+    module.add_argument("--hp", action="append", default=[], metavar="NAME=VALUE",
+                        help="a hyperparameter value: the module's own, or learning_rate/batch_size/hidden_units; "
+                             "repeatable")
     parser.set_defaults(handler=_train)
 
 
@@ -55,10 +62,13 @@ def _train(args: argparse.Namespace) -> int:
     from mlengine.components.train.local import run_local_cluster
     from mlengine.components.train.trainer import TrainConfig
 
+    builtin, module_values, module = _module_and_values(args)
     config = TrainConfig(train_dir=args.train_dir, eval_dir=args.eval_dir, transform_dir=args.transform_dir,
-                         model_dir=args.model_dir, hidden_units=args.hidden_units, learning_rate=args.learning_rate,
-                         batch_size=args.batch_size, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
-                         seed=args.seed, class_weight=args.class_weight)
+                         model_dir=args.model_dir, hidden_units=builtin.get("hidden_units", args.hidden_units),
+                         learning_rate=builtin.get("learning_rate", args.learning_rate),
+                         batch_size=builtin.get("batch_size", args.batch_size), epochs=args.epochs,
+                         steps_per_epoch=args.steps_per_epoch, seed=args.seed, model_module=module,
+                         model_hp=module_values, class_weight=args.class_weight)
     topology = Topology(workers=args.workers, ps=args.ps, chief={"auto": None, "yes": True, "no": False}[args.chief],
                         strategy=args.strategy)
     result = run_local_cluster(config, topology, max_restarts=args.max_restarts,
@@ -70,3 +80,30 @@ def _train(args: argparse.Namespace) -> int:
     summary["topology"] = topology.to_dict()
     print(json.dumps(summary))
     return 0
+
+
+def _module_and_values(args: argparse.Namespace) -> tuple[dict, dict, str]:
+    """``(built-in values from --hp, the module's values, the module path)``; the module is checked first."""
+    from mlengine.components.shared.model_module import (
+        BUILTIN_NAMES,
+        ModelModuleError,
+        builtin_from_text,
+        parse_assignments,
+        split_values,
+    )
+
+    given = parse_assignments(args.hp)
+    if "nbuckets" in given:
+        raise ModelModuleError("--hp nbuckets: the buckets are the transform's (--transform-dir); analyze again to "
+                               "change them")
+    builtin = {k: builtin_from_text(k, v) for k, v in given.items() if k in BUILTIN_NAMES}
+    module_raw = {k: v for k, v in given.items() if k not in BUILTIN_NAMES}
+    if not args.model_module:
+        split_values(module_raw, None, "--hp")  # a module's name without a module: one line
+        return builtin, {}, ""
+    from mlengine.components.shared.transform_state import TransformState
+    from mlengine.components.train.model_module import check_model_module
+
+    state = TransformState.load(args.transform_dir)
+    loaded = check_model_module(args.model_module, state=state, values=module_raw, builtin=builtin)
+    return builtin, loaded.typed(module_raw, "--hp"), args.model_module

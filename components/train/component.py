@@ -23,10 +23,11 @@ def train(
     model: Output[Model],
     metrics: Output[Metrics],
     loss_curves: Output[HTML],
+    model_module: Input[Artifact],
     shared_claim: str = "",
     training_operator: str = "auto",
 ) -> NamedTuple("TrainOutputs", eval_rmse=float, examples_per_second=float):
-    """Train the wide-and-deep regressor on raw features (the transform runs inside the model).
+    """Train the wide-and-deep regressor, or your model module's network, on raw features (the transform runs inside).
 
     Args:
         train_data: the ingested training split (Parquet parts).
@@ -46,6 +47,8 @@ def train(
             feature_spec.yaml, history.json.
         metrics: eval RMSE and training throughput.
         loss_curves: training and eval loss per epoch.
+        model_module: tune's model module artifact (your build_model file, checked); without a
+            module in it the built-in wide-and-deep network trains.
         shared_claim: cluster mode: the ReadWriteMany PVC the parameter-server TFJob pods share
             (the cluster pipeline creates one per run); "" for none.
         training_operator: cluster mode: auto (the cluster's API discovery: TrainJob when Kubeflow Trainer v2
@@ -54,7 +57,7 @@ def train(
     from collections import namedtuple
     from pathlib import Path
 
-    from mlengine.components.shared.hyperparameters import HyperParameters
+    from mlengine.components.shared.hyperparameters import HyperParameters, module_values_of
     from mlengine.components.shared.logs import setup_logging
     from mlengine.components.shared.reports import log_metrics
     from mlengine.components.train.executor import run
@@ -65,7 +68,8 @@ def train(
                  model_dir=model.path, hyperparameters=HyperParameters.load(hyperparameters.path), epochs=epochs,
                  workers=workers, ps=ps, strategy=strategy, mode=mode, model_uri=model.uri,
                  study_file=Path(study.path) / TRIALS_FILE, shared_claim=shared_claim,
-                 loss_curves_file=loss_curves.path, training_operator=training_operator)
+                 loss_curves_file=loss_curves.path, training_operator=training_operator, model_module=model_module.path,
+                 module_values=module_values_of(hyperparameters.path))
     log_metrics(metrics, result.metrics)
     model.metadata.update(result.model_metadata)
     outputs = namedtuple("TrainOutputs", ["eval_rmse", "examples_per_second"])

@@ -45,7 +45,8 @@ def run(*, train_dir: str, eval_dir: str, transform_dir: str, model_dir: str, hy
         epochs: int, workers: int = 1, ps: int = 0, strategy: str = "auto", mode: str = "local",
         model_uri: str | None = None, study_file: str | Path | None = None, shared_claim: str = "",
         loss_curves_file: str | Path | None = None, class_weight: str = "none",
-        training_operator: str = DEFAULT_TRAINING_OPERATOR) -> TrainResult:
+        training_operator: str = DEFAULT_TRAINING_OPERATOR, model_module: str = "",
+        module_values: dict | None = None) -> TrainResult:
     """Train, compare with the tuning study's default trial, and write model_choice.json and the loss curves.
 
     Args:
@@ -66,6 +67,9 @@ def run(*, train_dir: str, eval_dir: str, transform_dir: str, model_dir: str, hy
         class_weight: class label only: "none" or "balanced" (rows weighted by rows / (classes * class rows)).
         training_operator: cluster mode: trainjob (Kubeflow Trainer v2), tfjob (Training Operator v1) or
             auto (the one the cluster serves, TrainJob preferred).
+        model_module: the user's model module (a file or a module artifact folder); "" or a folder
+            without one: the built-in wide-and-deep network.
+        module_values: the module's hyperparameter values (from tune); its defaults fill the rest.
 
     Returns:
         The TrainResult.
@@ -75,14 +79,16 @@ def run(*, train_dir: str, eval_dir: str, transform_dir: str, model_dir: str, hy
     from mlengine.constants import HISTORY_FILE
 
     hparams = hyperparameters
+    module, module_values, module_name = _module_of(model_module, module_values, mode)
     config = TrainConfig(train_dir=train_dir, eval_dir=eval_dir, transform_dir=transform_dir, model_dir=model_dir,
                          hidden_units=hparams.hidden_units, learning_rate=hparams.learning_rate,
-                         batch_size=hparams.batch_size, epochs=epochs, class_weight=class_weight)
+                         batch_size=hparams.batch_size, epochs=epochs, model_module=module, model_hp=module_values,
+                         class_weight=class_weight)
     result = _train_on(config, workers=workers, ps=ps, strategy=strategy, mode=mode, model_uri=model_uri,
                        shared_claim=shared_claim, training_operator=training_operator)
     default = default_trial_of(study_file) if study_file else None
     if mode == "local" and workers <= 1 and ps == 0:
-        guard = guard_against_default(config, result, hparams.to_dict(), default)
+        guard = guard_against_default(config, result, {**hparams.to_dict(), **module_values}, default)
         result = guard.pop("result", result)
     else:  # on a cluster the model already lives in object storage: compare and report only
         guard = {"kept": "tuned", "reason": "cluster run: no retraining of the default configuration",
@@ -98,6 +104,7 @@ def run(*, train_dir: str, eval_dir: str, transform_dir: str, model_dir: str, hy
                "best_epoch": int(result.get("best_epoch") or 0), "epochs_run": int(result.get("epochs_run") or 0)}
     metadata = {"model_choice": guard["reason"], "framework": "tensorflow",
                 "signature": "serving_default (raw features)", **hparams.to_dict(), "epochs": epochs,
+                "model_module": module_name, "model_module_hyperparameters": module_values,
                 "workers": workers, "ps": ps, "strategy": strategy, "eval_metric": metric,
                 "class_weight": class_weight}
     return TrainResult(eval_rmse=float(_objective(result)), examples_per_second=metrics["examples_per_second"],
@@ -110,6 +117,24 @@ def _objective(result: dict[str, Any]) -> float | None:
     """The trainer result's eval objective (RMSE or log loss; ``eval_rmse`` in results from before the task)."""
     value = result.get("eval_objective")
     return result.get("eval_rmse") if value is None else value
+
+
+def _module_of(model_module: str, module_values: dict | None, mode: str) -> tuple[str, dict, str]:
+    """``(the module as the training tasks read it, its typed values, its file name)``; ``("", {}, "")``
+    without a module."""
+    from mlengine.components.shared.model_module import load_optional
+
+    loaded = load_optional(model_module)
+    if loaded is None:
+        if module_values:
+            raise MlengineError(f"hyperparameters {sorted(module_values)} belong to a model module; the run has none")
+        return "", {}, ""
+    values = loaded.values(module_values)
+    if mode == "cluster":  # the TFJob pods read the artifact folder from object storage
+        from mlengine.components.shared.staging import artifact_uri
+
+        return artifact_uri(str(model_module)), values, loaded.name
+    return str(model_module), values, loaded.name
 
 
 def _train_on(config, *, workers: int = 1, ps: int = 0, strategy: str = "auto", mode: str = "local",
@@ -185,13 +210,15 @@ def guard_against_default(config, result: dict[str, Any], chosen: dict[str, Any]
 
     log.info("train: the tuned model's eval %s %.4g is worse than the default trial's %.4g: training the default "
              "configuration too", metric, final_rmse, default["rmse"])
-    params = HyperParameters.from_dict(default["params"])
+    builtin_params = {k: v for k, v in default["params"].items() if k in HyperParameters.names()}
+    params = HyperParameters.from_dict(builtin_params)
+    module_params = {k: v for k, v in default["params"].items() if k not in builtin_params}
     work = Path(config.model_dir).parent / (Path(config.model_dir).name + "-default")
     state = TransformState.load(config.transform_dir)
     analyze.analyze(config.train_dir, state.spec, params.nbuckets).save(work / "transform")
     default_config = replace(config, model_dir=str(work / "model"), transform_dir=str(work / "transform"),
                              hidden_units=params.layers, learning_rate=params.learning_rate,
-                             batch_size=params.batch_size)
+                             batch_size=params.batch_size, model_hp=module_params)
     if train_fn is None:
         from mlengine.components.train.trainer import train as train_fn
     default_result = train_fn(default_config, progress=log.info)

@@ -102,9 +102,11 @@ CLASS_WEIGHTS = ("none", "balanced")  # TrainConfig.class_weight: how the classe
 
 
 def build_model(state: TransformState, hidden_units: list[int], learning_rate: float, *, steps_per_execution: int = 1,
-                class_weight: str = "none"):
-    """A compiled tf-keras wide-and-deep network over raw inputs with the task's head and loss.
+                class_weight: str = "none", model_module=None, hp: dict | None = None):
+    """A compiled tf-keras network over raw inputs with the task's head and loss.
 
+    The body is the built-in wide-and-deep network, or ``model_module``'s ``build_model(features, hp)``
+    (a loaded model module, see components/train/model_module.py) under mlengine's head.
     Regression: one output, the standardised label, MSE on that scale, ``rmse`` in the label's
     unit. Binary: one logit, binary cross-entropy; multiclass: C logits, softmax cross-entropy;
     both with ``log_loss`` (the unweighted mean cross-entropy) and ``accuracy`` as metrics. The
@@ -124,18 +126,23 @@ def build_model(state: TransformState, hidden_units: list[int], learning_rate: f
     inputs = {col.name: keras.Input(shape=(), dtype=col.dtypes.tf, name=col.name) for col in spec.columns}
     features = model_features(state, state.build_preprocessing()(inputs), keras)
     optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
-    if spec.is_classification:
-        head = classification_head(state, class_weight)
-        output = wide_and_deep_outputs(features, hidden_units, head.units, head.start)
-        model = keras.Model(inputs=inputs, outputs=output, name="wide_and_deep")
+    head = classification_head(state, class_weight) if spec.is_classification else None
+    # a regression target is standardised (mean 0, std 1), so the head starts at 0 -- unless the label
+    # is used as it is ("none"): then it starts at the label mean so the first steps fit the signal
+    units = head.units if head else 1
+    start = head.start if head else (state.label_mean if state.label_transform == "none" else 0.0)
+    if model_module is None:
+        output = wide_and_deep_outputs(features, hidden_units, units, start)
+    else:  # the user's body, mlengine's head
+        from mlengine.components.train.model_module import module_body
+
+        body = module_body(model_module, features, hp or {})
+        output = keras.layers.Dense(units, bias_initializer=keras.initializers.Constant(start), name="head")(body)
+    model = keras.Model(inputs=inputs, outputs=output, name="wide_and_deep" if model_module is None else "model_module")
+    if head:
         model.compile(optimizer=optimizer, loss=head.loss, metrics=head.metrics(),
                       steps_per_execution=steps_per_execution)
         return model
-    # the target is standardised (mean 0, std 1), so the head starts at 0 -- unless the label is
-    # used as it is ("none"): then it starts at the label mean so the first steps fit the signal
-    start = state.label_mean if state.label_transform == "none" else 0.0
-    output = wide_and_deep_outputs(features, hidden_units, 1, start)
-    model = keras.Model(inputs=inputs, outputs=output, name="wide_and_deep")
 
     def standardized_mse(y_true, y_pred):
         target = state.encode_label(tf.reshape(tf.cast(y_true, tf.float32), [-1]), tf)

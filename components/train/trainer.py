@@ -61,9 +61,17 @@ class TrainConfig:
     patience: int = DEFAULT_PATIENCE  # epochs without eval improvement before stopping; 0: never stop early
     lr_patience: int = DEFAULT_LR_PATIENCE  # epochs without improvement before the learning rate halves
     class_weight: str = "none"  # class label only: "balanced" weighs rows by rows / (classes * rows of their class)
+    model_module: str = ""  # a model module file or artifact folder (path or s3:// prefix); "": the built-in network
+    model_hp: str = ""  # the module's hyperparameter values as a JSON object ("" : its defaults)
 
     def __post_init__(self):
         self.hidden_units = parse_hidden_units(self.hidden_units)
+        self.model_module = str(self.model_module or "")
+        if isinstance(self.model_hp, dict):  # a JSON string: one task.py flag, one TFJob argument
+            self.model_hp = json.dumps(self.model_hp, sort_keys=True) if self.model_hp else ""
+        self.model_hp = self.model_hp or ""
+        if self.model_hp:
+            parse_json_object(self.model_hp, "model_hp")  # a JSON object, or one line saying what it is not
         for name in ("batch_size", "epochs"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -83,6 +91,11 @@ class TrainConfig:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
+
+    @property
+    def module_values(self) -> dict:
+        """The model module's hyperparameter values this run sets (its defaults fill the rest)."""
+        return parse_json_object(self.model_hp, "model_hp") if self.model_hp else {}
 
     @classmethod
     def from_json(cls, text: str) -> TrainConfig:
@@ -153,27 +166,29 @@ def _merge_history(previous: dict, new_rows: list[dict], keys: tuple[str, ...] =
     return {key: [row.get(key) for row in rows] for key in keys}
 
 
-def _check_resumable(config: TrainConfig, state: TransformState) -> None:
+def _check_resumable(config: TrainConfig, state: TransformState, module=None) -> None:
     """Refuse to resume checkpoints of a different model (other layers or other transform)."""
     model_dir = Path(config.model_dir)
     saved = model_dir / TRAIN_CONFIG_FILE
     if not (model_dir / CHECKPOINT_SUBDIR).is_dir() or not saved.is_file():
         return
     previous = json.loads(saved.read_text(encoding="utf-8"))
-    fingerprint = _model_fingerprint(config, state)
+    fingerprint = _model_fingerprint(config, state, module)
     if previous.get("model_fingerprint") not in (None, fingerprint):
         raise MlengineError(
-            f"{model_dir}: holds checkpoints of a different model (hidden units or transform changed); "
+            f"{model_dir}: holds checkpoints of a different model (hidden units, model module or transform changed); "
             "use a new model directory or delete its checkpoints/")
 
 
-def _model_fingerprint(config: TrainConfig, state: TransformState) -> str:
+def _model_fingerprint(config: TrainConfig, state: TransformState, module=None) -> str:
     import hashlib
 
     shape = {"hidden_units": config.hidden_units, "features": state.sparse_features(),
              "numeric": list(state.spec.numeric)}
     if state.spec.is_classification:  # a regression fingerprint stays what it was
         shape["classes"] = list(state.spec.classes)
+    if module is not None:  # another module, or other values of its hyperparameters: another network
+        shape.update(model_module=module.sha256, model_hp=config.module_values)
     return hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -186,6 +201,17 @@ def _check_classes(state: TransformState, source: str) -> None:
     if empty:
         raise DataError(f"{source}: the training split has no row of class {empty[0]!r} of label {spec.label.name!r} "
                         f"(classes {list(spec.classes)}, rows {state.class_counts}): nothing trained")
+
+
+def _model_module(config: TrainConfig, state: TransformState):
+    """``(loaded module, hp)`` of the config's model module, or ``(None, None)`` for the built-in network."""
+    if not config.model_module:
+        return None, None
+    from mlengine.components.shared.model_module import load_module, model_hp
+
+    module = load_module(config.model_module)
+    builtin = {"nbuckets": state.nbuckets, "learning_rate": config.learning_rate, "batch_size": config.batch_size}
+    return module, model_hp(module.values(config.module_values), builtin)
 
 
 def train(config: TrainConfig, strategy=None, *, is_chief: bool = True, progress=None) -> dict:
@@ -204,10 +230,11 @@ def train(config: TrainConfig, strategy=None, *, is_chief: bool = True, progress
     train_rows = count_rows(train_files)
     eval_rows = count_rows(eval_files)
     model_dir = Path(config.model_dir)
+    module, hp = _model_module(config, state)
     if is_chief:
-        _check_resumable(config, state)
+        _check_resumable(config, state, module)
         model_dir.mkdir(parents=True, exist_ok=True)
-        record = {**json.loads(config.to_json()), "model_fingerprint": _model_fingerprint(config, state)}
+        record = {**json.loads(config.to_json()), "model_fingerprint": _model_fingerprint(config, state, module)}
         (model_dir / TRAIN_CONFIG_FILE).write_text(json.dumps(record, indent=1), encoding="utf-8")
     keras.utils.set_random_seed(config.seed)
 
@@ -217,7 +244,8 @@ def train(config: TrainConfig, strategy=None, *, is_chief: bool = True, progress
     steps_per_execution = PS_STEPS_PER_EXECUTION if is_parameter_server_strategy(strategy) else 1
     with strategy.scope():
         model = model_lib.build_model(state, config.hidden_units, config.learning_rate,
-                                      steps_per_execution=steps_per_execution, class_weight=config.class_weight)
+                                      steps_per_execution=steps_per_execution, class_weight=config.class_weight,
+                                      model_module=module, hp=hp)
 
     fit_args: dict = {}
     graph_dirs: list[Path] = []
@@ -330,7 +358,8 @@ def train(config: TrainConfig, strategy=None, *, is_chief: bool = True, progress
     if is_chief:
         _emit(progress, f"train: {train_rows:,} training rows, {eval_rows:,} eval rows, batch {config.batch_size}, "
                         f"at most {config.epochs} epoch(s) (early stopping after {config.patience or 'no'} "
-                        f"stalled epochs), hidden units {config.hidden_units}")
+                        f"stalled epochs), " + (f"model module {module.name} with hp {json.dumps(hp, sort_keys=True)}"
+                                                if module is not None else f"hidden units {config.hidden_units}"))
     try:
         model.fit(epochs=config.epochs, callbacks=callbacks, verbose=0, **fit_args)
     finally:
@@ -344,7 +373,7 @@ def train(config: TrainConfig, strategy=None, *, is_chief: bool = True, progress
         if is_parameter_server_strategy(strategy):
             # the variables live on the ps tasks and saving them from there hangs: export a local copy
             export_model = model_lib.build_model(state, config.hidden_units, config.learning_rate,
-                                                 class_weight=config.class_weight)
+                                                 class_weight=config.class_weight, model_module=module, hp=hp)
             export_model.set_weights(model.get_weights())
         export_path = model_lib.export_serving_model(export_model, state, str(model_dir))
         _emit(progress, f"train: exported the serving model to {export_path}")

@@ -34,6 +34,11 @@ def add_cli(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the transform sample and the training")
     add_hyperparameter_flags(parser.add_argument_group(
         "fixed hyperparameters", "a value given here is not searched: every trial uses it"))
+    parser.add_argument("--model-module", default="", metavar="FILE",
+                        help="a Python file whose build_model(features, hp) is the network's body; its "
+                             "HYPERPARAMETERS join the search space (checked on a tiny batch before any trial)")
+    parser.add_argument("--hp", action="append", default=[], metavar="NAME=VALUE",
+                        help="fix a hyperparameter (the module's own or a built-in one) in every trial; repeatable")
     parser.add_argument("--katib-manifest", metavar="FILE", default=None,
                         help="do not run: write the Katib Experiment YAML of this search to FILE "
                              "(--train-dir/--eval-dir/--spec-dir/--out are then URIs the trial pods can read)")
@@ -49,32 +54,55 @@ def _tune(args: argparse.Namespace) -> int:
     from mlengine.components.tune.space_loader import load_search_space
     from mlengine.errors import MlengineError
 
-    fixed = explicit_values({name: getattr(args, name) for name in HyperParameters.names()})
+    fixed = _fixed(args)
     space = load_search_space(args.space or None)
-    if fixed:
-        space = space.without(fixed)
-    if args.trials is not None or args.parallel is not None or args.algorithm is not None:
-        trials = args.trials if args.trials is not None else space.max_trials
-        if trials < 1:
-            raise MlengineError(f"--trials must be at least 1, got {trials}")
-        parallel = args.parallel if args.parallel is not None else min(space.parallel_trials, trials)
-        space = space.with_overrides(max_trials=trials, parallel_trials=parallel, algorithm=args.algorithm)
     if args.katib_manifest:
+        if args.model_module:
+            raise MlengineError("--katib-manifest with --model-module: run the pipeline's tune step on the cluster "
+                                "(it stages the module for the trials)")
+        from mlengine.components.shared.model_module import split_values
+
+        split_values(fixed, None, "--hp")  # a module's hyperparameter without the module: one line
+        if fixed:
+            space = space.without(fixed)
+        if args.trials is not None or args.parallel is not None or args.algorithm is not None:
+            trials = args.trials if args.trials is not None else space.max_trials
+            if trials < 1:
+                raise MlengineError(f"--trials must be at least 1, got {trials}")
+            parallel = args.parallel if args.parallel is not None else min(space.parallel_trials, trials)
+            space = space.with_overrides(max_trials=trials, parallel_trials=parallel, algorithm=args.algorithm)
         return _write_manifest(args, space, fixed)
 
-    from mlengine.components.shared.logs import setup_logging
-    from mlengine.components.tune.local import run_local_study
-    from mlengine.components.tune.report import render_tuning_html, render_tuning_markdown
+    from mlengine.components.tune.executor import run
 
-    setup_logging()
-    result = run_local_study(args.train_dir, args.eval_dir, args.spec_dir or None, space, args.out,
-                             epochs=args.epochs, seed=args.seed, defaults=fixed)
+    trials = args.trials if args.trials is not None else space.max_trials
+    if trials < 1:
+        raise MlengineError(f"--trials must be at least 1, got {trials}")
+    parallel = args.parallel if args.parallel is not None else min(space.parallel_trials, trials)
     out = Path(args.out)
-    (out / "tuning.md").write_text(render_tuning_markdown(result), encoding="utf-8")
-    (out / "tuning.html").write_text(render_tuning_html(result), encoding="utf-8")
-    print(json.dumps({"best_params": result["best_params"], "best_rmse": result["best_rmse"],
-                      "trials": len(result["trials"]), "out": str(out.resolve())}))
+    result = run(args.train_dir, args.eval_dir, args.spec_dir or "", str(out), fixed=fixed, trials=trials,
+                 parallel=parallel, algorithm=args.algorithm, epochs=args.epochs, space_path=args.space or None,
+                 model_module=args.model_module, seed=args.seed,
+                 hyperparameters_path=str(out / "hyperparameters.json"), markdown_path=str(out / "tuning.md"),
+                 html_path=str(out / "tuning.html"))
+    study = result.study
+    print(json.dumps({"best_params": study.get("best_params"), "best_rmse": study.get("best_rmse"),
+                      "trials": len(study.get("trials") or []), "out": str(out.resolve())}))
     return 0
+
+
+def _fixed(args: argparse.Namespace) -> dict:
+    """The hyperparameters fixed for every trial: the built-in flags and every --hp NAME=VALUE."""
+    from mlengine.components.shared.model_module import BUILTIN_NAMES, builtin_from_text, parse_assignments
+    from mlengine.errors import MlengineError
+
+    fixed = explicit_values({name: getattr(args, name) for name in HyperParameters.names()})
+    for name, value in parse_assignments(args.hp).items():
+        typed = builtin_from_text(name, value) if name in BUILTIN_NAMES else value
+        if name in fixed and fixed[name] != typed:
+            raise MlengineError(f"--hp {name}={value} and --{name.replace('_', '-')} {fixed[name]} disagree")
+        fixed[name] = typed
+    return fixed
 
 
 def _write_manifest(args: argparse.Namespace, space, fixed: dict) -> int:

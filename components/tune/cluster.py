@@ -74,8 +74,13 @@ def experiment_name_for(key: str, prefix: str = "mlengine-tune") -> str:
 
 
 def trial_arguments(space: SearchSpace, *, train_uri: str, eval_uri: str, spec_uri: str, output_uri: str,
-                    epochs: int, seed: int = 0, fixed_params: dict[str, Any] | None = None) -> list[str]:
-    """The trial program's args: data locations, the fixed hyperparameters, and a placeholder per tuned one."""
+                    epochs: int, seed: int = 0, fixed_params: dict[str, Any] | None = None,
+                    model_module_uri: str = "") -> list[str]:
+    """The trial program's args: data locations, the fixed hyperparameters, and a placeholder per tuned one.
+
+    With a model module (``model_module_uri``: its artifact folder in object storage) every replica
+    loads it from there; its hyperparameters go as ``--hp=NAME=VALUE``, placeholders for the searched ones.
+    """
     args = [f"--train-dir={train_uri}", f"--eval-dir={eval_uri}", f"--spec={spec_uri}",
             f"--out={output_uri.rstrip('/')}/${{trialParameters.{TRIAL_NAME_PARAMETER}}}",
             f"--epochs={epochs}", f"--seed={seed}"]
@@ -84,6 +89,12 @@ def trial_arguments(space: SearchSpace, *, train_uri: str, eval_uri: str, spec_u
             args.append(f"{flag}=${{trialParameters.{name}}}")
         elif fixed_params and name in fixed_params:
             args.append(f"{flag}={katib_string(fixed_params[name])}")
+    if model_module_uri:
+        args.append(f"--model-module={model_module_uri}")
+        for name, value in (fixed_params or {}).items():
+            if name not in ARG_NAMES and name not in space.names:
+                args.append(f"--hp={name}={katib_string(value)}")
+        args += [f"--hp={name}=${{trialParameters.{name}}}" for name in space.module_names if name in space.names]
     return args
 
 
@@ -139,7 +150,7 @@ def render_experiment(name: str, space: SearchSpace, *, namespace: str = K8S_NAM
                       image: str = TRAINER_IMAGE, trial_topology=None, fixed_params: dict[str, Any] | None = None,
                       service_account: str | None = K8S_SERVICE_ACCOUNT, resources: dict | None = None,
                       labels: dict[str, str] | None = None, shared_claim: str | None = None,
-                      trial_kind: str = "TFJob") -> dict:
+                      trial_kind: str = "TFJob", model_module_uri: str = "") -> dict:
     """The Katib Experiment of ``space`` (a dict ready for the custom-objects API).
 
     ``trial_topology`` (a ``distributed.Topology``; default one worker) is the shape of every trial;
@@ -159,7 +170,8 @@ def render_experiment(name: str, space: SearchSpace, *, namespace: str = K8S_NAM
 
         trial_topology = Topology(workers=1, ps=0)
     args = trial_arguments(space, train_uri=train_uri, eval_uri=eval_uri, spec_uri=spec_uri,
-                           output_uri=output_uri, epochs=epochs, seed=seed, fixed_params=fixed_params)
+                           output_uri=output_uri, epochs=epochs, seed=seed, fixed_params=fixed_params,
+                           model_module_uri=model_module_uri)
     # Katib's grid suggestion refuses a maxTrialCount above the grid size: the budget is the local study's
     budget = space.trial_budget()
     spec: dict[str, Any] = {

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlengine.components.shared.model_module import module_digest
 from mlengine.components.shared.processes import die_with_parent
 from mlengine.components.tune.search_space import SearchSpace
 from mlengine.components.tune.trial import TrialContext, load_spec_dict, transform_and_train
@@ -152,7 +153,8 @@ class _StudyLock:
 def run_local_study(train_dir: str, eval_dir: str, spec_dir_or_spec, space: SearchSpace, out_dir: str, *,
                     epochs: int,
                     trial_runner: TrialRunner | None = None, seed: int = 0, steps_per_epoch: int | None = None,
-                    keep_models: bool = False, defaults: dict[str, Any] | None = None) -> dict:
+                    keep_models: bool = False, defaults: dict[str, Any] | None = None,
+                    model_module: str = "") -> dict:
     """Run (or resume) a tuning study; return and write ``out_dir/trials.json``.
 
     Returns ``{"algorithm", "trials": [{"number", "params", "rmse", "state", "error", ...}],
@@ -161,6 +163,8 @@ def run_local_study(train_dir: str, eval_dir: str, spec_dir_or_spec, space: Sear
     Trial processes are spawned (fresh interpreters), so a script calling this needs the usual
     ``if __name__ == "__main__":`` guard.
     Hyperparameters the space does not tune take their value from ``defaults`` (else the pipeline's).
+    ``model_module`` (a file or module artifact folder) is the network every trial trains; its own
+    hyperparameters are in ``space`` and ``defaults`` like the built-in ones.
     """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise MlengineError(f"epochs must be a positive integer, got {epochs!r}")
@@ -175,27 +179,30 @@ def run_local_study(train_dir: str, eval_dir: str, spec_dir_or_spec, space: Sear
     (out / TRIALS_SUBDIR).mkdir(parents=True, exist_ok=True)
     with _StudyLock(out / LOCK_FILE):
         untuned = {k: v for k, v in space.complete({}, defaults).items() if k not in space.names}
-        fingerprint = _fingerprint(space, train_dir, eval_dir, spec, epochs, steps_per_epoch, untuned)
+        fingerprint = _fingerprint(space, train_dir, eval_dir, spec, epochs, steps_per_epoch, untuned,
+                                   module_digest(model_module))
         study, binding = _open_study(space, out, fingerprint, seed=dataset_seed(space, spec, train_dir),
                                      max_resource=epochs)
         session = _Session(study, binding, space, out, runner, defaults or {},
                            TrialContext(number=-1, train_dir=str(train_dir), eval_dir=str(eval_dir), spec=spec,
                                         epochs=epochs, trial_dir="", seed=seed, keep_models=keep_models,
-                                        steps_per_epoch=steps_per_epoch))
+                                        steps_per_epoch=steps_per_epoch, model_module=str(model_module or "")))
         return session.run()
 
 
 def _fingerprint(space: SearchSpace, train_dir, eval_dir, spec: dict, epochs: int, steps_per_epoch,
-                 fixed: dict[str, Any]) -> str:
+                 fixed: dict[str, Any], module_digest: str | None = None) -> str:
     """What a resumed study must share with the stored one (the budget may grow, nothing else changes)."""
     import hashlib
 
     meaning = space.to_dict()
     for budget_key in ("max_trials", "parallel_trials", "max_failed_trials"):
         meaning.pop(budget_key)
-    blob = json.dumps({"space": meaning, "train": str(Path(train_dir).resolve()), "eval": str(Path(eval_dir).resolve()),
-                       "spec": spec, "epochs": epochs, "steps_per_epoch": steps_per_epoch, "fixed": fixed},
-                      sort_keys=True)
+    identity = {"space": meaning, "train": str(Path(train_dir).resolve()), "eval": str(Path(eval_dir).resolve()),
+                "spec": spec, "epochs": epochs, "steps_per_epoch": steps_per_epoch, "fixed": fixed}
+    if module_digest:
+        identity["model_module"] = module_digest
+    blob = json.dumps(identity, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -370,7 +377,7 @@ class _Session:
             context = TrialContext(number=trial.number, train_dir=self.base.train_dir, eval_dir=self.base.eval_dir,
                                    spec=self.base.spec, epochs=self.base.epochs, trial_dir=str(trial_dir),
                                    seed=self.base.seed, keep_models=self.base.keep_models,
-                                   steps_per_epoch=self.base.steps_per_epoch)
+                                   steps_per_epoch=self.base.steps_per_epoch, model_module=self.base.model_module)
             full_params = self.space.complete(params, self.defaults)
             receiver, sender = self.mp.Pipe(duplex=False)
             process = self.mp.Process(target=_trial_process, name=f"mlengine-trial-{trial.number}",

@@ -83,14 +83,27 @@ def _summary(result: dict) -> str:
 
 
 def _fixed_and_searched(result: dict) -> str:
-    """Which hyperparameters the user fixed (every trial used them) and which the study searched."""
+    """Which hyperparameters the user fixed (every trial used them) and which the study searched,
+    the built-in ones apart from a model module's own."""
     fixed = result.get("fixed") or {}
     searched = result.get("searched") or []
+    module = result.get("module") or {}
+    own = set(module.get("parameters") or [])
+
+    def grouped(names: list[str], show) -> str:
+        if not module:
+            return ", ".join(show(n) for n in names)
+        groups = [(label, [n for n in names if (n in own) == is_module]) for label, is_module in
+                  (("built-in", False), (f"model module {module.get('file')}", True))]
+        return "; ".join(f"{label}: " + ", ".join(show(n) for n in members) for label, members in groups if members)
+
     parts = []
     if fixed:
-        parts.append("Fixed by you (not searched): " + ", ".join(f"`{k}`={v}" for k, v in sorted(fixed.items())) + ".")
+        parts.append("Fixed by you (not searched): " + grouped(sorted(fixed), lambda k: f"`{k}`={fixed[k]}") + ".")
     if searched:
-        parts.append("Searched: " + ", ".join(f"`{name}`" for name in searched) + ".")
+        parts.append("Searched: " + grouped(list(searched), lambda name: f"`{name}`") + ".")
+    if own and not (set(fixed) | set(searched)) & own:
+        parts.append(f"Model module {module.get('file')}: no hyperparameters of its own to search.")
     return " ".join(parts)
 
 

@@ -198,6 +198,8 @@ class SearchSpace:
     algorithm_settings: tuple[tuple[str, Any], ...] = ()
     early_stopping: EarlyStopping | None = None
     source: str = field(default="<dict>", compare=False)
+    # parameters a model module declared (its HYPERPARAMETERS): searched like the built-in ones
+    module_names: tuple[str, ...] = ()
 
     # --- lookups ------------------------------------------------------------------------------
     @property
@@ -241,7 +243,21 @@ class SearchSpace:
                                              if k in allowed.settings}
         from mlengine.components.tune.space_loader import space_from_dict  # it imports this module
 
-        return space_from_dict(raw, source=self.source)
+        return space_from_dict(raw, source=self.source, module_names=self.module_names)
+
+    def with_module(self, entries: dict[str, dict[str, Any]]) -> SearchSpace:
+        """The space with a model module's hyperparameters added (``entries``: name -> space-YAML entry)."""
+        if not entries:
+            return self
+        clash = sorted(set(entries) & set(self.names))
+        if clash:
+            raise SearchSpaceError(f"{self.source}: the model module's hyperparameter {clash[0]!r} is also a "
+                                   "parameter of the search space")
+        raw = self.to_dict()
+        raw["parameters"] = {**raw["parameters"], **entries}
+        from mlengine.components.tune.space_loader import space_from_dict  # it imports this module
+
+        return space_from_dict(raw, source=self.source, module_names=(*self.module_names, *entries))
 
     def without(self, names) -> SearchSpace:
         """The same space without the parameters in ``names`` (the ones a user fixed for this run)."""
@@ -251,12 +267,19 @@ class SearchSpace:
             raise SearchSpaceError(f"{self.source}: every parameter of the space is fixed: nothing to search")
         from mlengine.components.tune.space_loader import space_from_dict  # it imports this module
 
-        return space_from_dict(raw, source=self.source)
+        kept = tuple(name for name in self.module_names if name in raw["parameters"])
+        return space_from_dict(raw, source=self.source, module_names=kept)
 
     def complete(self, params: dict[str, Any], defaults: dict[str, Any] | None = None) -> dict[str, Any]:
-        """A trial's parameters plus the untuned hyperparameters (``defaults`` over the built-in ones)."""
+        """A trial's parameters plus the untuned hyperparameters (``defaults`` over the built-in ones).
+
+        Names that are not built-in (a model module's hyperparameters) pass through after the built-in ones.
+        """
         untuned = {k: v for k, v in (defaults or {}).items() if k not in self.names}
-        return HyperParameters.from_dict({**untuned, **params}).to_dict()
+        merged = {**untuned, **params}
+        builtin = {k: v for k, v in merged.items() if k in TUNABLE}
+        return {**HyperParameters.from_dict(builtin).to_dict(),
+                **{k: v for k, v in merged.items() if k not in TUNABLE}}
 
     def coerce(self, params: dict[str, Any]) -> dict[str, Any]:
         """Type a parameter dict (e.g. strings from Katib) into this space's value types."""

@@ -47,8 +47,8 @@ TOP_LEVEL_FIELDS = {"objective", "algorithm", "algorithm_settings", "max_trials"
                     "max_failed_trials", "early_stopping", "parameters"}
 
 
-def space_from_dict(raw: Any, source: str = "<dict>") -> SearchSpace:
-    """Build and validate a search space from parsed YAML."""
+def space_from_dict(raw: Any, source: str = "<dict>", module_names: tuple[str, ...] = ()) -> SearchSpace:
+    """Build and validate a search space from parsed YAML; ``module_names``: parameters a model module declared."""
     check = _Checker(source)
     if not isinstance(raw, dict):
         check.fail("", "the search space must be a mapping")
@@ -114,10 +114,11 @@ def space_from_dict(raw: Any, source: str = "<dict>") -> SearchSpace:
         check.fail("parameters", "the search space is empty: name at least one parameter to tune")
     if not isinstance(params_raw, dict):
         check.fail("parameters", "must be a mapping of parameter name -> definition")
-    parameters = tuple(_parameter(check, name, item) for name, item in params_raw.items())
+    parameters = tuple(_parameter(check, name, item, module_names) for name, item in params_raw.items())
     space = SearchSpace(parameters=parameters, algorithm=algorithm, max_trials=max_trials,
                         parallel_trials=parallel, max_failed_trials=max_failed, metric=metric, goal=goal,
-                        target=target, algorithm_settings=tuple(settings), early_stopping=early, source=source)
+                        target=target, algorithm_settings=tuple(settings), early_stopping=early, source=source,
+                        module_names=tuple(module_names))
     if algorithm.local_sampler == "grid":
         for param in parameters:
             if param.type == "double" and param.step is None:
@@ -125,10 +126,11 @@ def space_from_dict(raw: Any, source: str = "<dict>") -> SearchSpace:
     return space
 
 
-def _parameter(check: _Checker, name: Any, item: Any) -> Parameter:
+def _parameter(check: _Checker, name: Any, item: Any, module_names: tuple[str, ...] = ()) -> Parameter:
     where = f"parameters.{name}"
-    if name not in TUNABLE:
-        check.fail(where, f"unknown parameter {name!r}; a trial can tune {list(TUNABLE)}")
+    if name not in TUNABLE and name not in module_names:
+        check.fail(where, f"unknown parameter {name!r}; a trial can tune {list(TUNABLE)} (and a model module's "
+                          "own hyperparameters)")
     check.mapping(where, item, {"type", "min", "max", "step", "log", "values"})
     ptype = item.get("type")
     ptype = TYPE_ALIASES.get(ptype, ptype)

@@ -54,6 +54,7 @@ class TrialContext:
     seed: int = 0
     keep_models: bool = False
     steps_per_epoch: int | None = None
+    model_module: str = ""  # the model module (file or artifact folder); "": the built-in network
 
 
 def epoch_rmse_from_line(line: str) -> tuple[int, float] | None:
@@ -81,20 +82,24 @@ def _log(message: str) -> None:
 
 def _run(params: dict[str, Any], *, train_dir: str, eval_dir: str, spec: dict, epochs: int, transform_dir: Path,
          model_dir: Path, seed: int, steps_per_epoch: int | None, report: Report, strategy=None,
-         is_chief: bool = True) -> float | None:
-    """Analyze with the trial's nbuckets into ``transform_dir``, train into ``model_dir``; the eval RMSE."""
+         is_chief: bool = True, model_module: str = "") -> float | None:
+    """Analyze with the trial's nbuckets into ``transform_dir``, train into ``model_dir``; the eval RMSE.
+
+    ``params`` holds the built-in hyperparameters and, with ``model_module``, the module's own.
+    """
     from mlengine.components.shared import analyze as transform
     from mlengine.components.shared.featurespec import spec_from_dict
     from mlengine.components.train.public import TrainConfig, train
 
-    hparams = HyperParameters.from_dict(params)
+    hparams = HyperParameters.from_dict({k: v for k, v in params.items() if k in HyperParameters.names()})
+    module_values = {k: v for k, v in params.items() if k not in HyperParameters.names()}
     feature_spec = spec_from_dict(spec, source="trial feature spec")
     state = transform.analyze(train_dir, feature_spec, hparams.nbuckets, seed=seed)
     state.save(transform_dir)
     config = TrainConfig(
         train_dir=train_dir, eval_dir=eval_dir, transform_dir=str(transform_dir), model_dir=str(model_dir),
         hidden_units=hparams.hidden_units, learning_rate=hparams.learning_rate, batch_size=hparams.batch_size,
-        epochs=epochs, steps_per_epoch=steps_per_epoch, seed=seed,
+        epochs=epochs, steps_per_epoch=steps_per_epoch, seed=seed, model_module=model_module, model_hp=module_values,
     )
 
     def progress(message: str) -> None:
@@ -113,7 +118,8 @@ def transform_and_train(params: dict[str, Any], context: TrialContext, report: R
     model_dir = trial_dir / MODEL_SUBDIR
     rmse = _run(params, train_dir=context.train_dir, eval_dir=context.eval_dir, spec=context.spec,
                 epochs=context.epochs, transform_dir=trial_dir / TRANSFORM_SUBDIR, model_dir=model_dir,
-                seed=context.seed, steps_per_epoch=context.steps_per_epoch, report=report)
+                seed=context.seed, steps_per_epoch=context.steps_per_epoch, report=report,
+                model_module=context.model_module)
     if not context.keep_models:  # a study keeps numbers, not one SavedModel per trial
         for sub in (SERVING_MODEL_SUBDIR, CHECKPOINT_SUBDIR):
             shutil.rmtree(model_dir / sub, ignore_errors=True)
@@ -178,6 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--strategy", default="auto", choices=("auto", "parameter_server", "all_reduce", "none"),
                         help="distribution strategy; auto follows TF_CONFIG")
     parser.add_argument("--scratch-dir", default=None, help="where s3:// inputs are copied (an emptyDir in a pod)")
+    parser.add_argument("--model-module", default="",
+                        help="the model module artifact folder (directory or s3:// prefix); default: the built-in net")
+    parser.add_argument("--hp", action="append", default=[], metavar="NAME=VALUE",
+                        help="a model module hyperparameter of this trial; repeatable")
     return parser
 
 
@@ -189,7 +199,10 @@ def run(argv: list[str] | None = None) -> int:
     from mlengine.components.train.public import TrainConfig
 
     args = build_parser().parse_args(argv)
+    from mlengine.components.shared.model_module import parse_assignments
+
     params = {name: getattr(args, name) for name in HyperParameters.names()}
+    module_text = parse_assignments(args.hp)  # typed by the module's declaration when it is loaded
     role = distributed.role_from_env(args.strategy)
     if role.strategy == "parameter_server" and not role.trains:
         server = distributed.start_server(role)
@@ -209,9 +222,15 @@ def run(argv: list[str] | None = None) -> int:
     planned = TrainConfig(train_dir=args.train_dir, eval_dir=args.eval_dir, transform_dir=str(transform_dir),
                           model_dir=model_uri, hidden_units=args.hidden_units, learning_rate=args.learning_rate,
                           batch_size=args.batch_size, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
-                          seed=args.seed)
+                          seed=args.seed, model_module=args.model_module)
     stage = staging.Stage(planned, scratch_dir=str(scratch), task_name=role.name, is_chief=role.is_chief)
     local = stage.stage_in()
+    if local.model_module:
+        from mlengine.components.shared.model_module import load_module
+
+        params.update(load_module(local.model_module).typed(module_text, "--hp"))
+    elif module_text:
+        raise MlengineError(f"--hp {sorted(module_text)[0]}: the trial has no --model-module")
     strategy = distributed.build_strategy(role)
 
     def report(epoch: int, value: float) -> None:  # per-epoch lines: Katib's medianstop reads them
@@ -219,7 +238,8 @@ def run(argv: list[str] | None = None) -> int:
 
     rmse = _run(params, train_dir=local.train_dir, eval_dir=local.eval_dir, spec=spec, epochs=args.epochs,
                 transform_dir=transform_dir, model_dir=Path(local.model_dir), seed=args.seed,
-                steps_per_epoch=args.steps_per_epoch, report=report, strategy=strategy, is_chief=role.is_chief)
+                steps_per_epoch=args.steps_per_epoch, report=report, strategy=strategy, is_chief=role.is_chief,
+                model_module=local.model_module)
     if not role.is_chief:
         return EXIT_OK
     stage.stage_out()
