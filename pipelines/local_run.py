@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from mlengine.components.shared.serving_log import ENV_SERVING_LOG_DIR, ENV_SERVING_LOG_URI
-from mlengine.constants import DEFAULT_SEED, PARAM_SPEC_URI, TAXI_NOISE_STD, TRIALS_FILE
+from mlengine.constants import DEFAULT_SEED, PARAM_SPEC_URI, REPLICA_LOGS_SUBDIR, TAXI_NOISE_STD, TRIALS_FILE
 from mlengine.errors import MlengineError
 from mlengine.pipelines.run_outputs import CacheHits, copy_reports, reset_task_cache, step_error
 
@@ -205,6 +205,7 @@ def run_training_locally(
         "best_epoch": train_metrics.get("best_epoch"),
         "epochs_run": train_metrics.get("epochs_run"),
         "train_examples_per_second": train_metrics.get("examples_per_second"),
+        "restarts": restarts_summary(train_metrics),
         "model_dir": _local_path(outputs["model"].uri),
         "model_choice": _model_choice(outputs["model"]),
         "pipeline_yaml": pipeline_yaml[PIPELINE_NAME],
@@ -227,6 +228,15 @@ def run_training_locally(
     summary["reports"] = copy_reports(out, pipeline_yaml[PIPELINE_NAME], run_started, hits.tasks)
     (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, sort_keys=False), encoding="utf-8")
     return summary
+
+
+def restarts_summary(train_metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """The training tasks the local cluster restarted: ``{"total": n, "by_role": {role: n}}``; None for one process."""
+    if "restarts" not in train_metrics:
+        return None
+    by_role = {key.removeprefix("restarts_"): int(value) for key, value in train_metrics.items()
+               if key.startswith("restarts_")}
+    return {"total": int(train_metrics["restarts"]), "by_role": by_role}
 
 
 def _served_model_dir(out: Path) -> str | None:
@@ -339,6 +349,10 @@ def format_summary_table(summary: dict[str, Any], summary_path: str | Path | Non
         shown = [f"{name}={value}{' (fixed)' if name in hparams['fixed'] else ''}"
                  for name, value in hparams["values"].items()]
         rows.append(("hyperparameters", " ".join(shown)))
+    restarts = summary.get("restarts")
+    if restarts and restarts.get("total"):
+        rows.append(("training restarts", ", ".join(f"{role} {n}" for role, n in restarts["by_role"].items() if n)
+                     + f" (task logs: {Path(summary['model_dir']) / REPLICA_LOGS_SUBDIR})"))
     if summary.get("cached_steps"):
         rows.append(("reused from the cache", ", ".join(summary["cached_steps"])))
     rows += [

@@ -82,7 +82,8 @@ def run(*, train_dir: str, eval_dir: str, transform_dir: str, model_dir: str, hy
         history = json.loads((Path(model_dir) / HISTORY_FILE).read_text(encoding="utf-8"))
         Path(loss_curves_file).write_text(loss_curves_html(history), encoding="utf-8")
     metrics = {"eval_rmse": float(result["eval_rmse"]), "examples_per_second": float(result["examples_per_second"]),
-               "best_epoch": int(result.get("best_epoch") or 0), "epochs_run": int(result.get("epochs_run") or 0)}
+               "best_epoch": int(result.get("best_epoch") or 0), "epochs_run": int(result.get("epochs_run") or 0),
+               **restart_metrics(result.get("restarts_by_role"))}
     metadata = {"model_choice": guard["reason"], "framework": "tensorflow",
                 "signature": "serving_default (raw features)", **hparams.to_dict(), "epochs": epochs,
                 "workers": workers, "ps": ps, "strategy": strategy}
@@ -114,6 +115,14 @@ def _train_on(config, *, workers: int = 1, ps: int = 0, strategy: str = "auto", 
     from mlengine.components.train.local import run_local_cluster
 
     return run_local_cluster(config, topology, log=log.info)
+
+
+def restart_metrics(by_role: dict[str, int] | None) -> dict[str, int]:
+    """``restarts`` (every task) and ``restarts_<role>`` per role of a local cluster run; {} for one process."""
+    if not by_role:
+        return {}
+    per_role = {f"restarts_{role}": int(n) for role, n in sorted(by_role.items())}
+    return {"restarts": int(sum(by_role.values())), **per_role}
 
 
 def default_trial_of(trials_file: str | Path) -> dict | None:
