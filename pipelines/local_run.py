@@ -34,6 +34,8 @@ _CONSOLE_LINE = re.compile(
     r"|Executing task|finished with status|Traceback|Error\b|error:"
 )
 _CONSOLE_NOISE = re.compile(r"cuInit|cuda_platform")  # TF probing for a GPU on a CPU-only machine
+_TRACEBACK = "Traceback (most recent call last)"
+_OWN_ERROR = re.compile(r"^mlengine\.errors\.\w+: ")  # a step's one-line error: the run's last line repeats it
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -44,6 +46,7 @@ class _ConsoleFilter(io.TextIOBase):
         self._log = log_path.open("a", encoding="utf-8")
         self._console = console
         self._pending = ""
+        self._traceback_indent: int | None = None  # inside a step's traceback: the indent of its first line
 
     def writable(self) -> bool:
         return True
@@ -54,9 +57,25 @@ class _ConsoleFilter(io.TextIOBase):
         *lines, self._pending = self._pending.split("\n")
         for line in lines:
             plain = _ANSI.sub("", line)
-            if _CONSOLE_LINE.search(plain) and not _CONSOLE_NOISE.search(plain):
+            if self._shown(plain):
                 print(plain.strip(), file=self._console, flush=True)
         return len(text)
+
+    def _shown(self, plain: str) -> bool:
+        """Progress and errors; a failed step's traceback only in the log: its frames never, its last
+        line only when it is not one of our one-line errors (the run's error line repeats those)."""
+        stripped = plain.strip()
+        indent = len(plain) - len(plain.lstrip())
+        if self._traceback_indent is not None:
+            if not stripped or indent > self._traceback_indent:
+                return False
+            self._traceback_indent = None
+            if _OWN_ERROR.match(stripped):
+                return False
+        if stripped.startswith(_TRACEBACK):
+            self._traceback_indent = indent
+            return False
+        return bool(_CONSOLE_LINE.search(plain)) and not _CONSOLE_NOISE.search(plain)
 
     def flush(self) -> None:
         self._log.flush()

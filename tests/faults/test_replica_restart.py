@@ -49,6 +49,7 @@ def _killed_run(tmp_path: Path, task_type: str, index: int) -> tuple[list[str], 
 
 def test_a_killed_worker_is_one_console_line_a_recorded_restart_and_the_same_model(tmp_path, undisturbed):
     lines, result = _killed_run(tmp_path, "worker", 1)
+    print("\n".join(line for line in lines if "restarted" in line), result["rmse"], undisturbed["rmse"])
     about = [line for line in lines if "worker-1" in line and "ready" not in line]
     assert len(about) == 1, about
     assert about[0].startswith(f"train: worker-1 killed by SIGKILL during epoch {KILL_AT_EPOCH + 1}; restarted 1/2, "
@@ -64,6 +65,7 @@ def test_a_killed_worker_is_one_console_line_a_recorded_restart_and_the_same_mod
 def test_a_killed_parameter_server_is_restarted_and_the_chief_resumes_from_its_checkpoint(tmp_path, undisturbed):
     lines, result = _killed_run(tmp_path, "ps", 0)
     restarts = [line for line in lines if "restarted" in line]
+    print("\n".join(restarts), result["rmse"], undisturbed["rmse"])
     assert restarts and restarts[0].startswith(f"train: ps-0 killed by SIGKILL during epoch {KILL_AT_EPOCH + 1}; "
                                                "restarted 1/2"), restarts
     assert not [line for line in lines if any(word in line for word in NOISE)]
