@@ -129,14 +129,15 @@ def describe(plan_spec: SplitSpec) -> str:
 
 
 def report(rows: dict[str, int], distinct: dict[str, int], split_spec: SplitSpec) -> str:
-    """``ingest: splits by ...: train 2,400 rows (80.0%, intended 80%; 2,400 distinct), ...`` (one line)."""
+    """``ingest: splits by ...: train 2,400 rows (80.0%, intended 80%; 2,376 distinct, 99%), ...`` (one line)."""
     total = sum(rows.values())
     parts = []
     for split in SPLITS:
         count = rows.get(split, 0)
         share = count / total if total else 0.0
+        unique = distinct.get(split, 0)
         parts.append(f"{split} {count:,} rows ({100 * share:.1f}%, intended {100 * SPLIT_FRACTIONS[split]:.0f}%; "
-                     f"{distinct.get(split, 0):,} distinct)")
+                     f"{unique:,} distinct, {100 * unique / count if count else 0:.0f}%)")
     return f"ingest: splits {describe(split_spec)}: " + ", ".join(parts)
 
 

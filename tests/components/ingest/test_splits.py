@@ -76,7 +76,9 @@ def test_by_position_spreads_the_copies_and_passes(tmp_path, caplog):
     assert run.result.distinct_per_split["test"] <= 24 < rows["test"]
     [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("ingest: splits")]
     assert line.startswith("ingest: splits by row position: train ")
-    assert f"test {rows['test']:,} rows (" in line and "intended 10%" in line and "distinct)" in line
+    unique = run.result.distinct_per_split["test"]
+    assert f"test {rows['test']:,} rows (" in line and "intended 10%" in line
+    assert f"{unique:,} distinct, {100 * unique / rows['test']:.0f}%)" in line
 
 
 def test_a_key_keeps_each_customers_rows_in_one_split(tmp_path):
