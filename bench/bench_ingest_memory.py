@@ -70,7 +70,7 @@ def child_main(csv_path: str, out_dir: str, chunk_rows: int) -> None:
     out = Path(out_dir)
     # a warm-up ingest of a few rows loads what pyarrow loads lazily (compute kernels, pandas,
     # thread pools), so the baseline is the fixed cost and the rest is the data-driven part
-    synthetic.write_csv(out / "warmup.csv", 100, seed=1)
+    synthetic.write_csv(out / "warmup.csv", 300, seed=1)  # every split above the spec's split.min_rows
     run_ingest(str(out / "warmup.csv"), spec, {name: str(out / "warmup" / name) for name in SPLITS},
                str(out / "warmup"), str(out / "warmup" / "stats"), chunk_rows=chunk_rows, workers=1)
     analyze(str(out / "warmup" / "train"), spec, nbuckets)

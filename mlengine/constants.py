@@ -64,6 +64,7 @@ OUTPUT_PREDICTIONS = "predictions"
 OUTPUT_CLASS = "label"
 OUTPUT_PROBABILITIES = "probabilities"
 CHECKPOINT_SUBDIR = "checkpoints"
+REPLICA_LOGS_SUBDIR = "logs"  # a local cluster's per-task output files, in the model directory
 HISTORY_FILE = "history.json"
 TRIALS_FILE = "trials.json"  # a tuning study's trials, written by tune, read by train and the local runner
 CSV_CHUNK_ROWS = 65_536

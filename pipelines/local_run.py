@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from mlengine.components.shared.serving_log import ENV_SERVING_LOG_DIR, ENV_SERVING_LOG_URI
-from mlengine.constants import DEFAULT_SEED, PARAM_MODEL_MODULE, PARAM_SPEC_URI, TAXI_NOISE_STD, TRIALS_FILE
+from mlengine.constants import (
+    DEFAULT_SEED,
+    PARAM_MODEL_MODULE,
+    PARAM_SPEC_URI,
+    REPLICA_LOGS_SUBDIR,
+    TAXI_NOISE_STD,
+    TRIALS_FILE,
+)
 from mlengine.errors import MlengineError
 from mlengine.pipelines.run_outputs import CacheHits, copy_reports, reset_task_cache, step_error
 
@@ -34,6 +41,8 @@ _CONSOLE_LINE = re.compile(
     r"|Executing task|finished with status|Traceback|Error\b|error:"
 )
 _CONSOLE_NOISE = re.compile(r"cuInit|cuda_platform")  # TF probing for a GPU on a CPU-only machine
+_TRACEBACK = "Traceback (most recent call last)"
+_OWN_ERROR = re.compile(r"^mlengine\.errors\.\w+: ")  # a step's one-line error: the run's last line repeats it
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -44,6 +53,7 @@ class _ConsoleFilter(io.TextIOBase):
         self._log = log_path.open("a", encoding="utf-8")
         self._console = console
         self._pending = ""
+        self._traceback_indent: int | None = None  # inside a step's traceback: the indent of its first line
 
     def writable(self) -> bool:
         return True
@@ -54,9 +64,25 @@ class _ConsoleFilter(io.TextIOBase):
         *lines, self._pending = self._pending.split("\n")
         for line in lines:
             plain = _ANSI.sub("", line)
-            if _CONSOLE_LINE.search(plain) and not _CONSOLE_NOISE.search(plain):
+            if self._shown(plain):
                 print(plain.strip(), file=self._console, flush=True)
         return len(text)
+
+    def _shown(self, plain: str) -> bool:
+        """Progress and errors; a failed step's traceback only in the log: its frames never, its last
+        line only when it is not one of our one-line errors (the run's error line repeats those)."""
+        stripped = plain.strip()
+        indent = len(plain) - len(plain.lstrip())
+        if self._traceback_indent is not None:
+            if not stripped or indent > self._traceback_indent:
+                return False
+            self._traceback_indent = None
+            if _OWN_ERROR.match(stripped):
+                return False
+        if stripped.startswith(_TRACEBACK):
+            self._traceback_indent = indent
+            return False
+        return bool(_CONSOLE_LINE.search(plain)) and not _CONSOLE_NOISE.search(plain)
 
     def flush(self) -> None:
         self._log.flush()
@@ -207,6 +233,7 @@ def run_training_locally(
         "best_epoch": train_metrics.get("best_epoch"),
         "epochs_run": train_metrics.get("epochs_run"),
         "train_examples_per_second": train_metrics.get("examples_per_second"),
+        "restarts": restarts_summary(train_metrics),
         "model_dir": _local_path(outputs["model"].uri),
         "model_choice": _model_choice(outputs["model"]),
         "pipeline_yaml": pipeline_yaml[PIPELINE_NAME],
@@ -230,6 +257,15 @@ def run_training_locally(
     summary["reports"] = copy_reports(out, pipeline_yaml[PIPELINE_NAME], run_started, hits.tasks)
     (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, sort_keys=False), encoding="utf-8")
     return summary
+
+
+def restarts_summary(train_metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """The training tasks the local cluster restarted: ``{"total": n, "by_role": {role: n}}``; None for one process."""
+    if "restarts" not in train_metrics:
+        return None
+    by_role = {key.removeprefix("restarts_"): int(value) for key, value in train_metrics.items()
+               if key.startswith("restarts_")}
+    return {"total": int(train_metrics["restarts"]), "by_role": by_role}
 
 
 def _served_model_dir(out: Path) -> str | None:
@@ -365,6 +401,10 @@ def format_summary_table(summary: dict[str, Any], summary_path: str | Path | Non
         shown = [f"{name}={value}{' (fixed)' if name in hparams['fixed'] else ''}"
                  for name, value in hparams["values"].items()]
         rows.append(("hyperparameters", " ".join(shown)))
+    restarts = summary.get("restarts")
+    if restarts and restarts.get("total"):
+        rows.append(("training restarts", ", ".join(f"{role} {n}" for role, n in restarts["by_role"].items() if n)
+                     + f" (task logs: {Path(summary['model_dir']) / REPLICA_LOGS_SUBDIR})"))
     if summary.get("cached_steps"):
         rows.append(("reused from the cache", ", ".join(summary["cached_steps"])))
     rows += [

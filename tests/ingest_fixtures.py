@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mlengine.components.ingest.executor import IngestResult, run
-from mlengine.components.shared.featurespec import FeatureSpec, load_spec
+from mlengine.components.shared.featurespec import FeatureSpec, SplitSpec, load_spec
 from mlengine.constants import REJECTS_FILE, SPLITS, STATISTICS_FILE
 
 
@@ -39,9 +39,16 @@ class IngestRun:
         return json.loads((self.out / "stats" / STATISTICS_FILE).read_text(encoding="utf-8"))
 
 
-def ingest(data_uri: str | Path, out: Path, spec: FeatureSpec | None = None, **kwargs) -> IngestRun:
-    """The ingest executor's ``run`` with every output under ``out`` (splits, rejects/, stats/)."""
+def ingest(data_uri: str | Path, out: Path, spec: FeatureSpec | None = None, *, min_split_rows: int = 0,
+           **kwargs) -> IngestRun:
+    """The ingest executor's ``run`` with every output under ``out`` (splits, rejects/, stats/).
+
+    The validation tests read files of a few rows: the spec's ``split.min_rows`` is
+    ``min_split_rows`` (0: none) unless the spec sets its own.
+    """
     spec = spec or load_spec()
+    if spec.split.min_rows == SplitSpec().min_rows:
+        spec = replace(spec, split=replace(spec.split, min_rows=min_split_rows))
     result = run(str(data_uri), spec, {name: str(out / name) for name in SPLITS}, str(out / "rejects"),
                  str(out / "stats"), **kwargs)
     return IngestRun(result=result, out=out)

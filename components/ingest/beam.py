@@ -31,7 +31,8 @@ import numpy as np
 from mlengine.components.ingest.chunks import ValidatedChunk, take, validate_chunk
 from mlengine.components.ingest.convert import typed_default
 from mlengine.components.ingest.csvreader import iter_cell_chunks, read_header
-from mlengine.components.ingest.executor import IngestResult, arrow_schema, split_thresholds
+from mlengine.components.ingest.executor import IngestResult, arrow_schema
+from mlengine.components.ingest.splits import DistinctSketch, SplitPlan
 from mlengine.components.ingest.statistics import (
     QUANTILE_LEVELS,
     SCOPES,
@@ -199,7 +200,7 @@ def _ingest_file_fn_class():
             self.names = [col.name for col in self.spec.all_columns]
             self.defaults = {col.name: typed_default(col, self.spec.source) for col in self.spec.all_columns}
             self.schema = arrow_schema(self.spec)
-            self.thresholds = split_thresholds()
+            self.plan = SplitPlan.of(self.spec, self.split_seed)
 
         def process(self, uri: str):
             from apache_beam import pvalue
@@ -207,9 +208,8 @@ def _ingest_file_fn_class():
             with storage.open_binary(uri) as stream:
                 # a header that changed since the launcher checked it still fails naming the file
                 header = read_header(stream, uri, self.names, self.spec.delimiter)
-                for chunk in iter_cell_chunks(stream, header, self.chunk_rows, uri):
-                    done = validate_chunk(self.spec.all_columns, self.defaults, uri, chunk, self.split_seed,
-                                          self.thresholds)
+                for chunk in iter_cell_chunks(stream, header, self.chunk_rows, uri, first_offset=header.size):
+                    done = validate_chunk(self.spec.all_columns, self.defaults, uri, chunk, self.plan)
                     yield pvalue.TaggedOutput("summary", chunk_summary(done))
                     for line in done.rejects:
                         yield pvalue.TaggedOutput("rejects", line)
@@ -222,6 +222,7 @@ def _ingest_file_fn_class():
                         if len(rows) == 0:
                             continue
                         yield pvalue.TaggedOutput(split, table.take(rows))
+                        yield pvalue.TaggedOutput("distinct", (split, DistinctSketch().update(done.keys[rows])))
                         if split == "train":
                             yield pvalue.TaggedOutput("statistics", ("train", (
                                 {name: take(v, rows) for name, v in values.items()},
@@ -237,24 +238,32 @@ def _sum_counters(counters) -> dict[str, int]:
     return dict(total)
 
 
+def _merge_sketches(sketches) -> DistinctSketch:
+    merged = DistinctSketch()
+    for sketch in sketches:
+        merged.merge(sketch)
+    return merged
+
+
 def _write_statistics(_, spec_dict: dict[str, Any], scopes: dict[str, ScopeStatistics], summary: dict[str, int],
-                      files: list[str], statistics_dir: str) -> str:
+                      files: list[str], statistics_dir: str, distinct: dict[str, DistinctSketch]) -> str:
     """The last step of the pipeline: statistics.json with the ingest summary, as the local path writes it."""
     from apache_beam.io.filesystems import FileSystems
 
     spec = spec_from_dict(spec_dict)
     full = {scope: scopes.get(scope) or ScopeStatistics(spec) for scope in SCOPES}
-    document = build_statistics(spec, full, _summary_dict(summary, files))
+    document = build_statistics(spec, full, _summary_dict(summary, files, distinct))
     path = FileSystems.join(statistics_dir, STATISTICS_FILE)
     with FileSystems.create(path) as handle:
         handle.write(json.dumps(document, indent=1, ensure_ascii=False).encode("utf-8"))
     return path
 
 
-def _summary_dict(summary: dict[str, int], files: list[str]) -> dict[str, Any]:
+def _summary_dict(summary: dict[str, int], files: list[str], distinct: dict[str, DistinctSketch]) -> dict[str, Any]:
     reasons = {key.split(":", 1)[1]: value for key, value in summary.items() if key.startswith("reason:")}
     out: dict[str, Any] = {key: int(summary.get(key, 0)) for key in SUMMARY_KEYS}
     out["rows_per_split"] = {split: int(summary.get(f"split:{split}", 0)) for split in SPLITS}
+    out["distinct_per_split"] = {split: distinct[split].estimate() if split in distinct else 0 for split in SPLITS}
     out["files"] = list(files)
     out["reject_reasons"] = dict(sorted(reasons.items(), key=lambda item: (-item[1], item[0])))
     return out
@@ -307,7 +316,7 @@ def _run_pipeline(beam_options, spec_dict, files, output_dirs, rejects_file, sta
             | "files" >> beam.Create(files)
             | "spread files" >> beam.Reshuffle()
             | "validate and split" >> beam.ParDo(_ingest_file_fn_class()(spec_dict, chunk_rows, split_seed))
-            .with_outputs("summary", "rejects", "statistics", *SPLITS)
+            .with_outputs("summary", "rejects", "statistics", "distinct", *SPLITS)
         )
         for split in SPLITS:
             _ = outputs[split] | f"write {split}" >> beam.io.WriteToParquetBatched(
@@ -316,7 +325,8 @@ def _run_pipeline(beam_options, spec_dict, files, output_dirs, rejects_file, sta
         _ = outputs["rejects"] | "write rejects" >> beam.io.WriteToText(rejects_file, shard_name_template="")
         summary = outputs["summary"] | "count rows" >> beam.CombineGlobally(_sum_counters)
         scopes = outputs["statistics"] | "statistics" >> beam.CombinePerKey(_combine_fn_class()(spec_dict))
+        distinct = outputs["distinct"] | "distinct rows" >> beam.CombinePerKey(_merge_sketches)
         _ = (p | "finish" >> beam.Create([None])
              | "write statistics" >> beam.Map(_write_statistics, spec_dict=spec_dict, scopes=AsDict(scopes),
                                               summary=AsSingleton(summary), files=files,
-                                              statistics_dir=statistics_dir))
+                                              statistics_dir=statistics_dir, distinct=AsDict(distinct)))

@@ -23,9 +23,9 @@ from mlengine.components.ingest.convert import (
     parse_column,
     parse_typed_column,
     row_hashes,
-    unit_interval,
 )
 from mlengine.components.ingest.csvreader import CellChunk, raw_text
+from mlengine.components.ingest.splits import SplitPlan, assign
 from mlengine.components.shared.featurespec import Column
 
 
@@ -58,9 +58,9 @@ def take(values: Any, rows: np.ndarray) -> Any:
     return values.take(pa.array(rows))
 
 
-def validate_chunk(columns: list[Column], defaults: dict[str, Any], uri: str, chunk: CellChunk, split_seed: int,
-                   thresholds: list[tuple[str, float]]) -> ValidatedChunk:
-    """Validate one chunk and split its ok rows (``thresholds``: cumulative upper bound per split)."""
+def validate_chunk(columns: list[Column], defaults: dict[str, Any], uri: str, chunk: CellChunk,
+                   plan: SplitPlan) -> ValidatedChunk:
+    """Validate one chunk and split its ok rows as ``plan`` says (``splits.assign``)."""
     rejected: dict[int, tuple[str, str]] = dict(chunk.problems)  # record index -> (kind, message)
     parsed = {}
     for col in columns:
@@ -88,11 +88,9 @@ def validate_chunk(columns: list[Column], defaults: dict[str, Any], uri: str, ch
     everything_ok = len(ok) == len(bad)
     done.values = {name: column.values if everything_ok else take(column.values, ok) for name, column in parsed.items()}
     done.missing = {name: column.missing if everything_ok else column.missing[ok] for name, column in parsed.items()}
-    hashes = row_hashes([done.values[col.name] for col in columns], split_seed)
-    done.keys = mix64(hashes ^ SAMPLE_SALT)
-    position = unit_interval(hashes)
-    lower = 0.0
-    for split, upper in thresholds:
-        done.splits[split] = np.flatnonzero((position >= lower) & (position < upper))
-        lower = upper
+    typed = [done.values[col.name] for col in columns]
+    hashes = row_hashes(typed, plan.seed)
+    done.keys = mix64(hashes ^ SAMPLE_SALT)  # also the distinct-row key of each split's count
+    offsets = chunk.offset + chunk.starts[chunk.parsed[ok]] if plan.needs_offsets else None
+    done.splits = assign(plan, typed, hashes, uri, offsets)
     return done

@@ -63,6 +63,7 @@ class Header:
     names: tuple[str, ...]
     positions: dict[str, int]  # needed column -> cell index
     delimiter: str = DELIMITER
+    size: int = 0  # bytes of the header line, its line end (and a BOM) included: where the data starts
 
     @property
     def width(self) -> int:
@@ -90,6 +91,7 @@ class CellChunk:
     body: bytes = b""  # the parsed records as handed to the C++ parser (to re-read typed columns as text)
     header: Header | None = None
     typed_failed: bool = False  # the typed parse was tried and failed (a bad cell): text cells only
+    offset: int = -1  # byte offset of ``blob`` in its file (-1: not tracked)
     _bounds: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # starts, ends, line numbers
 
     @classmethod
@@ -149,6 +151,7 @@ def raw_text(record: bytes) -> str:
 def read_header(stream, uri: str, needed: Sequence[str], delimiter: str = DELIMITER) -> Header:
     """Read and check the first line of ``stream``; every problem is a fatal one-line DataError."""
     first = stream.readline(MAX_LINE_BYTES)
+    size = len(first)
     if not first:
         raise DataError(f"{uri}: empty file (expected a header line with columns {', '.join(needed)})")
     if first.startswith(UTF8_BOM):
@@ -176,7 +179,7 @@ def read_header(stream, uri: str, needed: Sequence[str], delimiter: str = DELIMI
         listed = ", ".join(repr(name) for name in missing)
         noun = "column" if len(missing) == 1 else "columns"
         raise DataError(f"{uri}: header is missing {noun} {listed}{_delimiter_hint(names, delimiter)}")
-    return Header(names=names, positions={name: names.index(name) for name in needed}, delimiter=delimiter)
+    return Header(names=names, positions={name: names.index(name) for name in needed}, delimiter=delimiter, size=size)
 
 
 def _delimiter_hint(names: tuple[str, ...], delimiter: str) -> str:
@@ -257,23 +260,29 @@ class _LineBlocks:
 
 
 def iter_cell_chunks(stream, header: Header, chunk_rows: int, uri: str = "", first_line: int = 2,
-                     column_types: dict[str, pa.DataType] | None = None) -> Iterator[CellChunk]:
+                     column_types: dict[str, pa.DataType] | None = None, first_offset: int = -1
+                     ) -> Iterator[CellChunk]:
     """Yield the lines after the header in chunks of at most ``chunk_rows`` lines.
 
     ``stream`` is a binary stream positioned after the header line. ``column_types`` (numeric
     columns only) lets the C++ parser type those columns itself (``CellChunk.typed``) when a
-    chunk's cells all convert; see ``split_cells``.
+    chunk's cells all convert; see ``split_cells``. ``first_offset`` (the stream's byte offset in
+    its file) makes each chunk carry its own (``CellChunk.offset``).
     """
     if chunk_rows < 1:
         raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
     blocks = _LineBlocks(stream, uri)
     line_number = first_line
+    offset = first_offset
     skip_typed = 0  # dirty data fails the typed parse chunk after chunk: do not pay for it every time
     while (blob := blocks.next_block(chunk_rows)) is not None:
         types = column_types if not skip_typed else None
         chunk = split_cells(blob, line_number, header, types)
         skip_typed = TYPED_RETRY_CHUNKS if chunk.typed_failed else max(0, skip_typed - 1)
         line_number += len(chunk) + chunk.blank_lines
+        if first_offset >= 0:
+            chunk.offset = offset
+            offset += len(blob)
         if len(chunk) or chunk.blank_lines:
             yield chunk
 

@@ -10,8 +10,10 @@ validate, hash and split rows with the same code (``chunks.validate_chunk``):
 2. per row: decodable, the right number of cells, every spec column typed and inside its range
    / vocabulary (a missing cell takes the column default, or rejects the row). Bad rows go to
    the rejects JSONL file with the file, 1-based line number, reason and original text;
-3. a stable hash of each row's typed values (salted with ``split_seed``) picks its split, so a
-   row lands in the same split whatever the chunking, file order, engine or worker count;
+3. a stable hash of each row's typed values (salted with ``split_seed``; or of a key column, or
+   of the row's place in its file: the spec's ``split:``, ``splits.py``) picks its split, so a row
+   lands in the same split whatever the chunking, file order, engine or worker count; a split far
+   from its share or under ``split.min_rows`` rows ends ingest with an error naming the fix;
 4. typed Parquet parts per split, and statistics over all ok rows and the train split.
 
 Invariant: ``rows_read == rows_ok + rows_rejected``.
@@ -27,6 +29,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from mlengine.components.ingest import splits
 from mlengine.components.ingest.convert import ARROW_TYPES
 from mlengine.components.ingest.csvreader import read_header
 from mlengine.components.ingest.report import render_statistics_markdown
@@ -34,7 +37,7 @@ from mlengine.components.shared import storage
 from mlengine.components.shared.beam_runner import RUNNER_BEAM, RUNNER_LOCAL, check_runner, import_beam
 from mlengine.components.shared.featurespec import FeatureSpec
 from mlengine.components.shared.labels import int_label_hint
-from mlengine.constants import CSV_CHUNK_ROWS, REJECTS_FILE, SPLIT_FRACTIONS, SPLITS
+from mlengine.constants import CSV_CHUNK_ROWS, REJECTS_FILE, SPLITS
 from mlengine.errors import DataError
 
 __all__ = ["IngestResult", "arrow_schema", "check_inputs", "resolve_rejects_path", "run"]
@@ -55,6 +58,7 @@ class IngestResult:
     rows_ok: int = 0
     rows_rejected: int = 0
     rows_per_split: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SPLITS, 0))
+    distinct_per_split: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SPLITS, 0))  # distinct rows
     files: list[str] = field(default_factory=list)
     reject_reasons: dict[str, int] = field(default_factory=dict)  # reason kind -> rows
     blank_lines: int = 0  # empty lines (not rows, not counted in rows_read)
@@ -86,17 +90,6 @@ def resolve_rejects_path(rejects_path: str | Path) -> Path:
     if path.is_dir() or path.suffix.lower() not in (".jsonl", ".json", ".ndjson"):
         return path / REJECTS_FILE
     return path
-
-
-def split_thresholds() -> list[tuple[str, float]]:
-    """Cumulative upper bounds of each split on the unit interval, in SPLITS order."""
-    total = sum(SPLIT_FRACTIONS[name] for name in SPLITS)
-    bounds, running = [], 0.0
-    for name in SPLITS:
-        running += SPLIT_FRACTIONS[name] / total
-        bounds.append((name, running))
-    bounds[-1] = (bounds[-1][0], 1.0 + 1e-9)
-    return bounds
 
 
 def check_inputs(data_uri: str, spec: FeatureSpec) -> list[str]:
@@ -185,6 +178,8 @@ def run(data_uri: str, spec: FeatureSpec, output_dirs: dict[str, str], rejects_p
              f"{result.rows_ok:,}", f"{result.rows_rejected:,}", split_text, result.seconds)
     _check_label_vocabulary(data_uri, spec, result)
     _check_rejects(data_uri, spec, result)
+    log.info("%s", splits.report(result.rows_per_split, result.distinct_per_split, spec.split))
+    splits.check(result.rows_per_split, result.distinct_per_split, spec.split, data_uri)
     _check_label(data_uri, spec, stats)
     return result
 

@@ -58,8 +58,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mlengine.components.ingest import worker
-from mlengine.components.ingest.executor import IngestResult, arrow_schema, split_thresholds
+from mlengine.components.ingest.executor import IngestResult, arrow_schema
 from mlengine.components.ingest.pieces import Task, plan_tasks
+from mlengine.components.ingest.splits import DistinctSketch, SplitPlan
 from mlengine.components.ingest.statistics import SAMPLE_SIZE, SCOPES, StatisticsAccumulator, build_statistics
 from mlengine.components.ingest.worker import (
     TEMP_PART_GLOB,
@@ -127,7 +128,7 @@ def ingest_local(files: list[str], spec: FeatureSpec, output_dirs: dict[str, str
     workers = max(1, min(wanted, len(tasks)))
     _prepare(output_dirs, rejects_file)
     # a process's reader and writer threads pay only on spare cores; else they just contend
-    context = TaskContext(spec, dict(output_dirs), str(rejects_file), chunk_rows, split_seed, split_thresholds(),
+    context = TaskContext(spec, dict(output_dirs), str(rejects_file), chunk_rows, SplitPlan.of(spec, split_seed),
                           worker.TYPED_PARSE, overlap=default_workers() > workers,
                           storage_env={key: os.environ[key] for key in CONTAINER_PASSTHROUGH_ENV if key in os.environ})
     log.info("ingest: %d task(s) from %d file(s) on %d worker process(es)", len(tasks), len(files), workers)
@@ -255,6 +256,7 @@ class _Merger:
         self.rejects = rejects
         self.result = IngestResult(files=list(files), parts={split: [] for split in SPLITS})
         self.reasons: Counter[str] = Counter()
+        self.distinct = {split: DistinctSketch() for split in SPLITS}
         # the train split and the other ok rows; "all" is their merge at the end
         self.train = StatisticsAccumulator(spec, SAMPLE_SIZE)
         self.other = StatisticsAccumulator(spec, SAMPLE_SIZE)
@@ -272,6 +274,7 @@ class _Merger:
         self.reasons.update(outcome.reasons)
         for split in SPLITS:
             result.rows_per_split[split] += outcome.rows_per_split[split]
+            self.distinct[split].merge(outcome.distinct[split])
         self.moments[task.index] = (outcome.train.detach_moments(), outcome.other.detach_moments())
         self.train.merge(outcome.train)
         self.other.merge(outcome.other)
@@ -324,6 +327,7 @@ class _Merger:
                 pq.write_table(schema.empty_table(), path)
                 parts.append(str(path))
         result.reject_reasons = dict(self.reasons)
+        result.distinct_per_split = {split: sketch.estimate() for split, sketch in self.distinct.items()}
         everything = StatisticsAccumulator(self.spec, SAMPLE_SIZE).merge(self.train)
         scopes = {"all": everything.merge(self.other), "train": self.train}
         stats = build_statistics(self.spec, {scope: scopes[scope] for scope in SCOPES}, result.summary())

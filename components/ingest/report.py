@@ -36,7 +36,9 @@ def render_statistics_markdown(stats: dict[str, Any], result: Any) -> str:
     share = f" ({100.0 * rejected / read:.2f}%)" if read else ""
     lines = [f"# Ingest statistics: {_escape(stats.get('spec_name', ''))}", ""]
     lines.append(f"- rows read: **{read:,}**, ok: **{summary['rows_ok']:,}**, rejected: **{rejected:,}**{share}")
-    splits = ", ".join(f"{name}: {count:,}" for name, count in summary.get("rows_per_split", {}).items())
+    distinct = summary.get("distinct_per_split") or {}
+    splits = ", ".join(f"{name}: {count:,}" + (f" ({distinct[name]:,} distinct)" if name in distinct else "")
+                       for name, count in summary.get("rows_per_split", {}).items())
     lines.append(f"- rows per split: {splits}")
     files = summary.get("files", [])
     shown = ", ".join(f"`{_escape(f)}`" for f in files[:10]) + (f" … (+{len(files) - 10})" if len(files) > 10 else "")

@@ -35,6 +35,7 @@ from mlengine.components.ingest.chunks import ValidatedChunk, take, validate_chu
 from mlengine.components.ingest.convert import ARROW_TYPES, typed_default
 from mlengine.components.ingest.csvreader import iter_cell_chunks
 from mlengine.components.ingest.pieces import Task, open_piece
+from mlengine.components.ingest.splits import DistinctSketch, SplitPlan
 from mlengine.components.ingest.statistics import SAMPLE_SIZE, StatisticsAccumulator
 from mlengine.components.shared.featurespec import FeatureSpec
 from mlengine.components.shared.processes import die_with_parent
@@ -60,8 +61,7 @@ class TaskContext:
     output_dirs: dict[str, str]
     rejects_file: str
     chunk_rows: int
-    split_seed: int
-    thresholds: list[tuple[str, float]]
+    plan: SplitPlan
     typed_parse: bool = True
     overlap: bool = True  # reader and writer threads beside the validating one (False: one thread)
     # the S3/MinIO settings as the engine's process has them now: a pool started earlier (forkserver)
@@ -80,6 +80,7 @@ class TaskOutcome:
     blank_lines: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
     rows_per_split: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SPLITS, 0))
+    distinct: dict[str, DistinctSketch] = field(default_factory=lambda: {s: DistinctSketch() for s in SPLITS})
     parts: dict[str, list[str]] = field(default_factory=dict)  # split -> temporary parts, in row order
     lines: list[int] = field(default_factory=list)  # per piece: its physical lines
     rejects: list[str | None] = field(default_factory=list)  # per piece: its temporary rejects file, if any
@@ -253,7 +254,8 @@ class _TaskIngestor:
             with open_piece(piece) as (stream, header), _LazyText(temp) as rejects:
                 types = self.column_types if self.context.typed_parse else None
                 chunks = iter_cell_chunks(stream, header, self.context.chunk_rows, piece.uri,
-                                          first_line=piece.first_line, column_types=types)
+                                          first_line=piece.first_line, column_types=types,
+                                          first_offset=piece.start if piece.start >= 0 else header.size)
                 if self.context.overlap:
                     chunks = _prefetched(chunks)
                 lines = 0
@@ -262,8 +264,7 @@ class _TaskIngestor:
                         if self.stop is not None and self.stop.is_set():
                             raise TaskStopped(f"task {self.task.index} stopped")
                         lines += len(chunk) + chunk.blank_lines
-                        done = validate_chunk(self.columns, self.defaults, piece.uri, chunk, self.context.split_seed,
-                                              self.context.thresholds)
+                        done = validate_chunk(self.columns, self.defaults, piece.uri, chunk, self.context.plan)
                         self._add_chunk(done, rejects)
                 finally:
                     chunks.close()  # stops the reader thread before the stream closes
@@ -292,6 +293,7 @@ class _TaskIngestor:
             statistics = outcome.train if split == "train" else outcome.other
             statistics.update(values, {name: done.missing[name][rows] for name in self.names}, done.keys[rows])
             outcome.rows_per_split[split] += len(rows)
+            outcome.distinct[split].update(done.keys[rows])
             self.writers[split].write(pa.table(values, schema=self.schema))
 
     def abort(self) -> None:

@@ -53,6 +53,10 @@ LABEL_TRANSFORMS = ("standardize", "log1p", "none")
 DEFAULT_LABEL_TRANSFORM = "standardize"
 DEFAULT_DELIMITER = ","
 DEFAULT_REJECT_WARNING_SHARE = 0.05  # ingest warns above this share of rejected rows
+# how ingest splits rows (docs/feature-spec.md, components/ingest/splits.py): identical rows kept
+# together (the row-content hash, the leakage-safe default) or split by their position in the file
+SPLIT_DUPLICATES = ("together", "by_position")
+DEFAULT_SPLIT_MIN_ROWS = 10  # ingest refuses an eval or test split smaller than this
 TASKS = ("regression", "binary", "multiclass")
 CLASSIFICATION_TASKS = ("binary", "multiclass")
 # the spec's JSON Schema (shape, types, enums); cross-references are checked in spec_from_dict
@@ -114,6 +118,19 @@ class Cross:
 
 
 @dataclass(frozen=True)
+class SplitSpec:
+    """How ingest cuts the rows into train/eval/test: by a key column, or by row content or position."""
+
+    key: str | None = None  # every row of one key value in one split
+    duplicates: str = SPLIT_DUPLICATES[0]
+    min_rows: int = DEFAULT_SPLIT_MIN_ROWS
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"key": self.key} if self.key is not None else {}
+        return {**out, "duplicates": self.duplicates, "min_rows": self.min_rows}
+
+
+@dataclass(frozen=True)
 class FeatureSpec:
     name: str
     label: Column
@@ -129,6 +146,7 @@ class FeatureSpec:
     delimiter: str = DEFAULT_DELIMITER
     reject_warning_share: float = DEFAULT_REJECT_WARNING_SHARE
     task: str = "regression"
+    split: SplitSpec = SplitSpec()
     source: str = field(default="<dict>", compare=False)
 
     # --- the task -------------------------------------------------------------------------
@@ -203,6 +221,7 @@ class FeatureSpec:
             "delimiter": self.delimiter,
             "reject_warning_share": self.reject_warning_share,
             "task": self.task,
+            **({"split": self.split.to_dict()} if self.split != SplitSpec() else {}),
         }
 
     def to_yaml(self) -> str:
@@ -277,6 +296,7 @@ def spec_from_dict(raw: Any, source: str = "<dict>") -> FeatureSpec:
     delimiter = raw.get("delimiter", DEFAULT_DELIMITER)
     if delimiter in ('"', "\n", "\r"):
         check.fail("delimiter", f"{delimiter!r} cannot be a delimiter")
+    split = _split(check, raw.get("split") or {}, columns)
     return FeatureSpec(
         name=raw["name"],
         label=label,
@@ -292,8 +312,19 @@ def spec_from_dict(raw: Any, source: str = "<dict>") -> FeatureSpec:
         delimiter=delimiter,
         reject_warning_share=float(raw.get("reject_warning_share", DEFAULT_REJECT_WARNING_SHARE)),
         task=task,
+        split=split,
         source=source,
     )
+
+
+def _split(check: _Checker, raw: dict[str, Any], columns: tuple[Column, ...]) -> SplitSpec:
+    key = raw.get("key")
+    if key is not None and key not in [c.name for c in columns]:
+        check.fail("split.key", f"{key!r} is not a raw column (the label cannot be the key)")
+    duplicates = raw.get("duplicates", SPLIT_DUPLICATES[0])
+    if key is not None and duplicates != SPLIT_DUPLICATES[0]:
+        check.fail("split.duplicates", f"{duplicates!r} does nothing with split.key: the key decides every row's split")
+    return SplitSpec(key=key, duplicates=duplicates, min_rows=int(raw.get("min_rows", DEFAULT_SPLIT_MIN_ROWS)))
 
 
 def _task(check: _Checker, label: Column, declared: str | None) -> str:

@@ -101,7 +101,8 @@ def run(*, train_dir: str, eval_dir: str, transform_dir: str, model_dir: str, hy
     figures = ({"eval_log_loss": float(result["eval_log_loss"]), "eval_accuracy": float(result["eval_accuracy"])}
                if metric != "rmse" else {"eval_rmse": float(result["eval_rmse"])})
     metrics = {**figures, "examples_per_second": float(result["examples_per_second"]),
-               "best_epoch": int(result.get("best_epoch") or 0), "epochs_run": int(result.get("epochs_run") or 0)}
+               "best_epoch": int(result.get("best_epoch") or 0), "epochs_run": int(result.get("epochs_run") or 0),
+               **restart_metrics(result.get("restarts_by_role"))}
     metadata = {"model_choice": guard["reason"], "framework": "tensorflow",
                 "signature": "serving_default (raw features)", **hparams.to_dict(), "epochs": epochs,
                 "model_module": module_name, "model_module_hyperparameters": module_values,
@@ -162,6 +163,14 @@ def _train_on(config, *, workers: int = 1, ps: int = 0, strategy: str = "auto", 
     from mlengine.components.train.local import run_local_cluster
 
     return run_local_cluster(config, topology, log=log.info)
+
+
+def restart_metrics(by_role: dict[str, int] | None) -> dict[str, int]:
+    """``restarts`` (every task) and ``restarts_<role>`` per role of a local cluster run; {} for one process."""
+    if not by_role:
+        return {}
+    per_role = {f"restarts_{role}": int(n) for role, n in sorted(by_role.items())}
+    return {"restarts": int(sum(by_role.values())), **per_role}
 
 
 def default_trial_of(trials_file: str | Path) -> dict | None:

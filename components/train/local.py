@@ -1,12 +1,15 @@
 """Run a distributed training topology as local processes, with the TF_CONFIG a TFJob would inject.
 
 ``run_local_cluster`` picks free 127.0.0.1 ports, starts one ``task.py`` process per role
-(chief, ps, worker) in its own process group, streams their output prefixed with the role
-(``[worker-1] ...``) and supervises them:
+(chief, ps, worker) in its own process group, writes each task's whole output to its own log
+file (``<logs_dir>/worker-1.log``, every start of the task appended) and passes on only the
+task's own progress lines, prefixed with the role (``[worker-1] train: ...``): TensorFlow's and
+gRPC's messages and the tracebacks of a task being restarted stay in its file. It supervises them:
 
 - the chief (worker 0 without a chief) decides: its exit 0 is success, and the result is what it
   wrote to its result file;
-- a task that crashes is restarted on the same port, up to ``max_restarts`` times per task:
+- a task that crashes is restarted on the same port, up to ``max_restarts`` times per task, and
+  says so in one line (``train: worker-1 killed by SIGKILL during epoch 4; restarted 1/2, ...``):
   under parameter_server a worker comes back into the running job (the coordinator re-sends its
   work), a restarted chief resumes from the last BackupAndRestore checkpoint; under all_reduce
   the whole group restarts together (a collective cannot continue without a member) and resumes
@@ -29,6 +32,7 @@ import contextlib
 import json
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -49,7 +53,7 @@ from mlengine.components.shared.processes import (
     terminate_all,
 )
 from mlengine.components.train.task import READY_MARKER
-from mlengine.constants import ENV_LEGACY_KERAS, ENV_TF_CONFIG
+from mlengine.constants import ENV_LEGACY_KERAS, ENV_TF_CONFIG, HISTORY_FILE, REPLICA_LOGS_SUBDIR
 from mlengine.errors import MlengineError
 
 MAX_LOCAL_TASKS = 32
@@ -57,7 +61,9 @@ TERMINATE_GRACE_SECONDS = 5.0
 PEERS_FINISH_SECONDS = 60.0  # all_reduce: how long the other workers may take to exit after the chief
 TAIL_LINES = 20
 TASK_MODULE = "mlengine.components.train.task"
-# exit codes of task.py that no restart can fix
+# what a task says itself (trainer progress, its ready and error lines, Katib's metric lines): the
+# rest of its output (TensorFlow, gRPC, tracebacks) only goes to its log file
+PROGRESS_LINE = re.compile(r"^(train|mlengine-task)\b[^:]{0,40}:|^\w+=[-+.\w]+$")
 
 
 def _stderr(line: str) -> None:
@@ -97,6 +103,10 @@ class Task:
         self.finished = False  # exited 0 (all_reduce peers) and needs no more attention
         self.tail: deque[str] = deque(maxlen=TAIL_LINES)
         self.reader: threading.Thread | None = None
+        self.log_file: Path | None = None  # the task's whole output, every start appended
+
+    def log_note(self) -> str:
+        return f" (its output: {self.log_file})" if self.log_file is not None else ""
 
     @property
     def name(self) -> str:
@@ -125,12 +135,22 @@ class Task:
         with _LIVE_LOCK:
             _LIVE.add(self.proc)
         proc = self.proc
+        sink = self.log_file.open("a", encoding="utf-8", buffering=1) if self.log_file is not None else None
+        if sink is not None:
+            sink.write(f"--- {self.name} start {self.restarts + 1} (pid {proc.pid}) at "
+                       f"{time.strftime('%Y-%m-%d %H:%M:%S')} ---\n")
 
         def pump():
             assert proc.stdout is not None
-            for line in proc.stdout:
-                lines.put((self, proc, line.rstrip("\n")))
-            proc.stdout.close()
+            try:
+                for line in proc.stdout:
+                    if sink is not None:
+                        sink.write(line if line.endswith("\n") else line + "\n")
+                    lines.put((self, proc, line.rstrip("\n")))
+            finally:
+                proc.stdout.close()
+                if sink is not None:
+                    sink.close()
 
         self.reader = threading.Thread(target=pump, name=f"log-{self.name}", daemon=True)
         self.reader.start()
@@ -162,13 +182,16 @@ def default_command(task: Task, config_file: Path, result_file: Path) -> list[st
 
 def run_local_cluster(config, topology: Topology, *, max_restarts: int = 2, connect_timeout: float = 120,
                       timeout: float | None = None, base_port: int | None = None, work_dir: str | None = None,
-                      log: Callable[[str], None] = _stderr,
+                      logs_dir: str | None = None, log: Callable[[str], None] = _stderr,
                       command: Callable[[Task, Path, Path], list[str]] | None = None) -> dict:
     """Train ``config`` (a TrainConfig) on ``topology`` as local processes; return the chief's result.
 
     ``base_port`` uses consecutive ports from there (checked free) instead of random free ones;
-    ``command`` replaces the task program (tests use toy programs). Raises ``MlengineError`` on a bad
-    topology, a port in use, a task that never becomes ready, a failure after the restarts, a timeout.
+    ``command`` replaces the task program (tests use toy programs). Each task's whole output goes
+    to ``logs_dir/<task>.log`` (default: ``logs/`` in the model directory, or in the work
+    directory when the config names none); ``log`` gets the tasks' progress lines and one line per
+    restart. Raises ``MlengineError`` on a bad topology, a port in use, a task that never becomes
+    ready, a failure after the restarts, a timeout.
     """
     topology.validate()
     if max_restarts < 0:
@@ -211,6 +234,13 @@ def run_local_cluster(config, topology: Topology, *, max_restarts: int = 2, conn
         result_file.unlink()
     payload = json.loads(config.to_json()) if hasattr(config, "to_json") else dict(config)
     config_file.write_text(json.dumps({**payload, "strategy": strategy}, indent=1), encoding="utf-8")
+    model_dir = _model_dir_of(config)
+    logs = Path(logs_dir) if logs_dir else (Path(model_dir) if model_dir else work) / REPLICA_LOGS_SUBDIR
+    logs.mkdir(parents=True, exist_ok=True)
+    for task in tasks:
+        task.log_file = logs / f"{task.name}.log"
+        with contextlib.suppress(FileNotFoundError):
+            task.log_file.unlink()  # this run's output only
     make_command = command or default_command
     lines: queue.Queue = queue.Queue()
     base_env = dict(os.environ)
@@ -231,7 +261,8 @@ def run_local_cluster(config, topology: Topology, *, max_restarts: int = 2, conn
     def fail(message: str) -> MlengineError:
         return MlengineError(f"local cluster ({_shape(counts, strategy)}): {message}")
 
-    log(f"local cluster: {_shape(counts, strategy)} on {HOST} ports {ports[0]}..{ports[-1]}; logs prefixed by task")
+    log(f"train: local cluster: {_shape(counts, strategy)} on {HOST} ports {ports[0]}..{ports[-1]}; "
+        f"each task's full output in {logs}")
     began = time.monotonic()
     try:
         with _sigterm_as_interrupt():
@@ -246,7 +277,8 @@ def run_local_cluster(config, topology: Topology, *, max_restarts: int = 2, conn
                         if not task.ready and now - task.started_at > connect_timeout:
                             raise fail(f"{task.name} at {task.address} did not become ready within "
                                        f"{connect_timeout:.0f} s (it never started its server or never connected "
-                                       f"to the cluster); last output: {task.last_error_line() or 'none'}")
+                                       f"to the cluster); last output: {task.last_error_line() or 'none'}"
+                                       + task.log_note())
                         continue
                     if task.finished:
                         continue
@@ -261,14 +293,12 @@ def run_local_cluster(config, topology: Topology, *, max_restarts: int = 2, conn
                     reason = f"{task.name} failed ({describe_exit(code)})"
                     last = task.last_error_line()
                     if code in FINAL_EXIT_CODES:
-                        raise fail(f"{reason}: {last}" if last else reason)
+                        raise fail((f"{reason}: {last}" if last else reason) + task.log_note())
                     if task.restarts >= max_restarts:
                         raise fail(f"{reason} and its {max_restarts} restart(s) are used up"
-                                   + (f": {last}" if last else ""))
+                                   + (f": {last}" if last else "") + task.log_note())
                     task.restarts += 1
-                    log(f"local cluster: {reason}; restart {task.restarts}/{max_restarts}"
-                        + (" of the whole group (all_reduce)" if strategy == "all_reduce" else "")
-                        + "; training resumes from the last checkpoint")
+                    log(restart_line(task, code, max_restarts, strategy, lead, model_dir))
                     if strategy == "all_reduce":
                         restart_all(task)
                         break
@@ -282,6 +312,47 @@ def run_local_cluster(config, topology: Topology, *, max_restarts: int = 2, conn
             import shutil
 
             shutil.rmtree(owned_dir, ignore_errors=True)
+
+
+def _model_dir_of(config) -> str | None:
+    """The config's local model directory (None: a dict or toy config without one, or an s3:// URI)."""
+    model_dir = config.get("model_dir") if isinstance(config, dict) else getattr(config, "model_dir", None)
+    return model_dir if model_dir and "://" not in str(model_dir) else None
+
+
+def epochs_done(model_dir: str | None) -> int:
+    """Epochs the chief has recorded in history.json so far (0: none yet, or no model directory)."""
+    if not model_dir:
+        return 0
+    try:
+        history = json.loads((Path(model_dir) / HISTORY_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return 0
+    epochs = history.get("epoch") if isinstance(history, dict) else None
+    return int(epochs[-1]) if epochs else 0
+
+
+def restart_line(task: Task, code: int, max_restarts: int, strategy: str, lead: Task, model_dir: str | None) -> str:
+    """The one line a restart is: who, how it ended, during which epoch, and where training goes on from."""
+    done = epochs_done(model_dir)
+    when = f" during epoch {done + 1}" if model_dir else ""
+    line = f"train: {task.name} {_ended(code)}{when}; restarted {task.restarts}/{max_restarts}"
+    if strategy == "all_reduce":
+        line += " with the whole group (all_reduce)"
+    checkpoint = f"the epoch-{done} checkpoint" if done else "the start (no epoch was finished)"
+    if strategy == "all_reduce" or task is lead:
+        line += f", resuming from {checkpoint}"
+    elif task.task_type == "worker":
+        line += ", it rejoins the running job"
+    else:  # a ps: the variables it held are gone; the chief fails and resumes from the checkpoint
+        line += f", the chief resumes from {checkpoint}"
+    return line + f"{task.log_note()}"
+
+
+def _ended(code: int) -> str:
+    """``killed by SIGKILL`` / ``exited with code 1``, from describe_exit's words."""
+    text = describe_exit(code)
+    return text if text.startswith("killed") else "exited with " + text.removeprefix("exit ")
 
 
 def _shape(counts: dict[str, int], strategy: str) -> str:
@@ -299,7 +370,8 @@ def _pump(lines: queue.Queue, log: Callable[[str], None], wait: float) -> None:
         task.tail.append(line)
         if READY_MARKER in line and proc is task.proc:
             task.ready = True
-        log(f"[{task.name}] {line}")
+        if task.log_file is None or PROGRESS_LINE.search(line):
+            log(f"[{task.name}] {line}")
         try:
             item = lines.get_nowait()
         except queue.Empty:

@@ -3,7 +3,8 @@ than ``--max-connections``, while one legitimate client keeps predicting.
 
 A connection only takes a slot once its head is complete, unfinished heads have their own short
 deadline and a bounded pool, and refusals are logged at a bounded rate. Loopback only; every socket
-is closed; the slow clients run for a fixed number of rounds, not a wall-clock assertion.
+is closed; the slow clients run for a fixed number of rounds, not a wall-clock assertion. The
+full-size case (600 clients for 25 s, a 2 MB log bound) is in the fault-injection suite (``faults``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ HEAD_TIMEOUT_S = 1.0
 DRIP_INTERVAL_S = 0.25
 DRIP_ROUNDS = 24  # about 6 s of dribbling: each slow head outlives the head deadline several times over
 LOG_GROWTH_LIMIT_BYTES = 4096  # a few summary lines; one line per refusal would be tens of kilobytes
+FULL_SLOW_CLIENTS = 600  # the attack that answered 0% before the head deadline and slot rules
+FULL_DRIP_ROUNDS = 100  # 25 s of dribbling
+FULL_LOG_GROWTH_LIMIT_BYTES = 2 << 20
+MAX_LEGITIMATE_REQUESTS = 100_000  # a bound on the loop; the dribbling rounds end it first
 SLOW_HEAD = b"POST /v1/models/taxi:predict HTTP/1.1\r\nHost: x\r\nX-Slow: "
 
 
@@ -53,14 +58,15 @@ def open_slow(port: int, selector: selectors.BaseSelector) -> socket.socket:
     return sock
 
 
-def dribble(port: int, stop: threading.Event, stats: dict) -> None:
-    """SLOW_CLIENTS connections each sending one header byte per round; a closed one is reopened."""
+def dribble(port: int, stop: threading.Event, stats: dict, clients: int = SLOW_CLIENTS,
+            rounds: int = DRIP_ROUNDS) -> None:
+    """``clients`` connections each sending one header byte per round; a closed one is reopened."""
     selector = selectors.DefaultSelector()
     sockets: set[socket.socket] = set()
     try:
-        for _ in range(SLOW_CLIENTS):
+        for _ in range(clients):
             sockets.add(open_slow(port, selector))
-        for _ in range(DRIP_ROUNDS):
+        for _ in range(rounds):
             if stop.is_set():
                 break
             for key, _ in selector.select(timeout=0):
@@ -86,31 +92,53 @@ def dribble(port: int, stop: threading.Event, stats: dict) -> None:
         selector.close()
 
 
-def test_many_dribbling_heads_do_not_starve_a_legitimate_client(guarded_server, served_model_dir):
-    rows = sample_rows(load_spec(served_model_dir / "feature_spec.yaml"), 2, seed=7)
-    url = f"{guarded_server['url']}/v1/models/{NAME}:predict"
-    log = guarded_server["log"]
+def legitimate_requests_under_dribbling(server: dict, model_dir, clients: int, rounds: int) -> dict:
+    """One client predicting in a loop while ``clients`` dribble their heads for ``rounds`` rounds."""
+    rows = sample_rows(load_spec(model_dir / "feature_spec.yaml"), 2, seed=7)
+    url = f"{server['url']}/v1/models/{NAME}:predict"
+    log = server["log"]
     size_before = log.stat().st_size
     stop, stats = threading.Event(), {"closed": 0, "408": 0}
-    slow = threading.Thread(target=dribble, args=(guarded_server["port"], stop, stats))
+    slow = threading.Thread(target=dribble, args=(server["port"], stop, stats, clients, rounds))
     slow.start()
     statuses = []
+    began = time.monotonic()
     try:
         time.sleep(DRIP_INTERVAL_S * 4)  # the slow heads are all open before the first legitimate request
         with requests.Session() as session:
-            while slow.is_alive() and len(statuses) < 400:
+            while slow.is_alive() and len(statuses) < MAX_LEGITIMATE_REQUESTS:
                 statuses.append(session.post(url, json={"instances": rows}, timeout=30).status_code)
     finally:
         stop.set()
         slow.join(timeout=60)
     assert not slow.is_alive()
+    text = log.read_text(errors="replace")
+    return {"seconds": time.monotonic() - began, "statuses": statuses, "closed": stats["closed"], "408": stats["408"],
+            "log_growth": log.stat().st_size - size_before, "new_log": text[size_before:]}
+
+
+def test_many_dribbling_heads_do_not_starve_a_legitimate_client(guarded_server, served_model_dir):
+    seen = legitimate_requests_under_dribbling(guarded_server, served_model_dir, SLOW_CLIENTS, DRIP_ROUNDS)
+    statuses = seen["statuses"]
     assert len(statuses) >= 10
     assert statuses.count(200) >= 0.99 * len(statuses), statuses
-    assert stats["closed"] >= SLOW_CLIENTS  # the head deadline closed the dribblers (and they came back)
-    growth = log.stat().st_size - size_before
-    text = log.read_text(errors="replace")
-    assert growth < LOG_GROWTH_LIMIT_BYTES, text[size_before:][-2000:]
-    assert "Exceeded concurrency limit" not in text
+    assert seen["closed"] >= SLOW_CLIENTS  # the head deadline closed the dribblers (and they came back)
+    assert seen["log_growth"] < LOG_GROWTH_LIMIT_BYTES, seen["new_log"][-2000:]
+    assert "Exceeded concurrency limit" not in seen["new_log"]
+
+
+@pytest.mark.faults
+def test_600_clients_dribbling_for_25_s_leave_99_percent_of_requests_answered(guarded_server, served_model_dir):
+    seen = legitimate_requests_under_dribbling(guarded_server, served_model_dir, FULL_SLOW_CLIENTS, FULL_DRIP_ROUNDS)
+    statuses = seen["statuses"]
+    print(f"slow clients {FULL_SLOW_CLIENTS}, {FULL_DRIP_ROUNDS} rounds in {seen['seconds']:.1f} s: "
+          f"{statuses.count(200)}/{len(statuses)} "
+          f"answered 200, {seen['closed']} slow connections closed ({seen['408']} with 408), "
+          f"log +{seen['log_growth']} bytes")
+    assert len(statuses) >= 10
+    assert statuses.count(200) >= 0.99 * len(statuses), sorted(set(statuses))
+    assert seen["closed"] >= FULL_SLOW_CLIENTS
+    assert seen["log_growth"] < FULL_LOG_GROWTH_LIMIT_BYTES, seen["new_log"][-2000:]
 
 
 def test_the_head_deadline_closes_a_dribbling_connection_with_408(guarded_server):

@@ -13,7 +13,7 @@ from mlengine import synthetic
 from mlengine.components.ingest.executor import run as run_ingest
 from mlengine.components.ingest.report import render_statistics_markdown
 from mlengine.components.ingest.statistics import QUANTILE_LEVELS
-from mlengine.components.shared.featurespec import load_spec
+from mlengine.components.shared.featurespec import SplitSpec, load_spec
 from mlengine.constants import SPEC_FILE, SPLIT_FRACTIONS, SPLITS
 from tests.ingest_fixtures import ingest, read_csv_rows
 
@@ -30,7 +30,8 @@ def taxi_csv(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def clean_run(taxi_csv, tmp_path_factory):
-    return ingest(taxi_csv, tmp_path_factory.mktemp("clean"))
+    # 4,000 rows: the spec's own split.min_rows holds
+    return ingest(taxi_csv, tmp_path_factory.mktemp("clean"), min_split_rows=SplitSpec().min_rows)
 
 
 def test_counts_and_split_fractions(clean_run):

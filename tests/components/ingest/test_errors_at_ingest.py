@@ -38,7 +38,7 @@ def test_every_row_rejected_is_one_line_with_the_top_reasons_and_counts(tmp_path
 
 
 def test_a_large_rejected_share_warns_and_the_share_is_configurable(tmp_path, caplog):
-    rows = [["1", "paris", "1"]] * 8 + [["50", "paris", "1"]] * 2  # 20% rejected
+    rows = [[str(x), "paris", "1"] for x in range(8)] + [["50", "paris", "1"]] * 2  # 20% rejected
     path = write_csv_rows(tmp_path / "some.csv", HEADER, rows)
     with caplog.at_level(logging.WARNING, logger="mlengine.ingest"):
         result = ingest(path, tmp_path / "a", spec=spec_from_dict(SPEC)).result

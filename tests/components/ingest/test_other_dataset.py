@@ -50,7 +50,7 @@ def test_house_prices_ingest(tmp_path):
     rows[8][2] = "Smith, Jones & Co"  # the csv writer quotes it
     path = write_csv_rows(tmp_path / "houses.csv",
                           ["listing_id", "price", "agent", "neighborhood", "sqft", "bedrooms", "year_built"], rows)
-    run = ingest(path, tmp_path / "out", spec=spec)
+    run = ingest(path, tmp_path / "out", spec=spec, min_split_rows=spec.split.min_rows)  # the spec as written
     result = run.result
     assert result.rows_read == ROWS
     assert result.rows_rejected == 3

@@ -102,6 +102,7 @@ def test_feature_spec_loader_refuses_the_bomb(tmp_path: Path) -> None:
         load_spec(path)
 
 
+@pytest.mark.faults
 def test_cli_run_with_the_bomb_spec_exits_2_in_one_line(tmp_path: Path) -> None:
     bomb = tmp_path / "bomb.yaml"
     bomb.write_text(_bomb(), encoding="utf-8")

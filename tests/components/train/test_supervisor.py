@@ -48,6 +48,7 @@ def toy(tmp_path, monkeypatch):
         return result
 
     run.state = state
+    run.work = tmp_path / "work"
     return run
 
 
@@ -70,7 +71,13 @@ def test_crashed_worker_is_restarted_and_the_job_finishes(toy):
     assert result["restarts"] == {"worker-0": 1}
     assert result["restarts_by_role"] == {"ps": 0, "worker": 1, "chief": 0}
     assert (toy.state / "worker-0.starts").read_text() == "2"
-    assert any("worker-0 failed (exit code 1); restart 1/2" in line for line in toy.lines)
+    restarts = [line for line in toy.lines if "restarted" in line]
+    assert len(restarts) == 1 and restarts[0].startswith(
+        "train: worker-0 exited with code 1; restarted 1/2, it rejoins the running job"), toy.lines
+    # the task's own words reach the log only in its file, both starts of it
+    assert not any("crashing on purpose" in line for line in toy.lines)
+    worker_log = (toy.work / "logs" / "worker-0.log").read_text()
+    assert worker_log.count("--- worker-0 start ") == 2 and "worker crashing on purpose" in worker_log
     assert child_processes() == []
 
 
