@@ -66,6 +66,7 @@ from mlengine.components.ingest.worker import (
     TEMP_REJECTS_GLOB,
     TaskContext,
     TaskOutcome,
+    add_counts,
     init_worker,
     run_task,
 )
@@ -265,11 +266,7 @@ class _Merger:
 
     def add(self, task: Task, outcome: TaskOutcome) -> None:
         result = self.result
-        result.rows_read += outcome.rows_read
-        result.rows_ok += outcome.rows_ok
-        result.rows_rejected += outcome.rows_rejected
-        result.blank_lines += outcome.blank_lines
-        self.reasons.update(outcome.reasons)
+        add_counts(result, outcome, self.reasons)
         for split in SPLITS:
             result.rows_per_split[split] += outcome.rows_per_split[split]
         self.moments[task.index] = (outcome.train.detach_moments(), outcome.other.detach_moments())
