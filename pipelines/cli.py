@@ -53,6 +53,9 @@ def add_cli(subparsers) -> None:
     run.add_argument("--tune-algorithm", help="tpe, random or grid")
     run.add_argument("--workers", type=int, help="training workers (local processes / TFJob replicas)")
     run.add_argument("--ps", type=int, help="parameter servers")
+    run.add_argument("--ingest-workers", type=int,
+                     help="ingest's worker processes (default 0: one per core the step may use; --workers are "
+                          "the training workers); the ingested data does not depend on it")
     run.add_argument("--strategy", choices=["auto", "parameter_server", "all_reduce", "none"])
     run.add_argument("--resume", action="store_true",
                      help="reuse the finished steps (ingest, tuning, training) of any earlier run in the same --out "
@@ -114,6 +117,7 @@ def _run_params(args: argparse.Namespace) -> dict:
         "keep_serving": True if args.keep_serving else None,
         "runner": None if args.data_runner == "local" else args.data_runner,
         "beam_options": " ".join(args.beam_option),
+        "ingest_workers": args.ingest_workers,
     }
     return {key: value for key, value in params.items() if value not in (None, "")}
 
@@ -136,6 +140,8 @@ def _run(args: argparse.Namespace) -> int:
     # run_training_locally checks that Beam is installed, before anything is written
     if check_runner(args.data_runner) != RUNNER_BEAM and args.beam_option:
         raise MlengineError("--beam-option needs --data-runner beam")
+    if args.ingest_workers is not None and args.ingest_workers < 0:
+        raise MlengineError(f"--ingest-workers {args.ingest_workers}: must be 0 (one per core) or more")
     if args.data is None and args.rows < 100:
         raise MlengineError(f"--rows {args.rows}: need at least 100 rows to split into train/eval/test")
     if (args.spec and "://" not in args.spec) or args.data:

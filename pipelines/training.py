@@ -74,6 +74,7 @@ def training_pipeline(
     keep_serving: bool = False,
     runner: str = "local",
     beam_options: str = "",
+    ingest_workers: int = 0,
 ) -> TrainingOutputs:
     """Raw CSV to a served model: ingest, tune, transform, train, evaluate, deploy when blessed.
 
@@ -108,12 +109,14 @@ def training_pipeline(
             same logic as an Apache Beam pipeline; needs the beam extra in the image).
         beam_options: with runner beam, Beam pipeline options separated by spaces (default: Beam's
             in-process runner; e.g. --runner=PortableRunner --job_endpoint=HOST:8099 for Flink).
+        ingest_workers: ingest's worker processes with runner local (0: one per core the step may
+            use); the splits, rejects and statistics do not depend on it.
     """
     # shared_claim: "" on this machine; on a cluster a ReadWriteMany PVC this run creates for the TFJob
     # pods, deleted when the steps end, failed or not (pipelines/platform.py)
     with platform.shared_volume() as shared_claim:
         ingest_task = ingest(data_uri=data_uri, spec_uri=spec_uri, split_seed=split_seed,
-                             runner=runner, beam_options=beam_options)
+                             runner=runner, beam_options=beam_options, workers=ingest_workers)
         ingest_task.set_display_name("ingest raw CSV")
 
         tune_task = tune(
