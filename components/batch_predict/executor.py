@@ -15,7 +15,9 @@ rows_rejected`` always holds and is written to ``batch_prediction.json``.
 
 from __future__ import annotations
 
+import io
 import json
+import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -36,6 +38,8 @@ ROW_COLUMN = "row"
 PREDICTION_COLUMN = "prediction"
 PROGRESS_EVERY_ROWS = 500_000
 PREFETCH_BATCHES = 2  # batches read and validated ahead of the model call
+MAX_BAD_VALUES = 8  # distinct bad cells in a column of a batch taken one by one; more: one regex pass
+MAX_HEADER_BYTES = 1 << 26  # a header line longer than this is not CSV
 _clock = time.monotonic  # one clock for every timing (a test moves it)
 
 
@@ -166,18 +170,25 @@ class _FileBatches:
         from mlengine.components.shared import storage
 
         with storage.open_binary(self.uri) as stream:
+            header = stream.readline(MAX_HEADER_BYTES)
             try:
-                # one thread: the invalid-row handler then knows each line's number
-                reader = pacsv.open_csv(
-                    stream, read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False),
-                    parse_options=pacsv.ParseOptions(invalid_row_handler=self._on_invalid),
-                    convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(self.names, pa.string()),
-                                                         strings_can_be_null=False))
+                columns = pacsv.read_csv(pa.py_buffer(header)).column_names
             except pa.ArrowInvalid as err:
                 raise DataError(f"{self.uri}: cannot read the CSV header: {err}") from None
-            missing = [n for n in self.names if n not in reader.schema.names]
+            missing = [n for n in self.names if n not in columns]
             if missing:
                 raise DataError(f"{self.uri}: header has no column {missing[0]!r} (the model's feature spec needs it)")
+            try:
+                # one thread: the invalid-row handler then knows each line's number; only the columns
+                # used are converted (a column left out is still counted, for ragged rows)
+                reader = pacsv.open_csv(
+                    _Prefixed(header, stream),
+                    read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False),
+                    parse_options=pacsv.ParseOptions(invalid_row_handler=self._on_invalid),
+                    convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(self.names, pa.string()),
+                                                         include_columns=self.names, strings_can_be_null=False))
+            except pa.ArrowInvalid as err:
+                raise DataError(f"{self.uri}: cannot read the CSV header: {err}") from None
             pending, pending_rows, parsed = [], 0, 0
             while True:
                 try:
@@ -206,21 +217,73 @@ class _FileBatches:
         return table, index
 
 
+class _Prefixed(io.RawIOBase):
+    """A stream whose first bytes were read already (the header line): those, then the rest."""
+
+    def __init__(self, head: bytes, rest):
+        self.head, self.rest = head, rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if self.head:
+            count = min(len(buffer), len(self.head))
+            buffer[:count] = self.head[:count]
+            self.head = self.head[count:]
+            return count
+        data = self.rest.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+
 # a number, or nan/inf (caught later as not finite), with optional blanks around: one regex pass in C++
 _NUMBER = r"^\s*[-+]?(([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?|nan|inf|infinity)\s*$"
 
 
 def parse_numbers(array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """CSV cells (strings) -> float64 (NaN where not a number), blank mask, not-a-number mask; in Arrow's C++."""
+    """CSV cells (strings) -> float64 (NaN where not a number), blank mask, not-a-number mask; in Arrow's C++.
+
+    A column of clean numbers is one cast. A column with bad cells usually has few distinct bad
+    values (blanks, ``NA``): the cast names the first one, its cells become nulls, and the cast is
+    tried again (``MAX_BAD_VALUES`` times); else a regex over every cell tells the kinds apart.
+    """
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    try:  # the common case, a column of clean numbers: one parse, no regex
-        values = pc.cast(array, pa.float64())
-        clean = np.zeros(len(array), dtype=bool)
-        return values.to_numpy(zero_copy_only=False), clean, clean
-    except pa.ArrowInvalid:
-        pass
+    rows = len(array)
+    blank, junk = np.zeros(rows, dtype=bool), np.zeros(rows, dtype=bool)
+    cells = array
+    for _ in range(MAX_BAD_VALUES + 1):
+        try:
+            values = pc.cast(cells, pa.float64()).to_numpy(zero_copy_only=False)  # nulls -> NaN
+            return values, blank, junk
+        except pa.ArrowInvalid as err:
+            bad = _bad_cell(str(err))
+        if bad is None or re.match(_NUMBER, bad, re.IGNORECASE):  # unknown message, or blanks around a number
+            break
+        mask = pc.equal(array, bad)
+        found = mask.to_numpy(zero_copy_only=False)
+        if not found.any():
+            break
+        (blank if bad == "" else junk)[found] = True
+        cells = pc.if_else(mask, pa.scalar(None, pa.string()), cells)
+    return _parse_dirty(array)
+
+
+def _bad_cell(message: str) -> str | None:
+    """The cell a failed string -> double cast names, or None if the message has another form."""
+    prefix, suffix = "Failed to parse string: '", "' as a scalar of type double"
+    if message.startswith(prefix) and message.endswith(suffix):
+        return message[len(prefix):-len(suffix)]
+    return None
+
+
+def _parse_dirty(array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cells with blanks or junk among the numbers: each kind found by a regex over every cell."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     blank = pc.equal(array, "")
     number = pc.match_substring_regex(array, _NUMBER, ignore_case=True)
     junk = pc.invert(pc.or_(blank, number))
@@ -303,7 +366,6 @@ def run(model_dir: str, data_uri: str, out_dir: str, *, keep: str | Sequence[str
     Returns:
         The counts, paths and timings (also written to ``batch_prediction.json``).
     """
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from mlengine.components.batch_predict import report
@@ -318,7 +380,8 @@ def run(model_dir: str, data_uri: str, out_dir: str, *, keep: str | Sequence[str
             raise MlengineError(f"--keep {name!r}: that name is the output's own column")
     started = _clock()
     # the model call is one big matmul chain per batch: intra-op threads on every core; the reader and
-    # validators mostly wait on the same cores in C++ (GIL released), so the pools overlap, not split
+    # validators mostly wait on the same cores in C++ (GIL released), so the pools overlap, not split.
+    # (Batches predicted in parallel, one TF thread each, were slower on 2 shared cores: 0.18x against 0.34x.)
     model = load_model_dir(model_dir, tf_threads=threads)
     load_seconds = _clock() - started
     spec = model.spec
@@ -350,26 +413,18 @@ def run(model_dir: str, data_uri: str, out_dir: str, *, keep: str | Sequence[str
                     offset += item["file_rows"]
                     counts["rows_read"] = counts["rows_predicted"] + counts["rows_rejected"]
                     continue
-                table, file_index, columns, ok, reasons = (item[k] for k in ("table", "index", "columns", "ok",
-                                                                             "reasons"))
+                table, file_index, ok, reasons = (item[k] for k in ("table", "index", "ok", "reasons"))
                 row_numbers = offset + file_index
                 for index in np.flatnonzero(~ok):
                     rejects.write(json.dumps({"file": uri, "row": int(row_numbers[index]),
                                               "file_row": int(file_index[index]), "reason": reasons[index]}) + "\n")
                 if ok.any():
-                    every = bool(ok.all())
-                    valid = columns if every else {name: values[ok] for name, values in columns.items()}
+                    columns = item["columns"]
+                    valid = columns if ok.all() else {name: values[ok] for name, values in columns.items()}
                     tick = time.perf_counter()
-                    predictions = np.asarray(model({n: valid[n] for n in names}), np.float32)
+                    predictions = _predict(model, names, valid)
                     model_seconds += time.perf_counter() - tick
-                    output = {ROW_COLUMN: pa.array(row_numbers if every else row_numbers[ok])}
-                    for name in keep:
-                        if name in valid:  # a feature: the validated, typed values
-                            output[name] = pa.array(valid[name])
-                        else:
-                            output[name] = table.column(name) if every else table.column(name).filter(pa.array(ok))
-                    output[PREDICTION_COLUMN] = pa.array(predictions)
-                    result = pa.table(output)
+                    result = _output_table(table, row_numbers, ok, valid, keep, predictions)
                     if writer is None:
                         # row numbers and predictions are nearly all distinct: dictionaries only cost time
                         writer = pq.ParquetWriter(out / OUTPUT_PART.format(index=0), result.schema,
@@ -415,6 +470,27 @@ def _read_batches(files: list[str], names: list[str], batch_rows: int) -> Iterat
         ragged, batches.ragged = batches.ragged, []
         yield {"uri": uri, "offset": offset, "table": None, "ragged": ragged, "file_rows": batches.rows}
         offset += batches.rows
+
+
+def _predict(model, names: list[str], valid: dict[str, np.ndarray]) -> np.ndarray:
+    """The model's predictions for validated columns (one call, on the calling thread)."""
+    return np.asarray(model({n: valid[n] for n in names}), np.float32)
+
+
+def _output_table(table, row_numbers: np.ndarray, ok: np.ndarray, valid: dict[str, np.ndarray], keep: list[str],
+                  predictions: np.ndarray):
+    """The output rows of one batch (its valid rows): ``row``, the kept columns, the model's outputs."""
+    import pyarrow as pa
+
+    every = bool(ok.all())
+    output = {ROW_COLUMN: pa.array(row_numbers if every else row_numbers[ok])}
+    for name in keep:
+        if name in valid:  # a feature: the validated, typed values
+            output[name] = pa.array(valid[name])
+        else:
+            output[name] = table.column(name) if every else table.column(name).filter(pa.array(ok))
+    output[PREDICTION_COLUMN] = pa.array(predictions)
+    return pa.table(output)
 
 
 def _validated_batches(files: list[str], names: list[str], spec, batch_rows: int, workers: int,
