@@ -48,7 +48,9 @@ class BatchPredictResult:
     """What one batch prediction did.
 
     ``rows_per_second`` is ``rows_read / predict_seconds``: the time from the first batch to the
-    last written row, without the model load (``load_seconds``); ``seconds`` is the whole run.
+    last written row, without the model load (``load_seconds``); ``seconds`` is the whole run;
+    ``model_seconds`` is the time in model calls summed over the worker threads (batches are
+    predicted in parallel, so it may exceed ``predict_seconds``).
     """
 
     rows_read: int
@@ -358,8 +360,9 @@ def run(model_dir: str, data_uri: str, out_dir: str, *, keep: str | Sequence[str
             feature spec keep the spec's type (int64 / float32), others keep the input's.
         batch_rows: rows per model call and per output row group.
         csv_output: also write predictions-00000.csv.
-        threads: cores to use (default: every core this process may run on): the validation
-            threads and TensorFlow's intra-/inter-op pools are sized from it.
+        threads: cores to use (default: every core this process may run on): that many worker
+            threads each validate and predict a batch at a time (TensorFlow: one intra-op thread
+            per call, ``threads`` inter-op threads), so predictions do not depend on it.
         prefetch: batches read and validated ahead of the model (bounds the memory: each is
             ``batch_rows`` rows).
 
@@ -370,6 +373,7 @@ def run(model_dir: str, data_uri: str, out_dir: str, *, keep: str | Sequence[str
 
     from mlengine.components.batch_predict import report
     from mlengine.components.shared.savedmodel import load_model_dir
+    from mlengine.components.shared.tf import configure_tf_threads
 
     if batch_rows < 1 or prefetch < 1:
         raise MlengineError(f"batch_rows and prefetch must be positive, got {batch_rows} and {prefetch}")
@@ -379,10 +383,10 @@ def run(model_dir: str, data_uri: str, out_dir: str, *, keep: str | Sequence[str
         if name in (ROW_COLUMN, PREDICTION_COLUMN):
             raise MlengineError(f"--keep {name!r}: that name is the output's own column")
     started = _clock()
-    # the model call is one big matmul chain per batch: intra-op threads on every core; the reader and
-    # validators mostly wait on the same cores in C++ (GIL released), so the pools overlap, not split.
-    # (Batches predicted in parallel, one TF thread each, were slower on 2 shared cores: 0.18x against 0.34x.)
-    model = load_model_dir(model_dir, tf_threads=threads)
+    # batches are predicted in parallel, one per worker thread, each model call on one TF thread: no
+    # call waits on a shard whose core the reader took, and a batch's result does not depend on `threads`
+    configure_tf_threads(threads, intra_op=1)
+    model = load_model_dir(model_dir)
     load_seconds = _clock() - started
     spec = model.spec
     names = list(spec.column_names)
@@ -401,9 +405,10 @@ def run(model_dir: str, data_uri: str, out_dir: str, *, keep: str | Sequence[str
     try:
         rejects = (out / REJECTS_FILE).open("w", encoding="utf-8")
         with rejects:
-            batches = _validated_batches(files, list(dict.fromkeys([*names, *keep])), spec, batch_rows,
-                                         workers=max(1, threads - 1), prefetch=prefetch)
-            for item in _prefetched(batches, depth=prefetch):
+            batches = _predicted_batches(files, list(dict.fromkeys([*names, *keep])), spec, batch_rows,
+                                         predict=lambda valid: _predict(model, names, valid), workers=threads,
+                                         prefetch=prefetch)
+            for item in batches:
                 uri, offset = item["uri"], item["offset"]
                 for index, reason in item["ragged"]:
                     rejects.write(json.dumps({"file": uri, "row": offset + index, "file_row": index,
@@ -418,13 +423,9 @@ def run(model_dir: str, data_uri: str, out_dir: str, *, keep: str | Sequence[str
                 for index in np.flatnonzero(~ok):
                     rejects.write(json.dumps({"file": uri, "row": int(row_numbers[index]),
                                               "file_row": int(file_index[index]), "reason": reasons[index]}) + "\n")
-                if ok.any():
-                    columns = item["columns"]
-                    valid = columns if ok.all() else {name: values[ok] for name, values in columns.items()}
-                    tick = time.perf_counter()
-                    predictions = _predict(model, names, valid)
-                    model_seconds += time.perf_counter() - tick
-                    result = _output_table(table, row_numbers, ok, valid, keep, predictions)
+                if item["predictions"] is not None:
+                    model_seconds += item["model_seconds"]
+                    result = _output_table(table, row_numbers, ok, item["valid"], keep, item["predictions"])
                     if writer is None:
                         # row numbers and predictions are nearly all distinct: dictionaries only cost time
                         writer = pq.ParquetWriter(out / OUTPUT_PART.format(index=0), result.schema,
@@ -493,33 +494,48 @@ def _output_table(table, row_numbers: np.ndarray, ok: np.ndarray, valid: dict[st
     return pa.table(output)
 
 
-def _validated_batches(files: list[str], names: list[str], spec, batch_rows: int, workers: int,
+def _validate_and_predict(table, spec, predict) -> dict:
+    """One batch on one worker thread: validated, then its valid rows predicted."""
+    columns, ok, reasons = validate(table, spec)
+    result = {"ok": ok, "reasons": reasons, "valid": None, "predictions": None, "model_seconds": 0.0}
+    if ok.any():
+        valid = columns if ok.all() else {name: values[ok] for name, values in columns.items()}
+        tick = time.perf_counter()
+        result.update(valid=valid, predictions=predict(valid), model_seconds=time.perf_counter() - tick)
+    return result
+
+
+def _predicted_batches(files: list[str], names: list[str], spec, batch_rows: int, predict, workers: int,
                        prefetch: int) -> Iterator[dict]:
-    """Read (one thread: CSV line numbers need a sequential parser) and validate (``workers`` threads)
-    every file's batches, in input order, at most ``prefetch`` batches ahead of the consumer: reading,
-    validating and predicting then overlap, each in C++ code that releases the GIL."""
+    """Every file's batches read (one thread: CSV line numbers need a sequential parser), then
+    validated and predicted, each batch on one of ``workers`` threads, handed back in input order.
+
+    At most ``workers + prefetch`` batches are in flight (bounded memory). Reading, validating and
+    predicting overlap in C++ code that releases the GIL (Arrow, numpy, TensorFlow).
+    """
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
     pending: deque = deque()
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="batch-predict-validate") as pool:
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="batch-predict") as pool:
         try:
             for item in _prefetched(_read_batches(files, names, batch_rows), depth=prefetch):
-                work = pool.submit(validate, item["table"], spec) if item["table"] is not None else None
+                work = (pool.submit(_validate_and_predict, item["table"], spec, predict)
+                        if item["table"] is not None else None)
                 pending.append((item, work))
-                while len(pending) > prefetch:  # bounded: in order, the oldest first
-                    yield _validated(*pending.popleft())
+                while len(pending) > workers + prefetch - 1:  # bounded: in order, the oldest first
+                    yield _finished(*pending.popleft())
             while pending:
-                yield _validated(*pending.popleft())
+                yield _finished(*pending.popleft())
         finally:
             for _item, work in pending:
                 if work is not None:
                     work.cancel()
 
 
-def _validated(item: dict, work) -> dict:
+def _finished(item: dict, work) -> dict:
     if work is not None:
-        item["columns"], item["ok"], item["reasons"] = work.result()
+        item.update(work.result())
     return item
 
 
