@@ -8,10 +8,12 @@ already in memory (no reading, validating or writing). Checks: every valid row's
 equals the in-process one to float tolerance, every dirty row is in rejects.jsonl with a reason,
 ``rows_read = rows_predicted + rows_rejected``. Writes bench/results/batch_predict.json.
 
+``--repeats N`` (default 3) interleaves N runs of batch prediction and of the in-process baseline
+and keeps the best of each (the ratio is then less at the mercy of a shared machine's load).
 ``--cores 1,2`` also runs the CSV batch prediction under ``taskset`` on that many cores (a scaling
 view); ``--readme`` writes the table into bench/README.md.
 
-``python -m bench.bench_batch_predict [--rows 1000000] [--cores 1,2] [--readme]``
+``python -m bench.bench_batch_predict [--rows 1000000] [--repeats 3] [--cores 1,2] [--readme]``
 """
 
 from __future__ import annotations
@@ -111,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--cores", default="", help="comma-separated core counts for a taskset scaling view, e.g. 1,2")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="interleaved runs of batch prediction and in-process predict, the best of each "
+                             "(the machine may be shared: the best run is the least disturbed one)")
     parser.add_argument("--readme", action="store_true", help="write the table into bench/README.md")
     args = parser.parse_args(argv)
     raw = list(sys.argv[1:] if argv is None else argv)
@@ -120,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from mlengine.synthetic import write_csv
 
-    results: dict = {"batch_rows": BATCH_ROWS, "sizes": {}}
+    results: dict = {"batch_rows": BATCH_ROWS, "repeats": args.repeats, "sizes": {}}
     with tempfile.TemporaryDirectory(prefix="mlengine-bench-batch-") as tmp:
         work = Path(tmp)
         model_dir = train_default_model(work / "model")
@@ -128,13 +133,21 @@ def main(argv: list[str] | None = None) -> int:
             csv_path = work / f"rows-{rows}.csv"
             counts = write_csv(csv_path, rows, seed=5, dirty_fraction=DIRTY_FRACTION)
             _log(f"bench: {rows:,} rows ({counts['dirty_rows']:,} dirty) -> batch-predict")
-            summary = run_batch(model_dir, csv_path, work / f"out-{rows}")
+            largest = rows == args.rows
+            # the largest size: batch prediction and in-process predict interleaved, the best of each
+            summary, rate_model, expected = None, 0.0, None
+            for _ in range(args.repeats if largest else 1):
+                run = run_batch(model_dir, csv_path, work / f"out-{rows}")
+                if summary is None or run["rows_per_second"] > summary["rows_per_second"]:
+                    summary = run
+                if largest:
+                    rate, expected = in_process_rate(model_dir, csv_path)
+                    rate_model = max(rate_model, rate)
             rate_batch = summary["rows_per_second"]
             entry = {"rows": rows, "dirty_rows": counts["dirty_rows"], **{k: summary[k] for k in (
                 "rows_read", "rows_predicted", "rows_rejected", "seconds", "load_seconds", "model_seconds",
                 "peak_rss_mb")}, "batch_rows_per_second": rate_batch}
-            if rows == args.rows:
-                rate_model, expected = in_process_rate(model_dir, csv_path)
+            if largest:
                 table = pq.ParquetDataset(sorted(str(p) for p in (work / f"out-{rows}").glob("*.parquet"))).read()
                 got_rows = table.column("row").to_numpy()
                 got = table.column("prediction").to_numpy()
@@ -161,17 +174,21 @@ def main(argv: list[str] | None = None) -> int:
         columns = generate_columns(args.rows, seed=6)
         parquet_path = work / "rows.parquet"
         pq.write_table(pa.table(columns), parquet_path, row_group_size=BATCH_ROWS)
-        summary = run_batch(model_dir, parquet_path, work / "out-parquet")
-        rate_batch = summary["rows_per_second"]
         from mlengine.components.shared.savedmodel import load_model_dir
 
         model = load_model_dir(model_dir)
         typed = {c.name: columns[c.name].astype(c.dtypes.numpy) for c in model.spec.columns}
         model({n: v[:BATCH_ROWS] for n, v in typed.items()})
-        started = time.perf_counter()
-        for start in range(0, args.rows, BATCH_ROWS):
-            model({n: v[start:start + BATCH_ROWS] for n, v in typed.items()})
-        rate_model = args.rows / (time.perf_counter() - started)
+        summary, rate_model = None, 0.0
+        for _ in range(args.repeats):
+            run = run_batch(model_dir, parquet_path, work / "out-parquet")
+            if summary is None or run["rows_per_second"] > summary["rows_per_second"]:
+                summary = run
+            started = time.perf_counter()
+            for start in range(0, args.rows, BATCH_ROWS):
+                model({n: v[start:start + BATCH_ROWS] for n, v in typed.items()})
+            rate_model = max(rate_model, args.rows / (time.perf_counter() - started))
+        rate_batch = summary["rows_per_second"]
         for cores in [int(c) for c in args.cores.split(",") if c.strip()]:
             scaled = run_batch(model_dir, work / f"rows-{args.rows}.csv", work / f"out-cores-{cores}", cores)
             results.setdefault("cores", {})[str(cores)] = {"batch_rows_per_second": scaled["rows_per_second"]}
@@ -189,6 +206,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.readme:
         write_readme(results, " ".join(["python -m bench.bench_batch_predict", *raw]))
     return 0
+
+
+def _machine() -> str:
+    """The CPU count and model (Linux: /proc/cpuinfo)."""
+    import os
+    import platform
+
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), model)
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores ({model})"
 
 
 def write_readme(results: dict, command: str) -> None:
@@ -209,9 +240,11 @@ def write_readme(results: dict, command: str) -> None:
     write_section("batch_predict", "\n".join([
         "## Batch prediction vs in-process predict",
         "",
-        f"batches of {results['batch_rows']:,} rows, load average at the end {os.getloadavg()[0]:.2f}"
+        f"batches of {results['batch_rows']:,} rows, best of {results.get('repeats', 1)} interleaved runs of "
+        f"each (batch prediction in its own process, in-process predict on columns already in memory), "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average at the end {os.getloadavg()[0]:.2f}"
         + (f"; peak RSS ratio 5x rows / 1x rows {memory:.2f}" if memory else "")
-        + f"; {os.cpu_count()} cores; `{command}`:",
+        + f"; {_machine()}; `{command}`:",
         "",
         markdown_table(["input", "in-process rows/s (baseline)", "batch-predict rows/s", "ratio", "peak RSS MB"],
                        rows),

@@ -45,12 +45,17 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _timed(command: list[str], cores: list[int], env_extra: dict[str, str] | None = None) -> float:
-    """Seconds one whole process takes under ``taskset -c cores``; raises with its stderr if it fails."""
+def _timed(command: list[str], cores: list[int], env_extra: dict[str, str] | None = None,
+           cwd: Path | None = None) -> float:
+    """Seconds one whole process takes under ``taskset -c cores``; raises with its stderr if it fails.
+
+    ``cwd``: run there. A ``python -c`` child puts its working directory first on ``sys.path``: from
+    the repository root it would import this checkout's ``mlengine`` before a ``PYTHONPATH`` baseline.
+    """
     env = {**os.environ, "OMP_NUM_THREADS": str(len(cores)), **(env_extra or {})}
     pinned = ["taskset", "-c", ",".join(str(c) for c in cores), *command]
     started = time.perf_counter()
-    proc = subprocess.run(pinned, env=env, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S)
+    proc = subprocess.run(pinned, env=env, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S, cwd=cwd)
     seconds = time.perf_counter() - started
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(pinned)}: exit {proc.returncode}: {proc.stderr.strip()[-500:]}")
@@ -74,7 +79,7 @@ def measure(csv_path: Path, rows: int, core_counts: list[int], repeats: int, bas
     for repeat in range(repeats):
         for n in core_counts:
             for name, (command, env) in commands.items():
-                seconds = _timed(command, available[:n], env)
+                seconds = _timed(command, available[:n], env, cwd=work)
                 times[name][n].append(round(seconds, 4))
                 _log(f"bench: scaling round {repeat + 1}/{repeats}: {name} on {n} core(s): {seconds:.2f}s")
     summary = json.loads((work / "new" / "statistics" / "statistics.json").read_text(encoding="utf-8"))["ingest"]

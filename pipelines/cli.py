@@ -60,6 +60,9 @@ def add_cli(subparsers) -> None:
     run.add_argument("--tune-algorithm", help="tpe, random or grid")
     run.add_argument("--workers", type=int, help="training workers (local processes / TFJob replicas)")
     run.add_argument("--ps", type=int, help="parameter servers")
+    run.add_argument("--ingest-workers", type=int,
+                     help="ingest's worker processes (default 0: one per core the step may use; --workers are "
+                          "the training workers); the ingested data does not depend on it")
     run.add_argument("--strategy", choices=["auto", "parameter_server", "all_reduce", "none"])
     run.add_argument("--model-module", metavar="FILE",
                      help="your own model: a Python file whose build_model(features, hp) is the network's body "
@@ -151,6 +154,7 @@ def _run_params(args: argparse.Namespace, module=None) -> dict:
         "runner": None if args.data_runner == "local" else args.data_runner,
         "beam_options": " ".join(args.beam_option),
         "model_module": args.model_module,
+        "ingest_workers": args.ingest_workers,
     }
     return {key: value for key, value in params.items() if value not in (None, "")}
 
@@ -185,6 +189,8 @@ def _run(args: argparse.Namespace) -> int:
     # run_training_locally checks that Beam is installed, before anything is written
     if check_runner(args.data_runner) != RUNNER_BEAM and args.beam_option:
         raise MlengineError("--beam-option needs --data-runner beam")
+    if args.ingest_workers is not None and args.ingest_workers < 0:
+        raise MlengineError(f"--ingest-workers {args.ingest_workers}: must be 0 (one per core) or more")
     if args.data is None and args.rows < 100:
         raise MlengineError(f"--rows {args.rows}: need at least 100 rows to split into train/eval/test")
     if (args.spec and "://" not in args.spec) or args.data:

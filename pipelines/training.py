@@ -79,6 +79,7 @@ def training_pipeline(
     runner: str = "local",
     beam_options: str = "",
     model_module: str = "",
+    ingest_workers: int = 0,
 ) -> TrainingOutputs:
     """Raw CSV to a served model: ingest, tune, transform, train, evaluate, deploy when blessed.
 
@@ -123,12 +124,14 @@ def training_pipeline(
             build_model(features, hp) is the network's body and whose HYPERPARAMETERS are tuned with
             the built-in ones; empty for the built-in wide-and-deep network. Tune reads it once,
             checks it on a tiny batch and hands it on as an artifact; the served model does not need it.
+        ingest_workers: ingest's worker processes with runner local (0: one per core the step may
+            use); the splits, rejects and statistics do not depend on it.
     """
     # shared_claim: "" on this machine; on a cluster a ReadWriteMany PVC this run creates for the TFJob
     # pods, deleted when the steps end, failed or not (pipelines/platform.py)
     with platform.shared_volume() as shared_claim:
         ingest_task = ingest(data_uri=data_uri, spec_uri=spec_uri, split_seed=split_seed,
-                             runner=runner, beam_options=beam_options)
+                             runner=runner, beam_options=beam_options, workers=ingest_workers)
         ingest_task.set_display_name("ingest raw CSV")
 
         tune_task = tune(

@@ -16,7 +16,9 @@ rows_rejected`` always holds and is written to ``batch_prediction.json``.
 
 from __future__ import annotations
 
+import io
 import json
+import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -37,6 +39,8 @@ ROW_COLUMN = "row"
 PREDICTION_COLUMN = "prediction"
 PROGRESS_EVERY_ROWS = 500_000
 PREFETCH_BATCHES = 2  # batches read and validated ahead of the model call
+MAX_BAD_VALUES = 8  # distinct bad cells in a column of a batch taken one by one; more: one regex pass
+MAX_HEADER_BYTES = 1 << 26  # a header line longer than this is not CSV
 _clock = time.monotonic  # one clock for every timing (a test moves it)
 
 
@@ -45,7 +49,9 @@ class BatchPredictResult:
     """What one batch prediction did.
 
     ``rows_per_second`` is ``rows_read / predict_seconds``: the time from the first batch to the
-    last written row, without the model load (``load_seconds``); ``seconds`` is the whole run.
+    last written row, without the model load (``load_seconds``); ``seconds`` is the whole run;
+    ``model_seconds`` is the time in model calls summed over the worker threads (batches are
+    predicted in parallel, so it may exceed ``predict_seconds``).
     """
 
     rows_read: int
@@ -167,18 +173,25 @@ class _FileBatches:
         from mlengine.components.shared import storage
 
         with storage.open_binary(self.uri) as stream:
+            header = stream.readline(MAX_HEADER_BYTES)
             try:
-                # one thread: the invalid-row handler then knows each line's number
-                reader = pacsv.open_csv(
-                    stream, read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False),
-                    parse_options=pacsv.ParseOptions(invalid_row_handler=self._on_invalid),
-                    convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(self.names, pa.string()),
-                                                         strings_can_be_null=False))
+                columns = pacsv.read_csv(pa.py_buffer(header)).column_names
             except pa.ArrowInvalid as err:
                 raise DataError(f"{self.uri}: cannot read the CSV header: {err}") from None
-            missing = [n for n in self.names if n not in reader.schema.names]
+            missing = [n for n in self.names if n not in columns]
             if missing:
                 raise DataError(f"{self.uri}: header has no column {missing[0]!r} (the model's feature spec needs it)")
+            try:
+                # one thread: the invalid-row handler then knows each line's number; only the columns
+                # used are converted (a column left out is still counted, for ragged rows)
+                reader = pacsv.open_csv(
+                    _Prefixed(header, stream),
+                    read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False),
+                    parse_options=pacsv.ParseOptions(invalid_row_handler=self._on_invalid),
+                    convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(self.names, pa.string()),
+                                                         include_columns=self.names, strings_can_be_null=False))
+            except pa.ArrowInvalid as err:
+                raise DataError(f"{self.uri}: cannot read the CSV header: {err}") from None
             pending, pending_rows, parsed = [], 0, 0
             while True:
                 try:
@@ -207,21 +220,73 @@ class _FileBatches:
         return table, index
 
 
+class _Prefixed(io.RawIOBase):
+    """A stream whose first bytes were read already (the header line): those, then the rest."""
+
+    def __init__(self, head: bytes, rest):
+        self.head, self.rest = head, rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if self.head:
+            count = min(len(buffer), len(self.head))
+            buffer[:count] = self.head[:count]
+            self.head = self.head[count:]
+            return count
+        data = self.rest.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+
 # a number, or nan/inf (caught later as not finite), with optional blanks around: one regex pass in C++
 _NUMBER = r"^\s*[-+]?(([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?|nan|inf|infinity)\s*$"
 
 
 def parse_numbers(array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """CSV cells (strings) -> float64 (NaN where not a number), blank mask, not-a-number mask; in Arrow's C++."""
+    """CSV cells (strings) -> float64 (NaN where not a number), blank mask, not-a-number mask; in Arrow's C++.
+
+    A column of clean numbers is one cast. A column with bad cells usually has few distinct bad
+    values (blanks, ``NA``): the cast names the first one, its cells become nulls, and the cast is
+    tried again (``MAX_BAD_VALUES`` times); else a regex over every cell tells the kinds apart.
+    """
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    try:  # the common case, a column of clean numbers: one parse, no regex
-        values = pc.cast(array, pa.float64())
-        clean = np.zeros(len(array), dtype=bool)
-        return values.to_numpy(zero_copy_only=False), clean, clean
-    except pa.ArrowInvalid:
-        pass
+    rows = len(array)
+    blank, junk = np.zeros(rows, dtype=bool), np.zeros(rows, dtype=bool)
+    cells = array
+    for _ in range(MAX_BAD_VALUES + 1):
+        try:
+            values = pc.cast(cells, pa.float64()).to_numpy(zero_copy_only=False)  # nulls -> NaN
+            return values, blank, junk
+        except pa.ArrowInvalid as err:
+            bad = _bad_cell(str(err))
+        if bad is None or re.match(_NUMBER, bad, re.IGNORECASE):  # unknown message, or blanks around a number
+            break
+        mask = pc.equal(array, bad)
+        found = mask.to_numpy(zero_copy_only=False)
+        if not found.any():
+            break
+        (blank if bad == "" else junk)[found] = True
+        cells = pc.if_else(mask, pa.scalar(None, pa.string()), cells)
+    return _parse_dirty(array)
+
+
+def _bad_cell(message: str) -> str | None:
+    """The cell a failed string -> double cast names, or None if the message has another form."""
+    prefix, suffix = "Failed to parse string: '", "' as a scalar of type double"
+    if message.startswith(prefix) and message.endswith(suffix):
+        return message[len(prefix):-len(suffix)]
+    return None
+
+
+def _parse_dirty(array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cells with blanks or junk among the numbers: each kind found by a regex over every cell."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     blank = pc.equal(array, "")
     number = pc.match_substring_regex(array, _NUMBER, ignore_case=True)
     junk = pc.invert(pc.or_(blank, number))
@@ -296,20 +361,21 @@ def run(model_dir: str, data_uri: str, out_dir: str, *, keep: str | Sequence[str
             feature spec keep the spec's type (int64 / float32), others keep the input's.
         batch_rows: rows per model call and per output row group.
         csv_output: also write predictions-00000.csv.
-        threads: cores to use (default: every core this process may run on): the validation
-            threads and TensorFlow's intra-/inter-op pools are sized from it.
+        threads: cores to use (default: every core this process may run on): that many worker
+            threads each validate and predict a batch at a time (TensorFlow: one intra-op thread
+            per call, ``threads`` inter-op threads), so predictions do not depend on it.
         prefetch: batches read and validated ahead of the model (bounds the memory: each is
             ``batch_rows`` rows).
 
     Returns:
         The counts, paths and timings (also written to ``batch_prediction.json``).
     """
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from mlengine.components.batch_predict import outputs as prediction_outputs
     from mlengine.components.batch_predict import report
     from mlengine.components.shared.savedmodel import load_model_dir
+    from mlengine.components.shared.tf import configure_tf_threads
 
     if batch_rows < 1 or prefetch < 1:
         raise MlengineError(f"batch_rows and prefetch must be positive, got {batch_rows} and {prefetch}")
@@ -319,9 +385,10 @@ def run(model_dir: str, data_uri: str, out_dir: str, *, keep: str | Sequence[str
         if name in (ROW_COLUMN, PREDICTION_COLUMN, prediction_outputs.PROBABILITIES_COLUMN):
             raise MlengineError(f"--keep {name!r}: that name is the output's own column")
     started = _clock()
-    # the model call is one big matmul chain per batch: intra-op threads on every core; the reader and
-    # validators mostly wait on the same cores in C++ (GIL released), so the pools overlap, not split
-    model = load_model_dir(model_dir, tf_threads=threads)
+    # batches are predicted in parallel, one per worker thread, each model call on one TF thread: no
+    # call waits on a shard whose core the reader took, and a batch's result does not depend on `threads`
+    configure_tf_threads(threads, intra_op=1)
+    model = load_model_dir(model_dir)
     load_seconds = _clock() - started
     spec = model.spec
     names = list(spec.column_names)
@@ -340,9 +407,12 @@ def run(model_dir: str, data_uri: str, out_dir: str, *, keep: str | Sequence[str
     try:
         rejects = (out / REJECTS_FILE).open("w", encoding="utf-8")
         with rejects:
-            batches = _validated_batches(files, list(dict.fromkeys([*names, *keep])), spec, batch_rows,
-                                         workers=max(1, threads - 1), prefetch=prefetch)
-            for item in _prefetched(batches, depth=prefetch):
+            def predict(valid: dict) -> dict:  # the task's prediction columns of one batch's valid rows
+                return prediction_outputs.predict(model, spec, {n: valid[n] for n in names})
+
+            batches = _predicted_batches(files, list(dict.fromkeys([*names, *keep])), spec, batch_rows,
+                                         predict=predict, workers=threads, prefetch=prefetch)
+            for item in batches:
                 uri, offset = item["uri"], item["offset"]
                 for index, reason in item["ragged"]:
                     rejects.write(json.dumps({"file": uri, "row": offset + index, "file_row": index,
@@ -352,26 +422,14 @@ def run(model_dir: str, data_uri: str, out_dir: str, *, keep: str | Sequence[str
                     offset += item["file_rows"]
                     counts["rows_read"] = counts["rows_predicted"] + counts["rows_rejected"]
                     continue
-                table, file_index, columns, ok, reasons = (item[k] for k in ("table", "index", "columns", "ok",
-                                                                             "reasons"))
+                table, file_index, ok, reasons = (item[k] for k in ("table", "index", "ok", "reasons"))
                 row_numbers = offset + file_index
                 for index in np.flatnonzero(~ok):
                     rejects.write(json.dumps({"file": uri, "row": int(row_numbers[index]),
                                               "file_row": int(file_index[index]), "reason": reasons[index]}) + "\n")
-                if ok.any():
-                    every = bool(ok.all())
-                    valid = columns if every else {name: values[ok] for name, values in columns.items()}
-                    tick = time.perf_counter()
-                    predictions = prediction_outputs.predict(model, spec, {n: valid[n] for n in names})
-                    model_seconds += time.perf_counter() - tick
-                    output = {ROW_COLUMN: pa.array(row_numbers if every else row_numbers[ok])}
-                    for name in keep:
-                        if name in valid:  # a feature: the validated, typed values
-                            output[name] = pa.array(valid[name])
-                        else:
-                            output[name] = table.column(name) if every else table.column(name).filter(pa.array(ok))
-                    output.update(predictions)
-                    result = pa.table(output)
+                if item["predictions"] is not None:
+                    model_seconds += item["model_seconds"]
+                    result = _output_table(table, row_numbers, ok, item["valid"], keep, item["predictions"])
                     if writer is None:
                         # row numbers and predictions are nearly all distinct: dictionaries only cost time
                         writer = pq.ParquetWriter(out / OUTPUT_PART.format(index=0), result.schema,
@@ -419,33 +477,64 @@ def _read_batches(files: list[str], names: list[str], batch_rows: int) -> Iterat
         offset += batches.rows
 
 
-def _validated_batches(files: list[str], names: list[str], spec, batch_rows: int, workers: int,
+def _output_table(table, row_numbers: np.ndarray, ok: np.ndarray, valid: dict[str, np.ndarray], keep: list[str],
+                  predictions: dict):
+    """The output rows of one batch (its valid rows): ``row``, the kept columns, the model's outputs."""
+    import pyarrow as pa
+
+    every = bool(ok.all())
+    output = {ROW_COLUMN: pa.array(row_numbers if every else row_numbers[ok])}
+    for name in keep:
+        if name in valid:  # a feature: the validated, typed values
+            output[name] = pa.array(valid[name])
+        else:
+            output[name] = table.column(name) if every else table.column(name).filter(pa.array(ok))
+    output.update(predictions)  # the task's prediction columns (outputs.predict)
+    return pa.table(output)
+
+
+def _validate_and_predict(table, spec, predict) -> dict:
+    """One batch on one worker thread: validated, then its valid rows predicted."""
+    columns, ok, reasons = validate(table, spec)
+    result = {"ok": ok, "reasons": reasons, "valid": None, "predictions": None, "model_seconds": 0.0}
+    if ok.any():
+        valid = columns if ok.all() else {name: values[ok] for name, values in columns.items()}
+        tick = time.perf_counter()
+        result.update(valid=valid, predictions=predict(valid), model_seconds=time.perf_counter() - tick)
+    return result
+
+
+def _predicted_batches(files: list[str], names: list[str], spec, batch_rows: int, predict, workers: int,
                        prefetch: int) -> Iterator[dict]:
-    """Read (one thread: CSV line numbers need a sequential parser) and validate (``workers`` threads)
-    every file's batches, in input order, at most ``prefetch`` batches ahead of the consumer: reading,
-    validating and predicting then overlap, each in C++ code that releases the GIL."""
+    """Every file's batches read (one thread: CSV line numbers need a sequential parser), then
+    validated and predicted, each batch on one of ``workers`` threads, handed back in input order.
+
+    At most ``workers + prefetch`` batches are in flight (bounded memory). Reading, validating and
+    predicting overlap in C++ code that releases the GIL (Arrow, numpy, TensorFlow).
+    """
     from collections import deque
     from concurrent.futures import ThreadPoolExecutor
 
     pending: deque = deque()
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="batch-predict-validate") as pool:
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="batch-predict") as pool:
         try:
             for item in _prefetched(_read_batches(files, names, batch_rows), depth=prefetch):
-                work = pool.submit(validate, item["table"], spec) if item["table"] is not None else None
+                work = (pool.submit(_validate_and_predict, item["table"], spec, predict)
+                        if item["table"] is not None else None)
                 pending.append((item, work))
-                while len(pending) > prefetch:  # bounded: in order, the oldest first
-                    yield _validated(*pending.popleft())
+                while len(pending) > workers + prefetch - 1:  # bounded: in order, the oldest first
+                    yield _finished(*pending.popleft())
             while pending:
-                yield _validated(*pending.popleft())
+                yield _finished(*pending.popleft())
         finally:
             for _item, work in pending:
                 if work is not None:
                     work.cancel()
 
 
-def _validated(item: dict, work) -> dict:
+def _finished(item: dict, work) -> dict:
     if work is not None:
-        item["columns"], item["ok"], item["reasons"] = work.result()
+        item.update(work.result())
     return item
 
 

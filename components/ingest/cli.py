@@ -71,6 +71,11 @@ def _spec(args: argparse.Namespace) -> int:
 def _ingest(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    if args.runner == "local":
+        from mlengine.components.ingest.workerserver import start_early
+
+        start_early(args.data, args.workers)  # the workers' fork server imports while this process does
+
     from mlengine.components.ingest.executor import run
     from mlengine.components.shared.beam_runner import check_runner
     from mlengine.components.shared.featurespec import load_spec

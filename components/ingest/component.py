@@ -22,6 +22,7 @@ def ingest(
     metrics: Output[Metrics],
     runner: str = "local",
     beam_options: str = "",
+    workers: int = 0,
 ) -> NamedTuple("IngestOutputs", rows_read=int, rows_rejected=int):
     """Stream raw CSV (file, folder, glob or s3://), quarantine bad rows, split, write Parquet + statistics.
 
@@ -40,6 +41,8 @@ def ingest(
         runner: local (this step's process) or beam (the same logic as an Apache Beam pipeline).
         beam_options: with runner beam, Beam pipeline options separated by spaces (default: Beam's
             in-process runner; e.g. --runner=PortableRunner --job_endpoint=HOST:8099 for Flink).
+        workers: with runner local, worker processes (0: one per core this step may use, its CPU
+            affinity capped by its cgroup CPU limit); the output does not depend on it.
     """
     from collections import namedtuple
     from pathlib import Path
@@ -62,6 +65,7 @@ def ingest(
         runner=runner,
         beam_options=beam_options,
         split_seed=split_seed,
+        workers=workers,
     )
     train_data.metadata["rows"] = result.rows_per_split["train"]
     eval_data.metadata["rows"] = result.rows_per_split["eval"]

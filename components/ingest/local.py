@@ -41,7 +41,6 @@ import ctypes
 import ctypes.util
 import json
 import logging
-import math
 import multiprocessing
 import os
 import shutil
@@ -67,9 +66,11 @@ from mlengine.components.ingest.worker import (
     TEMP_REJECTS_GLOB,
     TaskContext,
     TaskOutcome,
+    add_counts,
     init_worker,
     run_task,
 )
+from mlengine.components.ingest.workerserver import START_METHOD, default_workers, start_server
 from mlengine.components.shared import storage
 from mlengine.components.shared.accumulators import Moments
 from mlengine.components.shared.featurespec import FeatureSpec
@@ -77,40 +78,6 @@ from mlengine.constants import CONTAINER_PASSTHROUGH_ENV, PARQUET_PART_PATTERN, 
 from mlengine.errors import MlengineError
 
 log = logging.getLogger("mlengine.ingest")
-CGROUP_V2_CPU_MAX = "/sys/fs/cgroup/cpu.max"
-CGROUP_V1_CPU = (("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu/cpu.cfs_period_us"),)
-START_METHOD = "forkserver"  # workers fork from a server that imported worker.py once: fast, thread-safe
-
-
-def default_workers() -> int:
-    """The cores this process may use: its CPU affinity (``taskset``), capped by a cgroup CPU quota.
-
-    A Kubernetes CPU limit is a quota, not an affinity: a pod limited to 2 CPUs on a 64-core node
-    still sees 64 cores, and 64 workers there would only share 2 CPUs' time and 64 times the memory.
-    """
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    quota = _cgroup_cpu_quota()
-    return max(1, min(cores, math.ceil(quota))) if quota else cores
-
-
-def _cgroup_cpu_quota() -> float | None:
-    """CPUs' worth of time the cgroup allows (cgroup v2 ``cpu.max``, or v1's CFS files); None: no limit."""
-    for quota_file, period_file in ((CGROUP_V2_CPU_MAX, None), *CGROUP_V1_CPU):
-        try:
-            if period_file is None:
-                quota, period = Path(quota_file).read_text(encoding="ascii").split()[:2]
-            else:
-                quota = Path(quota_file).read_text(encoding="ascii").strip()
-                period = Path(period_file).read_text(encoding="ascii").strip()
-        except (OSError, ValueError):
-            continue
-        if quota in ("max", "-1") or float(period) <= 0:
-            return None
-        return float(quota) / float(period)
-    return None
 
 
 def ingest_local(files: list[str], spec: FeatureSpec, output_dirs: dict[str, str], rejects_file: Path,
@@ -176,7 +143,7 @@ def _run_tasks(tasks: list[Task], context: TaskContext, workers: int,
     threads = max(1, default_workers() // workers)  # Arrow's threads per process: the cores are shared
     mp_context = multiprocessing.get_context(START_METHOD)
     if START_METHOD == "forkserver":
-        mp_context.set_forkserver_preload([worker.__name__, "pandas"])  # pyarrow imports pandas on first use
+        start_server()  # if `start_early` has not: worker.py and pandas imported once, in the server
     pool = ProcessPoolExecutor(workers - 1, mp_context=mp_context, initializer=init_worker,
                                initargs=(os.getpid(), threads))
     saved_threads = pa.cpu_count()
@@ -267,11 +234,7 @@ class _Merger:
 
     def add(self, task: Task, outcome: TaskOutcome) -> None:
         result = self.result
-        result.rows_read += outcome.rows_read
-        result.rows_ok += outcome.rows_ok
-        result.rows_rejected += outcome.rows_rejected
-        result.blank_lines += outcome.blank_lines
-        self.reasons.update(outcome.reasons)
+        add_counts(result, outcome, self.reasons)
         for split in SPLITS:
             result.rows_per_split[split] += outcome.rows_per_split[split]
             self.distinct[split].merge(outcome.distinct[split])

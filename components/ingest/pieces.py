@@ -25,10 +25,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from mlengine.components.ingest.csvreader import MAX_LINE_BYTES, Header, read_header
+from mlengine.components.ingest.workerserver import MIN_PIECE_BYTES
 from mlengine.components.shared import storage
 from mlengine.errors import DataError
 
-MIN_PIECE_BYTES = 32 << 20  # about 0.2 s of one core's work: less would not pay for a worker's start (0.4 s)
 TASKS_PER_WORKER = 8  # pieces per worker when a file is cut: the last ones end close together (4: 10% slower)
 CUT_SCAN_BYTES = 1 << 16  # read forward this much at a time looking for the line end of a cut
 

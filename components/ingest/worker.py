@@ -69,6 +69,20 @@ class TaskContext:
     storage_env: dict[str, str] = field(default_factory=dict)
 
 
+COUNT_FIELDS = ("rows_read", "rows_ok", "rows_rejected", "blank_lines")
+
+
+def add_counts(total: Any, part: Any, reasons: Counter[str]) -> None:
+    """Add ``part``'s row counts (``COUNT_FIELDS``) to ``total`` and its reject reasons to ``reasons``.
+
+    One place for the sums a chunk adds to its task's outcome and a task's outcome adds to the
+    ingest's result, so the two cannot count differently.
+    """
+    for name in COUNT_FIELDS:
+        setattr(total, name, getattr(total, name) + getattr(part, name))
+    reasons.update(part.reasons)
+
+
 @dataclass
 class TaskOutcome:
     """One task's counts, files and statistics, merged by the engine in task order."""
@@ -278,11 +292,7 @@ class _TaskIngestor:
 
     def _add_chunk(self, done: ValidatedChunk, rejects: _LazyText) -> None:
         outcome = self.outcome
-        outcome.rows_read += done.rows_read
-        outcome.blank_lines += done.blank_lines
-        outcome.rows_rejected += done.rows_rejected
-        outcome.rows_ok += done.rows_ok
-        outcome.reasons.update(done.reasons)
+        add_counts(outcome, done, outcome.reasons)
         if done.rejects:
             rejects.write("\n".join(done.rejects) + "\n")
         for split, rows in done.splits.items():

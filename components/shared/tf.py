@@ -28,13 +28,17 @@ def import_tf():
     return _MODULES
 
 
-def configure_tf_threads(threads: int | None) -> None:
-    """Set both TensorFlow thread pools to ``threads``; no-op for None/0 (TF's own choice)."""
+def configure_tf_threads(threads: int | None, *, intra_op: int | None = None) -> None:
+    """Set both TensorFlow thread pools to ``threads``; no-op for None/0 (TF's own choice).
+
+    ``intra_op`` sizes the pool one op splits its work over apart (e.g. 1 where several threads
+    each make their own model calls: parallel across calls, not within one).
+    """
     if not threads:
         return
     tf, _ = import_tf()
     try:
-        tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+        tf.config.threading.set_intra_op_parallelism_threads(int(intra_op or threads))
         tf.config.threading.set_inter_op_parallelism_threads(int(threads))
     except RuntimeError:
         pass  # TensorFlow already started its runtime in this process: keep what it has

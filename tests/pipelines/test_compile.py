@@ -63,6 +63,14 @@ def test_dag_wires_one_hyperparameters_artifact_from_tune_and_gates_deploy_on_bl
     ])
 
 
+def test_the_pipeline_ingest_workers_parameter_is_the_ingest_steps_workers_input(tmp_path):
+    doc = _compiled(tmp_path)
+    ingest_inputs = doc["root"]["dag"]["tasks"]["ingest"]["inputs"]["parameters"]
+    assert ingest_inputs["workers"] == {"componentInputParameter": "ingest_workers"}
+    assert doc["root"]["inputDefinitions"]["parameters"]["ingest_workers"]["defaultValue"] == 0
+    assert doc["components"]["comp-ingest"]["inputDefinitions"]["parameters"]["workers"]["defaultValue"] == 0
+
+
 def test_every_step_uses_the_versioned_image_and_installs_nothing_at_run_time(tmp_path):
     executors = _compiled(tmp_path)["deploymentSpec"]["executors"]
     assert len(executors) == 7  # ingest, tune, transform, train, evaluate, deploy x2 (if / else)
@@ -88,6 +96,7 @@ def test_cli_run_fails_fast_with_one_line_for_bad_inputs(tmp_path):
         (["--data", str(tmp_path / "wrong.csv"), "--spec", str(tmp_path / "spec.yaml")],
          "columns: must be a non-empty"),
         (["--data", str(tmp_path / "nothing-*.csv")], "nothing-*.csv"),
+        (["--ingest-workers", "-1"], "--ingest-workers -1"),
     ]
     for args, expected in cases:
         proc = subprocess.run([sys.executable, "-m", "mlengine.cli", "run", "--out", str(tmp_path / "o"), *args],
@@ -143,7 +152,8 @@ def test_every_pipeline_parameter_is_reachable_from_mlengine_run_and_flags_are_n
             "--tune-algorithm", "random", "--tune-epochs", "5", "--workers", "2", "--ps", "1", "--strategy",
             "parameter_server", "--split-seed", "7", "--blessing-margin", "0.1", "--baseline-tolerance", "0.02",
             "--baseline-model", "/m", "--model-name", "gems", "--canary-traffic-percent", "20", "--keep-serving",
-            "--data-runner", "beam", "--beam-option=--direct_num_workers=1", "--model-module", "m.py"]
+            "--data-runner", "beam", "--beam-option=--direct_num_workers=1", "--model-module", "m.py",
+            "--ingest-workers", "3"]
     params = _run_params(build_parser().parse_args(argv))
     pipeline_parameters = set(inspect.signature(training_pipeline.pipeline_func).parameters)
     # data_uri comes from --data / the generated rows; mode is "local" for mlengine run by definition, and
@@ -154,6 +164,7 @@ def test_every_pipeline_parameter_is_reachable_from_mlengine_run_and_flags_are_n
     assert params["blessing_margin"] == 0.1 and params["canary_traffic_percent"] == 20
     assert params["baseline_model_uri"] == "/m" and params["baseline_tolerance"] == 0.02
     assert params["model_module"] == "m.py"
+    assert params["ingest_workers"] == 3 and params["workers"] == 2  # ingest's and training's, apart
     with pytest.raises(SystemExit):
         build_parser().parse_args(["run", "--epoch", "3"])  # would be --epochs with abbreviations on
     with pytest.raises(SystemExit):

@@ -210,3 +210,26 @@ def test_same_predictions_and_row_order_at_any_thread_and_prefetch_setting(tiny_
     assert (np.diff(rows) > 0).all() and rows.tolist() == want.column("row").to_pylist()
     np.testing.assert_array_equal(got.column("prediction").to_numpy(), want.column("prediction").to_numpy())
     assert (tmp_path / "out" / "rejects.jsonl").read_text() == (tmp_path / "base" / "rejects.jsonl").read_text()
+
+
+@pytest.mark.parametrize("distinct_bad", [1, 3, 12])
+def test_numbers_parse_the_same_with_few_or_many_distinct_bad_cells(distinct_bad):
+    """The cast-and-retry path (few distinct bad cells) and the regex path (many) agree cell by cell."""
+    from mlengine.components.batch_predict.executor import _parse_dirty, parse_numbers
+
+    rng = np.random.default_rng(distinct_bad)
+    cells = [f"{x:.4f}" for x in rng.normal(size=3000)]
+    bad = ["", *(f"n/a-{i}" for i in range(distinct_bad - 1))]
+    dirty = [int(i) for i in rng.choice(np.arange(10, len(cells)), 50, replace=False)]
+    for index in dirty:
+        cells[index] = bad[index % len(bad)]
+    cells[7], cells[8] = "nan", "-inf"  # numbers, not finite
+    values, blank, junk = parse_numbers(pa.array(cells))
+    want = _parse_dirty(pa.array(cells))
+    for got, expected in zip((values, blank, junk), want, strict=True):
+        np.testing.assert_array_equal(got, expected)
+    assert np.isnan(values[7]) and blank.any() and junk.any() == (distinct_bad > 1)
+    assert sorted(np.flatnonzero(blank | junk).tolist()) == sorted(dirty)
+    # blanks around a number: the regex path, which trims them
+    values, blank, junk = parse_numbers(pa.array([*cells[:5], " 2.5", "x"]))
+    assert values[5] == 2.5 and not blank[5] and junk.tolist() == [False] * 6 + [True]

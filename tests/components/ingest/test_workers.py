@@ -247,11 +247,11 @@ def test_ctrl_c_stops_the_workers_and_leaves_no_temporary_file(tmp_path):
 
 
 def test_default_workers_respect_a_cgroup_cpu_quota(tmp_path, monkeypatch):
-    from mlengine.components.ingest import local
+    from mlengine.components.ingest import local, workerserver
 
     cpu_max = tmp_path / "cpu.max"
-    monkeypatch.setattr(local, "CGROUP_V2_CPU_MAX", str(cpu_max))
-    monkeypatch.setattr(local, "CGROUP_V1_CPU", ())
+    monkeypatch.setattr(workerserver, "CGROUP_V2_CPU_MAX", str(cpu_max))
+    monkeypatch.setattr(workerserver, "CGROUP_V1_CPU", ())
     cores = len(os.sched_getaffinity(0))
     cpu_max.write_text("max 100000\n", encoding="ascii")
     assert local.default_workers() == cores
@@ -270,3 +270,27 @@ def test_an_error_in_a_worker_is_raised_naming_the_file_and_cleans_up(tmp_path):
     with pytest.raises(DataError, match=re.escape("b.csv.gz: not a valid gzip file")):
         ingest(tmp_path / "data", tmp_path / "out", workers=3, piece_bytes=4096)
     assert [p.name for p in (tmp_path / "out").rglob(".*")] == []
+
+
+def test_the_fork_server_starts_early_only_for_a_large_local_input_and_more_than_one_worker(tmp_path, monkeypatch):
+    from multiprocessing import forkserver
+
+    from mlengine.components.ingest import workerserver
+
+    small, large = tmp_path / "small.csv", tmp_path / "large.csv"
+    small.write_text("a,b\n1,2\n", encoding="utf-8")
+    with large.open("wb") as handle:  # sparse: the size is all that is looked at
+        handle.truncate(2 * workerserver.MIN_PIECE_BYTES)
+    started = []
+    monkeypatch.setattr(workerserver, "start_server", lambda: started.append(True))
+    assert not workerserver.start_early(str(small), workers=2)
+    assert not workerserver.start_early(str(large), workers=1)
+    assert not workerserver.start_early("s3://bucket/large.csv", workers=2)
+    assert not workerserver.start_early(str(tmp_path / "*.gz"), workers=2)
+    assert started == []
+    assert workerserver.start_early(str(large), workers=2) and workerserver.start_early(str(tmp_path), workers=2)
+    assert workerserver.start_early(f"file://{tmp_path}/*.csv", workers=2)
+    assert started == [True] * 3
+    monkeypatch.undo()
+    workerserver.start_server()  # the real one: a running fork server, which the engine's pool then uses
+    assert forkserver._forkserver._forkserver_pid is not None
