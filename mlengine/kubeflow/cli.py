@@ -71,6 +71,9 @@ def add_cli(subparsers) -> None:
                                    "<name>-skew-monitor")
     up.add_argument("--version", help="version name (default: <package version>-<hash of the compiled YAML>)")
     up.add_argument("--out", default="out/pipelines", help="where the uploaded YAMLs are written (default %(default)s)")
+    up.add_argument("--pipeline-file", metavar="YAML",
+                    help="upload this compiled pipeline instead of the built-in two (your own DAG; named --name, "
+                         "else the YAML's pipeline name)")
     add_target_flags(up, target=False)
     up.set_defaults(handler=_upload)
 
@@ -138,7 +141,12 @@ def _upload(args: argparse.Namespace) -> int:
 
     _setup_logging()
     conn = _connection(args)
-    results = upload(conn, target_from_args(args, "cluster"), args.out, name=args.name, version=args.version)
+    if args.pipeline_file:
+        from mlengine.kubeflow.client import upload_file
+
+        results = [upload_file(conn, args.pipeline_file, name=args.name, version=args.version)]
+    else:
+        results = upload(conn, target_from_args(args, "cluster"), args.out, name=args.name, version=args.version)
     for result in results:
         print(f"{result.kind}: pipeline {result.pipeline} id {result.pipeline_id}; version {result.version} "
               f"id {result.version_id} ({result.action}; {result.yaml})")

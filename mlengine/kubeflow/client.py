@@ -397,6 +397,34 @@ def upload(conn: Connection, target, out_dir: str | Path, *, name: str | None = 
     return results
 
 
+def upload_file(conn: Connection, path: str | Path, *, name: str | None = None,
+                version: str | None = None) -> Uploaded:
+    """Upload a pipeline YAML you compiled yourself (e.g. one that composes the suite's components).
+
+    The pipeline is named ``name``, else the YAML's own ``pipelineInfo.name``; versions follow the
+    same rules as the built-in pipelines' (named from the spec's hash, never overwritten).
+    """
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise MlengineError(f"--pipeline-file {path}: no such file")
+    try:
+        spec = _stored_forms(path)[0]  # a cluster YAML has a second document: its platform spec
+    except (yaml.YAMLError, IndexError, UnicodeDecodeError) as err:
+        raise MlengineError(f"--pipeline-file {path}: not a pipeline YAML ({type(err).__name__})") from None
+    info = spec.get("pipelineInfo") if isinstance(spec, dict) else None
+    if not isinstance(info, dict) or "root" not in spec:
+        raise MlengineError(f"--pipeline-file {path}: not a compiled KFP pipeline (no pipelineInfo/root)")
+    pipeline_name = name or info.get("name") or path.stem
+    client = connect(conn)
+    with api_errors(conn.host):
+        result = upload_one(client, conn, "pipeline", str(path), pipeline_name, version,
+                            info.get("description") or f"{pipeline_name} (uploaded by mlengine {__version__})")
+    log.info(result.line())
+    return result
+
+
 def resolve_version(client, conn: Connection, name: str, version: str | None):
     """(pipeline id, version) of ``name``: ``version`` by name or id, else the newest one."""
     pipeline = find_pipeline(client, name, conn.namespace)

@@ -412,3 +412,21 @@ def test_compile_writes_the_cluster_yaml_by_default_and_the_local_one_on_request
     assert modes == {"training_pipeline.cluster.yaml": "cluster", "training_pipeline.local.yaml": "local"}
     code, out = cli(capsys, caplog, "compile", "--out", str(tmp_path), "--s3-secret", "Not_A_Name")
     assert code == 2 and "--s3-secret" in out
+
+
+def test_upload_of_your_own_compiled_pipeline_file_names_it_and_versions_it(kfp, tmp_path, capsys, caplog):
+    from mlengine.cli import main as mlengine_main
+
+    assert mlengine_main(["compile", "--out", str(tmp_path / "compiled")]) == 0
+    own = tmp_path / "compiled" / "training_pipeline.cluster.yaml"  # any compiled pipeline will do
+    code, out = cli(capsys, caplog, "upload", "--host", kfp.url, "--pipeline-file", str(own), "--name", "my-dag")
+    assert code == 0, out
+    assert [body["display_name"] for body in kfp.bodies("POST", "/apis/v2beta1/pipelines")] == ["my-dag"]
+    assert kfp.bodies("POST", "/pipelines/upload_version") == [own.read_text(encoding="utf-8")]
+    code, out = cli(capsys, caplog, "upload", "--host", kfp.url, "--pipeline-file", str(own), "--name", "my-dag")
+    assert code == 0 and "unchanged" in out  # the same file again: its version is re-used
+    not_a_pipeline = tmp_path / "spec.yaml"
+    not_a_pipeline.write_text("name: x\n", encoding="utf-8")
+    code, out = cli(capsys, caplog, "upload", "--host", kfp.url, "--pipeline-file", str(not_a_pipeline))
+    assert code == 2 and "not a compiled KFP pipeline" in out
+    assert kfp.errors == []
