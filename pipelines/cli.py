@@ -44,11 +44,12 @@ def add_cli(subparsers) -> None:
     run.add_argument("--epochs", type=int, help=f"maximum training epochs of the final model (default "
                                                 f"{DEFAULT_EPOCHS}; early stopping keeps the best epoch)")
     run.add_argument("--trials", type=int, help="tuning trials before the final training (0: no tuning; "
-                                                "trial 1 is always the default configuration)")
+                                                "trial 0 is always the default configuration)")
     run.add_argument("--tune-epochs", type=int, help=f"maximum epochs of each trial (default {DEFAULT_TUNE_EPOCHS})")
     run.add_argument("--split-seed", type=int, help="seed of the hash split into train/eval/test (default 0)")
     run.add_argument("--blessing-margin", type=float,
-                     help=f"how much the model must beat the benchmark RMSE by (default {DEFAULT_BLESSING_MARGIN})")
+                     help=f"how much the model must beat the benchmark by: RMSE, or log loss for a classifier "
+                          f"(default {DEFAULT_BLESSING_MARGIN})")
     run.add_argument("--baseline-tolerance", type=float,
                      help="how much worse than the served model a new model may be "
                           f"(default {DEFAULT_BASELINE_TOLERANCE})")
