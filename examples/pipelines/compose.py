@@ -88,9 +88,10 @@ def compose_pipeline(
         train_task = TrainOp(train_data=ingest_task.outputs["train_data"], eval_data=ingest_task.outputs["eval_data"],
                              transform_fn=transform_task.outputs["transform_fn"],
                              hyperparameters=tune_task.outputs["hyperparameters"], study=tune_task.outputs["study"],
-                             epochs=epochs, workers=workers, ps=ps, strategy="auto", mode=mode,
-                             shared_claim=shared_claim)
+                             model_module=tune_task.outputs["module"], epochs=epochs, workers=workers, ps=ps,
+                             strategy="auto", mode=mode, shared_claim=shared_claim)
         evaluate_task = EvaluateOp(model=train_task.outputs["model"], test_data=ingest_task.outputs["test_data"],
+                                   train_data=ingest_task.outputs["train_data"],
                                    margin=0.0, baseline_model_uri="", baseline_tolerance=0.01, model_name="",
                                    mode=mode)
         notify_task = notify(blessed=evaluate_task.outputs["Output"], train_rows=check_task.output,
