@@ -15,6 +15,22 @@ ROOT_LOGGER = "mlengine"
 _HANDLER_NAME = "mlengine-stderr"
 
 
+class _CurrentStderrHandler(logging.StreamHandler):
+    """A stderr handler that writes to whatever ``sys.stderr`` is when a record comes (a CLI called
+    twice in one process, e.g. under pytest's capture, must not write to a closed stream)."""
+
+    def __init__(self):
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):  # logging.StreamHandler.__init__ assigns it; the property always wins
+        pass
+
+
 def setup_logging(level: int = logging.INFO) -> logging.Logger:
     """One stderr handler on the ``mlengine`` logger (idempotent); returns that logger.
 
@@ -27,7 +43,7 @@ def setup_logging(level: int = logging.INFO) -> logging.Logger:
     root = logging.getLogger(ROOT_LOGGER)
     root.setLevel(level)
     if not any(h.get_name() == _HANDLER_NAME for h in root.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _CurrentStderrHandler()
         handler.set_name(_HANDLER_NAME)
         handler.setFormatter(logging.Formatter("%(message)s"))
         root.addHandler(handler)

@@ -154,7 +154,7 @@ def test_on_a_cluster_tune_stages_the_module_and_every_trial_replica_loads_it(tm
             "experiments", created["metadata"]["name"], [optimal_status(best, "1.1")], interval=0.2))
         result = run(f"{kfp}/ingest/train_data", f"{kfp}/ingest/eval", str(stats),
                      str(tmp_path / "study"), trials=3, algorithm="random", epochs=1, mode="cluster",
-                     namespace="kubeflow-user", api=fake.custom_objects_api(), timeout=30,
+                     namespace="kubeflow-user", api=fake.custom_objects_api(), timeout=30, training_operator="tfjob",
                      output_uri="s3://mlpipeline/v2/artifacts/run-7/tune/study/trials",
                      model_module=str(module_file), module_dir=str(tmp_path / "module"))
         [experiment] = [o for (_, _, plural, _), o in fake.objects.items() if plural == "experiments"]
@@ -197,7 +197,7 @@ def test_mlengine_tune_then_train_with_a_module_and_a_fixed_hp_reaches_every_tri
     from mlengine.components.shared.featurespec import load_spec
 
     hparams = HyperParameters.load(out / "hyperparameters.json")
-    analyze(str(splits["train"]), load_spec(None), hparams.nbuckets, progress=False).save(tmp_path / "transform")
+    analyze(str(splits["train"]), load_spec(None), hparams.nbuckets).save(tmp_path / "transform")
     result = train(train_dir=str(splits["train"]), eval_dir=str(splits["eval"]),
                    transform_dir=str(tmp_path / "transform"), model_dir=str(tmp_path / "model"),
                    hyperparameters=hparams, epochs=1, model_module=str(out / "model_module"),
