@@ -17,7 +17,7 @@ import numpy as np
 
 from mlengine.components.evaluate.class_benchmark import benchmark_probabilities, fit_class_benchmark
 from mlengine.components.evaluate.class_metrics import SLICE_BINS, ClassScores, class_ids, summary
-from mlengine.components.evaluate.executor import blessing
+from mlengine.components.evaluate.executor import blessing, load_baseline
 from mlengine.components.shared.featurespec import load_spec
 from mlengine.components.shared.parquet import iter_record_batches, list_parquet_files
 from mlengine.components.shared.savedmodel import load_model_dir
@@ -30,19 +30,11 @@ MAX_SLICE_VALUES = 50  # values of one categorical shown (the most frequent)
 
 def load_class_baseline(baseline_dir: str | None, spec) -> tuple[object | None, str]:
     """The served classifier, or (None, why it cannot be compared) in plain words."""
-    if not baseline_dir:
-        return None, "no model is in service yet"
-    try:
-        runner = load_model_dir(baseline_dir)
-    except MlengineError as err:
-        return None, f"the served model could not be loaded ({err})"
-    missing = [name for name in spec.column_names if name not in runner.columns]
-    if missing:
-        return None, f"the served model takes other inputs (no {missing[0]!r}): not comparable"
-    if runner.spec.task != spec.task or list(runner.spec.classes) != list(spec.classes):
+    runner, why = load_baseline(baseline_dir, spec)
+    if runner is not None and (runner.spec.task != spec.task or list(runner.spec.classes) != list(spec.classes)):
         served = list(runner.spec.classes) or runner.spec.task
         return None, f"the served model predicts other classes ({served}): not comparable"
-    return runner, ""
+    return runner, why
 
 
 class _Slice:

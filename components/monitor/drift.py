@@ -339,25 +339,13 @@ def compare_classes(train_counts: Mapping[Any, int] | None, serving_counts: Mapp
     categorical column (``psi`` and ``js_distance`` thresholds, ``min_rows`` serving rows).
     """
     keys = [_class_key(c) for c in classes]
-    serving = {key: 0 for key in keys}
-    other_serving = 0
-    for value, count in serving_counts.items():
-        if _class_key(value) in serving:
-            serving[_class_key(value)] += int(count)
-        else:
-            other_serving += int(count)
+    serving, other_serving = _bucket_counts(keys, serving_counts)
     n_s = sum(serving.values()) + other_serving
     entry: dict[str, Any] = {"classes": list(classes), "serving_count": n_s, "flags": []}
     if not train_counts:
         entry["status"] = STATUS_NO_DATA
         return entry
-    train = {key: 0 for key in keys}
-    other_train = 0
-    for value, count in train_counts.items():
-        if _class_key(value) in train:
-            train[_class_key(value)] += int(count)
-        else:
-            other_train += int(count)
+    train, other_train = _bucket_counts(keys, train_counts)
     n_t = sum(train.values()) + other_train
     entry["training_count"] = n_t
     labels = [str(c) for c in classes]
@@ -392,3 +380,15 @@ def compare_classes(train_counts: Mapping[Any, int] | None, serving_counts: Mapp
     entry["flags"] = _flags(entry)
     entry["status"] = STATUS_DRIFT if entry["flags"] else STATUS_OK
     return entry
+
+
+def _bucket_counts(keys: list, counts: dict) -> tuple[dict, int]:
+    """``counts`` per vocabulary key, and the count of values outside the vocabulary."""
+    bucketed = {key: 0 for key in keys}
+    other = 0
+    for value, count in counts.items():
+        if _class_key(value) in bucketed:
+            bucketed[_class_key(value)] += int(count)
+        else:
+            other += int(count)
+    return bucketed, other
