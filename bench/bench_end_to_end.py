@@ -1,6 +1,6 @@
 """`mlengine run` wall time split into orchestration overhead and work, from the run's own log.
 
-    python -m bench.bench_end_to_end [--rows 20000] [--repeats 1] [--epochs 2] [--trials 0]
+    python -m bench.bench_end_to_end [--rows 20000] [--repeats 1] [--epochs 2] [--trials 0] [--readme]
 
 Runs the real CLI (`python -m mlengine.cli run --data CSV ...`) on a pre-generated taxi CSV, times
 the whole command (the baseline, 1.00), and reads out/pipeline.log, where kfp.local stamps each
@@ -8,7 +8,7 @@ task's start and end and the KFP executor stamps when the component body got its
 it wrote its outputs. Per task: span = end - start; work = the component body (inputs received ->
 outputs written, heavy imports inside the body included); overhead = span - work (a new Python
 process, kfp import, loading the component). Outside the tasks: CLI start, compiling the pipeline,
-kfp.local set-up, the summary. Writes bench/results/end_to_end.json and its bench/README.md section.
+kfp.local set-up, the summary. Writes bench/results/end_to_end.json (``--readme``: its bench/README.md section too).
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--trials", type=int, default=0)
-    parser.add_argument("--no-readme", action="store_true")
+    parser.add_argument("--readme", action="store_true", help="write the table into bench/README.md too")
     args = parser.parse_args(argv)
     csv_path = ensure_csv(args.rows, 0.0, CACHE_DIR)
     runs = []
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     path = write_results("end_to_end", report)
     text = table(report)
     print(text)
-    if not args.no_readme:
+    if args.readme:
         write_section("end_to_end", text)
     print(f"bench: wrote {path}", file=sys.stderr)
     return 0

@@ -1,15 +1,16 @@
 """Ingest + transform (analyze) memory and speed: peak RSS must not grow with the file size.
 
-    python -m bench.bench_ingest_memory [--rows 20000000] [--small-rows 1000000] [--dirty-fraction 0.001]
+    python -m bench.bench_ingest_memory [--rows 20000000] [--small-rows 1000000] [--dirty-fraction 0.001] [--readme]
 
 Generates a small and a large taxi CSV (cached under bench/results/.cache, which is gitignored),
 ingests each in a fresh subprocess (so one run's memory cannot hide in the other's), and reports
 per size: rows/s and the child's peak RSS (``ru_maxrss``), plus the RSS after imports and a
 100-row warm-up ingest (the fixed cost), so the data-driven share is visible. Writes
-bench/results/ingest_memory.json and prints a table; the ratio of the two peaks is the number
-to watch (close to 1.0 = memory flat in file size). Both files have the same share of dirty
-rows, so every chunk of either takes the same path (a chunk with a bad cell is read as text, which
-holds more memory per chunk than the typed fast path): the sizes differ, the data mix does not.
+bench/results/ingest_memory.json and prints a table (``--readme``: into bench/README.md too); the
+ratio of the two peaks is the number to watch (close to 1.0 = memory flat in file size). Both
+files have the same share of dirty rows, so every chunk of either takes the same path (a chunk
+with a bad cell is read as text, which holds more memory per chunk than the typed fast path): the
+sizes differ, the data mix does not.
 """
 
 from __future__ import annotations
@@ -125,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunk-rows", type=int, default=None, help="ingest chunk size (default CSV_CHUNK_ROWS)")
     parser.add_argument("--cache-dir", type=Path, default=CACHE_DIR, help="where generated CSVs are kept")
     parser.add_argument("--out", type=Path, default=RESULT_FILE, help="result JSON path")
-    parser.add_argument("--no-readme", action="store_true", help="do not update bench/README.md")
+    parser.add_argument("--readme", action="store_true", help="write the table into bench/README.md too")
     parser.add_argument("--child", nargs=2, metavar=("CSV", "OUT_DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -160,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(measurements))
     print(f"peak RSS ratio {large['rows_read']:,} / {small['rows_read']:,} rows: {report['peak_rss_ratio']:.3f} "
           f"(ingest share ratio {report['ingest_rss_ratio']:.3f}); written to {args.out}")
-    if args.no_readme:
+    if not args.readme:
         return 0
     from bench.tables import write_section
 

@@ -1,6 +1,6 @@
 """Preprocessing side by side in one run: ingest vs the bare CSV parser vs the Beam path; analyze local vs Beam.
 
-    python -m bench.bench_preprocessing [--rows 1000000] [--repeats 3] [--nbuckets 16]
+    python -m bench.bench_preprocessing [--rows 1000000] [--repeats 3] [--nbuckets 16] [--readme]
 
 On the same generated taxi CSV (cached under bench/results/.cache), interleaved per repeat so
 machine load hits every method alike, median of ``--repeats`` runs each:
@@ -15,8 +15,8 @@ Beam's fixed cost (pipeline construction and start-up) is measured on a 1,000-ro
 reported on its own. Every figure is also a ratio to its baseline measured in this run. With
 ``--tft-rows`` (default 100,000; 0 skips it) tensorflow-transform's ``AnalyzeDataset`` on Beam's
 DirectRunner runs side by side with our ingest + analyze on a smaller CSV, in its own venv
-(``make bench-tft-venv``: it pins another TensorFlow). Writes bench/results/preprocessing.json and
-the table in bench/README.md.
+(``make bench-tft-venv``: it pins another TensorFlow). Writes bench/results/preprocessing.json
+(``--readme``: the table into bench/README.md too).
 """
 
 from __future__ import annotations
@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tft-rows", type=int, default=100_000,
                         help="rows of the tensorflow-transform side by side (0: skip; default %(default)s)")
     parser.add_argument("--out", type=Path, default=RESULT_FILE, help="result JSON path")
-    parser.add_argument("--no-readme", action="store_true", help="do not update bench/README.md")
+    parser.add_argument("--readme", action="store_true", help="write the table into bench/README.md too")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-preprocessing-") as work:
         report = run(args.rows, args.repeats, args.nbuckets, Path(work))
@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     text = table(report)
     print(text)
-    if not args.no_readme:
+    if args.readme:
         write_readme(text)
     _log(f"bench: wrote {args.out}")
     return 0

@@ -9,7 +9,7 @@ the same ``--out``: its evaluator then compares with the model the first run dep
 
 A third run with ``--epochs 1`` (a worse model) checks that it is NOT blessed against the served one.
 
-``python -m bench.bench_real_dataset [--out out/bench-diamonds] [--second-run]``
+``python -m bench.bench_real_dataset [--out out/bench-diamonds] [--second-run] [--readme]``
 """
 
 from __future__ import annotations
@@ -86,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--out", default="out/bench-diamonds")
     parser.add_argument("--second-run", action="store_true", help="run again on the same --out (baseline check)")
+    parser.add_argument("--readme", action="store_true", help="write the table into bench/README.md too")
     args = parser.parse_args(argv)
     results = {"first": run_and_compare(args.out)}
     _log(f"bench: first run {json.dumps(results['first'])}")
@@ -98,6 +99,13 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=1), encoding="utf-8")
     print(json.dumps(results, indent=1))
+    if args.readme:
+        write_readme(results)
+    return 0
+
+
+def write_readme(results: dict) -> None:
+    """The real-dataset section of bench/README.md (``--readme`` only: the file is tracked)."""
     from bench.tables import markdown_table, write_section
 
     write_section("real_dataset", "\n".join([
@@ -111,7 +119,6 @@ def main(argv: list[str] | None = None) -> int:
                          f"{r['ratio_to_hgb']:.3f}", r["blessed"], f"{r['seconds']:.0f}"]
                         for name, r in results.items()]),
     ]))
-    return 0
 
 
 if __name__ == "__main__":

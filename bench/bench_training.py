@@ -7,7 +7,7 @@ Same generated taxi data, same transform, same model, in one run:
   (c) ps    - run_local_cluster with a chief, 1 ps and 2 workers on 127.0.0.1.
 
 Examples/s is the median over epochs after the first (the first traces the functions). Writes
-bench/results/training.json. ``python -m bench.bench_training [--rows 200000]``.
+bench/results/training.json. ``python -m bench.bench_training [--rows 200000] [--readme]``.
 """
 
 from __future__ import annotations
@@ -109,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nbuckets", type=int, default=16)
     parser.add_argument("--skip-cluster", action="store_true", help="leave out (c), the local ps cluster")
     parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--readme", action="store_true", help="write the table into bench/README.md too")
     args = parser.parse_args(argv)
 
     from mlengine.components.shared.distributed import Topology
@@ -144,6 +145,14 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1), encoding="utf-8")
+    if args.readme:
+        write_readme(results, args, hidden, rows)
+    _log(f"bench_training: wrote {out}")
+    return 0
+
+
+def write_readme(results: dict, args: argparse.Namespace, hidden: list[int], rows: list[tuple]) -> None:
+    """The training section of bench/README.md (``--readme`` only: the file is tracked)."""
     from bench.tables import markdown_table, write_section
 
     load = __import__("os").getloadavg()[0]
@@ -157,8 +166,6 @@ def main(argv: list[str] | None = None) -> int:
                        [[label, f"{rate:,.0f}", f"{ratio:.2f}", "" if rmse is None else f"{rmse:.3f}"]
                         for label, rate, ratio, rmse in rows]),
     ]))
-    _log(f"bench_training: wrote {out}")
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Tuning: eval RMSE reached vs number of trials, TPE against random search at the same budget.
 
-    python -m bench.bench_tuning [--rows 200000] [--trials 20] [--epochs 2] [--parallel 2]
+    python -m bench.bench_tuning [--rows 200000] [--trials 20] [--epochs 2] [--parallel 2] [--readme]
 
 Generates the built-in taxi data (noise std 1.0: the RMSE floor) as train/eval Parquet splits,
 then runs the default search space (nbuckets, layers, learning rate, batch size) once with TPE
@@ -172,13 +172,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--algorithms", nargs="+", default=["tpe", "random"])
     parser.add_argument("--space", default=None, help="search space YAML (default: the built-in one)")
     parser.add_argument("--out", default=str(RESULT_FILE))
+    parser.add_argument("--readme", action="store_true", help="write the table into bench/README.md too")
     args = parser.parse_args(argv)
     report = run(args)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1), encoding="utf-8")
     print_table(report)
-    write_readme(report)
+    if args.readme:
+        write_readme(report)
     print(f"wrote {out}")
     return 0
 

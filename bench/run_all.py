@@ -1,8 +1,10 @@
 """`make bench`: every benchmark, each side by side with its baseline in the same run.
 
 Each benchmark runs in its own process (fresh memory and TF state) and writes
-bench/results/<name>.json; this prints which ran and where the figures are. Pass names to run
-only some: `python -m bench.run_all serving training`.
+bench/results/<name>.json and, with the ``--readme`` each one is given here, its section of the
+tracked bench/README.md (run alone, a benchmark writes under bench/results/ only); this prints
+which ran and where the figures are. Pass names to run only some:
+`python -m bench.run_all serving training`.
 """
 
 from __future__ import annotations
@@ -12,25 +14,25 @@ import sys
 import time
 
 BENCHMARKS = {
-    "ingest_memory": ["bench.bench_ingest_memory"],
+    "ingest_memory": ["bench.bench_ingest_memory", "--readme"],
     # mlengine ingest beside the bare parser at 1..all cores (taskset), best of 5 interleaved rounds
     "scaling": ["bench.bench_scaling", "--readme"],
     # ingest vs the bare parser vs the Beam path, analyze single-process vs Beam
-    "preprocessing": ["bench.bench_preprocessing"],
-    "training": ["bench.bench_training"],
+    "preprocessing": ["bench.bench_preprocessing", "--readme"],
+    "training": ["bench.bench_training", "--readme"],
     # before/after in one run (base: bulk path off, model thread), medians of 2
     "serving": ["bench.bench_serving", "--servers",
                 "plain-2,mlengine:base-1,mlengine-1,mlengine:base-2,mlengine-2,mlengine:model-thread-2",
                 "--repeat", "2", "--profile", "--readme"],
     # a classifier's bulk path against kserve's handlers (answers checked against the in-process classes)
     "serving_classification": ["bench.bench_serving_classification", "--readme"],
-    "tuning": ["bench.bench_tuning", "--trials", "12"],
+    "tuning": ["bench.bench_tuning", "--trials", "12", "--readme"],
     "batch_predict": ["bench.bench_batch_predict", "--readme"],
-    "real_dataset": ["bench.bench_real_dataset", "--second-run"],
+    "real_dataset": ["bench.bench_real_dataset", "--second-run", "--readme"],
     # two package-shipped classification datasets vs HistGradientBoostingClassifier and a one-hot logistic regression
     "classification": ["bench.bench_classification", "--readme"],
     # `mlengine run` wall time, orchestration overhead vs work
-    "end_to_end": ["bench.bench_end_to_end"],
+    "end_to_end": ["bench.bench_end_to_end", "--readme"],
 }
 
 

@@ -54,6 +54,7 @@ PARQUET_PART_PATTERN = "part-{index:05d}.parquet"
 REJECTS_FILE = "rejects.jsonl"
 STATISTICS_FILE = "statistics.json"
 STATISTICS_VIEW_FILE = "statistics.md"  # the Markdown view `mlengine ingest` writes beside statistics.json
+STATISTICS_HTML_FILE = "statistics.html"  # the HTML report (plots) `mlengine ingest` writes beside it
 TRANSFORM_FILE = "transform.json"
 SPEC_FILE = "feature_spec.yaml"
 SERVING_MODEL_SUBDIR = "serving"  # SavedModel with the raw-feature signature

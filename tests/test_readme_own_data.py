@@ -92,7 +92,10 @@ def test_the_readme_own_data_walk_through(tmp_path, capsys):
             if command.startswith("ls "):
                 folder = Path(shlex.split(command)[1])
                 reports = {p.name for p in folder.iterdir()}
-                assert {"ingest-statistics_view.md", "evaluate-eval_html.html", "train-loss_curves.html"} <= reports
+                assert {"ingest-statistics_view.md", "ingest-statistics_html.html", "evaluate-eval_html.html",
+                        "train-loss_curves.html"} <= reports
+                statistics = (folder / "ingest-statistics_html.html").read_text(encoding="utf-8")
+                assert 'alt="histogram of ' in statistics  # a plot per numeric column
                 html = (folder / "evaluate-eval_html.html").read_text(encoding="utf-8")
                 assert html.lstrip().lower().startswith("<!doctype html")
                 continue

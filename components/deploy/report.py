@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -48,6 +49,21 @@ def prediction_text(prediction: float | dict[str, Any]) -> str:
     return f"{prediction:.4f}"
 
 
+def display_value(value: Any) -> Any:
+    """``value`` for display: floats (also inside lists and dicts) rounded to 6 significant digits.
+
+    A midpoint such as ``(-74.3 + -73.6) / 2`` is ``-73.94999999999999`` in binary; the report
+    shows ``-73.95``. Non-finite floats and other values are left as they are.
+    """
+    if isinstance(value, float):
+        return float(f"{value:.6g}") if math.isfinite(value) else value
+    if isinstance(value, dict):
+        return {key: display_value(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [display_value(item) for item in value]
+    return value
+
+
 def render_local_report(*, name: str, predict_url: str, url: str, pid: int, kept: bool, model_dir: str,
                         instance: dict[str, Any], prediction: float | dict[str, Any]) -> str:
     """The report of a local deployment: where it serves, and the test prediction."""
@@ -60,7 +76,7 @@ def render_local_report(*, name: str, predict_url: str, url: str, pid: int, kept
         f"| predict URL (v1) | `{predict_url}` |",
         f"| server | `{url}`, pid {pid}, {status} |",
         f"| model | `{model_dir}` |",
-        f"| test instance | `{json.dumps(instance)}` |",
+        f"| test instance | `{json.dumps(display_value(instance))}` |",
         f"| test prediction | {prediction_text(prediction)} |",
         "",
         f"Serve it again with `mlengine serve --model {model_dir} --name {name}`.",

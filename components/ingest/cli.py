@@ -26,7 +26,8 @@ def add_cli(subparsers) -> None:
     ingest = subparsers.add_parser(
         "ingest", help="the ingest step alone: validate, split 80/10/10, Parquet, rejects and statistics under --out",
         description="Stream the CSV data, reject bad rows (rejects/rejects.jsonl, with file, line and reason), "
-                    "hash-split the rest into train/ eval/ test/ Parquet parts and write statistics/ under --out. "
+                    "hash-split the rest into train/ eval/ test/ Parquet parts and write statistics/ under --out "
+                    "(statistics.json, statistics.md, and statistics.html with a plot per column). "
                     "--runner beam runs the same logic as an Apache Beam pipeline (pip install 'kfp-mlengine[beam]').")
     ingest.add_argument("--data", required=True, help="CSV file, folder of CSV shards, glob or s3:// URI")
     ingest.add_argument("--out", required=True, help="folder for train/, eval/, test/, rejects/ and statistics/")
@@ -80,7 +81,7 @@ def _ingest(args: argparse.Namespace) -> int:
     from mlengine.components.shared.beam_runner import check_runner
     from mlengine.components.shared.featurespec import load_spec
     from mlengine.components.shared.logs import setup_logging
-    from mlengine.constants import REJECTS_FILE, SPLITS, STATISTICS_VIEW_FILE
+    from mlengine.constants import REJECTS_FILE, SPLITS, STATISTICS_HTML_FILE, STATISTICS_VIEW_FILE
 
     setup_logging()
     check_runner(args.runner)
@@ -91,6 +92,7 @@ def _ingest(args: argparse.Namespace) -> int:
     out = Path(args.out)
     result = run(args.data, spec, {split: str(out / split) for split in SPLITS}, str(out / "rejects" / REJECTS_FILE),
                  str(out / "statistics"), statistics_view_path=str(out / "statistics" / STATISTICS_VIEW_FILE),
+                 html_path=str(out / "statistics" / STATISTICS_HTML_FILE),
                  runner=args.runner, beam_options=args.beam_option, split_seed=args.split_seed, workers=args.workers)
     print(json.dumps({key: value for key, value in result.to_dict().items() if key != "parts"}))
     return 0

@@ -3,7 +3,7 @@
 from typing import NamedTuple
 
 from kfp import dsl
-from kfp.dsl import Artifact, Dataset, Markdown, Metrics, Output
+from kfp.dsl import HTML, Artifact, Dataset, Markdown, Metrics, Output
 
 from mlengine.constants import PIPELINE_IMAGE
 
@@ -19,6 +19,7 @@ def ingest(
     rejects: Output[Dataset],
     statistics: Output[Artifact],
     statistics_view: Output[Markdown],
+    statistics_html: Output[HTML],
     metrics: Output[Metrics],
     runner: str = "local",
     beam_options: str = "",
@@ -36,7 +37,9 @@ def ingest(
         test_data: the test split (Parquet parts).
         rejects: rows that failed validation, with file, line and reason (rejects.jsonl).
         statistics: per-column statistics of the training split, and the spec it was read with.
-        statistics_view: the statistics as tables and histograms.
+        statistics_view: the statistics as tables and text histograms.
+        statistics_html: the statistics as tables, a histogram plot per numeric column and bar
+            charts of the top values of string columns and of a class label's classes.
         metrics: rows read and rejected.
         runner: local (this step's process) or beam (the same logic as an Apache Beam pipeline).
         beam_options: with runner beam, Beam pipeline options separated by spaces (default: Beam's
@@ -62,6 +65,7 @@ def ingest(
         str(Path(rejects.path) / REJECTS_FILE),
         statistics.path,
         statistics_view_path=statistics_view.path,
+        html_path=statistics_html.path,
         runner=runner,
         beam_options=beam_options,
         split_seed=split_seed,

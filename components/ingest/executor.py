@@ -3,7 +3,8 @@
 ``run`` checks every input file's header (fatal, before any output is written), hands the files
 to the engine the caller names (``_backend``: ``local.py`` in this process and its worker
 processes, or ``beam.py``, an Apache Beam pipeline), and writes the reports: statistics.json and
-feature_spec.yaml (by the engine), the Markdown statistics view (``report.py``). Both engines
+feature_spec.yaml (by the engine), the Markdown statistics view and the HTML report with plots
+(``report.py``). Both engines
 validate, hash and split rows with the same code (``chunks.validate_chunk``):
 
 1. header check per file: empty file, no header, a spec column missing, a duplicate column;
@@ -32,7 +33,7 @@ import pyarrow as pa
 from mlengine.components.ingest import splits
 from mlengine.components.ingest.convert import ARROW_TYPES
 from mlengine.components.ingest.csvreader import read_header
-from mlengine.components.ingest.report import render_statistics_markdown
+from mlengine.components.ingest.report import render_statistics_html, render_statistics_markdown
 from mlengine.components.shared import storage
 from mlengine.components.shared.beam_runner import RUNNER_BEAM, RUNNER_LOCAL, check_runner, import_beam
 from mlengine.components.shared.featurespec import FeatureSpec
@@ -49,7 +50,7 @@ LABEL_EXAMPLES = 3  # unknown label values named in that error
 REJECT_LINES_SCANNED = 10_000  # rejects.jsonl lines read for those examples
 # IngestResult fields that describe this run's outputs and machine, not the data: left out of
 # the summary in statistics.json (which must not depend on where or how fast ingest ran)
-RUN_FIELDS = ("parts", "rejects_path", "statistics_path", "statistics_view_path", "seconds", "workers")
+RUN_FIELDS = ("parts", "rejects_path", "statistics_path", "statistics_view_path", "html_path", "seconds", "workers")
 
 
 @dataclass
@@ -66,6 +67,7 @@ class IngestResult:
     rejects_path: str = ""
     statistics_path: str = ""
     statistics_view_path: str = ""
+    html_path: str = ""  # the HTML statistics report (plots)
     seconds: float = 0.0
     workers: int = 1  # processes that ingested (the local engine; 1 on Beam, whose runner decides)
 
@@ -121,9 +123,9 @@ def _backend(runner: str):
 
 
 def run(data_uri: str, spec: FeatureSpec, output_dirs: dict[str, str], rejects_path: str, statistics_dir: str,
-        *, statistics_view_path: str = "", runner: str = RUNNER_LOCAL, beam_options: list[str] | str | None = None,
-        chunk_rows: int = CSV_CHUNK_ROWS, split_seed: int = 0, workers: int = 0, piece_bytes: int = 0
-        ) -> IngestResult:
+        *, statistics_view_path: str = "", html_path: str = "", runner: str = RUNNER_LOCAL,
+        beam_options: list[str] | str | None = None, chunk_rows: int = CSV_CHUNK_ROWS, split_seed: int = 0,
+        workers: int = 0, piece_bytes: int = 0) -> IngestResult:
     """Validate and split the CSV data at ``data_uri`` into typed Parquet parts per split.
 
     Args:
@@ -133,6 +135,8 @@ def run(data_uri: str, spec: FeatureSpec, output_dirs: dict[str, str], rejects_p
         rejects_path: a ``.jsonl`` file, or a folder that gets rejects.jsonl.
         statistics_dir: receives statistics.json and feature_spec.yaml.
         statistics_view_path: where the Markdown view of the statistics goes (empty: not written).
+        html_path: where the HTML statistics report goes: the tables, a histogram per numeric column,
+            bar charts of top values and classes (empty: not written).
         runner: ``local`` (this process) or ``beam`` (an Apache Beam pipeline).
         beam_options: Beam pipeline options (``runner="beam"`` only).
         chunk_rows: lines read and validated at a time (bounds memory).
@@ -172,6 +176,11 @@ def run(data_uri: str, spec: FeatureSpec, output_dirs: dict[str, str], rejects_p
         view.parent.mkdir(parents=True, exist_ok=True)
         view.write_text(render_statistics_markdown(stats, result), encoding="utf-8")
         result.statistics_view_path = str(view)
+    if html_path:
+        page = Path(html_path)
+        page.parent.mkdir(parents=True, exist_ok=True)
+        page.write_text(render_statistics_html(stats, result), encoding="utf-8")
+        result.html_path = str(page)
     result.seconds = round(time.monotonic() - started, 3)
     split_text = ", ".join(f"{name} {count:,}" for name, count in result.rows_per_split.items())
     log.info("ingest: done: %s rows read, %s ok, %s rejected (%s) in %.1fs", f"{result.rows_read:,}",

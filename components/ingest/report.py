@@ -1,13 +1,19 @@
-"""The ingest reports: the statistics view (Markdown) of statistics.json, a pure rendering function.
+"""The ingest reports: pure rendering functions of statistics.json, a Markdown view (tables and
+text histograms) and an HTML page (the same tables, a histogram plot per numeric column, bar
+charts of top values and of a class label's classes).
 
-``executor.run`` writes it next to the other outputs; the KFP component maps the file to its
-Markdown artifact.
+``executor.run`` writes them next to the other outputs; the KFP component maps the files to its
+Markdown and HTML artifacts.
 """
 
 from __future__ import annotations
 
+import html
+import itertools
 import math
 from typing import Any
+
+from mlengine.components.shared import reports
 
 
 def _fmt(value: Any) -> str:
@@ -129,3 +135,122 @@ def histogram_rows(histogram: dict[str, Any]) -> list[tuple[str, int]]:
     if histogram.get("overflow"):
         rows.append((f"> {math.floor(edges[-1]) if integer else number(edges[-1])}", histogram["overflow"]))
     return rows
+
+
+NO_VALUES = "No value in this column (every cell missing or no ok row), so there is nothing to plot."
+
+
+def render_statistics_html(stats: dict[str, Any], result: Any) -> str:
+    """HTML: the Markdown view's tables, a histogram per numeric column and bar charts of the top
+    values of string columns and of a class label's classes (embedded PNG, one self-contained page).
+
+    A column without values gets a sentence instead of empty axes. ``result`` is an IngestResult
+    (or its ``to_dict()``).
+    """
+    summary = result.to_dict() if hasattr(result, "to_dict") else dict(result)
+    read, rejected = summary["rows_read"], summary["rows_rejected"]
+    share = f" ({100.0 * rejected / read:.2f}%)" if read else ""
+    distinct = summary.get("distinct_per_split") or {}
+    rows = [("rows read", f"{read:,}"), ("rows ok", f"{summary['rows_ok']:,}"),
+            ("rows rejected", f"{rejected:,}{share}")]
+    rows += [(f"{name} split", f"{count:,}" + (f" ({distinct[name]:,} distinct)" if name in distinct else ""))
+             for name, count in summary.get("rows_per_split", {}).items()]
+    rows.append(("files", f"{len(summary.get('files', [])):,}"))
+    parts = [reports.html_table(["", ""], rows)]
+    reasons = summary.get("reject_reasons", {})
+    if reasons:
+        parts.append("<h3>Reject reasons</h3>" + reports.html_table(
+            ["reason", "rows"], [(reason, f"{count:,}") for reason, count in sorted(reasons.items(),
+                                                                                   key=lambda item: -item[1])]))
+    parts += _class_html(stats)
+    scope = stats.get("all", {})
+    columns = scope.get("columns", {})
+    parts.append(f"<h3>Columns (all {scope.get('rows', 0):,} ok rows)</h3>" + reports.html_table(
+        ["column", "type", "count", "missing", "mean", "std", "min", "p50", "max"],
+        [(name, entry["type"], _fmt(entry["count"]), _fmt(entry["missing"]), _fmt(entry.get("mean")),
+          _fmt(entry.get("std")), _fmt(entry.get("min")), _fmt((entry.get("quantiles") or {}).get("p50")),
+          _fmt(entry.get("max"))) for name, entry in columns.items()]))
+    label = stats.get("label")
+    for name, entry in columns.items():
+        parts.append(f"<h3>{html.escape(str(name))} ({html.escape(entry['type'])})</h3>")
+        if "histogram" in entry:
+            parts.append(_histogram_html(name, entry["histogram"]))
+        if entry.get("top_values") is not None and "histogram" not in entry:
+            if name == label and "class_counts" in entry:
+                parts.append("<p>Its rows per class are in the classes section above.</p>")
+            else:
+                parts.append(_top_values_html(name, entry))
+    return reports.html_page(f"Ingest statistics: {stats.get('spec_name', '')}", "".join(parts))
+
+
+def _plot_bars(title: str, labels: list[str], counts: list[int]) -> str:
+    """A horizontal bar chart (one bar per label, top to bottom) as base64 PNG."""
+    figure, axis = reports.new_figure(6.0, max(1.5, 0.3 * len(labels) + 0.8))
+    positions = list(range(len(labels)))
+    axis.barh(positions, counts, color="#4c72b0")
+    axis.set_yticks(positions, [_plain(label if len(label) <= 30 else label[:29] + "…") for label in labels])
+    axis.invert_yaxis()
+    axis.set_xlabel("rows")
+    axis.set_title(_plain(title), fontsize=10)
+    return reports.figure_png_base64(figure)
+
+
+def _class_html(stats: dict[str, Any]) -> list[str]:
+    """A class label's rows per class (all ok rows and the training split) as a table and a bar chart."""
+    label = stats.get("label")
+    every = ((stats.get("all") or {}).get("columns") or {}).get(label) or {}
+    if "class_counts" not in every:
+        return []
+    train = {item["value"]: item["count"] for item in
+             (((stats.get("train") or {}).get("columns") or {}).get(label) or {}).get("class_counts", [])}
+    counts = every["class_counts"]
+    total = sum(item["count"] for item in counts)
+    parts = [f"<h3>Classes of the label {_html_text(label)}</h3>", reports.html_table(
+        ["class", "rows", "share", "training rows"],
+        [(_fmt(item["value"]), f"{item['count']:,}", f"{100.0 * item['count'] / (total or 1):.1f}%",
+          _fmt(train.get(item["value"]))) for item in counts])]
+    if not total:
+        return [*parts, f"<p>{NO_VALUES}</p>"]
+    png = _plot_bars(f"rows per class of {label} (all ok rows)", [_fmt(item["value"]) for item in counts],
+                     [item["count"] for item in counts])
+    return [*parts, reports.html_image(png, f"classes of {label}")]
+
+
+def _histogram_html(name: str, histogram: dict[str, Any]) -> str:
+    """The column's histogram (data range) as a PNG, the rows beyond it named in its caption."""
+    counts = histogram.get("counts") or []
+    below, above = histogram.get("underflow", 0), histogram.get("overflow", 0)
+    if not sum(counts) + below + above:
+        return f"<p>{NO_VALUES}</p>"
+    edges = histogram["edges"]
+    figure, axis = reports.new_figure(6.0, 2.6)
+    widths = [high - low for low, high in itertools.pairwise(edges)]
+    axis.bar(edges[:-1], counts, width=widths, align="edge", color="#4c72b0", edgecolor="white", linewidth=0.5)
+    axis.set_xlabel(_plain(str(name)))
+    axis.set_ylabel("rows")
+    beyond = [f"{count:,} {side}" for count, side in ((below, "below"), (above, "above")) if count]
+    caption = f"{sum(counts) + below + above:,} rows of the {histogram.get('source', 'sample')}"
+    axis.set_title(caption + (f" ({', '.join(beyond)} the range drawn)" if beyond else ""), fontsize=10)
+    return reports.html_image(reports.figure_png_base64(figure), f"histogram of {name}")
+
+
+def _top_values_html(name: str, entry: dict[str, Any]) -> str:
+    """The most frequent values of a categorical column as a bar chart."""
+    top = entry.get("top_values") or []
+    if not top:
+        return f"<p>{NO_VALUES}</p>"
+    distinct = entry.get("distinct")
+    title = f"top {len(top)} values" + (f" of {distinct:,} distinct" if distinct is not None else "")
+    if entry.get("counts_approximate"):
+        title += " (approximate counts)"
+    png = _plot_bars(title, [_fmt(item["value"]) for item in top], [item["count"] for item in top])
+    return reports.html_image(png, f"top values of {name}")
+
+
+def _plain(text: str) -> str:
+    """Text matplotlib draws as written: a ``$`` in the data would start its math mode."""
+    return text.replace("$", r"\$")
+
+
+def _html_text(value: Any) -> str:
+    return f"<code>{html.escape(str(value))}</code>"

@@ -15,6 +15,7 @@ def test_every_markdown_and_html_artifact_of_the_pipeline_is_found(tmp_path):
     pipeline_yaml = compile_pipelines(tmp_path)[PIPELINE_NAME]
     found = set(report_outputs(pipeline_yaml))
     assert ("ingest", "statistics_view", ".md") in found
+    assert ("ingest", "statistics_html", ".html") in found  # the plots beside the Markdown tables
     assert ("evaluate", "eval_html", ".html") in found
     assert ("deploy", "deploy_report", ".md") in found  # inside the blessed condition (a nested DAG)
     assert all(suffix in (".md", ".html") for *_, suffix in found)

@@ -34,6 +34,18 @@ def test_the_local_report_prints_the_instance_at_its_precision():
     assert "| test prediction | 12.3457 |" in text and "checked, then stopped" in text
 
 
+def test_the_local_report_rounds_a_float_noisy_instance_for_display():
+    noisy = {"pickup_longitude": (-74.3 + -73.6) / 2, "fare": 1 / 3, "count": 4, "flag": True,
+             "name": "x", "many": [0.1 + 0.2], "big": 123456789.0}
+    text = render_local_report(name="taxi", predict_url="http://127.0.0.1:1/v1/models/taxi:predict",
+                               url="http://127.0.0.1:1", pid=7, kept=True, model_dir="/m", instance=noisy,
+                               prediction=1.0)
+    line = next(line for line in text.splitlines() if line.startswith("| test instance |"))
+    assert "-73.94999999999999" not in line and "0.30000000000000004" not in line
+    assert line == ('| test instance | `{"pickup_longitude": -73.95, "fare": 0.333333, "count": 4, "flag": true, '
+                    '"name": "x", "many": [0.3], "big": 123457000.0}` |')
+
+
 def test_run_writes_its_own_report_for_an_unblessed_local_model(tmp_path):
     report = tmp_path / "out" / "deploy.md"
     result = run(str(tmp_path), model_uri=str(tmp_path), blessed=False, mode="local", name="taxi",

@@ -10,7 +10,7 @@ from bench import bench_ingest_memory
 def test_benchmark_writes_its_report(tmp_path, capsys):
     out = tmp_path / "ingest_memory.json"
     code = bench_ingest_memory.main(["--rows", "3000", "--small-rows", "1000", "--dirty-fraction", "0.05",
-                                     "--cache-dir", str(tmp_path / "cache"), "--out", str(out), "--no-readme"])
+                                     "--cache-dir", str(tmp_path / "cache"), "--out", str(out)])
     assert code == 0
     report = json.loads(out.read_text())
     assert [size["rows_read"] for size in report["sizes"]] == [1000, 3000]
