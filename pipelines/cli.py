@@ -65,6 +65,8 @@ def add_cli(subparsers) -> None:
                      help="ingest's worker processes (default 0: one per core the step may use; --workers are "
                           "the training workers); the ingested data does not depend on it")
     run.add_argument("--strategy", choices=["auto", "parameter_server", "all_reduce", "none"])
+    run.add_argument("--task", choices=["regression", "binary", "multiclass"],
+                     help="the task this run expects; the spec's label must say the same (default: the label's)")
     run.add_argument("--model-module", metavar="FILE",
                      help="your own model: a Python file whose build_model(features, hp) is the network's body "
                           "(checked on a tiny batch before anything runs); its HYPERPARAMETERS are tuned with the "
@@ -156,6 +158,7 @@ def _run_params(args: argparse.Namespace, module=None) -> dict:
         "beam_options": " ".join(args.beam_option),
         "model_module": args.model_module,
         "ingest_workers": args.ingest_workers,
+        "task": args.task,
     }
     return {key: value for key, value in params.items() if value not in (None, "")}
 

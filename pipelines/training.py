@@ -80,6 +80,7 @@ def training_pipeline(
     beam_options: str = "",
     model_module: str = "",
     ingest_workers: int = 0,
+    task: str = "",
 ) -> TrainingOutputs:
     """Raw CSV to a served model: ingest, tune, transform, train, evaluate, deploy when blessed.
 
@@ -126,12 +127,15 @@ def training_pipeline(
             checks it on a tiny batch and hands it on as an artifact; the served model does not need it.
         ingest_workers: ingest's worker processes with runner local (0: one per core the step may
             use); the splits, rejects and statistics do not depend on it.
+        task: the learning task this run expects: regression, binary or multiclass (empty: whatever
+            the spec's label says); ingest refuses a spec whose label says another one.
     """
     # shared_claim: "" on this machine; on a cluster a ReadWriteMany PVC this run creates for the TFJob
     # pods, deleted when the steps end, failed or not (pipelines/platform.py)
     with platform.shared_volume() as shared_claim:
         ingest_task = ingest(data_uri=data_uri, spec_uri=spec_uri, split_seed=split_seed,
-                             runner=runner, beam_options=beam_options, workers=ingest_workers)
+                             runner=runner, beam_options=beam_options, workers=ingest_workers,
+                             task=task)
         ingest_task.set_display_name("ingest raw CSV")
 
         tune_task = tune(

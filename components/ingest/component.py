@@ -24,6 +24,7 @@ def ingest(
     runner: str = "local",
     beam_options: str = "",
     workers: int = 0,
+    task: str = "",
 ) -> NamedTuple("IngestOutputs", rows_read=int, rows_rejected=int):
     """Stream raw CSV (file, folder, glob or s3://), quarantine bad rows, split, write Parquet + statistics.
 
@@ -46,6 +47,8 @@ def ingest(
             in-process runner; e.g. --runner=PortableRunner --job_endpoint=HOST:8099 for Flink).
         workers: with runner local, worker processes (0: one per core this step may use, its CPU
             affinity capped by its cgroup CPU limit); the output does not depend on it.
+        task: the task the pipeline expects (regression, binary, multiclass; empty: the spec's):
+            a spec whose label says another task is refused before any row is read.
     """
     from collections import namedtuple
     from pathlib import Path
@@ -70,6 +73,7 @@ def ingest(
         beam_options=beam_options,
         split_seed=split_seed,
         workers=workers,
+        task=task,
     )
     train_data.metadata["rows"] = result.rows_per_split["train"]
     eval_data.metadata["rows"] = result.rows_per_split["eval"]

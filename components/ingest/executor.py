@@ -36,7 +36,7 @@ from mlengine.components.ingest.csvreader import read_header
 from mlengine.components.ingest.report import render_statistics_html, render_statistics_markdown
 from mlengine.components.shared import storage
 from mlengine.components.shared.beam_runner import RUNNER_BEAM, RUNNER_LOCAL, check_runner, import_beam
-from mlengine.components.shared.featurespec import FeatureSpec
+from mlengine.components.shared.featurespec import FeatureSpec, FeatureSpecError
 from mlengine.components.shared.labels import int_label_hint
 from mlengine.constants import CSV_CHUNK_ROWS, REJECTS_FILE, SPLITS
 from mlengine.errors import DataError
@@ -125,7 +125,7 @@ def _backend(runner: str):
 def run(data_uri: str, spec: FeatureSpec, output_dirs: dict[str, str], rejects_path: str, statistics_dir: str,
         *, statistics_view_path: str = "", html_path: str = "", runner: str = RUNNER_LOCAL,
         beam_options: list[str] | str | None = None, chunk_rows: int = CSV_CHUNK_ROWS, split_seed: int = 0,
-        workers: int = 0, piece_bytes: int = 0) -> IngestResult:
+        workers: int = 0, piece_bytes: int = 0, task: str = "") -> IngestResult:
     """Validate and split the CSV data at ``data_uri`` into typed Parquet parts per split.
 
     Args:
@@ -145,6 +145,8 @@ def run(data_uri: str, spec: FeatureSpec, output_dirs: dict[str, str], rejects_p
             output does not depend on it (``local.py``).
         piece_bytes: the byte ranges a large file is cut into for the workers (0: from the input
             size and ``workers``; tests set it small).
+        task: the task the caller expects (regression, binary, multiclass; empty: the spec's): a
+            spec whose label says another task is refused before any row is read.
 
     Returns:
         The counts, the files written and the seconds taken.
@@ -154,6 +156,10 @@ def run(data_uri: str, spec: FeatureSpec, output_dirs: dict[str, str], rejects_p
             no row passing validation after. Bad rows are rejected one by one, not raised.
     """
     started = time.monotonic()
+    if task and task != spec.task:
+        raise FeatureSpecError(f"{spec.source}: task: this run expects {task!r}, the spec's label makes it "
+                               f"{spec.task!r} (a vocabulary of 2 classes is binary, of more multiclass, none "
+                               "regression)")
     engine = _backend(runner)
     absent = [name for name in SPLITS if name not in output_dirs]
     if absent:

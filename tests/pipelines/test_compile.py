@@ -153,7 +153,7 @@ def test_every_pipeline_parameter_is_reachable_from_mlengine_run_and_flags_are_n
             "parameter_server", "--split-seed", "7", "--blessing-margin", "0.1", "--baseline-tolerance", "0.02",
             "--baseline-model", "/m", "--model-name", "gems", "--canary-traffic-percent", "20", "--keep-serving",
             "--data-runner", "beam", "--beam-option=--direct_num_workers=1", "--model-module", "m.py",
-            "--ingest-workers", "3"]
+            "--ingest-workers", "3", "--task", "regression"]
     params = _run_params(build_parser().parse_args(argv))
     pipeline_parameters = set(inspect.signature(training_pipeline.pipeline_func).parameters)
     # data_uri comes from --data / the generated rows; mode is "local" for mlengine run by definition, and
@@ -161,6 +161,7 @@ def test_every_pipeline_parameter_is_reachable_from_mlengine_run_and_flags_are_n
     cluster_only = {"mode", "training_operator", "deployment_mode"}
     assert pipeline_parameters - set(params) <= {"data_uri", *cluster_only}, pipeline_parameters - set(params)
     assert params["tune_epochs"] == 5 and params["split_seed"] == 7 and params["model_name"] == "gems"
+    assert params["task"] == "regression"
     assert params["blessing_margin"] == 0.1 and params["canary_traffic_percent"] == 20
     assert params["baseline_model_uri"] == "/m" and params["baseline_tolerance"] == 0.02
     assert params["model_module"] == "m.py"

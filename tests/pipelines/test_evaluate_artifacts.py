@@ -51,3 +51,17 @@ def test_evaluate_reads_the_training_split_for_a_classifiers_benchmark(compiled)
     assert inputs["test_data"].task_output_artifact.output_artifact_key == "test_data"
     component = compiled.components[task.component_ref.name]
     assert component.input_definitions.artifacts["train_data"].artifact_type.schema_title == "system.Dataset"
+
+
+def test_the_pipeline_carries_the_task_to_ingest(compiled):
+    task_input = compiled.root.input_definitions.parameters["task"]
+    assert task_input.parameter_type == pipeline_spec_pb2.ParameterType.STRING
+    assert task_input.default_value.string_value == "" and "binary" in task_input.description
+    ingest = _task(compiled, "ingest")
+    if "task" in ingest.inputs.parameters:  # the local target: the root's parameter straight to ingest
+        passed = ingest.inputs.parameters["task"]
+    else:  # the cluster target: through the exit handler's DAG
+        handler = next(t for t in compiled.root.dag.tasks.values() if t.component_ref.name.startswith("comp-exit"))
+        assert handler.inputs.parameters["pipelinechannel--task"].component_input_parameter == "task"
+        passed = ingest.inputs.parameters["task"]
+    assert passed.component_input_parameter in ("task", "pipelinechannel--task")

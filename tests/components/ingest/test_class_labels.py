@@ -109,3 +109,17 @@ def test_the_beam_engine_counts_the_classes_as_the_local_one_does(tmp_path):
         assert (beam[scope]["columns"]["churned"]["class_counts"]
                 == local[scope]["columns"]["churned"]["class_counts"])
     assert [c["count"] for c in beam["all"]["columns"]["churned"]["class_counts"]] == [80, 50, 30]
+
+
+def test_a_task_the_spec_does_not_say_is_refused_before_any_row_is_read(tmp_path):
+    from mlengine.components.ingest.executor import run as ingest_run
+    from mlengine.components.shared.featurespec import FeatureSpecError, spec_from_dict
+    from tests.classification_fixtures import IRIS_LIKE_SPEC
+
+    spec = spec_from_dict(IRIS_LIKE_SPEC, source="flowers.yaml")
+    outputs = {split: str(tmp_path / split) for split in ("train", "eval", "test")}
+    with pytest.raises(FeatureSpecError, match=r"^flowers\.yaml: task: this run expects 'binary', the spec's label "
+                                               r"makes it 'multiclass'"):
+        ingest_run(str(tmp_path / "never-read.csv"), spec, outputs, str(tmp_path / "rejects"),
+                   str(tmp_path / "statistics"), task="binary")
+    assert not any((tmp_path / split).exists() for split in outputs)
