@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from mlengine.constants import DEFAULT_EPOCHS, K8S_NAMESPACE, image_for
+from mlengine.constants import DEFAULT_EPOCHS, K8S_NAMESPACE, PARAM_HIDDEN_UNITS, image_for
 
 
 def render_cluster_manifests(
@@ -36,10 +36,15 @@ def render_cluster_manifests(
     tune_epochs: int | None = None,
     serving_log_flush_seconds: int | None = None,
     deployment_mode: str | None = None,
+    model_module=None,
+    model_module_uri: str = "",
 ) -> dict[str, dict[str, Any]]:
     """{file name: manifest} for one pipeline run on a cluster, with data under ``data_root`` (s3://...).
 
     ``image`` is the trainer image of the TFJob and the trials (default: ``image_for("trainer")``).
+    ``model_module`` (a loaded model module, components/shared/model_module.py) with
+    ``model_module_uri`` (its artifact folder in object storage, where the tune step stages it):
+    the jobs train the module's body with its default hyperparameters, and the trials search them.
     """
     from mlengine.components.deploy.cluster import render_inference_service, render_serving_runtime
     from mlengine.components.shared.distributed import Topology
@@ -55,10 +60,11 @@ def render_cluster_manifests(
     topology = Topology(workers=workers, ps=ps)
     topology.validate()
     defaults = HyperParameters()
+    module_values = model_module.defaults() if model_module is not None else {}
     config = TrainConfig(
         train_dir=f"{root}/train", eval_dir=f"{root}/eval", transform_dir=f"{root}/transform", model_dir=model_uri,
         hidden_units=defaults.hidden_units, learning_rate=defaults.learning_rate, batch_size=defaults.batch_size,
-        epochs=epochs,
+        epochs=epochs, model_module=model_module_uri if model_module is not None else "", model_hp=module_values,
     )
     image = image or image_for("trainer")
     tfjob = render_tfjob(f"{name}-train", training_args(config), topology, namespace=namespace, image=image,
@@ -68,10 +74,15 @@ def render_cluster_manifests(
                                namespace=namespace, shared_claim=claim)
     space = load_search_space(space_path)
     space = space.with_overrides(max_trials=trials)
+    module_trials: dict[str, Any] = {}
+    if model_module is not None:  # as the tune step: the module's own join, hidden_units is not searched
+        space = space.with_module({n: p.space_entry() for n, p in model_module.parameters.items()})
+        space = space.without([PARAM_HIDDEN_UNITS])
+        module_trials = {"model_module_uri": model_module_uri, "fixed_params": {**defaults.to_dict(), **module_values}}
     experiments = {kind: render_experiment(
         f"{name}-tune", space, namespace=namespace, train_uri=f"{root}/train", eval_uri=f"{root}/eval",
         spec_uri=f"{root}/statistics", output_uri=f"{root}/tuning", shared_claim=shared_claim, image=image,
-        trial_kind=kind, **({"epochs": tune_epochs} if tune_epochs else {}),
+        trial_kind=kind, **({"epochs": tune_epochs} if tune_epochs else {}), **module_trials,
     ) for kind in ("TFJob", "TrainJob")}
     # the runtimes the TrainJobs name: the training topology's and the trials' (one worker)
     runtimes = {}

@@ -61,6 +61,14 @@ from mlengine.rehearsal.engine import (
 )
 from mlengine.rehearsal.katib import run_trial
 from mlengine.rehearsal.kserve import compare_predictions, run_inference_service
+from mlengine.rehearsal.module import (
+    MODULE_PART,
+    MODULE_URI,
+    module_entry,
+    prepare_module,
+    saved_model_layers,
+    trained_with_module,
+)
 from mlengine.rehearsal.monitor import run_monitor_step
 from mlengine.rehearsal.s3stage import ensure_s3_image, list_keys, s3_error, start_s3, upload_tree
 from mlengine.rehearsal.tfjob import run_tfjob
@@ -70,16 +78,56 @@ SERVING_LOG_FLUSH_SECONDS = 3  # the rendered predictor uploads its log this oft
 TRAINJOB_MODEL_URI = MODEL_URI + "-trainjob"
 TARGET_MODEL_URIS = {"tfjob": MODEL_URI, "trainjob": TRAINJOB_MODEL_URI}
 TARGET_EXPERIMENTS = {"tfjob": "katib-experiment.yaml", "trainjob": "katib-experiment-trainjob.yaml"}
+DATA_PARTS = ("train", "eval", "test", "transform", "statistics")
 
 
-def _check_model(result: dict, s3, model_uri: str) -> None:
-    """A job that passed must have left the exported model under ``model_uri``."""
+def _check_model(result: dict, s3, model_uri: str, module=None) -> None:
+    """A job that passed must have left the exported model under ``model_uri`` (with ``module``: trained with it)."""
     if not result.get("passed"):
         return
     keys = list_keys(s3.client(), model_uri)
     result["model_objects"] = len(keys)
     if not any(k.endswith("serving/saved_model.pb") for k in keys):
         result.update(passed=False, reason=f"the job finished but {model_uri} holds no serving/saved_model.pb")
+    elif module is not None:
+        from mlengine.components.train.trainer import TRAIN_CONFIG_FILE
+
+        bucket, prefix = split_s3_uri(model_uri)
+        body = s3.client().get_object(Bucket=bucket, Key=f"{prefix.rstrip('/')}/{TRAIN_CONFIG_FILE}")["Body"]
+        record = json.loads(body.read())
+        result["model_hp"] = record.get("model_hp")
+        why = trained_with_module(record, module)
+        if why:
+            result.update(passed=False, reason=f"the model under {model_uri} is not the model module's: {why}")
+
+
+def render(options: Options, images: dict[str, str], module=None) -> dict[str, dict]:
+    """The manifests the rehearsal runs: ``render_cluster_manifests``'s, both targets' models apart; with
+    ``module`` the jobs and trials name its artifact folder under ``MODULE_URI``, as on a cluster."""
+    from mlengine.kubeflow.manifests import render_cluster_manifests
+
+    render_args = {"data_root": DATA_ROOT, "model_uri": MODEL_URI, "image": images["trainer"],
+                   "server_image": images["server"], "previous_model_uri": PREVIOUS_MODEL_URI,
+                   "workers": options.workers, "ps": options.ps, "trials": 1, "epochs": options.epochs,
+                   "tune_epochs": options.epochs, "serving_log_flush_seconds": SERVING_LOG_FLUSH_SECONDS}
+    if module is not None:
+        render_args.update(model_module=module, model_module_uri=MODULE_URI)
+    manifests = render_cluster_manifests(**render_args)
+    # the TrainJob writes its model under a prefix of its own: the two targets' models never mix
+    trainjob_manifests = render_cluster_manifests(**{**render_args, "model_uri": TRAINJOB_MODEL_URI})
+    manifests["trainjob.yaml"] = trainjob_manifests["trainjob.yaml"]
+    manifests["inferenceservice-canary-tfjob.yaml"] = manifests["inferenceservice-canary.yaml"]
+    manifests["inferenceservice-canary-trainjob.yaml"] = trainjob_manifests["inferenceservice-canary.yaml"]
+    return manifests
+
+
+def stage_data(s3_client, data: Path, module_dir: Path | None = None) -> int:
+    """Upload the splits, transform and statistics under ``DATA_ROOT`` (and the module artifact folder under
+    ``MODULE_URI``); returns the object count."""
+    parts = {part: data / part for part in DATA_PARTS}
+    if module_dir is not None:
+        parts[MODULE_PART] = module_dir
+    return sum(upload_tree(s3_client, local, f"{DATA_ROOT}/{part}") for part, local in parts.items())
 
 
 @dataclass
@@ -100,6 +148,7 @@ class Options:
     image_registry: str | None = None  # images named <registry>/mlengine-<role>:<version> (default: the setting)
     manifest_hook: Any = None  # tests: change a rendered manifest (a broken command, a missing env var)
     timeout: float = JOB_TIMEOUT
+    model_module: str | None = None  # the user's model module file: the jobs train its body
 
 
 def rehearsal_images(registry: str | None = None) -> dict[str, str]:
@@ -121,7 +170,7 @@ def rehearse(options: Options, progress=None) -> dict:
     import botocore.exceptions
     import docker
 
-    from mlengine.kubeflow.manifests import render_cluster_manifests, write_manifests
+    from mlengine.kubeflow.manifests import write_manifests
 
     progress = progress or (lambda message: print(f"rehearse: {message}", file=sys.stderr, flush=True))
     out = Path(options.out)
@@ -144,16 +193,15 @@ def rehearse(options: Options, progress=None) -> dict:
     for target in options.targets:
         if target not in TARGET_MODEL_URIS:
             raise RehearsalError(f"training target {target!r}: expected tfjob or trainjob")
-    render_args = {"data_root": DATA_ROOT, "model_uri": MODEL_URI, "image": images["trainer"],
-                   "server_image": images["server"], "previous_model_uri": PREVIOUS_MODEL_URI,
-                   "workers": options.workers, "ps": options.ps, "trials": 1, "epochs": options.epochs,
-                   "tune_epochs": options.epochs, "serving_log_flush_seconds": SERVING_LOG_FLUSH_SECONDS}
-    manifests = render_cluster_manifests(**render_args)
-    # the TrainJob writes its model under a prefix of its own: the two targets' models never mix
-    trainjob_manifests = render_cluster_manifests(**{**render_args, "model_uri": TRAINJOB_MODEL_URI})
-    manifests["trainjob.yaml"] = trainjob_manifests["trainjob.yaml"]
-    manifests["inferenceservice-canary-tfjob.yaml"] = manifests["inferenceservice-canary.yaml"]
-    manifests["inferenceservice-canary-trainjob.yaml"] = trainjob_manifests["inferenceservice-canary.yaml"]
+    module, module_dir = None, None
+    if options.model_module:  # read once and checked before anything starts, as mlengine run does
+        import shutil
+
+        module_dir = out / MODULE_PART
+        shutil.rmtree(module_dir, ignore_errors=True)
+        module = prepare_module(options.model_module, module_dir)
+        progress(f"model module {module.name} checked on a tiny batch; staged to {MODULE_URI}")
+    manifests = render(options, images, module)
     if options.manifest_hook:
         options.manifest_hook(manifests)
     write_manifests(out / "manifests", manifests)
@@ -165,6 +213,8 @@ def rehearse(options: Options, progress=None) -> dict:
     engine = Engine(client, secrets.token_hex(4))
     report: dict[str, Any] = {"id": engine.rehearsal_id, "label": f"{REHEARSAL_LABEL}={engine.rehearsal_id}",
                               "resources": {}}
+    if module is not None:
+        report["model_module"] = module_entry(module)
     previous = signal.signal(signal.SIGTERM, _sigterm)
     try:
         network = engine.network("mlengine-rehearsal")
@@ -174,8 +224,7 @@ def rehearse(options: Options, progress=None) -> dict:
         with tempfile.TemporaryDirectory(prefix="mlengine-rehearsal-") as work:
             data = prepare_data(Path(work) / "data", options.rows)
             try:
-                uploaded = sum(upload_tree(s3.client(), data / part, f"{DATA_ROOT}/{part}")
-                               for part in ("train", "eval", "test", "transform", "statistics"))
+                uploaded = stage_data(s3.client(), data, module_dir)
             except botocore.exceptions.ClientError as err:
                 raise s3_error(err, bucket, "the S3 server", env_file) from None
             progress(f"s3://{bucket}: {uploaded} objects under {DATA_ROOT}")
@@ -191,7 +240,7 @@ def rehearse(options: Options, progress=None) -> dict:
                     result = run_trainjob(engine, job, runtimes, network=network, secret=pod_secret,
                                           secret_name=K8S_S3_SECRET, scrub=scrub, progress=progress,
                                           timeout=options.timeout)
-                _check_model(result, s3, model_uri)
+                _check_model(result, s3, model_uri, module)
                 report["resources"][target] = {"name": job["metadata"]["name"], **result}
                 if not result.get("passed"):
                     raise RehearsalError(f"{job['kind']} {job['metadata']['name']}: {result['reason']}")
@@ -225,6 +274,8 @@ def rehearse(options: Options, progress=None) -> dict:
                         s3.client().download_file(bucket_name, key, str(target))
                     served["predictions"] = compare_predictions(url, model_dir, sample_rows())
                     served["passed"] = all(p["equal"] for p in served["predictions"].values())
+                    if module is not None:  # the served SavedModel holds the module's layers
+                        report["model_module"]["served_layers"] = saved_model_layers(model_dir)
                 report["resources"]["inferenceservice"] = {"name": isvc["metadata"]["name"], **served}
                 if not served["passed"]:
                     raise RehearsalError(f"InferenceService {isvc['metadata']['name']}: "
@@ -280,7 +331,7 @@ def cli(args) -> int:
     """The ``mlengine rehearse`` handler: 0 when every resource passed, 1 with one line otherwise."""
     options = Options(out=Path(args.out), env_file=args.env_file, workers=args.workers, ps=args.ps,
                       rows=args.rows, epochs=args.epochs, s3_port=args.s3_port, predictor_port=args.predictor_port,
-                      image_registry=args.image_registry,
+                      image_registry=args.image_registry, model_module=args.model_module,
                       targets=("tfjob", "trainjob") if args.training_operator == "both" else (args.training_operator,))
     try:
         report = rehearse(options)
@@ -315,6 +366,9 @@ def add_cli(subparsers) -> None:
     reh.add_argument("--image-registry", default=None,
                      help="run the images named <registry>/mlengine-<role>:<version> (they must be in the local "
                           "engine, e.g. tagged after make images; default: $MLENGINE_IMAGE_REGISTRY, else built-in)")
+    reh.add_argument("--model-module", default=None, metavar="FILE",
+                     help="your model module (docs/own-model.md): checked first, staged next to the data, and "
+                          "the TFJob, TrainJob and Katib trials train its body; the predictor serves that model")
     reh.set_defaults(handler=cli)
 
 

@@ -105,6 +105,30 @@ def test_rehearsal_trains_serves_and_leaves_nothing(built_images, docker_client,
     assert _leftovers(docker_client) == []
 
 
+def test_a_rehearsed_tfjob_trains_a_model_module_and_the_predictor_serves_it(built_images, docker_client, tmp_path):
+    example = Path(__file__).resolve().parents[2] / "examples" / "models" / "mlp_batchnorm.py"
+    out = tmp_path / "rehearsal"
+    mlengine("rehearse", "--out", str(out), "--env-file", str(_env_file(tmp_path / "minio.env")),
+             "--model-module", str(example), "--training-operator", "tfjob")
+    report = json.loads((out / "rehearsal.json").read_text(encoding="utf-8"))
+    assert report["passed"] is True
+    module = report["model_module"]
+    assert module["file"] == "mlp_batchnorm.py" and module["uri"] == "s3://mlpipeline/mlengine/run/model_module"
+    tfjob = report["resources"]["tfjob"]
+    assert tfjob["passed"] and json.loads(tfjob["model_hp"]) == module["hyperparameters"]  # its train_config.json
+    for args in tfjob["commands"].values():  # chief, workers and ps load the staged module folder
+        assert "s3://mlpipeline/mlengine/run/model_module" in args
+    trial = report["resources"]["katib_trial"]
+    assert trial["passed"] and trial["assignments"]["layers"] == "1" and trial["metrics"]["rmse"] > 0
+    isvc = report["resources"]["inferenceservice"]
+    assert isvc["passed"] and isvc["storage_uri"] == "s3://mlpipeline/mlengine/models/v2"  # the TFJob's model
+    for protocol in ("v1", "v2"):
+        assert isvc["predictions"][protocol]["equal"]
+    # the served SavedModel is the module's: its two Dense -> BatchNormalization blocks, by name
+    assert {"mlp_dense_0", "mlp_batchnorm_0", "mlp_dense_1", "mlp_batchnorm_1", "head"} <= set(module["served_layers"])
+    assert _leftovers(docker_client) == []
+
+
 def test_an_injected_worker_crash_is_restarted_by_the_restart_policy(rehearse_in_process):
     report = rehearse_in_process(crash_worker=True, skip_serving=True, skip_trial=True, targets=("tfjob",))
     tfjob = report["resources"]["tfjob"]
