@@ -157,26 +157,28 @@ def test_s3_prefix_of_csv_shards_streams_like_local_files(tiny_model, tmp_path, 
 
 
 def test_rows_per_second_counts_prediction_time_not_the_model_load(tiny_model, tmp_path, monkeypatch):
-    import time
-
     from mlengine.components.batch_predict import executor
 
     real_load = load_model_dir
+    clock = [0.0]
 
-    def slow_load(model_dir, *args, **kwargs):  # the clock jumps 1000 s during the load: rows/s must not see it
+    def fake_clock() -> float:  # a clock of our own: every reading moves it 1 s, nothing real is timed
+        clock[0] += 1.0
+        return clock[0] - 1.0
+
+    def slow_load(model_dir, *args, **kwargs):  # the load "takes" 1000 s of that clock
         model = real_load(model_dir, *args, **kwargs)
         clock[0] += 1000.0
         return model
 
-    clock = [0.0]
     monkeypatch.setattr("mlengine.components.shared.savedmodel.load_model_dir", slow_load)
-    monkeypatch.setattr(executor, "_clock", lambda: time.perf_counter() + clock[0])
+    monkeypatch.setattr(executor, "_clock", fake_clock)
     data = tmp_path / "rows.csv"
     write_csv(data, 200, 4)
     result = run(str(tiny_model), str(data), str(tmp_path / "out"))
-    assert result.load_seconds >= 1000.0 and result.seconds >= 1000.0
-    assert result.predict_seconds < 1000.0
-    assert result.rows_per_second == pytest.approx(200 / result.predict_seconds, rel=0.01)
+    # readings: start 0, after the load 1001, prediction start 1002, end 1003
+    assert (result.load_seconds, result.predict_seconds, result.seconds) == (1001.0, 1.0, 1003.0)
+    assert result.rows_per_second == 200.0  # 200 rows over the 1 s of prediction, not over the 1003 s
 
 
 def test_keep_columns_typed_from_parquet_and_csv_strings_for_non_features(tiny_model, tmp_path):
