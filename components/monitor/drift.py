@@ -270,21 +270,9 @@ def compare_column(spec: FeatureSpec, name: str, train: Mapping[str, Any] | None
         distribution = _histogram_distribution(train, values, col.type)
     if distribution is not None:
         entry["distribution"] = distribution
-        train_counts = np.asarray(distribution["train_counts"], np.float64)
-        serving_counts = np.asarray(distribution["serving_counts"], np.float64)
-        entry["psi"] = population_stability_index(train_counts, serving_counts)
-        entry["js_distance"] = jensen_shannon_distance(train_counts, serving_counts)
-        dof = max(int(np.count_nonzero((train_counts > 0) | (serving_counts > 0))) - 1, 1)
-        n_eff = 1.0 / (1.0 / n_s + 1.0 / max(distribution["train_rows"], 1))
-        psi_bias, psi_noise = dof / n_eff, chi2_quantile(1.0 - alpha, dof) / n_eff
-        entry["psi_bias"] = psi_bias
-        if thresholds["psi"] is not None:
-            entry["psi_limit"] = max(thresholds["psi"] + psi_bias, psi_noise)
-        if thresholds["js_distance"] is not None:
-            # squared JS distance (bits) is about PSI / (8 ln 2) for small differences
-            to_js = 8 * math.log(2)
-            entry["js_distance_limit"] = max(math.sqrt(thresholds["js_distance"] ** 2 + psi_bias / to_js),
-                                             math.sqrt(psi_noise / to_js))
+        entry.update(distance_figures(np.asarray(distribution["train_counts"], np.float64),
+                                      np.asarray(distribution["serving_counts"], np.float64),
+                                      n_s, max(distribution["train_rows"], 1), thresholds, alpha))
         if col.type == "string" and distribution.get("train_complete"):
             entry["out_of_range_fraction"] = distribution["serving_counts"][-1] / n_s
             if thresholds["out_of_range"] is not None:
@@ -364,19 +352,8 @@ def compare_classes(train_counts: Mapping[Any, int] | None, serving_counts: Mapp
     if n_s < thresholds["min_rows"]:
         entry["status"] = STATUS_NOT_ENOUGH_DATA
         return entry
-    train_array, serving_array = np.asarray(train_list, np.float64), np.asarray(serving_list, np.float64)
-    entry["psi"] = population_stability_index(train_array, serving_array)
-    entry["js_distance"] = jensen_shannon_distance(train_array, serving_array)
-    dof = max(int(np.count_nonzero((train_array > 0) | (serving_array > 0))) - 1, 1)
-    n_eff = 1.0 / (1.0 / n_s + 1.0 / n_t)
-    psi_bias, psi_noise = dof / n_eff, chi2_quantile(1.0 - alpha, dof) / n_eff
-    entry["psi_bias"] = psi_bias
-    if thresholds["psi"] is not None:
-        entry["psi_limit"] = max(thresholds["psi"] + psi_bias, psi_noise)
-    if thresholds["js_distance"] is not None:
-        to_js = 8 * math.log(2)
-        entry["js_distance_limit"] = max(math.sqrt(thresholds["js_distance"] ** 2 + psi_bias / to_js),
-                                         math.sqrt(psi_noise / to_js))
+    entry.update(distance_figures(np.asarray(train_list, np.float64), np.asarray(serving_list, np.float64),
+                                  n_s, n_t, thresholds, alpha))
     entry["flags"] = _flags(entry)
     entry["status"] = STATUS_DRIFT if entry["flags"] else STATUS_OK
     return entry
@@ -392,3 +369,26 @@ def _bucket_counts(keys: list, counts: dict) -> tuple[dict, int]:
         else:
             other += int(count)
     return bucketed, other
+
+
+def distance_figures(train_counts: np.ndarray, serving_counts: np.ndarray, n_serving: int, n_train: int,
+                     thresholds: dict, alpha: float) -> dict[str, float]:
+    """PSI and Jensen-Shannon distance of two count vectors, with limits that grow with sampling noise.
+
+    The limits add the statistics' expected bias (degrees of freedom / effective sample size) to the
+    threshold and never fall below the chi-square noise quantile, so small samples raise no false alarm.
+    """
+    out = {"psi": population_stability_index(train_counts, serving_counts),
+           "js_distance": jensen_shannon_distance(train_counts, serving_counts)}
+    dof = max(int(np.count_nonzero((train_counts > 0) | (serving_counts > 0))) - 1, 1)
+    n_eff = 1.0 / (1.0 / n_serving + 1.0 / n_train)
+    psi_bias, psi_noise = dof / n_eff, chi2_quantile(1.0 - alpha, dof) / n_eff
+    out["psi_bias"] = psi_bias
+    if thresholds["psi"] is not None:
+        out["psi_limit"] = max(thresholds["psi"] + psi_bias, psi_noise)
+    if thresholds["js_distance"] is not None:
+        # squared JS distance (bits) is about PSI / (8 ln 2) for small differences
+        to_js = 8 * math.log(2)
+        out["js_distance_limit"] = max(math.sqrt(thresholds["js_distance"] ** 2 + psi_bias / to_js),
+                                       math.sqrt(psi_noise / to_js))
+    return out
