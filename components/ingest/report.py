@@ -92,20 +92,28 @@ def render_statistics_markdown(stats: dict[str, Any], result: Any) -> str:
     return "\n".join(lines)
 
 
-def _class_lines(stats: dict[str, Any]) -> list[str]:
-    """A class label's rows per class, over all ok rows and in the training split (vocabulary order)."""
+def class_rows(stats: dict[str, Any]) -> list[tuple[Any, int, int | None]] | None:
+    """A class label's (class, rows over all ok rows, training rows) in vocabulary order; None for
+    statistics without class counts (a regression label)."""
     label = stats.get("label")
     every = ((stats.get("all") or {}).get("columns") or {}).get(label) or {}
     if "class_counts" not in every:
-        return []
+        return None
     train = {item["value"]: item["count"] for item in
              (((stats.get("train") or {}).get("columns") or {}).get(label) or {}).get("class_counts", [])}
-    total = sum(item["count"] for item in every["class_counts"]) or 1
-    lines = [f"## Classes of the label `{_escape(label)}`", "", "| class | rows | share | training rows |",
+    return [(item["value"], item["count"], train.get(item["value"])) for item in every["class_counts"]]
+
+
+def _class_lines(stats: dict[str, Any]) -> list[str]:
+    """A class label's rows per class, over all ok rows and in the training split (vocabulary order)."""
+    rows = class_rows(stats)
+    if rows is None:
+        return []
+    total = sum(count for _, count, _ in rows) or 1
+    lines = [f"## Classes of the label `{_escape(stats.get('label'))}`", "", "| class | rows | share | training rows |",
              "|---|---:|---:|---:|"]
-    for item in every["class_counts"]:
-        lines.append(f"| {_escape(_fmt(item['value']))} | {item['count']:,} | {100.0 * item['count'] / total:.1f}% | "
-                     f"{_fmt(train.get(item['value']))} |")
+    for value, count, train in rows:
+        lines.append(f"| {_escape(_fmt(value))} | {count:,} | {100.0 * count / total:.1f}% | {_fmt(train)} |")
     return [*lines, ""]
 
 
@@ -197,22 +205,19 @@ def _plot_bars(title: str, labels: list[str], counts: list[int]) -> str:
 
 def _class_html(stats: dict[str, Any]) -> list[str]:
     """A class label's rows per class (all ok rows and the training split) as a table and a bar chart."""
-    label = stats.get("label")
-    every = ((stats.get("all") or {}).get("columns") or {}).get(label) or {}
-    if "class_counts" not in every:
+    rows = class_rows(stats)
+    if rows is None:
         return []
-    train = {item["value"]: item["count"] for item in
-             (((stats.get("train") or {}).get("columns") or {}).get(label) or {}).get("class_counts", [])}
-    counts = every["class_counts"]
-    total = sum(item["count"] for item in counts)
+    label = stats.get("label")
+    total = sum(count for _, count, _ in rows)
     parts = [f"<h3>Classes of the label {_html_text(label)}</h3>", reports.html_table(
         ["class", "rows", "share", "training rows"],
-        [(_fmt(item["value"]), f"{item['count']:,}", f"{100.0 * item['count'] / (total or 1):.1f}%",
-          _fmt(train.get(item["value"]))) for item in counts])]
+        [(_fmt(value), f"{count:,}", f"{100.0 * count / (total or 1):.1f}%", _fmt(train))
+         for value, count, train in rows])]
     if not total:
         return [*parts, f"<p>{NO_VALUES}</p>"]
-    png = _plot_bars(f"rows per class of {label} (all ok rows)", [_fmt(item["value"]) for item in counts],
-                     [item["count"] for item in counts])
+    png = _plot_bars(f"rows per class of {label} (all ok rows)", [_fmt(value) for value, _, _ in rows],
+                     [count for _, count, _ in rows])
     return [*parts, reports.html_image(png, f"classes of {label}")]
 
 
