@@ -102,12 +102,19 @@ def run_tfjob(manifest: dict, *, name_file: str | None = None, timeout: float = 
     fails, and when it does not finish within ``timeout`` seconds.
     """
     resource = tfjobs(manifest["metadata"].get("namespace", K8S_NAMESPACE), api=api)
+    return _submit_and_wait(resource, manifest, tfjob_done, "tfjob", "", name_file=name_file, timeout=timeout,
+                            poll_interval=poll_interval, progress=progress)
+
+
+def _submit_and_wait(resource: CustomResource, manifest: dict, done, kind: str, note: str, *, name_file: str | None,
+                     timeout: float, poll_interval: float, progress: Callable[[str], None] | None) -> dict:
+    """Create (or re-attach to) a training job resource and wait until ``done`` says it finished."""
     created = resource.create_or_attach(manifest, name_file=name_file)
     name = created["metadata"]["name"]
     if progress:
-        progress(f"tfjob {resource.namespace}/{name}: submitted")
-    return resource.wait(name, tfjob_done, timeout=timeout, poll_interval=poll_interval,
-                         progress=(lambda reason: progress(f"tfjob {name}: {reason}")) if progress else None)
+        progress(f"{kind} {resource.namespace}/{name}: submitted{note}")
+    return resource.wait(name, done, timeout=timeout, poll_interval=poll_interval,
+                         progress=(lambda reason: progress(f"{kind} {name}: {reason}")) if progress else None)
 
 
 def tfjob_name_for(model_uri: str, prefix: str = "mlengine-train") -> str:
@@ -145,12 +152,9 @@ def run_trainjob(manifest: dict, *, name_file: str | None = None, timeout: float
                  poll_interval: float = 10.0, api=None, progress: Callable[[str], None] | None = None) -> dict:
     """Create (or re-attach to) the TrainJob and wait until it completes; returns the finished object."""
     resource = trainjobs(manifest["metadata"].get("namespace", K8S_NAMESPACE), api=api)
-    created = resource.create_or_attach(manifest, name_file=name_file)
-    name = created["metadata"]["name"]
-    if progress:
-        progress(f"trainjob {resource.namespace}/{name}: submitted (runtime {manifest['spec']['runtimeRef']['name']})")
-    return resource.wait(name, trainjob_done, timeout=timeout, poll_interval=poll_interval,
-                         progress=(lambda reason: progress(f"trainjob {name}: {reason}")) if progress else None)
+    return _submit_and_wait(resource, manifest, trainjob_done, "trainjob",
+                            f" (runtime {manifest['spec']['runtimeRef']['name']})", name_file=name_file,
+                            timeout=timeout, poll_interval=poll_interval, progress=progress)
 
 
 def run_trainjob_for_config(config, topology, *, model_uri: str | None = None, log: Callable[[str], None] = print,
