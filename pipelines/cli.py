@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from mlengine.components.shared.featurespec import TASKS
 from mlengine.components.shared.hyperparameters import HyperParameters, add_hyperparameter_flags, explicit_values
 from mlengine.constants import (
     DEFAULT_BASELINE_TOLERANCE,
@@ -65,7 +66,7 @@ def add_cli(subparsers) -> None:
                      help="ingest's worker processes (default 0: one per core the step may use; --workers are "
                           "the training workers); the ingested data does not depend on it")
     run.add_argument("--strategy", choices=["auto", "parameter_server", "all_reduce", "none"])
-    run.add_argument("--task", choices=["regression", "binary", "multiclass"],
+    run.add_argument("--task", choices=TASKS,
                      help="the task this run expects; the spec's label must say the same (default: the label's)")
     run.add_argument("--model-module", metavar="FILE",
                      help="your own model: a Python file whose build_model(features, hp) is the network's body "
