@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from mlengine.components.shared.k8s import CustomResource, find_condition
@@ -33,6 +33,7 @@ from mlengine.components.shared.trainjob import (
 from mlengine.constants import DEFAULT_TRAINING_OPERATOR, HISTORY_FILE, K8S_NAMESPACE, SPEC_FILE, TRAINER_IMAGE
 
 TASK_MODULE = "mlengine.components.train.task"  # what every pod of a TrainJob runs (a TFJob's command)
+log = logging.getLogger(__name__)
 
 
 def training_args(config) -> list[str]:
@@ -95,7 +96,7 @@ def tfjobs(namespace: str = K8S_NAMESPACE, api=None) -> CustomResource:
 
 
 def run_tfjob(manifest: dict, *, name_file: str | None = None, timeout: float = DEFAULT_TIMEOUT_SECONDS,
-              poll_interval: float = 10.0, api=None, progress: Callable[[str], None] | None = None) -> dict:
+              poll_interval: float = 10.0, api=None) -> dict:
     """Create (or re-attach to) the TFJob and wait until it succeeds; returns the finished object.
 
     Raises ``MlengineError`` naming the failing replicas and the operator's message when the job
@@ -104,10 +105,8 @@ def run_tfjob(manifest: dict, *, name_file: str | None = None, timeout: float = 
     resource = tfjobs(manifest["metadata"].get("namespace", K8S_NAMESPACE), api=api)
     created = resource.create_or_attach(manifest, name_file=name_file)
     name = created["metadata"]["name"]
-    if progress:
-        progress(f"tfjob {resource.namespace}/{name}: submitted")
-    return resource.wait(name, tfjob_done, timeout=timeout, poll_interval=poll_interval,
-                         progress=(lambda reason: progress(f"tfjob {name}: {reason}")) if progress else None)
+    log.info("tfjob %s/%s: submitted", resource.namespace, name)
+    return resource.wait(name, tfjob_done, timeout=timeout, poll_interval=poll_interval, label=f"tfjob {name}")
 
 
 def tfjob_name_for(model_uri: str, prefix: str = "mlengine-train") -> str:
@@ -116,7 +115,7 @@ def tfjob_name_for(model_uri: str, prefix: str = "mlengine-train") -> str:
     return f"{prefix}-{digest}"
 
 
-def run_tfjob_for_config(config, topology, *, model_uri: str | None = None, log: Callable[[str], None] = print,
+def run_tfjob_for_config(config, topology, *, model_uri: str | None = None,
                          namespace: str = K8S_NAMESPACE, image: str = TRAINER_IMAGE, resources: dict | None = None,
                          timeout: float = DEFAULT_TIMEOUT_SECONDS, name: str | None = None,
                          name_file: str | None = None, shared_claim: str | None = None, api=None) -> dict:
@@ -131,8 +130,8 @@ def run_tfjob_for_config(config, topology, *, model_uri: str | None = None, log:
     manifest = render_tfjob(job_name, training_args(remote), topology, namespace=namespace, image=image,
                             resources=resources, shared_claim=shared_claim or None)
     started = time.monotonic()
-    run_tfjob(manifest, name_file=name_file, timeout=timeout, api=api, progress=log)
-    log(f"tfjob {job_name}: succeeded after {time.monotonic() - started:.0f} s; fetching the model")
+    run_tfjob(manifest, name_file=name_file, timeout=timeout, api=api)
+    log.info("tfjob %s: succeeded after %.0f s; fetching the model", job_name, time.monotonic() - started)
     return {**_fetch_model(config, remote_model), "tfjob": job_name, "topology": topology.to_dict()}
 
 
@@ -142,18 +141,16 @@ def trainjobs(namespace: str = K8S_NAMESPACE, api=None) -> CustomResource:
 
 
 def run_trainjob(manifest: dict, *, name_file: str | None = None, timeout: float = DEFAULT_TIMEOUT_SECONDS,
-                 poll_interval: float = 10.0, api=None, progress: Callable[[str], None] | None = None) -> dict:
+                 poll_interval: float = 10.0, api=None) -> dict:
     """Create (or re-attach to) the TrainJob and wait until it completes; returns the finished object."""
     resource = trainjobs(manifest["metadata"].get("namespace", K8S_NAMESPACE), api=api)
     created = resource.create_or_attach(manifest, name_file=name_file)
     name = created["metadata"]["name"]
-    if progress:
-        progress(f"trainjob {resource.namespace}/{name}: submitted (runtime {manifest['spec']['runtimeRef']['name']})")
-    return resource.wait(name, trainjob_done, timeout=timeout, poll_interval=poll_interval,
-                         progress=(lambda reason: progress(f"trainjob {name}: {reason}")) if progress else None)
+    log.info("trainjob %s/%s: submitted (runtime %s)", resource.namespace, name, manifest["spec"]["runtimeRef"]["name"])
+    return resource.wait(name, trainjob_done, timeout=timeout, poll_interval=poll_interval, label=f"trainjob {name}")
 
 
-def run_trainjob_for_config(config, topology, *, model_uri: str | None = None, log: Callable[[str], None] = print,
+def run_trainjob_for_config(config, topology, *, model_uri: str | None = None,
                             namespace: str = K8S_NAMESPACE, timeout: float = DEFAULT_TIMEOUT_SECONDS,
                             name: str | None = None, name_file: str | None = None, shared_claim: str | None = None,
                             cluster_runtime: bool = False, api=None) -> dict:
@@ -164,21 +161,21 @@ def run_trainjob_for_config(config, topology, *, model_uri: str | None = None, l
     manifest = render_trainjob(job_name, [TASK_MODULE, *training_args(remote)], topology, namespace=namespace,
                                cluster_runtime=cluster_runtime, shared_claim=shared_claim or None)
     started = time.monotonic()
-    run_trainjob(manifest, name_file=name_file, timeout=timeout, api=api, progress=log)
-    log(f"trainjob {job_name}: completed after {time.monotonic() - started:.0f} s; fetching the model")
+    run_trainjob(manifest, name_file=name_file, timeout=timeout, api=api)
+    log.info("trainjob %s: completed after %.0f s; fetching the model", job_name, time.monotonic() - started)
     return {**_fetch_model(config, remote_model), "trainjob": job_name, "topology": topology.to_dict()}
 
 
 def run_for_config(config, topology, *, training_operator: str = DEFAULT_TRAINING_OPERATOR,
-                   log: Callable[[str], None] = print, api=None, **kwargs) -> dict:
+                   api=None, **kwargs) -> dict:
     """Cluster mode: a TrainJob or a TFJob, as ``training_operator`` (auto: what the cluster serves) says."""
     operator, why = choose_training_operator(training_operator, lambda: served_group_versions(api))
-    log(f"train: training operator {operator} ({why})")
+    log.info("train: training operator %s (%s)", operator, why)
     if operator == "trainjob":
         kwargs.pop("image", None)  # the runtime's
         kwargs.pop("resources", None)
-        return run_trainjob_for_config(config, topology, log=log, api=api, **kwargs)
-    return run_tfjob_for_config(config, topology, log=log, api=api, **kwargs)
+        return run_trainjob_for_config(config, topology, api=api, **kwargs)
+    return run_tfjob_for_config(config, topology, api=api, **kwargs)
 
 
 def _remote_config(config, model_uri: str | None):

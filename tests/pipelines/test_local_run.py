@@ -27,7 +27,7 @@ def local_run(tmp_path_factory):
     # fixed by the user: tuning searches hidden_units and learning_rate only
     params = {"epochs": 3, "trials": 2, "parallel_trials": 1, "tune_epochs": 1,
               "hyperparameters": {"batch_size": 256, "nbuckets": 8}}
-    summary = run_training_locally(out, rows=ROWS, seed=5, params=params, log=lambda line: None)
+    summary = run_training_locally(out, rows=ROWS, seed=5, params=params)
     return out, summary
 
 
