@@ -97,7 +97,7 @@ def train_default_model(workdir: Path) -> Path:
     train(TrainConfig(train_dir=str(splits["train"]), eval_dir=str(splits["eval"]),
                       transform_dir=str(workdir / "transform"), model_dir=str(workdir / "model"),
                       hidden_units=params.layers, learning_rate=params.learning_rate, batch_size=params.batch_size,
-                      epochs=1), progress=False)
+                      epochs=1))
     return workdir / "model"
 
 

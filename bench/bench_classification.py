@@ -120,17 +120,19 @@ def compare(ours: dict, references: dict, task: str, blessed: bool) -> dict:
             "passed": all(checks.values())}
 
 
-def run_and_compare(out: str | Path, dataset: str, log=_log, params: dict | None = None) -> dict:
+def run_and_compare(out: str | Path, dataset: str, params: dict | None = None) -> dict:
     """One `mlengine run` (default options unless ``params``) on a package-shipped dataset, then the references."""
     from bench.bench_real_dataset import splits_of
     from mlengine.components.shared.featurespec import load_spec
+    from mlengine.components.shared.logs import setup_logging
     from mlengine.datasets import dataset_csv, dataset_spec
     from mlengine.pipelines.local_run import run_training_locally
 
+    setup_logging()  # the run's progress lines on stderr
     spec_path = dataset_spec(dataset)
     spec = load_spec(spec_path)
     summary = run_training_locally(Path(out) / dataset, data=str(dataset_csv(dataset)), rows=0,
-                                   params={"spec_uri": str(spec_path), **(params or {})}, log=log)
+                                   params={"spec_uri": str(spec_path), **(params or {})})
     splits = splits_of(summary)
     references = sklearn_references(splits["train"], splits["test"], spec)
     ours = {key: summary.get(key) for key in ("log_loss", "accuracy", "roc_auc", "pr_auc")}

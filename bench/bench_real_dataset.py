@@ -63,16 +63,18 @@ def splits_of(summary: dict) -> dict[str, Path]:
     return {name: run_root / "ingest" / f"{name}_data" for name in ("train", "test")}
 
 
-def run_and_compare(out: str | Path, dataset: str = "diamonds", log=_log, params: dict | None = None) -> dict:
+def run_and_compare(out: str | Path, dataset: str = "diamonds", params: dict | None = None) -> dict:
     """One `mlengine run` (default options unless ``params``) on a package-shipped dataset, then the
     HistGradientBoosting reference on the same splits."""
     from mlengine.components.shared.featurespec import load_spec
+    from mlengine.components.shared.logs import setup_logging
     from mlengine.datasets import dataset_csv, dataset_spec
     from mlengine.pipelines.local_run import run_training_locally
 
+    setup_logging()  # the run's progress lines on stderr
     spec_path = dataset_spec(dataset)
     summary = run_training_locally(out, data=str(dataset_csv(dataset)), rows=0,
-                                   params={"spec_uri": str(spec_path), **(params or {})}, log=log)
+                                   params={"spec_uri": str(spec_path), **(params or {})})
     splits = splits_of(summary)
     reference = hist_gradient_boosting_rmse(splits["train"], splits["test"], load_spec(spec_path))
     return {"dataset": dataset, "rmse": summary["rmse"], "benchmark_rmse": summary["benchmark_rmse"],

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import statistics
 import sys
 import tempfile
@@ -87,7 +88,15 @@ def ours(paths: dict[str, str], model_dir: Path, topology, hidden_units, learnin
     config = TrainConfig(**paths, model_dir=str(model_dir), hidden_units=hidden_units, learning_rate=learning_rate,
                          batch_size=batch_size, epochs=epochs, steps_per_epoch=steps_per_epoch)
     started = time.perf_counter()
-    result = run_local_cluster(config, topology, connect_timeout=300, log=_quiet_log)
+    logger = logging.getLogger("mlengine.components.train")  # the launcher's and the trainer's lines
+    handler = logging.Handler(logging.INFO)
+    handler.emit = lambda record: _quiet_log(record.getMessage())
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        result = run_local_cluster(config, topology, connect_timeout=300)
+    finally:
+        logger.removeHandler(handler)
     wall = time.perf_counter() - started
     rates = result["history"]["examples_per_second"]
     return {"examples_per_second": _steady_rate(rates), "epoch_rates": rates, "eval_rmse": result["eval_rmse"],

@@ -75,11 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _generate(args: argparse.Namespace) -> int:
     from mlengine.synthetic import write_csv
 
-    def progress(done: int, total: int) -> None:
-        print(f"generate: {done:,}/{total:,} rows", file=sys.stderr)
-
     try:
-        counts = write_csv(args.out, args.rows, args.seed, args.noise_std, args.dirty_fraction, args.shift, progress)
+        counts = write_csv(args.out, args.rows, args.seed, args.noise_std, args.dirty_fraction, args.shift)
     except ValueError as err:
         raise MlengineError(str(err)) from None
     print(json.dumps({"out": str(Path(args.out).resolve()), **counts, "noise_std": args.noise_std}))

@@ -20,6 +20,7 @@ shift the population (longer trips, more night rides) to exercise the skew monit
 from __future__ import annotations
 
 import csv
+import logging
 import math
 from pathlib import Path
 
@@ -27,6 +28,8 @@ import numpy as np
 
 from mlengine.components.shared.derived import haversine_km_np
 from mlengine.constants import TAXI_NOISE_STD
+
+log = logging.getLogger("mlengine.generate")
 
 COLUMNS = (
     "pickup_longitude", "pickup_latitude", "dropoff_longitude", "dropoff_latitude",
@@ -139,10 +142,11 @@ def _dirty(row: list[str], kind: str) -> list[str]:
 
 
 def write_csv(out: str | Path, rows: int, seed: int, noise_std: float = TAXI_NOISE_STD,
-              dirty_fraction: float = 0.0, shift: float = 0.0, progress=None) -> dict[str, int]:
+              dirty_fraction: float = 0.0, shift: float = 0.0) -> dict[str, int]:
     """Write ``rows`` generated rows (clean + dirty) to a CSV with a header; returns counts.
 
-    Generation is chunked, so any size fits in memory; the same seed gives the same file.
+    Generation is chunked, so any size fits in memory; the same seed gives the same file. Each
+    chunk is a progress line on the ``mlengine.generate`` logger.
     """
     if rows < 1:
         raise ValueError(f"--rows must be at least 1, got {rows}")
@@ -167,6 +171,5 @@ def write_csv(out: str | Path, rows: int, seed: int, noise_std: float = TAXI_NOI
                 counts["dirty_rows"] += int(dirty_mask.sum())
             writer.writerows(formatted)
             counts["rows"] += size
-            if progress:
-                progress(counts["rows"], rows)
+            log.info("generate: %s/%s rows", f"{counts['rows']:,}", f"{rows:,}")
     return counts

@@ -185,7 +185,6 @@ def _compile(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import sys
 
     from mlengine.components.shared.beam_runner import RUNNER_BEAM, check_runner
     from mlengine.errors import MlengineError
@@ -214,7 +213,6 @@ def _run(args: argparse.Namespace) -> int:
         summary = run_training_locally(
             args.out, data=args.data, rows=args.rows, seed=args.seed, params=params, resume=args.resume,
             runner=args.runner,
-            log=lambda line: print(line, file=sys.stderr, flush=True),
         )
     print(format_summary_table(summary, Path(args.out).resolve() / SUMMARY_FILE))
     return 0

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import itertools
+import logging
 import os
 import sys
 import uuid
@@ -37,6 +38,7 @@ from mlengine.errors import MlengineError
 
 FAILED_LOG_LINES = 40  # how much of a failing step's log reaches the console (all of it is in pipeline.log)
 _DEFAULT_SOCKET = "/var/run/docker.sock"
+log = logging.getLogger(__name__)
 
 
 def docker_client():
@@ -107,16 +109,15 @@ def installed_fingerprint() -> str:
                                "pipelines": Path(next(iter(mlengine.pipelines.__path__)))})
 
 
-def warn_if_stale(client, images: list[str], log=None) -> None:
+def warn_if_stale(client, images: list[str]) -> None:
     """One warning line when an image holds other package sources than this process runs."""
-    log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     here = installed_fingerprint()
     for image in images:
         labels = client.images.get(image).labels or {}
         built = labels.get(SOURCE_FINGERPRINT_LABEL)
         if built and built != here:
-            log(f"run: warning: {image} was built from other sources than this checkout "
-                f"({built} vs {here}): the steps run the image's code; rebuild with `{IMAGES_BUILD_COMMAND}`")
+            log.warning(f"run: warning: {image} was built from other sources than this checkout "
+                        f"({built} vs {here}): the steps run the image's code; rebuild with `{IMAGES_BUILD_COMMAND}`")
 
 
 def check_images(client, images: list[str]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import os
 import re
 import sys
@@ -35,6 +36,7 @@ MONITORING_YAML = "monitoring_pipeline.yaml"
 SUMMARY_FILE = "summary.json"
 SERVING_LOG_SUBDIR = "serving-log"  # where `mlengine serve --serving-log` keeps this run's model inputs by default
 PIPELINE_LOG = "pipeline.log"
+log = logging.getLogger(__name__)  # the run's own lines (`mlengine run` sends them to stderr)
 # what reaches the console from kfp.local's (very verbose) output; everything goes to pipeline.log
 _CONSOLE_LINE = re.compile(
     r"^\s*(\[[\w.-]+\]\s*)?(ingest|tune|transform|analyze|train|evaluate|deploy|serve|monitor)\b[^:]{0,40}:"
@@ -119,15 +121,15 @@ def compile_pipelines(out_dir: str | Path) -> dict[str, str]:
     return written
 
 
-def ensure_generated_data(data_dir: Path, rows: int, seed: int, log=print) -> Path:
+def ensure_generated_data(data_dir: Path, rows: int, seed: int) -> Path:
     """The built-in synthetic taxi data, generated once per (rows, seed) and reused."""
     from mlengine.synthetic import write_csv
 
     path = data_dir / f"taxi-{rows}-seed{seed}.csv"
     if path.is_file():
-        log(f"run: reusing generated data {path}")
+        log.info(f"run: reusing generated data {path}")
         return path
-    log(f"run: generating {rows:,} synthetic taxi rows (seed {seed}, noise std {TAXI_NOISE_STD}) -> {path}")
+    log.info(f"run: generating {rows:,} synthetic taxi rows (seed {seed}, noise std {TAXI_NOISE_STD}) -> {path}")
     partial = path.with_suffix(".partial")
     write_csv(partial, rows, seed)
     partial.rename(path)
@@ -143,7 +145,6 @@ def run_training_locally(
     params: dict[str, Any] | None = None,
     resume: bool = False,
     runner: str = "subprocess",
-    log=print,
 ) -> dict[str, Any]:
     """Run the training pipeline under kfp.local and return (and write) the run summary.
 
@@ -169,20 +170,20 @@ def run_training_locally(
 
         # fail in a second, with one line naming the file, instead of inside a pipeline task
         check_inputs(data, load_spec(params.get(PARAM_SPEC_URI) or None))
-    data_uri = str(ensure_generated_data(out / "data", rows, seed, log)) if generated else _kfp_safe_path(data, out)
+    data_uri = str(ensure_generated_data(out / "data", rows, seed)) if generated else _kfp_safe_path(data, out)
     if params.get(PARAM_SPEC_URI):
         params[PARAM_SPEC_URI] = _spec_by_content(params[PARAM_SPEC_URI], out)
     if params.get(PARAM_MODEL_MODULE):  # travels with the run: a copy in the run's output, named by content
         params[PARAM_MODEL_MODULE] = _by_content(params[PARAM_MODEL_MODULE], out, "model-modules", keep_name=True)
     served = _served_model_dir(out)
     if served and "baseline_model_uri" not in params:
-        log(f"run: the model the last run in {out} deployed is the baseline: {served}")
+        log.info(f"run: the model the last run in {out} deployed is the baseline: {served}")
         params["baseline_model_uri"] = served
     pipeline_yaml = compile_pipelines(out)
     # the cache is always written, so a later --resume reuses any earlier run; a plain run starts it afresh
     cache_root = out / "task-cache"
     if not resume and reset_task_cache(cache_root):
-        log(f"run: every step runs (no --resume); this run's steps are kept for a later --resume in {out}")
+        log.info(f"run: every step runs (no --resume); this run's steps are kept for a later --resume in {out}")
 
     from kfp import local
 
@@ -197,9 +198,10 @@ def run_training_locally(
         runner_context = contextlib.nullcontext(training_pipeline)
         local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(out / "pipeline-root"),
                    enable_caching=True, cache_root=str(cache_root))
-    log(f"run: pipeline {PIPELINE_NAME} under kfp.local, data {data_uri}, params {json.dumps(params, sort_keys=True)}")
+    log.info(f"run: pipeline {PIPELINE_NAME} under kfp.local, data {data_uri}, "
+             f"params {json.dumps(params, sort_keys=True)}")
     log_path = out / PIPELINE_LOG
-    log(f"run: full pipeline log in {log_path}")
+    log.info(f"run: full pipeline log in {log_path}")
     with runner_context as pipeline, warnings.catch_warnings(), _quiet_kfp_output(log_path), CacheHits() as hits:
         # the SubprocessRunner warns for any image whose name lacks "python"; ours are Python images
         warnings.filterwarnings("ignore", message=".*non-Python base image.*", category=RuntimeWarning)
@@ -253,7 +255,7 @@ def run_training_locally(
     summary["cached_steps"] = list(hits.tasks)
     if resume:
         reused = ", ".join(hits.tasks) or "no step (changed inputs, or no earlier run here)"
-        log(f"run: --resume: reused from the cache: {reused}")
+        log.info(f"run: --resume: reused from the cache: {reused}")
     summary["reports"] = copy_reports(out, pipeline_yaml[PIPELINE_NAME], run_started, hits.tasks)
     (out / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, sort_keys=False), encoding="utf-8")
     return summary

@@ -70,7 +70,7 @@ def train_tiny_model(workdir: Path, rows: int = 3000, epochs: int = 1, nbuckets:
     config = TrainConfig(train_dir=str(splits["train"]), eval_dir=str(splits["eval"]),
                          transform_dir=str(workdir / "transform"), model_dir=str(workdir / "model"),
                          hidden_units=[16, 8], learning_rate=0.02, batch_size=64, epochs=epochs)
-    train(config, progress=False)
+    train(config)
     return workdir / "model"
 
 

@@ -31,9 +31,9 @@ promote the canary (drop the split) or roll back (restore the stable storageUri)
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,6 +55,7 @@ SERVING_RUNTIME = "mlengine-tensorflow-serving"  # manifests/base/serving-runtim
 OUR_RUNTIME = "mlengine-server"  # rendered by render_serving_runtime (its image follows the registry)
 OUR_MODEL_FORMAT = "mlengine"
 RUNTIMES = {"ours": (OUR_RUNTIME, OUR_MODEL_FORMAT), "tfserving": (SERVING_RUNTIME, MODEL_FORMAT)}
+log = logging.getLogger(__name__)
 DEFAULT_RUNTIME = "ours"
 PREDICTOR_CONTAINER = "kserve-container"
 SERVING_LABELS = {**PART_OF_LABEL, "app.kubernetes.io/component": "serving"}
@@ -378,8 +379,7 @@ def _describe(condition: dict) -> str:
 
 
 def apply_inference_service(decision: RolloutDecision, *, api=None, timeout: float = 600.0,
-                            poll_interval: float = 5.0, name_file: str | None = None,
-                            progress: Callable[[str], None] | None = None) -> dict:
+                            poll_interval: float = 5.0, name_file: str | None = None) -> dict:
     """Carry out the decision's steps (create or merge-patch, then wait for Ready after each).
 
     Returns ``{"name", "namespace", "action", "url", "ready", "traffic"}``; a failing condition
@@ -388,17 +388,16 @@ def apply_inference_service(decision: RolloutDecision, *, api=None, timeout: flo
     from mlengine.components.shared.k8s import CustomResource
 
     resource = CustomResource(ISVC_GROUP, ISVC_VERSION, ISVC_PLURAL, decision.namespace, api=api)
-    report = progress or _stderr_progress(decision.name)
     obj = None
     for step in decision.steps:
-        report(f"{step.action}: {step.description}")
+        log.info("deploy %s: %s: %s", decision.name, step.action, step.description)
         if step.is_create:
             obj = resource.create_or_attach(step.body, name_file=name_file)
         else:
             obj = resource.patch(decision.name, step.body)
         generation = (obj.get("metadata") or {}).get("generation")
         obj = resource.wait(decision.name, inference_service_done(generation), timeout=timeout,
-                            poll_interval=poll_interval, progress=report)
+                            poll_interval=poll_interval, label=f"deploy {decision.name}")
     if obj is None:
         obj = resource.get(decision.name)
     status = (obj or {}).get("status") or {}
@@ -410,7 +409,6 @@ def apply_inference_service(decision: RolloutDecision, *, api=None, timeout: flo
 def deploy_to_cluster(new_storage_uri: str, *, name: str, blessed: bool, canary_percent: int = 10,
                       previous_canary_ok: bool | None = None, namespace: str = K8S_NAMESPACE, api=None,
                       timeout: float = 600.0, poll_interval: float = 5.0, name_file: str | None = None,
-                      progress: Callable[[str], None] | None = None,
                       **render_options: Any) -> tuple[RolloutDecision, dict]:
     """Read the current InferenceService, plan the rollout, apply it; return ``(decision, result)``."""
     from mlengine.components.shared.k8s import CustomResource
@@ -422,12 +420,5 @@ def deploy_to_cluster(new_storage_uri: str, *, name: str, blessed: bool, canary_
     decision = plan_rollout(existing, new_storage_uri, blessed, canary_percent, previous_canary_ok,
                             name=name, namespace=namespace, **render_options)
     result = apply_inference_service(decision, api=api, timeout=timeout, poll_interval=poll_interval,
-                                     name_file=name_file, progress=progress)
+                                     name_file=name_file)
     return decision, result
-
-
-def _stderr_progress(name: str) -> Callable[[str], None]:
-    def report(message: str) -> None:
-        print(f"deploy {name}: {message}", file=sys.stderr, flush=True)
-
-    return report

@@ -176,8 +176,7 @@ def _deploy_to_cluster(model_dir: str, *, model_uri: str, blessed: bool, name: s
             upload_dir(stage_for_tf_serving(model_dir, staging), storage_uri)
         logger.info("deploy: model staged for TF Serving at %s", storage_uri)
     decision, result = deploy_to_cluster(storage_uri, name=name, blessed=blessed, canary_percent=canary_traffic_percent,
-                                         previous_canary_ok=blessed, progress=logger.info,
-                                         deployment_mode=deployment_mode)
+                                         previous_canary_ok=blessed, deployment_mode=deployment_mode)
     url = (result or {}).get("url") or f"http://{name}/v1/models/{name}:predict"
     markdown = render_deploy_markdown(decision, result)
     if DEFAULT_RUNTIME == "ours":

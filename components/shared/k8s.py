@@ -182,12 +182,12 @@ class CustomResource:
 
     # --- waiting --------------------------------------------------------------------------
     def wait(self, name: str, done: DoneFn, *, timeout: float, poll_interval: float = 5.0,
-             progress: Callable[[str], None] | None = None) -> dict:
+             label: str | None = None) -> dict:
         """Block until ``done(obj)`` says finished; return the object when it succeeded.
 
         ``done(obj) -> (finished, succeeded, reason)``. Raises ``MlengineError`` with the reason when
         the object finished unsuccessfully, disappeared, or did not finish within ``timeout`` seconds.
-        ``progress(reason)`` is called whenever the reason changes.
+        With ``label``, every change of the reason is one progress line, ``<label>: <reason>``.
         """
         deadline = time.monotonic() + timeout
         state = {"reason": None}
@@ -198,8 +198,8 @@ class CustomResource:
             finished, succeeded, reason = done(obj)
             if reason != state["reason"]:
                 state["reason"] = reason
-                if progress is not None:
-                    progress(reason)
+                if label is not None:
+                    _log.info("%s: %s", label, reason)
             if not finished:
                 return None
             if not succeeded:

@@ -40,14 +40,20 @@ def setup_logging(level: int = logging.INFO) -> logging.Logger:
     from mlengine.components.shared.runguard import watch_run
 
     watch_run()
-    root = logging.getLogger(ROOT_LOGGER)
-    root.setLevel(level)
-    if not any(h.get_name() == _HANDLER_NAME for h in root.handlers):
+    return log_to_stderr(ROOT_LOGGER, level)
+
+
+def log_to_stderr(name: str, level: int = logging.INFO) -> logging.Logger:
+    """One bare-line stderr handler on the logger ``name`` (idempotent), without the run watchdog;
+    returns that logger. A program's own process (a training task) uses it for one module's lines."""
+    logger = logging.getLogger(name)
+    logger.setLevel(level)
+    if not any(h.get_name() == _HANDLER_NAME for h in logger.handlers):
         handler = _CurrentStderrHandler()
         handler.set_name(_HANDLER_NAME)
         handler.setFormatter(logging.Formatter("%(message)s"))
-        root.addHandler(handler)
-    return root
+        logger.addHandler(handler)
+    return logger
 
 
 def component_logger(component: str) -> logging.Logger:

@@ -56,8 +56,6 @@ def add_cli(subparsers) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    import sys
-
     from mlengine.components.shared.distributed import Topology
     from mlengine.components.train.local import run_local_cluster
     from mlengine.components.train.trainer import TrainConfig
@@ -72,8 +70,7 @@ def _train(args: argparse.Namespace) -> int:
     topology = Topology(workers=args.workers, ps=args.ps, chief={"auto": None, "yes": True, "no": False}[args.chief],
                         strategy=args.strategy)
     result = run_local_cluster(config, topology, max_restarts=args.max_restarts,
-                               connect_timeout=args.connect_timeout, timeout=args.timeout,
-                               log=lambda line: print(line, file=sys.stderr, flush=True))
+                               connect_timeout=args.connect_timeout, timeout=args.timeout)
     keys = ("eval_metric", "eval_objective", "eval_rmse", "eval_log_loss", "eval_accuracy", "examples_per_second",
             "model_dir", "restarts")
     summary = {key: result.get(key) for key in keys if key in result}

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from mlengine.components.shared.k8s import CustomResource, find_condition
@@ -33,6 +33,7 @@ from mlengine.components.shared.trainjob import (
 from mlengine.constants import DEFAULT_TRAINING_OPERATOR, HISTORY_FILE, K8S_NAMESPACE, SPEC_FILE, TRAINER_IMAGE
 
 TASK_MODULE = "mlengine.components.train.task"  # what every pod of a TrainJob runs (a TFJob's command)
+log = logging.getLogger(__name__)
 
 
 def training_args(config) -> list[str]:
@@ -95,7 +96,7 @@ def tfjobs(namespace: str = K8S_NAMESPACE, api=None) -> CustomResource:
 
 
 def run_tfjob(manifest: dict, *, name_file: str | None = None, timeout: float = DEFAULT_TIMEOUT_SECONDS,
-              poll_interval: float = 10.0, api=None, progress: Callable[[str], None] | None = None) -> dict:
+              poll_interval: float = 10.0, api=None) -> dict:
     """Create (or re-attach to) the TFJob and wait until it succeeds; returns the finished object.
 
     Raises ``MlengineError`` naming the failing replicas and the operator's message when the job
@@ -103,18 +104,16 @@ def run_tfjob(manifest: dict, *, name_file: str | None = None, timeout: float = 
     """
     resource = tfjobs(manifest["metadata"].get("namespace", K8S_NAMESPACE), api=api)
     return _submit_and_wait(resource, manifest, tfjob_done, "tfjob", "", name_file=name_file, timeout=timeout,
-                            poll_interval=poll_interval, progress=progress)
+                            poll_interval=poll_interval)
 
 
 def _submit_and_wait(resource: CustomResource, manifest: dict, done, kind: str, note: str, *, name_file: str | None,
-                     timeout: float, poll_interval: float, progress: Callable[[str], None] | None) -> dict:
+                     timeout: float, poll_interval: float) -> dict:
     """Create (or re-attach to) a training job resource and wait until ``done`` says it finished."""
     created = resource.create_or_attach(manifest, name_file=name_file)
     name = created["metadata"]["name"]
-    if progress:
-        progress(f"{kind} {resource.namespace}/{name}: submitted{note}")
-    return resource.wait(name, done, timeout=timeout, poll_interval=poll_interval,
-                         progress=(lambda reason: progress(f"{kind} {name}: {reason}")) if progress else None)
+    log.info("%s %s/%s: submitted%s", kind, resource.namespace, name, note)
+    return resource.wait(name, done, timeout=timeout, poll_interval=poll_interval, label=f"{kind} {name}")
 
 
 def tfjob_name_for(model_uri: str, prefix: str = "mlengine-train") -> str:
@@ -123,7 +122,7 @@ def tfjob_name_for(model_uri: str, prefix: str = "mlengine-train") -> str:
     return f"{prefix}-{digest}"
 
 
-def run_tfjob_for_config(config, topology, *, model_uri: str | None = None, log: Callable[[str], None] = print,
+def run_tfjob_for_config(config, topology, *, model_uri: str | None = None,
                          namespace: str = K8S_NAMESPACE, image: str = TRAINER_IMAGE, resources: dict | None = None,
                          timeout: float = DEFAULT_TIMEOUT_SECONDS, name: str | None = None,
                          name_file: str | None = None, shared_claim: str | None = None, api=None) -> dict:
@@ -138,8 +137,8 @@ def run_tfjob_for_config(config, topology, *, model_uri: str | None = None, log:
     manifest = render_tfjob(job_name, training_args(remote), topology, namespace=namespace, image=image,
                             resources=resources, shared_claim=shared_claim or None)
     started = time.monotonic()
-    run_tfjob(manifest, name_file=name_file, timeout=timeout, api=api, progress=log)
-    log(f"tfjob {job_name}: succeeded after {time.monotonic() - started:.0f} s; fetching the model")
+    run_tfjob(manifest, name_file=name_file, timeout=timeout, api=api)
+    log.info("tfjob %s: succeeded after %.0f s; fetching the model", job_name, time.monotonic() - started)
     return {**_fetch_model(config, remote_model), "tfjob": job_name, "topology": topology.to_dict()}
 
 
@@ -149,15 +148,15 @@ def trainjobs(namespace: str = K8S_NAMESPACE, api=None) -> CustomResource:
 
 
 def run_trainjob(manifest: dict, *, name_file: str | None = None, timeout: float = DEFAULT_TIMEOUT_SECONDS,
-                 poll_interval: float = 10.0, api=None, progress: Callable[[str], None] | None = None) -> dict:
+                 poll_interval: float = 10.0, api=None) -> dict:
     """Create (or re-attach to) the TrainJob and wait until it completes; returns the finished object."""
     resource = trainjobs(manifest["metadata"].get("namespace", K8S_NAMESPACE), api=api)
     return _submit_and_wait(resource, manifest, trainjob_done, "trainjob",
                             f" (runtime {manifest['spec']['runtimeRef']['name']})", name_file=name_file,
-                            timeout=timeout, poll_interval=poll_interval, progress=progress)
+                            timeout=timeout, poll_interval=poll_interval)
 
 
-def run_trainjob_for_config(config, topology, *, model_uri: str | None = None, log: Callable[[str], None] = print,
+def run_trainjob_for_config(config, topology, *, model_uri: str | None = None,
                             namespace: str = K8S_NAMESPACE, timeout: float = DEFAULT_TIMEOUT_SECONDS,
                             name: str | None = None, name_file: str | None = None, shared_claim: str | None = None,
                             cluster_runtime: bool = False, api=None) -> dict:
@@ -168,21 +167,21 @@ def run_trainjob_for_config(config, topology, *, model_uri: str | None = None, l
     manifest = render_trainjob(job_name, [TASK_MODULE, *training_args(remote)], topology, namespace=namespace,
                                cluster_runtime=cluster_runtime, shared_claim=shared_claim or None)
     started = time.monotonic()
-    run_trainjob(manifest, name_file=name_file, timeout=timeout, api=api, progress=log)
-    log(f"trainjob {job_name}: completed after {time.monotonic() - started:.0f} s; fetching the model")
+    run_trainjob(manifest, name_file=name_file, timeout=timeout, api=api)
+    log.info("trainjob %s: completed after %.0f s; fetching the model", job_name, time.monotonic() - started)
     return {**_fetch_model(config, remote_model), "trainjob": job_name, "topology": topology.to_dict()}
 
 
 def run_for_config(config, topology, *, training_operator: str = DEFAULT_TRAINING_OPERATOR,
-                   log: Callable[[str], None] = print, api=None, **kwargs) -> dict:
+                   api=None, **kwargs) -> dict:
     """Cluster mode: a TrainJob or a TFJob, as ``training_operator`` (auto: what the cluster serves) says."""
     operator, why = choose_training_operator(training_operator, lambda: served_group_versions(api))
-    log(f"train: training operator {operator} ({why})")
+    log.info("train: training operator %s (%s)", operator, why)
     if operator == "trainjob":
         kwargs.pop("image", None)  # the runtime's
         kwargs.pop("resources", None)
-        return run_trainjob_for_config(config, topology, log=log, api=api, **kwargs)
-    return run_tfjob_for_config(config, topology, log=log, api=api, **kwargs)
+        return run_trainjob_for_config(config, topology, api=api, **kwargs)
+    return run_tfjob_for_config(config, topology, api=api, **kwargs)
 
 
 def _remote_config(config, model_uri: str | None):

@@ -155,14 +155,14 @@ def _train_on(config, *, workers: int = 1, ps: int = 0, strategy: str = "auto", 
         name_file = Path(config.model_dir) / JOB_NAME_FILE
         name_file.parent.mkdir(parents=True, exist_ok=True)
         return run_for_config(config, topology, training_operator=training_operator, model_uri=model_uri,
-                              log=log.info, name_file=str(name_file), shared_claim=shared_claim or None)
+                              name_file=str(name_file), shared_claim=shared_claim or None)
     if topology.is_single_process:
         from mlengine.components.train.trainer import train
 
-        return train(config, progress=log.info)
+        return train(config)
     from mlengine.components.train.local import run_local_cluster
 
-    return run_local_cluster(config, topology, log=log.info)
+    return run_local_cluster(config, topology)
 
 
 def restart_metrics(by_role: dict[str, int] | None) -> dict[str, int]:
@@ -230,7 +230,7 @@ def guard_against_default(config, result: dict[str, Any], chosen: dict[str, Any]
                              batch_size=params.batch_size, model_hp=module_params)
     if train_fn is None:
         from mlengine.components.train.trainer import train as train_fn
-    default_result = train_fn(default_config, progress=log.info)
+    default_result = train_fn(default_config)
     default_rmse = _objective(default_result)
     outcome = {"final_rmse": final_rmse, "default_trial_rmse": default["rmse"], "default_final_rmse": default_rmse}
     if default_rmse is not None and (final_rmse is None or default_rmse < final_rmse):

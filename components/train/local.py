@@ -30,6 +30,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import json
+import logging
 import os
 import queue
 import re
@@ -64,10 +65,7 @@ TASK_MODULE = "mlengine.components.train.task"
 # what a task says itself (trainer progress, its ready and error lines, Katib's metric lines): the
 # rest of its output (TensorFlow, gRPC, tracebacks) only goes to its log file
 PROGRESS_LINE = re.compile(r"^(train|mlengine-task)\b[^:]{0,40}:|^\w+=[-+.\w]+$")
-
-
-def _stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+log = logging.getLogger(__name__)
 
 
 # --- processes ------------------------------------------------------------------------------------
@@ -182,15 +180,15 @@ def default_command(task: Task, config_file: Path, result_file: Path) -> list[st
 
 def run_local_cluster(config, topology: Topology, *, max_restarts: int = 2, connect_timeout: float = 120,
                       timeout: float | None = None, base_port: int | None = None, work_dir: str | None = None,
-                      logs_dir: str | None = None, log: Callable[[str], None] = _stderr,
+                      logs_dir: str | None = None,
                       command: Callable[[Task, Path, Path], list[str]] | None = None) -> dict:
     """Train ``config`` (a TrainConfig) on ``topology`` as local processes; return the chief's result.
 
     ``base_port`` uses consecutive ports from there (checked free) instead of random free ones;
     ``command`` replaces the task program (tests use toy programs). Each task's whole output goes
     to ``logs_dir/<task>.log`` (default: ``logs/`` in the model directory, or in the work
-    directory when the config names none); ``log`` gets the tasks' progress lines and one line per
-    restart. Raises ``MlengineError`` on a bad topology, a port in use, a task that never becomes
+    directory when the config names none); this module's logger gets the tasks' progress lines and
+    one line per restart. Raises ``MlengineError`` on a bad topology, a port in use, a task that never becomes
     ready, a failure after the restarts, a timeout.
     """
     topology.validate()
@@ -199,8 +197,8 @@ def run_local_cluster(config, topology: Topology, *, max_restarts: int = 2, conn
     if topology.is_single_process and command is None:
         from mlengine.components.train.trainer import train
 
-        log("local cluster: one process (workers=1, ps=0): training in this process")
-        result = train(config, None, is_chief=True, progress=log)
+        log.info("local cluster: one process (workers=1, ps=0): training in this process")
+        result = train(config, None, is_chief=True)
         return {**result, "topology": topology.to_dict(), "restarts": {}, "restarts_by_role": {}}
     counts = topology.task_counts()
     total = sum(counts.values())
@@ -254,22 +252,22 @@ def run_local_cluster(config, topology: Topology, *, max_restarts: int = 2, conn
 
     def restart_all(reason_task: Task) -> None:
         _terminate([t.proc for t in tasks if t.proc is not None])
-        _drain(lines, log, quiet_after=0.0)
+        _drain(lines, quiet_after=0.0)
         for task in tasks:
             start(task)
 
     def fail(message: str) -> MlengineError:
         return MlengineError(f"local cluster ({_shape(counts, strategy)}): {message}")
 
-    log(f"train: local cluster: {_shape(counts, strategy)} on {HOST} ports {ports[0]}..{ports[-1]}; "
-        f"each task's full output in {logs}")
+    log.info(f"train: local cluster: {_shape(counts, strategy)} on {HOST} ports {ports[0]}..{ports[-1]}; "
+             f"each task's full output in {logs}")
     began = time.monotonic()
     try:
         with _sigterm_as_interrupt():
             for task in tasks:
                 start(task)
             while True:
-                _pump(lines, log, wait=0.2)
+                _pump(lines, wait=0.2)
                 now = time.monotonic()
                 for task in tasks:
                     code = task.proc.poll() if task.proc is not None else None
@@ -283,9 +281,9 @@ def run_local_cluster(config, topology: Topology, *, max_restarts: int = 2, conn
                     if task.finished:
                         continue
                     task.reader.join(timeout=5)  # every line of the exited task is queued
-                    _pump(lines, log, wait=0.0)
+                    _pump(lines, wait=0.0)
                     if code == 0 and task is lead:
-                        _finish_peers(tasks, lead, strategy, lines, log)
+                        _finish_peers(tasks, lead, strategy, lines)
                         return _result(result_file, topology, tasks, fail)
                     if code == 0 and strategy == "all_reduce":
                         task.finished = True  # a worker done before the chief: fine
@@ -298,7 +296,7 @@ def run_local_cluster(config, topology: Topology, *, max_restarts: int = 2, conn
                         raise fail(f"{reason} and its {max_restarts} restart(s) are used up"
                                    + (f": {last}" if last else "") + task.log_note())
                     task.restarts += 1
-                    log(restart_line(task, code, max_restarts, strategy, lead, model_dir))
+                    log.info(restart_line(task, code, max_restarts, strategy, lead, model_dir))
                     if strategy == "all_reduce":
                         restart_all(task)
                         break
@@ -307,7 +305,7 @@ def run_local_cluster(config, topology: Topology, *, max_restarts: int = 2, conn
                     raise fail(f"did not finish within {timeout:.0f} s")
     finally:
         _terminate([t.proc for t in tasks if t.proc is not None])
-        _drain(lines, log, quiet_after=0.2)
+        _drain(lines, quiet_after=0.2)
         if owned_dir is not None:
             import shutil
 
@@ -359,7 +357,7 @@ def _shape(counts: dict[str, int], strategy: str) -> str:
     return f"{strategy}, " + ", ".join(f"{n} {t}" for t, n in counts.items())
 
 
-def _pump(lines: queue.Queue, log: Callable[[str], None], wait: float) -> None:
+def _pump(lines: queue.Queue, wait: float) -> None:
     """Log queued task output; mark tasks ready when they say so."""
     try:
         item = lines.get(timeout=wait) if wait > 0 else lines.get_nowait()
@@ -371,18 +369,18 @@ def _pump(lines: queue.Queue, log: Callable[[str], None], wait: float) -> None:
         if READY_MARKER in line and proc is task.proc:
             task.ready = True
         if task.log_file is None or PROGRESS_LINE.search(line):
-            log(f"[{task.name}] {line}")
+            log.info("[%s] %s", task.name, line)
         try:
             item = lines.get_nowait()
         except queue.Empty:
             return
 
 
-def _drain(lines: queue.Queue, log: Callable[[str], None], quiet_after: float) -> None:
-    _pump(lines, log, wait=quiet_after)
+def _drain(lines: queue.Queue, quiet_after: float) -> None:
+    _pump(lines, wait=quiet_after)
 
 
-def _finish_peers(tasks: list[Task], lead: Task, strategy: str, lines: queue.Queue, log) -> None:
+def _finish_peers(tasks: list[Task], lead: Task, strategy: str, lines: queue.Queue) -> None:
     """all_reduce: let the other workers end on their own (they finish the same last step)."""
     if strategy != "all_reduce":
         return  # ps and workers serve until terminated
@@ -392,7 +390,7 @@ def _finish_peers(tasks: list[Task], lead: Task, strategy: str, lines: queue.Que
             continue
         with contextlib.suppress(subprocess.TimeoutExpired):
             task.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-        _pump(lines, log, wait=0.0)
+        _pump(lines, wait=0.0)
 
 
 def _result(result_file: Path, topology: Topology, tasks: list[Task], fail) -> dict:

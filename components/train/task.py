@@ -164,9 +164,11 @@ def run(argv: list[str] | None = None) -> int:
     local_config = stage.stage_in()
     strategy = distributed.build_strategy(role)
     _stderr(f"{READY_MARKER} {role.name} training with strategy {role.strategy} (pid {os.getpid()})")
-    from mlengine.components.train.trainer import train
+    from mlengine.components.shared.logs import log_to_stderr
+    from mlengine.components.train import trainer
 
-    result = train(local_config, strategy, is_chief=role.is_chief, progress=_stderr)
+    log_to_stderr(trainer.__name__)  # progress on stderr, where the local launcher picks out `train:` lines
+    result = trainer.train(local_config, strategy, is_chief=role.is_chief)
     if role.is_chief:
         stage.stage_out()
         result = {**result, "model_dir": config.model_dir, "strategy": role.strategy, "task": role.name}

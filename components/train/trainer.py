@@ -19,11 +19,12 @@ stopped, and ``history.json`` keeps the epochs already done.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import shutil
-import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -38,6 +39,7 @@ from mlengine.constants import CHECKPOINT_SUBDIR, DEFAULT_LR_PATIENCE, DEFAULT_P
 from mlengine.errors import DataError, MlengineError
 
 TRAIN_CONFIG_FILE = "train_config.json"
+log = logging.getLogger(__name__)
 PS_STEPS_PER_EXECUTION = 10
 HISTORY_KEYS = ("loss", "val_loss", "rmse", "val_rmse", "lr")  # a regression model's
 CLASSIFICATION_HISTORY_KEYS = ("loss", "val_loss", "log_loss", "val_log_loss", "accuracy", "val_accuracy", "lr")
@@ -108,13 +110,6 @@ class TrainConfig:
             return cls(**raw)
         except TypeError as err:
             raise MlengineError(f"train config: {err}") from None
-
-
-def _emit(progress, message: str) -> None:
-    if progress is None:
-        print(message, file=sys.stderr, flush=True)
-    elif progress:
-        progress(message)
 
 
 def is_parameter_server_strategy(strategy) -> bool:
@@ -214,8 +209,14 @@ def _model_module(config: TrainConfig, state: TransformState):
     return module, model_hp(module.values(config.module_values), builtin)
 
 
-def train(config: TrainConfig, strategy=None, *, is_chief: bool = True, progress=None) -> dict:
-    """Train, checkpoint, record history and (on the chief) export the serving model."""
+def train(config: TrainConfig, strategy=None, *, is_chief: bool = True,
+          on_epoch: Callable[[int, float], None] | None = None) -> dict:
+    """Train, checkpoint, record history and (on the chief) export the serving model.
+
+    Progress (one ``train: ...`` line per epoch, the data sizes, the export, the best epoch) goes to
+    this module's logger. ``on_epoch(epoch, eval objective)`` is called on the chief after each
+    epoch's history is written (a tuning trial reports it to its pruner).
+    """
     from mlengine.components.shared.tf import import_tf
 
     tf, keras = import_tf()
@@ -314,12 +315,13 @@ def train(config: TrainConfig, strategy=None, *, is_chief: bool = True, progress
                 return
             (model_dir / HISTORY_FILE).write_text(
                 json.dumps(_merge_history(previous_history, new_rows, keys), indent=1), encoding="utf-8")
-            # tuning trials read the objective off this line ("val_rmse=" / "val_log_loss=")
             extra = (f" val_accuracy={row.get('val_accuracy', math.nan):.4g}"
                      if objective == OBJECTIVE_CLASSIFICATION else "")
-            _emit(progress, f"train: epoch {epoch + 1}/{config.epochs} loss={row.get('loss', math.nan):.4g} "
-                            f"{monitor}={row.get(monitor, math.nan):.4g}{extra} "
-                            f"{row['examples_per_second'] or 0:,.0f} ex/s")
+            log.info(f"train: epoch {epoch + 1}/{config.epochs} loss={row.get('loss', math.nan):.4g} "
+                     f"{monitor}={row.get(monitor, math.nan):.4g}{extra} "
+                     f"{row['examples_per_second'] or 0:,.0f} ex/s")
+            if on_epoch is not None:
+                on_epoch(epoch + 1, row.get(monitor, math.nan))
 
     class BestEpoch(keras.callbacks.Callback):
         """Early stopping on the eval objective that always restores the best epoch's weights at the end."""
@@ -356,10 +358,10 @@ def train(config: TrainConfig, strategy=None, *, is_chief: bool = True, progress
             monitor=monitor, factor=LR_FACTOR, patience=config.lr_patience, min_delta=0.0,
             min_lr=config.learning_rate * MIN_LR_FRACTION, verbose=0))
     if is_chief:
-        _emit(progress, f"train: {train_rows:,} training rows, {eval_rows:,} eval rows, batch {config.batch_size}, "
-                        f"at most {config.epochs} epoch(s) (early stopping after {config.patience or 'no'} "
-                        f"stalled epochs), " + (f"model module {module.name} with hp {json.dumps(hp, sort_keys=True)}"
-                                                if module is not None else f"hidden units {config.hidden_units}"))
+        log.info(f"train: {train_rows:,} training rows, {eval_rows:,} eval rows, batch {config.batch_size}, "
+                 f"at most {config.epochs} epoch(s) (early stopping after {config.patience or 'no'} "
+                 f"stalled epochs), " + (f"model module {module.name} with hp {json.dumps(hp, sort_keys=True)}"
+                                         if module is not None else f"hidden units {config.hidden_units}"))
     try:
         model.fit(epochs=config.epochs, callbacks=callbacks, verbose=0, **fit_args)
     finally:
@@ -376,7 +378,7 @@ def train(config: TrainConfig, strategy=None, *, is_chief: bool = True, progress
                                                  class_weight=config.class_weight, model_module=module, hp=hp)
             export_model.set_weights(model.get_weights())
         export_path = model_lib.export_serving_model(export_model, state, str(model_dir))
-        _emit(progress, f"train: exported the serving model to {export_path}")
+        log.info(f"train: exported the serving model to {export_path}")
     else:
         # MultiWorkerMirroredStrategy: every worker takes part in saving; only the chief keeps it
         scratch = tempfile.mkdtemp(prefix="mlengine-worker-export-")
@@ -397,8 +399,8 @@ def train(config: TrainConfig, strategy=None, *, is_chief: bool = True, progress
             figures["eval_rmse"] = best_epoch.best
     best, value = figures["best_epoch"], figures["eval_objective"]
     if is_chief and best is not None:
-        _emit(progress, f"train: best epoch {best} of {len(history.get('epoch', []))} (eval {objective} "
-                        f"{value:.4g}); its weights are the exported model's")
+        log.info(f"train: best epoch {best} of {len(history.get('epoch', []))} (eval {objective} "
+                 f"{value:.4g}); its weights are the exported model's")
     return {
         "history": history,
         **figures,

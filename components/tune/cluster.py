@@ -432,7 +432,7 @@ def run_experiment(name: str, space: SearchSpace, *, namespace: str = K8S_NAMESP
     log.info("tune: Katib Experiment %s/%s: %s, %d trials, %d in parallel", namespace, actual,
              space.algorithm.katib_name, space.max_trials, space.parallel_trials)
     final = experiments.wait(actual, experiment_done, timeout=timeout, poll_interval=poll_interval,
-                             progress=lambda reason: log.info("tune: Experiment %s: %s", actual, reason))
+                             label=f"tune: Experiment {actual}")
     trials = list_trials(experiments.api, namespace, actual)
     result = experiment_result(final, space, fixed_params=render_args.get("fixed_params"), trials=trials)
     log.info("tune: best rmse=%s with %s (trial %s)", result["best_rmse"], result["best_params"], result["best_trial"])

@@ -15,10 +15,8 @@ objective uses the latest value).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
-import re
 import shutil
 import sys
 from collections.abc import Callable
@@ -28,15 +26,12 @@ from typing import Any
 
 from mlengine.components.shared.hyperparameters import HyperParameters
 from mlengine.components.shared.processes import EXIT_DIVERGED, EXIT_OK, exit_hard, run_program
-from mlengine.constants import CHECKPOINT_SUBDIR, DEFAULT_TUNE_EPOCHS, HISTORY_FILE, SERVING_MODEL_SUBDIR, SPEC_FILE
+from mlengine.constants import CHECKPOINT_SUBDIR, DEFAULT_TUNE_EPOCHS, SERVING_MODEL_SUBDIR, SPEC_FILE
 from mlengine.errors import MlengineError
 
 METRIC_LINE = "{metric}={value:.6f}"
 TRANSFORM_SUBDIR = "transform"
 MODEL_SUBDIR = "model"
-# the trainer's per-epoch progress line carries the eval objective: "train: epoch 2/4 loss=... val_rmse=1.08 ..."
-# ("val_log_loss=0.31" for a class label)
-_EPOCH_LINE = re.compile(r"epoch (\d+)/\d+ .*val_(rmse|log_loss)=([-+0-9.eE]+|nan|inf)")
 
 Report = Callable[[int, float], None]
 
@@ -57,25 +52,6 @@ class TrialContext:
     model_module: str = ""  # the model module (file or artifact folder); "": the built-in network
 
 
-def epoch_rmse_from_line(line: str) -> tuple[int, float] | None:
-    """``(epoch, eval objective)`` from a trainer progress line (val_rmse or val_log_loss), or None for other lines."""
-    match = _EPOCH_LINE.search(line)
-    if not match:
-        return None
-    return int(match.group(1)), float(match.group(3))
-
-
-def _exact_epoch_rmse(model_dir: Path, epoch: int, shown: float) -> float:
-    """The epoch's eval objective at full precision from history.json (written before the progress line)."""
-    try:
-        history = json.loads((model_dir / HISTORY_FILE).read_text(encoding="utf-8"))
-        key = "val_log_loss" if "val_log_loss" in history else "val_rmse"
-        value = history[key][history["epoch"].index(epoch)]
-    except (OSError, ValueError, KeyError, IndexError, TypeError):
-        return shown
-    return float(value) if value is not None else shown
-
-
 def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -89,6 +65,7 @@ def _run(params: dict[str, Any], *, train_dir: str, eval_dir: str, spec: dict, e
     """
     from mlengine.components.shared import analyze as transform
     from mlengine.components.shared.featurespec import spec_from_dict
+    from mlengine.components.shared.logs import log_to_stderr
     from mlengine.components.train.public import TrainConfig, train
 
     hparams = HyperParameters.from_dict({k: v for k, v in params.items() if k in HyperParameters.names()})
@@ -102,13 +79,9 @@ def _run(params: dict[str, Any], *, train_dir: str, eval_dir: str, spec: dict, e
         epochs=epochs, steps_per_epoch=steps_per_epoch, seed=seed, model_module=model_module, model_hp=module_values,
     )
 
-    def progress(message: str) -> None:
-        _log(message)
-        parsed = epoch_rmse_from_line(message)
-        if parsed is not None and is_chief:
-            report(parsed[0], _exact_epoch_rmse(model_dir, *parsed))
-
-    metrics = train(config, strategy, is_chief=is_chief, progress=progress)
+    log_to_stderr(train.__module__)  # the trainer's progress lines: in the trial's output, beside its own
+    # the chief reports every epoch's eval objective (the pruner's, or Katib's medianstop's, input)
+    metrics = train(config, strategy, is_chief=is_chief, on_epoch=report if is_chief else None)
     return metrics.get("eval_objective", metrics.get("eval_rmse"))  # RMSE, or log loss for a class label
 
 

@@ -73,7 +73,7 @@ def collect_metrics(stdout: str, experiment: dict) -> dict[str, float]:
 
 
 def run_trial(engine: Engine, experiment: dict, *, network: str, secret: dict[str, str], secret_name: str,
-              scrub: Scrubber, progress, timeout: float, runtimes: dict[str, dict] | None = None) -> dict:
+              scrub: Scrubber, timeout: float, runtimes: dict[str, dict] | None = None) -> dict:
     """One trial of ``experiment``: substitute a suggestion, run its TFJob or TrainJob (``runtimes``: the
     TrainingRuntimes by name), read its metric from the primary pod's stdout as the StdOut collector does."""
     assignments = first_suggestion(experiment)
@@ -82,13 +82,13 @@ def run_trial(engine: Engine, experiment: dict, *, network: str, secret: dict[st
     if job["kind"] == "TrainJob":
         template = experiment["spec"]["trialTemplate"]
         result = run_trainjob(engine, job, runtimes or {}, network=network, secret=secret, secret_name=secret_name,
-                              scrub=scrub, progress=progress, timeout=timeout)
+                              scrub=scrub, timeout=timeout)
         if result.get("passed"):
             pods = jobset_pods(trial_name, merged_jobset(job, runtimes[job["spec"]["runtimeRef"]["name"]]))
             primary = primary_pod(pods, template.get("primaryPodLabels"))
     else:
         result = run_tfjob(engine, job, network=network, secret=secret, secret_name=secret_name, scrub=scrub,
-                           progress=progress, timeout=timeout)
+                           timeout=timeout)
         primary = primary_replica(tfjob_replicas(job))
     out = {"name": trial_name, "kind": job["kind"], "assignments": assignments, job["kind"].lower(): result}
     if not result.get("passed"):

@@ -15,6 +15,7 @@ from mlengine.constants import (
     K8S_S3_SECRET,
 )
 from mlengine.errors import MlengineError
+from mlengine.rehearsal import log
 from mlengine.rehearsal.engine import (
     Engine,
     RehearsalError,
@@ -31,8 +32,8 @@ READY_TIMEOUT = 180.0
 
 
 def run_inference_service(engine: Engine, isvc: dict, runtimes: dict[str, dict], *, network: str,
-                          secret: dict[str, str], s3: S3Stage, scrub: Scrubber, port: int,
-                          progress) -> tuple[dict, str | None]:
+                          secret: dict[str, str], s3: S3Stage, scrub: Scrubber,
+                          port: int) -> tuple[dict, str | None]:
     """Storage initializer, then the predictor container; returns (result, the predictor's host URL).
 
     The container comes from the ServingRuntime the predictor's model names (``runtimes``: name ->
@@ -66,7 +67,7 @@ def run_inference_service(engine: Engine, isvc: dict, runtimes: dict[str, dict],
         logs = tail_logs(engine, init, scrub)
         return {"passed": False, "reason": f"storage-initializer exited {code}: {last_error_line(logs)}",
                 "logs": logs}, None
-    progress(f"storage-initializer: {storage_uri} -> {IMAGE_MODEL_DIR}")
+    log.info(f"storage-initializer: {storage_uri} -> {IMAGE_MODEL_DIR}")
     http_port = IMAGE_SERVER_PORT
     args = container.get("args", [])
     for arg in args:

@@ -10,6 +10,7 @@ from mlengine.components.shared.storage import split_s3_uri
 from mlengine.constants import (
     image_for,
 )
+from mlengine.rehearsal import log
 from mlengine.rehearsal.data import sample_rows
 from mlengine.rehearsal.engine import DATA_ROOT, Engine, Scrubber, last_error_line, tail_logs
 from mlengine.rehearsal.s3stage import S3Stage, list_keys
@@ -50,7 +51,7 @@ def count_logged_rows(s3, uri: str) -> tuple[int, int]:
 
 
 def run_monitor_step(engine: Engine, isvc: dict, *, url: str, rows_before: int, network: str,
-                     secret: dict[str, str], s3: S3Stage, scrub: Scrubber, progress,
+                     secret: dict[str, str], s3: S3Stage, scrub: Scrubber,
                      pipeline_image: str | None = None) -> dict:
     """Send traffic, wait for the predictor's log objects in the bucket, run the monitor step in its container."""
     from mlengine.components.deploy.client import PredictionClient
@@ -64,7 +65,7 @@ def run_monitor_step(engine: Engine, isvc: dict, *, url: str, rows_before: int, 
         with PredictionClient(url, protocol=protocol) as client:
             client.predict(chunk)
     sent = rows_before + len(rows)
-    progress(f"monitor: {sent} rows sent to the predictor; waiting for them under {log_uri}")
+    log.info(f"monitor: {sent} rows sent to the predictor; waiting for them under {log_uri}")
     started = time.monotonic()
     objects = logged = 0
     while time.monotonic() - started < LOG_WAIT_TIMEOUT:
@@ -77,7 +78,7 @@ def run_monitor_step(engine: Engine, isvc: dict, *, url: str, rows_before: int, 
         return {"passed": False, "serving_log_uri": log_uri, "rows_sent": sent, "rows_logged": logged,
                 "objects": objects, "reason": f"{logged} of {sent} rows sent reached {log_uri} "
                 f"in {LOG_WAIT_TIMEOUT:.0f} s"}
-    progress(f"monitor: {logged} rows in {objects} object(s) under {log_uri} after {waited} s")
+    log.info(f"monitor: {logged} rows in {objects} object(s) under {log_uri} after {waited} s")
     cid = engine.create(pipeline_image or image_for("pipeline"), name="monitor", network=network,
                         entrypoint=["python", "-c"],
                         command=[MONITOR_STEP, f"{DATA_ROOT}/statistics", log_uri], environment=secret)

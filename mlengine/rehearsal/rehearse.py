@@ -47,6 +47,7 @@ from mlengine.constants import (
     image_for,
 )
 from mlengine.errors import MlengineError
+from mlengine.rehearsal import log
 from mlengine.rehearsal.data import prepare_data, sample_rows
 from mlengine.rehearsal.engine import (
     DATA_ROOT,
@@ -164,7 +165,7 @@ def rehearsal_images(registry: str | None = None) -> dict[str, str]:
     return {role: image_for(role, registry) for role in ("trainer", "server", "pipeline")}
 
 
-def rehearse(options: Options, progress=None) -> dict:
+def rehearse(options: Options) -> dict:
     """Run the rendered TFJob, TrainJob, Katib trials and InferenceService; write rehearsal.json and
     rehearsal.md; return the report."""
     import botocore.exceptions
@@ -172,7 +173,6 @@ def rehearse(options: Options, progress=None) -> dict:
 
     from mlengine.kubeflow.manifests import write_manifests
 
-    progress = progress or (lambda message: print(f"rehearse: {message}", file=sys.stderr, flush=True))
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)
     if options.env_file:
@@ -200,7 +200,7 @@ def rehearse(options: Options, progress=None) -> dict:
         module_dir = out / MODULE_PART
         shutil.rmtree(module_dir, ignore_errors=True)
         module = prepare_module(options.model_module, module_dir)
-        progress(f"model module {module.name} checked on a tiny batch; staged to {MODULE_URI}")
+        log.info(f"model module {module.name} checked on a tiny batch; staged to {MODULE_URI}")
     manifests = render(options, images, module)
     if options.manifest_hook:
         options.manifest_hook(manifests)
@@ -219,7 +219,7 @@ def rehearse(options: Options, progress=None) -> dict:
     try:
         network = engine.network("mlengine-rehearsal")
         bucket, _ = split_s3_uri(DATA_ROOT)
-        s3 = start_s3(engine, network, server_secret, secret, s3_port, env_file, bucket, progress,
+        s3 = start_s3(engine, network, server_secret, secret, s3_port, env_file, bucket,
                       pipeline_image=images["pipeline"])
         with tempfile.TemporaryDirectory(prefix="mlengine-rehearsal-") as work:
             data = prepare_data(Path(work) / "data", options.rows)
@@ -227,42 +227,42 @@ def rehearse(options: Options, progress=None) -> dict:
                 uploaded = stage_data(s3.client(), data, module_dir)
             except botocore.exceptions.ClientError as err:
                 raise s3_error(err, bucket, "the S3 server", env_file) from None
-            progress(f"s3://{bucket}: {uploaded} objects under {DATA_ROOT}")
+            log.info(f"s3://{bucket}: {uploaded} objects under {DATA_ROOT}")
             runtimes = {m["metadata"]["name"]: m for m in manifests.values() if m["kind"] == "TrainingRuntime"}
             for target in options.targets:
                 job = manifests["tfjob.yaml" if target == "tfjob" else "trainjob.yaml"]
                 model_uri = TARGET_MODEL_URIS[target]
                 if target == "tfjob":
                     result = run_tfjob(engine, job, network=network, secret=pod_secret, secret_name=K8S_S3_SECRET,
-                                       scrub=scrub, progress=progress, crash_worker=options.crash_worker,
+                                       scrub=scrub, crash_worker=options.crash_worker,
                                        timeout=options.timeout)
                 else:
                     result = run_trainjob(engine, job, runtimes, network=network, secret=pod_secret,
-                                          secret_name=K8S_S3_SECRET, scrub=scrub, progress=progress,
+                                          secret_name=K8S_S3_SECRET, scrub=scrub,
                                           timeout=options.timeout)
                 _check_model(result, s3, model_uri, module)
                 report["resources"][target] = {"name": job["metadata"]["name"], **result}
                 if not result.get("passed"):
                     raise RehearsalError(f"{job['kind']} {job['metadata']['name']}: {result['reason']}")
-                progress(f"{job['kind']} {job['metadata']['name']}: finished, {model_uri} holds the model")
+                log.info(f"{job['kind']} {job['metadata']['name']}: finished, {model_uri} holds the model")
             if not options.skip_trial:
                 for target in options.targets:
                     experiment = manifests[TARGET_EXPERIMENTS[target]]
                     trial = run_trial(engine, experiment, network=network, secret=pod_secret,
-                                      secret_name=K8S_S3_SECRET, scrub=scrub, progress=progress,
+                                      secret_name=K8S_S3_SECRET, scrub=scrub,
                                       timeout=options.timeout, runtimes=runtimes)
                     key = "katib_trial" if target == "tfjob" else "katib_trial_trainjob"
                     report["resources"][key] = {"experiment": experiment["metadata"]["name"], **trial}
                     if not trial["passed"]:
                         raise RehearsalError(f"Katib trial ({trial['kind']}): {trial['reason']}")
-                    progress(f"Katib trial {trial['name']} ({trial['kind']}): {trial['metrics']}")
+                    log.info(f"Katib trial {trial['name']} ({trial['kind']}): {trial['metrics']}")
             if not options.skip_serving:
                 # the last target's model is served: the TrainJob's when both ran
                 served_uri = TARGET_MODEL_URIS[options.targets[-1]]
                 isvc = manifests[f"inferenceservice-canary-{options.targets[-1]}.yaml"]
                 runtimes = {m["metadata"]["name"]: m for m in manifests.values() if m["kind"] == "ServingRuntime"}
                 served, url = run_inference_service(engine, isvc, runtimes, network=network, secret=pod_secret, s3=s3,
-                                                    scrub=scrub, port=predictor_port, progress=progress)
+                                                    scrub=scrub, port=predictor_port)
                 if url:
                     model_dir = Path(work) / "model"
                     bucket_name, prefix = split_s3_uri(served_uri)
@@ -282,12 +282,12 @@ def rehearse(options: Options, progress=None) -> dict:
                                          f"{served.get('reason', 'predictions differ from mlengine serve')}")
                 compared = sum(p["rows"] for p in served["predictions"].values())
                 monitored = run_monitor_step(engine, isvc, url=url, rows_before=compared, network=network,
-                                             secret=pod_secret, s3=s3, scrub=scrub, progress=progress,
+                                             secret=pod_secret, s3=s3, scrub=scrub,
                                              pipeline_image=images["pipeline"])
                 report["resources"]["monitor"] = {"name": f"{isvc['metadata']['name']}-monitor", **monitored}
                 if not monitored["passed"]:
                     raise RehearsalError(f"monitor: {monitored['reason']}")
-                progress(f"monitor: read {monitored['rows_read']} rows, drift_detected="
+                log.info(f"monitor: read {monitored['rows_read']} rows, drift_detected="
                          f"{monitored['drift_detected']}")
         report["passed"] = True
         return report
@@ -375,4 +375,7 @@ def add_cli(subparsers) -> None:
 if __name__ == "__main__":  # `make images`: the rehearsal's tools image on the pipeline image just built
     import docker
 
-    print("images: " + ensure_s3_image(docker.from_env(), lambda message: print(f"images: {message}", flush=True)))
+    from mlengine.components.shared.logs import log_to_stderr
+
+    log_to_stderr("mlengine.rehearsal")
+    print("images: " + ensure_s3_image(docker.from_env()))

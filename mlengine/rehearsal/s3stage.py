@@ -21,6 +21,7 @@ from mlengine.constants import (
     REHEARSAL_S3_PORT,
     image_for,
 )
+from mlengine.rehearsal import log
 from mlengine.rehearsal.engine import LOG_TAIL, Engine, RehearsalError, require_image
 
 MOTO_REQUIREMENT = "moto[server]==5.2.5"
@@ -32,7 +33,7 @@ S3_SOURCE_LABEL = "io.mlengine.rehearsal-s3-source"
 START_TIMEOUT = 60.0  # seconds a container may stay "created" before it counts as never started
 
 
-def ensure_s3_image(client, progress, base: str | None = None, build: bool = True) -> str:
+def ensure_s3_image(client, base: str | None = None, build: bool = True) -> str:
     """Build the rehearsal's tools image from the pipeline image and the wheels of moto's S3 server and
     kserve-storage (pip's registry, no container registry): the S3 stand-in and the storage initializer.
 
@@ -55,7 +56,7 @@ def ensure_s3_image(client, progress, base: str | None = None, build: bool = Tru
         pass
     if not build:
         raise RehearsalError(f"{REHEARSAL_S3_IMAGE} is not built for {base}: run `{IMAGES_BUILD_COMMAND}`")
-    progress(f"building {REHEARSAL_S3_IMAGE} on {base} (moto's S3 server, kserve-storage)")
+    log.info(f"building {REHEARSAL_S3_IMAGE} on {base} (moto's S3 server, kserve-storage)")
     with tempfile.TemporaryDirectory(prefix="mlengine-s3-image-") as context:
         wheels = Path(context) / "wheels"
         pip = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "-d",
@@ -115,11 +116,11 @@ def s3_error(err, bucket: str, endpoint: str, env_file: str) -> RehearsalError:
 
 
 def start_s3(engine: Engine, network: str, server_secret: dict[str, str], client_secret: dict[str, str],
-             port: int, env_file: str, bucket: str, progress, pipeline_image: str | None = None) -> S3Stage:
+             port: int, env_file: str, bucket: str, pipeline_image: str | None = None) -> S3Stage:
     """Start the S3 server, wait until it answers, create ``bucket``."""
     import botocore.exceptions
 
-    image = ensure_s3_image(engine.client, progress, pipeline_image, build=False)
+    image = ensure_s3_image(engine.client, pipeline_image, build=False)
     access = server_secret.get(ENV_S3_ACCESS_KEY)
     if not access or not client_secret.get(ENV_S3_ACCESS_KEY) or not client_secret.get(ENV_S3_SECRET_KEY):
         raise RehearsalError(f"{env_file}: {ENV_S3_ACCESS_KEY} and {ENV_S3_SECRET_KEY} must be set")

@@ -13,6 +13,7 @@ from mlengine.constants import (
     IMAGE_DEFAULT_UID,
     REHEARSAL_TFJOB_PORT,
 )
+from mlengine.rehearsal import log
 from mlengine.rehearsal.engine import (
     JOB_TIMEOUT,
     Engine,
@@ -115,7 +116,7 @@ def prepare_volumes(engine: Engine, replicas: list[Replica], image: str) -> dict
 
 
 def run_tfjob(engine: Engine, tfjob: dict, *, network: str, secret: dict[str, str], secret_name: str,
-              scrub: Scrubber, progress, crash_worker: bool = False, timeout: float = JOB_TIMEOUT) -> dict:
+              scrub: Scrubber, crash_worker: bool = False, timeout: float = JOB_TIMEOUT) -> dict:
     """Run every replica of ``tfjob`` as a container; return the result (``passed``, restarts, logs)."""
     replicas = tfjob_replicas(tfjob)
     what = f"TFJob {tfjob['metadata']['name']}"
@@ -123,17 +124,17 @@ def run_tfjob(engine: Engine, tfjob: dict, *, network: str, secret: dict[str, st
     tf_configs = {r.service: json.dumps({"cluster": cluster, "task": {"type": r.kind.lower(), "index": r.index}})
                   for r in replicas}
     create_replicas(engine, replicas, what=what, network=network, secret=secret, secret_name=secret_name,
-                    scrub=scrub, progress=progress, extra_env=lambda r: {ENV_TF_CONFIG: tf_configs[r.service]})
+                    scrub=scrub, extra_env=lambda r: {ENV_TF_CONFIG: tf_configs[r.service]})
     chief = primary_replica(replicas)
     result: dict[str, Any] = {"replicas": [r.service for r in replicas], "tf_config_cluster": cluster}
     return supervise(engine, replicas, what=what, result=result,
                      backoff=int(tfjob["spec"].get("runPolicy", {}).get("backoffLimit", 6)),
-                     done=lambda replica: replica is chief, primary=chief, scrub=scrub, progress=progress,
+                     done=lambda replica: replica is chief, primary=chief, scrub=scrub,
                      crash_kind="Worker" if crash_worker else None, timeout=timeout)
 
 
 def create_replicas(engine: Engine, replicas: list[Replica], *, what: str, network: str, secret: dict[str, str],
-                    secret_name: str, scrub: Scrubber, progress, extra_env=None) -> None:
+                    secret_name: str, scrub: Scrubber, extra_env=None) -> None:
     """Create and start one container per replica from its pod template (env, volumes, user, names)."""
     for image in {r.container["image"] for r in replicas}:
         require_image(engine.client, image, what)
@@ -153,11 +154,11 @@ def create_replicas(engine: Engine, replicas: list[Replica], *, what: str, netwo
             group_add=[str(security["fsGroup"])] if "fsGroup" in security else None)
     for replica in replicas:
         _start(engine, replica, scrub)
-    progress(f"{what}: {len(replicas)} replicas started ({', '.join(r.service for r in replicas)})")
+    log.info(f"{what}: {len(replicas)} replicas started ({', '.join(r.service for r in replicas)})")
 
 
 def supervise(engine: Engine, replicas: list[Replica], *, what: str, result: dict, backoff: int, done,
-              primary: Replica, scrub: Scrubber, progress, crash_kind: str | None = None,
+              primary: Replica, scrub: Scrubber, crash_kind: str | None = None,
               timeout: float = JOB_TIMEOUT) -> dict:
     """Watch the replicas as the controller does: restart per restartPolicy within ``backoff``; passed when
     every replica ``done(replica)`` selects has exited 0 (the success policy), failed at a final failure."""
@@ -174,7 +175,7 @@ def supervise(engine: Engine, replicas: list[Replica], *, what: str, result: dic
             if not crashed and replica.kind == crash_kind and state["Running"]:
                 engine.client.api.kill(replica.cid)  # the injected crash: SIGKILL, exit 137
                 crashed = True
-                progress(f"{replica.service}: injected crash (SIGKILL)")
+                log.info(f"{replica.service}: injected crash (SIGKILL)")
                 continue
             if state["Running"] or state["Status"] == "created":
                 continue
@@ -194,7 +195,7 @@ def supervise(engine: Engine, replicas: list[Replica], *, what: str, result: dic
             if retry and total_restarts < backoff:
                 replica.restarts += 1
                 total_restarts += 1
-                progress(f"{replica.service} exited {code}: restarted ({policy}, {total_restarts}/{backoff})")
+                log.info(f"{replica.service} exited {code}: restarted ({policy}, {total_restarts}/{backoff})")
                 try:
                     engine.client.api.start(replica.cid)
                 except docker.errors.APIError as err:

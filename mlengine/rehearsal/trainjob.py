@@ -97,7 +97,7 @@ def jobset_pods(name: str, jobset: dict) -> list[Replica]:
 
 
 def run_trainjob(engine: Engine, trainjob: dict, runtimes: dict[str, dict], *, network: str,
-                 secret: dict[str, str], secret_name: str, scrub: Scrubber, progress,
+                 secret: dict[str, str], secret_name: str, scrub: Scrubber,
                  timeout: float = JOB_TIMEOUT, name: str | None = None) -> dict:
     """Run the pods of ``trainjob`` (``runtimes``: runtime name -> runtime); return the result as run_tfjob does."""
     name = name or trainjob["metadata"]["name"]
@@ -109,14 +109,14 @@ def run_trainjob(engine: Engine, trainjob: dict, runtimes: dict[str, dict], *, n
     pods = jobset_pods(name, jobset)
     what = f"TrainJob {name}"
     create_replicas(engine, pods, what=what, network=network, secret=secret, secret_name=secret_name,
-                    scrub=scrub, progress=progress)
+                    scrub=scrub)
     targets = set(jobset.get("successPolicy", {}).get("targetReplicatedJobs") or [j["name"] for j in
                                                                                   jobset["replicatedJobs"]])
     primary = primary_pod(pods)
     result: dict[str, Any] = {"runtime": ref, "pods": [p.service for p in pods]}
     backoff = min(int(job["template"]["spec"].get("backoffLimit", 6)) for job in jobset["replicatedJobs"])
     return supervise(engine, pods, what=what, result=result, backoff=backoff, done=lambda pod: pod.kind in targets,
-                     primary=primary, scrub=scrub, progress=progress, timeout=timeout)
+                     primary=primary, scrub=scrub, timeout=timeout)
 
 
 def primary_pod(pods: list[Replica], labels: dict[str, str] | None = None) -> Replica:

@@ -52,7 +52,7 @@ def rehearse_in_process(built_images, docker_client, tmp_path):
 
     def run(**kwargs):
         options = Options(out=tmp_path / "out", env_file=str(_env_file(tmp_path / "minio.env")), **kwargs)
-        return rehearse(options, progress=lambda message: None)
+        return rehearse(options)
 
     yield run
     assert _leftovers(docker_client) == []
@@ -174,7 +174,7 @@ def test_wrong_credentials_are_a_403_naming_the_bucket(built_images, docker_clie
     options = Options(out=tmp_path / "out", env_file=str(wrong),
                       server_env_file=str(_env_file(tmp_path / "server.env")), skip_serving=True, skip_trial=True)
     with pytest.raises(RehearsalError, match=r"s3://mlpipeline: 403 InvalidAccessKeyId"):
-        rehearse(options, progress=lambda message: None)
+        rehearse(options)
     assert _leftovers(docker_client) == []
 
 

@@ -15,6 +15,7 @@ from mlengine.constants import ENV_TASK_ARGS, ENV_TF_CONFIG, ENV_TF_REPLICAS
 from mlengine.errors import MlengineError
 from tests import schema_utils
 from tests.k8s_fake import FakeKubeAPI
+from tests.log_capture import logged_lines
 
 REPO = Path(__file__).resolve().parents[2]
 PS_TOPOLOGY = Topology(workers=2, ps=1)
@@ -237,8 +238,9 @@ def test_the_train_step_creates_a_trainjob_and_reattaches_after_a_restart(tmp_pa
         fake.on_create.append(lambda created: fake.script("trainjobs", created["metadata"]["name"], [complete]))
         api = fake.custom_objects_api()
         kwargs = {"model_uri": "s3://b/run/model", "name_file": str(name_file), "shared_claim": "pvc-9",
-                  "namespace": "team-a", "log": logs.append, "api": api}
-        result = cluster.run_for_config(config, PS_TOPOLOGY, training_operator="auto", **kwargs)
+                  "namespace": "team-a", "api": api}
+        with logged_lines(cluster.__name__, logs.append):
+            result = cluster.run_for_config(config, PS_TOPOLOGY, training_operator="auto", **kwargs)
         assert result["trainjob"] == name_file.read_text() and fake.count("POST", "trainjobs") == 1
         # the step is restarted: the name file leads back to the same TrainJob, nothing is created
         again = cluster.run_for_config(config, PS_TOPOLOGY, training_operator="auto", **kwargs)
@@ -265,7 +267,7 @@ def test_the_tfjob_operator_still_runs_a_tfjob(tmp_path, monkeypatch):
         fake.served_group_versions = ["kubeflow.org/v1"]
         fake.on_create.append(lambda created: fake.script("tfjobs", created["metadata"]["name"], [succeeded]))
         result = cluster.run_for_config(config, Topology(workers=2), training_operator="auto",
-                                        model_uri="s3://b/r/model", log=lambda line: None,
+                                        model_uri="s3://b/r/model",
                                         api=fake.custom_objects_api(), namespace="team-a")
         assert "tfjob" in result and fake.count("POST", "tfjobs") == 1 and fake.count("POST", "trainjobs") == 0
 

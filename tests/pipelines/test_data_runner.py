@@ -153,7 +153,7 @@ def test_mlengine_run_on_beam_gives_the_local_statistics_and_transform_artifact(
     params = {"epochs": 1, "trials": 0, "hyperparameters": {"batch_size": 256, "nbuckets": nbuckets},
               "runner": "beam", "beam_options": "--direct_num_workers=1"}
     out = tmp_path / "beam"
-    summary = run_training_locally(out, rows=ROWS, seed=3, params=params, log=lambda line: None)
+    summary = run_training_locally(out, rows=ROWS, seed=3, params=params)
     assert summary["rows_read"] == ROWS and summary["rows_rejected"] == 0
     beam_stats, beam_state = _artifacts(out, summary)
     (csv_file,) = sorted((out / "data").rglob("*.csv"))

@@ -27,7 +27,7 @@ def local_run(tmp_path_factory):
     # fixed by the user: tuning searches hidden_units and learning_rate only
     params = {"epochs": 3, "trials": 2, "parallel_trials": 1, "tune_epochs": 1,
               "hyperparameters": {"batch_size": 256, "nbuckets": 8}}
-    summary = run_training_locally(out, rows=ROWS, seed=5, params=params, log=lambda line: None)
+    summary = run_training_locally(out, rows=ROWS, seed=5, params=params)
     return out, summary
 
 
@@ -104,7 +104,7 @@ def test_another_dataset_runs_through_the_whole_pipeline_with_no_code_change(tmp
             writer.writerow(names)
             writer.writerows([columns[name][i] for name in names] for i in rows)
     (tmp_path / "spec.yaml").write_text(yaml.safe_dump(HOUSE_SPEC))
-    run_args = {"data": str(tmp_path / "house-*.csv"), "rows": 0, "resume": True, "log": lambda line: None,
+    run_args = {"data": str(tmp_path / "house-*.csv"), "rows": 0, "resume": True,
                 "params": {"spec_uri": str(tmp_path / "spec.yaml"), "epochs": 10}}
     summary = run_training_locally(tmp_path / "out", **run_args)
     assert summary["rows_read"] == 4000 and summary["rows_rejected"] == 0

@@ -54,7 +54,7 @@ def test_a_local_run_with_a_module_tunes_its_hyperparameters_and_serves_its_laye
     out = tmp_path / "run"
     params = {"epochs": 2, "trials": 3, "parallel_trials": 1, "tune_epochs": 1, "tune_algorithm": "random",
               "hyperparameters": {"nbuckets": 8, "units": 64}, PARAM_MODEL_MODULE: str(MLP)}
-    summary = run_training_locally(out, rows=3000, seed=3, params=params, log=lambda line: None)
+    summary = run_training_locally(out, rows=3000, seed=3, params=params)
     assert summary["blessed"] in (True, False) and summary["rmse"] > 0
     # the module travels with the run: a copy in the run's output folder, named by content
     (copy,) = (out / "model-modules").glob("*/mlp_batchnorm.py")

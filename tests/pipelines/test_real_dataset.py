@@ -13,7 +13,7 @@ pytestmark = pytest.mark.e2e
 
 
 def test_diamonds_default_run_is_blessed_and_within_10_percent_of_hist_gradient_boosting(tmp_path):
-    result = run_and_compare(tmp_path / "out", "diamonds", log=lambda line: None)
+    result = run_and_compare(tmp_path / "out", "diamonds")
     assert result["blessed"] is True, result["blessing_reasons"]
     assert result["rmse"] < result["benchmark_rmse"] * 0.95
     assert result["rmse"] <= 1.10 * result["hist_gradient_boosting_rmse"], result

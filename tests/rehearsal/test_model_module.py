@@ -96,5 +96,5 @@ def test_a_broken_module_ends_in_one_line_before_any_container_starts(tmp_path, 
     from mlengine.rehearsal.rehearse import rehearse
 
     with pytest.raises(ModelModuleError, match=r"broken\.py:1: syntax error"):
-        rehearse(Options(out=tmp_path / "out", model_module=str(broken)), progress=lambda message: None)
+        rehearse(Options(out=tmp_path / "out", model_module=str(broken)))
     assert not (tmp_path / "out" / "manifests").exists()

@@ -86,7 +86,7 @@ def test_image_registry_names_every_image_the_rehearsal_runs(tmp_path, monkeypat
     monkeypatch.setattr(docker, "from_env", lambda **kwargs: FakeClient())
     options = rehearse_module.Options(out=tmp_path / "out", image_registry=registry)
     with pytest.raises(rehearse_module.RehearsalError, match=f"{registry}/mlengine-pipeline:{__version__} is not in"):
-        rehearse_module.rehearse(options, progress=lambda message: None)
+        rehearse_module.rehearse(options)
     assert asked == [images["pipeline"]]  # the S3 stand-in is built on the registry's pipeline image
     tfjob = yaml.safe_load((tmp_path / "out" / "manifests" / "tfjob.yaml").read_text())
     assert {spec["template"]["spec"]["containers"][0]["image"]

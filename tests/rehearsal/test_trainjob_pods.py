@@ -89,7 +89,7 @@ def test_run_trainjob_gives_no_tf_config_and_each_pod_builds_one_that_names_the_
     monkeypatch.setattr(rehearsal_tfjob, "require_image", lambda client, image, what: None)
     engine = _FakeEngine()
     result = run_trainjob(engine, manifests["trainjob.yaml"], _runtimes(manifests), network="net", secret=SECRET,
-                          secret_name=K8S_S3_SECRET, scrub=Scrubber(SECRET.values()), progress=lambda m: None,
+                          secret_name=K8S_S3_SECRET, scrub=Scrubber(SECRET.values()),
                           timeout=5)
     assert result["passed"] is True and result["succeeded"] == ["taxi-fare-train-chief-0-0"]
     aliases = {alias for spec in engine.created.values() for alias in spec["aliases"]}
@@ -130,4 +130,4 @@ def test_a_trainjob_naming_another_runtime_is_refused(manifests):
     job["spec"]["runtimeRef"]["name"] = "torch-distributed"
     with pytest.raises(RehearsalError, match="runtime torch-distributed is not among the rendered runtimes"):
         run_trainjob(_FakeEngine(), job, _runtimes(manifests), network="n", secret=SECRET,
-                     secret_name=K8S_S3_SECRET, scrub=Scrubber([]), progress=lambda m: None)
+                     secret_name=K8S_S3_SECRET, scrub=Scrubber([]))

@@ -25,6 +25,7 @@ from mlengine.components.deploy.rollout import ANNOTATION_CANARY, ANNOTATION_STA
 from mlengine.constants import K8S_NAMESPACE, K8S_S3_SECRET, K8S_SERVING_SERVICE_ACCOUNT
 from mlengine.errors import MlengineError
 from tests.k8s_fake import FakeKubeAPI, merge_patch
+from tests.log_capture import logged_lines
 from tests.schema_utils import errors, inference_service_schema
 
 OLD = "s3://mlpipeline/models/run-1"
@@ -330,17 +331,18 @@ def test_first_deploy_is_created_and_waits_for_ready(fake, tmp_path):
     controller(fake, [pending_status(), ready_status()])
     decision = plan_rollout(None, OLD, True, 10, None, name="taxi")
     messages = []
-    result = apply_inference_service(decision, api=fake.custom_objects_api(), timeout=20, poll_interval=0.1,
-                                     name_file=str(tmp_path / "isvc-name"), progress=messages.append)
+    with logged_lines("mlengine.components", messages.append):  # the rollout's lines and the wait's
+        result = apply_inference_service(decision, api=fake.custom_objects_api(), timeout=20, poll_interval=0.1,
+                                         name_file=str(tmp_path / "isvc-name"))
     assert result == {"name": "taxi", "namespace": K8S_NAMESPACE, "action": "create", "ready": True,
                       "url": "http://taxi.kubeflow-user.example.com", "traffic": {OLD: 100}}
     stored = fake.find(ISVC_PLURAL, "taxi")
     assert_valid({k: v for k, v in stored.items() if k != "status"})
     assert (tmp_path / "isvc-name").read_text() == "taxi"
-    assert messages[0].startswith("create: create taxi serving") and messages[-1] == "Ready"
+    assert messages[0].startswith("deploy taxi: create: create taxi serving") and messages[-1] == "deploy taxi: Ready"
     # a restarted launcher re-attaches instead of creating a second one
     again = apply_inference_service(decision, api=fake.custom_objects_api(), timeout=5, poll_interval=0.1,
-                                    name_file=str(tmp_path / "isvc-name"), progress=messages.append)
+                                    name_file=str(tmp_path / "isvc-name"))
     assert again["ready"] and fake.count("POST", ISVC_PLURAL) == 1
 
 
@@ -348,8 +350,7 @@ def test_a_model_that_fails_to_load_surfaces_the_reason(fake):
     controller(fake, [pending_status(), failed_status()])
     decision = plan_rollout(None, OLD, True, 10, None, name="taxi")
     with pytest.raises(MlengineError) as caught:
-        apply_inference_service(decision, api=fake.custom_objects_api(), timeout=20, poll_interval=0.1,
-                                progress=lambda _m: None)
+        apply_inference_service(decision, api=fake.custom_objects_api(), timeout=20, poll_interval=0.1)
     message = str(caught.value)
     assert "inferenceservices/taxi" in message and "BlockedByFailedLoad" in message
     assert "ModelLoadFailed: Could not find a version of servable taxi" in message
@@ -359,14 +360,13 @@ def test_waiting_is_bounded(fake):
     controller(fake, [pending_status()])
     decision = plan_rollout(None, OLD, True, 10, None, name="taxi")
     with pytest.raises(MlengineError, match=r"timed out after 2 s .*RevisionMissing"):
-        apply_inference_service(decision, api=fake.custom_objects_api(), timeout=2, poll_interval=0.1,
-                                progress=lambda _m: None)
+        apply_inference_service(decision, api=fake.custom_objects_api(), timeout=2, poll_interval=0.1)
 
 
 def test_canary_promote_and_rollback_runs_against_the_api(fake):
     api = fake.custom_objects_api()
     controller(fake, [ready_status()])
-    quiet = {"api": api, "timeout": 20, "poll_interval": 0.1, "progress": lambda _m: None}
+    quiet = {"api": api, "timeout": 20, "poll_interval": 0.1}
     decision, result = deploy_to_cluster(OLD, name="taxi", blessed=True, canary_percent=10, **quiet)
     assert decision.action == "create" and result["ready"]
 

@@ -14,6 +14,7 @@ from mlengine.components.train.cluster import run_tfjob, tfjob_done
 from mlengine.errors import MlengineError
 from tests.helpers import free_port
 from tests.k8s_fake import FakeKubeAPI
+from tests.log_capture import logged_lines
 
 NS = "kubeflow-user"
 ARGS = ["--train-dir", "s3://b/train", "--eval-dir", "s3://b/eval", "--transform-dir", "s3://b/tf",
@@ -103,8 +104,11 @@ def test_409_already_exists_reattaches_instead_of_duplicating(fake, tfjobs):
 def test_watch_follows_the_job_to_succeeded(fake, tfjobs):
     tfjobs.create_or_attach(manifest())
     fake.script("tfjobs", "demo", [CREATED, RUNNING, SUCCEEDED], interval=0.3)
-    reasons: list[str] = []
-    final = tfjobs.wait("demo", tfjob_done, timeout=30, poll_interval=60, progress=reasons.append)
+    lines: list[str] = []
+    with logged_lines("mlengine.components.shared.k8s", lines.append):
+        final = tfjobs.wait("demo", tfjob_done, timeout=30, poll_interval=60, label="tfjob demo")
+    assert all(line.startswith("tfjob demo: ") for line in lines)
+    reasons = [line.removeprefix("tfjob demo: ") for line in lines]
     assert condition_status(final, "Succeeded") == "True"
     assert reasons[-1] == "Succeeded: TFJob demo successfully completed."
     assert any(r.startswith("Running: TFJob demo is running.") for r in reasons)
@@ -172,8 +176,9 @@ def test_run_tfjob_creates_and_waits(fake, tmp_path):
 
     fake.on_create.append(controller)
     lines: list[str] = []
-    final = run_tfjob(manifest(), name_file=str(tmp_path / "name"), timeout=30, poll_interval=60,
-                      api=fake.custom_objects_api(), progress=lines.append)
+    with logged_lines("mlengine.components", lines.append):  # the launcher's lines and the wait's
+        final = run_tfjob(manifest(), name_file=str(tmp_path / "name"), timeout=30, poll_interval=60,
+                          api=fake.custom_objects_api())
     assert tfjob_done(final)[:2] == (True, True)
     assert lines[0] == f"tfjob {NS}/demo: submitted"
     assert lines[-1] == "tfjob demo: Succeeded: TFJob demo successfully completed."

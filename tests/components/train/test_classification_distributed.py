@@ -13,11 +13,13 @@ from mlengine.components.shared.distributed import Topology
 from mlengine.components.shared.featurespec import spec_from_dict
 from mlengine.components.shared.labels import class_indices
 from mlengine.components.shared.savedmodel import load_model_dir
+from mlengine.components.train import local
 from mlengine.components.train.local import run_local_cluster
 from mlengine.components.train.trainer import TrainConfig
 from mlengine.constants import OUTPUT_CLASS, OUTPUT_PROBABILITIES
 from tests.classifier_fixtures import BINARY_SPEC, classification_columns
 from tests.distributed_fixtures import child_processes
+from tests.log_capture import logged_lines
 from tests.model_fixtures import write_splits
 
 pytestmark = pytest.mark.e2e
@@ -31,7 +33,8 @@ def test_a_binary_classifier_trains_on_the_parameter_server_cluster(tmp_path):
                          transform_dir=str(tmp_path / "transform"), model_dir=str(tmp_path / "model"),
                          hidden_units=[16, 8], learning_rate=0.03, batch_size=32, epochs=2, steps_per_epoch=30)
     lines: list[str] = []
-    result = run_local_cluster(config, Topology(workers=2, ps=1), connect_timeout=180, log=lines.append)
+    with logged_lines(local.__name__, lines.append):
+        result = run_local_cluster(config, Topology(workers=2, ps=1), connect_timeout=180)
 
     assert result["strategy"] == "parameter_server" and result["task"] == "chief-0"
     assert result["eval_metric"] == "log_loss" and result["history"]["epoch"] == [1, 2]

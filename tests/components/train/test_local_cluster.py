@@ -18,10 +18,12 @@ import pytest
 
 from mlengine.components.shared.distributed import Topology
 from mlengine.components.shared.savedmodel import load_model_dir
+from mlengine.components.train import local
 from mlengine.components.train.local import run_local_cluster
 from mlengine.components.train.trainer import TrainConfig
 from mlengine.constants import HISTORY_FILE, SERVING_MODEL_SUBDIR
 from tests.distributed_fixtures import child_processes, taxi_training_setup
+from tests.log_capture import logged_lines
 
 pytestmark = pytest.mark.e2e
 
@@ -36,7 +38,8 @@ def test_parameter_server_cluster_trains_exports_and_leaves_no_processes(tmp_pat
     config = TrainConfig(**paths, hidden_units=[16, 8], learning_rate=0.02, batch_size=128, epochs=2,
                          steps_per_epoch=30)
     lines: list[str] = []
-    result = run_local_cluster(config, Topology(workers=1, ps=1), connect_timeout=120, log=lines.append)
+    with logged_lines(local.__name__, lines.append):
+        result = run_local_cluster(config, Topology(workers=1, ps=1), connect_timeout=120)
 
     assert result["strategy"] == "parameter_server" and result["task"] == "chief-0"
     assert result["topology"]["resolved_strategy"] == "parameter_server"
@@ -79,7 +82,8 @@ def test_killed_worker_and_chief_are_restarted_and_training_resumes(tmp_path):
             killed.append("chief-0")
             os.kill(pids["chief-0"], signal.SIGKILL)
 
-    result = run_local_cluster(config, Topology(workers=1, ps=1), max_restarts=2, connect_timeout=120, log=log)
+    with logged_lines(local.__name__, log):
+        result = run_local_cluster(config, Topology(workers=1, ps=1), max_restarts=2, connect_timeout=120)
 
     assert killed == ["worker-0", "chief-0"]
     assert result["restarts"] == {"worker-0": 1, "chief-0": 1}

@@ -157,7 +157,7 @@ def _train_with(tmp_path: Path, module: Path, hp: dict, **overrides) -> tuple[di
     paths = taxi_training_setup(tmp_path, rows=3000)
     config = TrainConfig(**paths, hidden_units=[8], learning_rate=0.01, batch_size=128, epochs=1,
                          model_module=str(module), model_hp=hp, **overrides)
-    return train(config, progress=False), Path(paths["model_dir"])
+    return train(config), Path(paths["model_dir"])
 
 
 @pytest.mark.parametrize(("example", "hp", "layer"), [
@@ -201,7 +201,7 @@ def test_checkpoints_of_another_module_are_not_resumed(tmp_path):
                         hidden_units=[8], learning_rate=0.01, batch_size=128, epochs=2,
                         model_module=str(EXAMPLES / "deep_cross.py"), model_hp={"cross_layers": 1})
     with pytest.raises(MlengineError, match="holds checkpoints of a different model"):
-        train(other, progress=False)
+        train(other)
 
 
 @pytest.mark.e2e
@@ -209,15 +209,18 @@ def test_the_local_parameter_server_cluster_trains_with_a_module(tmp_path):
     import tensorflow as tf
 
     from mlengine.components.shared.distributed import Topology
+    from mlengine.components.train import local
     from mlengine.components.train.local import run_local_cluster
     from mlengine.components.train.trainer import TrainConfig
     from tests.distributed_fixtures import child_processes, taxi_training_setup
+    from tests.log_capture import logged_lines
 
     paths = taxi_training_setup(tmp_path)
     config = TrainConfig(**paths, hidden_units=[8], learning_rate=0.02, batch_size=128, epochs=1, steps_per_epoch=20,
                          model_module=str(EXAMPLES / "deep_cross.py"), model_hp={"cross_layers": 1, "deep_layers": 1})
     lines: list[str] = []
-    result = run_local_cluster(config, Topology(workers=1, ps=1), connect_timeout=120, log=lines.append)
+    with logged_lines(local.__name__, lines.append):
+        result = run_local_cluster(config, Topology(workers=1, ps=1), connect_timeout=120)
     assert result["strategy"] == "parameter_server" and np.isfinite(result["eval_rmse"])
     assert any("model module deep_cross.py" in line for line in lines if line.startswith("[chief-0]"))
     names = {v.name for v in tf.saved_model.load(str(Path(paths["model_dir"]) / SERVING_MODEL_SUBDIR)).variables}

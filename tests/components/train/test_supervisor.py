@@ -16,9 +16,11 @@ import psutil
 import pytest
 
 from mlengine.components.shared.distributed import Topology
+from mlengine.components.train import local
 from mlengine.components.train.local import run_local_cluster
 from mlengine.errors import MlengineError
 from tests.distributed_fixtures import child_processes, toy_command
+from tests.log_capture import logged_lines
 
 pytestmark = pytest.mark.e2e  # starts servers or processes: not in the quick loop (-m "not e2e")
 
@@ -41,8 +43,9 @@ def toy(tmp_path, monkeypatch):
         lines: list[str] = []
         kwargs.setdefault("connect_timeout", 30)
         try:
-            result = run_local_cluster(FakeConfig(), topology, command=toy_command, log=lines.append,
-                                       work_dir=str(tmp_path / "work"), **kwargs)
+            with logged_lines(local.__name__, lines.append):
+                result = run_local_cluster(FakeConfig(), topology, command=toy_command,
+                                           work_dir=str(tmp_path / "work"), **kwargs)
         finally:
             run.lines = lines
         return result
@@ -154,7 +157,7 @@ def test_sigint_to_the_supervisor_leaves_no_processes(tmp_path):
             def to_json(self):
                 return json.dumps({{}})
         try:
-            run_local_cluster(Config(), Topology(workers=2, ps=1), command=toy_command, log=print)
+            run_local_cluster(Config(), Topology(workers=2, ps=1), command=toy_command)
         except KeyboardInterrupt:
             print("interrupted", flush=True)
             sys.exit(130)

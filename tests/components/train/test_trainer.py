@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -11,10 +12,12 @@ from mlengine.components.evaluate.executor import score as evaluate
 from mlengine.components.shared import analyze as logic
 from mlengine.components.shared.featurespec import load_spec
 from mlengine.components.shared.savedmodel import load_model_dir
-from mlengine.components.train import report
+from mlengine.components.train import report, trainer
 from mlengine.components.train.trainer import TrainConfig, load_history, train
 from mlengine.errors import MlengineError
 from tests.model_fixtures import house_columns, house_spec, write_splits, write_taxi_splits
+
+TRAINER_LOGGER = trainer.__name__
 
 
 @pytest.fixture(scope="module")
@@ -44,18 +47,27 @@ def test_config_json_round_trip_and_validation(taxi):
         _config(workdir, splits, workdir / "m", epochs=0)
 
 
-def test_training_resumes_from_checkpoints(taxi):
+def _lines(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == TRAINER_LOGGER]
+
+
+def test_training_resumes_from_checkpoints(taxi, caplog):
     workdir, splits = taxi
     model_dir = workdir / "resume"
-    lines: list[str] = []
-    first = train(_config(workdir, splits, model_dir, epochs=1), progress=lines.append)
+    caplog.set_level(logging.INFO, logger=TRAINER_LOGGER)
+    reported: list[tuple[int, float]] = []
+    first = train(_config(workdir, splits, model_dir, epochs=1), on_epoch=lambda e, v: reported.append((e, v)))
+    lines = _lines(caplog)
     assert first["history"]["epoch"] == [1]
     assert (model_dir / "serving" / "saved_model.pb").is_file()
     assert any((model_dir / "checkpoints").rglob("*.index"))
     assert any(line.startswith("train: epoch 1/1 loss=") and "ex/s" in line for line in lines)
+    # the data channel a tuning trial reports from: every epoch's eval objective at full precision
+    assert reported == [(1, first["history"]["val_rmse"][0])]
 
-    lines.clear()
-    second = train(_config(workdir, splits, model_dir, epochs=3), progress=lines.append)
+    caplog.clear()
+    second = train(_config(workdir, splits, model_dir, epochs=3))
+    lines = _lines(caplog)
     # only epochs 2 and 3 ran; epoch 1 came from the checkpoint and the saved history
     epoch_lines = [line for line in lines if line.startswith("train: epoch")]
     assert [line.split()[2] for line in epoch_lines] == ["2/3", "3/3"]
@@ -69,20 +81,19 @@ def test_training_resumes_from_checkpoints(taxi):
     assert history["loss"][2] < history["loss"][0]
 
     with pytest.raises(MlengineError, match="checkpoints of a different model"):
-        train(_config(workdir, splits, model_dir, epochs=4, hidden_units=[4, 4]), progress=False)
+        train(_config(workdir, splits, model_dir, epochs=4, hidden_units=[4, 4]))
 
 
-def test_a_strategy_trains_through_dataset_creators(taxi):
+def test_a_strategy_trains_through_dataset_creators(taxi, caplog):
     """The distributed code path (DatasetCreator inputs, fixed steps) on a one-process strategy."""
     from mlengine.components.shared.tf import import_tf
 
     tf, _ = import_tf()
     workdir, splits = taxi
-    lines: list[str] = []
-    result = train(_config(workdir, splits, workdir / "mirrored", steps_per_epoch=10), tf.distribute.MirroredStrategy(),
-                   progress=lines.append)
+    caplog.set_level(logging.INFO, logger=TRAINER_LOGGER)
+    result = train(_config(workdir, splits, workdir / "mirrored", steps_per_epoch=10), tf.distribute.MirroredStrategy())
     assert result["history"]["epoch"] == [1] and np.isfinite(result["eval_rmse"])
-    assert any("epoch 1/1" in line for line in lines)
+    assert any("epoch 1/1" in line for line in _lines(caplog))
     trip = {"pickup_longitude": -73.98, "pickup_latitude": 40.75, "dropoff_longitude": -73.95,
             "dropoff_latitude": 40.78, "passenger_count": 1, "dayofweek": 3, "hourofday": 9}
     prediction = load_model_dir(str(workdir / "mirrored"))({k: np.asarray([v]) for k, v in trip.items()})
@@ -96,7 +107,7 @@ def test_another_dataset_trains_end_to_end_without_code_change(tmp_path):
     state.save(tmp_path / "transform")
     config = TrainConfig(str(splits["train"]), str(splits["eval"]), str(tmp_path / "transform"),
                          str(tmp_path / "model"), [16], 0.05, 32, 2)
-    result = train(config, progress=False)
+    result = train(config)
     assert result["eval_rmse"] is not None and np.isfinite(result["eval_rmse"])
     predict = load_model_dir(str(tmp_path / "model"))
     raw = {"sqft": [1500.0, 1500.0], "rooms": [3, 3], "city": ["north haverbrook", "capital city"],
@@ -121,7 +132,7 @@ def test_early_stopping_restores_the_best_epoch_and_the_rate_halves(taxi, tmp_pa
     """epochs is a maximum: a stalled eval RMSE stops training; the exported weights are the best epoch's."""
     workdir, splits = taxi
     config = _config(workdir, splits, tmp_path / "model", epochs=40, patience=2, lr_patience=1, learning_rate=0.05)
-    result = train(config, progress=False)
+    result = train(config)
     history = result["history"]
     val = history["val_rmse"]
     assert result["epochs_run"] == len(val) < 40  # stopped before the maximum
@@ -151,7 +162,7 @@ def test_label_is_standardised_inside_the_model_for_a_large_unit(taxi, tmp_path)
     logic.analyze(str(big["train"]), spec, 4).save(tmp_path / "transform")
     config = TrainConfig(str(big["train"]), str(big["eval"]), str(tmp_path / "transform"), str(tmp_path / "model"),
                          [8], 0.02, 64, 6)
-    result = train(config, progress=False)
+    result = train(config)
     fares = pq.read_table(big["eval"]).column("fare_amount").to_numpy()
     assert result["eval_rmse"] < 0.5 * float(np.std(fares))  # learned, in the label's unit
     predictions = load_model_dir(str(tmp_path / "model"))(
@@ -167,7 +178,7 @@ def test_a_tuned_model_worse_than_the_default_trial_is_replaced_by_the_default(t
 
     workdir, splits = taxi
     tuned = _config(workdir, splits, tmp_path / "model", learning_rate=1e-5, epochs=1)  # barely trained
-    tuned_result = train(tuned, progress=False)
+    tuned_result = train(tuned)
     study = {"default_trial": 0, "default_rmse": 1.0, "trials": [],
              "default_params": {"nbuckets": 4, "hidden_units": "8", "learning_rate": 0.02, "batch_size": 64}}
     (tmp_path / "trials.json").write_text(json_lib.dumps(study))

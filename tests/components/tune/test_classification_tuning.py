@@ -16,7 +16,6 @@ from mlengine.components.shared.featurespec import spec_from_dict
 from mlengine.components.tune import cluster as katib
 from mlengine.components.tune import executor
 from mlengine.components.tune.space_loader import load_search_space
-from mlengine.components.tune.trial import epoch_rmse_from_line
 from mlengine.constants import SPEC_FILE
 from tests.classifier_fixtures import BINARY_SPEC, classification_columns
 from tests.model_fixtures import write_splits
@@ -35,12 +34,6 @@ def binary(tmp_path_factory):
     spec_dir.mkdir()
     spec.save(spec_dir / SPEC_FILE)
     return splits, spec_dir
-
-
-def test_the_trainer_line_carries_the_objective_of_either_task():
-    assert epoch_rmse_from_line("train: epoch 2/4 loss=0.3 val_rmse=1.08 900 ex/s") == (2, 1.08)
-    assert epoch_rmse_from_line("train: epoch 3/4 loss=0.3 val_log_loss=0.412 val_accuracy=0.8 900 ex/s") == (3, 0.412)
-    assert epoch_rmse_from_line("train: best epoch 3 of 4") is None
 
 
 def test_a_classification_spec_makes_log_loss_the_katib_objective(binary):
