@@ -310,7 +310,7 @@ def _run_pipeline(beam_options, spec_dict, files, output_dirs, rejects_file, sta
     beam = import_beam()
     from apache_beam.pvalue import AsDict, AsSingleton
 
-    with beam_pipeline(beam_options, log) as p:
+    with beam_pipeline(beam_options) as p:
         outputs = (
             p
             | "files" >> beam.Create(files)

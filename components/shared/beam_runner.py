@@ -20,6 +20,8 @@ from collections.abc import Sequence
 
 from mlengine.errors import MlengineError
 
+log = logging.getLogger("mlengine.beam")
+
 RUNNER_LOCAL = "local"
 RUNNER_BEAM = "beam"
 PREPROCESSING_RUNNERS = (RUNNER_LOCAL, RUNNER_BEAM)
@@ -102,11 +104,10 @@ def make_pipeline(options: Sequence[str] | str | None = None):
 
 
 @contextlib.contextmanager
-def beam_pipeline(options: Sequence[str] | str | None = None, log: logging.Logger | None = None):
+def beam_pipeline(options: Sequence[str] | str | None = None):
     """``with beam_pipeline(opts) as p:`` build on ``p``; the pipeline runs (and waits) on exit."""
     pipeline = make_pipeline(options)
-    if log is not None:
-        log.info("beam: running on %s", type(pipeline.runner).__name__)
+    log.info("beam: running on %s", type(pipeline.runner).__name__)
     with _root_logging_guard(), pipeline as p:
         yield p
 

@@ -231,7 +231,7 @@ def analyze_beam(train_dir: str, spec: FeatureSpec, nbuckets: int, out_dir: str 
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     spec_dict = spec.to_dict()
     analyze_fn, clipped_fn = _beam_classes()
-    with beam_pipeline(beam_options, log) as p:
+    with beam_pipeline(beam_options) as p:
         import apache_beam as beam
         from apache_beam.pvalue import AsSingleton
 
