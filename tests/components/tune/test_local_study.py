@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
 import math
 import os
 import signal
@@ -23,6 +21,7 @@ from mlengine.components.tune.space_loader import space_from_dict
 from mlengine.constants import TRIALS_FILE
 from mlengine.errors import MlengineError
 from tests import tune_fixtures
+from tests.log_capture import logged_lines
 from tests.tune_fixtures import calls_made
 
 pytestmark = pytest.mark.e2e  # starts servers or processes: not in the quick loop (-m "not e2e")
@@ -52,25 +51,8 @@ def nbuckets_grid(values: tuple[int, int, int], **overrides):
                       parameters={"nbuckets": {"type": "int", "min": low, "max": high, "step": step}}, **overrides)
 
 
-@contextlib.contextmanager
-def logged_lines(lines: list[str] | None):
-    """The study's progress lines (its INFO log records) appended to ``lines`` while the block runs."""
-    logger = logging.getLogger("mlengine.components.tune.local")
-    handler = logging.Handler(logging.INFO)
-    handler.emit = lambda record: lines.append(record.getMessage())
-    previous = logger.level
-    if lines is not None:
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(previous)
-
-
 def study(tmp_path, space, runner, *, epochs=3, lines=None, out="study", defaults=None):
-    with logged_lines(lines):
+    with logged_lines("mlengine.components.tune.local", lines.append if lines is not None else lambda line: None):
         return run_local_study(str(tmp_path / "train"), str(tmp_path / "eval"), None, space,
                                str(tmp_path / out), epochs=epochs, trial_runner=runner, defaults=defaults)
 
