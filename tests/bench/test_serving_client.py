@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from bench import bench_serving
+from bench import load_client
 
 ROWS = 5
 
@@ -49,7 +49,7 @@ async def _serve(connections: list[int]):
     return await asyncio.start_server(handle, "127.0.0.1", 0)
 
 
-@pytest.mark.parametrize("client", sorted(bench_serving.CLIENTS))
+@pytest.mark.parametrize("client", sorted(load_client.CLIENTS))
 @pytest.mark.parametrize("concurrency", [1, 3])
 def test_client_reads_every_answer_and_reconnects(client, concurrency):
     async def run():
@@ -57,7 +57,7 @@ def test_client_reads_every_answer_and_reconnects(client, concurrency):
         server = await _serve(connections)
         port = server.sockets[0].getsockname()[1]
         try:
-            out = await bench_serving.CLIENTS[client](f"http://127.0.0.1:{port}/v1/models/m:predict",
+            out = await load_client.CLIENTS[client](f"http://127.0.0.1:{port}/v1/models/m:predict",
                                                 [b'{"instances": []}', b"fail", b"chunked"], concurrency, 21,
                                                 30.0, ROWS)
         finally:
@@ -72,13 +72,13 @@ def test_client_reads_every_answer_and_reconnects(client, concurrency):
     assert out["p50_ms"] > 0
 
 
-@pytest.mark.parametrize("client", sorted(bench_serving.CLIENTS))
+@pytest.mark.parametrize("client", sorted(load_client.CLIENTS))
 def test_client_counts_a_short_answer_as_an_error(client):
     async def run():
         server = await _serve([])
         port = server.sockets[0].getsockname()[1]
         try:
-            return await bench_serving.CLIENTS[client](f"http://127.0.0.1:{port}/p", [b"{}"], 1, 4, 30.0, ROWS + 1)
+            return await load_client.CLIENTS[client](f"http://127.0.0.1:{port}/p", [b"{}"], 1, 4, 30.0, ROWS + 1)
         finally:
             server.close()
             await server.wait_closed()
