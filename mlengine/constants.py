@@ -96,6 +96,7 @@ ART_HYPERPARAMETERS = "hyperparameters"  # tune's output: one HyperParameters va
 DEFAULT_EPOCHS = 30  # a maximum: training stops early once the eval RMSE stalls (best weights kept)
 DEFAULT_TUNE_EPOCHS = 8  # a trial's maximum; the multi-fidelity pruner stops poor trials sooner
 DEFAULT_PATIENCE = 4  # epochs without eval improvement before training stops
+CLASS_WEIGHTS = ("none", "balanced")  # how a class label's classes weigh in the training loss
 DEFAULT_LR_PATIENCE = 2  # epochs without eval improvement before the learning rate halves
 DEFAULT_BASELINE_TOLERANCE = 0.01  # a candidate may be at most 1% worse than the served model
 RUN_MODES = ("local", "cluster")  # where the heavy steps run: processes here, or cluster resources

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mlengine.components.shared.userfiles import read_json_object
+from mlengine.constants import CLASS_WEIGHTS
 from mlengine.errors import MlengineError
 
 HYPERPARAMETERS_FILE = "hyperparameters.json"
@@ -44,19 +45,22 @@ def parse_hidden_units(value: str | list[int] | tuple[int, ...]) -> list[int]:
 
 @dataclass(frozen=True)
 class HyperParameters:
-    """What training needs to know beyond the data: one preprocessing choice and three of the model.
+    """What training needs to know beyond the data: one preprocessing choice and four of the model.
 
     Attributes:
         nbuckets: quantile buckets per bucketized feature (the transform's analyze pass).
         hidden_units: the deep part's layer sizes, comma-separated ("64,32").
         learning_rate: Adam's learning rate.
         batch_size: examples per training step.
+        class_weight: a class label only: "balanced" weighs each class's rows by
+            ``rows / (classes * rows of the class)`` in the training loss; "none" (the default) does not.
     """
 
     nbuckets: int = 16
     hidden_units: str = "64,32"
     learning_rate: float = 0.003
     batch_size: int = 512
+    class_weight: str = "none"
 
     def __post_init__(self) -> None:
         for name in ("nbuckets", "batch_size"):
@@ -73,6 +77,9 @@ class HyperParameters:
         if isinstance(rate, bool) or not isinstance(rate, int | float) or not rate > 0:
             raise HyperParameterError(f"learning_rate must be a positive number, got {rate!r}")
         object.__setattr__(self, "learning_rate", float(rate))
+        if self.class_weight not in CLASS_WEIGHTS:
+            raise HyperParameterError(f"class_weight must be one of {', '.join(CLASS_WEIGHTS)}, "
+                                      f"got {self.class_weight!r}")
 
     @classmethod
     def names(cls) -> list[str]:
@@ -153,16 +160,19 @@ def explicit_values(values: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def add_hyperparameter_flags(parser) -> None:
-    """``--nbuckets``, ``--hidden-units``, ``--learning-rate``, ``--batch-size``: default None = not given.
+    """``--nbuckets``, ``--hidden-units``, ``--learning-rate``, ``--batch-size``, ``--class-weight``: default
+    None = not given.
 
     What a user passes is fixed for the run (see ``explicit_values``); what is left out is tuned
     (with trials) or takes the default shown in the help.
     """
     defaults = HyperParameters()
     helps = {"nbuckets": "quantile buckets per bucketized feature", "hidden_units": "deep layer sizes, e.g. 64,32",
-             "learning_rate": "Adam learning rate", "batch_size": "examples per step"}
+             "learning_rate": "Adam learning rate", "batch_size": "examples per step",
+             "class_weight": "a class label's class weights in the loss: balanced or none"}
     for item in fields(HyperParameters):
         parser.add_argument("--" + item.name.replace("_", "-"), dest=item.name, default=None,
+                            choices=CLASS_WEIGHTS if item.name == "class_weight" else None,
                             type=str if item.name == "hidden_units" else type(getattr(defaults, item.name)),
                             help=f"{helps[item.name]} (default {getattr(defaults, item.name)}; "
                                  "given: fixed, not tuned)")

@@ -36,7 +36,7 @@ ENTRY_POINT = "build_model"
 DECLARATION = "HYPERPARAMETERS"
 # the built-in hyperparameters a module's build_model sees in hp (hidden_units is the built-in network's)
 BUILTIN_FOR_MODULE = ("nbuckets", "learning_rate", "batch_size")
-BUILTIN_NAMES = ("nbuckets", "hidden_units", "learning_rate", "batch_size")
+BUILTIN_NAMES = ("nbuckets", "hidden_units", "learning_rate", "batch_size", "class_weight")
 ENTRY_KEYS = ("default", "min", "max", "step", "log", "values")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
@@ -357,7 +357,7 @@ def builtin_from_text(name: str, value: Any) -> Any:
     """A built-in hyperparameter given as text (``--hp nbuckets=8``) typed like its field."""
     if not isinstance(value, str):
         return value
-    if name == "hidden_units":
+    if name in ("hidden_units", "class_weight"):
         return value
     try:
         return int(value) if name in ("nbuckets", "batch_size") else float(value)

@@ -44,7 +44,7 @@ class TrainResult:
 def run(*, train_dir: str, eval_dir: str, transform_dir: str, model_dir: str, hyperparameters,
         epochs: int, workers: int = 1, ps: int = 0, strategy: str = "auto", mode: str = "local",
         model_uri: str | None = None, study_file: str | Path | None = None, shared_claim: str = "",
-        loss_curves_file: str | Path | None = None, class_weight: str = "none",
+        loss_curves_file: str | Path | None = None,
         training_operator: str = DEFAULT_TRAINING_OPERATOR, model_module: str = "",
         module_values: dict | None = None) -> TrainResult:
     """Train, compare with the tuning study's default trial, and write model_choice.json and the loss curves.
@@ -54,7 +54,7 @@ def run(*, train_dir: str, eval_dir: str, transform_dir: str, model_dir: str, hy
         eval_dir: the eval split.
         transform_dir: the transform artifact (transform.json).
         model_dir: where the model is exported (model_choice.json is written there too).
-        hyperparameters: the HyperParameters to train with.
+        hyperparameters: the HyperParameters to train with (class_weight included).
         epochs: maximum passes over the training split.
         workers: training workers.
         ps: parameter servers.
@@ -64,7 +64,6 @@ def run(*, train_dir: str, eval_dir: str, transform_dir: str, model_dir: str, hy
         study_file: the tuning study's trials.json (absent or None: no comparison).
         shared_claim: cluster mode: the ReadWriteMany PVC the parameter-server TFJob pods share; "" for none.
         loss_curves_file: where the loss-curves HTML is written (None: not written).
-        class_weight: class label only: "none" or "balanced" (rows weighted by rows / (classes * class rows)).
         training_operator: cluster mode: trainjob (Kubeflow Trainer v2), tfjob (Training Operator v1) or
             auto (the one the cluster serves, TrainJob preferred).
         model_module: the user's model module (a file or a module artifact folder); "" or a folder
@@ -83,7 +82,7 @@ def run(*, train_dir: str, eval_dir: str, transform_dir: str, model_dir: str, hy
     config = TrainConfig(train_dir=train_dir, eval_dir=eval_dir, transform_dir=transform_dir, model_dir=model_dir,
                          hidden_units=hparams.hidden_units, learning_rate=hparams.learning_rate,
                          batch_size=hparams.batch_size, epochs=epochs, model_module=module, model_hp=module_values,
-                         class_weight=class_weight)
+                         class_weight=hparams.class_weight)
     result = _train_on(config, workers=workers, ps=ps, strategy=strategy, mode=mode, model_uri=model_uri,
                        shared_claim=shared_claim, training_operator=training_operator)
     default = default_trial_of(study_file) if study_file else None
@@ -106,8 +105,7 @@ def run(*, train_dir: str, eval_dir: str, transform_dir: str, model_dir: str, hy
     metadata = {"model_choice": guard["reason"], "framework": "tensorflow",
                 "signature": "serving_default (raw features)", **hparams.to_dict(), "epochs": epochs,
                 "model_module": module_name, "model_module_hyperparameters": module_values,
-                "workers": workers, "ps": ps, "strategy": strategy, "eval_metric": metric,
-                "class_weight": class_weight}
+                "workers": workers, "ps": ps, "strategy": strategy, "eval_metric": metric}
     return TrainResult(eval_rmse=float(_objective(result)), examples_per_second=metrics["examples_per_second"],
                        best_epoch=metrics["best_epoch"], epochs_run=metrics["epochs_run"], model_choice=guard["kept"],
                        model_choice_reason=guard["reason"], metrics=metrics, model_metadata=metadata, details=result,

@@ -29,7 +29,14 @@ from typing import Any
 from mlengine.components.shared.hyperparameters import parse_hidden_units
 from mlengine.components.shared.savedmodel import signature_input_names
 from mlengine.components.shared.transform_state import NUMERIC_KEY, TransformState
-from mlengine.constants import OUTPUT_CLASS, OUTPUT_PREDICTIONS, OUTPUT_PROBABILITIES, SERVING_MODEL_SUBDIR, SPEC_FILE
+from mlengine.constants import (
+    CLASS_WEIGHTS,
+    OUTPUT_CLASS,
+    OUTPUT_PREDICTIONS,
+    OUTPUT_PROBABILITIES,
+    SERVING_MODEL_SUBDIR,
+    SPEC_FILE,
+)
 from mlengine.errors import MlengineError
 
 SIGNATURE_KEY = "serving_default"
@@ -98,7 +105,6 @@ def wide_and_deep_outputs(features: ModelFeatures, hidden_units: list[int], unit
     return output
 
 
-CLASS_WEIGHTS = ("none", "balanced")  # TrainConfig.class_weight: how the classes weigh in the loss
 
 
 def build_model(state: TransformState, hidden_units: list[int], learning_rate: float, *, steps_per_execution: int = 1,

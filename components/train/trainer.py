@@ -35,7 +35,7 @@ from mlengine.components.shared.transform_state import TransformState
 from mlengine.components.shared.userfiles import parse_json_object, read_json_object
 from mlengine.components.train import data as train_data
 from mlengine.components.train import model as model_lib
-from mlengine.constants import CHECKPOINT_SUBDIR, DEFAULT_LR_PATIENCE, DEFAULT_PATIENCE, HISTORY_FILE
+from mlengine.constants import CHECKPOINT_SUBDIR, CLASS_WEIGHTS, DEFAULT_LR_PATIENCE, DEFAULT_PATIENCE, HISTORY_FILE
 from mlengine.errors import DataError, MlengineError
 
 TRAIN_CONFIG_FILE = "train_config.json"
@@ -87,8 +87,8 @@ class TrainConfig:
         if not isinstance(self.learning_rate, int | float) or not self.learning_rate > 0:
             raise MlengineError(f"learning_rate must be a positive number, got {self.learning_rate!r}")
         self.learning_rate = float(self.learning_rate)
-        if self.class_weight not in model_lib.CLASS_WEIGHTS:
-            raise MlengineError(f"class_weight must be one of {list(model_lib.CLASS_WEIGHTS)}, "
+        if self.class_weight not in CLASS_WEIGHTS:
+            raise MlengineError(f"class_weight must be one of {list(CLASS_WEIGHTS)}, "
                                 f"got {self.class_weight!r}")
 
     def to_json(self) -> str:
@@ -223,6 +223,9 @@ def train(config: TrainConfig, strategy=None, *, is_chief: bool = True,
     state = TransformState.load(config.transform_dir)
     spec = state.spec
     _check_classes(state, config.transform_dir)
+    if config.class_weight != "none" and not spec.is_classification:
+        raise MlengineError(f"class_weight {config.class_weight!r} weighs the classes of a class label; the label "
+                            f"{spec.label.name!r} of {spec.source} is a regression label")
     objective = objective_metric(spec)
     monitor = f"val_{objective}"
     keys = history_keys(spec)

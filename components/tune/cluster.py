@@ -56,12 +56,13 @@ TRIAL_PARAM_PATTERN = re.compile(r"\$\{trialParameters\.([^}]+)\}")
 TRIAL_META_REFERENCES = ("${trialSpec.Name}", "${trialSpec.Namespace}", "${trialSpec.Kind}",
                          "${trialSpec.APIVersion}")
 ARG_NAMES = {"nbuckets": "--nbuckets", "hidden_units": "--hidden-units", "learning_rate": "--learning-rate",
-             "batch_size": "--batch-size"}
+             "batch_size": "--batch-size", "class_weight": "--class-weight"}
 DESCRIPTIONS = {
     "nbuckets": "number of quantile buckets of the transform (a preprocessing hyperparameter)",
     "hidden_units": "sizes of the deep part's hidden layers, comma-separated",
     "learning_rate": "learning rate of the optimizer",
     "batch_size": "training batch size",
+    "class_weight": "a class label's class weights in the training loss (none or balanced)",
 }
 
 log = logging.getLogger(__name__)

@@ -51,6 +51,9 @@ def _param_names(result: dict) -> list[str]:
         for name in trial["params"]:
             if name not in names:
                 names.append(name)
+    # a regression study (or one without class weights) has nothing to show in that column
+    if all(trial["params"].get("class_weight", "none") == "none" for trial in result["trials"]):
+        names = [name for name in names if name != "class_weight"]
     return names
 
 

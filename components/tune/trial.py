@@ -26,7 +26,7 @@ from typing import Any
 
 from mlengine.components.shared.hyperparameters import HyperParameters
 from mlengine.components.shared.processes import EXIT_DIVERGED, EXIT_OK, exit_hard, run_program
-from mlengine.constants import CHECKPOINT_SUBDIR, DEFAULT_TUNE_EPOCHS, SERVING_MODEL_SUBDIR, SPEC_FILE
+from mlengine.constants import CHECKPOINT_SUBDIR, CLASS_WEIGHTS, DEFAULT_TUNE_EPOCHS, SERVING_MODEL_SUBDIR, SPEC_FILE
 from mlengine.errors import MlengineError
 
 METRIC_LINE = "{metric}={value:.6f}"
@@ -76,7 +76,8 @@ def _run(params: dict[str, Any], *, train_dir: str, eval_dir: str, spec: dict, e
     config = TrainConfig(
         train_dir=train_dir, eval_dir=eval_dir, transform_dir=str(transform_dir), model_dir=str(model_dir),
         hidden_units=hparams.hidden_units, learning_rate=hparams.learning_rate, batch_size=hparams.batch_size,
-        epochs=epochs, steps_per_epoch=steps_per_epoch, seed=seed, model_module=model_module, model_hp=module_values,
+        class_weight=hparams.class_weight, epochs=epochs, steps_per_epoch=steps_per_epoch, seed=seed,
+        model_module=model_module, model_hp=module_values,
     )
 
     log_to_stderr(train.__module__)  # the trainer's progress lines: in the trial's output, beside its own
@@ -151,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--hidden-units", default=defaults.hidden_units)
     parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--class-weight", choices=CLASS_WEIGHTS, default=defaults.class_weight)
     parser.add_argument("--epochs", type=int, default=DEFAULT_TUNE_EPOCHS)
     parser.add_argument("--steps-per-epoch", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)

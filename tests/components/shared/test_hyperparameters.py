@@ -29,7 +29,8 @@ def test_parse_hidden_units_rejects_bad_input(value):
 
 def test_defaults_and_normalised_values():
     default = HyperParameters()
-    assert default.to_dict() == {"nbuckets": 16, "hidden_units": "64,32", "learning_rate": 0.003, "batch_size": 512}
+    assert default.to_dict() == {"nbuckets": 16, "hidden_units": "64,32", "learning_rate": 0.003, "batch_size": 512,
+                                 "class_weight": "none"}
     custom = HyperParameters(nbuckets=8, hidden_units="128, 64", learning_rate=1, batch_size=64)
     assert custom.hidden_units == "128,64" and custom.layers == [128, 64] and isinstance(custom.learning_rate, float)
 

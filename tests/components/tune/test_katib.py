@@ -221,7 +221,7 @@ def test_run_experiment_against_a_fake_api_returns_the_optimal_trial_typed(tmp_p
                                      name_file=str(name_file), timeout=30, poll_interval=0.2, **DATA)
         assert fake.count("POST", "experiments") == 1
     assert result["best_params"] == {"nbuckets": 18, "hidden_units": "64,32", "learning_rate": 0.0031,
-                                     "batch_size": 512}
+                                     "batch_size": 512, "class_weight": "none"}
     assert again["best_params"] == result["best_params"]
     assert result["best_rmse"] == pytest.approx(1.0612)
     assert name_file.read_text() == "taxi-tune"
@@ -275,7 +275,8 @@ def test_launch_in_cluster_mode_maps_kfp_paths_to_uris_and_returns_the_best(tmp_
             output_uri="s3://mlpipeline/v2/artifacts/run-7/tune/study/trials", shared_claim="run-7-shared")
         chosen, markdown, page = result.hyperparameters.to_dict(), result.markdown, result.html
         [experiment] = [o for (_, _, plural, _), o in fake.objects.items() if plural == "experiments"]
-    assert chosen == {"nbuckets": 22, "hidden_units": "128,64", "learning_rate": 0.0012, "batch_size": 256}
+    assert chosen == {"nbuckets": 22, "hidden_units": "128,64", "learning_rate": 0.0012, "batch_size": 256,
+                      "class_weight": "none"}
     assert experiment["spec"]["maxTrialCount"] == 4 and experiment["spec"]["algorithm"]["algorithmName"] == "random"
     args = containers(experiment["spec"]["trialTemplate"]["trialSpec"])["Worker"][0]["args"]
     assert "--train-dir=s3://mlpipeline/v2/artifacts/run-7/ingest/train_data" in args

@@ -71,7 +71,7 @@ def test_study_improves_on_its_first_trial_and_stops_bad_trials_early(tmp_path):
     assert result["best_rmse"] == min(t["rmse"] for t in complete)
     assert result["best_rmse"] < trials[0]["rmse"]  # the search found something better than the default
     assert result["best_rmse"] == pytest.approx(tune_fixtures.bowl(result["best_params"]))
-    assert set(result["best_params"]) == {"nbuckets", "hidden_units", "learning_rate", "batch_size"}
+    assert set(result["best_params"]) == {"nbuckets", "hidden_units", "learning_rate", "batch_size", "class_weight"}
     # medianstop: trials worse than the median at epoch 2 were stopped and keep their last value
     pruned = [t for t in trials if t["state"] == "PRUNED"]
     assert pruned, "no trial was stopped early"

@@ -257,7 +257,7 @@ def test_complete_fills_untuned_hyperparameters_with_defaults():
     space = space_from_dict(raw)
     full = space.complete({"nbuckets": 5})
     assert full["nbuckets"] == 5
-    assert set(full) == {"nbuckets", "hidden_units", "learning_rate", "batch_size"}
+    assert set(full) == {"nbuckets", "hidden_units", "learning_rate", "batch_size", "class_weight"}
     assert space.coerce({"nbuckets": "6"}) == {"nbuckets": 6}
     with pytest.raises(MlengineError, match="not an integer"):
         space.parse_katib_assignments([{"name": "nbuckets", "value": "6.5"}])
