@@ -29,7 +29,14 @@ from typing import Any
 from mlengine.components.shared.hyperparameters import parse_hidden_units
 from mlengine.components.shared.savedmodel import signature_input_names
 from mlengine.components.shared.transform_state import NUMERIC_KEY, TransformState
-from mlengine.constants import OUTPUT_CLASS, OUTPUT_PREDICTIONS, OUTPUT_PROBABILITIES, SERVING_MODEL_SUBDIR, SPEC_FILE
+from mlengine.constants import (
+    ASYNC_ADAM_EPSILON,
+    OUTPUT_CLASS,
+    OUTPUT_PREDICTIONS,
+    OUTPUT_PROBABILITIES,
+    SERVING_MODEL_SUBDIR,
+    SPEC_FILE,
+)
 from mlengine.errors import MlengineError
 
 SIGNATURE_KEY = "serving_default"
@@ -101,8 +108,18 @@ def wide_and_deep_outputs(features: ModelFeatures, hidden_units: list[int], unit
 CLASS_WEIGHTS = ("none", "balanced")  # TrainConfig.class_weight: how the classes weigh in the loss
 
 
+def make_optimizer(learning_rate: float, *, asynchronous: bool = False):
+    """Adam; under asynchronous (parameter-server) updates with ASYNC_ADAM_EPSILON (see its note)."""
+    from mlengine.components.shared.tf import import_tf
+
+    _, keras = import_tf()
+    if asynchronous:
+        return keras.optimizers.Adam(learning_rate=learning_rate, epsilon=ASYNC_ADAM_EPSILON)
+    return keras.optimizers.Adam(learning_rate=learning_rate)
+
+
 def build_model(state: TransformState, hidden_units: list[int], learning_rate: float, *, steps_per_execution: int = 1,
-                class_weight: str = "none", model_module=None, hp: dict | None = None):
+                class_weight: str = "none", model_module=None, hp: dict | None = None, asynchronous: bool = False):
     """A compiled tf-keras network over raw inputs with the task's head and loss.
 
     The body is the built-in wide-and-deep network, or ``model_module``'s ``build_model(features, hp)``
@@ -112,7 +129,8 @@ def build_model(state: TransformState, hidden_units: list[int], learning_rate: f
     both with ``log_loss`` (the unweighted mean cross-entropy) and ``accuracy`` as metrics. The
     targets of a class label are class indices (``data.label_target``). ``class_weight``
     "balanced" weighs each class's rows by ``rows / (C * rows of the class)`` in the training
-    loss (classification only).
+    loss (classification only). ``asynchronous``: the model trains under ParameterServerStrategy
+    (workers update the variables without a lock: see ``make_optimizer``).
     """
     from mlengine.components.shared.tf import import_tf
 
@@ -125,7 +143,7 @@ def build_model(state: TransformState, hidden_units: list[int], learning_rate: f
     spec = state.spec
     inputs = {col.name: keras.Input(shape=(), dtype=col.dtypes.tf, name=col.name) for col in spec.columns}
     features = model_features(state, state.build_preprocessing()(inputs), keras)
-    optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
+    optimizer = make_optimizer(learning_rate, asynchronous=asynchronous)
     head = classification_head(state, class_weight) if spec.is_classification else None
     # a regression target is standardised (mean 0, std 1), so the head starts at 0 -- unless the label
     # is used as it is ("none"): then it starts at the label mean so the first steps fit the signal
