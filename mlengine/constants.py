@@ -98,6 +98,11 @@ DEFAULT_TUNE_EPOCHS = 8  # a trial's maximum; the multi-fidelity pruner stops po
 DEFAULT_PATIENCE = 4  # epochs without eval improvement before training stops
 CLASS_WEIGHTS = ("none", "balanced")  # how a class label's classes weigh in the training loss
 DEFAULT_LR_PATIENCE = 2  # epochs without eval improvement before the learning rate halves
+# Adam's epsilon under ParameterServerStrategy: workers update the same ps variables without a lock, so one
+# worker can read a row's first moment already updated by another and its second moment still 0; the step
+# is then lr * m / epsilon (about 1e4 x the gradient with Keras' 1e-7: a zero-initialised wide embedding row
+# jumped to 760 and a run's eval RMSE to 20). 1e-3 bounds that step near the gradient's size.
+ASYNC_ADAM_EPSILON = 1e-3
 DEFAULT_BASELINE_TOLERANCE = 0.01  # a candidate may be at most 1% worse than the served model
 RUN_MODES = ("local", "cluster")  # where the heavy steps run: processes here, or cluster resources
 DEFAULT_BLESSING_MARGIN = 0.05  # the model must beat the benchmark RMSE by 5%

@@ -30,6 +30,7 @@ from mlengine.components.shared.hyperparameters import parse_hidden_units
 from mlengine.components.shared.savedmodel import signature_input_names
 from mlengine.components.shared.transform_state import NUMERIC_KEY, TransformState
 from mlengine.constants import (
+    ASYNC_ADAM_EPSILON,
     CLASS_WEIGHTS,
     OUTPUT_CLASS,
     OUTPUT_PREDICTIONS,
@@ -105,10 +106,18 @@ def wide_and_deep_outputs(features: ModelFeatures, hidden_units: list[int], unit
     return output
 
 
+def make_optimizer(learning_rate: float, *, asynchronous: bool = False):
+    """Adam; under asynchronous (parameter-server) updates with ASYNC_ADAM_EPSILON (see its note)."""
+    from mlengine.components.shared.tf import import_tf
+
+    _, keras = import_tf()
+    if asynchronous:
+        return keras.optimizers.Adam(learning_rate=learning_rate, epsilon=ASYNC_ADAM_EPSILON)
+    return keras.optimizers.Adam(learning_rate=learning_rate)
 
 
 def build_model(state: TransformState, hidden_units: list[int], learning_rate: float, *, steps_per_execution: int = 1,
-                class_weight: str = "none", model_module=None, hp: dict | None = None):
+                class_weight: str = "none", model_module=None, hp: dict | None = None, asynchronous: bool = False):
     """A compiled tf-keras network over raw inputs with the task's head and loss.
 
     The body is the built-in wide-and-deep network, or ``model_module``'s ``build_model(features, hp)``
@@ -118,7 +127,8 @@ def build_model(state: TransformState, hidden_units: list[int], learning_rate: f
     both with ``log_loss`` (the unweighted mean cross-entropy) and ``accuracy`` as metrics. The
     targets of a class label are class indices (``data.label_target``). ``class_weight``
     "balanced" weighs each class's rows by ``rows / (C * rows of the class)`` in the training
-    loss (classification only).
+    loss (classification only). ``asynchronous``: the model trains under ParameterServerStrategy
+    (workers update the variables without a lock: see ``make_optimizer``).
     """
     from mlengine.components.shared.tf import import_tf
 
@@ -131,7 +141,7 @@ def build_model(state: TransformState, hidden_units: list[int], learning_rate: f
     spec = state.spec
     inputs = {col.name: keras.Input(shape=(), dtype=col.dtypes.tf, name=col.name) for col in spec.columns}
     features = model_features(state, state.build_preprocessing()(inputs), keras)
-    optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
+    optimizer = make_optimizer(learning_rate, asynchronous=asynchronous)
     head = classification_head(state, class_weight) if spec.is_classification else None
     # a regression target is standardised (mean 0, std 1), so the head starts at 0 -- unless the label
     # is used as it is ("none"): then it starts at the label mean so the first steps fit the signal

@@ -249,7 +249,7 @@ def train(config: TrainConfig, strategy=None, *, is_chief: bool = True,
     with strategy.scope():
         model = model_lib.build_model(state, config.hidden_units, config.learning_rate,
                                       steps_per_execution=steps_per_execution, class_weight=config.class_weight,
-                                      model_module=module, hp=hp)
+                                      model_module=module, hp=hp, asynchronous=is_parameter_server_strategy(strategy))
 
     fit_args: dict = {}
     graph_dirs: list[Path] = []

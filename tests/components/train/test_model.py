@@ -11,6 +11,7 @@ from mlengine.components.shared.parquet import list_parquet_files
 from mlengine.components.shared.savedmodel import load_model_dir
 from mlengine.components.shared.tf import import_tf
 from mlengine.components.train import data, model
+from mlengine.constants import ASYNC_ADAM_EPSILON
 from mlengine.errors import DataError, MlengineError
 from mlengine.synthetic import generate_columns
 from tests.model_fixtures import write_parquet_split, write_taxi_splits
@@ -73,6 +74,28 @@ def test_model_predicts_from_raw_dicts_and_saved_model_agrees(taxi_state, tmp_pa
     np.testing.assert_allclose(predict(raw), in_process, rtol=1e-5, atol=1e-5)
     with pytest.raises(MlengineError, match="'hourofday' is missing"):
         predict({k: v for k, v in raw.items() if k != "hourofday"})
+
+
+def _torn_update_of_an_untouched_row(optimizer, gradient: float = 0.016) -> float:
+    """How far an async ps update moves a row it did not touch: another worker has just added
+    ``(1 - beta_1) * gradient`` to that row's first moment and not yet anything to its second moment
+    (0 for a zero-initialised wide embedding row seen for the first time), and this worker's sparse
+    Adam step rewrites every row from ``m / (sqrt(v) + epsilon)``."""
+    tf, _ = import_tf()
+    variable = tf.Variable(tf.zeros([4, 1]))
+    optimizer.build([variable])
+    optimizer._momentums[0].assign(tf.constant([[0.0], [(1 - optimizer.beta_1) * gradient], [0.0], [0.0]]))
+    step = tf.IndexedSlices(tf.constant([[gradient]]), tf.constant([0]), tf.constant([4, 1]))
+    optimizer.apply_gradients([(step, variable)])
+    return abs(float(variable[1, 0]))
+
+
+def test_parameter_server_adam_keeps_a_torn_moment_update_small(taxi_state):
+    # Keras' epsilon 1e-7 turns it into a jump of ~45 (wide embedding rows of a ps run reached 760)
+    assert _torn_update_of_an_untouched_row(model.make_optimizer(0.01)) > 1.0
+    assert _torn_update_of_an_untouched_row(model.make_optimizer(0.01, asynchronous=True)) < 0.01
+    assert model.build_model(taxi_state[1], [4], 0.01, asynchronous=True).optimizer.epsilon == ASYNC_ADAM_EPSILON
+    assert model.build_model(taxi_state[1], [4], 0.01).optimizer.epsilon < ASYNC_ADAM_EPSILON
 
 
 def test_build_model_rejects_bad_learning_rate(taxi_state):
