@@ -208,12 +208,30 @@ def test_ctrl_c_stops_the_workers_and_leaves_no_temporary_file(tmp_path):
 
     synthetic.write_csv(tmp_path / "data.csv", 100_000, seed=9)
     script = textwrap.dedent(f"""
+        import time
+
+        from mlengine.components.ingest import worker, workerserver
         from mlengine.components.ingest.executor import run
         from mlengine.components.shared.featurespec import load_spec
 
+        # Every task waits 20 ms per chunk, so the run is still going when SIGINT comes, however fast
+        # the machine. This module runs in the fork server too (preloaded as __main__): the pool's
+        # workers fork from it with the same slow chunks.
+        _chunks = worker.iter_cell_chunks
+
+
+        def _slow_chunks(*args, **kwargs):
+            for chunk in _chunks(*args, **kwargs):
+                time.sleep(0.02)
+                yield chunk
+
+
+        worker.iter_cell_chunks = _slow_chunks
+        workerserver.PRELOAD = ("__main__", *workerserver.PRELOAD)
+
         if __name__ == "__main__":
             out = {str(tmp_path / "out")!r}
-            # tiny chunks and pieces: many slow tasks, so the run is still going when SIGINT comes
+            # tiny chunks and pieces: many tasks of many chunks (6,250 chunks: over 40 s of waits)
             run({str(tmp_path / "data.csv")!r}, load_spec(), {{s: out + "/" + s for s in ("train", "eval", "test")}},
                 out + "/rejects", out + "/stats", workers=3, chunk_rows=16, piece_bytes=100_000)
             print("finished", flush=True)
