@@ -32,6 +32,7 @@ import base64, csv, glob, hashlib, json, os, re, sys
 bundle_size, bundle_sha = int(sys.argv[1]), sys.argv[2]
 found = {"git": [], "tests": [], "pip_cache": [], "wheels": [], "compilers": [], "host_bundle": [], "pem": {},
          "owner": {}}
+digests = {}  # certificate file: its sha256 as pip's RECORD writes it, its md5 as dpkg's md5sums
 records = {}  # path: (package, "sha256=..." as pip's RECORD writes it, or "md5:..." from dpkg)
 for md5sums in glob.glob("/var/lib/dpkg/info/*.md5sums"):
     package = os.path.basename(md5sums)[:-len(".md5sums")]
@@ -73,12 +74,14 @@ for top, dirs, files in os.walk("/"):
         if size == bundle_size and hashlib.sha256(open(path, "rb").read()).hexdigest() == bundle_sha:
             found["host_bundle"].append(path)
         if f.endswith((".pem", ".crt")) and size < 5_000_000:
-            found["pem"][path] = [m.decode() for m in pem.findall(open(path, "rb").read())]
-for path in found["pem"]:
+            data = open(path, "rb").read()
+            found["pem"][path] = [m.decode() for m in pem.findall(data)]
+            sha256 = "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).decode().rstrip("=")
+            digests[path] = (sha256, "md5:" + hashlib.md5(data).hexdigest())
+# after the walk: a package's RECORD may be read after the files it lists
+for path, digest_pair in digests.items():
     package, digest = records.get(path, (None, ""))
-    data = open(path, "rb").read()
-    sha256 = "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).decode().rstrip("=")
-    found["owner"][path] = package if digest in (sha256, "md5:" + hashlib.md5(data).hexdigest()) else None
+    found["owner"][path] = package if digest in digest_pair else None
 print(json.dumps(found))
 """
 
@@ -160,8 +163,8 @@ def test_no_ca_bundle_from_the_build_machine(role, scans):
     # proxy's, a company's) is in neither. (A comparison with the host's bundle instead failed on a
     # host whose ca-certificates release differed from the image's.)
     packaged = set().union(*(certificates(path) for path, owner in scan["owner"].items() if owner))
-    unexplained = {path: len(certificates(path) - packaged) for path, owner in scan["owner"].items()
-                   if not owner and certificates(path) - packaged}
+    unexplained = {path: len(extra) for path, owner in scan["owner"].items()
+                   if not owner and (extra := certificates(path) - packaged)}
     assert unexplained == {}, f"certificates no package installed: {unexplained}"
     # the scan read certificates and matched files to their packages
     assert certificates("/etc/ssl/certs/ca-certificates.crt") <= packaged
