@@ -1,7 +1,8 @@
 """Batch prediction (Cloud ML Engine's prediction jobs): raw rows in, predictions out, in bounded memory.
 
 Input is a CSV or Parquet file, a folder of them, a glob, or an ``s3://`` URI (MinIO). Files are
-streamed in large record batches (never a whole file in memory); every batch is validated
+streamed in large record batches (never a whole file in memory; a large local CSV is parsed in
+byte ranges on every core, ``_FileBatches``); every batch is validated
 against the model's feature spec (missing cells, non-numbers, non-integers, NaN/inf, values out
 of the declared range), the valid rows go through the SavedModel's ``serving_default`` signature
 in one call, and the output is written as Parquet parts as it goes (CSV too on request): the
@@ -41,6 +42,9 @@ PROGRESS_EVERY_ROWS = 500_000
 PREFETCH_BATCHES = 2  # batches read and validated ahead of the model call
 MAX_BAD_VALUES = 8  # distinct bad cells in a column of a batch taken one by one; more: one regex pass
 MAX_HEADER_BYTES = 1 << 26  # a header line longer than this is not CSV
+MIN_PIECE_BYTES = 8 << 20  # a CSV byte range read by one thread: no smaller (each has its reader's start-up)
+MAX_PIECE_BYTES = 32 << 20  # nor larger: a range is held whole until its turn (memory: workers + 2 of them)
+PIECES_PER_WORKER = 4
 _clock = time.monotonic  # one clock for every timing (a test moves it)
 
 
@@ -112,20 +116,26 @@ def resolve_files(data_uri: str) -> list[str]:
 
 
 class _FileBatches:
-    """Arrow tables of at most ``batch_rows`` rows from one file, with each row's 0-based data row
-    index in the file; ragged CSV lines (wrong cell count) are collected in ``ragged`` instead."""
+    """Arrow tables of ``batch_rows`` rows (the last may be shorter) from one file, with each row's
+    0-based data row index in the file; ragged CSV lines (wrong cell count) go to ``ragged``.
 
-    def __init__(self, uri: str, names: list[str], batch_rows: int):
+    A large local uncompressed CSV is read in byte ranges cut at line ends, ``workers`` of them at
+    a time on threads of their own (each range one buffer that Arrow's parser reads without the
+    GIL); its lines are re-joined in file order into the same batches a single reader gives, so
+    the output does not depend on the cut. A gzip stream or an S3 object is read by one reader.
+    """
+
+    def __init__(self, uri: str, names: list[str], batch_rows: int, workers: int = 1, piece_bytes: int = 0):
         self.uri, self.names, self.batch_rows = uri, names, batch_rows
-        self.ragged: list[tuple[int, str]] = []  # (data row index, reason), drained by the caller
-        self._ragged_rows: list[int] = []  # every ragged row index so far (sorted: the parser is sequential)
-        self.rows = 0  # data rows seen in the file so far (parsed + ragged)
+        self.workers, self.piece_bytes = workers, piece_bytes
+        self.ragged: list[tuple[int, str]] = []  # (data row index, reason) up to the last batch, drained by the caller
+        self.rows = 0  # data rows of the file (parsed + ragged), final once iteration ends
 
     def __iter__(self) -> Iterator:
         if self.uri.endswith(".parquet"):
             yield from self._parquet()
         else:
-            yield from self._csv()
+            yield from self._rebatched(self._csv_chunks())
 
     def _parquet(self):
         import pyarrow as pa
@@ -151,9 +161,137 @@ class _FileBatches:
             self.rows += batch.num_rows
             yield pa.Table.from_batches([batch]), index
 
+    def _csv_chunks(self) -> Iterator[tuple]:
+        """(record batch, data row indices in the file, ragged rows) in file order; sets ``rows``."""
+        import os
+
+        from mlengine.components.shared import storage
+        from mlengine.components.shared.byteranges import cut_at_line_ends
+
+        with storage.open_binary(self.uri) as stream:
+            header = stream.readline(MAX_HEADER_BYTES)
+            _check_header(self.uri, header, self.names)
+            ranges = []
+            if not storage.is_s3_uri(self.uri) and not self.uri.lower().endswith(".gz"):
+                size = os.fstat(stream.fileno()).st_size
+                piece_bytes = self.piece_bytes or _piece_bytes(size, self.workers)
+                if size - stream.tell() > piece_bytes:
+                    ranges = cut_at_line_ends(stream, stream.tell(), size, piece_bytes, self.uri)
+            if not ranges:  # one reader over the rest of the stream
+                reader = _CsvReader(self.uri, self.names, header, stream)
+                yield from reader
+                self.rows = reader.rows
+                return
+        yield from self._pieces(header, ranges)
+
+    def _pieces(self, header: bytes, ranges: list[tuple[int, int]]) -> Iterator[tuple]:
+        """The byte ranges read ``workers`` at a time, handed on in order: ``workers + 1`` read or being
+        read while the oldest one's batches are handed on."""
+        from collections import deque
+        from concurrent.futures import ThreadPoolExecutor
+
+        def read(start: int, end: int) -> tuple[list, int]:
+            import pyarrow as pa
+
+            from mlengine.components.shared import storage
+
+            # the header and the range in one buffer: Arrow parses it without calling back into Python
+            buffer = bytearray(len(header) + end - start)
+            buffer[:len(header)] = header
+            with storage.open_binary(self.uri) as stream:
+                stream.seek(start)
+                view = memoryview(buffer)[len(header):]
+                while view:
+                    count = stream.readinto(view)
+                    if not count:
+                        raise DataError(f"{self.uri}: the file got shorter while it was read (bytes {start}-{end})")
+                    view = view[count:]
+            reader = _CsvReader(self.uri, self.names, b"", pa.BufferReader(pa.py_buffer(buffer)),
+                                where=f"bytes {start}-{end}")
+            return list(reader), reader.rows
+
+        pending: deque = deque()
+        left = deque(ranges)
+
+        def submit_next() -> None:
+            if left:
+                pending.append(pool.submit(read, *left.popleft()))
+
+        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="batch-predict-read") as pool:
+            try:
+                for _ in range(self.workers + 1):
+                    submit_next()
+                while pending:
+                    chunks, rows = pending.popleft().result()
+                    submit_next()
+                    for batch, index, ragged in chunks:
+                        yield batch, index + self.rows, [(row + self.rows, reason) for row, reason in ragged]
+                    self.rows += rows
+            finally:
+                for future in pending:
+                    future.cancel()
+
+    def _rebatched(self, chunks: Iterator[tuple]) -> Iterator[tuple]:
+        """Record batches of any size -> tables of ``batch_rows`` rows; a ragged row is handed on
+        (``ragged``) with the batch its row number falls in, or at the end: the same at any cut."""
+        import pyarrow as pa
+
+        pending, indices, pending_rows, ragged = [], [], 0, []
+
+        def emit(table, index):
+            nonlocal ragged
+            last = int(index[-1])
+            self.ragged += [item for item in ragged if item[0] < last]
+            ragged = [item for item in ragged if item[0] >= last]
+            return table, index
+
+        for batch, index, found in chunks:
+            ragged += found
+            pending.append(batch)
+            indices.append(index)
+            pending_rows += batch.num_rows
+            while pending_rows >= self.batch_rows:
+                table, index = pa.Table.from_batches(pending), np.concatenate(indices)
+                yield emit(table.slice(0, self.batch_rows), index[:self.batch_rows])
+                rest = table.slice(self.batch_rows)
+                pending, indices, pending_rows = rest.to_batches(), [index[self.batch_rows:]], rest.num_rows
+        if pending_rows:
+            yield emit(pa.Table.from_batches(pending), np.concatenate(indices))
+        self.ragged += ragged
+
+
+def _piece_bytes(size: int, workers: int) -> int:
+    """About ``PIECES_PER_WORKER`` ranges per worker (the last ones end close together), within bounds."""
+    return int(min(MAX_PIECE_BYTES, max(MIN_PIECE_BYTES, size // (workers * PIECES_PER_WORKER))))
+
+
+def _check_header(uri: str, header: bytes, names: list[str]) -> None:
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    try:
+        columns = pacsv.read_csv(pa.py_buffer(header)).column_names
+    except pa.ArrowInvalid as err:
+        raise DataError(f"{uri}: cannot read the CSV header: {err}") from None
+    missing = [n for n in names if n not in columns]
+    if missing:
+        raise DataError(f"{uri}: header has no column {missing[0]!r} (the model's feature spec needs it)")
+
+
+class _CsvReader:
+    """Arrow's CSV reader over the header line, then a stream of data lines (a file's rest), or over
+    one buffer holding both (``header`` empty: a byte range): yields (record batch, data row
+    indices from 0, ragged rows); ``rows`` counts parsed and ragged rows once done."""
+
+    def __init__(self, uri: str, names: list[str], header: bytes, stream, where: str = ""):
+        self.uri, self.names, self.header, self.stream, self.where = uri, names, header, stream, where
+        self.rows = 0
+        self._found: list[tuple[int, str]] = []  # ragged rows since the last batch
+        self._ragged_rows: list[int] = []  # every ragged row so far (sorted: the parser is sequential)
+
     def _on_invalid(self, row) -> str:
         index = int(row.number) - 2 if row.number is not None else -1  # line 1 is the header
-        self.ragged.append((index, f"ragged row: {row.actual_columns} cells, the header has {row.expected_columns}"))
+        self._found.append((index, f"ragged row: {row.actual_columns} cells, the header has {row.expected_columns}"))
         self._ragged_rows.append(index)
         return "skip"
 
@@ -166,58 +304,39 @@ class _FileBatches:
             index += np.searchsorted(before, index, side="right")
         return index
 
-    def _csv(self):
+    def _malformed(self, rows: int, err: Exception) -> DataError:
+        where = f" ({self.where})" if self.where else ""
+        return DataError(f"{self.uri}: malformed CSV after data row {rows}{where}: {err}")
+
+    def __iter__(self) -> Iterator[tuple]:
         import pyarrow as pa
         import pyarrow.csv as pacsv
 
-        from mlengine.components.shared import storage
-
-        with storage.open_binary(self.uri) as stream:
-            header = stream.readline(MAX_HEADER_BYTES)
+        try:
+            # one thread: the invalid-row handler then knows each line's number; only the columns
+            # used are converted (a column left out is still counted, for ragged rows)
+            reader = pacsv.open_csv(
+                _Prefixed(self.header, self.stream) if self.header else self.stream,
+                read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False),
+                parse_options=pacsv.ParseOptions(invalid_row_handler=self._on_invalid),
+                convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(self.names, pa.string()),
+                                                     include_columns=self.names, strings_can_be_null=False))
+        except pa.ArrowInvalid as err:  # the header was read already: the first block of data is bad
+            raise self._malformed(0, err) from None
+        parsed = 0
+        while True:
             try:
-                columns = pacsv.read_csv(pa.py_buffer(header)).column_names
+                batch = reader.read_next_batch()
+            except StopIteration:
+                break
             except pa.ArrowInvalid as err:
-                raise DataError(f"{self.uri}: cannot read the CSV header: {err}") from None
-            missing = [n for n in self.names if n not in columns]
-            if missing:
-                raise DataError(f"{self.uri}: header has no column {missing[0]!r} (the model's feature spec needs it)")
-            try:
-                # one thread: the invalid-row handler then knows each line's number; only the columns
-                # used are converted (a column left out is still counted, for ragged rows)
-                reader = pacsv.open_csv(
-                    _Prefixed(header, stream),
-                    read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False),
-                    parse_options=pacsv.ParseOptions(invalid_row_handler=self._on_invalid),
-                    convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(self.names, pa.string()),
-                                                         include_columns=self.names, strings_can_be_null=False))
-            except pa.ArrowInvalid as err:
-                raise DataError(f"{self.uri}: cannot read the CSV header: {err}") from None
-            pending, pending_rows, parsed = [], 0, 0
-            while True:
-                try:
-                    batch = reader.read_next_batch()
-                except StopIteration:
-                    break
-                except pa.ArrowInvalid as err:
-                    raise DataError(f"{self.uri}: malformed CSV after data row {self.rows}: {err}") from None
-                pending.append(batch)
-                pending_rows += batch.num_rows
-                while pending_rows >= self.batch_rows:
-                    table = pa.Table.from_batches(pending)
-                    head, rest = table.slice(0, self.batch_rows), table.slice(self.batch_rows)
-                    yield self._emit(head, parsed)
-                    parsed += head.num_rows
-                    pending, pending_rows = rest.to_batches(), rest.num_rows
-            if pending_rows:
-                table = pa.Table.from_batches(pending)
-                yield self._emit(table, parsed)
-                parsed += table.num_rows
-            self.rows = parsed + len(self._ragged_rows)
-
-    def _emit(self, table, parsed_start: int):
-        index = self._indices(parsed_start, table.num_rows)
-        self.rows = max(self.rows, int(index[-1]) + 1) if len(index) else self.rows
-        return table, index
+                raise self._malformed(parsed + len(self._ragged_rows), err) from None
+            found, self._found = self._found, []
+            yield batch, self._indices(parsed, batch.num_rows), found
+            parsed += batch.num_rows
+        self.rows = parsed + len(self._ragged_rows)
+        if self._found:  # ragged lines after the last parsed one
+            yield _empty_batch(reader.schema), np.empty(0, np.int64), self._found
 
 
 class _Prefixed(io.RawIOBase):
@@ -238,6 +357,12 @@ class _Prefixed(io.RawIOBase):
         data = self.rest.read(len(buffer))
         buffer[:len(data)] = data
         return len(data)
+
+
+def _empty_batch(schema):
+    import pyarrow as pa
+
+    return pa.RecordBatch.from_arrays([pa.array([], field.type) for field in schema], schema=schema)
 
 
 # a number, or nan/inf (caught later as not finite), with optional blanks around: one regex pass in C++
@@ -350,7 +475,7 @@ def validate(table, spec) -> tuple[dict[str, np.ndarray], np.ndarray, list[str |
 
 def run(model_dir: str, data_uri: str, out_dir: str, *, keep: str | Sequence[str] = (),
         batch_rows: int = BATCH_ROWS, csv_output: bool = False, threads: int | None = None,
-        prefetch: int = PREFETCH_BATCHES) -> BatchPredictResult:
+        prefetch: int = PREFETCH_BATCHES, piece_bytes: int = 0) -> BatchPredictResult:
     """Predict every row of ``data_uri`` with the model in ``model_dir`` and write ``out_dir``.
 
     Args:
@@ -366,6 +491,9 @@ def run(model_dir: str, data_uri: str, out_dir: str, *, keep: str | Sequence[str
             per call, ``threads`` inter-op threads), so predictions do not depend on it.
         prefetch: batches read and validated ahead of the model (bounds the memory: each is
             ``batch_rows`` rows).
+        piece_bytes: size of the byte ranges a large local CSV is read in, ``threads`` at a time
+            (0: from the file size, ``MIN_PIECE_BYTES`` to ``MAX_PIECE_BYTES``); the output does
+            not depend on it.
 
     Returns:
         The counts, paths and timings (also written to ``batch_prediction.json``).
@@ -411,22 +539,21 @@ def run(model_dir: str, data_uri: str, out_dir: str, *, keep: str | Sequence[str
                 return prediction_outputs.predict(model, spec, {n: valid[n] for n in names})
 
             batches = _predicted_batches(files, list(dict.fromkeys([*names, *keep])), spec, batch_rows,
-                                         predict=predict, workers=threads, prefetch=prefetch)
+                                         predict=predict, workers=threads, prefetch=prefetch,
+                                         piece_bytes=piece_bytes)
             for item in batches:
                 uri, offset = item["uri"], item["offset"]
-                for index, reason in item["ragged"]:
-                    rejects.write(json.dumps({"file": uri, "row": offset + index, "file_row": index,
-                                              "reason": reason}) + "\n")
-                counts["rows_rejected"] += len(item["ragged"])
+                found = list(item["ragged"])  # (row in the file, reason)
+                counts["rows_rejected"] += len(found)
                 if item["table"] is None:  # the end of one file
+                    _write_rejects(rejects, uri, offset, found)
                     offset += item["file_rows"]
                     counts["rows_read"] = counts["rows_predicted"] + counts["rows_rejected"]
                     continue
                 table, file_index, ok, reasons = (item[k] for k in ("table", "index", "ok", "reasons"))
                 row_numbers = offset + file_index
-                for index in np.flatnonzero(~ok):
-                    rejects.write(json.dumps({"file": uri, "row": int(row_numbers[index]),
-                                              "file_row": int(file_index[index]), "reason": reasons[index]}) + "\n")
+                found += [(int(file_index[index]), reasons[index]) for index in np.flatnonzero(~ok)]
+                _write_rejects(rejects, uri, offset, found)
                 if item["predictions"] is not None:
                     model_seconds += item["model_seconds"]
                     result = _output_table(table, row_numbers, ok, item["valid"], keep, item["predictions"])
@@ -464,11 +591,18 @@ def run(model_dir: str, data_uri: str, out_dir: str, *, keep: str | Sequence[str
     return result
 
 
-def _read_batches(files: list[str], names: list[str], batch_rows: int) -> Iterator[dict]:
+def _write_rejects(rejects, uri: str, offset: int, found: list[tuple[int, str]]) -> None:
+    """One JSON line per rejected row, in row order: ``file_row`` in its file, ``row`` over every input file."""
+    for index, reason in sorted(found, key=lambda item: item[0]):
+        rejects.write(json.dumps({"file": uri, "row": offset + index, "file_row": index, "reason": reason}) + "\n")
+
+
+def _read_batches(files: list[str], names: list[str], batch_rows: int, workers: int = 1,
+                  piece_bytes: int = 0) -> Iterator[dict]:
     """Every file's batches in order, and one item (table None) at the end of each file."""
     offset = 0
     for uri in files:
-        batches = _FileBatches(uri, names, batch_rows)
+        batches = _FileBatches(uri, names, batch_rows, workers, piece_bytes)
         for table, index in batches:
             ragged, batches.ragged = batches.ragged, []
             yield {"uri": uri, "offset": offset, "table": table, "index": index, "ragged": ragged}
@@ -505,8 +639,8 @@ def _validate_and_predict(table, spec, predict) -> dict:
 
 
 def _predicted_batches(files: list[str], names: list[str], spec, batch_rows: int, predict, workers: int,
-                       prefetch: int) -> Iterator[dict]:
-    """Every file's batches read (one thread: CSV line numbers need a sequential parser), then
+                       prefetch: int, piece_bytes: int = 0) -> Iterator[dict]:
+    """Every file's batches read (a large CSV in ``workers`` parallel byte ranges), then
     validated and predicted, each batch on one of ``workers`` threads, handed back in input order.
 
     At most ``workers + prefetch`` batches are in flight (bounded memory). Reading, validating and
@@ -518,7 +652,7 @@ def _predicted_batches(files: list[str], names: list[str], spec, batch_rows: int
     pending: deque = deque()
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="batch-predict") as pool:
         try:
-            for item in _prefetched(_read_batches(files, names, batch_rows), depth=prefetch):
+            for item in _prefetched(_read_batches(files, names, batch_rows, workers, piece_bytes), depth=prefetch):
                 work = (pool.submit(_validate_and_predict, item["table"], spec, predict)
                         if item["table"] is not None else None)
                 pending.append((item, work))

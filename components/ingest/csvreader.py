@@ -29,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from mlengine.components.shared.byteranges import MAX_LINE_BYTES
 from mlengine.errors import DataError
 
 DELIMITER = ","  # the default; a spec's ``delimiter:`` overrides it per dataset
@@ -38,7 +39,6 @@ UTF8_BOM = b"\xef\xbb\xbf"
 RAW_TEXT_LIMIT = 1000  # characters of the original line kept in the rejects file
 READ_BYTES = 1 << 22  # bytes requested from the stream at a time
 WINDOW_SLACK = 1.1  # a block's window: this many times max_lines lines of the mean length so far
-MAX_LINE_BYTES = 1 << 26  # a "line" longer than this is not CSV (or is a broken file)
 ARROW_BLOCK_BYTES = 1 << 20  # blocks the C++ parser splits a chunk into (parsed in parallel)
 TYPED_RETRY_CHUNKS = 4  # after a chunk whose typed parse failed, this many chunks go straight to text
 

@@ -24,13 +24,12 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from mlengine.components.ingest.csvreader import MAX_LINE_BYTES, Header, read_header
+from mlengine.components.ingest.csvreader import Header, read_header
 from mlengine.components.ingest.workerserver import MIN_PIECE_BYTES
 from mlengine.components.shared import storage
-from mlengine.errors import DataError
+from mlengine.components.shared.byteranges import ByteRange, cut_at_line_ends
 
 TASKS_PER_WORKER = 8  # pieces per worker when a file is cut: the last ones end close together (4: 10% slower)
-CUT_SCAN_BYTES = 1 << 16  # read forward this much at a time looking for the line end of a cut
 
 
 @dataclass(frozen=True)
@@ -90,33 +89,9 @@ def plan_tasks(files: list[str], names: list[str], delimiter: str, workers: int,
 
 def _cut(uri: str, header: Header, header_end: int, size: int, piece_bytes: float) -> list[Piece]:
     """The byte ranges of one local file, each ending just after a newline (the last: at the end)."""
-    starts = [header_end]
     with storage.open_binary(uri) as handle:
-        while size - starts[-1] > piece_bytes:
-            cut = _line_end_after(handle, int(starts[-1] + piece_bytes), size, uri)
-            if cut >= size:
-                break
-            starts.append(cut)
-    ends = [*starts[1:], size]
-    return [Piece(uri, header, start, end, 2 if start == header_end else 0) for start, end in zip(starts, ends,
-                                                                                                   strict=True)]
-
-
-def _line_end_after(handle, offset: int, size: int, uri: str) -> int:
-    """The offset just past the first newline at or after ``offset`` (``size`` if there is none)."""
-    handle.seek(offset)
-    position = offset
-    while position < size:
-        block = handle.read(CUT_SCAN_BYTES)
-        if not block:
-            break
-        found = block.find(b"\n")
-        if found >= 0:
-            return position + found + 1
-        position += len(block)
-        if position - offset > MAX_LINE_BYTES:
-            raise DataError(f"{uri}: a line is longer than {MAX_LINE_BYTES >> 20} MB: not a CSV file?")
-    return size
+        ranges = cut_at_line_ends(handle, header_end, size, piece_bytes, uri)
+    return [Piece(uri, header, start, end, 2 if start == header_end else 0) for start, end in ranges]
 
 
 def _group(pieces: list[Piece], piece_bytes: float) -> list[Task]:
@@ -135,21 +110,6 @@ def _group(pieces: list[Piece], piece_bytes: float) -> list[Task]:
     return tasks
 
 
-class _Range:
-    """``read`` over ``size`` bytes of a stream, then end of stream (what ``csvreader`` reads from)."""
-
-    def __init__(self, stream, size: int):
-        self.stream = stream
-        self.left = size
-
-    def read(self, size: int = -1) -> bytes:
-        if self.left <= 0:
-            return b""
-        data = self.stream.read(self.left if size < 0 else min(size, self.left))
-        self.left -= len(data)
-        return data
-
-
 @contextlib.contextmanager
 def open_piece(piece: Piece) -> Iterator[tuple[object, Header]]:
     """The piece's lines as a binary stream, and the header its cells are read with."""
@@ -160,4 +120,4 @@ def open_piece(piece: Piece) -> Iterator[tuple[object, Header]]:
             yield stream, header
         else:
             stream.seek(piece.start)
-            yield _Range(stream, piece.end - piece.start), piece.header
+            yield ByteRange(stream, piece.end - piece.start), piece.header

@@ -235,3 +235,77 @@ def test_numbers_parse_the_same_with_few_or_many_distinct_bad_cells(distinct_bad
     # blanks around a number: the regex path, which trims them
     values, blank, junk = parse_numbers(pa.array([*cells[:5], " 2.5", "x"]))
     assert values[5] == 2.5 and not blank[5] and junk.tolist() == [False] * 6 + [True]
+
+
+def _readers_counted(monkeypatch) -> list:
+    """Every CSV reader batch prediction opens (one per byte range read)."""
+    from mlengine.components.batch_predict import executor
+
+    opened: list = []
+
+    class Counted(executor._CsvReader):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            opened.append(kwargs.get("where", "whole"))
+
+    monkeypatch.setattr(executor, "_CsvReader", Counted)
+    return opened
+
+
+def _bom_dirty_csv(path, rows: int, seed: int):
+    """A generated CSV (CRLF line ends) with dirty and ragged rows, a BOM, and a ragged last line."""
+    write_csv(path, rows, seed, dirty_fraction=0.05)
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes() + b"1,2,3\r\n")
+    return path
+
+
+@pytest.mark.parametrize("threads", [1, 2, 4])
+def test_a_csv_read_in_byte_ranges_gives_what_one_reader_gives(tiny_model, tmp_path, monkeypatch, threads):
+    data = _bom_dirty_csv(tmp_path / "dirty.csv", 900, 13)
+    baseline = run(str(tiny_model), str(data), str(tmp_path / "base"), batch_rows=64, threads=1, keep=["hourofday"])
+    opened = _readers_counted(monkeypatch)
+    result = run(str(tiny_model), str(data), str(tmp_path / "out"), batch_rows=64, threads=threads,
+                 keep=["hourofday"], piece_bytes=2000)
+    assert len(opened) > 10 and all(where.startswith("bytes ") for where in opened)  # it was cut
+    assert (result.rows_read, result.rows_predicted, result.rows_rejected) == (
+        baseline.rows_read, baseline.rows_predicted, baseline.rows_rejected)
+    assert result.rows_read == 901 and result.rows_rejected > 40
+    want, got = _read(tmp_path / "base"), _read(tmp_path / "out")
+    assert got.equals(want)  # the same rows, kept values and predictions
+    groups = {name: pq.ParquetFile(tmp_path / name / "predictions-00000.parquet").metadata for name in ("base", "out")}
+    sizes = {name: [m.row_group(i).num_rows for i in range(m.num_row_groups)] for name, m in groups.items()}
+    assert sizes["out"] == sizes["base"] and len(sizes["base"]) > 10  # the same batches, not one per range
+    assert (tmp_path / "out" / "rejects.jsonl").read_text() == (tmp_path / "base" / "rejects.jsonl").read_text()
+    rejects = [json.loads(line) for line in (tmp_path / "out" / "rejects.jsonl").read_text().splitlines()]
+    assert [r["row"] for r in rejects] == sorted(r["row"] for r in rejects)  # in row order
+    assert rejects[-1] == {"file": str(data), "row": 900, "file_row": 900,
+                           "reason": "ragged row: 3 cells, the header has 8"}
+    assert sum(r["reason"].startswith("ragged row") for r in rejects) > 2
+
+
+def test_gzip_and_small_csv_files_are_read_by_one_reader(tiny_model, tmp_path, monkeypatch):
+    import gzip
+
+    data = tmp_path / "rows.csv"
+    write_csv(data, 400, 17, dirty_fraction=0.05)
+    packed = tmp_path / "rows.csv.gz"
+    packed.write_bytes(gzip.compress(data.read_bytes()))
+    opened = _readers_counted(monkeypatch)
+    baseline = run(str(tiny_model), str(data), str(tmp_path / "plain"), batch_rows=64, threads=4)
+    assert opened == ["whole"]  # under MIN_PIECE_BYTES: not worth cutting
+    result = run(str(tiny_model), str(packed), str(tmp_path / "gz"), batch_rows=64, threads=4, piece_bytes=1000)
+    assert opened == ["whole", "whole"]  # a gzip stream cannot start mid-way
+    assert result.rows_rejected == baseline.rows_rejected > 0
+    assert _read(tmp_path / "gz").equals(_read(tmp_path / "plain"))
+
+
+def test_a_bad_block_in_a_byte_range_names_the_file_and_the_range(tiny_model, tmp_path):
+    data = tmp_path / "rows.csv"
+    write_csv(data, 300, 19)
+    lines = data.read_bytes().split(b"\r\n")
+    lines[250] = b"-73.9,40.7,-73.9,40.7,1,3,\xff\xfe,8.9"  # not UTF-8: Arrow cannot convert the block
+    data.write_bytes(b"\r\n".join(lines))
+    with pytest.raises(DataError, match=r"rows.csv: malformed CSV after data row \d+ \(bytes \d+-\d+\)"):
+        run(str(tiny_model), str(data), str(tmp_path / "out"), threads=2, piece_bytes=1000)
+    with pytest.raises(DataError, match=r"rows.csv: malformed CSV after data row \d+: .*invalid UTF8"):
+        run(str(tiny_model), str(data), str(tmp_path / "out"), threads=1)
