@@ -10,13 +10,13 @@ equals the in-process one to float tolerance, every dirty row is in rejects.json
 
 ``--repeats N`` (default 3) interleaves N runs of batch prediction and of the in-process baseline
 and keeps the best of each (the ratio is then less at the mercy of a shared machine's load).
-``--cores 1,2`` adds a scaling view: at each core count (``taskset`` on the first n cores,
-``OMP_NUM_THREADS=n``), the CSV batch prediction beside in-process predict on those cores, and
-batch prediction's CSV reading stage (byte ranges on n threads, nothing predicted) beside the
-bare parser (``pyarrow.csv.read_csv``, multi-threaded) in the same process; speed-ups over 1
-core. ``--readme`` writes the tables into bench/README.md.
+``--cores`` (default ``all``: 1, 2, ... every core) adds a scaling view: at each core count
+(``taskset`` on the first n cores, ``OMP_NUM_THREADS=n``), the CSV batch prediction beside
+in-process predict on those cores, and batch prediction's CSV reading stage (byte ranges on n
+threads, nothing predicted) beside the bare parser (``pyarrow.csv.read_csv``, multi-threaded) in
+the same process; speed-ups over 1 core. ``--readme`` writes the tables into bench/README.md.
 
-``python -m bench.bench_batch_predict [--rows 1000000] [--repeats 3] [--cores 1,2] [--readme]``
+``python -m bench.bench_batch_predict [--rows 1000000] [--repeats 3] [--cores all|1,2|''] [--readme]``
 """
 
 from __future__ import annotations
@@ -143,6 +143,15 @@ def train_default_model(workdir: Path) -> Path:
     return workdir / "model"
 
 
+def _core_counts(text: str) -> list[int]:
+    """``"all"`` -> 1 .. the cores this process may use; ``"1,2"`` -> [1, 2]; ``""`` -> []."""
+    import os
+
+    if text.strip() == "all":
+        return list(range(1, len(os.sched_getaffinity(0)) + 1))
+    return [int(c) for c in text.split(",") if c.strip()]
+
+
 def _pinned(cores: int | None) -> tuple[list[str], dict]:
     """``taskset`` on the first ``cores`` cores of this process's affinity, ``OMP_NUM_THREADS`` alike."""
     import os
@@ -174,7 +183,9 @@ def run_scaling_child(model_dir: Path, csv_path: Path, rows: int, cores: int) ->
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--cores", default="", help="comma-separated core counts for a taskset scaling view, e.g. 1,2")
+    parser.add_argument("--cores", default="all",
+                        help="core counts for the taskset scaling view: comma-separated (e.g. 1,2), 'all' (1 to "
+                             "every core this process may use, the default) or '' (none)")
     parser.add_argument("--repeats", type=int, default=3,
                         help="interleaved runs of batch prediction and in-process predict, the best of each "
                              "(the machine may be shared: the best run is the least disturbed one)")
@@ -251,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
                 model({n: v[start:start + BATCH_ROWS] for n, v in typed.items()})
             rate_model = max(rate_model, args.rows / (time.perf_counter() - started))
         rate_batch = summary["rows_per_second"]
-        for cores in [int(c) for c in args.cores.split(",") if c.strip()]:
+        for cores in _core_counts(args.cores):
             csv_path = work / f"rows-{args.rows}.csv"
             scaled = max((run_batch(model_dir, csv_path, work / f"out-cores-{cores}", cores)
                           for _ in range(max(1, args.repeats - 1))), key=lambda run: run["rows_per_second"])

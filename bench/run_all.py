@@ -27,6 +27,7 @@ BENCHMARKS = {
     # a classifier's bulk path against kserve's handlers (answers checked against the in-process classes)
     "serving_classification": ["bench.bench_serving_classification", "--readme"],
     "tuning": ["bench.bench_tuning", "--trials", "12", "--readme"],
+    # batch prediction vs in-process predict (CSV, Parquet), and both at 1..all cores (taskset)
     "batch_predict": ["bench.bench_batch_predict", "--readme"],
     "real_dataset": ["bench.bench_real_dataset", "--second-run", "--readme"],
     # two package-shipped classification datasets vs HistGradientBoostingClassifier and a one-hot logistic regression

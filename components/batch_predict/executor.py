@@ -488,7 +488,9 @@ def run(model_dir: str, data_uri: str, out_dir: str, *, keep: str | Sequence[str
         csv_output: also write predictions-00000.csv.
         threads: cores to use (default: every core this process may run on): that many worker
             threads each validate and predict a batch at a time (TensorFlow: one intra-op thread
-            per call, ``threads`` inter-op threads), so predictions do not depend on it.
+            per call, ``threads`` inter-op threads), so predictions do not depend on it; a large
+            local CSV is parsed in byte ranges on as many threads (``threads + 2`` ranges of at
+            most ``MAX_PIECE_BYTES`` held at once).
         prefetch: batches read and validated ahead of the model (bounds the memory: each is
             ``batch_rows`` rows).
         piece_bytes: size of the byte ranges a large local CSV is read in, ``threads`` at a time
