@@ -122,7 +122,8 @@ class _FileBatches:
     A large local uncompressed CSV is read in byte ranges cut at line ends, ``workers`` of them at
     a time on threads of their own (each range one buffer that Arrow's parser reads without the
     GIL); its lines are re-joined in file order into the same batches a single reader gives, so
-    the output does not depend on the cut. A gzip stream or an S3 object is read by one reader.
+    the output does not depend on the cut (from the first range with a quote on, one reader:
+    ``_pieces``). A gzip stream or an S3 object is read by one reader.
     """
 
     def __init__(self, uri: str, names: list[str], batch_rows: int, workers: int = 1, piece_bytes: int = 0):
@@ -186,14 +187,20 @@ class _FileBatches:
 
     def _pieces(self, header: bytes, ranges: list[tuple[int, int]]) -> Iterator[tuple]:
         """The byte ranges read ``workers`` at a time, handed on in order: ``workers + 1`` read or being
-        read while the oldest one's batches are handed on."""
+        read while the oldest one's batches are handed on.
+
+        A cut may fall inside a quoted cell that spans lines, so from the first range holding a
+        quote on, one reader takes the rest of the file (every range before it had no quote: its
+        start is a record's start). Numeric CSVs have none; a file that quotes every row is read
+        by one reader.
+        """
         from collections import deque
         from concurrent.futures import ThreadPoolExecutor
 
-        def read(start: int, end: int) -> tuple[list, int]:
-            import pyarrow as pa
+        from mlengine.components.shared import storage
 
-            from mlengine.components.shared import storage
+        def read(start: int, end: int) -> tuple[list, int] | None:
+            import pyarrow as pa
 
             # the header and the range in one buffer: Arrow parses it without calling back into Python
             buffer = bytearray(len(header) + end - start)
@@ -206,30 +213,46 @@ class _FileBatches:
                     if not count:
                         raise DataError(f"{self.uri}: the file got shorter while it was read (bytes {start}-{end})")
                     view = view[count:]
+            if buffer.find(b'"', len(header)) >= 0:
+                return None
             reader = _CsvReader(self.uri, self.names, b"", pa.BufferReader(pa.py_buffer(buffer)),
                                 where=f"bytes {start}-{end}")
             return list(reader), reader.rows
 
-        pending: deque = deque()
+        pending: deque = deque()  # (range start, its future), in file order
         left = deque(ranges)
+        quoted_from = -1
 
         def submit_next() -> None:
             if left:
-                pending.append(pool.submit(read, *left.popleft()))
+                start, end = left.popleft()
+                pending.append((start, pool.submit(read, start, end)))
 
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="batch-predict-read") as pool:
             try:
                 for _ in range(self.workers + 1):
                     submit_next()
                 while pending:
-                    chunks, rows = pending.popleft().result()
+                    start, future = pending.popleft()
+                    done = future.result()
+                    if done is None:
+                        quoted_from = start
+                        break
                     submit_next()
+                    chunks, rows = done
                     for batch, index, ragged in chunks:
                         yield batch, index + self.rows, [(row + self.rows, reason) for row, reason in ragged]
                     self.rows += rows
             finally:
-                for future in pending:
+                for _start, future in pending:
                     future.cancel()
+        if quoted_from >= 0:
+            with storage.open_binary(self.uri) as stream:
+                stream.seek(quoted_from)
+                reader = _CsvReader(self.uri, self.names, header, stream, where=f"from byte {quoted_from}")
+                for batch, index, ragged in reader:
+                    yield batch, index + self.rows, [(row + self.rows, reason) for row, reason in ragged]
+                self.rows += reader.rows
 
     def _rebatched(self, chunks: Iterator[tuple]) -> Iterator[tuple]:
         """Record batches of any size -> tables of ``batch_rows`` rows; a ragged row is handed on

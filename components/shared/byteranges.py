@@ -3,8 +3,9 @@
 Ingest's local engine and batch prediction read large uncompressed files in parallel pieces.
 A cut is aimed at a byte and moved forward to just after the next newline, as Arrow's and Beam's
 readers find theirs: every piece starts at a line start and ends at a line end, so a CRLF never
-loses its LF. A quoted cell spanning lines can be cut (the readers that use these pieces treat
-every physical line as a record, or say so).
+loses its LF. A quoted cell spanning lines can be cut: ingest's reader treats every physical
+line as a record; batch prediction hands the rest of a file to one reader from the first range
+holding a quote.
 """
 
 from __future__ import annotations

@@ -309,3 +309,30 @@ def test_a_bad_block_in_a_byte_range_names_the_file_and_the_range(tiny_model, tm
         run(str(tiny_model), str(data), str(tmp_path / "out"), threads=2, piece_bytes=1000)
     with pytest.raises(DataError, match=r"rows.csv: malformed CSV after data row \d+: .*invalid UTF8"):
         run(str(tiny_model), str(data), str(tmp_path / "out"), threads=1)
+
+
+def test_a_quoted_cell_spanning_a_cut_is_read_whole(tiny_model, tmp_path, monkeypatch):
+    data = tmp_path / "quoted.csv"
+    write_csv(data, 400, 23)
+    lines = data.read_bytes().split(b"\r\n")
+    lines[150] = lines[150].rsplit(b",", 1)[0] + b',"8.5\r\nkept in one cell"'  # fare_amount: not a feature
+    data.write_bytes(b"\r\n".join(lines))
+    content = data.read_bytes()
+    header_end = content.index(b"\n") + 1
+    inside = content.index(b'"8.5\r\n') + len(b'"8.5\r')  # the quoted newline: aim the first cut just before it
+    baseline = run(str(tiny_model), str(data), str(tmp_path / "base"), batch_rows=64, threads=1)
+    assert (baseline.rows_read, baseline.rows_rejected) == (400, 0)
+    opened = _readers_counted(monkeypatch)
+    result = run(str(tiny_model), str(data), str(tmp_path / "out"), batch_rows=64, threads=2,
+                 piece_bytes=inside - header_end)
+    assert (result.rows_read, result.rows_rejected) == (400, 0)  # not 401 rows with a ragged one
+    # the first range holds the quote: one reader from there (ranges read ahead meanwhile are dropped)
+    assert opened[-1] == f"from byte {header_end}" and opened.count(opened[-1]) == 1
+    assert _read(tmp_path / "out").equals(_read(tmp_path / "base"))
+    # a quote in a later range: the ranges before it are read in parallel, one reader from that range on
+    opened.clear()
+    result = run(str(tiny_model), str(data), str(tmp_path / "later"), batch_rows=64, threads=2, piece_bytes=1500)
+    assert (result.rows_read, result.rows_rejected) == (400, 0)
+    tail = int(opened[-1].removeprefix("from byte "))
+    assert header_end < tail < inside and all(w.startswith("bytes ") for w in opened[:-1])
+    assert _read(tmp_path / "later").equals(_read(tmp_path / "base"))
