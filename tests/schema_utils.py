@@ -36,11 +36,12 @@ def close_schema(schema, parent_key: str | None = None):
         return [close_schema(item, parent_key) for item in schema]
     if not isinstance(schema, dict):
         return schema
-    out = {key: close_schema(value, key) for key, value in schema.items()}
-    if ("properties" in out and "additionalProperties" not in out
+    # "properties" is walked once, below: walking it here too doubled the work at every level
+    out = {key: close_schema(value, key) for key, value in schema.items() if key != "properties"}
+    if ("properties" in schema and "additionalProperties" not in out
             and not out.get("x-kubernetes-preserve-unknown-fields") and parent_key != "metadata"):
         out["additionalProperties"] = False
-    if "properties" in out:  # reach into the property schemas with their names as parent keys
+    if "properties" in schema:  # reach into the property schemas with their names as parent keys
         out["properties"] = {name: close_schema(schema["properties"][name], name) for name in schema["properties"]}
     return out
 
