@@ -157,18 +157,21 @@ def test_s3_prefix_of_csv_shards_streams_like_local_files(tiny_model, tmp_path, 
 
 
 def test_rows_per_second_counts_prediction_time_not_the_model_load(tiny_model, tmp_path, monkeypatch):
+    """The result's durations are differences of the clock readings run takes (a fake clock: nothing real is
+    timed); the model load's readings are left out of rows_per_second."""
     from mlengine.components.batch_predict import executor
 
     real_load = load_model_dir
-    clock = [0.0]
+    readings: list[float] = []
+    skipped = [0.0]  # what the load moves the fake clock by
 
-    def fake_clock() -> float:  # a clock of our own: every reading moves it 1 s, nothing real is timed
-        clock[0] += 1.0
-        return clock[0] - 1.0
+    def fake_clock() -> float:  # every reading moves it by 1
+        readings.append(len(readings) + skipped[0])
+        return readings[-1]
 
-    def slow_load(model_dir, *args, **kwargs):  # the load "takes" 1000 s of that clock
+    def slow_load(model_dir, *args, **kwargs):  # the load "takes" 1000 units of that clock
         model = real_load(model_dir, *args, **kwargs)
-        clock[0] += 1000.0
+        skipped[0] += 1000.0
         return model
 
     monkeypatch.setattr("mlengine.components.shared.savedmodel.load_model_dir", slow_load)
@@ -176,9 +179,12 @@ def test_rows_per_second_counts_prediction_time_not_the_model_load(tiny_model, t
     data = tmp_path / "rows.csv"
     write_csv(data, 200, 4)
     result = run(str(tiny_model), str(data), str(tmp_path / "out"))
-    # readings: start 0, after the load 1001, prediction start 1002, end 1003
-    assert (result.load_seconds, result.predict_seconds, result.seconds) == (1001.0, 1.0, 1003.0)
-    assert result.rows_per_second == 200.0  # 200 rows over the 1 s of prediction, not over the 1003 s
+    assert len(readings) == 4  # start, after the load, prediction start, end
+    start, loaded, predicting, end = readings
+    assert loaded - start > skipped[0] > end - predicting  # the load is between the first two readings only
+    assert (result.load_seconds, result.predict_seconds, result.seconds) == (loaded - start, end - predicting,
+                                                                             end - start)
+    assert result.rows_per_second == result.rows_read / (end - predicting) and result.rows_read == 200
 
 
 def test_keep_columns_typed_from_parquet_and_csv_strings_for_non_features(tiny_model, tmp_path):
