@@ -240,8 +240,7 @@ class _FileBatches:
                         break
                     submit_next()
                     chunks, rows = done
-                    for batch, index, ragged in chunks:
-                        yield batch, index + self.rows, [(row + self.rows, reason) for row, reason in ragged]
+                    yield from self._after_rows_so_far(chunks)
                     self.rows += rows
             finally:
                 for _start, future in pending:
@@ -250,9 +249,13 @@ class _FileBatches:
             with storage.open_binary(self.uri) as stream:
                 stream.seek(quoted_from)
                 reader = _CsvReader(self.uri, self.names, header, stream, where=f"from byte {quoted_from}")
-                for batch, index, ragged in reader:
-                    yield batch, index + self.rows, [(row + self.rows, reason) for row, reason in ragged]
+                yield from self._after_rows_so_far(reader)
                 self.rows += reader.rows
+
+    def _after_rows_so_far(self, chunks) -> Iterator[tuple]:
+        """A range's chunks (row indices from 0) with the file's rows before the range added."""
+        for batch, index, ragged in chunks:
+            yield batch, index + self.rows, [(row + self.rows, reason) for row, reason in ragged]
 
     def _rebatched(self, chunks: Iterator[tuple]) -> Iterator[tuple]:
         """Record batches of any size -> tables of ``batch_rows`` rows; a ragged row is handed on
