@@ -47,10 +47,11 @@ print(json.dumps(summary))
 # interleaved), then in-process predict of the model on columns already in memory (best of 3)
 _SCALING_CHILD = """
 import json, sys, time
-import numpy as np, pyarrow as pa, pyarrow.csv as pacsv
+import pyarrow as pa, pyarrow.csv as pacsv
 from mlengine.components.batch_predict.executor import _FileBatches, available_cores
 from mlengine.components.shared.savedmodel import load_model_dir
 from mlengine.synthetic import generate_columns
+from bench.bench_batch_predict import predict_rate, typed_columns
 model_dir, csv_path, batch_rows, rows = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 cores = available_cores()
 model = load_model_dir(model_dir, tf_threads=cores)
@@ -69,15 +70,9 @@ best = {"read": 0.0, "parser": 0.0, "in_process": 0.0}
 for _ in range(3):
     best["read"] = max(best["read"], rate(read))
     best["parser"] = max(best["parser"], rate(parse))
-columns = generate_columns(rows, seed=6)
-typed = {c.name: columns[c.name].astype(c.dtypes.numpy) for c in model.spec.columns}
-model({n: v[:batch_rows] for n, v in typed.items()})
-def predict():
-    for start in range(0, rows, batch_rows):
-        model({n: v[start:start + batch_rows] for n, v in typed.items()})
-    return rows
+typed = typed_columns(model, generate_columns(rows, seed=6))
 for _ in range(3):
-    best["in_process"] = max(best["in_process"], rate(predict))
+    best["in_process"] = max(best["in_process"], predict_rate(model, typed))
 print(json.dumps({"cores": cores, **best}))
 """
 
@@ -152,15 +147,29 @@ def _core_counts(text: str) -> list[int]:
     return [int(c) for c in text.split(",") if c.strip()]
 
 
+def typed_columns(model, columns: dict) -> dict:
+    """The model's feature columns in its serving dtypes, after one warm-up call (tracing)."""
+    typed = {c.name: columns[c.name].astype(c.dtypes.numpy) for c in model.spec.columns}
+    model({n: v[:BATCH_ROWS] for n, v in typed.items()})
+    return typed
+
+
+def predict_rate(model, typed: dict) -> float:
+    """Rows/s of in-process predict over columns already in memory, ``BATCH_ROWS`` at a time."""
+    rows = len(next(iter(typed.values())))
+    started = time.perf_counter()
+    for start in range(0, rows, BATCH_ROWS):
+        model({n: v[start:start + BATCH_ROWS] for n, v in typed.items()})
+    return rows / (time.perf_counter() - started)
+
+
 def _pinned(cores: int | None) -> tuple[list[str], dict]:
     """``taskset`` on the first ``cores`` cores of this process's affinity, ``OMP_NUM_THREADS`` alike."""
     import os
 
-    if not cores:
-        return [], dict(os.environ)
-    first = sorted(os.sched_getaffinity(0))[:cores]
-    return (["taskset", "-c", ",".join(str(core) for core in first)],
-            {**os.environ, "OMP_NUM_THREADS": str(cores)})
+    from bench.bench_scaling import pinned
+
+    return pinned(sorted(os.sched_getaffinity(0))[:cores]) if cores else ([], dict(os.environ))
 
 
 def run_batch(model_dir: Path, csv_path: Path, out: Path, cores: int | None = None) -> dict:
@@ -250,17 +259,13 @@ def main(argv: list[str] | None = None) -> int:
         from mlengine.components.shared.savedmodel import load_model_dir
 
         model = load_model_dir(model_dir)
-        typed = {c.name: columns[c.name].astype(c.dtypes.numpy) for c in model.spec.columns}
-        model({n: v[:BATCH_ROWS] for n, v in typed.items()})
+        typed = typed_columns(model, columns)
         summary, rate_model = None, 0.0
         for _ in range(args.repeats):
             run = run_batch(model_dir, parquet_path, work / "out-parquet")
             if summary is None or run["rows_per_second"] > summary["rows_per_second"]:
                 summary = run
-            started = time.perf_counter()
-            for start in range(0, args.rows, BATCH_ROWS):
-                model({n: v[start:start + BATCH_ROWS] for n, v in typed.items()})
-            rate_model = max(rate_model, args.rows / (time.perf_counter() - started))
+            rate_model = max(rate_model, predict_rate(model, typed))
         rate_batch = summary["rows_per_second"]
         for cores in _core_counts(args.cores):
             csv_path = work / f"rows-{args.rows}.csv"

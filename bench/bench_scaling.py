@@ -52,14 +52,21 @@ def _timed(command: list[str], cores: list[int], env_extra: dict[str, str] | Non
     ``cwd``: run there. A ``python -c`` child puts its working directory first on ``sys.path``: from
     the repository root it would import this checkout's ``mlengine`` before a ``PYTHONPATH`` baseline.
     """
-    env = {**os.environ, "OMP_NUM_THREADS": str(len(cores)), **(env_extra or {})}
-    pinned = ["taskset", "-c", ",".join(str(c) for c in cores), *command]
+    prefix, env = pinned(cores)
+    command = [*prefix, *command]
     started = time.perf_counter()
-    proc = subprocess.run(pinned, env=env, capture_output=True, text=True, timeout=CHILD_TIMEOUT_S, cwd=cwd)
+    proc = subprocess.run(command, env={**env, **(env_extra or {})}, capture_output=True, text=True,
+                          timeout=CHILD_TIMEOUT_S, cwd=cwd)
     seconds = time.perf_counter() - started
     if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(pinned)}: exit {proc.returncode}: {proc.stderr.strip()[-500:]}")
+        raise RuntimeError(f"{' '.join(command)}: exit {proc.returncode}: {proc.stderr.strip()[-500:]}")
     return seconds
+
+
+def pinned(cores: list[int]) -> tuple[list[str], dict[str, str]]:
+    """The command prefix and environment that keep a child on ``cores``: ``taskset -c``, ``OMP_NUM_THREADS``."""
+    return (["taskset", "-c", ",".join(str(c) for c in cores)],
+            {**os.environ, "OMP_NUM_THREADS": str(len(cores))})
 
 
 def measure(csv_path: Path, rows: int, core_counts: list[int], repeats: int, baseline: str | None,
