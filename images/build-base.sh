@@ -25,7 +25,10 @@ mmdebstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
     --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
     --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*' \
     "$SUITE" "$work/rootfs.tar"
-python_version=$(tar -xOf "$work/rootfs.tar" ./var/lib/dpkg/status | awk '/^Package: python3$/{p=1} p&&/^Version:/{print $2; exit}')
+# awk reads to the end: an early `exit` would close the pipe under tar, and with pipefail tar's SIGPIPE
+# (exit 141) fails the build whenever the status file outgrows the pipe buffer
+python_version=$(tar -xOf "$work/rootfs.tar" ./var/lib/dpkg/status \
+    | awk '/^Package: python3$/{p=1} p&&/^Version:/&&!v{v=$2} END{print v}')
 docker import \
     --change 'ENV LANG=C.UTF-8' \
     --change 'CMD ["python3"]' \
