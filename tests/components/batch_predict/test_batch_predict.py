@@ -187,6 +187,30 @@ def test_rows_per_second_counts_prediction_time_not_the_model_load(tiny_model, t
     assert result.rows_per_second == result.rows_read / (end - predicting) and result.rows_read == 200
 
 
+def test_predictions_run_with_huge_pages_off_and_the_flag_is_put_back(tiny_model, tmp_path, monkeypatch):
+    """Arrow's buffers come and go batch after batch: fresh huge pages would be zeroed for each (hugepages.py)."""
+    import sys
+
+    from mlengine.components.batch_predict import outputs
+    from mlengine.components.shared.hugepages import huge_pages_disabled
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("prctl(PR_SET_THP_DISABLE) is Linux's")
+    real_predict, seen = outputs.predict, []
+
+    def watched(*args, **kwargs):
+        seen.append(huge_pages_disabled())
+        return real_predict(*args, **kwargs)
+
+    monkeypatch.setattr(outputs, "predict", watched)
+    data = tmp_path / "rows.csv"
+    write_csv(data, 300, 4)
+    assert huge_pages_disabled() is False
+    result = run(str(tiny_model), str(data), str(tmp_path / "out"), batch_rows=100)
+    assert result.rows_predicted == 300 and seen == [True, True, True]
+    assert huge_pages_disabled() is False
+
+
 def test_keep_columns_typed_from_parquet_and_csv_strings_for_non_features(tiny_model, tmp_path):
     data = tmp_path / "rows.csv"
     write_csv(data, 30, 2)
