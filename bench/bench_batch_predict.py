@@ -1,7 +1,10 @@
 """Batch prediction: throughput as a ratio to in-process predict, memory flat in input size, equal predictions.
 
 One taxi model with the default hyperparameters (the shape `mlengine run` exports, 1 epoch); generated
-CSVs of 200k and 1M rows (0.1% dirty rows). For each size,
+CSVs of 1M and 5M rows (0.1% dirty rows; ``--rows`` is the larger). 5M by default: at 1M the whole
+prediction takes about 0.3 s, and its fixed part (thread pools starting, the first batch read before
+any is predicted and the last written after, memory touched for the first time) is a fifth of it;
+a throughput ratio should be about throughput. For each size,
 ``batch_predict`` runs in its own process (it reports its peak RSS). The baseline, measured in
 the same run: in-process ``predict`` of the same SavedModel at the same batch size on columns
 already in memory (no reading, validating or writing). Checks: every valid row's prediction
@@ -16,7 +19,7 @@ in-process predict on those cores, and batch prediction's CSV reading stage (byt
 threads, nothing predicted) beside the bare parser (``pyarrow.csv.read_csv``, multi-threaded) in
 the same process; speed-ups over 1 core. ``--readme`` writes the tables into bench/README.md.
 
-``python -m bench.bench_batch_predict [--rows 1000000] [--repeats 3] [--cores all|1,2|''] [--readme]``
+``python -m bench.bench_batch_predict [--rows 5000000] [--repeats 3] [--cores all|1,2|''] [--readme]``
 """
 
 from __future__ import annotations
@@ -35,10 +38,11 @@ BATCH_ROWS = 65_536
 DIRTY_FRACTION = 0.001
 
 _CHILD = """
-import json, resource, sys
+import json, sys
+from bench.memory import peak_rss_mb
 from mlengine.components.batch_predict.executor import run
 summary = run(sys.argv[1], sys.argv[2], sys.argv[3], batch_rows=int(sys.argv[4])).as_dict()
-summary["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+summary["peak_rss_mb"] = peak_rss_mb()
 print(json.dumps(summary))
 """
 
@@ -191,7 +195,7 @@ def run_scaling_child(model_dir: Path, csv_path: Path, rows: int, cores: int) ->
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
-    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument("--cores", default="all",
                         help="core counts for the taskset scaling view: comma-separated (e.g. 1,2), 'all' (1 to "
                              "every core this process may use, the default) or '' (none)")

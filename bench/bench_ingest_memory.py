@@ -4,7 +4,7 @@
 
 Generates a small and a large taxi CSV (cached under bench/results/.cache, which is gitignored),
 ingests each in a fresh subprocess (so one run's memory cannot hide in the other's), and reports
-per size: rows/s and the child's peak RSS (``ru_maxrss``), plus the RSS after imports and a
+per size: rows/s and the child's peak RSS (``VmHWM``: bench/memory.py), plus the RSS after imports and a
 100-row warm-up ingest (the fixed cost), so the data-driven share is visible. Writes
 bench/results/ingest_memory.json and prints a table (``--readme``: into bench/README.md too); the
 ratio of the two peaks is the number to watch (close to 1.0 = memory flat in file size). Both
@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -59,6 +58,7 @@ def child_main(csv_path: str, out_dir: str, chunk_rows: int) -> None:
     """Runs in the fresh subprocess: ingest once, print one JSON line with the measurements."""
     import psutil
 
+    from bench.memory import peak_rss_mb
     from mlengine import synthetic
     from mlengine.components.ingest.executor import run as run_ingest
     from mlengine.components.shared.analyze import analyze
@@ -80,11 +80,11 @@ def child_main(csv_path: str, out_dir: str, chunk_rows: int) -> None:
     result = run_ingest(csv_path, spec, {name: str(out / name) for name in SPLITS}, str(out / "rejects"),
                         str(out / "stats"), chunk_rows=chunk_rows, workers=1)  # this process's RSS only
     seconds = time.perf_counter() - started
-    ingest_peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
+    ingest_peak_mb = peak_rss_mb()
     started = time.perf_counter()
     state = analyze(str(out / "train"), spec, nbuckets)  # the transform's analyze pass
     analyze_seconds = time.perf_counter() - started
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = peak_rss_mb()
     print(json.dumps({
         "rows_read": result.rows_read, "rows_ok": result.rows_ok, "rows_rejected": result.rows_rejected,
         "seconds": round(seconds, 3), "rows_per_s": round(result.rows_read / seconds),
