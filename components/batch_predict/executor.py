@@ -207,7 +207,8 @@ class _FileBatches:
 
             # the header and the range in one buffer: Arrow parses it without calling back into Python.
             # The parsed batches are copies (the buffer can be reused once the range is parsed), and a
-            # reused buffer spares the kernel zeroing fresh pages for every range: a fifth of the CPU
+            # reused buffer spares the kernel zeroing fresh pages for every range (a third of the page
+            # faults of a 5M-row CSV)
             size = len(header) + end - start
             if len(getattr(own, "buffer", b"")) < size:
                 own.buffer = bytearray(size)
