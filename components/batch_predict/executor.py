@@ -41,7 +41,6 @@ PREDICTION_COLUMN = "prediction"
 PROGRESS_EVERY_ROWS = 500_000
 PREFETCH_BATCHES = 2  # batches read and validated ahead of the model call
 MAX_BAD_VALUES = 8  # distinct bad cells in a column of a batch taken one by one; more: one regex pass
-MAX_HEADER_BYTES = 1 << 26  # a header line longer than this is not CSV
 MIN_PIECE_BYTES = 8 << 20  # a CSV byte range read by one thread: no smaller (each has its reader's start-up)
 MAX_PIECE_BYTES = 32 << 20  # nor larger: a range is held whole until its turn (memory: workers + 2 of them)
 PIECES_PER_WORKER = 4
@@ -167,10 +166,10 @@ class _FileBatches:
         import os
 
         from mlengine.components.shared import storage
-        from mlengine.components.shared.byteranges import cut_at_line_ends
+        from mlengine.components.shared.byteranges import MAX_LINE_BYTES, cut_at_line_ends
 
         with storage.open_binary(self.uri) as stream:
-            header = stream.readline(MAX_HEADER_BYTES)
+            header = stream.readline(MAX_LINE_BYTES)  # a longer header line is not CSV
             _check_header(self.uri, header, self.names)
             ranges = []
             if not storage.is_s3_uri(self.uri) and not self.uri.lower().endswith(".gz"):
