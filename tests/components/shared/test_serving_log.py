@@ -177,10 +177,12 @@ def test_recovers_after_a_write_failure(tmp_path):
 
 def test_pickles_into_worker_processes(tmp_path):
     log = ServingInputLog(tmp_path / "log", sample_rate=0.5, max_files=4)
-    log.log_instances(_instances(3))
+    # 64 rows at rate 0.5: the chance that either log samples none (and opens no file) is 2**-63
+    log.log_instances(_instances(64))
     copy = pickle.loads(pickle.dumps(log))
     assert (copy.sample_rate, copy.max_files, copy.stats()["rows_seen"]) == (0.5, 4, 0)
-    copy.log_instances(_instances(10))
+    copy.log_instances(_instances(64))
+    assert None not in (copy.current_file, log.current_file)
     assert copy.current_file != log.current_file
     log.close()
     copy.close()
