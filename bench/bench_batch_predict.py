@@ -81,6 +81,74 @@ print(json.dumps({"cores": cores, **best}))
 """
 
 
+# one process on one core (taskset, OMP_NUM_THREADS=1): the CPU each stage of batch prediction costs
+_STAGES_CHILD = """
+import json, sys
+from bench.bench_batch_predict import stage_costs
+print(json.dumps(stage_costs(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]))))
+"""
+
+
+def stage_costs(model_dir: str, csv_path: str, clean_csv_path: str, batch_rows: int, repeats: int = 3) -> dict:
+    """CPU seconds per 1,000,000 rows of each stage of batch prediction from CSV, each stage alone.
+
+    The least of ``repeats`` (``time.process_time``: all threads' CPU, so with the process on one
+    core the stages add up to what a core must do per row): ``parse_doubles``, Arrow's parser
+    reading the used columns of ``clean_csv_path`` straight as doubles, the least any reading of
+    such a CSV costs here (it takes no junk: a clean file of the same shape); ``read``, batch
+    prediction's reading stage (text cells); ``validate`` (text -> numbers, the checks); ``model``
+    (TensorFlow on the process's cores, one thread on one core); ``write`` (output table, Parquet).
+    Huge pages off, as in batch prediction.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    from mlengine.components.batch_predict import outputs as prediction_outputs
+    from mlengine.components.batch_predict.executor import _FileBatches, _output_table, available_cores, validate
+    from mlengine.components.shared.hugepages import transparent_huge_pages_off
+    from mlengine.components.shared.savedmodel import load_model_dir
+    from mlengine.components.shared.tf import configure_tf_threads
+
+    configure_tf_threads(available_cores(), intra_op=1)  # as batch prediction sets TensorFlow's pools
+    model = load_model_dir(model_dir)
+    spec = model.spec
+    names = list(spec.column_names)
+    seconds: dict[str, float] = {}
+
+    def timed(stage: str, call, *args):
+        started = time.process_time()
+        result = call(*args)
+        seconds[stage] = min(seconds.get(stage, float("inf")), time.process_time() - started)
+        return result
+
+    def parse_doubles():
+        options = pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.float64()), include_columns=names)
+        return pacsv.read_csv(clean_csv_path, convert_options=options)
+
+    def write(out: Path, read: list, checked: list, valid: list, predicted: list) -> None:
+        writer = None
+        for (table, index), (_, ok, _), columns, predictions in zip(read, checked, valid, predicted, strict=True):
+            result = _output_table(table, index, ok, columns, [], predictions)
+            if writer is None:
+                writer = pq.ParquetWriter(out, result.schema, use_dictionary=False, write_statistics=False)
+            writer.write_table(result)
+        writer.close()
+
+    with transparent_huge_pages_off(), tempfile.TemporaryDirectory(prefix="mlengine-bench-stages-") as tmp:
+        for _ in range(repeats):
+            clean_rows = timed("parse_doubles", parse_doubles).num_rows
+            read = timed("read", lambda: list(_FileBatches(csv_path, names, batch_rows)))
+            checked = timed("validate", lambda tables: [validate(table, spec) for table, _ in tables], read)
+            valid = [columns if ok.all() else {n: v[ok] for n, v in columns.items()} for columns, ok, _ in checked]
+            predicted = timed("model", lambda batches: [prediction_outputs.predict(model, spec, columns)
+                                                        for columns in batches], valid)
+            timed("write", write, Path(tmp) / "out.parquet", read, checked, valid, predicted)
+    rows = sum(table.num_rows for table, _ in read)  # per input row: the stages add up
+    return {stage: round(spent / (clean_rows if stage == "parse_doubles" else rows) * 1e6, 4)
+            for stage, spent in seconds.items()}
+
+
 def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -193,6 +261,15 @@ def run_scaling_child(model_dir: Path, csv_path: Path, rows: int, cores: int) ->
     return json.loads(output.strip().splitlines()[-1])
 
 
+def run_stages_child(model_dir: Path, csv_path: Path, clean_csv_path: Path) -> dict:
+    """``stage_costs`` in a process of its own on one core (``OMP_NUM_THREADS=1``)."""
+    pin, env = _pinned(1)
+    output = subprocess.run([*pin, sys.executable, "-c", _STAGES_CHILD, str(model_dir), str(csv_path),
+                             str(clean_csv_path), str(BATCH_ROWS)], check=True, capture_output=True, text=True,
+                            env=env).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--rows", type=int, default=5_000_000)
@@ -280,6 +357,12 @@ def main(argv: list[str] | None = None) -> int:
                 "batch_rows_per_second": scaled["rows_per_second"], "in_process_rows_per_second": stages["in_process"],
                 "read_rows_per_second": stages["read"], "parser_rows_per_second": stages["parser"]}
             _log(f"bench: on {cores} core(s): {json.dumps(results['cores'][str(cores)])}")
+        # what each stage costs a core: the sum bounds any overlap of them (the README's bound lines)
+        smaller = min(results["sizes"].values(), key=lambda e: e["rows"])["rows"]
+        clean_path = work / f"clean-{smaller}.csv"
+        write_csv(clean_path, smaller, seed=7)
+        results["stages_one_core"] = run_stages_child(model_dir, work / f"rows-{smaller}.csv", clean_path)
+        _log(f"bench: CPU-s per 1M rows on one core: {json.dumps(results['stages_one_core'])}")
         results["parquet"] = {"rows": args.rows, "rows_rejected": summary["rows_rejected"],
                               "batch_rows_per_second": rate_batch, "in_process_rows_per_second": rate_model,
                               "throughput_ratio": rate_batch / rate_model, "peak_rss_mb": summary["peak_rss_mb"]}
@@ -336,7 +419,45 @@ def write_readme(results: dict, command: str) -> None:
         markdown_table(["input", "in-process rows/s (baseline)", "batch-predict rows/s", "ratio", "peak RSS MB"],
                        rows),
         *(_scaling_lines(results["cores"]) if results.get("cores") else []),
+        *(_stage_lines(results["stages_one_core"], results.get("cores", {})) if results.get("stages_one_core")
+          else []),
     ]))
+
+
+STAGES = ("read", "validate", "model", "write")  # batch prediction's stages from CSV, in order
+
+
+def stage_bounds(stages: dict, cores: int, in_process: float) -> dict:
+    """Rows/s on ``cores`` cores if the one-core stage costs overlapped perfectly, and as ratios of in-process
+    predict: batch prediction's own stages, and the floor of reading the CSV as doubles plus the model."""
+    own = cores * 1e6 / sum(stages[name] for name in STAGES)
+    floor = cores * 1e6 / (stages["parse_doubles"] + stages["model"])
+    return {"stages_rows_per_second": own, "stages_ratio": own / in_process,
+            "floor_rows_per_second": floor, "floor_ratio": floor / in_process}
+
+
+def _stage_lines(stages: dict, by_cores: dict) -> list[str]:
+    """CPU per stage on one core, and the bounds they set at the largest core count measured."""
+    from bench.tables import markdown_table
+
+    lines = ["", "CPU seconds per 1,000,000 input rows on one core (`taskset`, `OMP_NUM_THREADS=1`, TensorFlow on "
+             "one thread), each stage alone in one process, best of 3 (the smaller CSV; `parse_doubles`: Arrow "
+             "reading the same columns of a clean CSV of the same shape straight as doubles, the least any "
+             "reading of it costs):", "",
+             markdown_table([*STAGES, "sum", "parse_doubles"],
+                            [[*(f"{stages[name]:.3f}" for name in STAGES),
+                              f"{sum(stages[name] for name in STAGES):.3f}", f"{stages['parse_doubles']:.3f}"]])]
+    if by_cores:
+        cores = max(by_cores, key=int)
+        entry = by_cores[cores]
+        bounds = stage_bounds(stages, int(cores), entry["in_process_rows_per_second"])
+        lines += ["", f"On {cores} core(s), if those costs overlapped perfectly and scaled with the cores: batch "
+                  f"prediction's stages allow {bounds['stages_rows_per_second']:,.0f} rows/s "
+                  f"({bounds['stages_ratio']:.2f}x of in-process predict there, measured "
+                  f"{entry['batch_rows_per_second'] / entry['in_process_rows_per_second']:.2f}x); reading as "
+                  f"doubles plus the model, nothing else, {bounds['floor_rows_per_second']:,.0f} rows/s "
+                  f"({bounds['floor_ratio']:.2f}x)."]
+    return lines
 
 
 def _scaling_lines(by_cores: dict) -> list[str]:
