@@ -16,8 +16,10 @@ and keeps the best of each (the ratio is then less at the mercy of a shared mach
 ``--cores`` (default ``all``: 1, 2, ... every core) adds a scaling view: at each core count
 (``taskset`` on the first n cores, ``OMP_NUM_THREADS=n``), the CSV batch prediction beside
 in-process predict on those cores, and batch prediction's CSV reading stage (byte ranges on n
-threads, nothing predicted) beside the bare parser (``pyarrow.csv.read_csv``, multi-threaded) in
-the same process; speed-ups over 1 core. ``--readme`` writes the tables into bench/README.md.
+threads, numbers as doubles, nothing predicted) beside the bare parser (``pyarrow.csv.read_csv``,
+multi-threaded, text) in the same process; speed-ups over 1 core. Then each stage's CPU per row
+on one core (``stage_costs``) and what it leaves of in-process predict's speed
+(``stage_bounds``). ``--readme`` writes the tables into bench/README.md.
 
 ``python -m bench.bench_batch_predict [--rows 5000000] [--repeats 3] [--cores all|1,2|''] [--readme]``
 """
@@ -60,8 +62,10 @@ model_dir, csv_path, batch_rows, rows = sys.argv[1], sys.argv[2], int(sys.argv[3
 cores = available_cores()
 model = load_model_dir(model_dir, tf_threads=cores)
 names = list(model.spec.column_names)
+numeric = [col.name for col in model.spec.columns if col.type != "string"]
 def read():
-    return sum(table.num_rows for table, _ in _FileBatches(csv_path, names, batch_rows, workers=cores))
+    return sum(table.num_rows for table, _ in _FileBatches(csv_path, names, batch_rows, workers=cores,
+                                                            numeric=numeric))
 def parse():
     return pacsv.read_csv(csv_path, parse_options=pacsv.ParseOptions(invalid_row_handler=lambda row: "skip"),
                           convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()),
@@ -114,6 +118,7 @@ def stage_costs(model_dir: str, csv_path: str, clean_csv_path: str, batch_rows: 
     model = load_model_dir(model_dir)
     spec = model.spec
     names = list(spec.column_names)
+    numeric = [col.name for col in spec.columns if col.type != "string"]
     seconds: dict[str, float] = {}
 
     def timed(stage: str, call, *args):
@@ -138,7 +143,7 @@ def stage_costs(model_dir: str, csv_path: str, clean_csv_path: str, batch_rows: 
     with transparent_huge_pages_off(), tempfile.TemporaryDirectory(prefix="mlengine-bench-stages-") as tmp:
         for _ in range(repeats):
             clean_rows = timed("parse_doubles", parse_doubles).num_rows
-            read = timed("read", lambda: list(_FileBatches(csv_path, names, batch_rows)))
+            read = timed("read", lambda: list(_FileBatches(csv_path, names, batch_rows, numeric=numeric)))
             checked = timed("validate", lambda tables: [validate(table, spec) for table, _ in tables], read)
             valid = [columns if ok.all() else {n: v[ok] for n, v in columns.items()} for columns, ok, _ in checked]
             predicted = timed("model", lambda batches: [prediction_outputs.predict(model, spec, columns)
@@ -427,37 +432,36 @@ def write_readme(results: dict, command: str) -> None:
 STAGES = ("read", "validate", "model", "write")  # batch prediction's stages from CSV, in order
 
 
-def stage_bounds(stages: dict, cores: int, in_process: float) -> dict:
-    """Rows/s on ``cores`` cores if the one-core stage costs overlapped perfectly, and as ratios of in-process
-    predict: batch prediction's own stages, and the floor of reading the CSV as doubles plus the model."""
-    own = cores * 1e6 / sum(stages[name] for name in STAGES)
-    floor = cores * 1e6 / (stages["parse_doubles"] + stages["model"])
-    return {"stages_rows_per_second": own, "stages_ratio": own / in_process,
-            "floor_rows_per_second": floor, "floor_ratio": floor / in_process}
+def stage_bounds(stages: dict) -> dict:
+    """Batch prediction's rows/s from CSV as a ratio of in-process predict's (the model alone) if every
+    stage sped up with the cores as the model does: the model's share of the CPU per row. For batch
+    prediction's own stages, and for the floor of Arrow reading the used columns straight as
+    doubles plus the model, nothing else. (The model calls of batch prediction, one batch per
+    thread, may scale better than in-process predict's one call over threads: not a strict bound.)"""
+    return {"stages_ratio": stages["model"] / sum(stages[name] for name in STAGES),
+            "floor_ratio": stages["model"] / (stages["parse_doubles"] + stages["model"])}
 
 
 def _stage_lines(stages: dict, by_cores: dict) -> list[str]:
-    """CPU per stage on one core, and the bounds they set at the largest core count measured."""
+    """CPU per stage on one core, and the bounds they set on the ratio to in-process predict."""
     from bench.tables import markdown_table
 
-    lines = ["", "CPU seconds per 1,000,000 input rows on one core (`taskset`, `OMP_NUM_THREADS=1`, TensorFlow on "
-             "one thread), each stage alone in one process, best of 3 (the smaller CSV; `parse_doubles`: Arrow "
-             "reading the same columns of a clean CSV of the same shape straight as doubles, the least any "
-             "reading of it costs):", "",
-             markdown_table([*STAGES, "sum", "parse_doubles"],
-                            [[*(f"{stages[name]:.3f}" for name in STAGES),
-                              f"{sum(stages[name] for name in STAGES):.3f}", f"{stages['parse_doubles']:.3f}"]])]
-    if by_cores:
-        cores = max(by_cores, key=int)
-        entry = by_cores[cores]
-        bounds = stage_bounds(stages, int(cores), entry["in_process_rows_per_second"])
-        lines += ["", f"On {cores} core(s), if those costs overlapped perfectly and scaled with the cores: batch "
-                  f"prediction's stages allow {bounds['stages_rows_per_second']:,.0f} rows/s "
-                  f"({bounds['stages_ratio']:.2f}x of in-process predict there, measured "
-                  f"{entry['batch_rows_per_second'] / entry['in_process_rows_per_second']:.2f}x); reading as "
-                  f"doubles plus the model, nothing else, {bounds['floor_rows_per_second']:,.0f} rows/s "
-                  f"({bounds['floor_ratio']:.2f}x)."]
-    return lines
+    bounds = stage_bounds(stages)
+    measured = "; measured above: " + ", ".join(
+        f"{e['batch_rows_per_second'] / e['in_process_rows_per_second']:.2f}x on {cores} core(s)"
+        for cores, e in by_cores.items()) if by_cores else ""
+    return ["", "CPU seconds per 1,000,000 input rows on one core (`taskset`, `OMP_NUM_THREADS=1`, TensorFlow on "
+            "one thread), each stage alone in one process, best of 3, the smaller CSV. `parse_doubles`: Arrow "
+            "reading the used columns of a clean CSV of the same shape straight as doubles, the least any "
+            "reading of such a file costs here:", "",
+            markdown_table([*STAGES, "sum", "parse_doubles"],
+                           [[*(f"{stages[name]:.3f}" for name in STAGES),
+                             f"{sum(stages[name] for name in STAGES):.3f}", f"{stages['parse_doubles']:.3f}"]]),
+            "", f"If every stage sped up with the cores as the model does, batch prediction from CSV would reach "
+            f"model / sum = {bounds['stages_ratio']:.2f}x of in-process predict with these stages, and "
+            f"{bounds['floor_ratio']:.2f}x with nothing but Arrow's parse and the model{measured}. 0.8x needs "
+            f"everything besides the model to cost at most a quarter of it; Arrow's parse alone costs "
+            f"{stages['parse_doubles'] / stages['model']:.2f} of it here."]
 
 
 def _scaling_lines(by_cores: dict) -> list[str]:
@@ -478,8 +482,9 @@ def _scaling_lines(by_cores: dict) -> list[str]:
             for cores, e in by_cores.items()]
     return ["", "Scaling: each core count a process under `taskset` on the first n cores with `OMP_NUM_THREADS=n`. "
             "Batch prediction of the CSV (best of repeats - 1) beside in-process predict pinned alike; its reading "
-            "stage (byte ranges on n threads, validation and model left out) beside `pyarrow.csv.read_csv` of the "
-            "used columns in the same process (best of 3). Speed-up: over the smallest core count.", "",
+            "stage (byte ranges on n threads, numbers as doubles; validation and model left out) beside "
+            "`pyarrow.csv.read_csv` of the used columns as text in the same process (best of 3). Speed-up: over "
+            "the smallest core count.", "",
             markdown_table(["cores", "batch-predict rows/s", "in-process rows/s", "ratio", "batch speed-up",
                             "in-process speed-up", "CSV read rows/s", "parser rows/s", "read / parser",
                             "read speed-up", "parser speed-up"], rows)]

@@ -44,6 +44,7 @@ MAX_BAD_VALUES = 8  # distinct bad cells in a column of a batch taken one by one
 MIN_PIECE_BYTES = 8 << 20  # a CSV byte range read by one thread: no smaller (each has its reader's start-up)
 MAX_PIECE_BYTES = 32 << 20  # nor larger: a range is held whole until its turn (memory: workers + 2 of them)
 PIECES_PER_WORKER = 4
+NOT_A_NUMBER_PREFIX = "\x00not a number: "  # + a numeric column's name: the text of its cells that are not numbers
 _clock = time.monotonic  # one clock for every timing (a test moves it)
 
 
@@ -123,11 +124,18 @@ class _FileBatches:
     GIL); its lines are re-joined in file order into the same batches a single reader gives, so
     the output does not depend on the cut (from the first range with a quote on, one reader:
     ``_pieces``). A gzip stream or an S3 object is read by one reader.
+
+    In byte ranges, the ``numeric`` columns come as doubles (``_numbers_read``): Arrow's parser
+    reads them straight as numbers, or where a range holds a cell that is not a number, as text
+    turned into numbers on the reading thread. Elsewhere every column comes as text.
     """
 
-    def __init__(self, uri: str, names: list[str], batch_rows: int, workers: int = 1, piece_bytes: int = 0):
+    def __init__(self, uri: str, names: list[str], batch_rows: int, workers: int = 1, piece_bytes: int = 0,
+                 numeric: Sequence[str] = ()):
         self.uri, self.names, self.batch_rows = uri, names, batch_rows
         self.workers, self.piece_bytes = workers, piece_bytes
+        wanted = set(numeric)
+        self.numeric = [name for name in names if name in wanted]
         self.ragged: list[tuple[int, str]] = []  # (data row index, reason) up to the last batch, drained by the caller
         self.rows = 0  # data rows of the file (parsed + ragged), final once iteration ends
 
@@ -170,7 +178,7 @@ class _FileBatches:
 
         with storage.open_binary(self.uri) as stream:
             header = stream.readline(MAX_LINE_BYTES)  # a longer header line is not CSV
-            _check_header(self.uri, header, self.names)
+            columns = _check_header(self.uri, header, self.names)
             ranges = []
             if not storage.is_s3_uri(self.uri) and not self.uri.lower().endswith(".gz"):
                 size = os.fstat(stream.fileno()).st_size
@@ -182,9 +190,9 @@ class _FileBatches:
                 yield from reader
                 self.rows = reader.rows
                 return
-        yield from self._pieces(header, ranges)
+        yield from self._pieces(header, columns, ranges)
 
-    def _pieces(self, header: bytes, ranges: list[tuple[int, int]]) -> Iterator[tuple]:
+    def _pieces(self, header: bytes, columns: list[str], ranges: list[tuple[int, int]]) -> Iterator[tuple]:
         """The byte ranges read ``workers`` at a time, handed on in order: ``workers + 1`` read or being
         read while the oldest one's batches are handed on.
 
@@ -200,6 +208,8 @@ class _FileBatches:
         from mlengine.components.shared import storage
 
         own = threading.local()  # each reading thread's buffer, reused range after range
+        as_text: set[str] = set()  # numeric columns a range found a cell not a number in: later ones read them as text
+        as_text_lock = threading.Lock()
 
         def read(start: int, end: int) -> tuple[list, int] | None:
             import pyarrow as pa
@@ -223,9 +233,20 @@ class _FileBatches:
                     left = left[count:]
             if own.buffer.find(b'"', len(header), size) >= 0:
                 return None
-            reader = _CsvReader(self.uri, self.names, b"", pa.BufferReader(pa.py_buffer(view)),
-                                where=f"bytes {start}-{end}")
-            return list(reader), reader.rows
+            with as_text_lock:
+                text = set(as_text)
+            while True:  # Arrow reads numbers straight as doubles; a column with a cell that is not one, as text
+                reader = _CsvReader(self.uri, self.names, b"", pa.BufferReader(pa.py_buffer(view)),
+                                    where=f"bytes {start}-{end}",
+                                    doubles=[n for n in self.numeric if n not in text], columns=columns)
+                try:
+                    chunks = list(reader)
+                    break
+                except _NotNumbers as err:
+                    text.add(err.column)
+                    with as_text_lock:
+                        as_text.add(err.column)
+            return [(_numbers_read(batch, self.numeric), index, ragged) for batch, index, ragged in chunks], reader.rows
 
         pending: deque = deque()  # (range start, its future), in file order
         left = deque(ranges)
@@ -257,7 +278,9 @@ class _FileBatches:
             with storage.open_binary(self.uri) as stream:
                 stream.seek(quoted_from)
                 reader = _CsvReader(self.uri, self.names, header, stream, where=f"from byte {quoted_from}")
-                yield from self._after_rows_so_far(reader)
+                # the same columns as the ranges before it: numbers as doubles
+                yield from self._after_rows_so_far((_numbers_read(batch, self.numeric), index, ragged)
+                                                   for batch, index, ragged in reader)
                 self.rows += reader.rows
 
     def _after_rows_so_far(self, chunks) -> Iterator[tuple]:
@@ -299,7 +322,7 @@ def _piece_bytes(size: int, workers: int) -> int:
     return int(min(MAX_PIECE_BYTES, max(MIN_PIECE_BYTES, size // (workers * PIECES_PER_WORKER))))
 
 
-def _check_header(uri: str, header: bytes, names: list[str]) -> None:
+def _check_header(uri: str, header: bytes, names: list[str]) -> list[str]:
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
@@ -310,15 +333,34 @@ def _check_header(uri: str, header: bytes, names: list[str]) -> None:
     missing = [n for n in names if n not in columns]
     if missing:
         raise DataError(f"{uri}: header has no column {missing[0]!r} (the model's feature spec needs it)")
+    return columns
+
+
+class _NotNumbers(Exception):
+    """A column read as doubles holds a cell that is not a number (read it as text)."""
+
+    def __init__(self, column: str):
+        super().__init__(column)
+        self.column = column
+
+
+# Arrow's message when a cell does not convert: "In CSV column #2: [Row #3: ]CSV conversion error to double: ..."
+_CONVERSION_ERROR = re.compile(r"^In CSV column #(\d+): (?:Row #\d+: )?CSV conversion error to double")
 
 
 class _CsvReader:
     """Arrow's CSV reader over the header line, then a stream of data lines (a file's rest), or over
     one buffer holding both (``header`` empty: a byte range): yields (record batch, data row
-    indices from 0, ragged rows); ``rows`` counts parsed and ragged rows once done."""
+    indices from 0, ragged rows); ``rows`` counts parsed and ragged rows once done.
 
-    def __init__(self, uri: str, names: list[str], header: bytes, stream, where: str = ""):
+    Columns come as text, but ``doubles`` as numbers (blank cells null); a cell in one of them that
+    is not a number raises ``_NotNumbers`` naming the column (``columns``: the file's header).
+    """
+
+    def __init__(self, uri: str, names: list[str], header: bytes, stream, where: str = "",
+                 doubles: Sequence[str] = (), columns: Sequence[str] = ()):
         self.uri, self.names, self.header, self.stream, self.where = uri, names, header, stream, where
+        self.doubles, self.columns = list(doubles), list(columns)
         self.rows = 0
         self._found: list[tuple[int, str]] = []  # ragged rows since the last batch
         self._ragged_rows: list[int] = []  # every ragged row so far (sorted: the parser is sequential)
@@ -338,6 +380,14 @@ class _CsvReader:
             index += np.searchsorted(before, index, side="right")
         return index
 
+    def _not_numbers(self, err: Exception) -> _NotNumbers | None:
+        """The column read as doubles that Arrow found a cell that is not a number in, if that is the error."""
+        found = _CONVERSION_ERROR.match(str(err))
+        index = int(found.group(1)) if found else -1
+        if 0 <= index < len(self.columns) and self.columns[index] in self.doubles:
+            return _NotNumbers(self.columns[index])
+        return None
+
     def _malformed(self, rows: int, err: Exception) -> DataError:
         where = f" ({self.where})" if self.where else ""
         return DataError(f"{self.uri}: malformed CSV after data row {rows}{where}: {err}")
@@ -346,17 +396,19 @@ class _CsvReader:
         import pyarrow as pa
         import pyarrow.csv as pacsv
 
+        types = {**dict.fromkeys(self.names, pa.string()), **dict.fromkeys(self.doubles, pa.float64())}
         try:
             # one thread: the invalid-row handler then knows each line's number; only the columns
-            # used are converted (a column left out is still counted, for ragged rows)
+            # used are converted (a column left out is still counted, for ragged rows). Only a blank
+            # cell is null: "NA" or "null" in a number column is a cell that is not a number, as in text
             reader = pacsv.open_csv(
                 _Prefixed(self.header, self.stream) if self.header else self.stream,
                 read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES, use_threads=False),
                 parse_options=pacsv.ParseOptions(invalid_row_handler=self._on_invalid),
-                convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(self.names, pa.string()),
-                                                     include_columns=self.names, strings_can_be_null=False))
+                convert_options=pacsv.ConvertOptions(column_types=types, include_columns=self.names,
+                                                     strings_can_be_null=False, null_values=[""]))
         except pa.ArrowInvalid as err:  # the header was read already: the first block of data is bad
-            raise self._malformed(0, err) from None
+            raise self._not_numbers(err) or self._malformed(0, err) from None
         parsed = 0
         while True:
             try:
@@ -364,7 +416,7 @@ class _CsvReader:
             except StopIteration:
                 break
             except pa.ArrowInvalid as err:
-                raise self._malformed(parsed + len(self._ragged_rows), err) from None
+                raise self._not_numbers(err) or self._malformed(parsed + len(self._ragged_rows), err) from None
             found, self._found = self._found, []
             yield batch, self._indices(parsed, batch.num_rows), found
             parsed += batch.num_rows
@@ -391,6 +443,31 @@ class _Prefixed(io.RawIOBase):
         data = self.rest.read(len(buffer))
         buffer[:len(data)] = data
         return len(data)
+
+
+def _numbers_read(batch, numeric: Sequence[str]):
+    """``batch`` with every ``numeric`` column as doubles, null where the cell is blank or not a
+    number, and after each the text of its cells that are not numbers (null elsewhere): every
+    range gives the same columns, whichever of them it had to read as text."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arrays, fields = [], []
+    for field, array in zip(batch.schema, batch.columns, strict=True):
+        if field.name not in numeric:
+            arrays.append(array)
+            fields.append(field)
+            continue
+        if pa.types.is_floating(field.type):
+            not_numbers = pa.nulls(len(array), pa.string())
+        else:  # read as text: the same parse as validation's (parse_numbers)
+            values, blank, junk = parse_numbers(array)
+            not_numbers = (pc.if_else(pa.array(junk), array, pa.scalar(None, pa.string())) if junk.any()
+                           else pa.nulls(len(array), pa.string()))
+            array = pa.array(values, mask=blank | junk)
+        arrays += [array, not_numbers]
+        fields += [pa.field(field.name, pa.float64()), pa.field(NOT_A_NUMBER_PREFIX + field.name, pa.string())]
+    return pa.RecordBatch.from_arrays(arrays, schema=pa.schema(fields))
 
 
 def _empty_batch(schema):
@@ -488,7 +565,12 @@ def validate(table, spec) -> tuple[dict[str, np.ndarray], np.ndarray, list[str |
                 reject(junk, lambda i, n=col.name, a=array:
                        f"column {n!r}: not a number: {str(a[int(i)].as_py())[:40]!r}")
         else:
-            numbers = array.to_numpy(zero_copy_only=False).astype(np.float64)
+            numbers = array.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+            not_numbers = NOT_A_NUMBER_PREFIX + col.name  # a CSV range's cells that are not numbers (nulls here)
+            if not_numbers in table.column_names and table.column(not_numbers).null_count < rows:
+                cells = table.column(not_numbers)
+                reject(np.asarray(cells.is_valid()), lambda i, n=col.name, a=cells:
+                       f"column {n!r}: not a number: {str(a[int(i)].as_py())[:40]!r}")
             if array.null_count:
                 reject(np.asarray(array.is_null()), lambda _i, n=col.name: f"column {n!r}: missing value")
         finite = np.isfinite(numbers)
@@ -641,11 +723,11 @@ def _write_rejects(rejects, uri: str, offset: int, found: list[tuple[int, str]])
 
 
 def _read_batches(files: list[str], names: list[str], batch_rows: int, workers: int = 1,
-                  piece_bytes: int = 0) -> Iterator[dict]:
+                  piece_bytes: int = 0, numeric: Sequence[str] = ()) -> Iterator[dict]:
     """Every file's batches in order, and one item (table None) at the end of each file."""
     offset = 0
     for uri in files:
-        batches = _FileBatches(uri, names, batch_rows, workers, piece_bytes)
+        batches = _FileBatches(uri, names, batch_rows, workers, piece_bytes, numeric)
         for table, index in batches:
             ragged, batches.ragged = batches.ragged, []
             yield {"uri": uri, "offset": offset, "table": table, "index": index, "ragged": ragged}
@@ -695,7 +777,9 @@ def _predicted_batches(files: list[str], names: list[str], spec, batch_rows: int
     pending: deque = deque()
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="batch-predict") as pool:
         try:
-            for item in _prefetched(_read_batches(files, names, batch_rows, workers, piece_bytes), depth=prefetch):
+            numeric = [col.name for col in spec.columns if col.type != "string"]
+            for item in _prefetched(_read_batches(files, names, batch_rows, workers, piece_bytes, numeric),
+                                    depth=prefetch):
                 work = (pool.submit(_validate_and_predict, item["table"], spec, predict)
                         if item["table"] is not None else None)
                 pending.append((item, work))

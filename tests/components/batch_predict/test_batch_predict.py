@@ -313,6 +313,52 @@ def test_a_csv_read_in_byte_ranges_gives_what_one_reader_gives(tiny_model, tmp_p
     assert sum(r["reason"].startswith("ragged row") for r in rejects) > 2
 
 
+# cells of a number column, each read as text by one reader and as doubles in byte ranges
+# (the quoted ones last: from the first range holding a quote, one reader reads the rest as text)
+NUMBER_CELLS = ["1.5", " -73.95 ", "+40.7", ".5", "5.", "1e1", "40.7e0", "nan", "-inf", "Infinity", "1e400", "",
+                "NA", "null", "N/A", "abc", "  ", "1.5e", "0x10", "4O.7", "١٢", "+-1", '""', '"40.75"']
+
+
+def test_numbers_read_as_doubles_in_byte_ranges_give_what_text_gives(tiny_model, tmp_path, monkeypatch):
+    from mlengine.components.batch_predict import executor
+
+    data = tmp_path / "cells.csv"
+    write_csv(data, 1200, 29)
+    lines = data.read_bytes().decode().split("\r\n")
+    header = lines[0].split(",")
+    for row in range(len(NUMBER_CELLS) * 2):  # a float and an int column, from row 400 on (the first ranges clean)
+        cells = lines[400 + row * 15].split(",")
+        column = "pickup_latitude" if row % 2 == 0 else "passenger_count"
+        cells[header.index(column)] = NUMBER_CELLS[row // 2]
+        lines[400 + row * 15] = ",".join(cells)
+    data.write_bytes("\r\n".join(lines).encode())
+    baseline = run(str(tiny_model), str(data), str(tmp_path / "text"), batch_rows=64, threads=1,
+                   keep=["passenger_count"])
+    doubles: list[list[str]] = []  # each byte range reader's columns read as doubles
+
+    class Recorded(executor._CsvReader):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            if kwargs.get("where", "").startswith("bytes "):
+                doubles.append(list(kwargs.get("doubles", [])))
+
+    monkeypatch.setattr(executor, "_CsvReader", Recorded)
+    result = run(str(tiny_model), str(data), str(tmp_path / "doubles"), batch_rows=64, threads=2,
+                 keep=["passenger_count"], piece_bytes=3000)
+    numeric = [c.name for c in load_model_dir(tiny_model).spec.columns if c.type != "string"]
+    assert doubles[0] == numeric  # the first ranges: every number column straight as doubles
+    assert not {"pickup_latitude", "passenger_count"} & set(doubles[-1])  # once a range found junk: as text
+    assert "dropoff_latitude" in doubles[-1]  # a column with none stays doubles
+    assert (result.rows_read, result.rows_rejected) == (baseline.rows_read, baseline.rows_rejected)
+    assert result.rows_rejected >= 20  # the blanks, the junk and the non-finite cells
+    assert _read(tmp_path / "doubles").equals(_read(tmp_path / "text"))
+    rejects = (tmp_path / "doubles" / "rejects.jsonl").read_text()
+    assert rejects == (tmp_path / "text" / "rejects.jsonl").read_text()
+    for reason in ["'pickup_latitude': not a number: 'NA'", "'passenger_count': missing value",
+                   "'pickup_latitude': not finite: inf", "'passenger_count': not a number: '  '"]:
+        assert reason in rejects
+
+
 def test_gzip_and_small_csv_files_are_read_by_one_reader(tiny_model, tmp_path, monkeypatch):
     import gzip
 
