@@ -100,7 +100,8 @@ def stage_costs(model_dir: str, csv_path: str, clean_csv_path: str, batch_rows: 
     core the stages add up to what a core must do per row): ``parse_doubles``, Arrow's parser
     reading the used columns of ``clean_csv_path`` straight as doubles, the least any reading of
     such a CSV costs here (it takes no junk: a clean file of the same shape); ``read``, batch
-    prediction's reading stage (text cells); ``validate`` (text -> numbers, the checks); ``model``
+    prediction's reading stage (byte ranges, numbers as doubles, a column with junk as text turned
+    into numbers); ``validate`` (the checks); ``model``
     (TensorFlow on the process's cores, one thread on one core); ``write`` (output table, Parquet).
     Huge pages off, as in batch prediction.
     """
@@ -362,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
                 "batch_rows_per_second": scaled["rows_per_second"], "in_process_rows_per_second": stages["in_process"],
                 "read_rows_per_second": stages["read"], "parser_rows_per_second": stages["parser"]}
             _log(f"bench: on {cores} core(s): {json.dumps(results['cores'][str(cores)])}")
-        # what each stage costs a core: the sum bounds any overlap of them (the README's bound lines)
+        # what each stage costs a core, and what that leaves of in-process predict's speed (stage_bounds)
         smaller = min(results["sizes"].values(), key=lambda e: e["rows"])["rows"]
         clean_path = work / f"clean-{smaller}.csv"
         write_csv(clean_path, smaller, seed=7)
@@ -443,7 +444,7 @@ def stage_bounds(stages: dict) -> dict:
 
 
 def _stage_lines(stages: dict, by_cores: dict) -> list[str]:
-    """CPU per stage on one core, and the bounds they set on the ratio to in-process predict."""
+    """CPU per stage on one core, and the ratios to in-process predict they leave room for."""
     from bench.tables import markdown_table
 
     bounds = stage_bounds(stages)
